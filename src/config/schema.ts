@@ -1,0 +1,172 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.ts';
+
+/**
+ * The configuration schema: every key, its default (with the unit and the reason), and what is
+ * accepted. Read once at start into a frozen object; nothing else reads config files or the env.
+ */
+
+const size = (fallback: string) =>
+  z.unknown().default(fallback).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 16KB or 1MB, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const duration = (fallback: string) =>
+  z.unknown().default(fallback).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 10s or 500ms, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const port = z.number({ error: (i) => `expected a port number, got ${JSON.stringify(i.input)}` })
+  .int().min(0).max(65535);
+
+/** An upstream base URL: http(s), no credentials, query or fragment; trailing slash dropped. */
+function originUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  try {
+    const url = new URL(value);
+    const ok = (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' &&
+      url.search === '' && url.hash === '';
+    return ok ? url.origin + url.pathname.replace(/\/$/, '') : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One URL or a list of them (balanced round-robin); each bad entry is reported with its index. */
+const origins = z.unknown().transform((value, ctx) => {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one http(s) URL' });
+  const urls: string[] = [];
+  list.forEach((item, i) => {
+    const url = originUrl(item);
+    if (url !== undefined) urls.push(url);
+    else ctx.addIssue({ code: 'custom', path: Array.isArray(value) ? [i] : [], message: `expected an http(s) URL, got ${JSON.stringify(item)}` });
+  });
+  return urls;
+});
+
+// A host pattern: "*", "example.com", "*.example.com" (IDN hosts in their xn-- form).
+const hostPattern = z.string().trim().toLowerCase().regex(/^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/,
+  { error: (i) => `expected a host name, "*.domain" or "*", got ${JSON.stringify(i.input)}` });
+
+const staticOptions = z.strictObject({
+  root: z.string().min(1),
+  index: z.string().min(1).default('index.html'),
+  /** Cache-Control for ordinary files; none by default, like nginx and Caddy. */
+  cacheControl: z.string().nullable().default(null),
+  /** Cache-Control for fingerprinted names (app.3f9a8c1b.js): they never change, so a year and immutable. */
+  immutableCacheControl: z.string().default('public, max-age=31536000, immutable'),
+});
+const staticSpec = z.union([z.string().min(1).transform((root) => staticOptions.parse({ root })), staticOptions]);
+
+/** Timeouts and limits for the origin side; defaults here, overridable per site and route. */
+const originOptions = z.strictObject({
+  /** 5 s: a healthy origin on a LAN connects in milliseconds; fail fast and answer 504. */
+  connectTimeout: duration('5s'),
+  /** 30 s until the response headers arrive (undici's 300 s is far too long for an edge). */
+  headersTimeout: duration('30s'),
+  /** 30 s of silence between body chunks. */
+  bodyTimeout: duration('30s'),
+  /** Keep-alive connections per upstream: bounded so a burst cannot open thousands of sockets. */
+  connections: z.number().int().min(1).max(10_000).default(128),
+  /** 60 s idle keep-alive towards the origin; undici lowers it when the origin's Keep-Alive hint says less. */
+  keepAliveTimeout: duration('60s'),
+  /** Response headers that reveal the origin's software; dropped unless listed as []. */
+  hideHeaders: z.array(z.string().toLowerCase()).default(['server', 'x-powered-by']),
+});
+const originOverrides = originOptions.partial();
+
+const routeSchema = z.strictObject({
+  path: z.string().startsWith('/', { error: (i) => `expected a path prefix starting with "/", got ${JSON.stringify(i.input)}` }),
+  static: staticSpec.optional(),
+  origin: origins.optional(),
+  redirect: z.strictObject({
+    to: z.string().min(1),
+    status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(301),
+  }).optional(),
+  proxy: originOverrides.optional(),
+}).superRefine((route, ctx) => {
+  const kinds = [route.static, route.origin, route.redirect].filter((k) => k !== undefined).length;
+  if (kinds !== 1) ctx.addIssue({ code: 'custom', message: 'expected exactly one of static, origin or redirect' });
+});
+
+const siteSchema = z.strictObject({
+  hosts: z.array(hostPattern).min(1).default(['*']),
+  /** Files served first; what is not found here falls through to `origin` when one is set. */
+  static: staticSpec.optional(),
+  origin: origins.optional(),
+  proxy: originOverrides.optional(),
+  routes: z.array(routeSchema).default([]),
+});
+
+const certificate = z.strictObject({
+  hosts: z.array(hostPattern).min(1),
+  cert: z.string().min(1),
+  key: z.string().min(1),
+});
+
+export const configSchema = z.strictObject({
+  listen: z.strictObject({
+    /** Address to bind the public listeners to; "::" accepts IPv4 and IPv6. */
+    host: z.string().default('::'),
+    https: port.default(8443),
+    /** Plain HTTP: redirects to HTTPS (308) unless `httpMode` is `serve`. null disables it. */
+    http: port.nullable().default(8080),
+    httpMode: z.enum(['redirect', 'serve']).default('redirect'),
+  }).prefault({}),
+  tls: z.strictObject({
+    /** intermediate: TLS 1.2 + 1.3 with ECDHE + AEAD only (Mozilla). modern: TLS 1.3 only. */
+    profile: z.enum(['intermediate', 'modern']).default('intermediate'),
+    certificates: z.array(certificate).default([]),
+    /** Where the development certificate is kept when no certificate is configured. */
+    devCertDir: z.string().default('.outpost'),
+  }).prefault({}),
+  /** Strict-Transport-Security on HTTPS responses; 0 turns it off (the default: opt in, like nginx). */
+  hsts: z.strictObject({
+    maxAge: duration('0s'),
+    includeSubDomains: z.boolean().default(false),
+    preload: z.boolean().default(false),
+  }).prefault({}),
+  limits: z.strictObject({
+    /** 16 KB of request headers, Node's default; HTTP/2 gets the same header-list limit. */
+    maxHeaderSize: size('16KB'),
+    /** 10 s to send the request headers: a trickling client is cut off (nginx client_header_timeout is 60 s). */
+    headersTimeout: duration('10s'),
+    /** 60 s for a whole request, body included (nginx client_body_timeout is per read; this is a deadline). */
+    requestTimeout: duration('60s'),
+    /** 1 GB request bodies at most (413 beyond). */
+    maxBodySize: size('1GB'),
+    /** 75 s keep-alive between HTTP/1.1 requests, nginx's keepalive_timeout. */
+    keepAliveTimeout: duration('75s'),
+    /** 120 s of inactivity closes an HTTP/2 session or an idle socket. */
+    idleTimeout: duration('120s'),
+    /** Concurrent streams per HTTP/2 session: 128 like nginx (Node's default is practically unlimited). */
+    maxConcurrentStreams: z.number().int().min(1).max(1000).default(128),
+    /** 10 s for in-flight requests to finish on SIGTERM before connections are closed. */
+    shutdownTimeout: duration('10s'),
+  }).prefault({}),
+  /** Peers whose X-Forwarded-For / Forwarded we keep and extend instead of replacing. */
+  trustedProxies: z.array(z.string()).default([]),
+  proxy: originOptions.prefault({}),
+  log: z.strictObject({
+    /** Access log: "stdout", "off", or a file path. */
+    access: z.string().default('stdout'),
+  }).prefault({}),
+  sites: z.array(siteSchema).prefault([{ hosts: ['*'], static: 'public' }]),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type SiteConfig = Config['sites'][number];
+export type RouteConfig = SiteConfig['routes'][number];
+export type StaticOptions = z.output<typeof staticOptions>;
+export type OriginOptions = z.output<typeof originOptions>;

@@ -1,0 +1,46 @@
+/**
+ * The one error type. `code` is stable (logs, metrics, tests match on it), `status` is what a
+ * client sees, `cause` keeps the original error. Never re-wrap an OutpostError: rethrow it.
+ */
+export class OutpostError extends Error {
+  readonly code: string;
+  readonly status: number;
+
+  constructor(code: string, status: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OutpostError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export const isOutpostError = (err: unknown): err is OutpostError => err instanceof OutpostError;
+
+/** Errors a client can cause, each with its precise status. */
+export const clientError = {
+  badRequest: (message: string) => new OutpostError('BAD_REQUEST', 400, message),
+  forbidden: (message = 'Forbidden') => new OutpostError('FORBIDDEN', 403, message),
+  notFound: (message = 'Not Found') => new OutpostError('NOT_FOUND', 404, message),
+  methodNotAllowed: (message = 'Method Not Allowed') => new OutpostError('METHOD_NOT_ALLOWED', 405, message),
+  timeout: (message = 'Request Timeout') => new OutpostError('REQUEST_TIMEOUT', 408, message),
+  tooLarge: (message = 'Content Too Large') => new OutpostError('PAYLOAD_TOO_LARGE', 413, message),
+  headersTooLarge: (message = 'Request Header Fields Too Large') => new OutpostError('HEADERS_TOO_LARGE', 431, message),
+  rangeNotSatisfiable: (message = 'Range Not Satisfiable') => new OutpostError('RANGE_NOT_SATISFIABLE', 416, message),
+} as const;
+
+/** Errors the origin side causes. */
+export const originError = {
+  badGateway: (message: string, cause?: unknown) => new OutpostError('BAD_GATEWAY', 502, message, { cause }),
+  gatewayTimeout: (message: string, cause?: unknown) => new OutpostError('GATEWAY_TIMEOUT', 504, message, { cause }),
+  unavailable: (message: string, cause?: unknown) => new OutpostError('SERVICE_UNAVAILABLE', 503, message, { cause }),
+} as const;
+
+/** Invalid configuration: every problem at once, each naming its key. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}

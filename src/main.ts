@@ -1,0 +1,107 @@
+import { parseArgs } from 'node:util';
+import { loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
+import { ConfigError } from './errors.ts';
+import { createApp } from './app.ts';
+import { startServers } from './server/listener.ts';
+import { startLogs } from './observability/log.ts';
+import { publishError } from './observability/channels.ts';
+
+const USAGE = `usage: outpost [start|check] [options]
+
+  start (default)        run the edge node
+  check                  validate the configuration and exit (non-zero on error), like nginx -t
+
+  -c, --config FILE      config file (default: config/outpost.yaml when present)
+      --origin URL       proxy what the static root does not have to this origin
+      --root DIR         static root of the catch-all site (default: public)
+      --host ADDR        address to bind (default: ::)
+      --https-port N     HTTPS port (default: 8443)
+      --http-port N|off  plain-HTTP port that redirects to HTTPS (default: 8080)
+  -h, --help
+
+Environment: OUTPOST_CONFIG, OUTPOST_ORIGIN, OUTPOST_ROOT, OUTPOST_HOST, OUTPOST_HTTPS_PORT,
+OUTPOST_HTTP_PORT; command-line flags win over the environment, which wins over the file.`;
+
+function parseCli(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      origin: { type: 'string' },
+      root: { type: 'string' },
+      host: { type: 'string' },
+      'https-port': { type: 'string' },
+      'http-port': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const port = (flag: string, value: string | undefined) => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError([`--${flag}: expected a port number, got ${JSON.stringify(value)}`]);
+    return n;
+  };
+  const overrides: Overrides = {};
+  if (values.origin !== undefined) overrides.origin = values.origin;
+  if (values.root !== undefined) overrides.root = values.root;
+  if (values.host !== undefined) overrides.host = values.host;
+  if (values['https-port'] !== undefined) overrides.httpsPort = port('https-port', values['https-port']);
+  if (values['http-port'] !== undefined) overrides.httpPort = values['http-port'] === 'off' ? null : port('http-port', values['http-port']);
+  return { command: positionals[0] ?? 'start', file: values.config, overrides, help: values.help === true };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let cli;
+  try {
+    cli = parseCli(argv);
+  } catch (err) {
+    console.error(`outpost: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (cli.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (cli.command !== 'start' && cli.command !== 'check') {
+    console.error(`outpost: unknown command ${JSON.stringify(cli.command)}\n\n${USAGE}`);
+    return 2;
+  }
+  const env = overridesFromEnv(process.env);
+  let config;
+  try {
+    config = loadConfig(cli.file ?? env.file, { ...env.overrides, ...cli.overrides });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`outpost: ${err.message}`);
+    return 1;
+  }
+  if (cli.command === 'check') {
+    console.log('outpost: configuration is valid');
+    return 0;
+  }
+
+  const stopLogs = startLogs(config.log.access);
+  const app = createApp(config);
+  const running = await startServers(config, app.handler, {
+    onError: (where, error) => publishError({ ctx: null, error, where }),
+  });
+  console.log(`outpost: listening on ${running.urls.join(' and ')}`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      console.log(`outpost: ${signal}: finishing in-flight requests (at most ${config.limits.shutdownTimeout / 1000} s)`);
+      process.once(signal, () => process.exit(1)); // a second signal does not wait
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await running.close();
+  await app.close();
+  await stopLogs();
+  console.log('outpost: stopped');
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));

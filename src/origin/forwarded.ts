@@ -1,0 +1,55 @@
+import { BlockList, isIPv6 } from 'node:net';
+import type { Context } from '../pipeline/context.ts';
+
+/**
+ * The headers that tell the origin who asked: X-Forwarded-For/-Proto/-Host, Forwarded (RFC 7239)
+ * and Via (RFC 9110 §7.6.3). What a client sent is replaced, unless the peer is a trusted proxy,
+ * whose chain is kept and extended.
+ */
+
+export function trustList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, bits] = entry.split('/');
+    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(bits), type);
+  }
+  return list;
+}
+
+/** IPv4-mapped IPv6 peers (::ffff:1.2.3.4, as a dual-stack socket reports them) read as IPv4. */
+const plainAddress = (address: string) => (address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address);
+
+function isTrusted(list: BlockList, address: string): boolean {
+  if (address === '') return false;
+  const plain = plainAddress(address);
+  return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+}
+
+/** RFC 7239 §6: IPv6 node names are bracketed and the whole value quoted. */
+function forwardedNode(address: string): string {
+  return isIPv6(address) ? `"[${address}]"` : address;
+}
+
+const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);
+
+export function forwardedHeaders(ctx: Context, trusted: BlockList, viaName: string): Record<string, string> {
+  const peer = plainAddress(ctx.remoteAddress);
+  const keep = isTrusted(trusted, ctx.remoteAddress);
+  const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;
+  const priorForwarded = keep ? joined(ctx.headers.forwarded) : undefined;
+  const proto = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;
+  const host = (keep && joined(ctx.headers['x-forwarded-host'])) || ctx.authority;
+  const element = `for=${forwardedNode(peer)};host="${ctx.authority.replace(/["\\]/g, '')}";proto=${ctx.scheme}`;
+  const priorVia = joined(ctx.headers.via);
+  const via = `${ctx.httpVersion === '2' ? '2' : ctx.httpVersion} ${viaName}`;
+  return {
+    'x-forwarded-for': priorFor ? `${priorFor}, ${peer}` : peer,
+    'x-forwarded-proto': proto,
+    'x-forwarded-host': host,
+    forwarded: priorForwarded ? `${priorForwarded}, ${element}` : element,
+    // Via is a chain every intermediary appends to; keeping the client's lets loops be seen.
+    via: priorVia ? `${priorVia}, ${via}` : via,
+  };
+}

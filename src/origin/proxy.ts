@@ -1,0 +1,107 @@
+import { Pool, errors as undiciErrors } from 'undici';
+import type { BlockList } from 'node:net';
+import type { Handler } from '../pipeline/compose.ts';
+import type { Context, Reply } from '../pipeline/context.ts';
+import type { OriginOptions } from '../config/schema.ts';
+import { OutpostError, clientError, isOutpostError, originError } from '../errors.ts';
+import { endToEnd } from './hop-by-hop.ts';
+import { forwardedHeaders } from './forwarded.ts';
+
+export interface ProxyOptions extends OriginOptions {
+  /** Upstream base URLs: scheme, host, port and an optional path prefix. */
+  upstreams: readonly string[];
+  trusted: BlockList;
+  /** Name in Via. */
+  viaName: string;
+}
+
+export interface ProxyHandler {
+  handler: Handler;
+  close(): Promise<void>;
+}
+
+/** Request fields we set ourselves or that must not reach the origin. */
+const REQUEST_DROP = new Set([
+  'host', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via',
+  'expect', // 100-continue is answered (or not) by this hop; undici refuses to forward it
+]);
+
+const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
+
+/** Connection failures: nothing was sent, so an idempotent request may try the next upstream. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** An origin failure as the client should see it: 504 for timeouts, 502 for everything else. */
+export function mapOriginError(err: unknown, upstream: string): OutpostError {
+  if (isOutpostError(err)) return err; // the request body's own limit or deadline (413, 408)
+  const cause = (err as { cause?: unknown })?.cause;
+  if (isOutpostError(cause)) return cause;
+  const code = (err as { code?: string })?.code ?? '';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return originError.gatewayTimeout(`origin ${upstream}: connect timed out`, err);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return originError.gatewayTimeout(`origin ${upstream}: no response headers in time`, err);
+  if (code === 'UND_ERR_BODY_TIMEOUT') return originError.gatewayTimeout(`origin ${upstream}: body stalled`, err);
+  if (err instanceof undiciErrors.RequestAbortedError || (err as Error)?.name === 'AbortError') {
+    return new OutpostError('CLIENT_CLOSED', 499, 'client closed the request', { cause: err });
+  }
+  return originError.badGateway(`origin ${upstream}: ${code || (err as Error)?.message || 'failed'}`, err);
+}
+
+export function createProxyHandler(options: ProxyOptions): ProxyHandler {
+  if (options.upstreams.length === 0) throw new TypeError('proxy: upstreams must name at least one origin');
+  const hide = new Set(options.hideHeaders);
+  const upstreams = options.upstreams.map((base) => {
+    const url = new URL(base);
+    return {
+      name: url.origin,
+      basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/$/, ''),
+      pool: new Pool(url.origin, {
+        connections: options.connections,
+        pipelining: 1,
+        connectTimeout: options.connectTimeout,
+        headersTimeout: options.headersTimeout,
+        bodyTimeout: options.bodyTimeout,
+        keepAliveTimeout: options.keepAliveTimeout,
+        keepAliveMaxTimeout: Math.max(options.keepAliveTimeout, 600_000),
+        allowH2: false,
+      }),
+    };
+  });
+  let next = 0;
+
+  async function forward(ctx: Context, upstream: (typeof upstreams)[number]): Promise<Reply> {
+    const headers = { ...endToEnd(ctx.headers, REQUEST_DROP), host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
+    const hasBody = !METHODS_WITHOUT_BODY.has(ctx.method) || ctx.headers['content-length'] !== undefined || ctx.headers['transfer-encoding'] !== undefined;
+    const response = await upstream.pool.request({
+      method: ctx.method as 'GET',
+      path: upstream.basePath + ctx.target,
+      headers,
+      body: hasBody ? ctx.body : undefined,
+      signal: ctx.signal,
+    });
+    const out: Reply['headers'] = endToEnd(response.headers as Record<string, string | string[]>, hide);
+    const via = `1.1 ${options.viaName}`;
+    out.via = out.via ? `${out.via}, ${via}` : via;
+    return { status: response.statusCode, headers: out, body: response.body };
+  }
+
+  const handler: Handler = async (ctx) => {
+    if (ctx.method === 'CONNECT') throw clientError.methodNotAllowed();
+    const first = next++ % upstreams.length;
+    const idempotent = METHODS_WITHOUT_BODY.has(ctx.method);
+    for (let attempt = 0; ; attempt++) {
+      const upstream = upstreams[(first + attempt) % upstreams.length];
+      try {
+        return await forward(ctx, upstream);
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        if (idempotent && CONNECT_FAILURES.has(code) && attempt + 1 < upstreams.length && !ctx.signal.aborted) continue;
+        throw mapOriginError(err, upstream.name);
+      }
+    }
+  };
+
+  return {
+    handler,
+    close: async () => { await Promise.all(upstreams.map((u) => u.pool.close().catch(() => u.pool.destroy()))); },
+  };
+}

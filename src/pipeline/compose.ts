@@ -1,0 +1,28 @@
+import type { Context, Reply } from './context.ts';
+
+/**
+ * The stage contract.
+ * - A Handler answers: it returns the Reply (or throws an OutpostError). It never calls anything after it.
+ * - A Stage wraps what comes after it: it may answer by itself, or call `next` at most once and
+ *   return (possibly changing) what `next` answered.
+ * Chains are compiled once at start-up by `compose`; the request path never searches for handlers.
+ */
+export type Handler = (ctx: Context) => Promise<Reply>;
+export type Stage = (ctx: Context, next: Handler) => Promise<Reply>;
+
+export function compose(stages: readonly Stage[], last: Handler): Handler {
+  let handler = last;
+  for (let i = stages.length - 1; i >= 0; i--) {
+    const stage = stages[i];
+    const inner = handler;
+    handler = (ctx) => {
+      let called = false;
+      return stage(ctx, (c) => {
+        if (called) return Promise.reject(new Error('stage called next() twice'));
+        called = true;
+        return inner(c);
+      });
+    };
+  }
+  return handler;
+}

@@ -1,0 +1,64 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import type { SiteConfig, RouteConfig } from '../config/schema.ts';
+
+/**
+ * The request facts every stage reads. Built once by the server's request adapter from either an
+ * HTTP/2 stream or an HTTP/1.1 request, so stages never care which protocol carried it.
+ */
+export interface Context {
+  readonly method: string;
+  readonly scheme: 'https' | 'http';
+  /** Host as the client sent it (`:authority` or `Host`), port included. Validated syntax. */
+  readonly authority: string;
+  /** Lower-cased host name without port, for routing and cache keys. */
+  readonly host: string;
+  /** The origin-form request target as received: path plus query, still percent-encoded. */
+  readonly target: string;
+  /** Path part of the target (percent-encoded, begins with '/'). */
+  readonly path: string;
+  /** Query part including the leading '?', or ''. */
+  readonly query: string;
+  /** Request headers, lower-case names, no pseudo-headers. */
+  readonly headers: IncomingHttpHeaders;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** '2' for HTTP/2 streams, '1.1' or '1.0' for HTTP/1.x. */
+  readonly httpVersion: string;
+  /** The request body. Empty-ended for requests that carry none. */
+  readonly body: Readable;
+  /** Aborted when the client goes away before the response is finished. */
+  readonly signal: AbortSignal;
+  /** process.hrtime.bigint() at arrival. */
+  readonly startedAt: bigint;
+  /** Set by the router. */
+  site?: SiteConfig;
+  route?: RouteConfig;
+  /** Set by stages for the access log and Cache-Status (e.g. 'hit', 'miss'). */
+  readonly notes: Map<string, string>;
+}
+
+/** A file body: the response writer sends `length` bytes from `offset` and closes the handle. */
+export interface FileBody {
+  readonly kind: 'file';
+  readonly handle: FileHandle;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** What a response body can be. `null` for none (HEAD, 204, 304). */
+export type ReplyBody = Buffer | Readable | FileBody | null;
+
+/**
+ * A response being built. Header names are lower-case. The server's response writer is the
+ * only place that turns this into bytes on the wire.
+ */
+export interface Reply {
+  status: number;
+  headers: OutgoingHttpHeaders;
+  body: ReplyBody;
+}
+
+export const isFileBody = (body: ReplyBody): body is FileBody =>
+  body !== null && !Buffer.isBuffer(body) && (body as FileBody).kind === 'file';

@@ -1,0 +1,230 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createSecureServer, constants as h2, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Config } from '../config/schema.ts';
+import type { Handler } from '../pipeline/compose.ts';
+import { errorReply, textReply } from '../pipeline/reply.ts';
+import type { Context, Reply } from '../pipeline/context.ts';
+import { clientError } from '../errors.ts';
+import { contextFromHttp1, contextFromHttp2 } from './request.ts';
+import { respondHttp1, respondHttp2 } from './respond.ts';
+import { limitBody } from './body.ts';
+import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
+
+export interface Running {
+  readonly httpsPort: number;
+  readonly httpPort: number | null;
+  readonly urls: readonly string[];
+  /** Stop accepting, let in-flight requests finish within the shutdown deadline, then close everything. */
+  close(): Promise<void>;
+}
+
+export interface ServerEvents {
+  /** Errors with no client to tell (a failed write, a TLS handshake), for the log. */
+  onError?: (where: string, err: unknown) => void;
+}
+
+/** RFC 9113 §6.5.2: the size of a header list is its names and values plus 32 octets per field. */
+function headerListSize(headers: IncomingHttpHeaders): number {
+  let size = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    if (Array.isArray(value)) for (const v of value) size += name.length + v.length + 32;
+    else size += name.length + String(value).length + 32;
+  }
+  return size;
+}
+
+/** Bodies are limited only when the request has one, so the GET hit path pays nothing. */
+function withBodyLimits(ctx: Context, hasBody: boolean, limits: Config['limits']): Context {
+  if (!hasBody) return ctx;
+  const length = ctx.headers['content-length'];
+  if (length !== undefined && Number(length) > limits.maxBodySize) {
+    throw clientError.tooLarge(`request body over ${limits.maxBodySize} bytes`);
+  }
+  return { ...ctx, body: limitBody(ctx.body, limits.maxBodySize, limits.requestTimeout) };
+}
+
+export async function startServers(config: Config, handler: Handler, events: ServerEvents = {}): Promise<Running> {
+  const { limits } = config;
+  const onError = events.onError ?? (() => {});
+  const profile = tlsProfile(config.tls.profile);
+  const certificates = await loadCertificates(config.tls);
+  const sni = sniSelector(certificates, profile);
+
+  const server: Http2SecureServer = createSecureServer({
+    allowHTTP1: true,
+    ...profile,
+    cert: sni.defaultPair.cert,
+    key: sni.defaultPair.key,
+    SNICallback: (servername, cb) => cb(null, sni.select(servername)),
+    // RFC 9113 §6.5.2: advertise our limits; the header list gets the same cap as HTTP/1.1 headers.
+    settings: {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderSize,
+      enablePush: false,
+    },
+    maxSessionMemory: 32, // MB of buffered frames per session before it is refused
+    unknownProtocolTimeout: limits.headersTimeout,
+    http1Options: { keepAliveTimeout: limits.keepAliveTimeout },
+  });
+  // The HTTP/1.1 fallback reads these from the server object. Its timeouts are enforced only when
+  // the server sweeps its connections, every connectionsCheckingInterval: make that a second.
+  Object.assign(server, {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    connectionsCheckingInterval: 1000,
+  });
+  server.setTimeout(limits.idleTimeout);
+
+  const sessions = new Set<ServerHttp2Session>();
+  const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
+  let draining = false;
+
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', (err) => onError('h2 session', err));
+    session.setTimeout(limits.idleTimeout, () => session.close());
+    if (draining) session.close();
+  });
+  server.on('sessionError', (err) => onError('h2 session', err));
+  server.on('tlsClientError', () => {}); // scanners and handshake failures: not worth a log line each
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.alpnProtocol === 'h2') return;
+    http1Sockets.set(socket, 0);
+    socket.once('close', () => http1Sockets.delete(socket));
+  });
+
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    stream.on('error', (err) => onError('h2 stream', err));
+    const method = (headers[':method'] as string) ?? 'GET';
+    const abort = new AbortController();
+    // 'aborted': the client reset the stream (or the session died) before our response ended.
+    stream.once('aborted', () => abort.abort());
+    // RFC 9113 §8.1: a response may complete before the request body; then RST_STREAM(NO_ERROR)
+    // tells the client to stop sending.
+    if (!stream.endAfterHeaders) {
+      stream.once('finish', () => { if (!stream.readableEnded && !stream.destroyed) stream.close(h2.NGHTTP2_NO_ERROR); });
+    }
+    let ctx: Context;
+    try {
+      if (headerListSize(headers) > limits.maxHeaderSize) throw clientError.headersTooLarge();
+      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort.signal), !stream.endAfterHeaders, limits);
+    } catch (err) {
+      respondHttp2(stream, method, errorReply(err));
+      return;
+    }
+    handler(ctx).then(
+      (reply) => respondHttp2(stream, method, reply),
+      (err) => respondHttp2(stream, method, errorReply(err)),
+    );
+  });
+
+  // Listening on 'request' would make Node wrap every h2 stream in compat req/res objects too.
+  // Remove that hook first: h2 stays on the core 'stream' API, 'request' carries only HTTP/1.1.
+  server.removeAllListeners('newListener');
+  const onHttp1 = (scheme: 'https' | 'http') => (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    if (http1Sockets.has(socket)) http1Sockets.set(socket, http1Sockets.get(socket)! + 1);
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+      const inFlight = (http1Sockets.get(socket) ?? 1) - 1;
+      if (http1Sockets.has(socket)) http1Sockets.set(socket, inFlight);
+      if (draining && inFlight === 0) socket.end();
+    });
+    if (draining) res.shouldKeepAlive = false;
+    // A response sent before the whole request body arrived ends the connection: reading and
+    // discarding an unwanted body is the client's time, not ours.
+    res.once('prefinish', () => { if (!req.complete) res.shouldKeepAlive = false; });
+    const method = req.method ?? 'GET';
+    let ctx: Context;
+    try {
+      const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+      ctx = withBodyLimits(contextFromHttp1(req, scheme, abort.signal), hasBody, limits);
+    } catch (err) {
+      respondHttp1(res, method, errorReply(err));
+      return;
+    }
+    handler(ctx).then(
+      (reply) => respondHttp1(res, method, reply),
+      (err) => respondHttp1(res, method, errorReply(err)),
+    );
+  };
+  server.on('request', onHttp1('https'));
+
+  const listenOn = (s: HttpServer | Http2SecureServer, port: number) => new Promise<number>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen({ port, host: config.listen.host }, () => {
+      s.off('error', reject);
+      resolve((s.address() as { port: number }).port);
+    });
+  });
+
+  let plain: HttpServer | null = null;
+  const httpsPort = await listenOn(server, config.listen.https);
+  let httpPort: number | null = null;
+  try {
+    if (config.listen.http !== null) {
+      plain = createHttpServer({
+        maxHeaderSize: limits.maxHeaderSize,
+        headersTimeout: limits.headersTimeout,
+        requestTimeout: limits.requestTimeout,
+        keepAliveTimeout: limits.keepAliveTimeout,
+        connectionsCheckingInterval: 1000,
+      }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
+      plain.setTimeout(limits.idleTimeout);
+      httpPort = await listenOn(plain, config.listen.http);
+    }
+  } catch (err) {
+    server.close();
+    throw err;
+  }
+
+  const shownHost = ['::', '0.0.0.0', ''].includes(config.listen.host) ? 'localhost'
+    : config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const urls = [`https://${shownHost}:${httpsPort}/`];
+  if (httpPort !== null) urls.push(`http://${shownHost}:${httpPort}/`);
+
+  let closing: Promise<void> | null = null;
+  const close = () => (closing ??= (async () => {
+    draining = true;
+    const closed = Promise.all([
+      new Promise<void>((resolve) => server.close(() => resolve())),
+      plain ? new Promise<void>((resolve) => plain!.close(() => resolve())) : Promise.resolve(),
+    ]);
+    // HTTP/2: GOAWAY, then the session closes once its open streams finish.
+    for (const session of sessions) session.close();
+    // HTTP/1.1: idle keep-alive sockets go now; busy ones after their response.
+    for (const [socket, inFlight] of http1Sockets) if (inFlight === 0) socket.end();
+    plain?.closeIdleConnections();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, limits.shutdownTimeout); });
+    await Promise.race([closed, deadline]);
+    clearTimeout(timer);
+    for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
+    for (const socket of http1Sockets.keys()) socket.destroy();
+    plain?.closeAllConnections();
+    await closed;
+  })());
+
+  return { httpsPort, httpPort, urls, close };
+}
+
+/** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */
+function redirectToHttps(httpsPort: number) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    const target = req.url ?? '/';
+    if (!/^(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])$/i.test(host) || !target.startsWith('/')) {
+      respondHttp1(res, req.method ?? 'GET', textReply(400, 'Bad Request'));
+      return;
+    }
+    const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${target}`;
+    respondHttp1(res, req.method ?? 'GET', textReply(308, `Moved to ${location}`, { location }));
+  };
+}

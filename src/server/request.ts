@@ -1,0 +1,99 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { ServerHttp2Stream, IncomingHttpHeaders as Http2Headers } from 'node:http2';
+import type { Readable } from 'node:stream';
+import { clientError } from '../errors.ts';
+import type { Context } from '../pipeline/context.ts';
+
+/**
+ * The request adapter: HTTP/2 stream headers or an HTTP/1.1 IncomingMessage become one Context.
+ * Everything here is client input: each check throws a precise 400.
+ */
+
+// RFC 3986 host: reg-name (letters, digits, '-', '.', '_' seen in the wild) or an IP literal; optional port.
+const AUTHORITY = /^(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
+// Visible ASCII without '#': the characters an origin-form target may carry (RFC 9112 §3.2.1).
+const TARGET = /^\/[\x21-\x22\x24-\x7e]*$/;
+
+function splitAuthority(authority: string): string {
+  if (!AUTHORITY.test(authority)) throw clientError.badRequest(`invalid host ${JSON.stringify(authority.slice(0, 100))}`);
+  const host = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.replace(/:\d+$/, '');
+  return host.toLowerCase().replace(/\.$/, '');
+}
+
+interface Parsed { path: string; query: string; target: string; authority?: string }
+
+/** Origin-form, or absolute-form whose authority then replaces Host (RFC 9112 §3.2.2). */
+function parseTarget(raw: string | undefined): Parsed {
+  if (raw === undefined || raw === '') throw clientError.badRequest('missing request target');
+  let target = raw;
+  let authority: string | undefined;
+  if (!raw.startsWith('/')) {
+    const match = /^https?:\/\/([^/?#]*)(.*)$/i.exec(raw);
+    if (!match || match[1] === '' || match[1].includes('@')) throw clientError.badRequest('invalid request target');
+    authority = match[1];
+    target = match[2] === '' ? '/' : match[2].startsWith('?') ? `/${match[2]}` : match[2];
+  }
+  if (!TARGET.test(target)) throw clientError.badRequest('invalid request target');
+  const q = target.indexOf('?');
+  return q === -1
+    ? { target, path: target, query: '', authority }
+    : { target, path: target.slice(0, q), query: target.slice(q), authority };
+}
+
+const EMPTY_NOTES = () => new Map<string, string>();
+
+export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, signal: AbortSignal): Context {
+  const method = headers[':method'] as string;
+  const parsed = parseTarget(headers[':path'] as string | undefined);
+  const hostHeader = headers.host;
+  const authority = (headers[':authority'] as string | undefined) ?? (typeof hostHeader === 'string' ? hostHeader : undefined);
+  if (authority === undefined) throw clientError.badRequest('missing :authority');
+  // RFC 9113 §8.3.1: a Host that names another entity than :authority makes the request malformed.
+  if (headers[':authority'] !== undefined && typeof hostHeader === 'string' && hostHeader.toLowerCase() !== authority.toLowerCase()) {
+    throw clientError.badRequest('Host and :authority differ');
+  }
+  const plain: IncomingHttpHeaders = {};
+  for (const name in headers) if (name.charCodeAt(0) !== 58 /* ':' */) plain[name] = headers[name] as string;
+  const socket = stream.session?.socket;
+  return {
+    method,
+    scheme: 'https',
+    authority,
+    host: splitAuthority(authority),
+    target: parsed.target,
+    path: parsed.path,
+    query: parsed.query,
+    headers: plain,
+    remoteAddress: socket?.remoteAddress ?? '',
+    remotePort: socket?.remotePort ?? 0,
+    httpVersion: '2',
+    body: stream as unknown as Readable,
+    signal,
+    startedAt: process.hrtime.bigint(),
+    notes: EMPTY_NOTES(),
+  };
+}
+
+export function contextFromHttp1(req: IncomingMessage, scheme: 'https' | 'http', signal: AbortSignal): Context {
+  const parsed = parseTarget(req.url);
+  const host = req.headers.host;
+  const authority = parsed.authority ?? host ?? '';
+  // Node already answers 400 to an HTTP/1.1 request without Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
+  return {
+    method: req.method ?? 'GET',
+    scheme,
+    authority,
+    host: authority === '' ? '' : splitAuthority(authority),
+    target: parsed.target,
+    path: parsed.path,
+    query: parsed.query,
+    headers: req.headers,
+    remoteAddress: req.socket.remoteAddress ?? '',
+    remotePort: req.socket.remotePort ?? 0,
+    httpVersion: req.httpVersion,
+    body: req,
+    signal,
+    startedAt: process.hrtime.bigint(),
+    notes: EMPTY_NOTES(),
+  };
+}

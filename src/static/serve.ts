@@ -1,0 +1,253 @@
+import { closeSync, constants, openSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import type { OutgoingHttpHeaders } from 'node:http';
+import { extname, join, sep } from 'node:path';
+import { contentType } from 'mime-types';
+import type { StaticOptions } from '../config/schema.ts';
+import { clientError } from '../errors.ts';
+import type { Handler, Stage } from '../pipeline/compose.ts';
+import { textReply } from '../pipeline/reply.ts';
+import type { Context, Reply } from '../pipeline/context.ts';
+import {
+  evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
+} from './conditional.ts';
+import { isFingerprinted, mapRequestPath, type Refusal } from './path.ts';
+
+export interface StaticStageOptions {
+  /** true: what is not a file here goes to `next` (the proxy behind); false: 404 / 405 here. */
+  readonly fallthrough: boolean;
+  /** The route prefix stripped from the path before it maps to the root (default '/'). */
+  readonly mountPath?: string;
+}
+
+const ALLOW = 'GET, HEAD';
+
+// O_NONBLOCK: opening a FIFO someone left in the root must not block a thread-pool thread until a
+// writer appears (it is refused after fstat). No effect on regular files.
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+/**
+ * The static file stage. Serves GET and HEAD from `options.root` with validators, conditionals and
+ * single byte ranges; the response writer sends the FileBody and closes its handle.
+ *
+ * Statuses decided on the disk (the path checks are in path.ts, with their table):
+ *   symlink whose realpath leaves the root   403, never passed on (nginx disable_symlinks does 403)
+ *   file the server may not read (EACCES)    403, never passed on
+ *   no such file, directory without index,   404, or `next` when falling through
+ *   not a regular file (FIFO, socket, device)
+ */
+export function createStaticStage(options: StaticOptions, opts: StaticStageOptions): Stage {
+  const root = resolveRoot(options.root);
+  const index = checkIndex(options.index);
+  const base = mountBase(opts.mountPath ?? '/');
+  const { fallthrough } = opts;
+  const { cacheControl, immutableCacheControl } = options;
+  const realpathOf = realpathStrategy(root);
+  const rootPrefix = root.endsWith(sep) ? root : root + sep;
+  const isInsideRoot = (real: string): boolean => real === root || real.startsWith(rootPrefix);
+
+  /** Refusals: passed on when they only mean "not a file here", else the error. */
+  function refuse(ctx: Context, next: Handler, r: Refusal): Promise<Reply> {
+    ctx.notes.set('static', r.reason);
+    if (fallthrough && r.passable) return next(ctx);
+    throw r.status === 400 ? clientError.badRequest('Bad Request: malformed path')
+      : r.status === 403 ? clientError.forbidden()
+      : clientError.notFound();
+  }
+
+  /** Opens `file` once and checks the handle: inside the root, a directory or a regular file. */
+  async function openChecked(file: string): Promise<Opened> {
+    let handle: FileHandle;
+    try {
+      handle = await open(file, OPEN_FLAGS);
+    } catch (err) {
+      return openFailure(err);
+    }
+    let keep = false;
+    try {
+      // After open, on what was opened: a traversal through a symlink cannot reach outside the root.
+      if (!isInsideRoot(await realpathOf(handle, file))) return OUTSIDE_ROOT;
+      const stats = await handle.stat();
+      if (stats.isDirectory()) return DIRECTORY;
+      if (!stats.isFile()) return NOT_REGULAR;
+      keep = true;
+      return { kind: 'file', handle, stats };
+    } finally {
+      if (!keep) await closeQuietly(handle);
+    }
+  }
+
+  return async function serveStatic(ctx, next) {
+    const get = ctx.method === 'GET';
+    if (!get && ctx.method !== 'HEAD') {
+      if (fallthrough) return next(ctx);
+      // "The origin server MUST generate an Allow header field in a 405 response" (RFC 9110 §15.5.6).
+      return textReply(405, 'Method Not Allowed', { allow: ALLOW });
+    }
+
+    const mapped = mapRequestPath(ctx.path, base);
+    if (mapped.kind === 'refuse') return refuse(ctx, next, mapped);
+    const name = mapped.directory ? index : mapped.segments[mapped.segments.length - 1];
+    const file = mapped.directory ? join(root, ...mapped.segments, index) : join(root, ...mapped.segments);
+
+    const opened = await openChecked(representationFor(ctx, file).path);
+    if (opened.kind === 'refuse') return refuse(ctx, next, opened);
+    if (opened.kind === 'directory') {
+      // A directory asked for with '/' whose index is a directory: nothing to serve.
+      if (mapped.directory) return refuse(ctx, next, NOT_REGULAR);
+      // Relative references in its index resolve against the slash form. The path has no empty
+      // segment (path.ts), so the Location cannot become '//host' (an open redirect).
+      return bodyless(ctx, textReply(301, 'Moved Permanently', { location: `${ctx.path}/${ctx.query}` }));
+    }
+
+    const { handle, stats } = opened;
+    let handedOver = false;
+    try {
+      const size = stats.size;
+      const validators = fileValidators(size, stats.mtimeMs, Date.now());
+      const headers: OutgoingHttpHeaders = {
+        etag: validators.etag,
+        'last-modified': httpDate(validators.lastModified),
+      };
+      const cache = name !== undefined && isFingerprinted(name) ? immutableCacheControl : cacheControl;
+      if (cache !== null) headers['cache-control'] = cache;
+
+      const precondition = evaluatePreconditions(ctx.headers, validators);
+      // A 304 carries ETag, Last-Modified and Cache-Control, no body (RFC 9110 §15.4.5).
+      if (precondition === 'not-modified') return { status: 304, headers, body: null };
+      if (precondition === 'failed') return bodyless(ctx, textReply(412, 'Precondition Failed'));
+
+      // "Range handling is defined only for GET" (§14.2): HEAD gets the whole 200.
+      const ifRange = ctx.headers['if-range'];
+      const range: RangeDecision = get && ctx.headers.range !== undefined &&
+          (ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, validators)))
+        ? parseRange(ctx.headers.range, size)
+        : FULL;
+      if (range.kind === 'unsatisfiable') {
+        return textReply(416, 'Range Not Satisfiable', { 'content-range': `bytes */${size}` });
+      }
+
+      headers['content-type'] = typeOf(name ?? '');
+      headers['x-content-type-options'] = 'nosniff';
+      headers['accept-ranges'] = 'bytes';
+      let status = 200;
+      let offset = 0;
+      let length = size;
+      if (range.kind === 'partial') {
+        status = 206;
+        offset = range.start;
+        length = range.end - range.start + 1;
+        headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+      }
+      headers['content-length'] = length;
+      if (!get) return { status, headers, body: null };
+      handedOver = true;
+      return { status, headers, body: { kind: 'file', handle, offset, length } };
+    } finally {
+      if (!handedOver) await closeQuietly(handle);
+    }
+  };
+}
+
+/**
+ * The file to open for a request. Today the file itself. The seam for precompressed siblings (a
+ * later issue): pick `file.br` / `.zst` / `.gz` by Accept-Encoding and return its encoding, so the
+ * stage sets Content-Encoding and Vary and suffixes the ETag; type and fingerprint stay the name's.
+ */
+function representationFor(_ctx: Context, file: string): { readonly path: string; readonly encoding: string | null } {
+  return { path: file, encoding: null };
+}
+
+type Opened =
+  | { readonly kind: 'file'; readonly handle: FileHandle; readonly stats: Stats }
+  | { readonly kind: 'directory' }
+  | Refusal;
+
+const DIRECTORY: Opened = { kind: 'directory' };
+const FULL: RangeDecision = { kind: 'full' };
+const OUTSIDE_ROOT: Refusal = { kind: 'refuse', status: 403, reason: 'symlink leaves the root', passable: false };
+const NOT_REGULAR: Refusal = { kind: 'refuse', status: 404, reason: 'not a regular file', passable: true };
+const NOT_FOUND: Refusal = { kind: 'refuse', status: 404, reason: 'not found', passable: true };
+const NOT_READABLE: Refusal = { kind: 'refuse', status: 403, reason: 'not readable', passable: false };
+
+/** What a failed open means for the client; unexpected errors (EMFILE, EIO) propagate as 500. */
+function openFailure(err: unknown): Opened {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ENOENT': case 'ENOTDIR': case 'ENAMETOOLONG': case 'ELOOP':
+      return NOT_FOUND;
+    case 'EISDIR': // Windows cannot open a directory: it is one
+      return DIRECTORY;
+    case 'EACCES': case 'EPERM':
+      return NOT_READABLE;
+    default:
+      throw err;
+  }
+}
+
+/** HEAD answers carry the headers of the GET answer and no body. */
+function bodyless(ctx: Context, reply: Reply): Reply {
+  if (ctx.method === 'HEAD') reply.body = null;
+  return reply;
+}
+
+function typeOf(name: string): string {
+  const ext = extname(name);
+  // contentType adds the charset for text types: "text/css; charset=utf-8".
+  return (ext.length > 1 && contentType(ext)) || 'application/octet-stream';
+}
+
+/** Closing a read-only descriptor cannot lose data; its error must not hide the one in flight. */
+async function closeQuietly(handle: FileHandle): Promise<void> {
+  try {
+    await handle.close();
+  } catch {
+    // ignored on purpose
+  }
+}
+
+type RealpathOf = (handle: FileHandle, file: string) => Promise<string>;
+
+/**
+ * How to learn where an opened file really is. Linux: /proc/self/fd/N names the descriptor itself,
+ * so the check is on the file that will be sent (no race with a symlink swapped after open).
+ * Elsewhere: realpath of the name, a moment after open.
+ */
+function realpathStrategy(root: string): RealpathOf {
+  try {
+    const fd = openSync(root, 'r');
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === root) return (handle) => readlink(`/proc/self/fd/${handle.fd}`);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // no procfs: fall back below
+  }
+  return (_handle, file) => realpath(file);
+}
+
+function resolveRoot(root: string): string {
+  let real: string;
+  try {
+    real = realpathSync(root);
+  } catch (err) {
+    throw new TypeError(`static.root: cannot resolve ${JSON.stringify(root)}: ${(err as Error).message}`);
+  }
+  if (!statSync(real).isDirectory()) throw new TypeError(`static.root: ${JSON.stringify(root)} is not a directory`);
+  return real;
+}
+
+function checkIndex(index: string): string {
+  if (index === '' || index === '.' || index === '..' || /[/\\\0]/.test(index)) {
+    throw new TypeError(`static.index: expected a file name, got ${JSON.stringify(index)}`);
+  }
+  return index;
+}
+
+/** '/' → '', '/assets/' and '/assets' → '/assets'. */
+function mountBase(mountPath: string): string {
+  if (!mountPath.startsWith('/')) {
+    throw new TypeError(`mountPath: expected a path prefix starting with "/", got ${JSON.stringify(mountPath)}`);
+  }
+  return mountPath.replace(/\/+$/, '');
+}

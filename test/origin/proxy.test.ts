@@ -1,0 +1,240 @@
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { h1, h2, h2session, h2request, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+
+let origin: TestOrigin;
+let lastSocket: import('node:net').Socket | null = null;
+let outpost: RunningOutpost;
+
+before(async () => {
+  origin = await startOrigin((req, res) => {
+    if (req.url === '/echo-headers') {
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        server: 'secret-origin/1.0',
+        'x-powered-by': 'php',
+        connection: 'x-internal',
+        'x-internal': 'do not forward',
+        'keep-alive': 'timeout=5',
+      });
+      res.end(JSON.stringify(req.headers));
+    } else if (req.url === '/upload') {
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+      req.on('end', () => res.end(JSON.stringify({ bytes })));
+    } else if (req.url?.startsWith('/download/')) {
+      const total = Number(req.url.split('/')[2]);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      let sent = 0;
+      const pump = () => {
+        while (sent < total) {
+          const piece = chunk.subarray(0, Math.min(chunk.length, total - sent));
+          sent += piece.length;
+          if (!res.write(piece)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    } else if (req.url === '/hang') {
+      // never answers: the client's abort must reach us
+    } else {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`origin saw ${req.method} ${req.url}`);
+    }
+  });
+  origin.server.on('request', (req) => { lastSocket = req.socket; });
+  outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+});
+
+after(async () => {
+  await outpost.close();
+  await origin.close();
+});
+
+test('GET is proxied over HTTP/2 and HTTP/1.1 with the path and query intact', async () => {
+  const viaH2 = await h2(`${outpost.url}/a/b?x=1&y=%20z`);
+  assert.equal(viaH2.status, 200);
+  assert.equal(viaH2.body.toString(), 'origin saw GET /a/b?x=1&y=%20z');
+  const viaH1 = await h1(`${outpost.url}/c`, { method: 'DELETE' });
+  assert.equal(viaH1.body.toString(), 'origin saw DELETE /c');
+});
+
+test('request headers: hop-by-hop never cross, forwarding headers are ours, Host is the authority', async () => {
+  const res = await h1(`${outpost.url}/echo-headers`, {
+    headers: {
+      host: 'shop.example:8443',
+      connection: 'keep-alive, x-hop',
+      'x-hop': 'hop only',
+      'keep-alive': 'timeout=3',
+      te: 'trailers',
+      'proxy-authorization': 'Basic Zm9vOmJhcg==',
+      'x-forwarded-for': '6.6.6.6',
+      'x-forwarded-host': 'evil.example',
+      forwarded: 'for=6.6.6.6',
+      'x-custom': 'kept',
+    },
+  });
+  const seen = JSON.parse(res.body.toString());
+  assert.equal(seen.host, 'shop.example:8443');
+  assert.equal(seen['x-custom'], 'kept');
+  for (const name of ['x-hop', 'keep-alive', 'te', 'proxy-authorization']) assert.equal(seen[name], undefined, name);
+  // a client's claims are replaced: the peer is not a trusted proxy
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+  assert.equal(seen['x-forwarded-proto'], 'https');
+  assert.equal(seen['x-forwarded-host'], 'shop.example:8443');
+  assert.equal(seen.forwarded, 'for=127.0.0.1;host="shop.example:8443";proto=https');
+  assert.equal(seen.via, '1.1 outpost');
+});
+
+test('HTTP/2 :authority becomes Host; Via names protocol 2', async () => {
+  const res = await h2(`${outpost.url}/echo-headers`);
+  const seen = JSON.parse(res.body.toString());
+  assert.equal(seen.host, `127.0.0.1:${outpost.httpsPort}`);
+  assert.equal(seen.via, '2 outpost');
+});
+
+test('response headers: origin identity and hop-by-hop headers are dropped, Via is added', async () => {
+  for (const send of [h1, h2]) {
+    const res = await send(`${outpost.url}/echo-headers`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.server, undefined);
+    assert.equal(res.headers['x-powered-by'], undefined);
+    assert.equal(res.headers['x-internal'], undefined);
+    assert.equal(res.headers['keep-alive'], undefined);
+    assert.equal(res.headers.via, '1.1 outpost');
+  }
+});
+
+test('trusted proxies: their X-Forwarded-For chain is kept and extended', async () => {
+  const trusting = await startOutpost({ trustedProxies: ['127.0.0.0/8'], sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const res = await h1(`${trusting.url}/echo-headers`, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'http' } });
+    const seen = JSON.parse(res.body.toString());
+    assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'http');
+  } finally {
+    await trusting.close();
+  }
+});
+
+const MB = 1024 * 1024;
+function generated(total: number): Readable {
+  const chunk = Buffer.alloc(256 * 1024, 1);
+  let left = total;
+  return new Readable({
+    read() {
+      if (left <= 0) return void this.push(null);
+      const piece = chunk.subarray(0, Math.min(chunk.length, left));
+      left -= piece.length;
+      this.push(piece);
+    },
+  });
+}
+
+test('a 200 MB upload and a 200 MB download stream through with flat memory', async () => {
+  const size = 200 * MB;
+  const rssBefore = process.memoryUsage().rss;
+  let peak = rssBefore;
+  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 50);
+  try {
+    // upload over HTTP/2 (no Content-Length: DATA frames until END_STREAM)
+    const up = await h2(`${outpost.url}/upload`, { method: 'POST', body: generated(size) });
+    assert.equal(up.status, 200);
+    assert.deepEqual(JSON.parse(up.body.toString()), { bytes: size });
+    // upload over HTTP/1.1 with Content-Length
+    const up1 = await h1(`${outpost.url}/upload`, { method: 'PUT', body: generated(size), headers: { 'content-length': String(size) } });
+    assert.deepEqual(JSON.parse(up1.body.toString()), { bytes: size });
+    // download over HTTP/2, counted as it arrives
+    const session = await h2session(outpost.url);
+    const stream = session.request({ ':path': `/download/${size}` });
+    let received = 0;
+    for await (const chunk of stream) received += (chunk as Buffer).length;
+    session.close();
+    assert.equal(received, size);
+  } finally {
+    clearInterval(sampler);
+  }
+  // Buffering any of those bodies would add at least 200 MB.
+  assert.ok(peak - rssBefore < 120 * MB, `rss grew by ${Math.round((peak - rssBefore) / MB)} MB`);
+});
+
+test('a dead origin is a 502 with a short body, never a hang', async () => {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const deadPort = (probe.address() as { port: number }).port;
+  await new Promise((resolve) => probe.close(resolve));
+  const dead = await startOutpost({ sites: [{ hosts: ['*'], origin: `http://127.0.0.1:${deadPort}` }] });
+  try {
+    for (const send of [h1, h2]) {
+      const res = await send(`${dead.url}/x`);
+      assert.equal(res.status, 502);
+      assert.match(res.body.toString(), /origin http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);
+    }
+  } finally {
+    await dead.close();
+  }
+});
+
+test('a silent origin is a 504 after the headers timeout', async () => {
+  const silent = await startOutpost({ proxy: { headersTimeout: '300ms' }, sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const started = Date.now();
+    const res = await h2(`${silent.url}/hang`);
+    assert.equal(res.status, 504);
+    assert.ok(Date.now() - started < 5000);
+  } finally {
+    await silent.close();
+  }
+});
+
+test('a client that goes away cancels the origin request', async () => {
+  for (const protocol of ['h2', 'h1']) {
+    const before = origin.seen.length;
+    if (protocol === 'h2') {
+      const session = await h2session(outpost.url);
+      const stream = session.request({ ':path': '/hang' });
+      stream.on('error', () => {});
+      await waitFor(() => origin.seen.length > before);
+      const closed = once(lastOriginRequestSocket(), 'close');
+      stream.close();
+      await closed;
+      session.close();
+    } else {
+      const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+      await once(socket, 'secureConnect');
+      socket.write('GET /hang HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await waitFor(() => origin.seen.length > before);
+      const closed = once(lastOriginRequestSocket(), 'close');
+      socket.destroy();
+      await closed;
+    }
+  }
+});
+
+const lastOriginRequestSocket = () => lastSocket!;
+
+async function waitFor(predicate: () => boolean, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('a malformed request gets a precise 400, and the server keeps serving', async () => {
+  const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+  await once(socket, 'secureConnect');
+  socket.write('GET /x HTTP/1.1\r\nHost: bad host!\r\n\r\n');
+  const [data] = await once(socket, 'data');
+  assert.match(String(data), /^HTTP\/1\.1 400 /);
+  socket.destroy();
+  const session = await h2session(outpost.url);
+  const res = await h2request(session, '/still-alive');
+  assert.equal(res.status, 200);
+  session.close();
+});

@@ -1,0 +1,210 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { h1, h2, h2session, h2request, startOrigin, startOutpost } from '../helpers/outpost.ts';
+
+const proxied = async (extra: Record<string, any> = {}) => {
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/slow') setTimeout(() => res.end('slow done'), 400);
+    else if (req.url === '/upload') req.resume().on('end', () => res.end('uploaded'));
+    else res.end(`ok ${req.url}`);
+  });
+  const outpost = await startOutpost({ ...extra, sites: [{ hosts: ['*'], origin: origin.url }] });
+  return { origin, outpost, close: async () => { await outpost.close(); await origin.close(); } };
+};
+
+const handshake = (port: number, options: { servername?: string; ALPNProtocols?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string }) =>
+  new Promise<TLSSocket>((resolve, reject) => {
+    const socket = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, ...options });
+    socket.once('secureConnect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+
+test('ALPN: h2 first, http/1.1 for clients without h2', async () => {
+  const { outpost, close } = await proxied();
+  try {
+    const h2socket = await handshake(outpost.httpsPort, { ALPNProtocols: ['h2', 'http/1.1'] });
+    assert.equal(h2socket.alpnProtocol, 'h2');
+    h2socket.destroy();
+    const h1socket = await handshake(outpost.httpsPort, { ALPNProtocols: ['http/1.1'] });
+    assert.equal(h1socket.alpnProtocol, 'http/1.1');
+    h1socket.destroy();
+    assert.equal((await h2(`${outpost.url}/a`)).body.toString(), 'ok /a');
+    assert.equal((await h1(`${outpost.url}/b`)).body.toString(), 'ok /b');
+  } finally {
+    await close();
+  }
+});
+
+test('TLS: 1.0/1.1 and CBC suites are refused; modern profile is TLS 1.3 only', async () => {
+  const { outpost, close } = await proxied();
+  try {
+    await assert.rejects(handshake(outpost.httpsPort, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA' }));
+    const ok = await handshake(outpost.httpsPort, { maxVersion: 'TLSv1.2' });
+    assert.match(ok.getCipher().name, /GCM|CHACHA20/);
+    ok.destroy();
+  } finally {
+    await close();
+  }
+  const modern = await proxied({ tls: { profile: 'modern' } });
+  try {
+    await assert.rejects(handshake(modern.outpost.httpsPort, { maxVersion: 'TLSv1.2' }));
+    const ok = await handshake(modern.outpost.httpsPort, {});
+    assert.equal(ok.getProtocol(), 'TLSv1.3');
+    ok.destroy();
+  } finally {
+    await modern.close();
+  }
+});
+
+test('SNI picks the certificate: exact host, one-label wildcard, else the first', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-sni-'));
+  const make = async (name: string, cn: string) => {
+    const pems = await generate([{ name: 'commonName', value: cn }], { keyType: 'ec', curve: 'P-256' });
+    writeFileSync(join(dir, `${name}.pem`), pems.cert);
+    writeFileSync(join(dir, `${name}.key`), pems.private);
+    return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+  };
+  const a = await make('a', 'a.test');
+  const wild = await make('wild', 'wild.b.test');
+  const { outpost, close } = await proxied({
+    tls: { certificates: [{ hosts: ['a.test'], ...a }, { hosts: ['*.b.test'], ...wild }] },
+  });
+  const subjectOf = async (servername: string) => {
+    const socket = await handshake(outpost.httpsPort, { servername });
+    const cn = socket.getPeerCertificate().subject.CN;
+    socket.destroy();
+    return cn;
+  };
+  try {
+    assert.equal(await subjectOf('a.test'), 'a.test');
+    assert.equal(await subjectOf('x.b.test'), 'wild.b.test');
+    assert.equal(await subjectOf('X.B.TEST'), 'wild.b.test');
+    assert.equal(await subjectOf('deep.x.b.test'), 'a.test'); // a wildcard covers one label only
+    assert.equal(await subjectOf('other.test'), 'a.test');
+  } finally {
+    await close();
+  }
+});
+
+test('plain HTTP redirects to HTTPS with 308, keeping path and query', async () => {
+  const { outpost, close } = await proxied({ listen: { http: 0 } });
+  try {
+    const res = await h1(`http://127.0.0.1:${outpost.httpPort}/a/b?c=d`, { method: 'POST', body: 'x' });
+    assert.equal(res.status, 308);
+    assert.equal(res.headers.location, `https://127.0.0.1:${outpost.httpsPort}/a/b?c=d`);
+    const bad = await h1(`http://127.0.0.1:${outpost.httpPort}/`, { headers: { host: 'evil"host' } });
+    assert.equal(bad.status, 400);
+  } finally {
+    await close();
+  }
+});
+
+test('HSTS when configured, on HTTPS responses', async () => {
+  const { outpost, close } = await proxied({ hsts: { maxAge: '365d', includeSubDomains: true } });
+  try {
+    const res = await h2(`${outpost.url}/`);
+    assert.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
+  } finally {
+    await close();
+  }
+});
+
+test('limits: oversized headers are refused alike on HTTP/1.1 (431) and HTTP/2', async () => {
+  const { outpost, close } = await proxied({ limits: { maxHeaderSize: '4KB' } });
+  try {
+    const big = 'x'.repeat(6000);
+    const res1 = await h1(`${outpost.url}/`, { headers: { 'x-big': big } });
+    assert.equal(res1.status, 431);
+    assert.equal((await h2(`${outpost.url}/`, { headers: { 'x-big': big } })).status, 431);
+    assert.equal((await h2(`${outpost.url}/small`)).status, 200);
+  } finally {
+    await close();
+  }
+});
+
+test('limits: a client trickling its headers is cut off by the headers timeout', async () => {
+  const { outpost, close } = await proxied({ limits: { headersTimeout: '1s' } });
+  try {
+    const socket = await handshake(outpost.httpsPort, { ALPNProtocols: ['http/1.1'] });
+    socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n');
+    const trickle = setInterval(() => socket.write('X-A: b\r\n'), 200);
+    const started = Date.now();
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    await once(socket, 'close');
+    clearInterval(trickle);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 4000, `closed after ${elapsed} ms`);
+    assert.match(Buffer.concat(chunks).toString(), /^HTTP\/1\.1 408|^$/);
+  } finally {
+    await close();
+  }
+});
+
+test('limits: a request body trickled past the deadline is cut off (HTTP/2)', async () => {
+  const { outpost, close } = await proxied({ limits: { requestTimeout: '1s' } });
+  try {
+    const session = await h2session(outpost.url);
+    const stream = session.request({ ':method': 'POST', ':path': '/upload' }, { endStream: false });
+    const trickle = setInterval(() => stream.write('x'), 100);
+    const [headers] = await once(stream, 'response');
+    clearInterval(trickle);
+    assert.equal(headers[':status'], 408);
+    stream.destroy();
+    session.close();
+  } finally {
+    await close();
+  }
+});
+
+test('limits: an announced body over maxBodySize is a 413 before any byte reaches the origin', async () => {
+  const { outpost, origin, close } = await proxied({ limits: { maxBodySize: '1KB' } });
+  try {
+    const res = await h1(`${outpost.url}/upload`, { method: 'POST', body: Buffer.alloc(2048) });
+    assert.equal(res.status, 413);
+    const res2 = await h2(`${outpost.url}/upload`, { method: 'POST', body: Buffer.alloc(4096) });
+    assert.equal(res2.status, 413);
+    assert.equal(origin.seen.filter((r) => r.url === '/upload').length, 0);
+  } finally {
+    await close();
+  }
+});
+
+test('HTTP/2 advertises a bounded number of concurrent streams', async () => {
+  const { outpost, close } = await proxied();
+  try {
+    const session = await h2session(outpost.url);
+    await once(session, 'remoteSettings');
+    assert.equal(session.remoteSettings.maxConcurrentStreams, 128);
+    session.close();
+  } finally {
+    await close();
+  }
+});
+
+test('graceful shutdown: in-flight requests finish, new connections are refused', async () => {
+  const { outpost, origin } = await proxied();
+  const session = await h2session(outpost.url);
+  const inFlight = h2request(session, '/slow');
+  const h1InFlight = h1(`${outpost.url}/slow`);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const closed = outpost.close();
+  const [res, res1] = await Promise.all([inFlight, h1InFlight]);
+  assert.equal(res.body.toString(), 'slow done');
+  assert.equal(res1.body.toString(), 'slow done');
+  await closed;
+  await assert.rejects(new Promise((resolve, reject) => {
+    const socket = netConnect(outpost.httpsPort, '127.0.0.1');
+    socket.once('connect', () => { socket.destroy(); resolve(null); });
+    socket.once('error', reject);
+  }));
+  session.destroy();
+  await origin.close();
+});
