@@ -158,6 +158,23 @@ export const configSchema = z.strictObject({
   /** Peers whose X-Forwarded-For / Forwarded we keep and extend instead of replacing. */
   trustedProxies: z.array(z.string()).default([]),
   proxy: originOptions.prefault({}),
+  cache: z.strictObject({
+    /** memory (per process, LRU by bytes) or a redis:// URL for a tier shared by several nodes. */
+    store: z.string().default('memory').refine((v) => v === 'memory' || /^rediss?:\/\/[^\s]+$/.test(v),
+      { error: (i) => `expected "memory" or a redis:// URL, got ${JSON.stringify(i.input)}` }),
+    /** 512 MB of bodies and variants in memory. */
+    maxSize: size('512MB'),
+    /** Larger responses stream through uncached. */
+    maxObjectSize: size('16MB'),
+    /** Serve stale for this long when the origin is down (on top of stale-if-error), like Varnish grace. */
+    grace: duration('0s'),
+  }).prefault({}),
+  compression: z.strictObject({
+    /** Our preference when the client's q-values tie. */
+    encodings: z.array(z.enum(['br', 'zstd', 'gzip'])).min(1).default(['br', 'zstd', 'gzip']),
+    /** Bodies smaller than this are not worth a coding (headers and CPU cost more than they save). */
+    minSize: size('1KB'),
+  }).prefault({}),
   log: z.strictObject({
     /** Access log: "stdout", "off", or a file path. */
     access: z.string().default('stdout'),

@@ -58,7 +58,26 @@ export interface Reply {
   status: number;
   headers: OutgoingHttpHeaders;
   body: ReplyBody;
+  /** Encoded forms of this (identity) body that are already made or can be kept. */
+  variants?: Variants;
 }
 
 export const isFileBody = (body: ReplyBody): body is FileBody =>
   body !== null && !Buffer.isBuffer(body) && (body as FileBody).kind === 'file';
+
+/** Content codings Outpost produces (RFC 9110 §8.4.1). */
+export type Encoding = 'br' | 'zstd' | 'gzip';
+
+/**
+ * Encoded forms of one identity response, offered by whoever holds them (the cache for a stored
+ * response, the static stage for precompressed siblings), so compression happens once per object
+ * and encoding and a hit only sends stored bytes. The compression stage is the only consumer.
+ */
+export interface Variants {
+  /** A ready encoded body (exact length), or undefined when none is stored. */
+  get(encoding: Encoding): ReplyBody | undefined | Promise<ReplyBody | undefined>;
+  /** Keep an encoded body made from the identity body; called off the hot path. Optional. */
+  put?(encoding: Encoding, body: Buffer): void;
+  /** The complete identity body when it is in memory (a cache hit), to encode without re-reading. */
+  readonly identity?: Buffer;
+}

@@ -1,0 +1,46 @@
+/**
+ * What a cache store does, knowing nothing about HTTP: records of (JSON-able metadata, raw bytes)
+ * with a time to live, and sets of keys (the indexes purge uses). Memory and Redis implement it and
+ * pass one contract suite (test/cache/store-contract.ts).
+ *
+ * A store may fail (Redis down): callers treat a rejected promise as a miss and count it; they
+ * never fail a response because of it.
+ */
+export interface CacheRecord<M = unknown> {
+  readonly meta: M;
+  readonly body: Buffer;
+}
+
+export interface CacheStore {
+  readonly name: string;
+  get<M>(key: string): Promise<CacheRecord<M> | undefined>;
+  /** ttlMs > 0; the store may evict earlier (LRU by bytes). */
+  set(key: string, record: CacheRecord, ttlMs: number): Promise<void>;
+  /** Deletes the keys; answers how many existed. */
+  delete(keys: readonly string[]): Promise<number>;
+  /** Adds `member` to the set `set`, which lives at least ttlMs. */
+  addToSet(set: string, member: string, ttlMs: number): Promise<void>;
+  members(set: string): Promise<string[]>;
+  /** Drops every record and set this store owns (never someone else's keys); answers how many records. */
+  clear(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Records travel as one buffer: a 4-byte metadata length, the metadata as JSON, then the raw body. */
+export function encodeRecord(record: CacheRecord): Buffer {
+  const meta = Buffer.from(JSON.stringify(record.meta));
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32BE(meta.length, 0);
+  return Buffer.concat([head, meta, record.body]);
+}
+
+export function decodeRecord<M>(raw: Buffer): CacheRecord<M> | undefined {
+  if (raw.length < 4) return undefined;
+  const metaLength = raw.readUInt32BE(0);
+  if (4 + metaLength > raw.length) return undefined;
+  try {
+    return { meta: JSON.parse(raw.toString('utf8', 4, 4 + metaLength)) as M, body: raw.subarray(4 + metaLength) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,98 @@
+import type { CacheRecord, CacheStore } from './contract.ts';
+
+interface Slot {
+  record: CacheRecord;
+  size: number;
+  expires: number;
+}
+
+/** Metadata is small and its JSON size is not worth computing on every set: a flat estimate. */
+const META_ESTIMATE = 512;
+
+/**
+ * The in-process store: a Map in LRU order (a get moves the key to the end), bounded by the bytes
+ * of its bodies plus a flat allowance per record. Expired records are dropped when read or when
+ * space is needed. Records are kept as objects, never serialized.
+ */
+export function createMemoryStore(options: { maxSize: number; now?: () => number }): CacheStore {
+  const { maxSize } = options;
+  const now = options.now ?? Date.now;
+  if (!Number.isSafeInteger(maxSize) || maxSize <= 0) throw new TypeError(`memory store: maxSize must be a positive byte count, got ${maxSize}`);
+  const slots = new Map<string, Slot>();
+  const sets = new Map<string, { members: Set<string>; expires: number }>();
+  let used = 0;
+
+  const remove = (key: string): boolean => {
+    const slot = slots.get(key);
+    if (!slot) return false;
+    slots.delete(key);
+    used -= slot.size;
+    return true;
+  };
+
+  const evictFor = (size: number) => {
+    // Oldest first: Map iteration order is insertion order, and reads re-insert.
+    for (const key of slots.keys()) {
+      if (used + size <= maxSize) break;
+      remove(key);
+    }
+  };
+
+  /** Sets whose members are all gone (evicted, expired) are dropped, so indexes cannot outgrow the records. */
+  const sweepSets = () => {
+    for (const [name, entry] of sets) {
+      if (entry.expires <= now() || ![...entry.members].some((m) => slots.has(m))) sets.delete(name);
+    }
+  };
+
+  return {
+    name: 'memory',
+    async get<M>(key: string) {
+      const slot = slots.get(key);
+      if (!slot) return undefined;
+      if (slot.expires <= now()) {
+        remove(key);
+        return undefined;
+      }
+      slots.delete(key);
+      slots.set(key, slot);
+      return slot.record as CacheRecord<M>;
+    },
+    async set(key, record, ttlMs) {
+      remove(key);
+      const size = record.body.length + META_ESTIMATE;
+      if (size > maxSize || ttlMs <= 0) return;
+      evictFor(size);
+      slots.set(key, { record, size, expires: now() + ttlMs });
+      used += size;
+    },
+    async delete(keys) {
+      let count = 0;
+      for (const key of keys) if (remove(key)) count++;
+      return count;
+    },
+    async addToSet(set, member, ttlMs) {
+      const expires = now() + ttlMs;
+      let entry = sets.get(set);
+      if (!entry || entry.expires <= now()) sets.set(set, (entry = { members: new Set(), expires }));
+      entry.members.add(member);
+      if (sets.size > 2 * slots.size + 1024) sweepSets();
+      entry.expires = Math.max(entry.expires, expires);
+      // Members whose records are gone are dropped as the set is written, so sets stay bounded.
+      if (entry.members.size > 64) for (const m of entry.members) if (!slots.has(m)) entry.members.delete(m);
+    },
+    async members(set) {
+      const entry = sets.get(set);
+      if (!entry || entry.expires <= now()) return [];
+      return [...entry.members];
+    },
+    async clear() {
+      const count = slots.size;
+      slots.clear();
+      sets.clear();
+      used = 0;
+      return count;
+    },
+    async close() {},
+  };
+}
