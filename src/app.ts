@@ -7,6 +7,11 @@ import { createStaticStage } from './static/serve.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
 import { publishError, responseChannel } from './observability/channels.ts';
+import { createCacheStage, type CacheStage } from './cache/stage.ts';
+import { createMemoryStore } from './cache/store/memory.ts';
+import { createRedisStore } from './cache/store/redis.ts';
+import type { CacheStore } from './cache/store/contract.ts';
+import type { AdminActions } from './observability/admin.ts';
 
 /**
  * The composition root: builds every stage from the validated config and compiles one handler
@@ -14,11 +19,13 @@ import { publishError, responseChannel } from './observability/channels.ts';
  *
  *   every request: observe → handle errors → HSTS → router
  *   static route:  serve static (falls through to the origin when the site has one)
- *   proxy route:   origin
+ *   proxy route:   cache → origin
  */
 
 export interface App {
   handler: Handler;
+  /** What the admin API can do: purge and read counters. */
+  admin: AdminActions;
   close(): Promise<void>;
 }
 
@@ -66,17 +73,30 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
   };
 }
 
+function createStore(cache: Config['cache']): CacheStore {
+  if (cache.store === 'memory') return createMemoryStore({ maxSize: cache.maxSize });
+  return createRedisStore({ url: cache.store, onError: (error) => publishError({ ctx: null, error, where: 'redis' }) });
+}
+
 export function createApp(config: Config): App {
   const trusted = trustList(config.trustedProxies);
   const proxies: ProxyHandler[] = [];
-  const proxyFor = (upstreams: readonly string[], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
+  const store = createStore(config.cache);
+  const caches: CacheStage[] = [];
+  const cacheFor = (options: SiteConfig['cache']): Stage[] => {
+    if (options?.enabled === false) return [];
+    const cache = createCacheStage({ store, maxObjectSize: config.cache.maxObjectSize, grace: config.cache.grace, storeSetCookie: options?.storeSetCookie });
+    caches.push(cache);
+    return [cache.stage];
+  };
+  const proxyFor = (upstreams: readonly string[], cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
     const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME });
     proxies.push(proxy);
-    return proxy.handler;
+    return compose(cacheFor(cacheOptions), proxy.handler);
   };
 
   function siteHandler(site: SiteConfig): Handler {
-    const fallback: Handler = site.origin ? proxyFor(site.origin, site.proxy) : notFound;
+    const fallback: Handler = site.origin ? proxyFor(site.origin, site.cache, site.proxy) : notFound;
     const root: Handler = site.static
       ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined })], fallback)
       : fallback;
@@ -86,7 +106,7 @@ export function createApp(config: Config): App {
 
   function routeHandler(site: SiteConfig, route: RouteConfig): Handler {
     if (route.redirect) return redirectHandler(route as RouteConfig & { redirect: NonNullable<RouteConfig['redirect']> });
-    if (route.origin) return proxyFor(route.origin, site.proxy, route.proxy);
+    if (route.origin) return proxyFor(route.origin, route.cache ?? site.cache, site.proxy, route.proxy);
     return compose([createStaticStage(route.static!, { fallthrough: false, mountPath: route.path })], notFound);
   }
 
@@ -95,8 +115,26 @@ export function createApp(config: Config): App {
   const hsts = hstsStage(config.hsts);
   const handler = compose([observe, handleErrors, ...(hsts ? [hsts] : [])], router);
 
+  // Every cache stage shares the one store, so purging through any of them purges all.
+  const anyCache = caches[0];
+  const admin: AdminActions = {
+    purgeUrl: (url) => anyCache ? anyCache.purgeUrl(url) : Promise.resolve(0),
+    purgeTag: (tag) => anyCache ? anyCache.purgeTag(tag) : Promise.resolve(0),
+    purgeAll: () => store.clear(),
+    stats: () => ({
+      store: store.name,
+      hits: caches.reduce((n, c) => n + c.stats.hits, 0),
+      misses: caches.reduce((n, c) => n + c.stats.misses, 0),
+      storeErrors: caches.reduce((n, c) => n + c.stats.storeErrors, 0),
+    }),
+  };
+
   return {
     handler,
-    close: async () => { await Promise.all(proxies.map((p) => p.close())); },
+    admin,
+    close: async () => {
+      await Promise.all(proxies.map((p) => p.close()));
+      await store.close();
+    },
   };
 }

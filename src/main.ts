@@ -5,6 +5,7 @@ import { createApp } from './app.ts';
 import { startServers } from './server/listener.ts';
 import { startLogs } from './observability/log.ts';
 import { publishError } from './observability/channels.ts';
+import { startAdmin, type RunningAdmin } from './observability/admin.ts';
 
 const USAGE = `usage: outpost [start|check] [options]
 
@@ -87,6 +88,13 @@ async function main(argv: string[]): Promise<number> {
     onError: (where, error) => publishError({ ctx: null, error, where }),
   });
   console.log(`outpost: listening on ${running.urls.join(' and ')}`);
+  let admin: RunningAdmin | null = null;
+  if (config.admin.listen !== null && config.admin.token !== null) {
+    admin = await startAdmin(config.admin.listen, config.admin.token, app.admin);
+    console.log(`outpost: admin API on http://${config.admin.listen}/ (purge, stats)`);
+  } else if (config.admin.listen !== null) {
+    console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');
+  }
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -98,6 +106,7 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await running.close();
+  await admin?.close();
   await app.close();
   await stopLogs();
   console.log('outpost: stopped');

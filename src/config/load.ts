@@ -11,6 +11,7 @@ export interface Overrides {
   httpsPort?: number;
   httpPort?: number | null;
   host?: string;
+  adminToken?: string;
 }
 
 export const DEFAULT_CONFIG_FILE = 'config/outpost.yaml';
@@ -18,6 +19,7 @@ export const DEFAULT_CONFIG_FILE = 'config/outpost.yaml';
 /** Reads the environment once, here, and nowhere else. */
 export function overridesFromEnv(env: NodeJS.ProcessEnv): { file?: string; overrides: Overrides } {
   const overrides: Overrides = {};
+  if (env.OUTPOST_ADMIN_TOKEN) overrides.adminToken = env.OUTPOST_ADMIN_TOKEN;
   if (env.OUTPOST_ORIGIN) overrides.origin = env.OUTPOST_ORIGIN;
   if (env.OUTPOST_ROOT) overrides.root = env.OUTPOST_ROOT;
   if (env.OUTPOST_HOST) overrides.host = env.OUTPOST_HOST;
@@ -55,6 +57,10 @@ export function applyOverrides(raw: unknown, overrides: Overrides): unknown {
       if (overrides.httpsPort !== undefined) listen.https = overrides.httpsPort;
       if (overrides.httpPort !== undefined) listen.http = overrides.httpPort;
     }
+  }
+  if (overrides.adminToken !== undefined) {
+    const admin = (data.admin ??= {});
+    if (typeof admin === 'object' && admin !== null) admin.token = overrides.adminToken;
   }
   if (overrides.origin !== undefined || overrides.root !== undefined) {
     // --origin/--root change the catch-all site (created when the file has none).

@@ -86,6 +86,17 @@ const originOptions = z.strictObject({
 });
 const originOverrides = originOptions.partial();
 
+/** Per site or route: whether proxied responses are cached, and how cookies are treated. */
+const cacheRouteOptions = z.strictObject({
+  enabled: z.boolean().default(true),
+  /**
+   * false (default): a response with Set-Cookie is never stored, as nginx and Varnish do — it is
+   * almost always personal. true: it is stored without its Set-Cookie, which only its first
+   * requester receives.
+   */
+  storeSetCookie: z.boolean().default(false),
+});
+
 const routeSchema = z.strictObject({
   path: z.string().startsWith('/', { error: (i) => `expected a path prefix starting with "/", got ${JSON.stringify(i.input)}` }),
   static: staticSpec.optional(),
@@ -95,6 +106,7 @@ const routeSchema = z.strictObject({
     status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(301),
   }).optional(),
   proxy: originOverrides.optional(),
+  cache: cacheRouteOptions.optional(),
 }).superRefine((route, ctx) => {
   const kinds = [route.static, route.origin, route.redirect].filter((k) => k !== undefined).length;
   if (kinds !== 1) ctx.addIssue({ code: 'custom', message: 'expected exactly one of static, origin or redirect' });
@@ -106,6 +118,7 @@ const siteSchema = z.strictObject({
   static: staticSpec.optional(),
   origin: origins.optional(),
   proxy: originOverrides.optional(),
+  cache: cacheRouteOptions.optional(),
   routes: z.array(routeSchema).default([]),
 });
 
@@ -174,6 +187,13 @@ export const configSchema = z.strictObject({
     encodings: z.array(z.enum(['br', 'zstd', 'gzip'])).min(1).default(['br', 'zstd', 'gzip']),
     /** Bodies smaller than this are not worth a coding (headers and CPU cost more than they save). */
     minSize: size('1KB'),
+  }).prefault({}),
+  admin: z.strictObject({
+    /** The admin API (purge, stats) listens here; keep it on loopback. null turns it off. */
+    listen: z.string().regex(/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d{1,5}$/i, { error: (i) => `expected host:port, got ${JSON.stringify(i.input)}` })
+      .nullable().default('127.0.0.1:9090'),
+    /** Bearer token every admin request must carry; without one the admin API does not start. */
+    token: z.string().min(16, { error: 'expected a token of at least 16 characters' }).nullable().default(null),
   }).prefault({}),
   log: z.strictObject({
     /** Access log: "stdout", "off", or a file path. */

@@ -10,7 +10,7 @@ import { textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import {
   evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
-} from './conditional.ts';
+} from '../http/conditional.ts';
 import { isFingerprinted, mapRequestPath, type Refusal } from './path.ts';
 
 export interface StaticStageOptions {

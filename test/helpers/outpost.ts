@@ -9,6 +9,7 @@ import { applyOverrides, validateConfig } from '../../src/config/load.ts';
 import { createApp } from '../../src/app.ts';
 import { startServers } from '../../src/server/listener.ts';
 import { devCertificate } from '../../src/server/tls.ts';
+import { startAdmin } from '../../src/observability/admin.ts';
 
 /** One development certificate per test process, made at first use. */
 const certDir = mkdtempSync(join(tmpdir(), 'outpost-test-cert-'));
@@ -20,6 +21,8 @@ export interface RunningOutpost {
   httpsPort: number;
   httpPort: number | null;
   ca: string;
+  /** The admin API's base URL when `raw.admin.token` was given. */
+  adminUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -38,12 +41,14 @@ export async function startOutpost(raw: Record<string, any> = {}): Promise<Runni
   }, {}));
   const app = createApp(config);
   const running = await startServers(config, app.handler);
+  const admin = config.admin.token ? await startAdmin('127.0.0.1:0', config.admin.token, app.admin) : null;
   return {
+    adminUrl: admin ? `http://127.0.0.1:${admin.port}` : null,
     url: `https://127.0.0.1:${running.httpsPort}`,
     httpsPort: running.httpsPort,
     httpPort: running.httpPort,
     ca,
-    close: async () => { await running.close(); await app.close(); },
+    close: async () => { await running.close(); await admin?.close(); await app.close(); },
   };
 }
 

@@ -159,8 +159,9 @@ test('a 200 MB upload and a 200 MB download stream through with flat memory', as
   } finally {
     clearInterval(sampler);
   }
-  // Buffering any of those bodies would add at least 200 MB.
-  assert.ok(peak - rssBefore < 120 * MB, `rss grew by ${Math.round((peak - rssBefore) / MB)} MB`);
+  // Buffering any of those bodies would add at least 200 MB; client, Outpost and origin share this
+  // process, so garbage in flight counts too: the bound sits between the two.
+  assert.ok(peak - rssBefore < 180 * MB, `rss grew by ${Math.round((peak - rssBefore) / MB)} MB`);
 });
 
 test('a dead origin is a 502 with a short body, never a hang', async () => {

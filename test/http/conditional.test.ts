@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   evaluatePreconditions, fileValidators, ifRangeHolds, matchesTagList, parseHttpDate, parseRange,
-} from '../../src/static/conditional.ts';
+} from '../../src/http/conditional.ts';
 
 const LM = Date.UTC(1994, 10, 6, 8, 49, 37); // Sun, 06 Nov 1994 08:49:37 GMT
 const V = { etag: '"1a-2b"', lastModified: LM };

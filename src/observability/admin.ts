@@ -1,0 +1,89 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual, createHash } from 'node:crypto';
+
+/**
+ * The admin API, on its own listener (loopback by default) behind a bearer token:
+ *   POST /purge  {"url": "https://host/path?q"}   every stored variant of that URL
+ *   POST /purge  {"tag": "product-42"}            everything the origin tagged so (Cache-Tag, Surrogate-Key)
+ *   POST /purge  {"all": true}                    the whole cache
+ *   GET  /stats                                   cache counters
+ * Answers JSON: {"purged": n} with how many stored responses were dropped.
+ */
+export interface AdminActions {
+  purgeUrl(url: string): Promise<number>;
+  purgeTag(tag: string): Promise<number>;
+  purgeAll(): Promise<number>;
+  stats(): Record<string, unknown>;
+}
+
+export interface RunningAdmin {
+  port: number;
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 16 * 1024;
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+function send(res: ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw Object.assign(new Error('body too large'), { status: 413 });
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw Object.assign(new Error('expected a JSON body'), { status: 400 });
+  }
+}
+
+export async function startAdmin(listen: string, token: string, actions: AdminActions): Promise<RunningAdmin> {
+  const colon = listen.lastIndexOf(':');
+  const host = listen.slice(0, colon).replace(/^\[|\]$/g, '');
+  const port = Number(listen.slice(colon + 1));
+  const expected = digest(`Bearer ${token}`);
+
+  const server: Server = createServer({ headersTimeout: 5000, requestTimeout: 10_000 }, (req, res) => {
+    // Constant-time comparison of fixed-length digests: the token does not leak through timing.
+    if (!timingSafeEqual(digest(req.headers.authorization ?? ''), expected)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return send(res, 401, { error: 'missing or wrong bearer token' });
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    handle(req.method ?? 'GET', path, req).then(
+      ([status, body]) => send(res, status, body),
+      (err: { status?: number; message?: string }) => send(res, err.status ?? 500, { error: err.message ?? 'failed' }),
+    );
+  });
+
+  async function handle(method: string, path: string, req: IncomingMessage): Promise<[number, unknown]> {
+    if (path === '/stats') return method === 'GET' ? [200, actions.stats()] : [405, { error: 'use GET' }];
+    if (path !== '/purge') return [404, { error: 'not found' }];
+    if (method !== 'POST') return [405, { error: 'use POST' }];
+    const body = await readJson(req) as Record<string, unknown> | null;
+    if (body && typeof body.url === 'string') {
+      try { new URL(body.url); } catch { return [400, { error: `url: expected an absolute URL, got ${JSON.stringify(body.url)}` }]; }
+      return [200, { purged: await actions.purgeUrl(body.url) }];
+    }
+    if (body && typeof body.tag === 'string' && body.tag !== '') return [200, { purged: await actions.purgeTag(body.tag) }];
+    if (body && body.all === true) return [200, { purged: await actions.purgeAll() }];
+    return [400, { error: 'expected {"url": "..."}, {"tag": "..."} or {"all": true}' }];
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
