@@ -46,9 +46,13 @@ const NOT_UPDATED_BY_304 = new Set(['content-length', 'content-encoding', 'trans
 /** What waiters on a collapsed forward learn: look again, or share the leader's error. */
 type Outcome = { kind: 'stored' } | { kind: 'pass' } | { kind: 'error'; error: unknown };
 
+/** Drops a reply's body we do not send (a 304 or error being replaced by a stored response). */
 const bodyless = (reply: Reply) => {
   const body = reply.body;
-  if (body && !Buffer.isBuffer(body) && !('kind' in body)) body.resume();
+  if (body && !Buffer.isBuffer(body) && !('kind' in body)) {
+    body.on('error', () => {});
+    body.resume();
+  }
 };
 
 export interface CacheStage {

@@ -78,6 +78,8 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       body: hasBody ? ctx.body : undefined,
       signal: ctx.signal,
     });
+    // Errors on this body reach whoever pipes it; until then (and if nobody does) they must not crash.
+    response.body.on('error', () => {});
     const out: Reply['headers'] = endToEnd(response.headers as Record<string, string | string[]>, hide);
     const via = `1.1 ${options.viaName}`;
     out.via = out.via ? `${out.via}, ${via}` : via;

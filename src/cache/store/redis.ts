@@ -17,7 +17,14 @@ export interface RedisStoreOptions {
  * that a Redis outage fails fast instead of queueing: no offline queue, bounded connect time,
  * reconnection in the background with backoff.
  */
-export function createRedisStore(options: RedisStoreOptions): CacheStore {
+/** The Redis store also carries messages between nodes (invalidations for their near tiers). */
+export interface RedisStore extends CacheStore {
+  publish(channel: string, message: string): Promise<void>;
+  /** Listens on a channel over a second connection; returns the function that stops it. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+}
+
+export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const prefix = options.prefix ?? 'outpost:';
   const timeout = options.commandTimeout ?? 1000;
   const onError = options.onError ?? (() => {});
@@ -83,6 +90,20 @@ export function createRedisStore(options: RedisStoreOptions): CacheStore {
         if (keys.length > 0) count += Number(await client.unlink(keys));
       }
       return count;
+    },
+    async publish(channel, message) {
+      await ready();
+      await withTimeout(client.publish(k(channel), message));
+    },
+    async subscribe(channel, onMessage) {
+      const subscriber = client.duplicate();
+      subscriber.on('error', onError);
+      await subscriber.connect().catch((err: unknown) => onError(err));
+      await subscriber.subscribe(k(channel), (message: string) => onMessage(message)).catch((err: unknown) => onError(err));
+      return async () => {
+        if (subscriber.isOpen) await subscriber.close().catch(() => subscriber.destroy());
+        else subscriber.destroy();
+      };
     },
     async close() {
       await connecting;

@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import {
+  constants as h2, createSecureServer, type IncomingHttpHeaders, type Http2ServerRequest, type Http2ServerResponse,
+  type OutgoingHttpHeaders, type ServerHttp2Stream,
+} from 'node:http2';
+import { CACHEABLE, PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
+
+/**
+ * The ceiling: what a Node server reaches on this machine when it does nothing but answer. One
+ * node:http2 createSecureServer({ allowHTTP1: true }), every answer from memory (precompressed where
+ * the scenario asks for an encoding), no cache, no routing beyond one map lookup. HTTP/2 streams use
+ * the core API (stream.respond), HTTP/1.1 the compatibility API: the fastest path for each.
+ *
+ *   node bench/ceiling.ts --cert FILE --key FILE [--port N]    prints "ceiling https://127.0.0.1:PORT"
+ */
+
+type Answer = { status: number; headers: OutgoingHttpHeaders; body: Buffer };
+
+function variants(f: Fixture, cacheControl: string, negotiate: boolean): (acceptEncoding: string | undefined) => Answer {
+  const base = { 'content-type': f.type, 'cache-control': cacheControl, ...(negotiate ? { vary: 'accept-encoding' } : {}) };
+  const identity: Answer = { status: 200, headers: { ...base, etag: f.etag, 'content-length': f.body.length }, body: f.body };
+  if (!negotiate) return () => identity;
+  const br: Answer = { status: 200, headers: { ...base, etag: f.etag.replace(/"$/, '-br"'), 'content-encoding': 'br', 'content-length': f.br.length }, body: f.br };
+  const gzip: Answer = { status: 200, headers: { ...base, etag: f.etag.replace(/"$/, '-gz"'), 'content-encoding': 'gzip', 'content-length': f.gzip.length }, body: f.gzip };
+  // The runner sends exactly "br", "gzip" or nothing; a substring test is all the negotiation needed.
+  return (ae) => (ae === undefined ? identity : ae.includes('br') ? br : ae.includes('gzip') ? gzip : identity);
+}
+
+const page = variants(fixtures.page, CACHEABLE, true);
+const GET: Record<string, ((ae: string | undefined) => Answer) | undefined> = {
+  [PATHS.small]: variants(fixtures.small, CACHEABLE, false),
+  [PATHS.large]: variants(fixtures.large, CACHEABLE, false),
+  [PATHS.page]: page,
+  [PATHS.api]: variants(fixtures.api, UNCACHEABLE, false),
+};
+const notFound: Answer = { status: 404, headers: { 'content-type': 'text/plain', 'content-length': 10 }, body: Buffer.from('not found\n') };
+
+function answerFor(method: string | undefined, url: string, ae: string | undefined): Answer {
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const get = GET[path] ?? (path.startsWith(PATHS.burst) ? page : undefined);
+  return get && method === 'GET' ? get(ae) : notFound;
+}
+
+function uploaded(received: number): Answer {
+  const body = Buffer.from(JSON.stringify({ received }));
+  return { status: 200, headers: { 'content-type': 'application/json', 'cache-control': UNCACHEABLE, 'content-length': body.length }, body };
+}
+
+function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  const method = headers[h2.HTTP2_HEADER_METHOD] as string;
+  const path = headers[h2.HTTP2_HEADER_PATH] as string;
+  const respond = (a: Answer) => {
+    if (stream.destroyed) return;
+    stream.respond({ [h2.HTTP2_HEADER_STATUS]: a.status, ...a.headers });
+    stream.end(a.body);
+  };
+  if (method === 'POST' && path === PATHS.upload) {
+    let received = 0;
+    stream.on('data', (chunk: Buffer) => { received += chunk.length; });
+    stream.on('end', () => respond(uploaded(received)));
+    return;
+  }
+  respond(answerFor(method, path, headers['accept-encoding'] as string | undefined));
+}
+
+function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
+  const respond = (a: Answer) => { res.writeHead(a.status, a.headers); res.end(a.body); };
+  if (req.method === 'POST' && req.url === PATHS.upload) {
+    let received = 0;
+    req.on('data', (chunk: Buffer) => { received += chunk.length; });
+    req.on('end', () => respond(uploaded(received)));
+    return;
+  }
+  respond(answerFor(req.method, req.url, req.headers['accept-encoding']));
+}
+
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i === -1 ? undefined : process.argv[i + 1]; };
+const server = createSecureServer({
+  allowHTTP1: true,
+  cert: readFileSync(arg('--cert')!),
+  key: readFileSync(arg('--key')!),
+  settings: { maxConcurrentStreams: 128 },
+});
+// Adding a 'request' listener makes node:http2 wrap every HTTP/2 stream in the compatibility API
+// too; drop that wrapper so HTTP/2 streams reach onStream alone and HTTP/1.1 reaches onRequest.
+server.on('request', onRequest);
+server.removeAllListeners('stream');
+server.on('stream', onStream);
+server.listen(Number(arg('--port') ?? 0), '127.0.0.1', () => {
+  const address = server.address();
+  if (address && typeof address === 'object') console.log(`ceiling https://127.0.0.1:${address.port}`);
+});
+process.on('SIGTERM', () => { server.close(() => process.exit(0)); setTimeout(() => process.exit(0), 2000).unref(); });

@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
+
+/**
+ * The benchmark's payloads: the same bytes on every run and every machine, so runs compare.
+ * Made from a seeded PRNG and SHA-256 in counter mode; nothing is downloaded (see bench/README.md).
+ */
+
+/** mulberry32: a tiny seeded PRNG (32-bit state), good enough to pick words and numbers. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WORDS = ('edge cache origin request response header stream session latency throughput brotli gzip ' +
+  'static route proxy client server network packet socket buffer vary etag stale fresh purge tag ' +
+  'the of and to in is for on with as by at from that this be are was it an or').split(' ');
+
+/** ~1 KB JSON: a short product list, the shape of a typical small API or config file. */
+function smallJson(): Buffer {
+  const rand = prng(1);
+  const items = [];
+  for (let i = 0; items.length < 17; i++) {
+    items.push({ id: 1000 + i, name: `${WORDS[Math.floor(rand() * WORDS.length)]}-${i}`, price: Math.round(rand() * 10000) / 100, stock: Math.floor(rand() * 500) });
+  }
+  return Buffer.from(JSON.stringify({ version: 1, generated: '2025-01-01T00:00:00Z', items }));
+}
+
+/** ~30 KB HTML: paragraphs of words from a small vocabulary, so it compresses like real markup (~5x). */
+function pageHtml(): Buffer {
+  const rand = prng(2);
+  const parts = ['<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Outpost bench page</title></head>\n<body>\n'];
+  let size = parts[0].length;
+  for (let p = 0; size < 30_000; p++) {
+    const words = [];
+    for (let w = 0; w < 40; w++) words.push(WORDS[Math.floor(rand() * WORDS.length)]);
+    const line = `<section id="s${p}"><h2>Section ${p}</h2><p class="body">${words.join(' ')}.</p></section>\n`;
+    parts.push(line);
+    size += line.length;
+  }
+  parts.push('</body></html>\n');
+  return Buffer.from(parts.join(''));
+}
+
+/** 1 MiB that no compressor can shrink: SHA-256 of a counter, 32 bytes at a time. */
+function largeBin(): Buffer {
+  const out = Buffer.allocUnsafe(1 << 20);
+  for (let i = 0; i < out.length / 32; i++) createHash('sha256').update(`outpost-bench-large:${i}`).digest().copy(out, i * 32);
+  return out;
+}
+
+/** The uncacheable API answer: fixed bytes too, so only the headers say "do not store". */
+function apiJson(): Buffer {
+  const rand = prng(3);
+  const values = Array.from({ length: 100 }, () => Math.floor(rand() * 1e6));
+  return Buffer.from(JSON.stringify({ ok: true, kind: 'uncacheable', values }));
+}
+
+export interface Fixture {
+  readonly body: Buffer;
+  readonly type: string;
+  readonly etag: string;
+  /** Precompressed once at the highest quality, like a store-once cache or a build step. */
+  readonly br: Buffer;
+  readonly gzip: Buffer;
+}
+
+function fixture(body: Buffer, type: string): Fixture {
+  return {
+    body,
+    type,
+    etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
+    br: brotliCompressSync(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } }),
+    gzip: gzipSync(body, { level: 9 }),
+  };
+}
+
+export const fixtures = {
+  small: fixture(smallJson(), 'application/json'),
+  page: fixture(pageHtml(), 'text/html; charset=utf-8'),
+  large: fixture(largeBin(), 'application/octet-stream'),
+  api: fixture(apiJson(), 'application/json'),
+} as const;
+
+/** The static site every system serves from disk: the small JSON and the 1 MiB file. */
+export const SITE_FILES = { 'small.json': fixtures.small.body, 'large.bin': fixtures.large.body } as const;
+
+export function writeSite(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, body] of Object.entries(SITE_FILES)) writeFileSync(join(dir, name), body);
+}
+
+/** Cache-Control the origin sends on its cacheable fixtures. */
+export const CACHEABLE = 'public, max-age=3600';
+export const UNCACHEABLE = 'private, no-store';
+
+/** URL paths, the same on every system; proxied ones start with the /o/ route prefix. */
+export const PATHS = {
+  small: '/small.json',
+  large: '/large.bin',
+  page: '/o/page.html',
+  api: '/o/api',
+  upload: '/o/upload',
+  burst: '/o/burst/',
+} as const;
+
+/** The origin holds each /burst/ answer this long, so the 200 concurrent requests overlap it. */
+export const BURST_DELAY_MS = 100;

@@ -1,0 +1,74 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { BURST_DELAY_MS, CACHEABLE, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
+
+/**
+ * The fixture origin: plain HTTP/1.1 on loopback, fixed bytes, and a count of the requests that
+ * reach it per path (GET /__counts, not counted), so the runner sees what each edge let through.
+ * Paths are accepted with or without the edge's /o prefix.
+ *
+ *   node bench/origin.ts [--port N]     prints "origin http://127.0.0.1:PORT" when listening
+ */
+
+const CACHEABLE_PATHS: Record<string, Fixture> = {
+  '/page.html': fixtures.page,
+  '/small.json': fixtures.small,
+  '/large.bin': fixtures.large,
+};
+
+const counts = new Map<string, number>();
+let total = 0;
+
+function send(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: Buffer): void {
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+function cacheable(req: IncomingMessage, res: ServerResponse, f: Fixture): void {
+  const headers = { 'content-type': f.type, 'cache-control': CACHEABLE, etag: f.etag };
+  if (req.headers['if-none-match'] === f.etag) return send(res, 304, headers);
+  send(res, 200, { ...headers, 'content-length': f.body.length }, req.method === 'HEAD' ? undefined : f.body);
+}
+
+function handle(req: IncomingMessage, res: ServerResponse): void {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o(?=\/)/, '');
+  if (path === '/__counts') {
+    return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' },
+      Buffer.from(JSON.stringify({ total, paths: Object.fromEntries(counts) })));
+  }
+  total++;
+  counts.set(path, (counts.get(path) ?? 0) + 1);
+
+  if (req.method === 'POST' && path === '/upload') {
+    let received = 0;
+    req.on('data', (chunk: Buffer) => { received += chunk.length; });
+    req.on('end', () => {
+      const body = Buffer.from(JSON.stringify({ received }));
+      send(res, 200, { 'content-type': 'application/json', 'cache-control': UNCACHEABLE, 'content-length': body.length }, body);
+    });
+    return;
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { allow: 'GET, HEAD', 'content-length': 0 });
+  const f = CACHEABLE_PATHS[path];
+  if (f) return cacheable(req, res, f);
+  if (path === '/api') {
+    return send(res, 200, { 'content-type': fixtures.api.type, 'cache-control': UNCACHEABLE, 'content-length': fixtures.api.body.length },
+      req.method === 'HEAD' ? undefined : fixtures.api.body);
+  }
+  if (path.startsWith('/burst/')) {
+    setTimeout(() => cacheable(req, res, fixtures.page), BURST_DELAY_MS);
+    return;
+  }
+  send(res, 404, { 'content-type': 'text/plain', 'content-length': 10 }, Buffer.from('not found\n'));
+}
+
+const portFlag = process.argv.indexOf('--port');
+const port = portFlag === -1 ? 0 : Number(process.argv[portFlag + 1]);
+// keepAliveTimeout above the edges' idle timeouts, so a proxy never reuses a socket we are closing.
+const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 60_000 }, handle);
+server.listen(port, '127.0.0.1', () => {
+  const address = server.address();
+  if (address && typeof address === 'object') console.log(`origin http://127.0.0.1:${address.port}`);
+});
+process.on('SIGTERM', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });

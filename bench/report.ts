@@ -1,0 +1,89 @@
+import type { Tool } from './load.ts';
+
+/** The runner's result records and the tables printed from them. */
+
+export type SystemName = 'ceiling' | 'outpost' | 'nginx';
+
+export interface Row {
+  scenario: string;
+  tool: Tool;
+  protocol: 'h1' | 'h2';
+  system: SystemName;
+  responses?: number;
+  rps?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  errors?: number;
+  originRequests?: number;
+  cpuUsPerResponse?: number;
+  response?: string;
+  note?: string;
+  error?: string;
+}
+
+export interface Burst {
+  system: SystemName;
+  protocol: 'h1' | 'h2';
+  requests: number;
+  ok?: number;
+  originRequests?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  maxMs?: number;
+  error?: string;
+}
+
+export function formatBytes(n: number): string {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
+}
+const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+export const fmt = {
+  n: (v?: number) => (v === undefined || Number.isNaN(v) ? '-' : int.format(v)),
+  ms: (v?: number) => (v === undefined || Number.isNaN(v) ? '-' : v < 10 ? v.toFixed(2) : v.toFixed(1)),
+  ratio: (a?: number, b?: number) => (a === undefined || b === undefined || !b || Number.isNaN(a) || Number.isNaN(b) ? '-' : `${(a / b).toFixed(2)}x`),
+};
+
+function table(head: string[], rows: string[][], right: boolean[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function resultsTable(rows: Row[]): string {
+  const head = ['scenario', 'load', 'system', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'origin', 'cpu us/resp', 'one response'];
+  const right = [false, false, false, true, true, true, true, true, true, false];
+  const out: string[][] = [];
+  const groups = new Map<string, Row[]>();
+  for (const r of rows) {
+    const key = `${r.scenario} ${r.tool}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  for (const group of groups.values()) {
+    let first = true;
+    for (const r of group) {
+      const load = `${r.protocol} ${r.tool}`;
+      out.push(r.error
+        ? [first ? r.scenario : '', first ? load : '', r.system, 'error', '', '', '', '', '', r.error.split('\n')[0].slice(0, 60)]
+        : [first ? r.scenario : '', first ? load : '', r.system, fmt.n(r.rps), fmt.ms(r.p50Ms), fmt.ms(r.p99Ms), fmt.n(r.errors),
+            fmt.n(r.originRequests), fmt.n(r.cpuUsPerResponse), `${r.response ?? ''}${r.note ? ` (${r.note})` : ''}`]);
+      first = false;
+    }
+    const outpost = group.find((r) => r.system === 'outpost' && !r.error);
+    for (const other of ['ceiling', 'nginx'] as const) {
+      const o = group.find((r) => r.system === other && !r.error);
+      if (!outpost || !o) continue;
+      out.push(['', '', `outpost/${other}`, fmt.ratio(outpost.rps, o.rps), fmt.ratio(outpost.p50Ms, o.p50Ms), fmt.ratio(outpost.p99Ms, o.p99Ms),
+        '', '', fmt.ratio(outpost.cpuUsPerResponse, o.cpuUsPerResponse), '']);
+    }
+  }
+  return table(head, out, right);
+}
+
+export function burstTable(bursts: Burst[]): string {
+  const head = ['load', 'system', 'ok/sent', 'origin requests', 'p50 ms', 'p99 ms', 'max ms'];
+  return table(head, bursts.map((b) => b.error
+    ? [b.protocol, b.system, 'error', b.error.split('\n')[0].slice(0, 60), '', '', '']
+    : [b.protocol, b.system, `${b.ok}/${b.requests}`, fmt.n(b.originRequests), fmt.ms(b.p50Ms), fmt.ms(b.p99Ms), fmt.ms(b.maxMs)]),
+  [false, false, true, true, true, true, true]);
+}
+

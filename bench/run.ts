@@ -1,0 +1,577 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { availableParallelism, release, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Pool, request } from 'undici';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { PATHS, BURST_DELAY_MS, fixtures, writeSite } from './fixtures.ts';
+import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResult, type LoadSpec, type Tool } from './load.ts';
+import { brotliAvailable, nginxConfig } from './nginx.ts';
+import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
+import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
+
+/**
+ * `npm run bench [-- --quick]`: Outpost, the ceiling (a bare node:http2 server answering from memory)
+ * and nginx, side by side in one run, on loopback. See bench/README.md for what each scenario measures.
+ */
+
+const ROOT = resolve(import.meta.dirname, '..');
+process.chdir(ROOT);
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    seconds: { type: 'string' },
+    scenarios: { type: 'string' },
+    systems: { type: 'string' },
+    'no-pin': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (flags.help) {
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin]`);
+  process.exit(0);
+}
+
+const QUICK = flags.quick;
+if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
+  console.error(`--seconds: expected a positive number, got ${JSON.stringify(flags.seconds)}`);
+  process.exit(2);
+}
+const SETTINGS = {
+  /** Seconds of load per scenario, system and load generator. */
+  seconds: Number(flags.seconds ?? (QUICK ? 3 : 10)),
+  /** HTTP/1.1 connections, one request in flight on each (browsers open up to 6 per host; a CDN sees many). */
+  connections: 16,
+  /** HTTP/2: 2 connections x 8 streams, the same 16 requests in flight as HTTP/1.1. */
+  h2Connections: 2,
+  h2Streams: 8,
+  /** Requests per scenario and system before anything is measured: JIT warm, caches primed. */
+  warmRequests: QUICK ? 200 : 1000,
+  /** The cold-URL burst. */
+  burst: 200,
+} as const;
+
+// --- machine and tools -----------------------------------------------------------------------------
+
+function version(cmd: string[], pattern: RegExp): string | undefined {
+  // nginx -v prints on stderr; wrk -v exits 1 after printing its version: read both streams, any exit.
+  const out = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: 10_000 });
+  if (out.error) return undefined;
+  return pattern.exec(`${out.stdout}${out.stderr}`)?.[1];
+}
+
+function packageVersion(name: string): string {
+  return JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version;
+}
+
+const tools = {
+  nginx: version(['nginx', '-v'], /nginx\/(\S+)/),
+  brotli: brotliAvailable(),
+  h2load: version(['h2load', '--version'], /(nghttp2\/\S+)/),
+  wrk: version(['wrk', '-v'], /^wrk (\S+)/m),
+  openssl: version(['openssl', 'version'], /^(OpenSSL \S+)/),
+  taskset: version(['taskset', '--version'], /(util-linux \S+)/),
+};
+
+const cores = availableParallelism();
+const pin = !flags['no-pin'] && tools.taskset !== undefined && cores >= 2;
+/** With pinning, the server under test owns the last core; the runner, origin and load tools the rest. */
+const serverWrap = pin ? ['taskset', '-c', String(cores - 1)] : [];
+const loaderWrap = pin ? ['taskset', '-c', `0-${cores - 2}`] : [];
+if (pin) execFileSync('taskset', ['-a', '-p', '-c', `0-${cores - 2}`, String(process.pid)], { stdio: 'ignore' });
+
+const machine = {
+  date: new Date().toISOString(),
+  cpu: /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown',
+  cores,
+  kernel: release(),
+  node: process.version,
+  nginx: tools.nginx ? `${tools.nginx}${tools.brotli ? ' + brotli' : ''}` : 'missing',
+  h2load: tools.h2load ?? 'missing',
+  wrk: tools.wrk ?? 'missing',
+  autocannon: packageVersion('autocannon'),
+  undici: packageVersion('undici'),
+  openssl: tools.openssl ?? 'missing',
+  outpostCommit: version(['git', 'rev-parse', '--short', 'HEAD'], /^([0-9a-f]+)$/m) ?? 'uncommitted',
+  /** Uncommitted changes under src/ when the run started (read-only git status). */
+  outpostDirty: (spawnSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== '',
+  /** Share of all cores busy in the second before start: other work on the machine makes every number noisy. */
+  busyBeforeStart: Number((await machineBusy(1000)).toFixed(2)),
+  pinning: pin ? `server on cpu ${cores - 1}, runner/origin/loaders on cpu 0-${cores - 2}` : 'off',
+  mode: QUICK ? 'quick' : 'full',
+  ...SETTINGS,
+};
+
+function missingTools(): string[] {
+  const lines: string[] = [];
+  if (!tools.nginx) lines.push('nginx    missing: no nginx rows');
+  else if (!tools.brotli) lines.push('nginx    has no Brotli module: its "br" requests get gzip or identity (apt-get install libnginx-mod-http-brotli-filter)');
+  if (!tools.h2load) lines.push('h2load   missing: no HTTP/2 rows');
+  if (!tools.wrk) lines.push('wrk      missing: no wrk rows (HTTP/1.1 second opinion where autocannon is the bottleneck)');
+  if (lines.length > 0) lines.push('install with: apt-get install nginx nghttp2-client wrk libnginx-mod-http-brotli-filter');
+  return lines;
+}
+
+if (!tools.openssl) {
+  console.error('openssl is needed to make the benchmark certificate: apt-get install openssl');
+  process.exit(1);
+}
+
+// --- scenarios -----------------------------------------------------------------------------------------
+
+interface Scenario {
+  readonly id: string;
+  readonly what: string;
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: Buffer;
+  /** Every request a URL never seen before (query-string counter). */
+  readonly unique?: boolean;
+  /**
+   * Also measured with wrk (plain GETs): 'always', or 'full' for full runs only (time). static-1mb is
+   * 'always' because autocannon's own parser caps it near 80 MiB/s whatever the server.
+   */
+  readonly wrk?: 'always' | 'full';
+  /** Sample Outpost's RSS during this one (large bodies). */
+  readonly memory?: boolean;
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  { id: 'static-small', what: '1 KB JSON from disk', method: 'GET', path: PATHS.small, headers: {}, wrk: 'full' },
+  { id: 'static-1mb', what: '1 MiB incompressible file from disk', method: 'GET', path: PATHS.large, headers: {}, wrk: 'always', memory: true },
+  { id: 'hit-br', what: 'cached 30 KB HTML, Accept-Encoding: br', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
+  { id: 'hit-gzip', what: 'cached 30 KB HTML, Accept-Encoding: gzip', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'gzip' }, wrk: 'full' },
+  { id: 'hit-identity', what: 'cached 30 KB HTML, Accept-Encoding: identity', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'identity' }, wrk: 'full' },
+  { id: 'miss', what: 'unique URL each time: origin answers every request', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br, gzip' }, unique: true },
+  { id: 'pass', what: 'uncacheable API (no-store) passed through', method: 'GET', path: PATHS.api, headers: {}, wrk: 'full' },
+  { id: 'post-1mb', what: 'POST with a 1 MiB body passed through', method: 'POST', path: PATHS.upload, headers: { 'content-type': 'application/octet-stream' }, body: fixtures.large.body, memory: true },
+];
+
+const selected = flags.scenarios ? SCENARIOS.filter((s) => flags.scenarios!.split(',').includes(s.id)) : SCENARIOS;
+for (const [flag, given, known] of [
+  ['--scenarios', flags.scenarios, SCENARIOS.map((s) => s.id)],
+  ['--systems', flags.systems, ['ceiling', 'outpost', 'nginx']],
+] as const) {
+  const unknown = given?.split(',').filter((id) => !(known as readonly string[]).includes(id)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`${flag}: unknown ${unknown.join(', ')}; expected some of ${known.join(', ')}`);
+    process.exit(2);
+  }
+}
+const wrkIds = new Set(SCENARIOS.filter((s) => s.wrk === 'always' || (s.wrk === 'full' && !QUICK)).map((s) => s.id));
+
+// --- systems -----------------------------------------------------------------------------------------
+
+interface Launched { readonly child: Child; readonly base: string }
+interface System {
+  readonly name: SystemName;
+  readonly launch: () => Promise<Launched>;
+  child: Child;
+  base: string;
+  pool: Pool;
+  /** Times it had to be started again after it died during a run. */
+  restarts: number;
+  readonly rss: { start: number; warm?: number; peakLarge?: number; end?: number };
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'outpost-bench-'));
+chmodSync(tmp, 0o755); // nginx workers run as nobody and must reach their cache directory
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+const children: Child[] = [];
+/** The generated configs, kept in the results file. */
+const configs: Record<string, string> = {};
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer().once('error', rej).listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const socket = connect(port, '127.0.0.1').once('connect', () => { socket.destroy(); res(true); }).once('error', () => res(false));
+  });
+}
+
+/** HTTP/1.1 client for warm-up and probes (undici would pick HTTP/2 through ALPN otherwise). */
+function pool(base: string): Pool {
+  return new Pool(base, { connections: 8, allowH2: false, connect: { rejectUnauthorized: false, servername: 'localhost' } });
+}
+
+/** Starts the process and waits until it answers over TLS, not just listens. */
+async function launchAndWait(name: SystemName, launch: () => Promise<Launched>): Promise<Launched & { pool: Pool }> {
+  const { child, base } = await launch();
+  children.push(child);
+  const p = pool(base);
+  for (let i = 0; ; i++) {
+    try {
+      const r = await p.request({ path: PATHS.small, method: 'GET', headersTimeout: 2000 });
+      await r.body.dump();
+      return { child, base, pool: p };
+    } catch (err) {
+      if (i >= 50) {
+        await p.destroy();
+        await child.stop();
+        throw new Error(`${name} does not answer on ${base}: ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function bringUp(name: SystemName, launch: () => Promise<Launched>): Promise<System> {
+  const up = await launchAndWait(name, launch);
+  return { name, launch, ...up, restarts: 0, rss: { start: rssBytes(up.child.pid) } };
+}
+
+/** A system that died during a run is started again, so one crash does not hide the other scenarios. */
+async function restart(system: System): Promise<void> {
+  await system.pool.destroy();
+  const up = await launchAndWait(system.name, system.launch);
+  Object.assign(system, up);
+  system.restarts++;
+  console.log(`  ${system.name} restarted (pid ${system.child.pid})`);
+}
+
+async function launchCeiling(cert: string, key: string): Promise<Launched> {
+  const { child, match } = await startChild('ceiling', [...serverWrap, process.execPath, 'bench/ceiling.ts', '--cert', cert, '--key', key], /ceiling (https:\/\/\S+)/, 15_000);
+  return { child, base: match![1] };
+}
+
+/** Outpost with config/bench.yaml, the origin, certificate, static root and port filled in. */
+async function launchOutpost(cert: string, key: string, origin: string, site: string): Promise<Launched> {
+  if (!existsSync('src/main.ts')) throw new Error('src/main.ts does not exist yet');
+  const raw = parseYaml(readFileSync('config/bench.yaml', 'utf8')) as Record<string, any>;
+  raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
+  raw.tls = { ...raw.tls, certificates: [{ hosts: ['localhost', '127.0.0.1'], cert, key }] };
+  for (const s of raw.sites ?? []) {
+    if (typeof s.static === 'string') s.static = site;
+    else if (s.static) s.static.root = site;
+    if (s.origin) s.origin = origin;
+    for (const r of s.routes ?? []) if (r.origin) r.origin = origin;
+  }
+  const config = join(tmp, 'outpost.yaml');
+  configs.outpost = stringifyYaml(raw);
+  writeFileSync(config, configs.outpost);
+  const { child, match } = await startChild('outpost', [...serverWrap, process.execPath, 'src/main.ts', '--config', config],
+    /https:\/\/[^\s'"]+/, 20_000, ROOT);
+  return { child, base: `https://127.0.0.1:${new URL(match![0]).port}` };
+}
+
+async function launchNginx(cert: string, key: string, originPort: number, site: string): Promise<Launched> {
+  const dir = join(tmp, 'nginx');
+  mkdirSync(dir, { mode: 0o755, recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  configs.nginx = nginxConfig({ dir, port, originPort, siteRoot: site, cert, key, brotli: tools.brotli });
+  writeFileSync(conf, configs.nginx);
+  const { child } = await startChild('nginx', [...serverWrap, 'nginx', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'],
+    () => portOpen(port), 15_000);
+  return { child, base: `https://127.0.0.1:${port}` };
+}
+
+// --- measuring ---------------------------------------------------------------------------------------
+
+let originBase = '';
+async function originCounts(): Promise<{ total: number; paths: Record<string, number> }> {
+  const r = await request(`${originBase}/__counts`);
+  return (await r.body.json()) as { total: number; paths: Record<string, number> };
+}
+
+/**
+ * Origin counts once requests still on their way through the edge have arrived (the load tool stops
+ * with up to 16 requests in flight), so none is counted in the next system's run.
+ */
+async function settledCounts(before: number): Promise<{ total: number; paths: Record<string, number> }> {
+  let counts = await originCounts();
+  if (counts.total === before) return counts;
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const next = await originCounts();
+    if (next.total === counts.total) return next;
+    counts = next;
+  }
+  return counts;
+}
+
+/** Sends `count` requests, `concurrency` at a time, ignoring the answers. */
+async function hammer(p: Pool, count: number, concurrency: number, make: (i: number) => Parameters<Pool['request']>[0]): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) {
+      const r = await p.request(make(next++));
+      await r.body.dump({ limit: Infinity });
+    }
+  }));
+}
+
+function requestFor(s: Scenario, tag: string, i: number): Parameters<Pool['request']>[0] {
+  return {
+    method: s.method,
+    path: s.unique ? `${s.path}?miss=${tag}-${i}` : s.path,
+    headers: s.headers,
+    body: s.body,
+  };
+}
+
+async function warm(system: System): Promise<void> {
+  for (const s of selected) {
+    const count = s.body || s.path === PATHS.large ? Math.ceil(SETTINGS.warmRequests / 10) : SETTINGS.warmRequests;
+    await hammer(system.pool, count, 8, (i) => requestFor(s, `warm-${system.name}`, i));
+  }
+  if (tools.h2load) {
+    // The HTTP/2 code paths get their own warm-up.
+    for (const path of [PATHS.small, PATHS.page]) {
+      await run([...loaderWrap, 'h2load', '-n', String(SETTINGS.warmRequests * 2), '-c', '2', '-m', '8', '-H', 'accept-encoding: br', system.base + path], 30_000);
+    }
+  }
+}
+
+/** What one request of the scenario gets: status, encoding, size; shows what the numbers are made of. */
+async function probe(system: System, s: Scenario): Promise<string> {
+  const down = await revive(system);
+  if (down) return '';
+  lastStep.set(system.name, `${s.id} probe`);
+  try {
+    const r = await system.pool.request({ ...requestFor(s, `probe-${system.name}`, 0), headersTimeout: 10_000, bodyTimeout: 10_000 });
+    const body = Buffer.from(await r.body.arrayBuffer());
+    const enc = String(r.headers['content-encoding'] ?? 'identity');
+    return `${r.statusCode} ${enc} ${formatBytes(body.length)}`;
+  } catch (err) {
+    return `probe failed: ${(err as Error).message}`;
+  }
+}
+
+/** Why the system's process is gone, or undefined while it runs. */
+function exited(system: System): string | undefined {
+  const p = system.child.proc;
+  return p.exitCode === null && p.signalCode === null ? undefined : `${system.name} exited (${p.signalCode ?? `code ${p.exitCode}`})`;
+}
+
+interface Crash { system: SystemName; after: string; why: string; output: string }
+const crashes: Crash[] = [];
+const recorded = new Set<number>();
+/** What each system did last, to say when it crashed. */
+const lastStep = new Map<SystemName, string>();
+
+/**
+ * A system that died is recorded (once per process, with its last output) and started again, so one
+ * crash does not hide the other scenarios. Returns why it is still down, if it could not be restarted.
+ */
+async function revive(system: System): Promise<string | undefined> {
+  const why = exited(system);
+  if (!why) return undefined;
+  if (!recorded.has(system.child.pid)) {
+    recorded.add(system.child.pid);
+    const after = lastStep.get(system.name) ?? 'start';
+    crashes.push({ system: system.name, after, why, output: system.child.output() });
+    console.log(`  ${why} during or after: ${after}; its last output:\n    ${system.child.output().replace(/\n/g, '\n    ')}`);
+  }
+  try {
+    await restart(system);
+    return undefined;
+  } catch (err) {
+    return `${why}; restart failed: ${(err as Error).message.split('\n')[0]}`;
+  }
+}
+
+async function measure(system: System, s: Scenario, tool: Tool, runTag: string, response: string): Promise<Row> {
+  const protocol = tool === 'h2load' ? 'h2' : 'h1';
+  const row: Row = { scenario: s.id, tool, protocol, system: system.name, response };
+  const down = await revive(system);
+  if (down) return { ...row, error: down };
+  lastStep.set(system.name, `${s.id} ${tool}`);
+  const spec: LoadSpec = {
+    base: system.base, path: s.path, method: s.method, headers: s.headers, body: s.body,
+    unique: s.unique ? `${runTag}-${system.name}-${tool}` : undefined,
+    seconds: SETTINGS.seconds, connections: SETTINGS.connections,
+    h2Connections: SETTINGS.h2Connections, h2Streams: SETTINGS.h2Streams,
+    wrap: loaderWrap, tmp,
+  };
+  const sampler = s.memory && system.name === 'outpost' ? rssSampler(system.child.pid) : undefined;
+  try {
+    const before = await originCounts();
+    const cpu0 = cpuSeconds(system.child.pid);
+    const result: LoadResult = tool === 'autocannon' ? await runAutocannon(spec) : tool === 'h2load' ? await runH2load(spec) : await runWrk(spec);
+    const cpu = cpuSeconds(system.child.pid) - cpu0;
+    const after = await settledCounts(before.total);
+    Object.assign(row, {
+      responses: result.responses,
+      rps: result.rps,
+      p50Ms: result.p50Ms,
+      p99Ms: result.p99Ms,
+      errors: result.errors,
+      originRequests: system.name === 'ceiling' ? undefined : after.total - before.total,
+      cpuUsPerResponse: result.responses > 0 ? (cpu / result.responses) * 1e6 : undefined,
+      note: result.note,
+    });
+  } catch (err) {
+    row.error = (err as Error).message;
+  } finally {
+    const gone = exited(system);
+    if (gone) row.error = `${gone} during this run`;
+    if (sampler) system.rss.peakLarge = Math.max(system.rss.peakLarge ?? 0, sampler.stop());
+  }
+  return row;
+}
+
+async function burst(system: System, protocol: 'h1' | 'h2', runTag: string): Promise<Burst> {
+  const path = `${PATHS.burst}${runTag}-${system.name}-${protocol}`;
+  const out: Burst = { system: system.name, protocol, requests: SETTINGS.burst };
+  const down = await revive(system);
+  if (down) return { ...out, error: down };
+  lastStep.set(system.name, `burst ${protocol}`);
+  try {
+    const r = protocol === 'h1'
+      ? await burstH1(system.base, path, SETTINGS.burst, PATHS.small)
+      : await burstH2(system.base, path, SETTINGS.burst, tmp, loaderWrap);
+    const counts = await originCounts();
+    Object.assign(out, {
+      ok: r.ok, p50Ms: r.p50Ms, p99Ms: r.p99Ms, maxMs: r.maxMs,
+      originRequests: system.name === 'ceiling' ? undefined : counts.paths[path.replace(/^\/o/, '')] ?? 0,
+    });
+  } catch (err) {
+    out.error = (err as Error).message;
+  }
+  const gone = exited(system);
+  if (gone) out.error = `${gone} during this run`;
+  return out;
+}
+
+// --- main --------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  console.log(`Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
+    `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams)`);
+  console.log(`${machine.date}  ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ` +
+    `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''}`);
+  console.log(`nginx ${machine.nginx}, h2load ${machine.h2load}, wrk ${machine.wrk}, autocannon ${machine.autocannon}, ${machine.openssl}; pinning: ${machine.pinning}`);
+  for (const line of missingTools()) console.log(`  ${line}`);
+  if (machine.busyBeforeStart > 0.1) {
+    console.log(`  the machine was ${Math.round(machine.busyBeforeStart * 100)}% busy before start (other processes): expect noisy numbers`);
+  }
+
+  // One self-signed certificate for every system.
+  const cert = join(tmp, 'cert.pem');
+  const key = join(tmp, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  chmodSync(key, 0o600);
+  const site = join(ROOT, 'bench', 'site');
+  writeSite(site);
+
+  const origin = await startChild('origin', [...loaderWrap, process.execPath, 'bench/origin.ts'], /origin (http:\/\/\S+)/, 15_000);
+  children.push(origin.child);
+  originBase = origin.match![1];
+  const originPort = Number(new URL(originBase).port);
+
+  const wanted = new Set((flags.systems ?? 'ceiling,outpost,nginx').split(','));
+  const systems: System[] = [];
+  const unavailable: Record<string, string> = {};
+  const launchers: [SystemName, () => Promise<Launched>][] = [
+    ['ceiling', () => launchCeiling(cert, key)],
+    ['outpost', () => launchOutpost(cert, key, originBase, site)],
+    ['nginx', () => (tools.nginx ? launchNginx(cert, key, originPort, site) : Promise.reject(new Error('not installed')))],
+  ];
+  for (const [name, launch] of launchers) {
+    if (!wanted.has(name)) continue;
+    try {
+      systems.push(await bringUp(name, launch));
+    } catch (err) {
+      unavailable[name] = (err as Error).message;
+      console.log(`${name}: unavailable: ${(err as Error).message.replace(/\n/g, '\n    ')}`);
+    }
+  }
+  console.log(`running: ${systems.map((s) => `${s.name} ${s.base} (pid ${s.child.pid})`).join(', ')}`);
+
+  for (const system of systems) {
+    lastStep.set(system.name, 'warm-up');
+    try {
+      await warm(system);
+    } catch (err) {
+      console.log(`  ${system.name}: warm-up failed: ${exited(system) ?? (err as Error).message}`);
+    }
+    await revive(system);
+    system.rss.warm = rssBytes(system.child.pid);
+  }
+  console.log(`warmed up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const runTag = Date.now().toString(36);
+  const rows: Row[] = [];
+  for (const s of selected) {
+    const toolsFor: Tool[] = ['autocannon', ...(tools.h2load ? ['h2load' as const] : []), ...(tools.wrk && wrkIds.has(s.id) ? ['wrk' as const] : [])];
+    const responses = new Map<SystemName, string>();
+    for (const system of systems) responses.set(system.name, await probe(system, s));
+    for (const tool of toolsFor) {
+      for (const system of systems) {
+        const row = await measure(system, s, tool, runTag, responses.get(system.name)!);
+        rows.push(row);
+        process.stdout.write(`  ${s.id.padEnd(13)} ${tool.padEnd(10)} ${system.name.padEnd(8)} ${row.error ? `error: ${row.error.split('\n')[0]}` : `${fmt.n(row.rps)} req/s`}\n`);
+      }
+    }
+  }
+
+  const bursts: Burst[] = [];
+  for (const protocol of ['h1', ...(tools.h2load ? ['h2' as const] : [])] as const) {
+    for (const system of systems) bursts.push(await burst(system, protocol, runTag));
+  }
+  await new Promise((r) => setTimeout(r, 500)); // a crash right after the last run still counts
+  for (const system of systems) {
+    await revive(system);
+    system.rss.end = rssBytes(system.child.pid);
+  }
+
+  // --- report
+  console.log(`\n${selected.map((s) => `${s.id.padEnd(13)} ${s.what}`).join('\n')}\n`);
+  console.log(resultsTable(rows));
+  console.log('\nreq/s: higher is better; latency and cpu: lower is better. origin: requests that reached the origin during the run.');
+  console.log(`cpu us/resp: the server's process CPU time (/proc/PID/stat utime+stime, all its processes) / responses.`);
+  console.log(`\nburst: ${SETTINGS.burst} concurrent GETs for one cold URL (the origin holds its answer ${BURST_DELAY_MS} ms; 1 is perfect coalescing)`);
+  console.log(burstTable(bursts));
+  console.log('\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs');
+  for (const system of systems) {
+    const mb = (v?: number) => (v === undefined ? '-' : (v / (1 << 20)).toFixed(1));
+    const restarts = system.restarts ? `  (restarted ${system.restarts}x after crashes: later figures are of a new process)` : '';
+    console.log(`  ${system.name.padEnd(8)} ${mb(system.rss.start)} / ${mb(system.rss.warm)} / ${system.name === 'outpost' ? mb(system.rss.peakLarge) : '-'} / ${mb(system.rss.end)}${restarts}`);
+  }
+  if (crashes.length > 0) {
+    console.log(`\ncrashes (the system was started again, cold, for the next run):`);
+    for (const c of crashes) {
+      const last = c.output.split('\n').filter((l) => /error|Error|code:/.test(l)).slice(0, 2).map((l) => l.trim()).join(' | ');
+      console.log(`  ${c.system}: ${c.why.replace(`${c.system} `, '')} during or after ${c.after}${last ? `: ${last}` : ''}`);
+    }
+  }
+  for (const [name, reason] of Object.entries(unavailable)) console.log(`\n${name} was not measured: ${reason.split('\n')[0]}`);
+  const missing = missingTools();
+  if (missing.length > 0) console.log(`\n${missing.join('\n')}`);
+
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
+  writeFileSync(file, JSON.stringify({
+    machine,
+    scenarios: selected.map(({ body, ...s }) => ({ ...s, bodyBytes: body?.length })),
+    systems: Object.fromEntries(systems.map((s) => [s.name, { base: s.base, rssBytes: s.rss, restarts: s.restarts, config: configs[s.name] }])),
+    unavailable,
+    rows,
+    bursts,
+    crashes,
+  }, null, 2));
+  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+
+  for (const system of systems) await system.pool.close();
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children.reverse()) await child.stop();
+}

@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import type { CacheStore } from './contract.ts';
+import type { RedisStore } from './redis.ts';
+
+export interface TieredStoreOptions {
+  near: CacheStore;
+  far: RedisStore;
+  /** How long a copy read from the far tier stays near (freshness is still decided per request). */
+  nearTtlMs?: number;
+  onError?: (err: unknown) => void;
+}
+
+const CHANNEL = 'invalidate';
+
+/**
+ * Several nodes, one shared tier: reads try this process's memory first, then Redis (and keep a
+ * near copy); writes and deletes go to both. Every write or delete is announced on a Redis
+ * channel so the other nodes drop their near copies: a purge on any node purges every node.
+ * A far tier that is down leaves the near tier working.
+ */
+export async function createTieredStore(options: TieredStoreOptions): Promise<CacheStore> {
+  const { near, far } = options;
+  const nearTtl = options.nearTtlMs ?? 60_000;
+  const onError = options.onError ?? (() => {});
+  const self = randomUUID();
+
+  const announce = (keys: readonly string[] | '*') => {
+    far.publish(CHANNEL, JSON.stringify({ from: self, keys })).catch(onError);
+  };
+  const unsubscribe = await far.subscribe(CHANNEL, (message) => {
+    try {
+      const { from, keys } = JSON.parse(message) as { from: string; keys: string[] | '*' };
+      if (from === self) return;
+      if (keys === '*') void near.clear();
+      else if (Array.isArray(keys)) void near.delete(keys.filter((k) => typeof k === 'string'));
+    } catch {
+      // not one of ours
+    }
+  });
+
+  return {
+    name: `memory+${far.name}`,
+    async get(key) {
+      const local = await near.get(key);
+      if (local) return local as never;
+      const remote = await far.get(key);
+      if (remote) await near.set(key, remote, nearTtl);
+      return remote as never;
+    },
+    async set(key, record, ttlMs) {
+      await near.set(key, record, Math.min(ttlMs, nearTtl));
+      try {
+        await far.set(key, record, ttlMs);
+      } finally {
+        announce([key]);
+      }
+    },
+    async delete(keys) {
+      const local = await near.delete(keys);
+      announce(keys);
+      try {
+        return await far.delete(keys);
+      } catch (err) {
+        onError(err);
+        return local;
+      }
+    },
+    async addToSet(set, member, ttlMs) {
+      await far.addToSet(set, member, ttlMs);
+    },
+    async members(set) {
+      return far.members(set);
+    },
+    async clear() {
+      await near.clear();
+      announce('*');
+      return far.clear();
+    },
+    async close() {
+      await unsubscribe();
+      await near.close();
+      await far.close();
+    },
+  };
+}
