@@ -4,12 +4,16 @@ import { errorReply, textReply } from './pipeline/reply.ts';
 import { clientError, isOutpostError } from './errors.ts';
 import { hostTable, pathTable } from './router/match.ts';
 import { createStaticStage } from './static/serve.ts';
+import { createEncodedStore } from './static/encoded.ts';
+import { createCompressStage } from './compress/stage.ts';
+import { createOriginDecodeStage } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
 import { publishError, responseChannel } from './observability/channels.ts';
 import { createCacheStage, type CacheStage } from './cache/stage.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createRedisStore } from './cache/store/redis.ts';
+import { createTieredStore } from './cache/store/tiered.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
 
@@ -18,8 +22,11 @@ import type { AdminActions } from './observability/admin.ts';
  * chain per site and route, once. Nothing else imports more than one stage.
  *
  *   every request: observe → handle errors → HSTS → router
- *   static route:  serve static (falls through to the origin when the site has one)
- *   proxy route:   cache → origin
+ *   static route:  compress → serve static (falls through to the proxy chain when the site has one)
+ *   proxy route:   compress → cache → origin decode → origin
+ * One compression stage for the app (one background queue), outermost on each static and proxy
+ * chain so a request passes it once. The cache sits between it and the origin decoder: it stores
+ * identity bodies plus the encoded variants the compression stage hands back.
  */
 
 export interface App {
@@ -73,15 +80,18 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
   };
 }
 
-function createStore(cache: Config['cache']): CacheStore {
-  if (cache.store === 'memory') return createMemoryStore({ maxSize: cache.maxSize });
-  return createRedisStore({ url: cache.store, onError: (error) => publishError({ ctx: null, error, where: 'redis' }) });
+/** Memory alone, or this process's memory in front of the shared Redis tier. */
+async function createStore(cache: Config['cache']): Promise<CacheStore> {
+  const near = createMemoryStore({ maxSize: cache.maxSize });
+  if (cache.store === 'memory') return near;
+  const onError = (error: unknown) => publishError({ ctx: null, error, where: 'redis' });
+  return createTieredStore({ near, far: createRedisStore({ url: cache.store, onError }), onError });
 }
 
-export function createApp(config: Config): App {
+export async function createApp(config: Config): Promise<App> {
   const trusted = trustList(config.trustedProxies);
   const proxies: ProxyHandler[] = [];
-  const store = createStore(config.cache);
+  const store = await createStore(config.cache);
   const caches: CacheStage[] = [];
   const cacheFor = (options: SiteConfig['cache']): Stage[] => {
     if (options?.enabled === false) return [];
@@ -89,25 +99,29 @@ export function createApp(config: Config): App {
     caches.push(cache);
     return [cache.stage];
   };
+  // Compression: one stage (one background queue) for every chain; encoded static files share one store.
+  const compress = createCompressStage(config.compression);
+  const originDecode = createOriginDecodeStage(config.compression);
+  const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
   const proxyFor = (upstreams: readonly string[], cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
     const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME });
     proxies.push(proxy);
-    return compose(cacheFor(cacheOptions), proxy.handler);
+    return compose([...cacheFor(cacheOptions), originDecode], proxy.handler);
   };
 
   function siteHandler(site: SiteConfig): Handler {
     const fallback: Handler = site.origin ? proxyFor(site.origin, site.cache, site.proxy) : notFound;
-    const root: Handler = site.static
-      ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined })], fallback)
-      : fallback;
+    const root: Handler = compose([compress], site.static
+      ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded })], fallback)
+      : fallback);
     const routes = pathTable(site.routes.map((route) => ({ prefix: route.path, value: routeHandler(site, route) })));
     return (ctx) => (routes.lookup(ctx.path) ?? root)(ctx);
   }
 
   function routeHandler(site: SiteConfig, route: RouteConfig): Handler {
     if (route.redirect) return redirectHandler(route as RouteConfig & { redirect: NonNullable<RouteConfig['redirect']> });
-    if (route.origin) return proxyFor(route.origin, route.cache ?? site.cache, site.proxy, route.proxy);
-    return compose([createStaticStage(route.static!, { fallthrough: false, mountPath: route.path })], notFound);
+    if (route.origin) return compose([compress], proxyFor(route.origin, route.cache ?? site.cache, site.proxy, route.proxy));
+    return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded })], notFound);
   }
 
   const sites = hostTable(config.sites.map((site) => ({ hosts: site.hosts, value: siteHandler(site) })));

@@ -83,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const stopLogs = startLogs(config.log.access);
-  const app = createApp(config);
+  const app = await createApp(config);
   const running = await startServers(config, app.handler, {
     onError: (where, error) => publishError({ ctx: null, error, where }),
   });

@@ -187,6 +187,10 @@ export const configSchema = z.strictObject({
     encodings: z.array(z.enum(['br', 'zstd', 'gzip'])).min(1).default(['br', 'zstd', 'gzip']),
     /** Bodies smaller than this are not worth a coding (headers and CPU cost more than they save). */
     minSize: size('1KB'),
+    /** An origin body may decode to this much, then it is cut off: a 1 MB gzip of zeros is 1 GB (a decompression bomb). */
+    maxDecodedSize: size('1GB').refine((v) => v > 0, { error: 'expected a size greater than 0' }),
+    /** Encoded static files kept in memory (LRU by bytes) when they have no precompressed sibling; 0 turns it off. */
+    staticMemory: size('32MB'),
   }).prefault({}),
   admin: z.strictObject({
     /** The admin API (purge, stats) listens here; keep it on loopback. null turns it off. */

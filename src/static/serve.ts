@@ -7,7 +7,8 @@ import type { StaticOptions } from '../config/schema.ts';
 import { clientError } from '../errors.ts';
 import type { Handler, Stage } from '../pipeline/compose.ts';
 import { textReply } from '../pipeline/reply.ts';
-import type { Context, Reply } from '../pipeline/context.ts';
+import type { Context, Encoding, FileBody, Reply, Variants } from '../pipeline/context.ts';
+import type { EncodedStore } from './encoded.ts';
 import {
   evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
 } from '../http/conditional.ts';
@@ -18,9 +19,14 @@ export interface StaticStageOptions {
   readonly fallthrough: boolean;
   /** The route prefix stripped from the path before it maps to the root (default '/'). */
   readonly mountPath?: string;
+  /** Where encoded files are kept (shared by the app's static stages); none: encoded per request. */
+  readonly encoded?: EncodedStore;
 }
 
 const ALLOW = 'GET, HEAD';
+
+/** Precompressed siblings, as nginx gzip_static / brotli_static and Caddy's `precompressed` name them. */
+const SIBLING: Readonly<Record<Encoding, string>> = { br: '.br', zstd: '.zst', gzip: '.gz' };
 
 // O_NONBLOCK: opening a FIFO someone left in the root must not block a thread-pool thread until a
 // writer appears (it is refused after fstat). No effect on regular files.
@@ -28,7 +34,8 @@ const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
 /**
  * The static file stage. Serves GET and HEAD from `options.root` with validators, conditionals and
- * single byte ranges; the response writer sends the FileBody and closes its handle.
+ * single byte ranges; the response writer sends the FileBody and closes its handle. Whole 200s offer
+ * `variants` to the compression stage (see `variantsFor`); this stage never negotiates codings.
  *
  * Statuses decided on the disk (the path checks are in path.ts, with their table):
  *   symlink whose realpath leaves the root   403, never passed on (nginx disable_symlinks does 403)
@@ -40,7 +47,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
   const root = resolveRoot(options.root);
   const index = checkIndex(options.index);
   const base = mountBase(opts.mountPath ?? '/');
-  const { fallthrough } = opts;
+  const { fallthrough, encoded } = opts;
   const { cacheControl, immutableCacheControl } = options;
   const realpathOf = realpathStrategy(root);
   const rootPrefix = root.endsWith(sep) ? root : root + sep;
@@ -77,6 +84,40 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     }
   }
 
+  /**
+   * The encoded forms of a file, for the compression stage (the only caller of get and put):
+   * - get: the kept encoding (memory, `encoded`), else a precompressed sibling (`app.js.br`) that
+   *   is a regular file inside the root and not older than the file (a stale sibling would serve
+   *   old content), opened fresh; its handle belongs to the caller. Undefined: none.
+   * - put: keeps an encoding made from this file, keyed by path, ETag and coding; offered only
+   *   when a store is configured and the file is small enough for it.
+   * Content-Type, ETag (suffixed by the compression stage) and Cache-Control stay the file's.
+   */
+  function variantsFor(file: string, stats: Stats, etag: string): Variants {
+    const keyOf = (coding: Encoding) => `${file}\0${etag}\0${coding}`;
+    return {
+      get: (coding) => encoded?.get(keyOf(coding)) ?? openSibling(file + SIBLING[coding], stats.mtimeMs),
+      put: encoded !== undefined && stats.size <= encoded.maxEntrySize
+        ? (coding, body) => encoded.set(keyOf(coding), body)
+        : undefined,
+    };
+  }
+
+  async function openSibling(path: string, notBefore: number): Promise<FileBody | undefined> {
+    let opened: Opened;
+    try {
+      opened = await openChecked(path);
+    } catch {
+      return undefined; // an unexpected error on the sibling: serve without it
+    }
+    if (opened.kind !== 'file') return undefined;
+    if (opened.stats.mtimeMs < notBefore) {
+      await closeQuietly(opened.handle);
+      return undefined;
+    }
+    return { kind: 'file', handle: opened.handle, offset: 0, length: opened.stats.size };
+  }
+
   return async function serveStatic(ctx, next) {
     const get = ctx.method === 'GET';
     if (!get && ctx.method !== 'HEAD') {
@@ -90,7 +131,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     const name = mapped.directory ? index : mapped.segments[mapped.segments.length - 1];
     const file = mapped.directory ? join(root, ...mapped.segments, index) : join(root, ...mapped.segments);
 
-    const opened = await openChecked(representationFor(ctx, file).path);
+    const opened = await openChecked(file);
     if (opened.kind === 'refuse') return refuse(ctx, next, opened);
     if (opened.kind === 'directory') {
       // A directory asked for with '/' whose index is a directory: nothing to serve.
@@ -140,22 +181,14 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
         headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
       }
       headers['content-length'] = length;
-      if (!get) return { status, headers, body: null };
+      const variants = status === 200 ? variantsFor(file, stats, validators.etag) : undefined;
+      if (!get) return { status, headers, body: null, variants };
       handedOver = true;
-      return { status, headers, body: { kind: 'file', handle, offset, length } };
+      return { status, headers, body: { kind: 'file', handle, offset, length }, variants };
     } finally {
       if (!handedOver) await closeQuietly(handle);
     }
   };
-}
-
-/**
- * The file to open for a request. Today the file itself. The seam for precompressed siblings (a
- * later issue): pick `file.br` / `.zst` / `.gz` by Accept-Encoding and return its encoding, so the
- * stage sets Content-Encoding and Vary and suffixes the ETag; type and fingerprint stay the name's.
- */
-function representationFor(_ctx: Context, file: string): { readonly path: string; readonly encoding: string | null } {
-  return { path: file, encoding: null };
 }
 
 type Opened =

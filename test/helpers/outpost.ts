@@ -39,7 +39,7 @@ export async function startOutpost(raw: Record<string, any> = {}): Promise<Runni
     listen: { host: '127.0.0.1', https: 0, http: null, ...raw.listen },
     tls: { devCertDir: certDir, ...raw.tls },
   }, {}));
-  const app = createApp(config);
+  const app = await createApp(config);
   const running = await startServers(config, app.handler);
   const admin = config.admin.token ? await startAdmin('127.0.0.1:0', config.admin.token, app.admin) : null;
   return {

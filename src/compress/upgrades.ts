@@ -1,0 +1,54 @@
+/**
+ * The background queue that re-encodes kept variants at high quality. Bounded twice: `concurrency`
+ * jobs run at once (each holds a thread-pool thread, which file reads and DNS share), and the jobs
+ * waiting hold at most `maxQueuedBytes` of input (a job keeps its identity body alive); beyond that
+ * a job is dropped and its variant stays at fast quality, which is still correct. A key that is queued or running is not queued again, so an object and encoding is
+ * upgraded once however many requests arrive before the upgraded variant is stored.
+ */
+
+export interface UpgradeQueue {
+  /** Queues `job` (holding `bytes` of input) unless `key` is queued or running, or the queue is full. */
+  schedule(key: unknown, bytes: number, job: () => Promise<void>): boolean;
+}
+
+export interface UpgradeQueueOptions {
+  readonly concurrency: number;
+  readonly maxQueuedBytes: number;
+  /** Called with a job's error; a failed upgrade never fails a response. */
+  readonly onError: (error: unknown) => void;
+}
+
+export function createUpgradeQueue(options: UpgradeQueueOptions): UpgradeQueue {
+  const { concurrency, maxQueuedBytes, onError } = options;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`upgrades.concurrency: expected an integer ≥ 1, got ${concurrency}`);
+  if (!Number.isInteger(maxQueuedBytes) || maxQueuedBytes < 0) throw new TypeError(`upgrades.maxQueuedBytes: expected an integer ≥ 0, got ${maxQueuedBytes}`);
+  const keys = new Set<unknown>();
+  const waiting: Array<{ key: unknown; bytes: number; job: () => Promise<void> }> = [];
+  let waitingBytes = 0;
+  let running = 0;
+
+  function pump(): void {
+    while (running < concurrency && waiting.length > 0) {
+      const { key, bytes, job } = waiting.shift()!;
+      waitingBytes -= bytes;
+      running++;
+      job().catch(onError).finally(() => {
+        running--;
+        keys.delete(key);
+        pump();
+      });
+    }
+  }
+
+  return {
+    schedule(key, bytes, job) {
+      if (keys.has(key)) return false;
+      if (running >= concurrency && waitingBytes + bytes > maxQueuedBytes) return false;
+      keys.add(key);
+      waiting.push({ key, bytes, job });
+      waitingBytes += bytes;
+      pump();
+      return true;
+    },
+  };
+}

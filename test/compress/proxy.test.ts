@@ -1,0 +1,224 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import zlib from 'node:zlib';
+import { h1, h2, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import type { ErrorEvent } from '../../src/observability/channels.ts';
+import { decode, header, highQuality, htmlPage, recordNotes, until } from './support.ts';
+
+// The proxy chain compress → cache → origin decode → origin, through the real listener, against a
+// real origin. Each path names its behaviour; `count(path)` is how many requests reached the origin.
+type Route = (req: IncomingMessage, res: ServerResponse) => void;
+const routes = new Map<string, Route>();
+let origin: TestOrigin;
+let outpost: RunningOutpost;
+const notes = recordNotes();
+const errors: ErrorEvent[] = [];
+const onError = (event: unknown) => { errors.push(event as ErrorEvent); };
+
+const PAGE = htmlPage(30_000);
+const JSON_BODY = Buffer.from(JSON.stringify({ items: Array.from({ length: 500 }, (_, i) => ({ id: i, label: `label ${i}` })) }));
+const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(8000, 3)]);
+const SMALL = Buffer.from('tiny\n'.repeat(40));
+const MAX_DECODED = 4 * 1024 * 1024;
+const BOMB = zlib.gzipSync(Buffer.alloc(8 * MAX_DECODED), { level: 9 }); // 32 MB of zeros in ~32 KB
+
+const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
+const seenFor = (path: string) => origin.seen.filter((r) => r.url === path);
+const PROTOCOLS = [['HTTP/2', h2], ['HTTP/1.1', h1]] as const;
+
+function send(res: ServerResponse, headers: Record<string, string | number>, body: Buffer): void {
+  res.writeHead(200, { 'content-length': body.length, ...headers });
+  res.end(body);
+}
+
+before(async () => {
+  origin = await startOrigin((req, res) => {
+    const path = (req.url ?? '').replace(/\?.*$/, '');
+    const handler = routes.get(path);
+    if (handler) return handler(req, res);
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('no route');
+  });
+  routes.set('/page', (_req, res) => send(res, { 'content-type': 'text/html; charset=utf-8', etag: '"p1"', 'cache-control': 'max-age=60' }, PAGE));
+  // an origin that gzips whatever it may
+  routes.set('/gzip', (req, res) => {
+    const gzip = /gzip/.test(String(req.headers['accept-encoding']));
+    send(res, { 'content-type': 'text/html', etag: '"g1"', 'cache-control': 'max-age=60', vary: 'Accept-Encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}) },
+      gzip ? zlib.gzipSync(PAGE) : PAGE);
+  });
+  // a gzipping origin that revalidates: 304 when the tag matches (weakly, as If-None-Match does)
+  routes.set('/revalidate', (req, res) => {
+    if (/"r1"/.test(String(req.headers['if-none-match']))) {
+      res.writeHead(304, { etag: '"r1"', 'cache-control': 'max-age=0' });
+      return void res.end();
+    }
+    send(res, { 'content-type': 'text/html', 'content-encoding': 'gzip', etag: '"r1"', 'cache-control': 'max-age=0' }, zlib.gzipSync(PAGE));
+  });
+  routes.set('/brotli', (_req, res) => send(res, { 'content-type': 'application/json', 'content-encoding': 'br', 'cache-control': 'no-store' }, zlib.brotliCompressSync(JSON_BODY)));
+  routes.set('/image', (_req, res) => send(res, { 'content-type': 'image/png', 'cache-control': 'max-age=60' }, PNG));
+  routes.set('/small', (_req, res) => send(res, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, SMALL));
+  routes.set('/no-transform', (_req, res) => send(res, { 'content-type': 'text/html', etag: '"nt"', 'cache-control': 'max-age=60, no-transform' }, PAGE));
+  routes.set('/deflate', (_req, res) => send(res, { 'content-type': 'text/html', 'content-encoding': 'deflate', 'cache-control': 'no-store' }, zlib.deflateSync(PAGE)));
+  routes.set('/ignores-conditionals', (_req, res) => send(res, { 'content-type': 'text/html', etag: '"ic"', 'cache-control': 'no-store' }, PAGE));
+  routes.set('/chunked', (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+    res.write(PAGE.subarray(0, 10_000));
+    setTimeout(() => res.end(PAGE.subarray(10_000)), 10);
+  });
+  routes.set('/bomb', (_req, res) => send(res, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': 'no-store' }, BOMB));
+  diagnostics.subscribe('outpost:error', onError);
+  outpost = await startOutpost({
+    compression: { maxDecodedSize: MAX_DECODED },
+    sites: [{ hosts: ['*'], origin: origin.url }],
+  });
+});
+
+after(async () => {
+  notes.stop();
+  diagnostics.unsubscribe('outpost:error', onError);
+  await outpost?.close();
+  await origin?.close();
+});
+
+for (const [name, request] of PROTOCOLS) {
+  const get = (path: string, headers: Record<string, string> = {}, method = 'GET') => request(`${outpost.url}${path}`, { method, headers });
+
+  test(`${name}: a cached page is streamed on the miss, encoded once on a hit, then sent as stored bytes`, async () => {
+    const path = `/page?${name}`;
+    // first request: a miss, streamed through a fast encoder while the cache keeps identity
+    const miss = await get(path, { 'accept-encoding': 'br' });
+    assert.equal(miss.status, 200);
+    assert.equal(miss.headers['content-encoding'], 'br');
+    assert.equal(miss.headers.etag, '"p1-br"');
+    assert.match(header(miss.headers.vary) ?? '', /accept-encoding/i);
+    assert.deepEqual(decode('br', miss.body), PAGE);
+    assert.equal(seenFor(path)[0].headers['accept-encoding'], 'br, zstd, gzip', 'the origin is asked for what we decode');
+    // second request: a hit, encoded from the stored identity body at fast quality, with its length
+    const hit = await get(path, { 'accept-encoding': 'br' });
+    assert.equal(hit.headers['content-length'], String(hit.body.length));
+    assert.deepEqual(decode('br', hit.body), PAGE);
+    // then the background upgrade replaces the kept variant with Brotli 11
+    const best = highQuality('br', PAGE);
+    await until(async () => (await get(path, { 'accept-encoding': 'br' })).body.equals(best), 'the Brotli 11 variant');
+    assert.deepEqual(notes.notes(path).slice(0, 2), ['br/stream', 'br/fast']);
+    assert.equal(notes.notes(path).at(-1), 'br/stored');
+    assert.equal(notes.notes(path).filter((n) => n === 'br/fast').length, 1, 'encoded once for this coding');
+
+    // the other codings from the same stored identity body, and identity itself
+    for (const coding of ['zstd', 'gzip'] as const) {
+      const res = await get(path, { 'accept-encoding': coding });
+      assert.equal(res.headers['content-encoding'], coding);
+      assert.equal(res.headers.etag, `"p1-${coding}"`);
+      assert.equal(res.headers['content-length'], String(res.body.length));
+      assert.deepEqual(decode(coding, res.body), PAGE);
+    }
+    const identity = await get(path);
+    assert.equal(identity.headers['content-encoding'], undefined);
+    assert.equal(identity.headers.etag, '"p1"');
+    assert.equal(identity.headers['content-length'], String(PAGE.length));
+    assert.match(header(identity.headers.vary) ?? '', /accept-encoding/i);
+    assert.deepEqual(identity.body, PAGE);
+    assert.equal(count(path), 1, 'one origin request for every coding');
+
+    // revalidation with the br tag: the cache answers 304, the tag keeps its suffix
+    const notModified = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"p1-br"' });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.etag, '"p1-br"');
+    assert.match(header(notModified.headers.vary) ?? '', /accept-encoding/i);
+    // HEAD: the encoded response's headers, no body
+    const head = await get(path, { 'accept-encoding': 'br' }, 'HEAD');
+    assert.equal(head.headers['content-encoding'], 'br');
+    assert.equal(head.headers.etag, '"p1-br"');
+    assert.equal(head.body.length, 0);
+    // a range: identity bytes from the stored body
+    const range = await get(path, { 'accept-encoding': 'br', range: 'bytes=10-19' });
+    assert.equal(range.status, 206);
+    assert.equal(range.headers['content-encoding'], undefined);
+    assert.deepEqual(range.body, PAGE.subarray(10, 20));
+    assert.equal(count(path), 1);
+  });
+
+  test(`${name}: transcoding — the origin's gzip becomes br, identity or gzip again`, async () => {
+    const path = `/gzip?${name}`;
+    const br = await get(path, { 'accept-encoding': 'br' });
+    assert.equal(br.headers['content-encoding'], 'br');
+    assert.equal(br.headers.etag, 'W/"g1-br"', 'decoded: the origin tag is weakened, then suffixed');
+    assert.deepEqual(decode('br', br.body), PAGE);
+    const plain = await get(path, { 'accept-encoding': 'identity' });
+    assert.equal(plain.headers['content-encoding'], undefined);
+    assert.equal(plain.headers.etag, 'W/"g1"');
+    assert.deepEqual(plain.body, PAGE);
+    const gzip = await get(path, { 'accept-encoding': 'gzip' });
+    assert.deepEqual(decode('gzip', gzip.body), PAGE);
+    assert.equal(count(path), 1, 'the cache kept the decoded identity body');
+
+    // revalidating a decoded response: the cache asks with the weak tag, the origin's 304 refreshes it
+    const stale = `/revalidate?${name}`;
+    assert.deepEqual(decode('br', (await get(stale, { 'accept-encoding': 'br' })).body), PAGE);
+    const refreshed = await get(stale, { 'accept-encoding': 'br' });
+    assert.deepEqual(decode('br', refreshed.body), PAGE);
+    assert.match(String(refreshed.headers['cache-status']), /fwd-status=304/);
+    assert.equal(refreshed.headers.etag, 'W/"r1-br"');
+    assert.equal(seenFor(stale)[1].headers['if-none-match'], 'W/"r1"');
+    assert.equal(count(stale), 2, 'no full refetch after the 304');
+
+    const json = await get(`/brotli?${name}`, { 'accept-encoding': 'gzip' });
+    assert.equal(json.headers['content-encoding'], 'gzip');
+    assert.deepEqual(decode('gzip', json.body), JSON_BODY);
+    assert.deepEqual((await get(`/brotli?${name}`)).body, JSON_BODY, 'origin br → identity');
+  });
+
+  test(`${name}: not compressed — images, small bodies, no-transform, codings we do not decode`, async () => {
+    const image = await get(`/image?${name}`, { 'accept-encoding': 'br' });
+    assert.equal(image.headers['content-encoding'], undefined);
+    assert.equal(image.headers.vary, undefined);
+    assert.deepEqual(image.body, PNG);
+
+    const small = await get(`/small?${name}`, { 'accept-encoding': 'br' });
+    assert.equal(small.headers['content-encoding'], undefined);
+    assert.match(header(small.headers.vary) ?? '', /accept-encoding/i);
+    assert.deepEqual(small.body, SMALL);
+
+    const noTransform = await get(`/no-transform?${name}`, { 'accept-encoding': 'br' });
+    assert.equal(noTransform.headers['content-encoding'], undefined);
+    assert.equal(noTransform.headers.etag, '"nt"');
+    assert.equal(noTransform.headers['content-length'], String(PAGE.length));
+    assert.deepEqual(noTransform.body, PAGE);
+
+    const deflate = await get(`/deflate?${name}`, { 'accept-encoding': 'br, deflate' });
+    assert.equal(deflate.headers['content-encoding'], 'deflate', 'already coded: passed on as it is');
+    assert.deepEqual(zlib.inflateSync(deflate.body), PAGE);
+  });
+
+  test(`${name}: an origin that ignores conditionals: the stage answers 304 for either tag`, async () => {
+    const path = `/ignores-conditionals?${name}`;
+    const coded = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"ic-br"' });
+    assert.equal(coded.status, 304);
+    assert.equal(coded.headers.etag, '"ic-br"');
+    assert.match(header(coded.headers.vary) ?? '', /accept-encoding/i);
+    assert.equal(coded.body.length, 0);
+    const plain = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"ic"' });
+    assert.equal(plain.status, 304);
+    assert.equal(plain.headers.etag, '"ic"');
+    assert.equal((await get(path, { 'accept-encoding': 'br', 'if-none-match': '"other"' })).status, 200);
+  });
+
+  test(`${name}: an uncached chunked body streams through the encoder`, async () => {
+    const res = await get(`/chunked?${name}`, { 'accept-encoding': 'zstd' });
+    assert.equal(res.headers['content-encoding'], 'zstd');
+    assert.equal(res.headers['content-length'], undefined);
+    assert.deepEqual(decode('zstd', res.body), PAGE);
+    assert.deepEqual(notes.notes(`/chunked?${name}`), ['zstd/stream']);
+  });
+
+  test(`${name}: a decompression bomb from the origin is cut off, and the server carries on`, async () => {
+    const before = errors.length;
+    for (const coding of [undefined, 'br']) {
+      await assert.rejects(get(`/bomb?${name}`, coding ? { 'accept-encoding': coding } : {}), `cut off with an error: a truncated body must not look complete (${coding ?? 'identity'})`);
+    }
+    await until(async () => errors.slice(before).filter((e) => (e.error as { code?: string }).code === 'DECODED_TOO_LARGE').length === 2, 'the errors');
+    assert.equal((await get(`/small?${name}`)).status, 200, 'still serving');
+  });
+}
