@@ -5,6 +5,7 @@ import { clientError, isOutpostError } from './errors.ts';
 import { hostTable, pathTable } from './router/match.ts';
 import { createStaticStage } from './static/serve.ts';
 import { createEncodedStore } from './static/encoded.ts';
+import { createFileCache } from './static/file-cache.ts';
 import { createCompressStage } from './compress/stage.ts';
 import { createOriginDecodeStage } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
@@ -103,6 +104,7 @@ export async function createApp(config: Config): Promise<App> {
   const compress = createCompressStage(config.compression);
   const originDecode = createOriginDecodeStage(config.compression);
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
+  const files = config.staticCache.maxSize > 0 ? createFileCache(config.staticCache) : undefined;
   const proxyFor = (upstreams: readonly string[], cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
     const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME });
     proxies.push(proxy);
@@ -112,7 +114,7 @@ export async function createApp(config: Config): Promise<App> {
   function siteHandler(site: SiteConfig): Handler {
     const fallback: Handler = site.origin ? proxyFor(site.origin, site.cache, site.proxy) : notFound;
     const root: Handler = compose([compress], site.static
-      ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded })], fallback)
+      ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files })], fallback)
       : fallback);
     const routes = pathTable(site.routes.map((route) => ({ prefix: route.path, value: routeHandler(site, route) })));
     return (ctx) => (routes.lookup(ctx.path) ?? root)(ctx);
@@ -121,7 +123,7 @@ export async function createApp(config: Config): Promise<App> {
   function routeHandler(site: SiteConfig, route: RouteConfig): Handler {
     if (route.redirect) return redirectHandler(route as RouteConfig & { redirect: NonNullable<RouteConfig['redirect']> });
     if (route.origin) return compose([compress], proxyFor(route.origin, route.cache ?? site.cache, site.proxy, route.proxy));
-    return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded })], notFound);
+    return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded, files })], notFound);
   }
 
   const sites = hostTable(config.sites.map((site) => ({ hosts: site.hosts, value: siteHandler(site) })));

@@ -171,6 +171,13 @@ export const configSchema = z.strictObject({
   /** Peers whose X-Forwarded-For / Forwarded we keep and extend instead of replacing. */
   trustedProxies: z.array(z.string()).default([]),
   proxy: originOptions.prefault({}),
+  /** Small static files kept in memory, re-checked with one stat() a second (nginx open_file_cache with the bytes). */
+  staticCache: z.strictObject({
+    /** 64 MB of file bytes; 0 turns it off (every request opens its file). */
+    maxSize: size('64MB'),
+    /** Files up to 256 KB are kept; larger ones stream from disk. */
+    maxFileSize: size('256KB'),
+  }).prefault({}),
   cache: z.strictObject({
     /** memory (per process, LRU by bytes) or a redis:// URL for a tier shared by several nodes. */
     store: z.string().default('memory').refine((v) => v === 'memory' || /^rediss?:\/\/[^\s]+$/.test(v),

@@ -9,6 +9,7 @@ import type { Handler, Stage } from '../pipeline/compose.ts';
 import { textReply } from '../pipeline/reply.ts';
 import type { Context, Encoding, FileBody, Reply, Variants } from '../pipeline/context.ts';
 import type { EncodedStore } from './encoded.ts';
+import type { FileCache } from './file-cache.ts';
 import {
   evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
 } from '../http/conditional.ts';
@@ -21,6 +22,8 @@ export interface StaticStageOptions {
   readonly mountPath?: string;
   /** Where encoded files are kept (shared by the app's static stages); none: encoded per request. */
   readonly encoded?: EncodedStore;
+  /** Small files kept in memory (shared by the app's static stages); none: every request opens the file. */
+  readonly files?: FileCache;
 }
 
 const ALLOW = 'GET, HEAD';
@@ -47,7 +50,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
   const root = resolveRoot(options.root);
   const index = checkIndex(options.index);
   const base = mountBase(opts.mountPath ?? '/');
-  const { fallthrough, encoded } = opts;
+  const { fallthrough, encoded, files } = opts;
   const { cacheControl, immutableCacheControl } = options;
   const realpathOf = realpathStrategy(root);
   const rootPrefix = root.endsWith(sep) ? root : root + sep;
@@ -93,9 +96,10 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
    *   when a store is configured and the file is small enough for it.
    * Content-Type, ETag (suffixed by the compression stage) and Cache-Control stay the file's.
    */
-  function variantsFor(file: string, stats: Stats, etag: string): Variants {
+  function variantsFor(file: string, stats: FileFacts, etag: string, identity?: Buffer): Variants {
     const keyOf = (coding: Encoding) => `${file}\0${etag}\0${coding}`;
     return {
+      identity,
       get: (coding) => encoded?.get(keyOf(coding)) ?? openSibling(file + SIBLING[coding], stats.mtimeMs),
       put: encoded !== undefined && stats.size <= encoded.maxEntrySize
         ? (coding, body) => encoded.set(keyOf(coding), body)
@@ -131,6 +135,9 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     const name = mapped.directory ? index : mapped.segments[mapped.segments.length - 1];
     const file = mapped.directory ? join(root, ...mapped.segments, index) : join(root, ...mapped.segments);
 
+    const kept = files ? await files.get(file) : undefined;
+    if (kept) return answer(ctx, name, file, kept.stats, kept.body);
+
     const opened = await openChecked(file);
     if (opened.kind === 'refuse') return refuse(ctx, next, opened);
     if (opened.kind === 'directory') {
@@ -142,54 +149,78 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     }
 
     const { handle, stats } = opened;
+    if (files && stats.size <= files.maxFileSize) {
+      // Small: read once (one read for the whole file), keep it, answer from memory.
+      let body: Buffer;
+      try {
+        body = await handle.readFile();
+      } finally {
+        await closeQuietly(handle);
+      }
+      if (body.length !== stats.size) return answer(ctx, name, file, { ...stats, size: body.length }, body); // changed while read: do not keep
+      files.keep(file, body, stats);
+      return answer(ctx, name, file, stats, body);
+    }
     let handedOver = false;
     try {
-      const size = stats.size;
-      const validators = fileValidators(size, stats.mtimeMs, Date.now());
-      const headers: OutgoingHttpHeaders = {
-        etag: validators.etag,
-        'last-modified': httpDate(validators.lastModified),
-      };
-      const cache = name !== undefined && isFingerprinted(name) ? immutableCacheControl : cacheControl;
-      if (cache !== null) headers['cache-control'] = cache;
-
-      const precondition = evaluatePreconditions(ctx.headers, validators);
-      // A 304 carries ETag, Last-Modified and Cache-Control, no body (RFC 9110 §15.4.5).
-      if (precondition === 'not-modified') return { status: 304, headers, body: null };
-      if (precondition === 'failed') return bodyless(ctx, textReply(412, 'Precondition Failed'));
-
-      // "Range handling is defined only for GET" (§14.2): HEAD gets the whole 200.
-      const ifRange = ctx.headers['if-range'];
-      const range: RangeDecision = get && ctx.headers.range !== undefined &&
-          (ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, validators)))
-        ? parseRange(ctx.headers.range, size)
-        : FULL;
-      if (range.kind === 'unsatisfiable') {
-        return textReply(416, 'Range Not Satisfiable', { 'content-range': `bytes */${size}` });
-      }
-
-      headers['content-type'] = typeOf(name ?? '');
-      headers['x-content-type-options'] = 'nosniff';
-      headers['accept-ranges'] = 'bytes';
-      let status = 200;
-      let offset = 0;
-      let length = size;
-      if (range.kind === 'partial') {
-        status = 206;
-        offset = range.start;
-        length = range.end - range.start + 1;
-        headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
-      }
-      headers['content-length'] = length;
-      const variants = status === 200 ? variantsFor(file, stats, validators.etag) : undefined;
-      if (!get) return { status, headers, body: null, variants };
-      handedOver = true;
-      return { status, headers, body: { kind: 'file', handle, offset, length }, variants };
+      const reply = answer(ctx, name, file, stats, handle);
+      handedOver = reply.body !== null && !Buffer.isBuffer(reply.body);
+      return reply;
     } finally {
       if (!handedOver) await closeQuietly(handle);
     }
   };
+
+  /** The answer for a regular file, its bytes in memory or behind an open handle (handed over in the body). */
+  function answer(ctx: Context, name: string | undefined, file: string, stats: FileFacts, content: Buffer | FileHandle): Reply {
+    const get = ctx.method === 'GET';
+    const size = stats.size;
+    const validators = fileValidators(size, stats.mtimeMs, Date.now());
+    const headers: OutgoingHttpHeaders = {
+      etag: validators.etag,
+      'last-modified': httpDate(validators.lastModified),
+    };
+    const cache = name !== undefined && isFingerprinted(name) ? immutableCacheControl : cacheControl;
+    if (cache !== null) headers['cache-control'] = cache;
+
+    const precondition = evaluatePreconditions(ctx.headers, validators);
+    // A 304 carries ETag, Last-Modified and Cache-Control, no body (RFC 9110 §15.4.5).
+    if (precondition === 'not-modified') return { status: 304, headers, body: null };
+    if (precondition === 'failed') return bodyless(ctx, textReply(412, 'Precondition Failed'));
+
+    // "Range handling is defined only for GET" (§14.2): HEAD gets the whole 200.
+    const ifRange = ctx.headers['if-range'];
+    const range: RangeDecision = get && ctx.headers.range !== undefined &&
+        (ifRange === undefined || (typeof ifRange === 'string' && ifRangeHolds(ifRange, validators)))
+      ? parseRange(ctx.headers.range, size)
+      : FULL;
+    if (range.kind === 'unsatisfiable') {
+      return textReply(416, 'Range Not Satisfiable', { 'content-range': `bytes */${size}` });
+    }
+
+    headers['content-type'] = typeOf(name ?? '');
+    headers['x-content-type-options'] = 'nosniff';
+    headers['accept-ranges'] = 'bytes';
+    let status = 200;
+    let offset = 0;
+    let length = size;
+    if (range.kind === 'partial') {
+      status = 206;
+      offset = range.start;
+      length = range.end - range.start + 1;
+      headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+    }
+    headers['content-length'] = length;
+    const inMemory = Buffer.isBuffer(content);
+    const variants = status === 200 ? variantsFor(file, stats, validators.etag, inMemory ? content : undefined) : undefined;
+    if (!get) return { status, headers, body: null, variants };
+    const body = inMemory ? content.subarray(offset, offset + length) : { kind: 'file' as const, handle: content, offset, length };
+    return { status, headers, body, variants };
+  }
 }
+
+/** What answering needs to know of a file. */
+type FileFacts = Pick<Stats, 'size' | 'mtimeMs'>;
 
 type Opened =
   | { readonly kind: 'file'; readonly handle: FileHandle; readonly stats: Stats }

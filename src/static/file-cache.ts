@@ -1,0 +1,74 @@
+import { stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+
+/**
+ * Small files kept in memory, like nginx's open_file_cache but with the bytes: a hit costs no
+ * open/fstat/read/close round trips through the thread pool (those were 40 % of the static path's
+ * CPU). An entry is trusted for `validMs`, then checked with one stat(): same device, inode, size
+ * and mtime, or it is dropped and the file is opened (and checked against the root) again. A file
+ * swapped for a symlink has another inode, so it never slips past the open-time checks.
+ */
+export interface CachedFile {
+  readonly body: Buffer;
+  readonly stats: Pick<Stats, 'size' | 'mtimeMs' | 'ino' | 'dev'>;
+  checkedAt: number;
+}
+
+export interface FileCache {
+  /** A kept file still valid, or undefined (then open it and `keep` it). */
+  get(file: string): Promise<CachedFile | undefined>;
+  keep(file: string, body: Buffer, stats: Stats): void;
+  /** Files larger than this are streamed, never kept. */
+  readonly maxFileSize: number;
+}
+
+export function createFileCache(options: { maxSize: number; maxFileSize: number; validMs?: number; now?: () => number }): FileCache {
+  const { maxSize, maxFileSize } = options;
+  const validMs = options.validMs ?? 1000;
+  const now = options.now ?? Date.now;
+  const files = new Map<string, CachedFile>();
+  let used = 0;
+
+  const drop = (file: string) => {
+    const entry = files.get(file);
+    if (entry) {
+      files.delete(file);
+      used -= entry.body.length;
+    }
+  };
+
+  return {
+    maxFileSize,
+    async get(file) {
+      const entry = files.get(file);
+      if (!entry) return undefined;
+      if (now() - entry.checkedAt < validMs) return entry;
+      let current: Stats;
+      try {
+        current = await stat(file);
+      } catch {
+        drop(file);
+        return undefined;
+      }
+      const s = entry.stats;
+      if (current.ino !== s.ino || current.dev !== s.dev || current.size !== s.size || current.mtimeMs !== s.mtimeMs) {
+        drop(file);
+        return undefined;
+      }
+      entry.checkedAt = now();
+      files.delete(file); // most recently used goes last
+      files.set(file, entry);
+      return entry;
+    },
+    keep(file, body, stats) {
+      if (body.length > maxFileSize || body.length > maxSize) return;
+      drop(file);
+      for (const key of files.keys()) {
+        if (used + body.length <= maxSize) break;
+        drop(key);
+      }
+      files.set(file, { body, stats: { size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, dev: stats.dev }, checkedAt: now() });
+      used += body.length;
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Context, Reply } from '../../src/pipeline/context.ts';
+import { createStaticStage } from '../../src/static/serve.ts';
+import { createFileCache } from '../../src/static/file-cache.ts';
+import { isOutpostError } from '../../src/errors.ts';
+
+const context = (path: string, headers: Record<string, string> = {}): Context => ({
+  method: 'GET', scheme: 'https', authority: 'localhost', host: 'localhost', target: path, path, query: '', headers,
+  remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2', body: Readable.from([]),
+  signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
+});
+
+async function serve(stage: ReturnType<typeof createStaticStage>, path: string, headers: Record<string, string> = {}): Promise<Reply | number> {
+  try {
+    return await stage(context(path, headers), async () => ({ status: 299, headers: {}, body: null }));
+  } catch (err) {
+    if (isOutpostError(err)) return err.status;
+    throw err;
+  }
+}
+
+test('small files are answered from memory, re-checked once the validity window passes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-filecache-'));
+  const root = join(dir, 'site');
+  mkdirSync(root);
+  writeFileSync(join(root, 'a.txt'), 'first');
+  writeFileSync(join(dir, 'secret.txt'), 'outside the root');
+  let clock = 1_000_000;
+  const files = createFileCache({ maxSize: 1024 * 1024, maxFileSize: 64 * 1024, validMs: 1000, now: () => clock });
+  const stage = createStaticStage({ root, index: 'index.html', cacheControl: null, immutableCacheControl: 'x' }, { fallthrough: false, files });
+  try {
+    const first = await serve(stage, '/a.txt') as Reply;
+    assert.ok(Buffer.isBuffer(first.body), 'a small file is sent from a buffer');
+    assert.equal(first.body.toString(), 'first');
+    assert.equal((first.variants?.identity as Buffer).toString(), 'first', 'compression can encode it without a read');
+
+    // changed on disk: within the window the kept copy is served, after it the new bytes
+    writeFileSync(join(root, 'a.txt'), 'second!');
+    utimesSync(join(root, 'a.txt'), new Date(), new Date(Date.now() + 5000));
+    assert.equal(((await serve(stage, '/a.txt')) as Reply).body?.toString(), 'first');
+    clock += 1500;
+    const changed = await serve(stage, '/a.txt') as Reply;
+    assert.equal((changed.body as Buffer).toString(), 'second!');
+
+    // swapped for a symlink leading out of the root: the re-check drops the entry, the open refuses
+    rmSync(join(root, 'a.txt'));
+    symlinkSync(join(dir, 'secret.txt'), join(root, 'a.txt'));
+    clock += 1500;
+    assert.equal(await serve(stage, '/a.txt'), 403);
+
+    // ranges and conditionals work on the kept copy
+    writeFileSync(join(root, 'b.txt'), '0123456789');
+    await serve(stage, '/b.txt');
+    const range = await serve(stage, '/b.txt', { range: 'bytes=2-4' }) as Reply;
+    assert.equal(range.status, 206);
+    assert.equal((range.body as Buffer).toString(), '234');
+    const etag = (range.headers.etag as string);
+    assert.equal((await serve(stage, '/b.txt', { 'if-none-match': etag }) as Reply).status, 304);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file cache: bounded by bytes, large files never kept', async () => {
+  const files = createFileCache({ maxSize: 10, maxFileSize: 8 });
+  const stats = { size: 6, mtimeMs: 1, ino: 1, dev: 1 } as import('node:fs').Stats;
+  files.keep('/x', Buffer.alloc(6), stats);
+  files.keep('/y', Buffer.alloc(6), stats); // evicts /x
+  files.keep('/z', Buffer.alloc(9), { ...stats, size: 9 }); // over maxFileSize
+  assert.equal(await files.get('/x'), undefined);
+  assert.ok(await files.get('/y'));
+  assert.equal(await files.get('/z'), undefined);
+});
