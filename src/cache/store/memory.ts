@@ -6,8 +6,11 @@ interface Slot {
   expires: number;
 }
 
-/** Metadata is small and its JSON size is not worth computing on every set: a flat estimate. */
-const META_ESTIMATE = 512;
+/**
+ * What a record costs beyond its body: its metadata as JS objects (about twice its JSON length,
+ * measured on stored policies) plus the Map slot and Buffer header. Computed once per set (a miss).
+ */
+const recordOverhead = (meta: unknown) => 2 * JSON.stringify(meta ?? null).length + 256;
 
 /**
  * The in-process store: a Map in LRU order (a get moves the key to the end), bounded by the bytes
@@ -60,7 +63,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     },
     async set(key, record, ttlMs) {
       remove(key);
-      const size = record.body.length + META_ESTIMATE;
+      const size = record.body.length + recordOverhead(record.meta);
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
       slots.set(key, { record, size, expires: now() + ttlMs });
