@@ -96,6 +96,20 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
 
   const freshnessOf = (policy: CachePolicy): Freshness => ({ age: policy.age(), lifetime: policy.maxAge() });
 
+  /**
+   * The policy object and response directives of a stored response, built once per stored record
+   * (the memory store hands back the same metadata object on every hit; Redis records are new each read).
+   */
+  const parsed = new WeakMap<StoredMeta, { policy: CachePolicy; directives: Directives }>();
+  const policyOf = (meta: StoredMeta) => {
+    let entry = parsed.get(meta);
+    if (!entry) {
+      entry = { policy: CachePolicy.fromObject(meta.policy), directives: parseCacheControl(meta.policy.resh['cache-control']) };
+      parsed.set(meta, entry);
+    }
+    return entry;
+  };
+
   // ---- serving a stored response -------------------------------------------------------------
 
   function storedReply(ctx: Context, found: Found, policy: CachePolicy, status: string): Reply {
@@ -298,7 +312,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       if (outcome.kind === 'stored') {
         const again = await safely(lookup(store, primary, ctx.headers), { kind: 'uri-miss' as const });
         if (again.kind === 'found') {
-          const policy = CachePolicy.fromObject(again.found.meta.policy);
+          const { policy } = policyOf(again.found.meta);
           return storedReply(ctx, again.found, policy, `fwd=${fwd}; collapsed`);
         }
       }
@@ -349,7 +363,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
     const validating: Context = { ...forward, headers: { ...forward.headers, ...pick(conditional, ['if-none-match', 'if-modified-since']) } };
     const stale = () => {
       const f = freshnessOf(policy);
-      return mayServeStaleOnError(f, parseCacheControl(found.meta.policy.resh['cache-control']), request, graceSeconds);
+      return mayServeStaleOnError(f, policyOf(found.meta).directives, request, graceSeconds);
     };
     let reply: Reply;
     try {
@@ -425,9 +439,8 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       if (request.has('only-if-cached')) return onlyIfCached(ctx);
       return miss(ctx, next, request, primary, found.kind);
     }
-    const policy = CachePolicy.fromObject(found.found.meta.policy);
+    const { policy, directives: response } = policyOf(found.found.meta);
     const freshness = freshnessOf(policy);
-    const response = parseCacheControl(found.found.meta.policy.resh['cache-control']);
     const pragmaNoCache = /no-cache/i.test(String(ctx.headers.pragma ?? ''));
     const verdict = decide(freshness, response, request, pragmaNoCache);
     const ttl = Math.floor(freshness.lifetime - freshness.age);

@@ -7,7 +7,7 @@ import type { Handler } from '../pipeline/compose.ts';
 import { errorReply, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { clientError } from '../errors.ts';
-import { contextFromHttp1, contextFromHttp2 } from './request.ts';
+import { ClientAbort, contextFromHttp1, contextFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
 import { limitBody } from './body.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
@@ -105,7 +105,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     stream.on('error', (err) => onError('h2 stream', err));
     const method = (headers[':method'] as string) ?? 'GET';
-    const abort = new AbortController();
+    const abort = new ClientAbort();
     // 'aborted': the client reset the stream (or the session died) before our response ended.
     stream.once('aborted', () => abort.abort());
     // RFC 9113 §8.1: a response may complete before the request body; then RST_STREAM(NO_ERROR)
@@ -116,7 +116,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     let ctx: Context;
     try {
       if (headerListSize(headers) > limits.maxHeaderSize) throw clientError.headersTooLarge();
-      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort.signal), !stream.endAfterHeaders, limits);
+      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), !stream.endAfterHeaders, limits);
     } catch (err) {
       respondHttp2(stream, method, errorReply(err));
       return;
@@ -133,7 +133,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   const onHttp1 = (scheme: 'https' | 'http') => (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
     if (http1Sockets.has(socket)) http1Sockets.set(socket, http1Sockets.get(socket)! + 1);
-    const abort = new AbortController();
+    const abort = new ClientAbort();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
       const inFlight = (http1Sockets.get(socket) ?? 1) - 1;
@@ -148,7 +148,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     let ctx: Context;
     try {
       const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-      ctx = withBodyLimits(contextFromHttp1(req, scheme, abort.signal), hasBody, limits);
+      ctx = withBodyLimits(contextFromHttp1(req, scheme, abort), hasBody, limits);
     } catch (err) {
       respondHttp1(res, method, errorReply(err));
       return;
