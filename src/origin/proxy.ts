@@ -87,7 +87,8 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   }
 
   const handler: Handler = async (ctx) => {
-    if (ctx.method === 'CONNECT') throw clientError.methodNotAllowed();
+    // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
+    if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') throw clientError.methodNotAllowed();
     const first = next++ % upstreams.length;
     const idempotent = METHODS_WITHOUT_BODY.has(ctx.method);
     for (let attempt = 0; ; attempt++) {

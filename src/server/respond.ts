@@ -59,7 +59,8 @@ function fileStream(body: FileBody): Readable {
     void body.handle.close().catch(() => {});
     return Readable.from([]);
   }
-  return body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true });
+  // 256 KB reads: a quarter of the syscalls and callbacks of the 64 KB default for large files.
+  return body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true, highWaterMark: 256 * 1024 });
 }
 
 export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply): void {

@@ -227,6 +227,12 @@ async function waitFor(predicate: () => boolean, ms = 5000) {
   }
 }
 
+test('TRACE is refused with 405 and never reaches the origin', async () => {
+  const before = origin.seen.length;
+  assert.equal((await h1(`${outpost.url}/trace-me`, { method: 'TRACE' })).status, 405);
+  assert.equal(origin.seen.length, before);
+});
+
 test('a malformed request gets a precise 400, and the server keeps serving', async () => {
   const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
   await once(socket, 'secureConnect');
