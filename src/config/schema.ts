@@ -6,25 +6,19 @@ import { parseDuration, parseSize } from './units.ts';
  * accepted. Read once at start into a frozen object; nothing else reads config files or the env.
  */
 
-const size = (fallback: string) =>
+/** A value with a unit ("16KB", "10s"), parsed to a number; the message says what was expected. */
+const withUnit = (parse: (value: unknown) => number | undefined, expected: string) => (fallback: string) =>
   z.unknown().default(fallback).transform((value, ctx) => {
-    const bytes = parseSize(value);
-    if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a size such as 16KB or 1MB, got ${JSON.stringify(value)}` });
+    const parsed = parse(value);
+    if (parsed === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected ${expected}, got ${JSON.stringify(value)}` });
       return z.NEVER;
     }
-    return bytes;
+    return parsed;
   });
 
-const duration = (fallback: string) =>
-  z.unknown().default(fallback).transform((value, ctx) => {
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as 10s or 500ms, got ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const size = withUnit(parseSize, 'a size such as 16KB or 1MB');
+const duration = withUnit(parseDuration, 'a duration such as 10s or 500ms');
 
 const port = z.number({ error: (i) => `expected a port number, got ${JSON.stringify(i.input)}` })
   .int().min(0).max(65535);
