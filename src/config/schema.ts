@@ -159,6 +159,8 @@ export const configSchema = z.strictObject({
     idleTimeout: duration('120s'),
     /** Concurrent streams per HTTP/2 session: 128 like nginx (Node's default is practically unlimited). */
     maxConcurrentStreams: z.number().int().min(1).max(1000).default(128),
+    /** Open client connections per listener; more are refused (nginx's worker_connections, per process). */
+    maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
     /** 10 s for in-flight requests to finish on SIGTERM before connections are closed. */
     shutdownTimeout: duration('10s'),
   }).prefault({}),

@@ -66,6 +66,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       enablePush: false,
     },
     maxSessionMemory: 32, // MB of buffered frames per session before it is refused
+    // A connection that does not finish its TLS handshake in time is dropped (Node's default is 120 s).
+    handshakeTimeout: limits.headersTimeout,
     unknownProtocolTimeout: limits.headersTimeout,
     http1Options: { keepAliveTimeout: limits.keepAliveTimeout },
   });
@@ -79,6 +81,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     connectionsCheckingInterval: 1000,
   });
   server.setTimeout(limits.idleTimeout);
+  // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
+  server.maxConnections = limits.maxConnections;
 
   const sessions = new Set<ServerHttp2Session>();
   const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
@@ -181,6 +185,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
         connectionsCheckingInterval: 1000,
       }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
       plain.setTimeout(limits.idleTimeout);
+      plain.maxConnections = limits.maxConnections;
       httpPort = await listenOn(plain, config.listen.http);
     }
   } catch (err) {

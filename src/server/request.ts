@@ -62,7 +62,10 @@ export class ClientAbort {
 
 export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: ClientAbort): Context {
   const method = headers[':method'] as string;
-  const parsed = parseTarget(headers[':path'] as string | undefined);
+  const path = headers[':path'] as string | undefined;
+  // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
+  if (path === undefined || path.charCodeAt(0) !== 47 /* '/' */) throw clientError.badRequest('invalid :path');
+  const parsed = parseTarget(path);
   const hostHeader = headers.host;
   const authority = (headers[':authority'] as string | undefined) ?? (typeof hostHeader === 'string' ? hostHeader : undefined);
   if (authority === undefined) throw clientError.badRequest('missing :authority');

@@ -208,3 +208,47 @@ test('graceful shutdown: in-flight requests finish, new connections are refused'
   session.destroy();
   await origin.close();
 });
+
+test('limits: a connection that never finishes its TLS handshake is dropped', async () => {
+  const { outpost, close } = await proxied({ limits: { headersTimeout: '1s' } });
+  try {
+    const socket = netConnect(outpost.httpsPort, '127.0.0.1');
+    await once(socket, 'connect');
+    const started = Date.now();
+    socket.resume();
+    await once(socket, 'close');
+    assert.ok(Date.now() - started < 4000, `dropped after ${Date.now() - started} ms`);
+  } finally {
+    await close();
+  }
+});
+
+test('limits: connections beyond maxConnections are refused', async () => {
+  const { outpost, close } = await proxied({ limits: { maxConnections: 2 } });
+  const held: TLSSocket[] = [];
+  try {
+    for (let i = 0; i < 2; i++) held.push(await handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
+    await assert.rejects(handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
+    held.pop()!.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    held.push(await handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
+  } finally {
+    for (const socket of held) socket.destroy();
+    await close();
+  }
+});
+
+test('HTTP/2: a :path that is not origin-form is refused (nghttp2 resets it; a 400 if it got through)', async () => {
+  const { outpost, origin, close } = await proxied();
+  try {
+    const session = await h2session(outpost.url);
+    for (const path of ['http://evil.example/x', '*', 'x/y']) {
+      const outcome = await h2request(session, path).then((res) => res.status, (err: Error) => err.message);
+      assert.match(String(outcome), /^400$|PROTOCOL_ERROR/, path);
+    }
+    assert.equal(origin.seen.length, 0);
+    session.close();
+  } finally {
+    await close();
+  }
+});
