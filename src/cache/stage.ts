@@ -100,11 +100,27 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
    * The policy object and response directives of a stored response, built once per stored record
    * (the memory store hands back the same metadata object on every hit; Redis records are new each read).
    */
-  const parsed = new WeakMap<StoredMeta, { policy: CachePolicy; directives: Directives }>();
-  const policyOf = (meta: StoredMeta) => {
+  interface Parsed {
+    policy: CachePolicy;
+    directives: Directives;
+    /** Freshness lifetime in seconds: it depends on the stored headers only. */
+    lifetime: number;
+    etag: string | undefined;
+    lastModified: number | undefined;
+  }
+  const parsed = new WeakMap<StoredMeta, Parsed>();
+  const policyOf = (meta: StoredMeta): Parsed => {
     let entry = parsed.get(meta);
     if (!entry) {
-      entry = { policy: CachePolicy.fromObject(meta.policy), directives: parseCacheControl(meta.policy.resh['cache-control']) };
+      const policy = CachePolicy.fromObject(meta.policy);
+      const stored = meta.policy.resh as Record<string, string | string[] | undefined>;
+      entry = {
+        policy,
+        directives: parseCacheControl(stored['cache-control']),
+        lifetime: policy.maxAge(),
+        etag: typeof stored.etag === 'string' ? stored.etag : undefined,
+        lastModified: typeof stored['last-modified'] === 'string' ? parseHttpDate(stored['last-modified']) : undefined,
+      };
       parsed.set(meta, entry);
     }
     return entry;
@@ -123,8 +139,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
     setCacheStatus(reply, name, status);
 
     // §4.3.2: the cache answers the client's own conditional request from the stored validators.
-    const etag = typeof stored.etag === 'string' ? stored.etag : undefined;
-    const lastModified = typeof stored['last-modified'] === 'string' ? parseHttpDate(stored['last-modified']) : undefined;
+    const { etag, lastModified } = policyOf(meta);
     const inm = ctx.headers['if-none-match'];
     const notModified = inm !== undefined
       ? etag !== undefined && matchesTagList(inm, etag, false)
@@ -439,8 +454,8 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       if (request.has('only-if-cached')) return onlyIfCached(ctx);
       return miss(ctx, next, request, primary, found.kind);
     }
-    const { policy, directives: response } = policyOf(found.found.meta);
-    const freshness = freshnessOf(policy);
+    const { policy, directives: response, lifetime } = policyOf(found.found.meta);
+    const freshness: Freshness = { age: policy.age(), lifetime };
     const pragmaNoCache = /no-cache/i.test(String(ctx.headers.pragma ?? ''));
     const verdict = decide(freshness, response, request, pragmaNoCache);
     const ttl = Math.floor(freshness.lifetime - freshness.age);

@@ -4,6 +4,8 @@ interface Slot {
   record: CacheRecord;
   size: number;
   expires: number;
+  /** The `clock` value when last used. */
+  lastUse: number;
 }
 
 /**
@@ -24,6 +26,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
   const slots = new Map<string, Slot>();
   const sets = new Map<string, { members: Set<string>; expires: number }>();
   let used = 0;
+  let clock = 0;
 
   const remove = (key: string): boolean => {
     const slot = slots.get(key);
@@ -57,8 +60,13 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
         remove(key);
         return undefined;
       }
-      slots.delete(key);
-      slots.set(key, slot);
+      // Approximate LRU: a record is moved to the young end only when it has aged past half the
+      // map since its last use, so a hot record costs no Map delete/insert on every hit.
+      if (++clock - slot.lastUse > slots.size >> 1) {
+        slots.delete(key);
+        slots.set(key, slot);
+        slot.lastUse = clock;
+      }
       return slot.record as CacheRecord<M>;
     },
     async set(key, record, ttlMs) {
@@ -66,7 +74,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const size = record.body.length + recordOverhead(record.meta);
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
-      slots.set(key, { record, size, expires: now() + ttlMs });
+      slots.set(key, { record, size, expires: now() + ttlMs, lastUse: ++clock });
       used += size;
     },
     async delete(keys) {
