@@ -25,6 +25,7 @@ export const clientError = {
   timeout: (message = 'Request Timeout') => new OutpostError('REQUEST_TIMEOUT', 408, message),
   tooLarge: (message = 'Content Too Large') => new OutpostError('PAYLOAD_TOO_LARGE', 413, message),
   headersTooLarge: (message = 'Request Header Fields Too Large') => new OutpostError('HEADERS_TOO_LARGE', 431, message),
+  notImplemented: (message = 'Not Implemented') => new OutpostError('NOT_IMPLEMENTED', 501, message),
   rangeNotSatisfiable: (message = 'Range Not Satisfiable') => new OutpostError('RANGE_NOT_SATISFIABLE', 416, message),
 } as const;
 

@@ -163,6 +163,11 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     );
   };
   server.on('request', onHttp1('https'));
+  // HTTP/1.1 CONNECT: we are not a forward proxy. A precise 405 instead of Node's silent close.
+  const refuseConnect = (_req: IncomingMessage, socket: import('node:stream').Duplex) => {
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  };
+  server.on('connect', refuseConnect);
 
   const listenOn = (s: HttpServer | Http2SecureServer, port: number) => new Promise<number>((resolve, reject) => {
     s.once('error', reject);
@@ -185,6 +190,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
         connectionsCheckingInterval: 1000,
       }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
       plain.setTimeout(limits.idleTimeout);
+      plain.on('connect', refuseConnect);
       plain.maxConnections = limits.maxConnections;
       httpPort = await listenOn(plain, config.listen.http);
     }

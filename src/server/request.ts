@@ -95,7 +95,23 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   };
 }
 
+/**
+ * HTTP/1.1 framing checks Node leaves to us:
+ * - RFC 9112 §3.2: "more than one Host header field line" → 400 (Node keeps the first);
+ * - RFC 9112 §6.1: a transfer coding other than chunked is not understood → 501 (Node passes
+ *   `gzip, chunked` bodies through still coded).
+ */
+function checkFraming(req: IncomingMessage): void {
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+  if (hosts > 1) throw clientError.badRequest('more than one Host header');
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
+}
+
 export function contextFromHttp1(req: IncomingMessage, scheme: 'https' | 'http', abort: ClientAbort): Context {
+  checkFraming(req);
   const parsed = parseTarget(req.url);
   const host = req.headers.host;
   const authority = parsed.authority ?? host ?? '';

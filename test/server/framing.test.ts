@@ -1,0 +1,56 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:tls';
+import { startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+
+/** Hostile HTTP/1.1 framing sent byte for byte; each gets its precise status and nothing reaches the origin. */
+let origin: TestOrigin;
+let outpost: RunningOutpost;
+
+before(async () => {
+  origin = await startOrigin((req, res) => { req.resume().on('end', () => res.end(`origin ${req.method} ${req.url}`)); });
+  outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+});
+after(async () => {
+  await outpost.close();
+  await origin.close();
+});
+
+function send(raw: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => socket.write(raw));
+    let out = '';
+    socket.on('data', (d: Buffer) => { out += d; });
+    socket.on('close', () => resolve(out));
+    socket.on('error', () => resolve(out));
+    setTimeout(() => socket.destroy(), 2000);
+  });
+}
+
+const cases: Array<[string, string, string]> = [
+  ['Content-Length with Transfer-Encoding (smuggling)', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n', '400'],
+  ['two different Content-Lengths', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde', '400'],
+  ['obsolete line folding', 'GET /a HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n', '400'],
+  ['NUL in a header value', 'GET /a HTTP/1.1\r\nHost: x\r\nX-A: b\u0000c\r\n\r\n', '400'],
+  ['more than one Host (RFC 9112 §3.2)', 'GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n', '400'],
+  ['missing Host in HTTP/1.1', 'GET /a HTTP/1.1\r\n\r\n', '400'],
+  ['a transfer coding we do not know (RFC 9112 §6.1)', 'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', '501'],
+  ['negative Content-Length', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', '400'],
+  ['a fragment in the target', 'GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n', '400'],
+  ['CONNECT: not a forward proxy', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', '405'],
+];
+
+for (const [name, raw, status] of cases) {
+  test(`HTTP/1.1 framing: ${name} → ${status}`, async () => {
+    const before = origin.seen.length;
+    const out = await send(raw);
+    assert.match(out, new RegExp(`^HTTP/1\\.1 ${status} `), out.slice(0, 80));
+    assert.equal(origin.seen.length, before, 'nothing reached the origin');
+  });
+}
+
+test('HTTP/1.1: pipelined requests are answered in order; chunked bodies are re-framed for the origin', async () => {
+  const out = await send('GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /p2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+  const bodies = [...out.matchAll(/origin \w+ \/p\d/g)].map((m) => m[0]);
+  assert.deepEqual(bodies, ['origin GET /p1', 'origin POST /p2']);
+});
