@@ -10,9 +10,11 @@ export type Directives = ReadonlyMap<string, string | true>;
  * quoted-string. "When there is more than one value present for a given directive ... the first
  * occurrence should be used" (§4.2.1).
  */
+const NONE: Directives = new Map();
+
 export function parseCacheControl(value: string | string[] | undefined): Directives {
+  if (value === undefined) return NONE; // most requests: no Cache-Control, no allocation
   const directives = new Map<string, string | true>();
-  if (value === undefined) return directives;
   const text = Array.isArray(value) ? value.join(',') : value;
   for (const match of text.matchAll(/([^,=\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,\s]*))?/g)) {
     const name = match[1].toLowerCase();
