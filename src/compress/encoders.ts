@@ -101,13 +101,3 @@ export async function readFileBody(body: FileBody): Promise<Buffer> {
   }
 }
 
-/** Releases a body that will not be sent: closes a file, destroys a stream. */
-export function dispose(body: ReplyBody | undefined): void {
-  if (body === null || body === undefined || Buffer.isBuffer(body)) return;
-  if (isFileBody(body)) {
-    void body.handle.close().catch(() => {});
-  } else {
-    body.on('error', () => {}); // an origin body destroyed unread may still report its abort
-    body.destroy();
-  }
-}

@@ -2,12 +2,12 @@ import { pipeline } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import type { Stage } from '../pipeline/compose.ts';
-import { isFileBody, type Context, type Encoding, type Reply, type ReplyBody, type Variants } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, type Context, type Encoding, type Reply, type ReplyBody, type Variants } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import { publishError } from '../observability/channels.ts';
 import { createNegotiator, type Choice } from './negotiate.ts';
 import { hasContentEncoding, hasNoTransform, isCompressibleType } from './compressible.ts';
-import { createEncoder, dispose, encodeBuffer, readFileBody, readableOf } from './encoders.ts';
+import { createEncoder, encodeBuffer, readFileBody, readableOf } from './encoders.ts';
 import { createUpgradeQueue } from './upgrades.ts';
 import { matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
 
@@ -97,17 +97,17 @@ export function createCompressStage(options: CompressOptions): Stage {
 
     const stored = variants !== undefined ? await storedVariant(ctx, variants, coding) : undefined;
     if (stored !== undefined) {
-      dispose(body);
+      disposeBody(body);
       setLength(headers, stored);
       ctx.notes.set('compress', `${coding}/stored`);
       if (!head) return stored;
-      dispose(stored);
+      disposeBody(stored);
       return null;
     }
 
     let identity = variants?.identity ?? (Buffer.isBuffer(body) ? body : undefined);
     if (identity !== undefined) {
-      if (body !== identity) dispose(body);
+      if (body !== identity) disposeBody(body);
     } else if (isFileBody(body) && (body.length === 0 || (variants?.put !== undefined && body.length <= READ_LIMIT))) {
       identity = await readFileBody(body);
     }
@@ -121,7 +121,7 @@ export function createCompressStage(options: CompressOptions): Stage {
 
     if (head || body === null) {
       // HEAD with nothing stored: the headers of the encoded response, without a length we cannot know.
-      dispose(body);
+      disposeBody(body);
       ctx.notes.set('compress', `${coding}/head`);
       return null;
     }
@@ -148,7 +148,7 @@ export function createCompressStage(options: CompressOptions): Stage {
     const coding = codingFor(choice, knownLength(reply), minSize);
     if (coding === null && !choice.identity) {
       // "identity;q=0" or "*;q=0" and no coding we make: nothing acceptable (RFC 9110 §15.5.7).
-      dispose(reply.body);
+      disposeBody(reply.body);
       ctx.notes.set('compress', '406');
       return textReply(406, 'Not Acceptable: no acceptable content coding', { vary: 'Accept-Encoding' });
     }
@@ -165,7 +165,7 @@ export function createCompressStage(options: CompressOptions): Stage {
     if (ifNoneMatch !== undefined && etag !== undefined && reply.status === 200) {
       const held = matchingTag(ifNoneMatch, coding !== null ? [headers.etag as string, etag] : [etag]);
       if (held !== undefined) {
-        dispose(reply.body);
+        disposeBody(reply.body);
         ctx.notes.set('compress', '304');
         return { status: 304, headers: notModifiedHeaders(headers, held), body: null };
       }

@@ -81,3 +81,14 @@ export interface Variants {
   /** The complete identity body when it is in memory (a cache hit), to encode without re-reading. */
   readonly identity?: Buffer;
 }
+
+/** Releases a body that will not be sent: closes a file, destroys a stream. */
+export function disposeBody(body: ReplyBody | undefined): void {
+  if (body === null || body === undefined || Buffer.isBuffer(body)) return;
+  if (isFileBody(body)) {
+    void body.handle.close().catch(() => {});
+  } else {
+    body.on('error', () => {}); // an origin body destroyed unread may still report its abort
+    body.destroy();
+  }
+}

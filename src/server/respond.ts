@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { Readable, type Writable } from 'node:stream';
-import { isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -25,17 +25,6 @@ function http2Headers(reply: Reply): OutgoingHttpHeaders {
 /** HEAD and statuses that never carry content (RFC 9110 §6.4.1). */
 const hasNoContent = (method: string, status: number) =>
   method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-
-function discardBody(reply: Reply): void {
-  const body = reply.body;
-  if (body === null || Buffer.isBuffer(body)) return;
-  if (isFileBody(body)) void body.handle.close().catch(() => {});
-  else {
-    // An origin body destroyed unread may still report its abort: that is not a crash.
-    body.on('error', () => {});
-    body.destroy();
-  }
-}
 
 /**
  * source.pipe(destination) with the failure paths stream.pipeline would give, without its cost: pipeline
@@ -65,13 +54,13 @@ function fileStream(body: FileBody): Readable {
 
 export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply): void {
   if (stream.destroyed || stream.headersSent) {
-    discardBody(reply);
+    disposeBody(reply.body);
     return;
   }
   const headers = http2Headers(reply);
   const body = reply.body;
   if (body === null || hasNoContent(method, reply.status)) {
-    discardBody(reply);
+    disposeBody(reply.body);
     stream.respond(headers, { endStream: true });
   } else if (Buffer.isBuffer(body)) {
     stream.respond(headers);
@@ -89,13 +78,13 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
 
 export function respondHttp1(res: ServerResponse, method: string, reply: Reply): void {
   if (res.destroyed || res.headersSent) {
-    discardBody(reply);
+    disposeBody(reply.body);
     return;
   }
   res.writeHead(reply.status, reply.headers);
   const body = reply.body;
   if (body === null || hasNoContent(method, reply.status)) {
-    discardBody(reply);
+    disposeBody(reply.body);
     res.end();
   } else if (Buffer.isBuffer(body)) {
     res.end(body);
