@@ -1,4 +1,4 @@
-import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import CachePolicy from 'http-cache-semantics';
 import type { Handler, Stage } from '../pipeline/compose.ts';
@@ -46,8 +46,12 @@ const NOT_UPDATED_BY_304 = new Set(['content-length', 'content-encoding', 'trans
 /** What waiters on a collapsed forward learn: look again, or share the leader's error. */
 type Outcome = { kind: 'stored' } | { kind: 'pass' } | { kind: 'error'; error: unknown };
 
-/** Drops a reply's body we do not send (a 304 or error being replaced by a stored response). */
-const bodyless = (reply: Reply) => {
+/**
+ * Reads a reply's body to its end without sending it: a 304 or error replaced by a stored response,
+ * a background revalidation (whose stored copy is made as the body flows). Reading, not destroying,
+ * keeps the origin connection reusable and lets the store see the whole body.
+ */
+const drain = (reply: Reply) => {
   const body = reply.body;
   if (body && !Buffer.isBuffer(body) && !('kind' in body)) {
     body.on('error', () => {});
@@ -388,7 +392,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       throw error;
     }
     if (reply.status === 304) {
-      bodyless(reply);
+      drain(reply);
       const refreshed = await refresh(ctx, found, reply);
       if (refreshed) return storedReply(ctx, refreshed.found, refreshed.policy, `fwd=${fwd}; fwd-status=304`);
       // The 304 is for another representation: fetch the full response.
@@ -396,7 +400,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       return takeOriginReply(ctx, request, full, found.primary, `fwd=${fwd}`, () => {});
     }
     if (isErrorStatus(reply.status) && stale()) {
-      bodyless(reply);
+      drain(reply);
       return servedStaleOnError(ctx, found, policy, reply.status);
     }
     return takeOriginReply(ctx, request, reply, found.primary, `fwd=${fwd}`, () => {});
@@ -514,7 +518,3 @@ async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function drain(reply: Reply) {
-  const body = reply.body;
-  if (body && !Buffer.isBuffer(body) && !('kind' in body)) body.pipe(new Writable({ write: (_c, _e, cb) => cb() }));
-}
