@@ -1,6 +1,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { brotliDecompressSync } from 'node:zlib';
 import { h1, h2, h2session, h2request, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { redisSkipReason, startRedis, type TestRedis } from '../helpers/redis.ts';
 
@@ -378,10 +379,24 @@ describe('Redis store', { skip: redisSkipReason() }, () => {
     assert.equal(count(path), 1);
   });
 
+  test('encoded variants are shared through Redis as raw bytes', async () => {
+    const page = Buffer.from('<p>'.concat('shared variant '.repeat(400), '</p>'));
+    const path = route(fresh('redis-br'), (_req, res) => { res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'max-age=60' }); res.end(page); });
+    const host = { ':authority': 'variants.test', 'accept-encoding': 'br' };
+    await h2(`${shared[0].url}${path}`, { headers: host }); // miss: streamed through the encoder, identity stored
+    await h2(`${shared[0].url}${path}`, { headers: host }); // hit: br made once and kept
+    await sleep(300); // the high-quality re-encode replaces it in the background
+    const other = await h2(`${shared[1].url}${path}`, { headers: host });
+    assert.equal(other.headers['content-encoding'], 'br');
+    assert.equal(Buffer.compare(brotliDecompressSync(other.body), page), 0);
+    assert.equal(count(path), 1);
+  });
+
   test('a purge on one node drops the other node\'s in-process copy too (pub/sub)', async () => {
     const path = route(fresh('redis-purge'), cacheable('tiered'));
     const host = { ':authority': 'purge.test' };
     await h2(`${shared[0].url}${path}`, { headers: host });
+    await sleep(50); // the store write completes just after the response
     // node 1 reads it from Redis and keeps a near copy
     assert.match(String((await h2(`${shared[1].url}${path}`, { headers: host })).headers['cache-status']), /hit/);
     const purged = await fetch(`${shared[0].adminUrl}/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ url: `https://purge.test${path}` }) });
