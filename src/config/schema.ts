@@ -71,6 +71,8 @@ const originOptions = z.strictObject({
   headersTimeout: duration('30s'),
   /** 30 s of silence between body chunks. */
   bodyTimeout: duration('30s'),
+  /** An upstream that refused or timed out a connection is skipped this long (nginx's fail_timeout). */
+  failTimeout: duration('10s'),
   /** Keep-alive connections per upstream: bounded so a burst cannot open thousands of sockets. */
   connections: z.number().int().min(1).max(10_000).default(128),
   /** 60 s idle keep-alive towards the origin; undici lowers it when the origin's Keep-Alive hint says less. */

@@ -64,9 +64,26 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
         keepAliveMaxTimeout: Math.max(options.keepAliveTimeout, 600_000),
         allowH2: false,
       }),
+      /** Passive health (nginx max_fails=1 fail_timeout): skipped until then after a failed connect. */
+      downUntil: 0,
     };
   });
   let next = 0;
+
+  /**
+   * Round-robin over the upstreams not marked down; `skip` of them are passed over (the retry of an
+   * idempotent request). When every upstream is down, the next one in turn is tried anyway: a
+   * recovered origin must get a chance, and one request finds out.
+   */
+  function pick(first: number, skip: number): (typeof upstreams)[number] {
+    const now = Date.now();
+    let healthy = 0;
+    for (let i = 0; i < upstreams.length; i++) {
+      const candidate = upstreams[(first + i) % upstreams.length];
+      if (candidate.downUntil <= now && healthy++ === skip) return candidate;
+    }
+    return upstreams[(first + skip) % upstreams.length];
+  }
 
   async function forward(ctx: Context, upstream: (typeof upstreams)[number]): Promise<Reply> {
     const headers = { ...endToEnd(ctx.headers, REQUEST_DROP), host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
@@ -92,12 +109,14 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     const first = next++ % upstreams.length;
     const idempotent = METHODS_WITHOUT_BODY.has(ctx.method);
     for (let attempt = 0; ; attempt++) {
-      const upstream = upstreams[(first + attempt) % upstreams.length];
+      const upstream = pick(first, attempt);
       try {
         return await forward(ctx, upstream);
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
-        if (idempotent && CONNECT_FAILURES.has(code) && attempt + 1 < upstreams.length && !ctx.signal.aborted) continue;
+        const unreachable = CONNECT_FAILURES.has(code);
+        if (unreachable) upstream.downUntil = Date.now() + options.failTimeout;
+        if (idempotent && unreachable && attempt + 1 < upstreams.length && !ctx.signal.aborted) continue;
         throw mapOriginError(err, upstream.name);
       }
     }

@@ -181,6 +181,24 @@ test('a dead origin is a 502 with a short body, never a hang', async () => {
   }
 });
 
+test('several upstreams: round-robin; one that refuses is skipped for failTimeout (passive health)', async () => {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const deadPort = (probe.address() as { port: number }).port;
+  await new Promise((resolve) => probe.close(resolve));
+  const pair = await startOutpost({ proxy: { failTimeout: '30s' }, sites: [{ hosts: ['*'], origin: [`http://127.0.0.1:${deadPort}`, origin.url] }] });
+  try {
+    // GETs are retried on the next upstream: none fails
+    for (let i = 0; i < 4; i++) assert.equal((await h2(`${pair.url}/rr-get-${i}`)).status, 200);
+    // POSTs are not retried, but the dead upstream is already marked down: none fails either
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await h1(`${pair.url}/upload`, { method: 'POST', body: 'x' })).status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200]);
+  } finally {
+    await pair.close();
+  }
+});
+
 test('a silent origin is a 504 after the headers timeout', async () => {
   const silent = await startOutpost({ proxy: { headersTimeout: '300ms' }, sites: [{ hosts: ['*'], origin: origin.url }] });
   try {
