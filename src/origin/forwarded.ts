@@ -18,13 +18,9 @@ export function trustList(entries: readonly string[]): BlockList {
   return list;
 }
 
-/** IPv4-mapped IPv6 peers (::ffff:1.2.3.4, as a dual-stack socket reports them) read as IPv4. */
-const plainAddress = (address: string) => (address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address);
-
 function isTrusted(list: BlockList, address: string): boolean {
   if (address === '') return false;
-  const plain = plainAddress(address);
-  return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  return list.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
 }
 
 /** RFC 7239 §6: IPv6 node names are bracketed and the whole value quoted. */
@@ -35,8 +31,8 @@ function forwardedNode(address: string): string {
 const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);
 
 export function forwardedHeaders(ctx: Context, trusted: BlockList, viaName: string): Record<string, string> {
-  const peer = plainAddress(ctx.remoteAddress);
-  const keep = isTrusted(trusted, ctx.remoteAddress);
+  const peer = ctx.remoteAddress;
+  const keep = isTrusted(trusted, peer);
   const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;
   const priorForwarded = keep ? joined(ctx.headers.forwarded) : undefined;
   const proto = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;

@@ -42,6 +42,10 @@ function parseTarget(raw: string | undefined): Parsed {
 
 const EMPTY_NOTES = () => new Map<string, string>();
 
+/** IPv4-mapped IPv6 peers (::ffff:1.2.3.4, as a dual-stack socket reports them) read as IPv4, once, here. */
+const plainAddress = (address: string | undefined) =>
+  address === undefined ? '' : address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+
 /**
  * The client-went-away signal, made only when a stage asks for it: a cache hit never does, and an
  * AbortController per request showed in the hit path's profile.
@@ -85,7 +89,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     path: parsed.path,
     query: parsed.query,
     headers: plain,
-    remoteAddress: socket?.remoteAddress ?? '',
+    remoteAddress: plainAddress(socket?.remoteAddress),
     remotePort: socket?.remotePort ?? 0,
     httpVersion: '2',
     body: stream as unknown as Readable,
@@ -125,7 +129,7 @@ export function contextFromHttp1(req: IncomingMessage, scheme: 'https' | 'http',
     path: parsed.path,
     query: parsed.query,
     headers: req.headers,
-    remoteAddress: req.socket.remoteAddress ?? '',
+    remoteAddress: plainAddress(req.socket.remoteAddress),
     remotePort: req.socket.remotePort ?? 0,
     httpVersion: req.httpVersion,
     body: req,
