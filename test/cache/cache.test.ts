@@ -195,17 +195,17 @@ test('client conditionals and ranges are answered from the stored response', asy
 
 test('stale-while-revalidate: the stale response is served at once and revalidated once in the background', async () => {
   const path = route(fresh('swr'), (_req, res, n) => {
-    setTimeout(() => { res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=30' }); res.end(`swr #${n}`); }, n > 1 ? 300 : 0);
+    setTimeout(() => { res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=30' }); res.end(`swr #${n}`); }, n > 1 ? 1000 : 0);
   });
   await h2(`${outpost.url}${path}`);
   await sleep(1100);
   const started = Date.now();
   const [a, b] = await Promise.all([h2(`${outpost.url}${path}`), h1(`${outpost.url}${path}`)]);
-  assert.ok(Date.now() - started < 250, 'served without waiting for the origin');
+  assert.ok(Date.now() - started < 700, 'served without waiting for the origin');
   assert.equal(a.body.toString(), 'swr #1');
   assert.equal(b.body.toString(), 'swr #1');
   assert.match(String(a.headers['cache-status']), /hit; ttl=-\d+; detail=stale-while-revalidate/);
-  await sleep(500);
+  await sleep(1300);
   assert.equal(count(path), 2, 'one background revalidation');
   assert.equal((await h2(`${outpost.url}${path}`)).body.toString(), 'swr #2');
 });
@@ -265,14 +265,14 @@ test('collapsed forwarding: 100 concurrent misses make one origin request', asyn
 
 test('hit-for-miss: an uncacheable answer releases the waiters, and the next burst does not queue', async () => {
   const path = route(fresh('hfm'), (_req, res, n) => {
-    setTimeout(() => { res.writeHead(200, { 'cache-control': 'private' }); res.end(`private #${n}`); }, 150);
+    setTimeout(() => { res.writeHead(200, { 'cache-control': 'private' }); res.end(`private #${n}`); }, 300);
   });
   const first = await Promise.all(Array.from({ length: 10 }, () => h2(`${outpost.url}${path}`)));
   assert.ok(first.every((a) => a.status === 200));
   assert.equal(count(path), 10, 'every waiter went to the origin itself');
   const started = Date.now();
   const second = await Promise.all(Array.from({ length: 10 }, () => h2(`${outpost.url}${path}`)));
-  assert.ok(Date.now() - started < 1000, 'no queueing behind one another');
+  assert.ok(Date.now() - started < 1500, 'no queueing behind one another');
   assert.match(String(second[0].headers['cache-status']), /fwd=bypass/);
 });
 
