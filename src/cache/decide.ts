@@ -25,6 +25,26 @@ export function parseCacheControl(value: string | string[] | undefined): Directi
   return directives;
 }
 
+/**
+ * §4.2.1: "When there is more than one value present for a given directive (e.g., two Expires
+ * header field lines or multiple Cache-Control: max-age directives), either the first occurrence
+ * should be used or the response should be considered stale." We take the safe reading: a response
+ * whose freshness directives contradict themselves is stale (it may still be revalidated).
+ */
+export function hasConflictingFreshness(cacheControl: string | string[] | undefined, expires: string | string[] | undefined): boolean {
+  if (Array.isArray(expires) && new Set(expires).size > 1) return true;
+  if (cacheControl === undefined) return false;
+  const text = Array.isArray(cacheControl) ? cacheControl.join(',') : cacheControl;
+  const seen = new Map<string, string>();
+  for (const match of text.matchAll(/(?:^|,)\s*(max-age|s-maxage)\s*=\s*"?(\d+)"?/gi)) {
+    const name = match[1].toLowerCase();
+    const prior = seen.get(name);
+    if (prior !== undefined && prior !== match[2]) return true;
+    seen.set(name, match[2]);
+  }
+  return false;
+}
+
 /** A delta-seconds directive value (§1.2.2), or undefined when absent or malformed. */
 export function seconds(directives: Directives, name: string): number | undefined {
   const value = directives.get(name);

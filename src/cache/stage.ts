@@ -8,7 +8,7 @@ import { publishError } from '../observability/channels.ts';
 import { ifRangeHolds, matchesTagList, parseHttpDate, parseRange } from '../http/conditional.ts';
 import type { CacheStore } from './store/contract.ts';
 import { primaryKey, varyNames } from './key.ts';
-import { decide, isErrorStatus, mayServeStaleOnError, parseCacheControl, seconds, type Directives, type Freshness } from './decide.ts';
+import { decide, hasConflictingFreshness, isErrorStatus, mayServeStaleOnError, parseCacheControl, seconds, type Directives, type Freshness } from './decide.ts';
 import { lookup, purgeTag, purgeUrl, save, saveVariant, tagsOf, variantKey, type Found, type StoredMeta } from './entries.ts';
 import { setCacheStatus } from './status.ts';
 
@@ -121,7 +121,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       entry = {
         policy,
         directives: parseCacheControl(stored['cache-control']),
-        lifetime: policy.maxAge(),
+        lifetime: hasConflictingFreshness(stored['cache-control'], stored.expires) ? 0 : policy.maxAge(),
         etag: typeof stored.etag === 'string' ? stored.etag : undefined,
         lastModified: typeof stored['last-modified'] === 'string' ? parseHttpDate(stored['last-modified']) : undefined,
       };

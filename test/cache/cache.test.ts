@@ -150,6 +150,14 @@ test('request directives: no-cache revalidates, max-age=0 revalidates, only-if-c
   assert.equal(missing.status, 504);
 });
 
+test('a response whose max-age directives contradict each other is treated as stale (§4.2.1)', async () => {
+  const path = route(fresh('dup-cc'), cacheable('dup', 'max-age=3600, max-age=1'));
+  await h2(`${outpost.url}${path}`);
+  const second = await h2(`${outpost.url}${path}`);
+  assert.match(String(second.headers['cache-status']), /fwd=stale/);
+  assert.equal(count(path), 2);
+});
+
 test('heuristic freshness from Last-Modified (RFC 9111 §4.2.2)', async () => {
   const lastModified = new Date(Date.now() - 10 * 86_400_000).toUTCString();
   const path = route(fresh('heuristic'), (_req, res, n) => { res.writeHead(200, { 'last-modified': lastModified }); res.end(`h${n}`); });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, mayServeStaleOnError, parseCacheControl, seconds } from '../../src/cache/decide.ts';
+import { decide, hasConflictingFreshness, mayServeStaleOnError, parseCacheControl, seconds } from '../../src/cache/decide.ts';
 import { primaryKey, secondaryKey, varyNames } from '../../src/cache/key.ts';
 import { tagsOf } from '../../src/cache/entries.ts';
 
@@ -58,6 +58,14 @@ test('stale-if-error: response window, request window, grace; never with must-re
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl(''), 40), true);
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl(''), 0), false);
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, must-revalidate, stale-if-error=600'), parseCacheControl(''), 600), false);
+});
+
+test('conflicting freshness directives make a response stale (RFC 9111 §4.2.1)', () => {
+  assert.equal(hasConflictingFreshness('max-age=3600, max-age=1', undefined), true);
+  assert.equal(hasConflictingFreshness('max-age=60, s-maxage=10, max-age=60', undefined), false);
+  assert.equal(hasConflictingFreshness(['s-maxage=5', 's-maxage=6'], undefined), true);
+  assert.equal(hasConflictingFreshness('public', ['Thu, 01 Jan 2099 00:00:00 GMT', 'Thu, 01 Jan 2030 00:00:00 GMT']), true);
+  assert.equal(hasConflictingFreshness('max-age=60', undefined), false);
 });
 
 test('keys: scheme, host case and default port, path and query; GET and HEAD share', () => {
