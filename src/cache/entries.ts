@@ -69,15 +69,18 @@ async function index(store: CacheStore, primary: string, tags: readonly string[]
 }
 
 /** Drops every stored response (all Vary variants and encodings) for a URI; answers how many responses. */
-export async function purgeUrl(store: CacheStore, primary: string): Promise<number> {
-  const members = await store.members(urlSet(primary));
-  await store.delete([...members.filter((m) => !m.startsWith('o:')), `v:${primary}`, urlSet(primary)]);
-  return store.delete(members.filter((m) => m.startsWith('o:')));
+export function purgeUrl(store: CacheStore, primary: string): Promise<number> {
+  return dropIndexed(store, urlSet(primary), [`v:${primary}`]);
 }
 
-export async function purgeTag(store: CacheStore, tag: string): Promise<number> {
-  const members = await store.members(tagSet(tag));
-  await store.delete([...members.filter((m) => !m.startsWith('o:')), tagSet(tag)]);
+export function purgeTag(store: CacheStore, tag: string): Promise<number> {
+  return dropIndexed(store, tagSet(tag), []);
+}
+
+/** Deletes what an index set names, the set itself and `also`; counts only stored responses (o: keys). */
+async function dropIndexed(store: CacheStore, set: string, also: readonly string[]): Promise<number> {
+  const members = await store.members(set);
+  await store.delete([...members.filter((m) => !m.startsWith('o:')), ...also, set]);
   return store.delete(members.filter((m) => m.startsWith('o:')));
 }
 

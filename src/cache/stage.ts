@@ -98,8 +98,6 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
     method: 'GET', url: ctx.target, headers: { ...headers, host: ctx.authority } as CachePolicy.Headers,
   });
 
-  const freshnessOf = (policy: CachePolicy): Freshness => ({ age: policy.age(), lifetime: policy.maxAge() });
-
   /**
    * The policy object and response directives of a stored response, built once per stored record
    * (the memory store hands back the same metadata object on every hit; Redis records are new each read).
@@ -187,19 +185,23 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       identity: found.body,
       get: async (coding: Encoding) => (await safely(store.get(variantKey(found.key, coding)), undefined))?.body,
       put: (coding: Encoding, body: Buffer) => {
-        const ttl = policy.timeToLive();
-        if (ttl > 0) void safely(saveVariant(store, found, coding, body, ttl + keepSeconds(policy) * 1000), undefined);
+        if (policy.timeToLive() > 0) void safely(saveVariant(store, found, coding, body, retention(policy)), undefined);
       },
     };
   }
 
   // ---- storing what the origin answers --------------------------------------------------------
 
-  function keepSeconds(policy: CachePolicy): number {
-    const cc = parseCacheControl(policy.responseHeaders()['cache-control'] as string | undefined);
-    const headers = policy.responseHeaders();
+  /**
+   * How long a store keeps a response (ms): its freshness, plus what may still use it once stale —
+   * stale-while-revalidate, stale-if-error, grace, and revalidation when it has validators.
+   */
+  function retention(policy: CachePolicy): number {
+    const headers = policy.toObject().resh;
+    const cc = parseCacheControl(headers['cache-control'] as string | undefined);
     const validators = headers.etag !== undefined || headers['last-modified'] !== undefined;
-    return Math.max(seconds(cc, 'stale-while-revalidate') ?? 0, seconds(cc, 'stale-if-error') ?? 0, graceSeconds, validators ? KEEP_WITH_VALIDATORS_S : 0);
+    const keep = Math.max(seconds(cc, 'stale-while-revalidate') ?? 0, seconds(cc, 'stale-if-error') ?? 0, graceSeconds, validators ? KEEP_WITH_VALIDATORS_S : 0);
+    return policy.timeToLive() + keep * 1000;
   }
 
   /** Why a response is not stored, or null when it is storable (RFC 9111 §3 via http-cache-semantics). */
@@ -213,7 +215,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
       : reply.headers['content-encoding'] !== undefined && reply.headers['content-encoding'] !== 'identity' ? 'encoded'
       : length !== undefined && Number(length) > maxObjectSize ? 'too large'
       : reply.body !== null && !Buffer.isBuffer(reply.body) && 'kind' in reply.body ? 'file body'
-      : policy.timeToLive() <= 0 && keepSeconds(policy) === 0 ? 'no lifetime'
+      : retention(policy) <= 0 ? 'no lifetime'
       : null;
   }
 
@@ -225,10 +227,10 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
   function storeWhileStreaming(ctx: Context, reply: Reply, primary: string, policy: CachePolicy, settle: (o: Outcome) => void): Reply {
     const headers = reply.headers;
     const expected = headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined;
-    const stored = { ...(policy.toObject()) };
+    const stored = policy.toObject(); // its headers are our copy (takeOriginReply), not the reply's
     if (storeSetCookie) delete stored.resh['set-cookie'];
     const meta: StoredMeta = { policy: stored, tags: tagsOf(headers) };
-    const ttl = policy.timeToLive() + keepSeconds(policy) * 1000;
+    const ttl = retention(policy);
     const commit = async (body: Buffer) => {
       if (expected !== undefined && body.length !== expected) return settle({ kind: 'pass' });
       await safely(save(store, primary, ctx.headers, meta, body, ttl), undefined);
@@ -372,7 +374,7 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
     }
     const policy = new CachePolicy(policyRequest(ctx), { status: found.meta.policy.st, headers: merged }, POLICY_OPTIONS);
     const meta: StoredMeta = { policy: policy.toObject(), tags: tagsOf(merged) };
-    const ttl = policy.timeToLive() + keepSeconds(policy) * 1000;
+    const ttl = retention(policy);
     await safely(save(store, found.primary, ctx.headers, meta, found.body, ttl), '');
     return { found: { ...found, meta }, policy };
   }
@@ -382,8 +384,8 @@ export function createCacheStage(options: CacheStageOptions): CacheStage {
     const conditional = policy.revalidationHeaders(policyRequest(ctx, forward.headers)) as Record<string, string>;
     const validating: Context = { ...forward, headers: { ...forward.headers, ...pick(conditional, ['if-none-match', 'if-modified-since']) } };
     const stale = () => {
-      const f = freshnessOf(policy);
-      return mayServeStaleOnError(f, policyOf(found.meta).directives, request, graceSeconds);
+      const { directives, lifetime } = policyOf(found.meta);
+      return mayServeStaleOnError({ age: policy.age(), lifetime }, directives, request, graceSeconds);
     };
     let reply: Reply;
     try {
