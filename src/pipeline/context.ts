@@ -35,6 +35,12 @@ export interface Context {
   /** Set by the router. */
   site?: SiteConfig;
   route?: RouteConfig;
+  /**
+   * Sends an interim 1xx response (103 Early Hints) to this client ahead of the final one
+   * (RFC 9110 §15.2: a proxy MUST forward 1xx responses). Set by the server; absent for contexts
+   * no client waits on (background revalidation) and after the final response has started.
+   */
+  readonly sendInformational?: (status: number, headers: Readonly<Record<string, string | string[]>>) => void;
   /** Set by stages for the access log and Cache-Status (e.g. 'hit', 'miss'). */
   readonly notes: Map<string, string>;
 }
@@ -69,15 +75,27 @@ export const isFileBody = (body: ReplyBody): body is FileBody =>
 export type Encoding = 'br' | 'zstd' | 'gzip';
 
 /**
+ * One stored encoded body and the token that names its exact bytes. The compression stage puts the
+ * token in the ETag suffix (`"abc"` → `"abc-br11"`), so a strong validator names one byte sequence:
+ * the fast Brotli body and the Brotli 11 body that later replaces it are different bytes and get
+ * different tags (RFC 9110 §8.8.3: a strong validator changes whenever the bytes do).
+ */
+export interface StoredVariant {
+  readonly body: Exclude<ReplyBody, null>;
+  /** `<coding><level>` for bodies Outpost encoded (`br4`, `br11`, `gzip6`); another token for siblings. */
+  readonly token: string;
+}
+
+/**
  * Encoded forms of one identity response, offered by whoever holds them (the cache for a stored
  * response, the static stage for precompressed siblings), so compression happens once per object
  * and encoding and a hit only sends stored bytes. The compression stage is the only consumer.
  */
 export interface Variants {
-  /** A ready encoded body (exact length), or undefined when none is stored. */
-  get(encoding: Encoding): ReplyBody | undefined | Promise<ReplyBody | undefined>;
+  /** A ready encoded body (exact length) with its token, or undefined when none is stored. */
+  get(encoding: Encoding): StoredVariant | undefined | Promise<StoredVariant | undefined>;
   /** Keep an encoded body made from the identity body; called off the hot path. Optional. */
-  put?(encoding: Encoding, body: Buffer): void;
+  put?(encoding: Encoding, body: Buffer, token: string): void;
   /** The complete identity body when it is in memory (a cache hit), to encode without re-reading. */
   readonly identity?: Buffer;
 }
