@@ -49,6 +49,27 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   if (options.upstreams.length === 0) throw new TypeError('proxy: upstreams must name at least one origin');
   const hide = new Set(options.hideHeaders);
+  // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in any response with a
+  // status code of 1xx (Informational)".
+  const hideInterim = new Set([...hide, 'content-length']);
+  const via = `1.1 ${options.viaName}`;
+  /** RFC 9110 §7.6.3: a proxy "MUST send an appropriate Via header field … in each message that it forwards". */
+  const addVia = (headers: Record<string, string | string[]>) => {
+    headers.via = headers.via ? `${headers.via}, ${via}` : via;
+    return headers;
+  };
+
+  /**
+   * The origin's 1xx responses, on to the client ahead of the final one. RFC 9110 §15.2: "A proxy
+   * MUST forward 1xx responses unless the proxy itself requested the generation of the 1xx
+   * response." 100 Continue answers an Expect this hop removed (REQUEST_DROP), so it is never the
+   * client's (undici drops the connection on one anyway); the server drops 101. Never stored: the
+   * cache only sees the final Reply. Must not throw: undici would abort the origin request.
+   */
+  function forwardInformational(ctx: Context, info: { statusCode: number; headers: Record<string, string | string[]> }): void {
+    if (info.statusCode === 100) return;
+    ctx.sendInformational?.(info.statusCode, addVia(endToEnd(info.headers, hideInterim)));
+  }
   const upstreams = options.upstreams.map((base) => {
     const url = new URL(base);
     return {
@@ -94,12 +115,12 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       headers,
       body: hasBody ? ctx.body : undefined,
       signal: ctx.signal,
+      // A closure only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
+      onInfo: ctx.sendInformational === undefined ? undefined : (info) => forwardInformational(ctx, info),
     });
     // Errors on this body reach whoever pipes it; until then (and if nobody does) they must not crash.
     response.body.on('error', () => {});
-    const out: Reply['headers'] = endToEnd(response.headers as Record<string, string | string[]>, hide);
-    const via = `1.1 ${options.viaName}`;
-    out.via = out.via ? `${out.via}, ${via}` : via;
+    const out: Reply['headers'] = addVia(endToEnd(response.headers as Record<string, string | string[]>, hide));
     return { status: response.statusCode, headers: out, body: response.body };
   }
 

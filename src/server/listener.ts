@@ -152,7 +152,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     let ctx: Context;
     try {
       const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-      ctx = withBodyLimits(contextFromHttp1(req, scheme, abort), hasBody, limits);
+      ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), hasBody, limits);
     } catch (err) {
       respondHttp1(res, method, errorReply(err));
       return;

@@ -1,7 +1,8 @@
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { Readable, type Writable } from 'node:stream';
 import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
+import { publishError } from '../observability/channels.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -12,9 +13,8 @@ import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/
 const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /** The h2 header block: copied field by field (no `delete`, which turns the object into a slow dictionary). */
-function http2Headers(reply: Reply): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = { [h2.HTTP2_HEADER_STATUS]: reply.status };
-  const source = reply.headers;
+function http2Headers(status: number, source: Readonly<OutgoingHttpHeaders>): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = { [h2.HTTP2_HEADER_STATUS]: status };
   for (const name in source) {
     const value = source[name];
     if (value !== undefined && !H2_FORBIDDEN.has(name)) headers[name] = value;
@@ -57,7 +57,7 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
     disposeBody(reply.body);
     return;
   }
-  const headers = http2Headers(reply);
+  const headers = http2Headers(reply.status, reply.headers);
   const body = reply.body;
   if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
@@ -91,5 +91,55 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply):
   } else {
     // A truncated body must not end with a clean chunk terminator: drop the connection.
     sendBody(isFileBody(body) ? fileStream(body) : body, res, (err) => res.destroy(err));
+  }
+}
+
+/**
+ * Interim responses (RFC 9110 §15.2), in practice 103 Early Hints forwarded from the origin.
+ * Every 1xx is sent on both protocols except 101, which switches protocols instead of preceding a
+ * final response (and is forbidden in HTTP/2, RFC 9113 §8.6). Whether a status should reach the
+ * client at all (100 Continue does not) is the caller's policy. Both writers never throw: a hint
+ * that cannot be sent is dropped, and the final response goes out as if it never came.
+ */
+type InterimHeaders = Readonly<Record<string, string | string[]>>;
+
+const isInterim = (status: number) => status >= 100 && status < 200 && status !== 101;
+
+/**
+ * HTTP/2: a HEADERS frame ahead of the final one (RFC 9113 §8.1). Node throws once the final headers
+ * went out (ERR_HTTP2_HEADERS_AFTER_RESPOND) or the stream is closed (ERR_HTTP2_INVALID_STREAM):
+ * checked first. Connection-specific fields are left out as in a final response; a field Node still
+ * refuses (an invalid name, a repeated single-value field) costs the hint, not the response.
+ */
+export function informationalHttp2(stream: ServerHttp2Stream, status: number, headers: InterimHeaders): void {
+  if (stream.destroyed || stream.closed || stream.headersSent || !isInterim(status)) return;
+  try {
+    stream.additionalHeaders(http2Headers(status, headers));
+  } catch (error) {
+    publishError({ ctx: null, error, where: `h2 interim response ${status}` });
+  }
+}
+
+/**
+ * ServerResponse.writeInformation (Node 24.18) sends any 1xx; before it, writeEarlyHints sent only
+ * 103 with a Link field, so older runtimes forward just that. Decided once, at load.
+ */
+const writeInformation: (res: ServerResponse, status: number, headers: InterimHeaders) => void =
+  typeof ServerResponse.prototype.writeInformation === 'function'
+    ? (res, status, headers) => res.writeInformation(status, headers as OutgoingHttpHeaders)
+    : (res, status, headers) => { if (status === 103) res.writeEarlyHints(headers as Record<string, string | string[]>); };
+
+/**
+ * HTTP/1.1: an interim status line and fields ahead of the final response. The caller makes sure
+ * the client speaks HTTP/1.1: "A server MUST NOT send a 1xx response to an HTTP/1.0 client"
+ * (RFC 9110 §15.2). Once the final header is written (headersSent) another status line would land
+ * in the body; Node throws for it (ERR_HTTP_HEADERS_SENT), and drops writes on a destroyed socket.
+ */
+export function informationalHttp1(res: ServerResponse, status: number, headers: InterimHeaders): void {
+  if (res.destroyed || res.headersSent || !isInterim(status)) return;
+  try {
+    writeInformation(res, status, headers);
+  } catch (error) {
+    publishError({ ctx: null, error, where: `HTTP/1.1 interim response ${status}` });
   }
 }
