@@ -11,10 +11,12 @@ import { createOriginDecodeStage } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
 import { publishError, responseChannel } from './observability/channels.ts';
-import { createCacheStage, type CacheStage } from './cache/stage.ts';
+import { createCacheHandler } from './cache/stage.ts';
+import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createRedisStore } from './cache/store/redis.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
+import { createSqliteStore } from './cache/store/sqlite.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
 
@@ -82,24 +84,38 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
 }
 
 /** Memory alone, or this process's memory in front of the shared Redis tier. */
-async function createStore(cache: Config['cache']): Promise<CacheStore> {
-  const near = createMemoryStore({ maxSize: cache.maxSize });
+async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
+  const near = createMemoryStore({ maxSize: cache.maxSize, now });
   if (cache.store === 'memory') return near;
-  const onError = (error: unknown) => publishError({ ctx: null, error, where: 'redis' });
-  return createTieredStore({ near, far: createRedisStore({ url: cache.store, onError }), onError });
+  const where = cache.store.startsWith('sqlite:') ? 'sqlite' : 'redis';
+  const onError = (error: unknown) => publishError({ ctx: null, error, where });
+  const far = where === 'sqlite' ? createSqliteStore({ url: cache.store, onError }) : createRedisStore({ url: cache.store, onError });
+  return createTieredStore({ near, far, onError });
 }
 
-export async function createApp(config: Config): Promise<App> {
+export interface AppDependencies {
+  /** The clock (ms since the epoch) the cache judges freshness by; tests inject one. */
+  readonly now?: () => number;
+}
+
+export async function createApp(config: Config, deps: AppDependencies = {}): Promise<App> {
+  const now = deps.now ?? Date.now;
   const trusted = trustList(config.trustedProxies);
   const proxies: ProxyHandler[] = [];
-  const store = await createStore(config.cache);
-  const caches: CacheStage[] = [];
-  const cacheFor = (options: SiteConfig['cache']): Stage[] => {
-    if (options?.enabled === false) return [];
-    const cache = createCacheStage({ store, maxObjectSize: config.cache.maxObjectSize, grace: config.cache.grace, storeSetCookie: options?.storeSetCookie });
-    caches.push(cache);
-    return [cache.stage];
-  };
+  const store = await createStore(config.cache, now);
+  // One cache engine for the node: every route's cache and the admin API share its store and state.
+  const engine: CacheEngine = createCacheEngine({
+    store,
+    now,
+    maxObjectSize: config.cache.maxObjectSize,
+    grace: config.cache.grace,
+    targeted: config.cache.targeted,
+    hideHeaders: config.cache.hideHeaders,
+    onError: (error, where) => publishError({ ctx: null, error, where }),
+  });
+  const cached = (options: SiteConfig['cache'], inner: Handler): Handler => options?.enabled === false
+    ? inner
+    : createCacheHandler(engine, inner, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false });
   // Compression: one stage (one background queue) for every chain; encoded static files share one store.
   const compress = createCompressStage(config.compression);
   const originDecode = createOriginDecodeStage(config.compression);
@@ -108,7 +124,7 @@ export async function createApp(config: Config): Promise<App> {
   const proxyFor = (upstreams: readonly string[], cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
     const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME });
     proxies.push(proxy);
-    return compose([...cacheFor(cacheOptions), originDecode], proxy.handler);
+    return cached(cacheOptions, compose([originDecode], proxy.handler));
   };
 
   function siteHandler(site: SiteConfig): Handler {
@@ -131,18 +147,9 @@ export async function createApp(config: Config): Promise<App> {
   const hsts = hstsStage(config.hsts);
   const handler = compose([observe, handleErrors, ...(hsts ? [hsts] : [])], router);
 
-  // Every cache stage shares the one store, so purging through any of them purges all.
-  const anyCache = caches[0];
   const admin: AdminActions = {
-    purgeUrl: (url) => anyCache ? anyCache.purgeUrl(url) : Promise.resolve(0),
-    purgeTag: (tag) => anyCache ? anyCache.purgeTag(tag) : Promise.resolve(0),
-    purgeAll: () => store.clear(),
-    stats: () => ({
-      store: store.name,
-      hits: caches.reduce((n, c) => n + c.stats.hits, 0),
-      misses: caches.reduce((n, c) => n + c.stats.misses, 0),
-      storeErrors: caches.reduce((n, c) => n + c.stats.storeErrors, 0),
-    }),
+    purge: (target, soft) => engine.purge(target, soft),
+    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size }),
   };
 
   return {
@@ -150,7 +157,7 @@ export async function createApp(config: Config): Promise<App> {
     admin,
     close: async () => {
       await Promise.all(proxies.map((p) => p.close()));
-      await store.close();
+      await engine.close();
     },
   };
 }

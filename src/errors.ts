@@ -5,12 +5,15 @@
 export class OutpostError extends Error {
   readonly code: string;
   readonly status: number;
+  /** Response fields the error reply carries (Cache-Status on a failed forward, Retry-After). */
+  headers: Record<string, string> | undefined;
 
   constructor(code: string, status: number, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'OutpostError';
     this.code = code;
     this.status = status;
+    this.headers = undefined;
   }
 }
 

@@ -3,55 +3,8 @@
  * Ages and lifetimes are in seconds, as the protocol counts them.
  */
 
-export type Directives = ReadonlyMap<string, string | true>;
-
-/**
- * Cache-Control (RFC 9111 §5.2): comma-separated directives, names case-insensitive, values token or
- * quoted-string. "When there is more than one value present for a given directive ... the first
- * occurrence should be used" (§4.2.1).
- */
-const NONE: Directives = new Map();
-
-export function parseCacheControl(value: string | string[] | undefined): Directives {
-  if (value === undefined) return NONE; // most requests: no Cache-Control, no allocation
-  const directives = new Map<string, string | true>();
-  const text = Array.isArray(value) ? value.join(',') : value;
-  for (const match of text.matchAll(/([^,=\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,\s]*))?/g)) {
-    const name = match[1].toLowerCase();
-    if (directives.has(name)) continue;
-    const raw = match[2];
-    directives.set(name, raw === undefined ? true : raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw);
-  }
-  return directives;
-}
-
-/**
- * §4.2.1: "When there is more than one value present for a given directive (e.g., two Expires
- * header field lines or multiple Cache-Control: max-age directives), either the first occurrence
- * should be used or the response should be considered stale." We take the safe reading: a response
- * whose freshness directives contradict themselves is stale (it may still be revalidated).
- */
-export function hasConflictingFreshness(cacheControl: string | string[] | undefined, expires: string | string[] | undefined): boolean {
-  if (Array.isArray(expires) && new Set(expires).size > 1) return true;
-  if (cacheControl === undefined) return false;
-  const text = Array.isArray(cacheControl) ? cacheControl.join(',') : cacheControl;
-  const seen = new Map<string, string>();
-  for (const match of text.matchAll(/(?:^|,)\s*(max-age|s-maxage)\s*=\s*"?(\d+)"?/gi)) {
-    const name = match[1].toLowerCase();
-    const prior = seen.get(name);
-    if (prior !== undefined && prior !== match[2]) return true;
-    seen.set(name, match[2]);
-  }
-  return false;
-}
-
-/** A delta-seconds directive value (§1.2.2), or undefined when absent or malformed. */
-export function seconds(directives: Directives, name: string): number | undefined {
-  const value = directives.get(name);
-  if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined;
-  // "a delta-seconds ... greater than the greatest integer it can represent" is taken as 2^31.
-  return Math.min(Number(value), 2 ** 31);
-}
+import { seconds, type Directives } from '../http/cache-control.ts';
+import { isServerError } from '../http/status.ts';
 
 export interface Freshness {
   /** Current age of the stored response (§4.2.3). */
@@ -126,5 +79,4 @@ export function mayServeStaleOnError(f: Freshness, response: Directives, request
   return windows.some((w) => w !== undefined && w > 0 && late <= w);
 }
 
-/** RFC 5861 §4: "an error is any situation that would result in a 500, 502, 503, or 504". */
-export const isErrorStatus = (status: number) => status === 500 || status === 502 || status === 503 || status === 504;
+export const isErrorStatus = isServerError;

@@ -1,29 +1,24 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { CacheStore } from './store/contract.ts';
 import { secondaryKey, varyNames } from './key.ts';
-import type { IncomingHttpHeaders } from 'node:http';
-import type CachePolicy from 'http-cache-semantics';
+import type { StoredResponse } from './policy.ts';
 
 /**
  * How stored responses are laid out in a store (which knows nothing about HTTP):
  *   v:<primary>                the Vary field names of the latest stored response for that URI
- *   o:<primary>\n<secondary>   a stored response: metadata + identity body
- *   e:<object key>\n<coding>   an encoded variant of that body
+ *   o:<primary>\n<secondary>   a stored response: StoredResponse metadata + identity body
+ *   e:<object key>\n<coding>   an encoded variant of that body (metadata: the token naming its bytes)
  *   u:<primary>                set: every key stored for that URI (purge by URL, invalidation)
  *   t:<tag>                    set: every key stored under that tag (purge by tag)
  */
 
-export interface StoredMeta {
-  /** http-cache-semantics' serialized policy: request facts, status, response headers, times. */
-  policy: CachePolicy.CachePolicyObject;
-  tags: string[];
-}
-
 interface VaryMeta { vary: string[] }
+export interface VariantMeta { token: string }
 
 export interface Found {
   key: string;
   primary: string;
-  meta: StoredMeta;
+  meta: StoredResponse;
   body: Buffer;
 }
 
@@ -32,40 +27,65 @@ export type Lookup =
   | { kind: 'uri-miss' }
   | { kind: 'vary-miss' };
 
+/** Every coding a variant may be stored under. */
+const CODINGS = ['br', 'zstd', 'gzip'] as const;
+
+const URI_MISS: Lookup = { kind: 'uri-miss' };
+const VARY_MISS: Lookup = { kind: 'vary-miss' };
+
 const objectKey = (primary: string, secondary: string) => `o:${primary}\n${secondary}`;
 export const variantKey = (key: string, coding: string) => `e:${key}\n${coding}`;
 const urlSet = (primary: string) => `u:${primary}`;
 const tagSet = (tag: string) => `t:${tag}`;
 
+/**
+ * The stored response for this request, or which kind of miss (RFC 9211 fwd=uri-miss / vary-miss).
+ * It is a vary-miss only when the URI's stored responses vary and another variant could be there:
+ * a Vary index left behind by a purge or an eviction is a uri-miss.
+ */
 export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
   const vary = await store.get<VaryMeta>(`v:${primary}`);
-  if (!vary) return { kind: 'uri-miss' };
+  if (!vary) return URI_MISS;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
-  const record = await store.get<StoredMeta>(key);
-  if (!record) return { kind: 'vary-miss' };
-  return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
+  const record = await store.get<StoredResponse>(key);
+  if (record) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
+  return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
 }
 
-/** Writes a response and its indexes. Vary `*` never gets here (it is not storable). */
-export async function save(store: CacheStore, primary: string, headers: IncomingHttpHeaders, meta: StoredMeta, body: Buffer, ttlMs: number): Promise<string> {
-  const names = varyNames(meta.policy.resh.vary);
+/** Writes a response and its indexes; answers its key. Vary `*` never gets here (it is not storable). */
+export async function save(store: CacheStore, primary: string, headers: IncomingHttpHeaders, meta: StoredResponse, body: Buffer, ttlMs: number): Promise<string> {
+  const names = varyNames(meta.headers.vary);
   const vary = names === '*' ? [] : names;
   const key = objectKey(primary, secondaryKey(vary, headers));
+  // Codings made from a body this one replaces are other bytes: they go with it.
+  await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
   await store.set(`v:${primary}`, { meta: { vary } satisfies VaryMeta, body: Buffer.alloc(0) }, ttlMs);
   await index(store, primary, meta.tags, key, ttlMs);
   return key;
 }
 
-export async function saveVariant(store: CacheStore, found: Found, coding: string, body: Buffer, ttlMs: number): Promise<void> {
+/** Rewrites a stored response's metadata in place (a 304 refresh, a soft purge). */
+export async function rewrite(store: CacheStore, found: Found, meta: StoredResponse, ttlMs: number): Promise<void> {
+  await store.set(found.key, { meta, body: found.body }, ttlMs);
+  await index(store, found.primary, meta.tags, found.key, ttlMs);
+}
+
+export async function saveVariant(store: CacheStore, found: Found, coding: string, body: Buffer, token: string, ttlMs: number): Promise<void> {
   const key = variantKey(found.key, coding);
-  await store.set(key, { meta: {}, body }, ttlMs);
+  await store.set(key, { meta: { token } satisfies VariantMeta, body }, ttlMs);
   await index(store, found.primary, found.meta.tags, key, ttlMs);
 }
 
 async function index(store: CacheStore, primary: string, tags: readonly string[], key: string, ttlMs: number) {
   await store.addToSet(urlSet(primary), key, ttlMs);
   for (const tag of tags) await store.addToSet(tagSet(tag), key, ttlMs);
+}
+
+/** The stored responses (o: keys) a URL or a tag names. */
+export async function objectsOf(store: CacheStore, target: { primary: string } | { tag: string }): Promise<string[]> {
+  const members = await store.members('primary' in target ? urlSet(target.primary) : tagSet(target.tag));
+  return members.filter((m) => m.startsWith('o:'));
 }
 
 /** Drops every stored response (all Vary variants and encodings) for a URI; answers how many responses. */
@@ -77,6 +97,9 @@ export function purgeTag(store: CacheStore, tag: string): Promise<number> {
   return dropIndexed(store, tagSet(tag), []);
 }
 
+/** The primary key an object key belongs to. */
+export const primaryOf = (objectKeyValue: string): string => objectKeyValue.slice(2, objectKeyValue.indexOf('\n'));
+
 /** Deletes what an index set names, the set itself and `also`; counts only stored responses (o: keys). */
 async function dropIndexed(store: CacheStore, set: string, also: readonly string[]): Promise<number> {
   const members = await store.members(set);
@@ -85,7 +108,7 @@ async function dropIndexed(store: CacheStore, set: string, also: readonly string
 }
 
 /** Tags from the origin's Cache-Tag (comma-separated) and Surrogate-Key (space-separated). */
-export function tagsOf(headers: Record<string, string | string[] | number | undefined>): string[] {
+export function tagsOf(headers: Readonly<Record<string, string | string[] | number | undefined>>): string[] {
   const tags = new Set<string>();
   const add = (value: unknown, separator: RegExp) => {
     if (value === undefined) return;

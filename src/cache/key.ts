@@ -32,16 +32,39 @@ export function varyNames(vary: string | string[] | undefined): string[] | '*' {
 }
 
 /**
+ * Request fields whose values are lists of case-insensitive tokens with parameters, where member
+ * order and whitespace carry no meaning once q-values are explicit: normalised so `fr, en;q=0.5`
+ * and `EN; q=0.5,fr` share one stored variant. Other fields (Cookie, custom ones) keep their case
+ * and order: only whitespace around commas is folded.
+ */
+const TOKEN_LISTS: ReadonlySet<string> = new Set(['accept', 'accept-language', 'accept-charset']);
+
+function normalizedList(value: string): string {
+  const members: string[] = [];
+  for (const part of value.split(',')) {
+    const member = part.trim().toLowerCase().replace(/\s*([;=])\s*/g, '$1');
+    if (member !== '') members.push(member);
+  }
+  return members.sort().join(',');
+}
+
+/**
  * §4.1: "the header fields nominated by the Vary header field match": values are compared after
- * normalization — combined, with whitespace around commas collapsed. A field absent from the request
- * only matches a field absent from the stored request.
+ * normalization (§4.1: "by combining multiple header field lines ... or normalizing both header
+ * field values in a way that is known to have identical semantics"). A field absent from the
+ * request only matches a field absent from the stored request.
  */
 export function secondaryKey(names: readonly string[], headers: IncomingHttpHeaders): string {
   if (names.length === 0) return '';
   let key = '';
   for (const name of names) {
     const value = headers[name];
-    const joined = value === undefined ? '\u0000' : (Array.isArray(value) ? value.join(',') : value).replace(/\s*,\s*/g, ',').trim();
+    let joined: string;
+    if (value === undefined) joined = '\u0000';
+    else {
+      const text = Array.isArray(value) ? value.join(',') : value;
+      joined = TOKEN_LISTS.has(name) ? normalizedList(text) : text.replace(/\s*,\s*/g, ',').trim();
+    }
     key += `${name}=${joined}\n`;
   }
   return key;

@@ -1,523 +1,451 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import CachePolicy from 'http-cache-semantics';
-import type { Handler, Stage } from '../pipeline/compose.ts';
-import type { Context, Encoding, Reply, Variants } from '../pipeline/context.ts';
-import { isOutpostError } from '../errors.ts';
+import type { Handler } from '../pipeline/compose.ts';
+import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
+import { isOutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
-import { ifRangeHolds, matchesTagList, parseHttpDate, parseRange } from '../http/conditional.ts';
-import type { CacheStore } from './store/contract.ts';
-import { primaryKey, varyNames } from './key.ts';
-import { decide, hasConflictingFreshness, isErrorStatus, mayServeStaleOnError, parseCacheControl, seconds, type Directives, type Freshness } from './decide.ts';
-import { lookup, purgeTag, purgeUrl, save, saveVariant, tagsOf, variantKey, type Found, type StoredMeta } from './entries.ts';
-import { setCacheStatus } from './status.ts';
-
-export interface CacheStageOptions {
-  store: CacheStore;
-  /** Larger responses stream through uncached. */
-  maxObjectSize: number;
-  /** ms a stale response may still be served when the origin fails (Varnish's grace). */
-  grace: number;
-  /** Store responses that carry Set-Cookie (without the cookie: it goes to the first requester only). */
-  storeSetCookie?: boolean;
-  /** Name in Cache-Status. */
-  name?: string;
-}
-
-/** RFC 9111 §4.4: "a cache MUST invalidate the target URI ... when it receives a non-error status code in response to an unsafe request method". */
-const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
-
-/** Request fields that make a forward conditional or partial: dropped on a fetch meant for storing. */
-const CONDITIONAL = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']);
-
-/** Shared cache; RFC 9111 §4.2.2's 10 % heuristic; `immutable` does not stretch lifetimes. */
-const POLICY_OPTIONS = { shared: true, cacheHeuristic: 0.1, immutableMinTimeToLive: 0, ignoreCargoCult: false };
-
-/** How long a URI stays known-uncacheable (Varnish's hit-for-miss), so bursts for it do not queue. */
-const HIT_FOR_MISS_MS = 120_000;
-const HIT_FOR_MISS_MAX = 10_000;
-
-/** Kept past freshness for revalidation with validators: a 304 is cheaper than a full fetch. */
-const KEEP_WITH_VALIDATORS_S = 3600;
-
-/** Response fields a 304 never updates in a stored response (RFC 9111 §3.2). */
-const NOT_UPDATED_BY_304 = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'content-range']);
-
-/** What waiters on a collapsed forward learn: look again, or share the leader's error. */
-type Outcome = { kind: 'stored' } | { kind: 'pass' } | { kind: 'error'; error: unknown };
+import { parseCacheControl, type Directives } from '../http/cache-control.ts';
+import { httpDate } from '../http/dates.ts';
+import { isServerError } from '../http/status.ts';
+import type { CacheEngine, StoredView } from './engine.ts';
+import { primaryKey, secondaryKey, varyNames } from './key.ts';
+import { tagsOf, type Found } from './entries.ts';
+import { decide, mayServeStale, mayServeStaleOnError } from './decide.ts';
+import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, type StoreRules, type StoredResponse } from './policy.ts';
+import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
+import { mergeNotModified, selectedBy304 } from './revalidation.ts';
+import { SharedBody } from './shared-body.ts';
+import type { Flight, Leader } from './flights.ts';
+import { storedReply } from './serve.ts';
+import { appendCacheStatus, setCacheStatus } from './status.ts';
 
 /**
- * Reads a reply's body to its end without sending it: a 304 or error replaced by a stored response,
- * a background revalidation (whose stored copy is made as the body flows). Reading, not destroying,
- * keeps the origin connection reusable and lets the store see the whole body.
+ * The cache for one route: a Handler in front of that route's origin handler. It asks the engine
+ * (one per node) what is stored, the pure policy what it may do with it, and then:
+ *
+ *   fresh (or stale and acceptable)  → the stored response (serve.ts)
+ *   stale within stale-while-revalidate → the stored response; one background revalidation
+ *   stale, or the request insists    → a conditional request; a 304 refreshes the stored copy
+ *   nothing stored                   → one collapsed fetch per URI (flights.ts); the body streams
+ *                                      to every waiter while it is stored (shared-body.ts)
+ *   unsafe method                    → forwarded; on success its URIs are invalidated (§4.4)
+ *
+ * It is a Handler rather than a Stage because it may send several requests to the origin for one
+ * client request (a validation, then a full fetch when the 304 is for another representation; a
+ * background revalidation that outlives the client) — which the stage contract forbids.
  */
-const drain = (reply: Reply) => {
-  const body = reply.body;
-  if (body && !Buffer.isBuffer(body) && !('kind' in body)) {
-    body.on('error', () => {});
-    body.resume();
-  }
-};
 
-export interface CacheStage {
-  stage: Stage;
-  /** Purge helpers for the admin API. */
-  purgeUrl(url: string): Promise<number>;
-  purgeTag(tag: string): Promise<number>;
-  purgeAll(): Promise<number>;
-  readonly stats: { hits: number; misses: number; storeErrors: number };
-}
+export type CacheRouteOptions = StoreRules;
 
-export function createCacheStage(options: CacheStageOptions): CacheStage {
-  const { store, maxObjectSize } = options;
-  if (!Number.isSafeInteger(maxObjectSize) || maxObjectSize <= 0) throw new TypeError(`cache: maxObjectSize must be a positive byte count, got ${maxObjectSize}`);
-  const graceSeconds = Math.max(0, options.grace) / 1000;
-  const name = options.name ?? 'Outpost';
-  const storeSetCookie = options.storeSetCookie ?? false;
-  const stats = { hits: 0, misses: 0, storeErrors: 0 };
-  const inflight = new Map<string, Promise<Outcome>>();
-  const revalidating = new Set<string>();
-  const hitForMiss = new Map<string, number>();
+/** Request fields that make a forward conditional or partial: left out of a fetch meant for storing. */
+const CONDITIONAL: ReadonlySet<string> = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']);
 
-  let lastErrorLog = 0;
-  /** A store failure is a miss plus a counter; logged at most once a second. */
-  const storeFailed = (error: unknown) => {
-    stats.storeErrors++;
-    const now = Date.now();
-    if (now - lastErrorLog > 1000) {
-      lastErrorLog = now;
-      publishError({ ctx: null, error, where: `cache store (${store.name}), ${stats.storeErrors} failures so far` });
-    }
-  };
-  const safely = async <T>(work: Promise<T>, fallback: T): Promise<T> => {
-    try { return await work; } catch (error) { storeFailed(error); return fallback; }
-  };
+/** How long a miss may wait for a small body to be complete and stored, so Cache-Status can say `stored`. */
+const STORED_WAIT_MS = 20;
 
-  /** The request as http-cache-semantics wants it. */
-  const policyRequest = (ctx: Context, headers: IncomingHttpHeaders = ctx.headers): CachePolicy.Request => ({
-    method: 'GET', url: ctx.target, headers: { ...headers, host: ctx.authority } as CachePolicy.Headers,
-  });
+/** 8 MiB: how far one reader of a shared body may fall behind the fastest before it is cut off. */
+const MAX_LAG = 8 * 1024 * 1024;
 
-  /**
-   * The policy object and response directives of a stored response, built once per stored record
-   * (the memory store hands back the same metadata object on every hit; Redis records are new each read).
-   */
-  interface Parsed {
-    policy: CachePolicy;
-    directives: Directives;
-    /** Freshness lifetime in seconds: it depends on the stored headers only. */
-    lifetime: number;
-    etag: string | undefined;
-    lastModified: number | undefined;
-  }
-  const parsed = new WeakMap<StoredMeta, Parsed>();
-  const policyOf = (meta: StoredMeta): Parsed => {
-    let entry = parsed.get(meta);
-    if (!entry) {
-      const policy = CachePolicy.fromObject(meta.policy);
-      const stored = meta.policy.resh as Record<string, string | string[] | undefined>;
-      entry = {
-        policy,
-        directives: parseCacheControl(stored['cache-control']),
-        lifetime: hasConflictingFreshness(stored['cache-control'], stored.expires) ? 0 : policy.maxAge(),
-        etag: typeof stored.etag === 'string' ? stored.etag : undefined,
-        lastModified: typeof stored['last-modified'] === 'string' ? parseHttpDate(stored['last-modified']) : undefined,
-      };
-      parsed.set(meta, entry);
-    }
-    return entry;
-  };
+const EMPTY_BODY = () => Readable.from([]);
 
-  // ---- serving a stored response -------------------------------------------------------------
+export function createCacheHandler(engine: CacheEngine, origin: Handler, options: CacheRouteOptions): Handler {
+  const rules: StoreRules = { storeSetCookie: options.storeSetCookie, heuristicWithCredentials: options.heuristicWithCredentials };
+  const { name, stats } = engine;
+  const status = (params: string) => `${name}; ${params}`;
 
-  function storedReply(ctx: Context, found: Found, policy: CachePolicy, status: string): Reply {
-    const meta = found.meta;
-    const stored = meta.policy.resh as Record<string, string | string[]>;
-    const headers: OutgoingHttpHeaders = { ...stored };
-    // §5.1: Age is the stored response's current age, in whole seconds.
-    headers.age = String(Math.floor(policy.age()));
-    const body = found.body;
-    const reply: Reply = { status: meta.policy.st, headers, body };
-    setCacheStatus(reply, name, status);
-
-    // §4.3.2: the cache answers the client's own conditional request from the stored validators.
-    const { etag, lastModified } = policyOf(meta);
-    const inm = ctx.headers['if-none-match'];
-    const notModified = inm !== undefined
-      ? etag !== undefined && matchesTagList(inm, etag, false)
-      : lastModified !== undefined && (parseHttpDate(ctx.headers['if-modified-since']) ?? -Infinity) >= lastModified;
-    if (notModified && reply.status === 200) return notModifiedReply(reply);
-
-    if (ctx.method === 'HEAD') return { ...reply, body: null, headers: { ...headers, 'content-length': body.length } };
-    headers['content-length'] = body.length;
-    // Ranges are served from the stored full response (RFC 9110 §14); only from a 200.
-    if (reply.status === 200 && ctx.headers.range !== undefined && lastModifiedOrEtag(etag, lastModified, ctx.headers['if-range'])) {
-      const range = parseRange(ctx.headers.range as string, body.length);
-      if (range.kind === 'partial') {
-        return { status: 206, headers: { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${body.length}`, 'content-length': range.end - range.start + 1 }, body: body.subarray(range.start, range.end + 1) };
+  /** The origin, with our Cache-Status on its failures too. */
+  async function fetchOrigin(ctx: Context, params: string): Promise<Reply> {
+    try {
+      return await origin(ctx);
+    } catch (error) {
+      if (isOutpostError(error) && error.status >= 500) {
+        error.headers = { ...error.headers, 'cache-status': status(`${params}; detail=origin-error`) };
       }
-      if (range.kind === 'unsatisfiable') {
-        return { status: 416, headers: { 'content-range': `bytes */${body.length}`, 'content-length': 0, 'cache-status': headers['cache-status'] }, body: null };
-      }
+      throw error;
     }
-    reply.variants = variantsOf(found, policy);
+  }
+
+  /** Removes the fields only this cache should see (targeted Cache-Control, Cache-Tag, ...). */
+  function hide(reply: Reply): Reply {
+    for (const field of engine.hidden) if (reply.headers[field] !== undefined) delete reply.headers[field];
     return reply;
   }
 
-  function lastModifiedOrEtag(etag: string | undefined, lastModified: number | undefined, ifRange: string | string[] | undefined): boolean {
-    if (ifRange === undefined) return true;
-    if (etag === undefined && lastModified === undefined) return false;
-    return ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, { etag: etag ?? '"\u0000"', lastModified: lastModified ?? -1 });
-  }
-
-  /** RFC 9110 §15.4.5: a 304 carries the fields a 200 would have had that describe the representation's metadata. */
-  function notModifiedReply(reply: Reply): Reply {
-    const headers: OutgoingHttpHeaders = {};
-    for (const field of ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified', 'age', 'cache-status']) {
-      if (reply.headers[field] !== undefined) headers[field] = reply.headers[field];
-    }
-    return { status: 304, headers, body: null };
-  }
-
-  /** Encoded forms of a stored body: kept next to it, made once by the compression stage. */
-  function variantsOf(found: Found, policy: CachePolicy): Variants {
-    return {
-      identity: found.body,
-      get: async (coding: Encoding) => (await safely(store.get(variantKey(found.key, coding)), undefined))?.body,
-      put: (coding: Encoding, body: Buffer) => {
-        if (policy.timeToLive() > 0) void safely(saveVariant(store, found, coding, body, retention(policy)), undefined);
-      },
-    };
-  }
-
-  // ---- storing what the origin answers --------------------------------------------------------
-
-  /**
-   * How long a store keeps a response (ms): its freshness, plus what may still use it once stale —
-   * stale-while-revalidate, stale-if-error, grace, and revalidation when it has validators.
-   */
-  function retention(policy: CachePolicy): number {
-    const headers = policy.toObject().resh;
-    const cc = parseCacheControl(headers['cache-control'] as string | undefined);
-    const validators = headers.etag !== undefined || headers['last-modified'] !== undefined;
-    const keep = Math.max(seconds(cc, 'stale-while-revalidate') ?? 0, seconds(cc, 'stale-if-error') ?? 0, graceSeconds, validators ? KEEP_WITH_VALIDATORS_S : 0);
-    return policy.timeToLive() + keep * 1000;
-  }
-
-  /** Why a response is not stored, or null when it is storable (RFC 9111 §3 via http-cache-semantics). */
-  function notStorable(ctx: Context, request: Directives, reply: Reply, policy: CachePolicy): string | null {
-    const length = reply.headers['content-length'];
-    return request.has('no-store') ? 'request no-store'
-      : !policy.storable() ? 'not storable'
-      : reply.status === 206 ? 'partial'
-      : varyNames(reply.headers.vary as string | undefined) === '*' ? 'vary *'
-      : reply.headers['set-cookie'] !== undefined && !storeSetCookie ? 'set-cookie'
-      : reply.headers['content-encoding'] !== undefined && reply.headers['content-encoding'] !== 'identity' ? 'encoded'
-      : length !== undefined && Number(length) > maxObjectSize ? 'too large'
-      : reply.body !== null && !Buffer.isBuffer(reply.body) && 'kind' in reply.body ? 'file body'
-      : retention(policy) <= 0 ? 'no lifetime'
-      : null;
-  }
-
-  /**
-   * Passes the origin's reply on while keeping a copy. The copy is stored once the body is complete
-   * and whole (Content-Length matched); past maxObjectSize, on error or abort it is dropped and
-   * nothing is stored: a truncated response is never served to anyone else.
-   */
-  function storeWhileStreaming(ctx: Context, reply: Reply, primary: string, policy: CachePolicy, settle: (o: Outcome) => void): Reply {
-    const headers = reply.headers;
-    const expected = headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined;
-    const stored = policy.toObject(); // its headers are our copy (takeOriginReply), not the reply's
-    if (storeSetCookie) delete stored.resh['set-cookie'];
-    const meta: StoredMeta = { policy: stored, tags: tagsOf(headers) };
-    const ttl = retention(policy);
-    const commit = async (body: Buffer) => {
-      if (expected !== undefined && body.length !== expected) return settle({ kind: 'pass' });
-      await safely(save(store, primary, ctx.headers, meta, body, ttl), undefined);
-      settle({ kind: 'stored' });
-    };
-    if (reply.body === null || Buffer.isBuffer(reply.body)) {
-      const body = reply.body ?? Buffer.alloc(0);
-      void commit(body);
-      return { ...reply, body };
-    }
-    const source = reply.body as Readable;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let keeping = true;
-    let done = false;
-    const tee = new Transform({
-      transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-        if (keeping) {
-          size += chunk.length;
-          if (size > maxObjectSize) { keeping = false; chunks.length = 0; }
-          else chunks.push(chunk);
-        }
-        callback(null, chunk);
-      },
-      flush(callback) {
-        done = true;
-        if (keeping) void commit(Buffer.concat(chunks, size)); else settle({ kind: 'pass' });
-        callback();
-      },
-    });
-    tee.once('close', () => { if (!done) settle({ kind: 'pass' }); });
-    source.once('error', (err) => tee.destroy(err));
-    return { ...reply, body: source.pipe(tee) };
-  }
-
-  /** A forward meant to produce a storable full response: the client's conditionals and Range stay home. */
-  function forwardContext(ctx: Context, extra: Record<string, string> = {}, detached = false): Context {
-    // Copied field by field: `delete` would turn the object into a slow dictionary for every later reader.
-    const headers: IncomingHttpHeaders = {};
-    for (const field in ctx.headers) if (!CONDITIONAL.has(field)) headers[field] = ctx.headers[field] as string;
-    Object.assign(headers, extra);
-    const forwarded: Context = { ...ctx, method: 'GET', headers };
-    // A background revalidation outlives the client that triggered it.
-    return detached ? { ...forwarded, signal: new AbortController().signal, body: Readable.from([]) } : forwarded;
-  }
-
-  /** Handles a full (non-304) origin reply for a GET/HEAD: store it when allowed, answer the client. */
-  async function takeOriginReply(ctx: Context, request: Directives, reply: Reply, primary: string, status: string, settle: (o: Outcome) => void): Promise<Reply> {
-    // RFC 9110 §6.6.1: a response without Date gets the time it was received before it is stored.
-    if (reply.headers.date === undefined) reply.headers.date = new Date().toUTCString();
-    // A copy: Cache-Status and other per-response fields added later must not be stored.
-    const policy = new CachePolicy(policyRequest(ctx), { status: reply.status, headers: { ...reply.headers } as CachePolicy.Headers }, POLICY_OPTIONS);
-    const reason = notStorable(ctx, request, reply, policy);
-    if (reason !== null) {
-      if (reason !== 'request no-store') rememberUncacheable(primary);
-      settle({ kind: 'pass' });
-      setCacheStatus(reply, name, `${status}; fwd-status=${reply.status}`);
-      return reply;
-    }
-    hitForMiss.delete(primary);
-    const teed = storeWhileStreaming(ctx, reply, primary, policy, settle);
-    setCacheStatus(teed, name, `${status}; fwd-status=${reply.status}; stored`);
-    if (ctx.method === 'HEAD' || ctx.headers.range !== undefined || hasConditional(ctx)) {
-      // The client wanted less than the full body: read it all for the store, then answer from it.
-      const body = Buffer.isBuffer(teed.body) ? teed.body : await collect(teed.body as Readable);
-      const found: Found = { key: '', primary, meta: { policy: policy.toObject(), tags: [] }, body };
-      const answer = storedReply(ctx, found, policy, `${status}; fwd-status=${reply.status}; stored`);
-      delete answer.variants;
-      return answer;
-    }
-    return teed;
-  }
-
-  const hasConditional = (ctx: Context) => ctx.headers['if-none-match'] !== undefined || ctx.headers['if-modified-since'] !== undefined;
-
-  function rememberUncacheable(primary: string) {
-    if (hitForMiss.size >= HIT_FOR_MISS_MAX) hitForMiss.delete(hitForMiss.keys().next().value!);
-    hitForMiss.set(primary, Date.now() + HIT_FOR_MISS_MS);
-  }
-  function knownUncacheable(primary: string): boolean {
-    const until = hitForMiss.get(primary);
-    if (until === undefined) return false;
-    if (until > Date.now()) return true;
-    hitForMiss.delete(primary);
-    return false;
-  }
-
-  // ---- miss: collapse identical forwards -------------------------------------------------------
-
-  async function miss(ctx: Context, next: Handler, request: Directives, primary: string, fwd: string): Promise<Reply> {
-    stats.misses++;
-    if (knownUncacheable(primary)) {
-      const reply = await next(forwardContext(ctx));
-      return takeOriginReply(ctx, request, reply, primary, 'fwd=bypass', () => {});
-    }
-    const pending = inflight.get(primary);
-    if (pending) {
-      // Another request is already fetching this URI: wait for it, then look again.
-      const outcome = await pending;
-      if (outcome.kind === 'error') throw outcome.error;
-      if (outcome.kind === 'stored') {
-        const again = await safely(lookup(store, primary, ctx.headers), { kind: 'uri-miss' as const });
-        if (again.kind === 'found') {
-          const { policy } = policyOf(again.found.meta);
-          return storedReply(ctx, again.found, policy, `fwd=${fwd}; collapsed`);
-        }
-      }
-      const reply = await next(forwardContext(ctx));
-      return takeOriginReply(ctx, request, reply, primary, `fwd=${fwd}; collapsed`, () => {});
-    }
-    let settle!: (o: Outcome) => void;
-    const outcome = new Promise<Outcome>((resolve) => { settle = resolve; });
-    inflight.set(primary, outcome);
-    let settled = false;
-    const settleOnce = (o: Outcome) => {
-      if (settled) return;
-      settled = true;
-      inflight.delete(primary);
-      settle(o);
-    };
-    try {
-      const reply = await next(forwardContext(ctx));
-      return await takeOriginReply(ctx, request, reply, primary, `fwd=${fwd}`, settleOnce);
-    } catch (error) {
-      settleOnce({ kind: 'error', error });
-      throw error;
-    }
-  }
-
-  // ---- stale: validate with the origin -------------------------------------------------------
-
-  /** A 304 updates the stored response's header fields (§4.3.4) and its freshness. */
-  async function refresh(ctx: Context, found: Found, notModified: Reply): Promise<{ found: Found; policy: CachePolicy } | null> {
-    const stored = found.meta.policy.resh as Record<string, string | string[]>;
-    const newTag = notModified.headers.etag as string | undefined;
-    // §4.3.4: a strong validator in the 304 selects the stored responses with the same one.
-    if (newTag !== undefined && !newTag.startsWith('W/') && stored.etag !== undefined && stored.etag !== newTag) return null;
-    const merged: Record<string, string | string[]> = { ...stored };
-    for (const [field, value] of Object.entries(notModified.headers)) {
-      if (value !== undefined && !NOT_UPDATED_BY_304.has(field) && field !== 'cache-status') merged[field] = value as string | string[];
-    }
-    const policy = new CachePolicy(policyRequest(ctx), { status: found.meta.policy.st, headers: merged }, POLICY_OPTIONS);
-    const meta: StoredMeta = { policy: policy.toObject(), tags: tagsOf(merged) };
-    const ttl = retention(policy);
-    await safely(save(store, found.primary, ctx.headers, meta, found.body, ttl), '');
-    return { found: { ...found, meta }, policy };
-  }
-
-  async function revalidate(ctx: Context, next: Handler, request: Directives, found: Found, policy: CachePolicy, fwd: string, detached = false): Promise<Reply> {
-    const forward = forwardContext(ctx, {}, detached);
-    const conditional = policy.revalidationHeaders(policyRequest(ctx, forward.headers)) as Record<string, string>;
-    const validating: Context = { ...forward, headers: { ...forward.headers, ...pick(conditional, ['if-none-match', 'if-modified-since']) } };
-    const stale = () => {
-      const { directives, lifetime } = policyOf(found.meta);
-      return mayServeStaleOnError({ age: policy.age(), lifetime }, directives, request, graceSeconds);
-    };
-    let reply: Reply;
-    try {
-      reply = await next(validating);
-    } catch (error) {
-      if (isOutpostError(error) && error.status >= 500 && stale()) return servedStaleOnError(ctx, found, policy, error.status);
-      throw error;
-    }
-    if (reply.status === 304) {
-      drain(reply);
-      const refreshed = await refresh(ctx, found, reply);
-      if (refreshed) return storedReply(ctx, refreshed.found, refreshed.policy, `fwd=${fwd}; fwd-status=304`);
-      // The 304 is for another representation: fetch the full response.
-      const full = await next(forwardContext(ctx, {}, detached));
-      return takeOriginReply(ctx, request, full, found.primary, `fwd=${fwd}`, () => {});
-    }
-    if (isErrorStatus(reply.status) && stale()) {
-      drain(reply);
-      return servedStaleOnError(ctx, found, policy, reply.status);
-    }
-    return takeOriginReply(ctx, request, reply, found.primary, `fwd=${fwd}`, () => {});
-  }
-
-  function servedStaleOnError(ctx: Context, found: Found, policy: CachePolicy, status: number): Reply {
-    const ttl = Math.floor(policy.maxAge() - policy.age());
-    return storedReply(ctx, found, policy, `fwd=stale; fwd-status=${status}; ttl=${ttl}; detail=stale-if-error`);
-  }
-
-  /** RFC 5861 §3: one background revalidation per stored response at a time. */
-  function revalidateInBackground(ctx: Context, next: Handler, request: Directives, found: Found, policy: CachePolicy) {
-    if (revalidating.has(found.key)) return;
-    revalidating.add(found.key);
-    revalidate(ctx, next, request, found, policy, 'stale', true)
-      .then((reply) => drain(reply))
-      .catch((error) => publishError({ ctx, error, where: 'background revalidation' }))
-      .finally(() => revalidating.delete(found.key));
-  }
-
-  // ---- invalidation ----------------------------------------------------------------------------
-
-  /** §4.4: the target URI, and Location / Content-Location when they share its origin. */
-  async function invalidate(ctx: Context, reply: Reply) {
-    const base = `${ctx.scheme}://${ctx.authority}${ctx.target}`;
-    const targets = new Set([primaryKey(ctx)]);
-    for (const field of ['location', 'content-location']) {
-      const value = reply.headers[field];
-      if (typeof value !== 'string') continue;
-      try {
-        const url = new URL(value, base);
-        if (url.origin === new URL(base).origin) targets.add(primaryKey({ scheme: ctx.scheme, authority: ctx.authority, target: url.pathname + url.search }));
-      } catch { /* not a URI: nothing to invalidate */ }
-    }
-    for (const target of targets) {
-      hitForMiss.delete(target);
-      await safely(purgeUrl(store, target), 0);
-    }
-  }
-
-  // ---- the stage ---------------------------------------------------------------------------------
-
-  const stage: Stage = async (ctx, next) => {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-      const reply = await next(ctx);
-      if (UNSAFE.has(ctx.method) && reply.status < 400) await invalidate(ctx, reply);
-      setCacheStatus(reply, name, 'fwd=method');
-      return reply;
-    }
+  return async function cache(ctx) {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return forwardMethod(ctx);
     const request = parseCacheControl(ctx.headers['cache-control']);
     const primary = primaryKey(ctx);
-    const found = await safely(lookup(store, primary, ctx.headers), { kind: 'uri-miss' as const });
-    if (found.kind !== 'found') {
-      // §5.2.1.7: only-if-cached and nothing stored: 504.
+    const lookup = await engine.lookup(primary, ctx.headers);
+    if (lookup.kind !== 'found') {
+      // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
       if (request.has('only-if-cached')) return onlyIfCached(ctx);
-      return miss(ctx, next, request, primary, found.kind);
+      return miss(ctx, request, primary, lookup.kind);
     }
-    const { policy, directives: response, lifetime } = policyOf(found.found.meta);
-    const freshness: Freshness = { age: policy.age(), lifetime };
-    const pragmaNoCache = /no-cache/i.test(String(ctx.headers.pragma ?? ''));
-    const verdict = decide(freshness, response, request, pragmaNoCache);
-    const ttl = Math.floor(freshness.lifetime - freshness.age);
+    const found = lookup.found;
+    const view = engine.view(found);
+    const age = engine.age(found, view);
+    const verdict = decide({ age, lifetime: view.lifetime }, view.facts.directives, request, pragmaNoCache(ctx, request));
+    const ttl = Math.floor(view.lifetime - age);
     switch (verdict.kind) {
       case 'fresh':
-        stats.hits++;
-        return storedReply(ctx, found.found, policy, `hit; ttl=${ttl}`);
       case 'stale-acceptable':
         stats.hits++;
-        return storedReply(ctx, found.found, policy, `hit; ttl=${ttl}`);
+        return serve(ctx, found, view, age, `hit; ttl=${ttl}`);
       case 'stale-while-revalidate':
         stats.hits++;
-        revalidateInBackground(ctx, next, request, found.found, policy);
-        return storedReply(ctx, found.found, policy, `hit; ttl=${ttl}; detail=stale-while-revalidate`);
+        revalidateInBackground(ctx, found, view);
+        return serve(ctx, found, view, age, `hit; ttl=${ttl}; detail=stale-while-revalidate`);
       case 'revalidate':
         if (request.has('only-if-cached')) return onlyIfCached(ctx);
         stats.misses++;
-        return revalidate(ctx, next, request, found.found, policy, verdict.reason === 'request' ? 'request' : 'stale');
+        return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale');
     }
   };
 
-  function onlyIfCached(ctx: Context): Reply {
-    const body = Buffer.from('Gateway Timeout: not in cache (only-if-cached)\n');
-    const reply: Reply = { status: 504, headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length }, body: ctx.method === 'HEAD' ? null : body };
-    setCacheStatus(reply, name, 'fwd=miss; detail=only-if-cached');
+  function serve(ctx: Context, found: Found, view: StoredView, age: number, params: string): Reply {
+    const full = ctx.method === 'GET' && found.meta.status === 200;
+    return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: full ? engine.variants(found) : undefined });
+  }
+
+  // ---- methods the cache does not answer -------------------------------------------------------
+
+  async function forwardMethod(ctx: Context): Promise<Reply> {
+    const reply = hide(await fetchOrigin(ctx, 'fwd=method'));
+    if (isUnsafeMethod(ctx.method) && invalidates(reply.status)) await engine.invalidate(invalidationTargets(ctx, reply.headers));
+    setCacheStatus(reply, status(`fwd=method; fwd-status=${reply.status}`));
     return reply;
   }
 
-  return {
-    stage,
-    stats,
-    purgeUrl: async (url) => {
-      const parsed = new URL(url);
-      const scheme = parsed.protocol === 'http:' ? 'http' : 'https';
-      const primary = primaryKey({ scheme, authority: parsed.host, target: parsed.pathname + parsed.search });
-      hitForMiss.delete(primary);
-      return purgeUrl(store, primary);
-    },
-    purgeTag: (tag) => purgeTag(store, tag),
-    purgeAll: async () => {
-      hitForMiss.clear();
-      return store.clear();
-    },
-  };
+  function onlyIfCached(ctx: Context): Reply {
+    const body = Buffer.from('Gateway Timeout: not in cache (only-if-cached)\n');
+    return {
+      status: 504,
+      headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length, 'cache-status': status('fwd=miss; detail=only-if-cached') },
+      body: ctx.method === 'HEAD' ? null : body,
+    };
+  }
+
+  // ---- nothing stored ---------------------------------------------------------------------------
+
+  async function miss(ctx: Context, request: Directives, primary: string, kind: 'uri-miss' | 'vary-miss'): Promise<Reply> {
+    stats.misses++;
+    if (engine.hitForMiss.has(primary)) return passThrough(ctx, 'fwd=bypass');
+    const flight = engine.flights.get(primary);
+    if (flight) return join(ctx, request, primary, flight, `fwd=${kind}`);
+    return lead(ctx, request, primary, `fwd=${kind}`);
+  }
+
+  /** The client's own request, as it sent it (Range, conditionals, HEAD), nothing stored. */
+  async function passThrough(ctx: Context, params: string): Promise<Reply> {
+    const reply = hide(await fetchOrigin(ctx, params));
+    setCacheStatus(reply, status(`${params}; fwd-status=${reply.status}`));
+    return reply;
+  }
+
+  async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
+    const leader = engine.flights.start(primary);
+    const requestTime = engine.now();
+    let reply: Reply;
+    try {
+      reply = await fetchOrigin(fetchContext(ctx), params);
+    } catch (error) {
+      leader.settle({ kind: 'error', error });
+      throw error;
+    }
+    return admit({ ctx, request, primary, reply, requestTime, params, leader });
+  }
+
+  /** Waits on the leader's fetch, then reads its body (or looks again, or goes alone). */
+  async function join(ctx: Context, request: Directives, primary: string, flight: Flight, params: string): Promise<Reply> {
+    stats.coalesced++;
+    const result = await flight.outcome;
+    const collapsed = `${params}; collapsed`;
+    switch (result.kind) {
+      case 'error':
+        throw result.error;
+      case 'pass':
+        return passThrough(ctx, 'fwd=bypass; collapsed');
+      case 'refreshed': {
+        const again = await engine.lookup(primary, ctx.headers);
+        if (again.kind === 'found') {
+          const view = engine.view(again.found);
+          return serve(ctx, again.found, view, engine.age(again.found, view), `${collapsed}; fwd-status=304`);
+        }
+        return passThrough(ctx, params);
+      }
+      case 'shared': {
+        if (secondaryKey(result.vary, ctx.headers) !== result.secondary) return passThrough(ctx, params); // another variant
+        const cacheStatus = `${collapsed}; fwd-status=${result.meta.status}`;
+        if (wantsLess(ctx)) {
+          const body = await result.completed;
+          if (body === null) return passThrough(ctx, params);
+          return fromBuffer(ctx, primary, result.meta, body, cacheStatus);
+        }
+        const reader = result.body.attach();
+        if (reader === null) return passThrough(ctx, params);
+        return { status: result.meta.status, headers: { ...result.clientHeaders, 'cache-status': appendCacheStatus(result.clientHeaders['cache-status'], status(cacheStatus)) }, body: reader };
+      }
+    }
+  }
+
+  interface Admission {
+    readonly ctx: Context;
+    readonly request: Directives;
+    readonly primary: string;
+    /** The origin's full response to a fetch meant for storing. */
+    readonly reply: Reply;
+    readonly requestTime: number;
+    /** Cache-Status parameters so far (`fwd=uri-miss`). */
+    readonly params: string;
+    readonly leader?: Leader;
+    /** The stale response this fetch replaces, if any. */
+    readonly replaces?: Found;
+  }
+
+  /** A full response from the origin: store it when allowed, and answer the client from it. */
+  async function admit(a: Admission): Promise<Reply> {
+    const { ctx, reply, primary, leader } = a;
+    const responseTime = engine.now();
+    // RFC 9110 §6.6.1: a response without Date gets the time it was received.
+    if (reply.headers.date === undefined) reply.headers.date = httpDate(responseTime);
+    const facts = responseFacts(reply.status, reply.headers, responseTime, engine.policy);
+    const fwdStatus = `${a.params}; fwd-status=${reply.status}`;
+    const meta: StoredResponse = { status: reply.status, headers: storedFields(reply.headers, rules), requestTime: a.requestTime, responseTime, tags: tagsOf(reply.headers) };
+    const age = currentAge(initialAge(meta, facts.date), responseTime, responseTime);
+    const reason = whyNotStorable({ requestHeaders: ctx.headers, requestDirectives: a.request, status: reply.status, headers: reply.headers, facts }, rules)
+      ?? (declaredLength(reply.headers) > engine.maxObjectSize ? 'too-large' : null)
+      ?? (retentionMs({ facts, age, graceSeconds: engine.graceSeconds }) <= 0 ? 'no-lifetime' : null);
+
+    if (reason !== null) {
+      if (reason !== 'request-no-store') engine.hitForMiss.remember(primary);
+      leader?.settle({ kind: 'pass' });
+      // A stale copy superseded by a response that may not be stored must not be served again.
+      if (a.replaces !== undefined) await engine.invalidate([primary]);
+      if (wantsLess(ctx)) {
+        // This fetch left out the client's Range / conditionals / HEAD: ask again with them.
+        disposeBody(reply.body);
+        return passThrough(ctx, a.params);
+      }
+      hide(reply);
+      setCacheStatus(reply, status(`${fwdStatus}; detail=${reason}`));
+      return reply;
+    }
+
+    engine.hitForMiss.forget(primary);
+    const expected = declaredLength(reply.headers);
+    let completed!: (body: Buffer | null) => void;
+    const completion = new Promise<Buffer | null>((resolve) => { completed = resolve; });
+    let accepted!: (stored: boolean) => void;
+    const stored = new Promise<boolean>((resolve) => { accepted = resolve; });
+    const source = reply.body === null ? EMPTY_BODY() : Buffer.isBuffer(reply.body) ? Readable.from([reply.body]) : 'kind' in reply.body ? null : reply.body;
+    if (source === null) throw new TypeError('cache: the origin handler answered with a file body');
+    const body = new SharedBody(source, {
+      maxKept: engine.maxObjectSize,
+      maxLag: Math.max(engine.maxObjectSize, MAX_LAG),
+      onDone: (whole) => {
+        // A truncated response is never stored (its Content-Length did not match).
+        const complete = whole !== null && (expected === -1 || whole.length === expected) ? whole : null;
+        completed(complete);
+        if (complete === null) {
+          if (whole === null && body.received > engine.maxObjectSize) engine.hitForMiss.remember(primary);
+          accepted(false);
+          leader?.land();
+          return;
+        }
+        engine.save(primary, ctx.headers, meta, complete).then((ok) => {
+          accepted(ok);
+          leader?.land();
+        }, () => { accepted(false); leader?.land(); });
+      },
+    });
+    const vary = varyNames(meta.headers.vary);
+    const names = vary === '*' ? [] : vary;
+    const clientHeaders = hide({ status: reply.status, headers: { ...reply.headers }, body: null }).headers;
+    leader?.settle({ kind: 'shared', meta, body, completed: completion, clientHeaders, vary: names, secondary: secondaryKey(names, ctx.headers) });
+
+    if (wantsLess(ctx)) {
+      const whole = await completion;
+      if (whole === null) return passThrough(ctx, a.params);
+      const ok = await stored;
+      return fromBuffer(ctx, primary, meta, whole, ok ? `${fwdStatus}; stored` : fwdStatus);
+    }
+    const reader = body.attach();
+    if (reader === null) return passThrough(ctx, a.params);
+    // Small bodies are usually complete by now: wait a moment so Cache-Status can tell the truth.
+    const ok = await settledWithin(stored, STORED_WAIT_MS);
+    return { status: reply.status, headers: { ...clientHeaders, 'cache-status': appendCacheStatus(clientHeaders['cache-status'], status(ok === true ? `${fwdStatus}; stored` : fwdStatus)) }, body: reader };
+  }
+
+  /** Answers from a complete body that is (or was meant to be) stored: conditionals, ranges, HEAD. */
+  function fromBuffer(ctx: Context, primary: string, meta: StoredResponse, body: Buffer, params: string): Reply {
+    const found: Found = { key: '', primary, meta, body };
+    const view = engine.view(found);
+    return storedReply({ ctx, found, view, age: engine.age(found, view), cacheStatus: status(params) });
+  }
+
+  // ---- stale: validate with the origin -----------------------------------------------------------
+
+  async function revalidate(ctx: Context, request: Directives, found: Found, view: StoredView, reason: 'stale' | 'request'): Promise<Reply> {
+    const params = `fwd=${reason}`;
+    const flight = engine.flights.get(found.primary);
+    if (flight) {
+      try {
+        return await join(ctx, request, found.primary, flight, params);
+      } catch (error) {
+        const stale = staleOnError(ctx, request, found, view, errorStatus(error));
+        if (stale) return stale;
+        throw error;
+      }
+    }
+    const leader = engine.flights.start(found.primary);
+    stats.revalidations++;
+    const requestTime = engine.now();
+    const conditional = fetchContext(ctx, validatorsOf(view));
+    let reply: Reply;
+    try {
+      reply = await origin(conditional);
+    } catch (error) {
+      leader.settle({ kind: 'error', error });
+      return onValidationError(ctx, request, found, view, error, params);
+    }
+    if (reply.status === 304) {
+      disposeBody(reply.body);
+      if (selectedBy304(found.meta, reply.headers)) {
+        const merged = mergeNotModified(found.meta, reply.headers, { requestTime, responseTime: engine.now() });
+        const refreshed = await engine.refresh(found, merged);
+        leader.settle({ kind: 'refreshed' });
+        const refreshedView = engine.view(refreshed);
+        return serve(ctx, refreshed, refreshedView, engine.age(refreshed, refreshedView), `${params}; fwd-status=304`);
+      }
+      // §4.3.4: the 304 is about another representation: fetch the full response.
+      try {
+        reply = await fetchOrigin(fetchContext(ctx), params);
+      } catch (error) {
+        leader.settle({ kind: 'error', error });
+        throw error;
+      }
+    } else if (isServerError(reply.status)) {
+      const stale = staleOnError(ctx, request, found, view, reply.status);
+      if (stale) {
+        disposeBody(reply.body);
+        leader.settle({ kind: 'error', error: originError.badGateway(`origin answered ${reply.status}`) });
+        return stale;
+      }
+    }
+    return admit({ ctx, request, primary: found.primary, reply, requestTime, params, leader, replaces: found });
+  }
+
+  /** The origin could not be reached or timed out while a stale response was stored. */
+  function onValidationError(ctx: Context, request: Directives, found: Found, view: StoredView, error: unknown, params: string): Reply {
+    const stale = staleOnError(ctx, request, found, view, errorStatus(error));
+    if (stale) return stale;
+    if (isOutpostError(error) && error.status >= 500) {
+      // §5.2.2.2: must-revalidate (and proxy-revalidate, s-maxage, no-cache): "if a cache is
+      // disconnected, the cache MUST generate an error response rather than reuse the stale
+      // response. The generated status code SHOULD be 504 (Gateway Timeout)".
+      const failed = !mayServeStale(view.facts.directives) && error.status === 502
+        ? originError.gatewayTimeout('Gateway Timeout: the origin could not be reached to revalidate', error)
+        : error;
+      failed.headers = { ...failed.headers, 'cache-status': status(`${params}; detail=origin-error`) };
+      throw failed;
+    }
+    throw error;
+  }
+
+  /** RFC 5861 §4 stale-if-error, or the grace period: the stored response instead of an origin failure. */
+  function staleOnError(ctx: Context, request: Directives, found: Found, view: StoredView, failedStatus: number | undefined): Reply | null {
+    if (failedStatus === undefined || !isServerError(failedStatus)) return null;
+    const age = engine.age(found, view);
+    if (!mayServeStaleOnError({ age, lifetime: view.lifetime }, view.facts.directives, request, engine.graceSeconds)) return null;
+    stats.staleServed++;
+    const ttl = Math.floor(view.lifetime - age);
+    const why = staleIfErrorWindow(view.facts.directives, request) ? 'stale-if-error' : 'grace';
+    return serve(ctx, found, view, age, `fwd=stale; fwd-status=${failedStatus}; ttl=${ttl}; detail=${why}`);
+  }
+
+  /** RFC 5861 §3: one background revalidation per stored response at a time. */
+  function revalidateInBackground(ctx: Context, found: Found, view: StoredView): void {
+    if (engine.flights.get(found.primary)) return;
+    const detached = detachedContext(ctx);
+    revalidate(detached, parseCacheControl(undefined), found, view, 'stale')
+      .then((reply) => disposeBody(reply.body))
+      .catch((error) => publishError({ ctx, error, where: 'background revalidation' }));
+  }
 }
 
-function pick(headers: Record<string, string>, fields: readonly string[]): Record<string, string> {
+// ---- request shapes -------------------------------------------------------------------------------
+
+/** The client asked for less than the full body, or for a decision on it: HEAD, Range, conditionals. */
+function wantsLess(ctx: Context): boolean {
+  if (ctx.method === 'HEAD') return true;
+  const h = ctx.headers;
+  return h.range !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined ||
+    h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined;
+}
+
+/** §5.4: Pragma: no-cache counts only when the request has no Cache-Control. */
+const pragmaNoCache = (ctx: Context, request: Directives) =>
+  request.size === 0 && ctx.headers.pragma !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(String(ctx.headers.pragma));
+
+/**
+ * A GET meant to produce a full, storable response: the client's conditionals and Range stay home,
+ * and so does any request body. Its own abort signal: the fetch outlives the client that started
+ * it while anyone still wants the result (the shared body ends it when nobody does).
+ */
+function fetchContext(ctx: Context, extra?: Record<string, string>): Context {
+  // Copied field by field: `delete` would turn the object into a slow dictionary for every later reader.
+  const headers: IncomingHttpHeaders = {};
+  for (const field in ctx.headers) if (!CONDITIONAL.has(field) && field !== 'content-length' && field !== 'transfer-encoding') headers[field] = ctx.headers[field] as string;
+  if (extra !== undefined) Object.assign(headers, extra);
+  return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), signal: new AbortController().signal };
+}
+
+/** A background revalidation: nobody waits on it, nothing of the client's connection is used. */
+function detachedContext(ctx: Context): Context {
+  return { ...ctx, method: 'GET', body: EMPTY_BODY(), signal: new AbortController().signal, sendInformational: undefined, notes: new Map() };
+}
+
+/** §4.3.1: the stored validators as request preconditions. */
+function validatorsOf(view: StoredView): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const field of fields) if (headers[field] !== undefined) out[field] = headers[field];
+  if (view.facts.etag !== undefined) out['if-none-match'] = view.facts.etag;
+  const lastModified = view.clientHeaders['last-modified'];
+  if (typeof lastModified === 'string' && view.facts.lastModified !== undefined) out['if-modified-since'] = lastModified;
   return out;
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+/** The fields stored with a response: Set-Cookie goes only to the client that caused the fetch. */
+function storedFields(headers: OutgoingHttpHeaders, rules: StoreRules): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (name === 'set-cookie' && rules.storeSetCookie) continue;
+    out[name] = typeof value === 'number' ? String(value) : value;
+  }
+  return out;
 }
 
+/** Content-Length as a number, or -1 when absent or malformed. */
+function declaredLength(headers: OutgoingHttpHeaders): number {
+  const value = headers['content-length'];
+  if (typeof value === 'number') return value;
+  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : -1;
+}
+
+function errorStatus(error: unknown): number | undefined {
+  return isOutpostError(error) ? error.status : undefined;
+}
+
+function staleIfErrorWindow(response: Directives, request: Directives): boolean {
+  return response.has('stale-if-error') || request.has('stale-if-error');
+}
+
+/** The promise's value if it settles within `ms`, else undefined. */
+function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise,
+    new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); timer.unref(); }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Reply } from '../pipeline/context.ts';
 
 /**
@@ -8,12 +9,17 @@ import type { Reply } from '../pipeline/context.ts';
  *   fwd=uri-miss     nothing stored for the URI          fwd=vary-miss  stored, other variant
  *   fwd=request      the request asked to go forward     fwd=stale      stored but stale: validated
  *   fwd=method       the method is not cacheable         fwd=bypass     hit-for-miss: known uncacheable
- *   fwd-status=N     the status the forward answered     stored         the response was stored
+ *   fwd-status=N     the status the forward answered     stored         the store accepted the response
  *   collapsed        this request waited on another's identical forward
- *   detail=...       ours: stale-if-error, stale-while-revalidate
+ *   detail=...       ours: why a response was not stored (private, set-cookie, too-large, ...),
+ *                    stale-while-revalidate, stale-if-error, grace, origin-error, only-if-cached
+ * `stored` is said only once the store has accepted the response; a body still streaming when
+ * the headers leave says nothing about it.
  */
-export function setCacheStatus(reply: Reply, name: string, params: string): void {
-  const entry = `${name}; ${params}`;
-  const prior = reply.headers['cache-status'];
-  reply.headers['cache-status'] = prior === undefined ? entry : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${entry}`;
+export function appendCacheStatus(prior: OutgoingHttpHeaders[string], entry: string): string {
+  return prior === undefined ? entry : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${entry}`;
+}
+
+export function setCacheStatus(reply: Reply, entry: string): void {
+  reply.headers['cache-status'] = appendCacheStatus(reply.headers['cache-status'], entry);
 }

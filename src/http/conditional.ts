@@ -1,4 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { parseHttpDate } from './dates.ts';
+
+export { httpDate, parseHttpDate } from './dates.ts';
 
 /**
  * Validators, preconditions and byte ranges for a file, pure: literal header values in, a decision
@@ -29,26 +32,40 @@ export function fileValidators(size: number, mtimeMs: number, now: number): Vali
 
 export type Precondition = 'proceed' | 'not-modified' | 'failed';
 
+/** What a stored or generated representation offers to compare against; either may be missing. */
+export interface ConditionalTarget {
+  readonly etag?: string;
+  /**
+   * Last-Modified in ms. A cache evaluating If-Modified-Since without one uses the stored
+   * response's Date, or when it was received (RFC 9111 §4.3.2): pass that here.
+   */
+  readonly lastModified?: number;
+}
+
 /**
- * RFC 9110 §13.2.2, for GET and HEAD (the only methods the static stage serves):
+ * RFC 9110 §13.2.2, for GET and HEAD (the only methods answered from files or the cache):
  * 1. If-Match present: false → 412 (strong comparison, §13.1.1);
  * 2. else If-Unmodified-Since present: false → 412 (§13.1.4);
  * 3. If-None-Match present: false → 304 for GET/HEAD (weak comparison, §13.1.2);
  * 4. else If-Modified-Since present: false → 304 (§13.1.3).
- * A date that does not parse is ignored ("MUST ignore ... not a valid HTTP-date").
+ * A date that does not parse is ignored ("MUST ignore ... not a valid HTTP-date"), and so is a
+ * date condition when there is no date to compare with. Only for a representation that exists
+ * with a 2xx: "A server MUST ignore all received preconditions if its response to the same request
+ * without those conditions ... would have been a status code other than a 2xx" (§13.2.1) — the
+ * caller checks that.
  */
-export function evaluatePreconditions(headers: IncomingHttpHeaders, v: Validators): Precondition {
+export function evaluatePreconditions(headers: IncomingHttpHeaders, v: ConditionalTarget): Precondition {
   const ifMatch = headers['if-match'];
   if (ifMatch !== undefined) {
     if (!matchesTagList(ifMatch, v.etag, true)) return 'failed';
-  } else {
+  } else if (v.lastModified !== undefined) {
     const since = parseHttpDate(headers['if-unmodified-since']);
     if (since !== undefined && v.lastModified > since) return 'failed';
   }
   const ifNoneMatch = headers['if-none-match'];
   if (ifNoneMatch !== undefined) {
     if (matchesTagList(ifNoneMatch, v.etag, false)) return 'not-modified';
-  } else {
+  } else if (v.lastModified !== undefined) {
     const since = parseHttpDate(headers['if-modified-since']);
     if (since !== undefined && v.lastModified <= since) return 'not-modified';
   }
@@ -62,10 +79,14 @@ const ENTITY_TAG = /(W\/)?"([^"]*)"/g;
  * `*` matches any current representation, and there is one. Strong comparison: both tags strong
  * and equal; weak comparison: the opaque tags equal (§8.8.3.2). Junk between tags is skipped.
  */
-export function matchesTagList(value: string, etag: string, strong: boolean): boolean {
-  if (value.trim() === '*') return true;
-  const opaque = etag.slice(1, -1);
-  for (const m of value.matchAll(ENTITY_TAG)) {
+export function matchesTagList(value: string | string[], etag: string | undefined, strong: boolean): boolean {
+  const text = Array.isArray(value) ? value.join(', ') : value;
+  if (text.trim() === '*') return true;
+  if (etag === undefined) return false;
+  const weak = etag.startsWith('W/');
+  if (strong && weak) return false;
+  const opaque = etag.slice(weak ? 3 : 1, -1);
+  for (const m of text.matchAll(ENTITY_TAG)) {
     if (m[2] === opaque && !(strong && m[1] !== undefined)) return true;
   }
   return false;
@@ -121,51 +142,15 @@ export function parseRange(value: string | undefined, size: number): RangeDecisi
  * 200. An entity-tag must match strongly (a weak tag never does); a date must equal Last-Modified
  * exactly. Absent: true.
  */
-export function ifRangeHolds(value: string | undefined, v: Validators): boolean {
+export function ifRangeHolds(value: string | undefined, v: ConditionalTarget): boolean {
   if (value === undefined) return true;
   const trimmed = value.trim();
   // "A valid entity-tag can be distinguished from a valid HTTP-date by examining the first three
   // characters for a DQUOTE."
-  if (trimmed.startsWith('"') || trimmed.startsWith('W/"')) return trimmed === v.etag;
-  return parseHttpDate(trimmed) === v.lastModified;
+  // A weak entity-tag never matches: If-Range needs the strong comparison.
+  if (trimmed.startsWith('W/"')) return false;
+  if (trimmed.startsWith('"')) return v.etag !== undefined && trimmed === v.etag;
+  const date = parseHttpDate(trimmed);
+  return date !== undefined && date === v.lastModified;
 }
 
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-// IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
-// obsolete RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-const RFC850_DATE = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
-// obsolete asctime: Sun Nov  6 08:49:37 1994
-const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
-
-/**
- * An HTTP-date in ms, or undefined. Recipients MUST accept all three formats (RFC 9110 §5.6.7);
- * Date.parse is not used because it accepts far more ("1" is the year 2001) and reads asctime as
- * local time.
- */
-export function parseHttpDate(value: string | undefined, now = Date.now()): number | undefined {
-  if (value === undefined) return undefined;
-  let m: RegExpExecArray | null;
-  if ((m = IMF_FIXDATE.exec(value)) !== null) return utc(+m[3], m[2], +m[1], +m[4], +m[5], +m[6]);
-  if ((m = ASCTIME_DATE.exec(value)) !== null) return utc(+m[6], m[1], +m[2], +m[3], +m[4], +m[5]);
-  if ((m = RFC850_DATE.exec(value)) !== null) {
-    // "MUST interpret a timestamp that appears to be more than 50 years in the future as
-    // representing the most recent year in the past that had the same last two digits."
-    const thisYear = new Date(now).getUTCFullYear();
-    let year = Math.floor(thisYear / 100) * 100 + Number(m[3]);
-    if (year > thisYear + 50) year -= 100;
-    return utc(year, m[2], +m[1], +m[4], +m[5], +m[6]);
-  }
-  return undefined;
-}
-
-function utc(year: number, month: string, day: number, hour: number, minute: number, second: number): number | undefined {
-  const mon = MONTHS.indexOf(month);
-  if (mon === -1 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return undefined;
-  const ms = Date.UTC(year, mon, day, hour, minute, Math.min(second, 59));
-  // Reject days the month does not have (31 Feb would roll over into March).
-  return new Date(ms).getUTCDate() === day ? ms : undefined;
-}
-
-/** An IMF-fixdate for a header (RFC 9110 §5.6.7). */
-export const httpDate = (ms: number): string => new Date(ms).toUTCString();

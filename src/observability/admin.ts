@@ -6,13 +6,15 @@ import { timingSafeEqual, createHash } from 'node:crypto';
  *   POST /purge  {"url": "https://host/path?q"}   every stored variant of that URL
  *   POST /purge  {"tag": "product-42"}            everything the origin tagged so (Cache-Tag, Surrogate-Key)
  *   POST /purge  {"all": true}                    the whole cache
+ *   "soft": true with url or tag                  mark stale instead of dropping: the next request
+ *                                                 revalidates (or is served stale-while-revalidate)
  *   GET  /stats                                   cache counters
- * Answers JSON: {"purged": n} with how many stored responses were dropped.
+ * Answers JSON: {"purged": n} with how many stored responses were dropped (or marked stale).
  */
+export type PurgeTarget = { readonly url: string } | { readonly tag: string } | { readonly all: true };
+
 export interface AdminActions {
-  purgeUrl(url: string): Promise<number>;
-  purgeTag(tag: string): Promise<number>;
-  purgeAll(): Promise<number>;
+  purge(target: PurgeTarget, soft: boolean): Promise<number>;
   stats(): Record<string, unknown>;
 }
 
@@ -69,13 +71,21 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
     if (path !== '/purge') return [404, { error: 'not found' }];
     if (method !== 'POST') return [405, { error: 'use POST' }];
     const body = await readJson(req) as Record<string, unknown> | null;
-    if (body && typeof body.url === 'string') {
-      try { new URL(body.url); } catch { return [400, { error: `url: expected an absolute URL, got ${JSON.stringify(body.url)}` }]; }
-      return [200, { purged: await actions.purgeUrl(body.url) }];
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) return [400, { error: 'expected a JSON object' }];
+    if (body.soft !== undefined && typeof body.soft !== 'boolean') return [400, { error: `soft: expected true or false, got ${JSON.stringify(body.soft)}` }];
+    const soft = body.soft === true;
+    if (typeof body.url === 'string') {
+      let url: URL;
+      try { url = new URL(body.url); } catch { return [400, { error: `url: expected an absolute URL, got ${JSON.stringify(body.url)}` }]; }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') return [400, { error: `url: expected an http(s) URL, got ${JSON.stringify(body.url)}` }];
+      return [200, { purged: await actions.purge({ url: body.url }, soft) }];
     }
-    if (body && typeof body.tag === 'string' && body.tag !== '') return [200, { purged: await actions.purgeTag(body.tag) }];
-    if (body && body.all === true) return [200, { purged: await actions.purgeAll() }];
-    return [400, { error: 'expected {"url": "..."}, {"tag": "..."} or {"all": true}' }];
+    if (typeof body.tag === 'string' && body.tag !== '') return [200, { purged: await actions.purge({ tag: body.tag }, soft) }];
+    if (body.all === true) {
+      if (soft) return [400, { error: 'soft: a soft purge needs a url or a tag' }];
+      return [200, { purged: await actions.purge({ all: true }, false) }];
+    }
+    return [400, { error: 'expected {"url": "..."}, {"tag": "..."} or {"all": true}, optionally with "soft": true' }];
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -13,6 +13,6 @@ export function textReply(status: number, text: string, headers: Reply['headers'
 
 /** The reply for a thrown error: its own status and message; anything unexpected is a bare 500. */
 export function errorReply(err: unknown): Reply {
-  if (isOutpostError(err)) return textReply(err.status, err.message);
+  if (isOutpostError(err)) return textReply(err.status, err.message, err.headers);
   return textReply(500, 'Internal Server Error');
 }

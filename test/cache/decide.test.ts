@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, hasConflictingFreshness, mayServeStaleOnError, parseCacheControl, seconds } from '../../src/cache/decide.ts';
+import { decide, mayServeStaleOnError } from '../../src/cache/decide.ts';
+import { parseCacheControl, seconds } from '../../src/http/cache-control.ts';
 import { primaryKey, secondaryKey, varyNames } from '../../src/cache/key.ts';
 import { tagsOf } from '../../src/cache/entries.ts';
 
@@ -60,14 +61,6 @@ test('stale-if-error: response window, request window, grace; never with must-re
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, must-revalidate, stale-if-error=600'), parseCacheControl(''), 600), false);
 });
 
-test('conflicting freshness directives make a response stale (RFC 9111 §4.2.1)', () => {
-  assert.equal(hasConflictingFreshness('max-age=3600, max-age=1', undefined), true);
-  assert.equal(hasConflictingFreshness('max-age=60, s-maxage=10, max-age=60', undefined), false);
-  assert.equal(hasConflictingFreshness(['s-maxage=5', 's-maxage=6'], undefined), true);
-  assert.equal(hasConflictingFreshness('public', ['Thu, 01 Jan 2099 00:00:00 GMT', 'Thu, 01 Jan 2030 00:00:00 GMT']), true);
-  assert.equal(hasConflictingFreshness('max-age=60', undefined), false);
-});
-
 test('keys: scheme, host case and default port, path and query; GET and HEAD share', () => {
   assert.equal(primaryKey({ scheme: 'https', authority: 'Example.COM:443', target: '/a?b=1' }), 'https://example.com/a?b=1');
   assert.equal(primaryKey({ scheme: 'https', authority: 'example.com:8443', target: '/a' }), 'https://example.com:8443/a');
@@ -82,6 +75,11 @@ test('vary: names normalized, Accept-Encoding never splits, * is unstorable', ()
   assert.equal(a, secondaryKey(['accept-language'], { 'accept-language': 'en,fr' }));
   assert.notEqual(a, secondaryKey(['accept-language'], {}));
   assert.notEqual(secondaryKey(['accept-language'], {}), secondaryKey(['accept-language'], { 'accept-language': '' }));
+  // list fields: case, member order and whitespace carry no meaning
+  assert.equal(secondaryKey(['accept-language'], { 'accept-language': 'fr, en;q=0.5' }), secondaryKey(['accept-language'], { 'accept-language': 'EN; q=0.5,FR' }));
+  assert.notEqual(secondaryKey(['accept-language'], { 'accept-language': 'fr' }), secondaryKey(['accept-language'], { 'accept-language': 'en' }));
+  // other fields keep case and order
+  assert.notEqual(secondaryKey(['cookie'], { cookie: 'a=1; b=2' }), secondaryKey(['cookie'], { cookie: 'A=1; b=2' }));
 });
 
 test('tags: Cache-Tag is comma-separated, Surrogate-Key space-separated', () => {

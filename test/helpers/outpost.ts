@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { applyOverrides, validateConfig } from '../../src/config/load.ts';
-import { createApp } from '../../src/app.ts';
+import { createApp, type AppDependencies } from '../../src/app.ts';
 import { startServers } from '../../src/server/listener.ts';
 import { devCertificate } from '../../src/server/tls.ts';
 import { startAdmin } from '../../src/observability/admin.ts';
@@ -30,7 +30,7 @@ export interface RunningOutpost {
  * Outpost in this process on 127.0.0.1 with ports chosen by the OS. `raw` is config as a YAML
  * file would hold it; listen ports, log and the certificate dir are set here unless given.
  */
-export async function startOutpost(raw: Record<string, any> = {}): Promise<RunningOutpost> {
+export async function startOutpost(raw: Record<string, any> = {}, deps: AppDependencies = {}): Promise<RunningOutpost> {
   const ca = await testCa();
   const config = validateConfig(applyOverrides({
     log: { access: 'off' },
@@ -39,7 +39,7 @@ export async function startOutpost(raw: Record<string, any> = {}): Promise<Runni
     listen: { host: '127.0.0.1', https: 0, http: null, ...raw.listen },
     tls: { devCertDir: certDir, ...raw.tls },
   }, {}));
-  const app = await createApp(config);
+  const app = await createApp(config, deps);
   const running = await startServers(config, app.handler);
   const admin = config.admin.token ? await startAdmin('127.0.0.1:0', config.admin.token, app.admin) : null;
   return {
@@ -163,6 +163,17 @@ export async function startOrigin(handler: (req: IncomingMessage, res: ServerRes
     server,
     close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
+}
+
+/** A clock for the cache that tests move by hand: freshness runs out without sleeping. */
+export interface TestClock {
+  readonly now: () => number;
+  advance(ms: number): void;
+}
+
+export function testClock(start = Date.now()): TestClock {
+  let at = start;
+  return { now: () => at, advance: (ms) => { at += ms; } };
 }
 
 export const readFixture = (path: string) => readFileSync(path);

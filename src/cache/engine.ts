@@ -1,0 +1,219 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
+import type { CacheStore } from './store/contract.ts';
+import { primaryKey } from './key.ts';
+import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
+import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
+import { createFlights, type Flights } from './flights.ts';
+import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
+import type { PurgeTarget } from '../observability/admin.ts';
+
+/**
+ * The cache engine: one per node, made once by the composition root and shared by every route's
+ * cache stage and the admin API. It owns the state (store, flights in the air, hit-for-miss,
+ * counters) and the store operations; what to do with a request is the stage's business
+ * (stage.ts), what the protocol allows is the policy's (policy.ts, decide.ts).
+ *
+ * Store failures never fail a response: a failed read is a miss, a failed write is "not stored",
+ * each counted and logged at most once a second (onError).
+ */
+
+export interface CacheEngineOptions {
+  readonly store: CacheStore;
+  /** Larger responses stream through uncached. */
+  readonly maxObjectSize: number;
+  /** ms a stale response may still be served when the origin fails (Varnish's grace). */
+  readonly grace: number;
+  /** RFC 9213 targeted fields obeyed, first present wins (lower-case). */
+  readonly targeted: readonly string[];
+  /** Response fields stored (they drive the cache) but never sent to clients (lower-case). */
+  readonly hideHeaders: readonly string[];
+  /** Name in Cache-Status. */
+  readonly name?: string;
+  /** The clock (ms since the epoch); tests inject one. */
+  readonly now?: () => number;
+  readonly onError?: (error: unknown, where: string) => void;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  stores: number;
+  storeErrors: number;
+  coalesced: number;
+  revalidations: number;
+  staleServed: number;
+}
+
+/** A stored response as the request path uses it: parsed once per stored record. */
+export interface StoredView {
+  readonly facts: ResponseFacts;
+  /** Freshness lifetime in seconds, shortened by a soft purge. */
+  readonly lifetime: number;
+  readonly initialAge: number;
+  /** The stored fields a client may see (hidden ones removed), without Age and Content-Length. */
+  readonly clientHeaders: OutgoingHttpHeaders;
+}
+
+
+export interface CacheEngine {
+  readonly name: string;
+  readonly now: () => number;
+  readonly policy: PolicyOptions;
+  readonly graceSeconds: number;
+  readonly maxObjectSize: number;
+  readonly hidden: ReadonlySet<string>;
+  readonly flights: Flights;
+  readonly hitForMiss: HitForMiss;
+  readonly stats: CacheStats;
+  readonly storeName: string;
+  lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
+  view(found: Found): StoredView;
+  age(found: Found, view: StoredView): number;
+  /** Stores a response; answers whether the store accepted it. */
+  save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<boolean>;
+  /** Replaces a stored response's metadata (after a 304). */
+  refresh(found: Found, meta: StoredResponse): Promise<Found>;
+  variants(found: Found): Variants;
+  /** Drops what a successful unsafe request invalidates (RFC 9111 §4.4). */
+  invalidate(primaries: readonly string[]): Promise<void>;
+  /** Admin purge; `soft` marks stale instead of dropping. Answers how many stored responses. */
+  purge(target: PurgeTarget, soft: boolean): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** How long a URI stays known-uncacheable (Varnish's hit-for-miss), so bursts for it do not queue. */
+const HIT_FOR_MISS = { ttlMs: 120_000, max: 10_000 };
+/** RFC 9111 §4.2.2 suggests at most 10 % of the time since Last-Modified. */
+const HEURISTIC_FRACTION = 0.1;
+
+export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
+  const { store, maxObjectSize } = options;
+  if (!Number.isSafeInteger(maxObjectSize) || maxObjectSize <= 0) throw new TypeError(`cache.maxObjectSize: expected a positive byte count, got ${maxObjectSize}`);
+  if (!Number.isFinite(options.grace) || options.grace < 0) throw new TypeError(`cache.grace: expected a duration ≥ 0, got ${options.grace}`);
+  const now = options.now ?? Date.now;
+  const name = options.name ?? 'Outpost';
+  const policy: PolicyOptions = { targeted: options.targeted.map((t) => t.toLowerCase()), heuristicFraction: HEURISTIC_FRACTION };
+  const graceSeconds = options.grace / 1000;
+  const hidden: ReadonlySet<string> = new Set(options.hideHeaders.map((h) => h.toLowerCase()));
+  const onError = options.onError ?? (() => {});
+  const stats: CacheStats = { hits: 0, misses: 0, stores: 0, storeErrors: 0, coalesced: 0, revalidations: 0, staleServed: 0 };
+  const flights = createFlights();
+  const hitForMiss = createHitForMiss({ ...HIT_FOR_MISS, now });
+
+  let lastErrorLog = 0;
+  const storeFailed = (error: unknown) => {
+    stats.storeErrors++;
+    const at = Date.now();
+    if (at - lastErrorLog > 1000) {
+      lastErrorLog = at;
+      onError(error, `cache store (${store.name}), ${stats.storeErrors} failures so far`);
+    }
+  };
+  const safely = async <T>(work: Promise<T>, fallback: T): Promise<T> => {
+    try { return await work; } catch (error) { storeFailed(error); return fallback; }
+  };
+
+  // The memory store hands back the same metadata object on every hit; Redis records are new each read.
+  const views = new WeakMap<StoredResponse, StoredView>();
+  function view(found: Found): StoredView {
+    const meta = found.meta;
+    let v = views.get(meta);
+    if (v === undefined) {
+      const facts = responseFacts(meta.status, meta.headers, meta.responseTime, policy);
+      const initial = initialAge(meta, facts.date);
+      // A soft purge ends freshness at the time of the purge.
+      const lifetime = meta.invalidatedAt === undefined ? facts.lifetime : Math.min(facts.lifetime, Math.floor(currentAge(initial, meta.responseTime, meta.invalidatedAt)));
+      const clientHeaders: OutgoingHttpHeaders = {};
+      for (const field in meta.headers) if (!hidden.has(field) && field !== 'age') clientHeaders[field] = meta.headers[field];
+      v = { facts, lifetime, initialAge: initial, clientHeaders };
+      views.set(meta, v);
+    }
+    return v;
+  }
+  const age = (found: Found, v: StoredView) => currentAge(v.initialAge, found.meta.responseTime, now());
+  const ttlOf = (found: Pick<Found, 'meta'>, v: StoredView) => retentionMs({ facts: { ...v.facts, lifetime: v.lifetime }, age: currentAge(v.initialAge, found.meta.responseTime, now()), graceSeconds });
+
+  async function markStale(keys: readonly string[]): Promise<number> {
+    let count = 0;
+    const at = now();
+    for (const key of keys) {
+      const record = await store.get<StoredResponse>(key);
+      if (!record) continue;
+      const found: Found = { key, primary: primaryOf(key), meta: { ...record.meta, invalidatedAt: at }, body: record.body };
+      const ttl = ttlOf(found, view(found));
+      if (ttl <= 0) await store.delete([key]);
+      else await rewrite(store, found, found.meta, ttl);
+      count++;
+    }
+    return count;
+  }
+
+  return {
+    name,
+    now,
+    policy,
+    graceSeconds,
+    maxObjectSize,
+    hidden,
+    flights,
+    hitForMiss,
+    stats,
+    storeName: store.name,
+    lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
+    view,
+    age,
+    async save(primary, requestHeaders, meta, body) {
+      const found = { meta };
+      const ttl = ttlOf(found, view({ key: '', primary, meta, body }));
+      if (ttl <= 0) return false;
+      try {
+        await save(store, primary, requestHeaders, meta, body, ttl);
+        stats.stores++;
+        return true;
+      } catch (error) {
+        storeFailed(error);
+        return false;
+      }
+    },
+    async refresh(found, meta) {
+      const refreshed: Found = { ...found, meta };
+      const ttl = ttlOf(refreshed, view(refreshed));
+      await safely(ttl > 0 ? rewrite(store, refreshed, meta, ttl) : store.delete([found.key]).then(() => {}), undefined);
+      return refreshed;
+    },
+    variants(found) {
+      return {
+        identity: found.body,
+        get: async (coding: Encoding): Promise<StoredVariant | undefined> => {
+          const record = await safely(store.get<VariantMeta>(variantKey(found.key, coding)), undefined);
+          return record && typeof record.meta?.token === 'string' ? { body: record.body, token: record.meta.token } : undefined;
+        },
+        put: (coding: Encoding, body: Buffer, token: string) => {
+          const ttl = ttlOf(found, view(found));
+          if (ttl > 0) void safely(saveVariant(store, found, coding, body, token, ttl), undefined);
+        },
+      };
+    },
+    async invalidate(primaries) {
+      for (const primary of primaries) {
+        hitForMiss.forget(primary);
+        await safely(purgeUrl(store, primary), 0);
+      }
+    },
+    async purge(target, soft) {
+      if ('all' in target) {
+        hitForMiss.clear();
+        return store.clear();
+      }
+      if ('url' in target) {
+        const url = new URL(target.url);
+        const primary = primaryKey({ scheme: url.protocol === 'http:' ? 'http' : 'https', authority: url.host, target: url.pathname + url.search });
+        hitForMiss.forget(primary);
+        return soft ? markStale(await objectsOf(store, { primary })) : purgeUrl(store, primary);
+      }
+      return soft ? markStale(await objectsOf(store, { tag: target.tag })) : purgeTag(store, target.tag);
+    },
+    close: () => store.close(),
+  };
+}

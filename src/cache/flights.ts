@@ -1,0 +1,78 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { SharedBody } from './shared-body.ts';
+import type { StoredResponse } from './policy.ts';
+
+/**
+ * Collapsed forwarding: one origin request per primary key at a time. The first request for a key
+ * (the leader) starts a flight; identical requests that arrive while it is in the air wait for its
+ * outcome instead of going to the origin.
+ *
+ *   shared     the response will be stored: read it from the shared body (if your Vary inputs match)
+ *   refreshed  the stored response was updated by a 304: look it up again
+ *   pass       not storable: go to the origin yourself (the key is now hit-for-miss)
+ *   error      the origin failed: the same error for everyone
+ */
+export type FlightResult =
+  | {
+    readonly kind: 'shared';
+    /** What will be stored. */
+    readonly meta: StoredResponse;
+    /** The fields clients get (hidden ones removed), without our Cache-Status. */
+    readonly clientHeaders: OutgoingHttpHeaders;
+    readonly body: SharedBody;
+    /** The whole body once it ended within maxObjectSize and matched its Content-Length, else null. */
+    readonly completed: Promise<Buffer | null>;
+    /** The response's Vary names and the leader's secondary key: a waiter with other values is another variant. */
+    readonly vary: readonly string[];
+    readonly secondary: string;
+  }
+  | { readonly kind: 'refreshed' }
+  | { readonly kind: 'pass' }
+  | { readonly kind: 'error'; readonly error: unknown };
+
+export interface Flight {
+  /** Resolves once, when the leader knows the outcome (headers, not the whole body). */
+  readonly outcome: Promise<FlightResult>;
+}
+
+export interface Leader extends Flight {
+  /** Publishes the outcome. The flight stays joinable until `land`. */
+  settle(result: FlightResult): void;
+  /** Removes the flight: later requests look in the store (or start a new flight). */
+  land(): void;
+}
+
+export interface Flights {
+  get(key: string): Flight | undefined;
+  /** Starts a flight for `key`; the caller must make sure none is in the air. */
+  start(key: string): Leader;
+  readonly size: number;
+}
+
+export function createFlights(): Flights {
+  const inflight = new Map<string, Flight>();
+  return {
+    get: (key) => inflight.get(key),
+    start(key) {
+      let resolve!: (result: FlightResult) => void;
+      const outcome = new Promise<FlightResult>((r) => { resolve = r; });
+      let settled = false;
+      const leader: Leader = {
+        outcome,
+        settle(result) {
+          if (settled) return;
+          settled = true;
+          resolve(result);
+          // A flight that will not share a body is over as soon as its outcome is known.
+          if (result.kind !== 'shared') leader.land();
+        },
+        land() {
+          if (inflight.get(key) === leader) inflight.delete(key);
+        },
+      };
+      inflight.set(key, leader);
+      return leader;
+    },
+    get size() { return inflight.size; },
+  };
+}

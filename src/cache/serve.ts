@@ -1,0 +1,58 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { Context, Reply, Variants } from '../pipeline/context.ts';
+import { textReply } from '../pipeline/reply.ts';
+import { evaluatePreconditions, ifRangeHolds, parseRange } from '../http/conditional.ts';
+import { notModifiedHeaders } from '../http/not-modified.ts';
+import { contentRange, unsatisfiableRange } from '../http/range.ts';
+import type { Found } from './entries.ts';
+import type { StoredView } from './engine.ts';
+import { appendCacheStatus } from './status.ts';
+
+export interface ServeInput {
+  readonly ctx: Context;
+  readonly found: Found;
+  readonly view: StoredView;
+  /** Current age in seconds. */
+  readonly age: number;
+  /** Our Cache-Status entry. */
+  readonly cacheStatus: string;
+  /** Encoded forms of the body, for the compression stage (full 200 GET responses only). */
+  readonly variants?: Variants;
+}
+
+/**
+ * The reply made from a stored response: its fields (hidden ones removed), Age (RFC 9111 §5.1:
+ * the current age in whole seconds) and Cache-Status; then, as the origin would have, the
+ * client's own preconditions (RFC 9110 §13.2.2, evaluated only on a 2xx, §13.2.1), HEAD, and a
+ * single byte range from a stored 200 (RFC 9110 §14).
+ */
+export function storedReply({ ctx, found, view, age, cacheStatus, variants }: ServeInput): Reply {
+  const body = found.body;
+  const status = found.meta.status;
+  const headers: OutgoingHttpHeaders = { ...view.clientHeaders };
+  headers.age = String(Math.floor(age));
+  headers['cache-status'] = appendCacheStatus(headers['cache-status'], cacheStatus);
+
+  if (status >= 200 && status < 300) {
+    const facts = view.facts;
+    // §4.3.2: If-Modified-Since is compared with Last-Modified, or with Date when there is none.
+    const precondition = evaluatePreconditions(ctx.headers, { etag: facts.etag, lastModified: facts.lastModified ?? facts.date });
+    if (precondition === 'not-modified') return { status: 304, headers: notModifiedHeaders(headers), body: null };
+    if (precondition === 'failed') return textReply(412, 'Precondition Failed', { 'cache-status': headers['cache-status'] as string });
+  }
+
+  headers['content-length'] = body.length;
+  if (ctx.method === 'HEAD') return { status, headers, body: null };
+  const range = ctx.headers.range;
+  const ifRange = ctx.headers['if-range'];
+  if (status === 200 && range !== undefined && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, { etag: view.facts.etag, lastModified: view.facts.lastModified })) {
+    const decision = parseRange(range, body.length);
+    if (decision.kind === 'partial') {
+      headers['content-range'] = contentRange(decision.start, decision.end, body.length);
+      headers['content-length'] = decision.end - decision.start + 1;
+      return { status: 206, headers, body: body.subarray(decision.start, decision.end + 1) };
+    }
+    if (decision.kind === 'unsatisfiable') return unsatisfiableRange(body.length, { 'cache-status': headers['cache-status'] as string });
+  }
+  return { status, headers, body, variants };
+}

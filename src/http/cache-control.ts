@@ -1,0 +1,109 @@
+/**
+ * Cache-Control (RFC 9111 §5.2) and the fields that share its syntax (CDN-Cache-Control and other
+ * targeted fields, RFC 9213), parsed once into a map. Pure.
+ *
+ * - "Cache directives are identified by a token, to be compared case-insensitively" (§5.2): names
+ *   are lower-cased, so `Private` and `NO-STORE` count.
+ * - Several field lines are one comma-separated list (RFC 9110 §5.3); Node hands them over as an
+ *   array or already joined.
+ * - Values are a token or a quoted-string; a quoted value may hold commas and escaped quotes
+ *   (`no-cache="set-cookie, x-a"`), so the list is tokenized, never split on commas.
+ * - "When there is more than one value present for a given directive (e.g., two Expires header
+ *   field lines or multiple Cache-Control: max-age directives), either the first occurrence should
+ *   be used or the response should be considered stale" (§4.2.1): the first value is kept and a
+ *   name whose later values differ is listed in `conflicting`, so freshness can take the safe reading.
+ */
+
+export type Directives = ReadonlyMap<string, string | true>;
+
+export interface ParsedCacheControl {
+  readonly directives: Directives;
+  /** Names that appeared again with another value. */
+  readonly conflicting: ReadonlySet<string>;
+}
+
+export type FieldValue = string | string[] | number | undefined;
+
+const NONE: ParsedCacheControl = { directives: new Map(), conflicting: new Set() };
+
+/** One field value as text: lines joined with commas (RFC 9110 §5.3). */
+export function fieldText(value: FieldValue): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) return value.join(', ');
+  return String(value);
+}
+
+const isSpace = (c: number) => c === 0x20 || c === 0x09;
+
+export function parseCacheControlField(value: FieldValue): ParsedCacheControl {
+  const text = fieldText(value);
+  if (text === undefined || text === '') return NONE; // most requests: nothing to parse, no allocation
+  const directives = new Map<string, string | true>();
+  let conflicting: Set<string> | undefined;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    // Skip separators and whitespace between list members.
+    while (i < n && (text.charCodeAt(i) === 0x2c || isSpace(text.charCodeAt(i)))) i++;
+    if (i >= n) break;
+    const nameStart = i;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 0x3d /* = */ || c === 0x2c || isSpace(c)) break;
+      i++;
+    }
+    const name = text.slice(nameStart, i).toLowerCase();
+    while (i < n && isSpace(text.charCodeAt(i))) i++;
+    let value: string | true = true;
+    if (i < n && text.charCodeAt(i) === 0x3d) {
+      i++;
+      while (i < n && isSpace(text.charCodeAt(i))) i++;
+      if (i < n && text.charCodeAt(i) === 0x22 /* " */) {
+        i++;
+        let out = '';
+        while (i < n && text.charCodeAt(i) !== 0x22) {
+          if (text.charCodeAt(i) === 0x5c /* \ */ && i + 1 < n) i++;
+          out += text[i];
+          i++;
+        }
+        i++; // closing quote (or end of an unterminated string)
+        value = out;
+      } else {
+        const valueStart = i;
+        while (i < n && text.charCodeAt(i) !== 0x2c && !isSpace(text.charCodeAt(i))) i++;
+        value = text.slice(valueStart, i);
+      }
+    }
+    // Anything else up to the next comma is junk in this member: skip it.
+    while (i < n && text.charCodeAt(i) !== 0x2c) i++;
+    if (name === '') continue;
+    const prior = directives.get(name);
+    if (prior === undefined) directives.set(name, value);
+    else if (prior !== value) (conflicting ??= new Set()).add(name);
+  }
+  return { directives, conflicting: conflicting ?? NONE.conflicting };
+}
+
+/** The directives alone (request Cache-Control, where conflicts change nothing). */
+export const parseCacheControl = (value: FieldValue): Directives => parseCacheControlField(value).directives;
+
+/**
+ * A delta-seconds value (§1.2.2), or undefined when absent or not a non-negative integer.
+ * "If a cache receives a delta-seconds value greater than the greatest integer it can represent,
+ * or if any of its subsequent calculations overflows, the cache MUST consider the value to be
+ * 2147483648 (2^31) or the greatest positive integer it can conveniently represent."
+ */
+export function seconds(directives: Directives, name: string): number | undefined {
+  const value = directives.get(name);
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined;
+  return Math.min(Number(value), 2 ** 31);
+}
+
+/** Whether `name` is present with something other than a valid delta-seconds (`max-age=-1`, `max-age=x`). */
+export function invalidSeconds(directives: Directives, name: string): boolean {
+  return directives.has(name) && seconds(directives, name) === undefined;
+}
+
+/** Whether a Cache-Control value lists `no-transform` (RFC 9111 §5.2.1.6, §5.2.2.6). */
+export const hasNoTransform = (value: FieldValue): boolean =>
+  value !== undefined && parseCacheControl(value).has('no-transform');
