@@ -2,35 +2,54 @@ import { pipeline } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import type { Stage } from '../pipeline/compose.ts';
-import { disposeBody, isFileBody, type Context, type Encoding, type Reply, type ReplyBody, type Variants } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import { publishError } from '../observability/channels.ts';
 import { createNegotiator, type Choice } from './negotiate.ts';
 import { hasContentEncoding, hasNoTransform, isCompressibleType } from './compressible.ts';
-import { createEncoder, encodeBuffer, readFileBody, readableOf } from './encoders.ts';
+import { createEncoder, encodeBuffer, readFileBody, readableOf, tokenOf } from './encoders.ts';
 import { createUpgradeQueue } from './upgrades.ts';
-import { matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
+import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
 
 /**
  * The compression stage: negotiates Accept-Encoding and sends the best coding the client accepts,
  * doing the work once per stored object and encoding, never per hit.
  *
  * For a response it may encode (see `untouched` for the ones it leaves alone), in this order:
- * 1. stored: `reply.variants.get(coding)` has the encoded body (the cache's variant, a static
- *    file's precompressed sibling or kept encoding) → send it: zero compression work;
+ * 1. stored: `reply.variants.get(coding)` has the encoded body and its token (the cache's variant,
+ *    a static file's precompressed sibling or kept encoding) → send it: zero compression work;
  * 2. in memory: the identity body is a Buffer (`variants.identity` on a cache hit, a Buffer body,
  *    or a file read when its holder can keep variants) → encode at fast quality on the thread pool,
  *    send that, hand it to `variants.put`, and queue one high-quality re-encode that replaces it;
  * 3. otherwise (pass-through, no-store, too large) → stream through a fast encoder, with
  *    backpressure and flat memory.
  *
- * Headers: Content-Encoding; `Vary: Accept-Encoding` on everything that could have been encoded,
- * identity included, because a shared cache must not give a br body to a client that only takes
- * gzip (and the other way round); the ETag suffixed per coding (validators.ts); an exact
- * Content-Length when the body is whole, none when streamed; Accept-Ranges dropped (ranges are
- * served on identity only). 304s: If-None-Match is widened with identity tags on the way in and
- * the suffix restored on the way out; when the inner stage ignores conditionals, this stage
- * answers 304 itself. `identity;q=0` with nothing else acceptable: 406.
+ * Headers: Content-Encoding; the ETag suffixed with the token of the exact bytes sent
+ * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br4`), so
+ * the fast body and the Brotli 11 body that replaces it never share a tag; an exact Content-Length
+ * when the body is whole, none when streamed; Accept-Ranges dropped (ranges are served on identity
+ * only).
+ *
+ * `Vary: Accept-Encoding` where a coded representation could be chosen: a type we code and a size
+ * that is unknown or at least `minSize` (see `mayBeCoded`), identity included: a shared cache must
+ * not give the br body to a client that sent no Accept-Encoding, nor the identity body to one
+ * that takes br. A body under `minSize`, which no client gets coded, carries none, so downstream
+ * caches do not split on it for nothing; the exception is a client that refuses identity
+ * (`identity;q=0`), whose small body is coded and then varies. A 304 follows the same rule as far
+ * as it shows (a holder's `variants.identity` gives the size), and a 406 always varies.
+ *
+ * Conditionals: If-None-Match is widened with the identity form of the final (high-quality) tag
+ * of the coding the client gets, so the cache or static stage can answer 304 for it; that 304
+ * gets the client's coded tag back. Every other coded tag reaches the inner stage unwidened, and
+ * this stage compares it with the exact tag of the 200 it would send: 304 when they match, else
+ * the 200 with its new tag (a client holding the fast body after the upgrade gets the Brotli 11
+ * bytes). The price: an uncached response revalidated with its fast tag is fetched whole from the
+ * origin, never confirmed by an origin 304, because a 304 cannot be turned back into a 200 when
+ * a kept variant replaced the bytes the tag names. `identity;q=0` with nothing else acceptable: 406.
+ *
+ * Holders offer `variants` on HEAD replies and 304s too, not only on 200 GETs: a HEAD then carries
+ * the tag its GET would (the stored token, where nothing but the holder knows it), and a 304 the
+ * Vary its 200 would (the size of `variants.identity`).
  *
  * The access log's `compress=` note says what happened: `br/stored`, `br/fast`, `br/stream`,
  * `br/head` (HEAD, length unknown), `identity`, `304`, `406`, or why the response was left alone.
@@ -51,6 +70,13 @@ const UPGRADES = {
 const RETAINED_304 = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'age', 'via', 'cache-status'];
 /** Fields that describe the identity bytes and are wrong for coded ones. */
 const IDENTITY_ONLY = ['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest'];
+/** The token of what this stage encodes when nothing is stored (streams, first requests): `br4`. */
+const FAST: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'fast'), zstd: tokenOf('zstd', 'fast'), gzip: tokenOf('gzip', 'fast') };
+/** The token of an upgraded variant: `br11`. */
+const HIGH: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'high'), zstd: tokenOf('zstd', 'high'), gzip: tokenOf('gzip', 'high') };
+/** The tokens an inner stage may confirm with a 304, by the coding the client gets: the final ones (validators.ts). */
+const FINAL: Readonly<Record<Encoding, readonly string[]>> = { br: [HIGH.br], zstd: [HIGH.zstd], gzip: [HIGH.gzip] };
+const NONE: readonly string[] = [];
 
 export function createCompressStage(options: CompressOptions): Stage {
   const encodings = checkEncodings(options.encodings);
@@ -61,14 +87,16 @@ export function createCompressStage(options: CompressOptions): Stage {
     onError: (error) => publishError({ ctx: null, error, where: 'compress upgrade' }),
   });
 
-  /** 304 from an inner stage: its identity tag gets the suffix the client knows (validators.ts). */
-  function notModified(ctx: Context, reply: Reply, ifNoneMatch: string | undefined): Reply {
+  /**
+   * 304 from an inner stage: its identity tag gets back the final tag the client presented, if that
+   * is what it matched (validators.ts), and Vary as the 200 would have had it.
+   */
+  function notModified(ctx: Context, reply: Reply, ifNoneMatch: string | undefined, final: readonly string[]): Reply {
     const h = reply.headers;
     if (untouchedNotModified(ctx, h)) return reply;
-    const headers: OutgoingHttpHeaders = { ...h, vary: varyWithAcceptEncoding(h.vary) };
-    if (typeof h.etag === 'string' && ifNoneMatch !== undefined) {
-      headers.etag = tagFor304(ifNoneMatch, h.etag, negotiate(ctx.headers['accept-encoding']).coding, encodings);
-    }
+    const headers: OutgoingHttpHeaders = { ...h };
+    if (mayBeCoded(reply.variants?.identity?.length, minSize)) headers.vary = varyWithAcceptEncoding(h.vary);
+    if (typeof h.etag === 'string' && ifNoneMatch !== undefined) headers.etag = tagFor304(ifNoneMatch, h.etag, final);
     ctx.notes.set('compress', '304');
     return { status: 304, headers, body: reply.body };
   }
@@ -77,7 +105,7 @@ export function createCompressStage(options: CompressOptions): Stage {
   function keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer, identity: Buffer, etag: string | undefined): void {
     const put = variants.put!;
     try {
-      put(coding, fast);
+      put(coding, fast, FAST[coding]);
     } catch (error) {
       publishError({ ctx, error, where: 'compress put' });
       return;
@@ -86,22 +114,26 @@ export function createCompressStage(options: CompressOptions): Stage {
     const key = etag !== undefined ? `${coding} ${ctx.host}${ctx.target} ${etag}` : identity;
     upgrades.schedule(key, identity.length, async () => {
       const best = await encodeBuffer(coding, identity, 'high');
-      if (best.length < fast.length) put(coding, best);
+      // Not smaller (repetitive input): the fast body stays, with its own token.
+      if (best.length < fast.length) put(coding, best, HIGH[coding]);
     });
   }
 
-  /** The encoded body (or null for HEAD), setting Content-Length when it is known. */
-  async function encodedBody(ctx: Context, reply: Reply, coding: Encoding, headers: OutgoingHttpHeaders, etag: string | undefined): Promise<ReplyBody> {
+  /**
+   * The encoded body (or null for HEAD), setting Content-Length when it is known. `stored` is the
+   * holder's variant whose token the ETag already names; without one the body is made at fast
+   * quality, which the ETag's fast token names.
+   */
+  async function encodedBody(ctx: Context, reply: Reply, coding: Encoding, headers: OutgoingHttpHeaders, etag: string | undefined, stored: StoredVariant | undefined): Promise<ReplyBody> {
     const { variants, body } = reply;
     const head = ctx.method === 'HEAD';
 
-    const stored = variants !== undefined ? await storedVariant(ctx, variants, coding) : undefined;
     if (stored !== undefined) {
       disposeBody(body);
-      setLength(headers, stored);
+      setLength(headers, stored.body);
       ctx.notes.set('compress', `${coding}/stored`);
-      if (!head) return stored;
-      disposeBody(stored);
+      if (!head) return stored.body;
+      disposeBody(stored.body);
       return null;
     }
 
@@ -125,7 +157,8 @@ export function createCompressStage(options: CompressOptions): Stage {
       ctx.notes.set('compress', `${coding}/head`);
       return null;
     }
-    const encoder = createEncoder(coding);
+    // The length as Brotli's size hint: the streamed body is then the one-shot fast body, byte for byte.
+    const encoder = createEncoder(coding, knownLength(reply));
     // Errors reach the response writer through the encoder, which resets the client's stream.
     pipeline(readableOf(body), encoder, () => {});
     ctx.notes.set('compress', `${coding}/stream`);
@@ -134,18 +167,20 @@ export function createCompressStage(options: CompressOptions): Stage {
 
   return async function compress(ctx, next) {
     const ifNoneMatch = ctx.method === 'GET' || ctx.method === 'HEAD' ? headerText(ctx.headers['if-none-match']) : undefined;
-    const widened = ifNoneMatch !== undefined ? widenIfNoneMatch(ifNoneMatch, encodings) : undefined;
+    const choice = negotiate(ctx.headers['accept-encoding']);
+    const final = choice.coding !== null ? FINAL[choice.coding] : NONE;
+    const widened = ifNoneMatch !== undefined ? widenIfNoneMatch(ifNoneMatch, final) : undefined;
     const reply = await next(widened === undefined ? ctx : { ...ctx, headers: { ...ctx.headers, 'if-none-match': widened } });
 
-    if (reply.status === 304) return notModified(ctx, reply, ifNoneMatch);
+    if (reply.status === 304) return notModified(ctx, reply, ifNoneMatch, final);
     const reason = untouched(ctx, reply);
     if (reason !== null) {
       ctx.notes.set('compress', reason);
       return reply;
     }
 
-    const choice = negotiate(ctx.headers['accept-encoding']);
-    const coding = codingFor(choice, knownLength(reply), minSize);
+    const length = knownLength(reply);
+    const coding = codingFor(choice, length, minSize);
     if (coding === null && !choice.identity) {
       // "identity;q=0" or "*;q=0" and no coding we make: nothing acceptable (RFC 9110 §15.5.7).
       disposeBody(reply.body);
@@ -153,19 +188,24 @@ export function createCompressStage(options: CompressOptions): Stage {
       return textReply(406, 'Not Acceptable: no acceptable content coding', { vary: 'Accept-Encoding' });
     }
 
-    const headers: OutgoingHttpHeaders = { ...reply.headers, vary: varyWithAcceptEncoding(reply.headers.vary) };
+    const headers: OutgoingHttpHeaders = { ...reply.headers };
+    if (coding !== null || mayBeCoded(length, minSize)) headers.vary = varyWithAcceptEncoding(reply.headers.vary);
     const etag = typeof reply.headers.etag === 'string' ? reply.headers.etag : undefined;
+    // Looked up before the ETag is written: the tag names the stored bytes, or the fast ones made here.
+    const stored = coding !== null && reply.variants !== undefined ? await storedVariant(ctx, reply.variants, coding) : undefined;
     if (coding !== null) {
       for (const name of IDENTITY_ONLY) delete headers[name];
       headers['content-encoding'] = coding;
-      if (etag !== undefined) headers.etag = suffixTag(etag, coding);
+      if (etag !== undefined) headers.etag = suffixTag(etag, stored?.token ?? FAST[coding]);
     }
 
     // The inner stage sent 200 although the client holds this representation: answer 304 here.
+    // (Also the way every unwidened coded tag is answered: only an exact tag matches.)
     if (ifNoneMatch !== undefined && etag !== undefined && reply.status === 200) {
       const held = matchingTag(ifNoneMatch, coding !== null ? [headers.etag as string, etag] : [etag]);
       if (held !== undefined) {
         disposeBody(reply.body);
+        if (stored !== undefined) disposeBody(stored.body);
         ctx.notes.set('compress', '304');
         return { status: 304, headers: notModifiedHeaders(headers, held), body: null };
       }
@@ -175,7 +215,7 @@ export function createCompressStage(options: CompressOptions): Stage {
       ctx.notes.set('compress', 'identity');
       return { status: reply.status, headers, body: reply.body };
     }
-    return { status: reply.status, headers, body: await encodedBody(ctx, reply, coding, headers, etag) };
+    return { status: reply.status, headers, body: await encodedBody(ctx, reply, coding, headers, etag, stored) };
   };
 }
 
@@ -195,15 +235,24 @@ function untouched(ctx: Context, reply: Reply): string | null {
 }
 
 /**
- * A 304 says nothing of its type or size, so Vary and the suffix go on unless it shows the 200
- * would not have been encoded: a superfluous Vary only narrows reuse by a header a given client
- * does not change; a missing one lets a cache hand out the wrong coding (Caddy does the same).
+ * A 304 seldom says its type or size, so Vary and the suffix go on unless it shows the 200 would
+ * not have been encoded: a superfluous Vary only narrows reuse by a header a given client does not
+ * change; a missing one lets a cache hand out the wrong coding (Caddy does the same). The size,
+ * when its holder offers the identity body, is `notModified`'s to weigh (`mayBeCoded`).
  */
 function untouchedNotModified(ctx: Context, h: OutgoingHttpHeaders): boolean {
   return hasContentEncoding(h['content-encoding']) ||
     hasNoTransform(h['cache-control']) ||
     hasNoTransform(ctx.headers['cache-control']) ||
     (h['content-type'] !== undefined && !isCompressibleType(h['content-type']));
+}
+
+/**
+ * Whether a response of a type we code could be sent coded to some client, so it needs
+ * `Vary: Accept-Encoding`: its size is unknown or reaches `minSize`.
+ */
+function mayBeCoded(length: number | undefined, minSize: number): boolean {
+  return length === undefined || length >= minSize;
 }
 
 /**
@@ -227,14 +276,22 @@ function knownLength(reply: Reply): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-/** A stored variant, or undefined; a holder that fails (a store error) counts as none. */
-async function storedVariant(ctx: Context, variants: Variants, coding: Encoding): Promise<Exclude<ReplyBody, null> | undefined> {
+/**
+ * A stored variant, or undefined; a holder that fails (a store error) counts as none, and so does
+ * a variant whose token could not name its bytes in an ETag.
+ */
+async function storedVariant(ctx: Context, variants: Variants, coding: Encoding): Promise<StoredVariant | undefined> {
+  let stored: StoredVariant | undefined;
   try {
-    return (await variants.get(coding)) ?? undefined;
+    stored = (await variants.get(coding)) ?? undefined;
   } catch (error) {
     publishError({ ctx, error, where: 'compress variant' });
     return undefined;
   }
+  if (stored === undefined || isToken(stored.token)) return stored;
+  disposeBody(stored.body);
+  publishError({ ctx, error: new TypeError(`${coding} variant with token ${JSON.stringify(stored.token)}: not a token an ETag can carry`), where: 'compress variant' });
+  return undefined;
 }
 
 function setLength(headers: OutgoingHttpHeaders, body: Exclude<ReplyBody, null>): void {

@@ -3,25 +3,44 @@ import type { Encoding } from '../pipeline/context.ts';
 /**
  * Entity-tags of encoded responses, and the Vary they need. Pure.
  *
- * "a server might use a distinct entity-tag for each content coding" (RFC 9110 §8.8.3.3, with
- * gzip as the example): the bytes differ, so a strong validator must. Outpost's form is a suffix
- * inside the quotes, as Caddy does: `"abc"` → `"abc-br"`, `W/"abc"` → `W/"abc-br"`.
+ * "a server might use a distinct entity-tag for each content coding" (RFC 9110 §8.8.3.3, with gzip
+ * as the example), and a strong validator "changes value whenever a change occurs to the
+ * representation data that would be observable in the content of a 200 (OK) response to GET"
+ * (§8.8.1). So a coded response's tag names its exact bytes: the identity tag with `-<token>`
+ * inside the quotes, `"abc"` → `"abc-br11"`, `W/"abc"` → `W/"abc-gzip6"` (Caddy's form, with the
+ * level). The token comes with the bytes (`StoredVariant.token`): `<coding><level>` for bodies
+ * Outpost encodes (`br4` fast, `br11` high quality: encoders.ts `tokenOf`), and for a static file's
+ * precompressed sibling its coding, size and mtime (`br.1f4.18c3f0e2a41`, static/serve.ts). The
+ * fast Brotli body sent first and the Brotli 11 body that later replaces it are different bytes
+ * with different tags.
  *
- * Inner stages (static files, the cache, the origin) only know the identity tag. On the way in,
- * If-None-Match gets the identity form next to every suffixed tag (`"abc-br"` → `"abc-br", "abc"`),
- * so they answer 304 for either; on the way out the 304 gets the suffix back. Only If-None-Match is
- * widened: If-Match and If-Range compare strongly against the bytes the client holds, and identity
- * bytes are not br bytes (a resumed download must not mix them).
+ * Inner stages (static files, the cache, the origin) only know the identity tag, and a stage calls
+ * `next` once: a 304 from them cannot be turned back into the 200 a client needs when the bytes its
+ * tag names are gone. So If-None-Match is widened (the identity form added next to the tag,
+ * `"abc-br11"` → `"abc-br11", "abc"`) only for tokens that are final while the identity tag holds:
+ * the high-quality level of the coding the client gets now. Upgrades go one way, from fast to high,
+ * and the same encoder makes the same bytes of the same input again. Every other tag of ours (a
+ * fast body that an upgrade may have replaced, a sibling that may have been rewritten, another
+ * coding, the level-less `"abc-br"` of earlier versions) reaches the inner stage as it is, matches
+ * nothing there, and the compression stage compares it with the exact tag of the 200 it builds.
  *
- * Fast and high-quality encodings of one body share the tag: ranges are never served from an
- * encoded body (only identity has Accept-Ranges), so no strong comparison depends on those bytes.
+ * Only If-None-Match is widened: If-Match and If-Range compare strongly against the bytes the
+ * client holds, and identity bytes are not br bytes (a resumed download must not mix them).
+ *
+ * `Vary: Accept-Encoding` goes on a response only where a coded representation could be chosen
+ * (the stage decides where; `varyWithAcceptEncoding` merges it in).
  */
 
 const ENTITY_TAG = /(W\/)?"([^"]*)"/g;
+/** What a token may hold: letters, digits and dots, so a suffixed tag stays one plain list element. */
+const TOKEN = /^[0-9A-Za-z.]{1,64}$/;
 
-/** The tag with the coding's suffix inside the quotes; a value that is not an entity-tag is kept. */
-export function suffixTag(etag: string, coding: Encoding): string {
-  return etag.endsWith('"') && etag.length >= 2 ? `${etag.slice(0, -1)}-${coding}"` : etag;
+/** Whether `token` can name bytes in an ETag suffix (a holder's token is checked before it is sent). */
+export const isToken = (token: unknown): token is string => typeof token === 'string' && TOKEN.test(token);
+
+/** The tag with `-<token>` inside the quotes; a value that is not an entity-tag is kept. */
+export function suffixTag(etag: string, token: string): string {
+  return etag.endsWith('"') && etag.length >= 2 ? `${etag.slice(0, -1)}-${token}"` : etag;
 }
 
 /** The opaque part of an entity-tag (`W/"abc"` → `abc`), or undefined when it is not one. */
@@ -31,22 +50,23 @@ export function opaqueTag(etag: string): string | undefined {
 }
 
 /**
- * If-None-Match with the identity form added after each tag that carries one of our suffixes, or
- * undefined when nothing changes (so the request passes on untouched).
+ * If-None-Match with the identity form added after each tag that ends in `-<token>` for one of
+ * `tokens` (the final ones, see above), or undefined when nothing changes (so the request passes
+ * on untouched).
  */
-export function widenIfNoneMatch(value: string, codings: readonly Encoding[]): string | undefined {
+export function widenIfNoneMatch(value: string, tokens: readonly string[]): string | undefined {
   let added = '';
   for (const m of value.matchAll(ENTITY_TAG)) {
-    const base = withoutSuffix(m[2], codings);
+    const base = withoutSuffix(m[2], tokens);
     if (base !== undefined) added += `, ${m[1] ?? ''}"${base}"`;
   }
   return added === '' ? undefined : value + added;
 }
 
-function withoutSuffix(opaque: string, codings: readonly Encoding[]): string | undefined {
-  for (const coding of codings) {
-    if (opaque.length > coding.length + 1 && opaque.endsWith(coding) && opaque[opaque.length - coding.length - 1] === '-') {
-      return opaque.slice(0, -coding.length - 1);
+function withoutSuffix(opaque: string, tokens: readonly string[]): string | undefined {
+  for (const token of tokens) {
+    if (opaque.length > token.length + 1 && opaque.endsWith(token) && opaque[opaque.length - token.length - 1] === '-') {
+      return opaque.slice(0, -token.length - 1);
     }
   }
   return undefined;
@@ -68,19 +88,20 @@ export function matchingTag(value: string, candidates: readonly string[]): strin
 }
 
 /**
- * The ETag of a 304 that an inner stage answered with the identity tag. "the server generating a
- * 304 response MUST generate any of the following header fields that would have been sent in a
- * 200 (OK) response to the same request: ... ETag, and Vary" (RFC 9110 §15.4.5). A 304 does not
- * say whether its 200 would be encoded; the client's own tags do: if it presented one of our
- * suffixed forms it holds an encoded copy, so the 200 would be encoded with `coding` (when one is
- * acceptable now) or, failing that, carry the form it presented. Otherwise the identity tag.
+ * The ETag of a 304 that an inner stage answered with the identity tag `etag`, for a request whose
+ * If-None-Match was widened with `tokens`. "the server generating a 304 response MUST generate any
+ * of the following header fields that would have been sent in a 200 (OK) response to the same
+ * request: ... ETag, and Vary" (RFC 9110 §15.4.5).
+ * - the client listed `etag` with one of `tokens`: the 200 would be that coding, and its final body
+ *   is what the client holds. The kept token is not looked up: it can only be this one, or the fast
+ *   one while an evicted variant is made again, and then the client's final bytes are still the
+ *   better copy (a 304 naming a tag the client does not hold would update nothing, RFC 9111 §4.3.4);
+ * - else the identity tag: the client listed it (it holds identity bytes, which are current), or
+ *   `*`, or the inner stage matched on something else.
  */
-export function tagFor304(ifNoneMatch: string, etag: string, coding: Encoding | null, codings: readonly Encoding[]): string {
+export function tagFor304(ifNoneMatch: string, etag: string, tokens: readonly string[]): string {
   if (ifNoneMatch.trim() === '*') return etag;
-  const encoded = codings.map((c) => suffixTag(etag, c));
-  const presented = matchingTag(ifNoneMatch, encoded);
-  if (presented === undefined) return etag;
-  return coding !== null ? suffixTag(etag, coding) : presented;
+  return matchingTag(ifNoneMatch, tokens.map((token) => suffixTag(etag, token))) ?? etag;
 }
 
 /** Vary with Accept-Encoding merged in (kept as is when listed already or `*`). */

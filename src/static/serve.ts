@@ -7,7 +7,7 @@ import type { StaticOptions } from '../config/schema.ts';
 import { clientError } from '../errors.ts';
 import type { Handler, Stage } from '../pipeline/compose.ts';
 import { textReply } from '../pipeline/reply.ts';
-import type { Context, Encoding, FileBody, Reply, Variants } from '../pipeline/context.ts';
+import type { Context, Encoding, Reply, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { EncodedStore } from './encoded.ts';
 import type { FileCache } from './file-cache.ts';
 import {
@@ -89,25 +89,28 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
 
   /**
    * The encoded forms of a file, for the compression stage (the only caller of get and put):
-   * - get: the kept encoding (memory, `encoded`), else a precompressed sibling (`app.js.br`) that
-   *   is a regular file inside the root and not older than the file (a stale sibling would serve
-   *   old content), opened fresh; its handle belongs to the caller. Undefined: none.
-   * - put: keeps an encoding made from this file, keyed by path, ETag and coding; offered only
-   *   when a store is configured and the file is small enough for it.
-   * Content-Type, ETag (suffixed by the compression stage) and Cache-Control stay the file's.
+   * - get: the kept encoding (memory, `encoded`) with the token it was kept with, else a
+   *   precompressed sibling (`app.js.br`) that is a regular file inside the root and not older than
+   *   the file (a stale sibling would serve old content), opened fresh, with `siblingToken`; its
+   *   handle belongs to the caller. Undefined: none.
+   * - put: keeps an encoding made from this file with its token, keyed by path, ETag and coding;
+   *   offered only when a store is configured and the file is small enough for it.
+   * Content-Type, ETag (suffixed with the token by the compression stage) and Cache-Control stay
+   * the file's. 304s offer them too: `identity` tells the compression stage a small file's size,
+   * so the 304 varies exactly when the 200 does.
    */
   function variantsFor(file: string, stats: FileFacts, etag: string, identity?: Buffer): Variants {
     const keyOf = (coding: Encoding) => `${file}\0${etag}\0${coding}`;
     return {
       identity,
-      get: (coding) => encoded?.get(keyOf(coding)) ?? openSibling(file + SIBLING[coding], stats.mtimeMs),
+      get: (coding) => encoded?.get(keyOf(coding)) ?? openSibling(coding, file + SIBLING[coding], stats.mtimeMs),
       put: encoded !== undefined && stats.size <= encoded.maxEntrySize
-        ? (coding, body) => encoded.set(keyOf(coding), body)
+        ? (coding, body, token) => encoded.set(keyOf(coding), body, token)
         : undefined,
     };
   }
 
-  async function openSibling(path: string, notBefore: number): Promise<FileBody | undefined> {
+  async function openSibling(coding: Encoding, path: string, notBefore: number): Promise<StoredVariant | undefined> {
     let opened: Opened;
     try {
       opened = await openChecked(path);
@@ -119,7 +122,8 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
       await closeQuietly(opened.handle);
       return undefined;
     }
-    return { kind: 'file', handle: opened.handle, offset: 0, length: opened.stats.size };
+    const { handle, stats } = opened;
+    return { body: { kind: 'file', handle, offset: 0, length: stats.size }, token: siblingToken(coding, stats) };
   }
 
   return async function serveStatic(ctx, next) {
@@ -184,8 +188,11 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     if (cache !== null) headers['cache-control'] = cache;
 
     const precondition = evaluatePreconditions(ctx.headers, validators);
+    const inMemory = Buffer.isBuffer(content);
     // A 304 carries ETag, Last-Modified and Cache-Control, no body (RFC 9110 §15.4.5).
-    if (precondition === 'not-modified') return { status: 304, headers, body: null };
+    if (precondition === 'not-modified') {
+      return { status: 304, headers, body: null, variants: variantsFor(file, stats, validators.etag, inMemory ? content : undefined) };
+    }
     if (precondition === 'failed') return bodyless(ctx, textReply(412, 'Precondition Failed'));
 
     // "Range handling is defined only for GET" (§14.2): HEAD gets the whole 200.
@@ -211,7 +218,6 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
       headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
     }
     headers['content-length'] = length;
-    const inMemory = Buffer.isBuffer(content);
     const variants = status === 200 ? variantsFor(file, stats, validators.etag, inMemory ? content : undefined) : undefined;
     if (!get) return { status, headers, body: null, variants };
     const body = inMemory ? content.subarray(offset, offset + length) : { kind: 'file' as const, handle: content, offset, length };
@@ -221,6 +227,15 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
 
 /** What answering needs to know of a file. */
 type FileFacts = Pick<Stats, 'size' | 'mtimeMs'>;
+
+/**
+ * The token that names a precompressed sibling's bytes in the ETag suffix: its coding, size and
+ * mtime in ms, in hex, as the file's own ETag is made (`br.1f4.18c3f0e2a41`). A rewritten sibling
+ * gets another token even when the file it encodes, and so the identity tag, did not change.
+ */
+function siblingToken(coding: Encoding, stats: FileFacts): string {
+  return `${coding}.${stats.size.toString(16)}.${Math.floor(stats.mtimeMs).toString(16)}`;
+}
 
 type Opened =
   | { readonly kind: 'file'; readonly handle: FileHandle; readonly stats: Stats }

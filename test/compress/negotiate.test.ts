@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNegotiator, parseAcceptEncoding } from '../../src/compress/negotiate.ts';
 import { hasContentEncoding, hasNoTransform, isCompressibleType } from '../../src/compress/compressible.ts';
-import { suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch, matchingTag } from '../../src/compress/validators.ts';
 import type { Encoding } from '../../src/pipeline/context.ts';
 
 // Accept-Encoding in, (coding, identity acceptable) out, with our order br, zstd, gzip.
@@ -82,36 +81,4 @@ test('compressible types, no-transform and existing codings', () => {
   assert.equal(hasContentEncoding('gzip'), true);
   assert.equal(hasContentEncoding('identity'), false);
   assert.equal(hasContentEncoding(undefined), false);
-});
-
-test('validators: suffixes, widening If-None-Match, the 304 tag, Vary', () => {
-  const codings: Encoding[] = ['br', 'zstd', 'gzip'];
-  assert.equal(suffixTag('"abc"', 'br'), '"abc-br"');
-  assert.equal(suffixTag('W/"abc"', 'gzip'), 'W/"abc-gzip"');
-  assert.equal(suffixTag('junk', 'br'), 'junk');
-
-  assert.equal(widenIfNoneMatch('"abc"', codings), undefined, 'nothing of ours: unchanged');
-  assert.equal(widenIfNoneMatch('"abc-br"', codings), '"abc-br", "abc"');
-  assert.equal(widenIfNoneMatch('W/"abc-zstd", "x"', codings), 'W/"abc-zstd", "x", W/"abc"');
-  assert.equal(widenIfNoneMatch('"-br"', codings), undefined, 'a suffix alone is not one of ours');
-  assert.equal(widenIfNoneMatch('*', codings), undefined);
-
-  assert.equal(matchingTag('"a-br", "b"', ['"a-br"', '"a"']), '"a-br"');
-  assert.equal(matchingTag('W/"a"', ['"a-br"', '"a"']), '"a"', 'weak comparison');
-  assert.equal(matchingTag('"c"', ['"a-br"', '"a"']), undefined);
-  assert.equal(matchingTag('*', ['"a-br"', '"a"']), '"a-br"');
-
-  // the client held br: the 304 names the coding it would get now
-  assert.equal(tagFor304('"abc-br"', '"abc"', 'br', codings), '"abc-br"');
-  assert.equal(tagFor304('"abc-br"', '"abc"', 'gzip', codings), '"abc-gzip"');
-  assert.equal(tagFor304('"abc-br"', '"abc"', null, codings), '"abc-br"');
-  assert.equal(tagFor304('"abc"', '"abc"', 'br', codings), '"abc"', 'held identity: identity');
-  assert.equal(tagFor304('*', '"abc"', 'br', codings), '"abc"');
-  assert.equal(tagFor304('W/"abc-br"', 'W/"abc"', 'br', codings), 'W/"abc-br"');
-
-  assert.equal(varyWithAcceptEncoding(undefined), 'Accept-Encoding');
-  assert.equal(varyWithAcceptEncoding('Origin'), 'Origin, Accept-Encoding');
-  assert.equal(varyWithAcceptEncoding('origin, accept-encoding'), 'origin, accept-encoding');
-  assert.equal(varyWithAcceptEncoding('*'), '*');
-  assert.equal(varyWithAcceptEncoding(['Origin', 'Cookie']), 'Origin, Cookie, Accept-Encoding');
 });

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
 import { h1, h2, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import type { ErrorEvent } from '../../src/observability/channels.ts';
-import { decode, header, highQuality, htmlPage, recordNotes, until } from './support.ts';
+import { decode, fastQuality, header, highQuality, htmlPage, recordNotes, until } from './support.ts';
 
 // The proxy chain compress → cache → origin decode → origin, through the real listener, against a
 // real origin. Each path names its behaviour; `count(path)` is how many requests reached the origin.
@@ -42,6 +42,7 @@ before(async () => {
     res.end('no route');
   });
   routes.set('/page', (_req, res) => send(res, { 'content-type': 'text/html; charset=utf-8', etag: '"p1"', 'cache-control': 'max-age=60' }, PAGE));
+  routes.set('/upgraded', (_req, res) => send(res, { 'content-type': 'text/html; charset=utf-8', etag: '"u1"', 'cache-control': 'max-age=60' }, PAGE));
   // an origin that gzips whatever it may
   routes.set('/gzip', (req, res) => {
     const gzip = /gzip/.test(String(req.headers['accept-encoding']));
@@ -91,13 +92,14 @@ for (const [name, request] of PROTOCOLS) {
     const miss = await get(path, { 'accept-encoding': 'br' });
     assert.equal(miss.status, 200);
     assert.equal(miss.headers['content-encoding'], 'br');
-    assert.equal(miss.headers.etag, '"p1-br"');
+    assert.equal(miss.headers.etag, '"p1-br4"', 'streamed at Brotli 4');
     assert.match(header(miss.headers.vary) ?? '', /accept-encoding/i);
     assert.deepEqual(decode('br', miss.body), PAGE);
     assert.equal(seenFor(path)[0].headers['accept-encoding'], 'br, zstd, gzip', 'the origin is asked for what we decode');
     // second request: a hit, encoded from the stored identity body at fast quality, with its length
     const hit = await get(path, { 'accept-encoding': 'br' });
     assert.equal(hit.headers['content-length'], String(hit.body.length));
+    assert.equal(hit.headers.etag, '"p1-br4"');
     assert.deepEqual(decode('br', hit.body), PAGE);
     // then the background upgrade replaces the kept variant with Brotli 11
     const best = highQuality('br', PAGE);
@@ -110,7 +112,7 @@ for (const [name, request] of PROTOCOLS) {
     for (const coding of ['zstd', 'gzip'] as const) {
       const res = await get(path, { 'accept-encoding': coding });
       assert.equal(res.headers['content-encoding'], coding);
-      assert.equal(res.headers.etag, `"p1-${coding}"`);
+      assert.equal(res.headers.etag, `"p1-${coding === 'zstd' ? 'zstd3' : 'gzip6'}"`, 'the first of its coding: fast');
       assert.equal(res.headers['content-length'], String(res.body.length));
       assert.deepEqual(decode(coding, res.body), PAGE);
     }
@@ -123,14 +125,14 @@ for (const [name, request] of PROTOCOLS) {
     assert.equal(count(path), 1, 'one origin request for every coding');
 
     // revalidation with the br tag: the cache answers 304, the tag keeps its suffix
-    const notModified = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"p1-br"' });
+    const notModified = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"p1-br11"' });
     assert.equal(notModified.status, 304);
-    assert.equal(notModified.headers.etag, '"p1-br"');
+    assert.equal(notModified.headers.etag, '"p1-br11"');
     assert.match(header(notModified.headers.vary) ?? '', /accept-encoding/i);
     // HEAD: the encoded response's headers, no body
     const head = await get(path, { 'accept-encoding': 'br' }, 'HEAD');
     assert.equal(head.headers['content-encoding'], 'br');
-    assert.equal(head.headers.etag, '"p1-br"');
+    assert.equal(head.headers.etag, '"p1-br11"');
     assert.equal(head.body.length, 0);
     // a range: identity bytes from the stored body
     const range = await get(path, { 'accept-encoding': 'br', range: 'bytes=10-19' });
@@ -144,7 +146,7 @@ for (const [name, request] of PROTOCOLS) {
     const path = `/gzip?${name}`;
     const br = await get(path, { 'accept-encoding': 'br' });
     assert.equal(br.headers['content-encoding'], 'br');
-    assert.equal(br.headers.etag, 'W/"g1-br"', 'decoded: the origin tag is weakened, then suffixed');
+    assert.equal(br.headers.etag, 'W/"g1-br4"', 'decoded: the origin tag is weakened, then suffixed');
     assert.deepEqual(decode('br', br.body), PAGE);
     const plain = await get(path, { 'accept-encoding': 'identity' });
     assert.equal(plain.headers['content-encoding'], undefined);
@@ -160,7 +162,7 @@ for (const [name, request] of PROTOCOLS) {
     const refreshed = await get(stale, { 'accept-encoding': 'br' });
     assert.deepEqual(decode('br', refreshed.body), PAGE);
     assert.match(String(refreshed.headers['cache-status']), /fwd-status=304/);
-    assert.equal(refreshed.headers.etag, 'W/"r1-br"');
+    assert.equal(refreshed.headers.etag, 'W/"r1-br4"');
     assert.equal(seenFor(stale)[1].headers['if-none-match'], 'W/"r1"');
     assert.equal(count(stale), 2, 'no full refetch after the 304');
 
@@ -178,7 +180,7 @@ for (const [name, request] of PROTOCOLS) {
 
     const small = await get(`/small?${name}`, { 'accept-encoding': 'br' });
     assert.equal(small.headers['content-encoding'], undefined);
-    assert.match(header(small.headers.vary) ?? '', /accept-encoding/i);
+    assert.equal(small.headers.vary, undefined, 'under minSize: no client gets it coded');
     assert.deepEqual(small.body, SMALL);
 
     const noTransform = await get(`/no-transform?${name}`, { 'accept-encoding': 'br' });
@@ -194,15 +196,69 @@ for (const [name, request] of PROTOCOLS) {
 
   test(`${name}: an origin that ignores conditionals: the stage answers 304 for either tag`, async () => {
     const path = `/ignores-conditionals?${name}`;
-    const coded = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"ic-br"' });
-    assert.equal(coded.status, 304);
-    assert.equal(coded.headers.etag, '"ic-br"');
+    const coded = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"ic-br4"' });
+    assert.equal(coded.status, 304, 'uncached: streamed at Brotli 4, which the tag names');
+    assert.equal(coded.headers.etag, '"ic-br4"');
     assert.match(header(coded.headers.vary) ?? '', /accept-encoding/i);
     assert.equal(coded.body.length, 0);
     const plain = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"ic"' });
     assert.equal(plain.status, 304);
     assert.equal(plain.headers.etag, '"ic"');
     assert.equal((await get(path, { 'accept-encoding': 'br', 'if-none-match': '"other"' })).status, 200);
+    const high = await get(path, { 'accept-encoding': 'br', 'if-none-match': '"ic-br11"' });
+    assert.equal(high.status, 200, 'a tag naming other bytes than the ones sent');
+    assert.equal(high.headers.etag, '"ic-br4"');
+  });
+
+  test(`${name}: the fast body and the Brotli 11 body that replaces it in the cache carry different tags`, async () => {
+    const path = `/upgraded?${name}`;
+    const br = { 'accept-encoding': 'br' };
+    // first request: a miss, streamed at Brotli 4
+    const first = await get(path, br);
+    assert.equal(first.headers.etag, '"u1-br4"');
+    // second: a hit, encoded once at Brotli 4 and kept; the upgrade to Brotli 11 runs in the background
+    const second = await get(path, br);
+    assert.equal(second.headers.etag, '"u1-br4"');
+    assert.deepEqual(second.body, fastQuality('br', PAGE));
+    // a few short polls until the kept variant is Brotli 11, under its own tag
+    let upgraded = second;
+    await until(async () => (upgraded = await get(path, br)).headers.etag !== '"u1-br4"', 'the Brotli 11 variant', 5000);
+    assert.equal(upgraded.headers.etag, '"u1-br11"');
+    assert.deepEqual(upgraded.body, highQuality('br', PAGE));
+    assert.notDeepEqual(upgraded.body, first.body, 'other bytes, other tag');
+    // If-None-Match with the br11 tag: 304 naming it
+    const held = await get(path, { ...br, 'if-none-match': '"u1-br11"' });
+    assert.equal(held.status, 304);
+    assert.equal(held.headers.etag, '"u1-br11"');
+    assert.match(header(held.headers.vary) ?? '', /accept-encoding/i);
+    // with the stale br4 tag: those bytes are gone, so the 200 with the new tag and bytes
+    const stale = await get(path, { ...br, 'if-none-match': '"u1-br4"' });
+    assert.equal(stale.status, 200);
+    assert.equal(stale.headers.etag, '"u1-br11"');
+    assert.deepEqual(stale.body, upgraded.body);
+    // with the level-less tag of earlier versions: a 200 as well
+    assert.equal((await get(path, { ...br, 'if-none-match': '"u1-br"' })).status, 200);
+    assert.equal(count(path), 1, 'all from the one stored response');
+  });
+
+  test(`${name}: Vary: Accept-Encoding only where a coded representation could be chosen`, async () => {
+    // under minSize: never coded, no Vary, for any client
+    for (const accept of [{ 'accept-encoding': 'br' }, {}] as Array<Record<string, string>>) {
+      const small = await get(`/small?vary-${name}`, accept);
+      assert.equal(small.headers['content-encoding'], undefined);
+      assert.equal(small.headers.vary, undefined);
+    }
+    // at least minSize: Vary, even for a client that sent no Accept-Encoding (another would get br)
+    const big = await get(`/page?vary-${name}`);
+    assert.equal(big.headers['content-encoding'], undefined);
+    assert.match(header(big.headers.vary) ?? '', /accept-encoding/i);
+    // a type we never code: none
+    const image = await get(`/image?vary-${name}`);
+    assert.equal(image.headers.vary, undefined);
+    // nothing acceptable: the 406 varies
+    const refused = await get(`/page?vary-${name}`, { 'accept-encoding': 'identity;q=0, deflate' });
+    assert.equal(refused.status, 406);
+    assert.match(header(refused.headers.vary) ?? '', /accept-encoding/i);
   });
 
   test(`${name}: an uncached chunked body streams through the encoder`, async () => {

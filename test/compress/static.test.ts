@@ -1,11 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { h1, h2, startOutpost, type RunningOutpost, type TestResponse } from '../helpers/outpost.ts';
-import { decode, header, highQuality, htmlPage, keptVariant, recordNotes, until } from './support.ts';
+import { decode, fastQuality, header, highQuality, htmlPage, keptVariant, recordNotes, until } from './support.ts';
 
 // A static site behind the compression stage, through the real listener (TLS, HTTP/2 and HTTP/1.1).
 let tmp: string;
@@ -28,6 +28,10 @@ before(async () => {
   const old = new Date(Date.now() - 3_600_000);
   writeFileSync(join(site, 'page.html'), PAGE);
   writeFileSync(join(site, 'once.html'), PAGE);
+  writeFileSync(join(site, 'tags.html'), PAGE);
+  writeFileSync(join(site, 'lib.js'), SCRIPT);
+  utimesSync(join(site, 'lib.js'), old, old);
+  writeFileSync(join(site, 'lib.js.br'), SCRIPT_BR);
   writeFileSync(join(site, 'data.json'), JSON_BODY);
   writeFileSync(join(site, 'small.txt'), SMALL);
   writeFileSync(join(site, 'image.png'), PNG);
@@ -58,14 +62,31 @@ const PROTOCOLS = [['HTTP/2', h2], ['HTTP/1.1', h1]] as const;
 const get = (request: Request, path: string, headers: Record<string, string> = {}, method = 'GET') =>
   request(`${outpost.url}${path}`, { method, headers });
 
-function assertEncoded(res: TestResponse, coding: string, original: Buffer, identityTag: string): void {
+const FAST = { br: 'br4', zstd: 'zstd3', gzip: 'gzip6' } as const;
+const HIGH = { br: 'br11', zstd: 'zstd19', gzip: 'gzip9' } as const;
+
+/** `"<identity>-<token>"`, checking that the token names the bytes sent when they are encoded here. */
+function assertEncoded(res: TestResponse, coding: 'br' | 'zstd' | 'gzip', original: Buffer, identityTag: string, sibling?: string): void {
   assert.equal(res.status, 200);
   assert.equal(res.headers['content-encoding'], coding);
   assert.match(header(res.headers.vary) ?? '', /accept-encoding/i);
-  assert.equal(res.headers.etag, `${identityTag.slice(0, -1)}-${coding}"`);
+  const token = /-([0-9A-Za-z.]+)"$/.exec(res.headers.etag as string)?.[1];
+  assert.equal(res.headers.etag, `${identityTag.slice(0, -1)}-${token}"`);
+  if (sibling !== undefined) assert.equal(token, sibling, 'the sibling\'s token');
+  else assert.ok(token === FAST[coding] || token === HIGH[coding], `unexpected token ${token}`);
+  // (zstd's bytes depend on how the input is fed in, so only br and gzip are compared byte for byte)
+  if (sibling === undefined && coding !== 'zstd') {
+    assert.deepEqual(res.body, (token === FAST[coding] ? fastQuality : highQuality)(coding, original), `${token} names these bytes`);
+  }
   assert.equal(res.headers['content-length'], String(res.body.length), 'exact Content-Length');
   assert.equal(res.headers['accept-ranges'], undefined, 'no ranges on a coded body');
   assert.deepEqual(decode(coding, res.body), original, 'decodes to the exact bytes');
+}
+
+/** The token of a precompressed sibling: its coding, size and mtime (ms), in hex. */
+function siblingToken(coding: string, path: string): string {
+  const stats = statSync(path);
+  return `${coding}.${stats.size.toString(16)}.${Math.floor(stats.mtimeMs).toString(16)}`;
 }
 
 for (const [name, request] of PROTOCOLS) {
@@ -84,11 +105,17 @@ for (const [name, request] of PROTOCOLS) {
     assert.equal((await get(request, '/data.json', { 'accept-encoding': 'gzip, deflate, br, zstd' })).headers['content-encoding'], 'br');
   });
 
-  test(`${name}: what is not compressed`, async () => {
+  test(`${name}: what is not compressed, and where Vary: Accept-Encoding goes`, async () => {
     const small = await get(request, '/small.txt', { 'accept-encoding': 'br' });
     assert.equal(small.headers['content-encoding'], undefined, 'below minSize');
-    assert.match(header(small.headers.vary) ?? '', /accept-encoding/i, 'but it could have been: Vary');
+    assert.equal(small.headers.vary, undefined, 'no client gets it coded: no Vary');
     assert.deepEqual(small.body, SMALL);
+    const smallNotModified = await get(request, '/small.txt', { 'accept-encoding': 'br', 'if-none-match': small.headers.etag as string });
+    assert.equal(smallNotModified.status, 304);
+    assert.equal(smallNotModified.headers.vary, undefined, 'nor on its 304');
+    const big = await get(request, '/page.html');
+    assert.equal(big.headers['content-encoding'], undefined, 'no Accept-Encoding: identity');
+    assert.match(header(big.headers.vary) ?? '', /accept-encoding/i, 'another client would get br: Vary');
 
     const image = await get(request, '/image.png', { 'accept-encoding': 'br' });
     assert.equal(image.headers['content-encoding'], undefined, 'images are not coded');
@@ -119,7 +146,8 @@ for (const [name, request] of PROTOCOLS) {
   test(`${name}: conditionals with either ETag form, and HEAD`, async () => {
     const first = await get(request, '/data.json', { 'accept-encoding': 'br' });
     const coded = first.headers.etag as string;
-    const identity = coded.replace(/-br"$/, '"');
+    assert.match(coded, /-br4"$/, 'Brotli 11 is no smaller for this JSON: the fast body stays');
+    const identity = coded.replace(/-br4"$/, '"');
     // the br tag: 304 naming it
     const again = await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': coded });
     assert.equal(again.status, 304);
@@ -131,7 +159,11 @@ for (const [name, request] of PROTOCOLS) {
     assert.equal(plain.status, 304);
     assert.equal(plain.headers.etag, identity);
     // another file's tag: 200
-    assert.equal((await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': '"nope-br"' })).status, 200);
+    assert.equal((await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': '"nope-br4"' })).status, 200);
+    // the tag of another coding: a 200 in the one the client gets
+    const other = await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': coded.replace(/-br4"$/, '-gzip6"') });
+    assert.equal(other.status, 200);
+    assert.equal(other.headers.etag, coded);
     // If-Range with the coded tag does not apply to identity bytes: the whole (coded) 200
     const ifRange = await get(request, '/data.json', { 'accept-encoding': 'br', range: 'bytes=0-9', 'if-range': coded });
     assert.equal(ifRange.status, 200);
@@ -153,11 +185,15 @@ for (const [name, request] of PROTOCOLS) {
   test(`${name}: precompressed siblings are served when fresh and inside the root`, async () => {
     const br = await get(request, '/app.js', { 'accept-encoding': 'br' });
     const tag = (await get(request, '/app.js')).headers.etag as string;
-    assertEncoded(br, 'br', SCRIPT, tag);
+    assertEncoded(br, 'br', SCRIPT, tag, siblingToken('br', join(tmp, 'site', 'app.js.br')));
     assert.deepEqual(br.body, SCRIPT_BR, 'the sibling bytes themselves');
     assert.equal(br.headers['content-type'], 'text/javascript; charset=utf-8', 'the type of the file');
     const gz = await get(request, '/app.js', { 'accept-encoding': 'gzip' });
+    assertEncoded(gz, 'gzip', SCRIPT, tag, siblingToken('gzip', join(tmp, 'site', 'app.js.gz')));
     assert.deepEqual(gz.body, SCRIPT_GZ);
+    const held = await get(request, '/app.js', { 'accept-encoding': 'br', 'if-none-match': br.headers.etag as string });
+    assert.equal(held.status, 304, 'the sibling\'s exact tag');
+    assert.equal(held.headers.etag, br.headers.etag);
     // no .zst sibling: compressed here
     const zstd = await get(request, '/app.js', { 'accept-encoding': 'zstd' });
     assertEncoded(zstd, 'zstd', SCRIPT, tag);
@@ -185,4 +221,51 @@ test('a file is compressed once per coding: fast for the first request, kept at 
   assert.deepEqual(later.body, best);
   assert.equal(notes.notes(target).at(-1), 'br/stored');
   assert.equal(notes.notes(target).filter((n) => n === 'br/fast').length, 1, 'one fast encode in all');
+});
+
+test('the fast body and the Brotli 11 body that replaces it carry different tags', async () => {
+  const url = `${outpost.url}/tags.html`;
+  const br = { 'accept-encoding': 'br' };
+  const identity = (await h2(url)).headers.etag as string;
+  const tagged = (token: string) => `${identity.slice(0, -1)}-${token}"`;
+  // first request: encoded at Brotli 4, tagged br4
+  const first = await h2(url, { headers: br });
+  assert.equal(first.headers.etag, tagged('br4'));
+  assert.deepEqual(first.body, fastQuality('br', PAGE));
+  // the background upgrade: a few short polls until the kept variant is Brotli 11, tagged br11
+  let upgraded = first;
+  await until(async () => (upgraded = await h2(url, { headers: br })).headers.etag !== first.headers.etag, 'the Brotli 11 variant', 5000);
+  assert.equal(upgraded.headers.etag, tagged('br11'));
+  assert.deepEqual(upgraded.body, highQuality('br', PAGE));
+  assert.notDeepEqual(upgraded.body, first.body, 'other bytes, other tag');
+  // If-None-Match with the br11 tag: 304 naming it
+  const held = await h1(url, { headers: { ...br, 'if-none-match': tagged('br11') } });
+  assert.equal(held.status, 304);
+  assert.equal(held.headers.etag, tagged('br11'));
+  // with the br4 tag: those bytes are gone, so the 200 with the new tag and bytes
+  const stale = await h1(url, { headers: { ...br, 'if-none-match': tagged('br4') } });
+  assert.equal(stale.status, 200);
+  assert.equal(stale.headers.etag, tagged('br11'));
+  assert.deepEqual(stale.body, upgraded.body);
+  // with the level-less tag of earlier versions: a 200 as well
+  assert.equal((await h2(url, { headers: { ...br, 'if-none-match': `${identity.slice(0, -1)}-br"` } })).status, 200);
+});
+
+test('a rewritten precompressed sibling gets a new tag, though the file did not change', async () => {
+  const url = `${outpost.url}/lib.js`;
+  const sibling = join(tmp, 'site', 'lib.js.br');
+  const br = { 'accept-encoding': 'br' };
+  const before = await h2(url, { headers: br });
+  assert.deepEqual(before.body, SCRIPT_BR);
+  assert.match(before.headers.etag as string, new RegExp(`-${siblingToken('br', sibling).replace(/\./g, '\\.')}"$`));
+  // a build step writes the sibling again, at another quality
+  const rewritten = zlib.brotliCompressSync(SCRIPT, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } });
+  assert.notDeepEqual(rewritten, SCRIPT_BR);
+  writeFileSync(sibling, rewritten);
+  const after = await h2(url, { headers: { ...br, 'if-none-match': before.headers.etag as string } });
+  assert.equal(after.status, 200, 'the bytes the old tag named are gone');
+  assert.deepEqual(after.body, rewritten);
+  assert.notEqual(after.headers.etag, before.headers.etag);
+  assert.match(after.headers.etag as string, new RegExp(`-${siblingToken('br', sibling).replace(/\./g, '\\.')}"$`));
+  assert.equal((await h2(url, { headers: { ...br, 'if-none-match': after.headers.etag as string } })).status, 304);
 });

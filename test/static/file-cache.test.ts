@@ -11,7 +11,7 @@ import { isOutpostError } from '../../src/errors.ts';
 
 const context = (path: string, headers: Record<string, string> = {}): Context => ({
   method: 'GET', scheme: 'https', authority: 'localhost', host: 'localhost', target: path, path, query: '', headers,
-  remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2', body: Readable.from([]),
+  remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2', body: Readable.from([]), hasBody: false,
   signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
 });
 

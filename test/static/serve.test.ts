@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +10,8 @@ import type { StaticOptions } from '../../src/config/schema.ts';
 import type { Handler, Stage } from '../../src/pipeline/compose.ts';
 import { isFileBody, type Context, type Reply } from '../../src/pipeline/context.ts';
 import { createStaticStage } from '../../src/static/serve.ts';
+import { createEncodedStore } from '../../src/static/encoded.ts';
+import { createFileCache } from '../../src/static/file-cache.ts';
 
 /*
  * The stage called directly with a Context built here, over a temp tree:
@@ -72,7 +74,7 @@ function context(path: string, init: { method?: string; headers?: Record<string,
     method: init.method ?? 'GET', scheme: 'https', authority: 'localhost', host: 'localhost',
     target: path + query, path, query, headers: init.headers ?? {},
     remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2',
-    body: Readable.from([]), signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
+    body: Readable.from([]), hasBody: false, signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
   };
 }
 
@@ -383,5 +385,52 @@ describe('static stage: mounts and options', () => {
     const s = createStaticStage(options({ index: 'default.htm' }), { fallthrough: false });
     assert.equal((await run(s, '/docs/')).body?.toString(), 'default');
     rmSync(join(site, 'docs', 'default.htm'));
+  });
+});
+
+describe('static stage: variants for the compression stage', () => {
+  const CSS = Buffer.from('body { color: black; }\n'.repeat(100));
+  const tokenOf = (file: string) => {
+    const stats = statSync(file);
+    return `br.${stats.size.toString(16)}.${Math.floor(stats.mtimeMs).toString(16)}`;
+  };
+
+  test('a sibling comes with a token of its own bytes; a kept encoding with the token it was kept with', async () => {
+    const root = mkdtempSync(join(tmp, 'variants-'));
+    writeFileSync(join(root, 'app.css'), CSS);
+    utimesSync(join(root, 'app.css'), MTIME, MTIME);
+    writeFileSync(join(root, 'app.css.br'), 'brotli bytes, version 1');
+    const s = createStaticStage(options({ root }), { fallthrough: false, encoded: createEncodedStore(1024 * 1024) });
+    const reply = await s(context('/app.css'), next);
+    assert.ok(isFileBody(reply.body));
+    await reply.body.handle.close();
+    const variants = reply.variants!;
+
+    const sibling = await variants.get('br');
+    assert.ok(sibling && isFileBody(sibling.body));
+    await sibling.body.handle.close();
+    assert.equal(sibling.token, tokenOf(join(root, 'app.css.br')), 'coding, size and mtime of the sibling');
+    // rewritten: another token, though the file (and its ETag) did not change
+    writeFileSync(join(root, 'app.css.br'), 'brotli bytes, version two');
+    const rewritten = await variants.get('br');
+    assert.ok(rewritten && isFileBody(rewritten.body));
+    await rewritten.body.handle.close();
+    assert.notEqual(rewritten.token, sibling.token);
+    assert.equal(rewritten.token, tokenOf(join(root, 'app.css.br')));
+
+    assert.equal(await variants.get('gzip'), undefined, 'no sibling, nothing kept');
+    variants.put!('gzip', Buffer.from('fast'), 'gzip6');
+    assert.deepEqual(await variants.get('gzip'), { body: Buffer.from('fast'), token: 'gzip6' });
+    variants.put!('gzip', Buffer.from('best'), 'gzip9'); // the upgrade replaces it
+    assert.deepEqual(await variants.get('gzip'), { body: Buffer.from('best'), token: 'gzip9' });
+  });
+
+  test('a 304 offers the variants too, with the identity body when it is in memory', async () => {
+    const files = createFileCache({ maxSize: 1024 * 1024, maxFileSize: 64 * 1024 });
+    const s = createStaticStage(options(), { fallthrough: false, files });
+    const first = await s(context('/hello.txt'), next);
+    const notModified = await s(context('/hello.txt', { headers: { 'if-none-match': first.headers.etag as string } }), next);
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.variants?.identity?.toString(), HELLO, 'the size tells whether its 200 varies');
   });
 });
