@@ -16,7 +16,7 @@ export interface ServeInput {
   readonly age: number;
   /** Our Cache-Status entry. */
   readonly cacheStatus: string;
-  /** Encoded forms of the body, for the compression stage (full 200 GET responses only). */
+  /** Encoded forms of the body, for the compression stage (stored 200s, GET and HEAD). */
   readonly variants?: Variants;
 }
 
@@ -37,12 +37,12 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
     const facts = view.facts;
     // §4.3.2: If-Modified-Since is compared with Last-Modified, or with Date when there is none.
     const precondition = evaluatePreconditions(ctx.headers, { etag: facts.etag, lastModified: facts.lastModified ?? facts.date });
-    if (precondition === 'not-modified') return { status: 304, headers: notModifiedHeaders(headers), body: null };
+    if (precondition === 'not-modified') return { status: 304, headers: notModifiedHeaders(headers), body: null, variants };
     if (precondition === 'failed') return textReply(412, 'Precondition Failed', { 'cache-status': headers['cache-status'] as string });
   }
 
   headers['content-length'] = body.length;
-  if (ctx.method === 'HEAD') return { status, headers, body: null };
+  if (ctx.method === 'HEAD') return { status, headers, body: null, variants };
   const range = ctx.headers.range;
   const ifRange = ctx.headers['if-range'];
   if (status === 200 && range !== undefined && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, { etag: view.facts.etag, lastModified: view.facts.lastModified })) {

@@ -103,8 +103,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   };
 
   function serve(ctx: Context, found: Found, view: StoredView, age: number, params: string): Reply {
-    const full = ctx.method === 'GET' && found.meta.status === 200;
-    return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: full ? engine.variants(found) : undefined });
+    return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: found.meta.status === 200 ? engine.variants(found) : undefined });
   }
 
   // ---- methods the cache does not answer -------------------------------------------------------
@@ -397,12 +396,12 @@ function fetchContext(ctx: Context, extra?: Record<string, string>): Context {
   const headers: IncomingHttpHeaders = {};
   for (const field in ctx.headers) if (!CONDITIONAL.has(field) && field !== 'content-length' && field !== 'transfer-encoding') headers[field] = ctx.headers[field] as string;
   if (extra !== undefined) Object.assign(headers, extra);
-  return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), signal: new AbortController().signal };
+  return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), hasBody: false, signal: new AbortController().signal };
 }
 
 /** A background revalidation: nobody waits on it, nothing of the client's connection is used. */
 function detachedContext(ctx: Context): Context {
-  return { ...ctx, method: 'GET', body: EMPTY_BODY(), signal: new AbortController().signal, sendInformational: undefined, notes: new Map() };
+  return { ...ctx, method: 'GET', body: EMPTY_BODY(), hasBody: false, signal: new AbortController().signal, sendInformational: undefined, notes: new Map() };
 }
 
 /** §4.3.1: the stored validators as request preconditions. */

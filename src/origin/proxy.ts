@@ -26,7 +26,8 @@ const REQUEST_DROP = new Set([
   'expect', // 100-continue is answered (or not) by this hop; undici refuses to forward it
 ]);
 
-const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
+/** Methods retried on another upstream after a connect failure: idempotent (RFC 9110 §9.2.2). */
+const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE', 'PUT']);
 
 /** Connection failures: nothing was sent, so an idempotent request may try the next upstream. */
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -108,12 +109,12 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 
   async function forward(ctx: Context, upstream: (typeof upstreams)[number]): Promise<Reply> {
     const headers = { ...endToEnd(ctx.headers, REQUEST_DROP), host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
-    const hasBody = !METHODS_WITHOUT_BODY.has(ctx.method) || ctx.headers['content-length'] !== undefined || ctx.headers['transfer-encoding'] !== undefined;
     const response = await upstream.pool.request({
       method: ctx.method as 'GET',
       path: upstream.basePath + ctx.target,
       headers,
-      body: hasBody ? ctx.body : undefined,
+      // Only what the client sent: a stream that already ended would never end again for undici (h2 END_STREAM).
+      body: ctx.hasBody ? ctx.body : undefined,
       signal: ctx.signal,
       // A closure only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
       onInfo: ctx.sendInformational === undefined ? undefined : (info) => forwardInformational(ctx, info),
@@ -128,7 +129,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
     if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') throw clientError.methodNotAllowed();
     const first = next++ % upstreams.length;
-    const idempotent = METHODS_WITHOUT_BODY.has(ctx.method);
+    const idempotent = RETRYABLE.has(ctx.method);
     for (let attempt = 0; ; attempt++) {
       const upstream = pick(first, attempt);
       try {

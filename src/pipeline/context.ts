@@ -28,6 +28,11 @@ export interface Context {
   readonly httpVersion: string;
   /** The request body. Empty-ended for requests that carry none. */
   readonly body: Readable;
+  /**
+   * Whether the request carries content: HTTP/2 without END_STREAM on its HEADERS, HTTP/1.1 with
+   * a non-zero Content-Length or chunked. A request without content is forwarded without any.
+   */
+  readonly hasBody: boolean;
   /** Aborted when the client goes away before the response is finished. */
   readonly signal: AbortSignal;
   /** process.hrtime.bigint() at arrival. */

@@ -37,8 +37,8 @@ function headerListSize(headers: IncomingHttpHeaders): number {
 }
 
 /** Bodies are limited only when the request has one, so the GET hit path pays nothing. */
-function withBodyLimits(ctx: Context, hasBody: boolean, limits: Config['limits']): Context {
-  if (!hasBody) return ctx;
+function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
+  if (!ctx.hasBody) return ctx;
   const length = ctx.headers['content-length'];
   if (length !== undefined && Number(length) > limits.maxBodySize) {
     throw clientError.tooLarge(`request body over ${limits.maxBodySize} bytes`);
@@ -120,7 +120,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     let ctx: Context;
     try {
       if (headerListSize(headers) > limits.maxHeaderSize) throw clientError.headersTooLarge();
-      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), !stream.endAfterHeaders, limits);
+      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), limits);
     } catch (err) {
       respondHttp2(stream, method, errorReply(err));
       return;
@@ -151,8 +151,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     const method = req.method ?? 'GET';
     let ctx: Context;
     try {
-      const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-      ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), hasBody, limits);
+      ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), limits);
     } catch (err) {
       respondHttp1(res, method, errorReply(err));
       return;

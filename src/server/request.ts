@@ -117,6 +117,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     remotePort: socket?.remotePort ?? 0,
     httpVersion: '2',
     body: stream as unknown as Readable,
+    hasBody: !stream.endAfterHeaders,
     get signal() { return abort.signal; },
     startedAt: process.hrtime.bigint(),
     sendInformational: sendInformationalHttp2,
@@ -161,6 +162,7 @@ export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, sche
     remotePort: req.socket.remotePort ?? 0,
     httpVersion: req.httpVersion,
     body: req,
+    hasBody: req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined,
     get signal() { return abort.signal; },
     startedAt: process.hrtime.bigint(),
     // RFC 9110 §15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client."
