@@ -91,6 +91,12 @@ const cacheRouteOptions = z.strictObject({
    * requester receives.
    */
   storeSetCookie: z.boolean().default(false),
+  /**
+   * false (default): a response to a request with Cookie or Authorization is stored only with
+   * explicit freshness (max-age, s-maxage, Expires, public), never on a heuristic from
+   * Last-Modified: such pages are often personal (cache deception: `/account.php/x.css`).
+   */
+  heuristicWithCredentials: z.boolean().default(false),
 });
 
 const routeSchema = z.strictObject({
@@ -177,15 +183,27 @@ export const configSchema = z.strictObject({
     maxFileSize: size('256KB'),
   }).prefault({}),
   cache: z.strictObject({
-    /** memory (per process, LRU by bytes) or a redis:// URL for a tier shared by several nodes. */
-    store: z.string().default('memory').refine((v) => v === 'memory' || /^rediss?:\/\/[^\s]+$/.test(v),
-      { error: (i) => `expected "memory" or a redis:// URL, got ${JSON.stringify(i.input)}` }),
+    /** memory (per process, LRU by bytes), a redis:// URL for a tier shared by several nodes, or a sqlite:// file for a disk tier that survives restarts. */
+    store: z.string().default('memory').refine((v) => v === 'memory' || /^rediss?:\/\/[^\s]+$/.test(v) || /^sqlite:\/\/[^\s?#]+$/.test(v),
+      { error: (i) => `expected "memory", a redis:// URL, sqlite:///absolute/path.db or sqlite://relative/path.db, got ${JSON.stringify(i.input)}` }),
     /** 512 MB of bodies and variants in memory. */
     maxSize: size('512MB'),
     /** Larger responses stream through uncached. */
     maxObjectSize: size('16MB'),
-    /** Serve stale for this long when the origin is down (on top of stale-if-error), like Varnish grace. */
-    grace: duration('0s'),
+    /**
+     * Serve stale for this long when the origin is down or failing (on top of stale-if-error):
+     * 10 s like Varnish's default grace. RFC 9111 §4.2.4 allows stale when disconnected; never
+     * where must-revalidate, proxy-revalidate, s-maxage or no-cache forbid it.
+     */
+    grace: duration('10s'),
+    /**
+     * RFC 9213 targeted fields this cache obeys instead of Cache-Control and Expires, first present
+     * wins: the origin can tell its CDN one lifetime and browsers another.
+     */
+    targeted: z.array(z.string().trim().toLowerCase().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` }))
+      .default(['outpost-cache-control', 'cdn-cache-control']),
+    /** Response fields for this cache only, never sent to clients (targeted fields, purge tags). [] sends them all. */
+    hideHeaders: z.array(z.string().trim().toLowerCase()).default(['outpost-cache-control', 'cdn-cache-control', 'cache-tag', 'surrogate-key']),
   }).prefault({}),
   compression: z.strictObject({
     /** Our preference when the client's q-values tie. */

@@ -2,7 +2,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { brotliDecompressSync } from 'node:zlib';
-import { h1, h2, h2session, h2request, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { h1, h2, h2session, h2request, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { redisSkipReason, startRedis, type TestRedis } from '../helpers/redis.ts';
 
 /**
@@ -13,6 +13,8 @@ type Route = (req: IncomingMessage, res: ServerResponse, n: number) => void;
 const routes = new Map<string, Route>();
 let origin: TestOrigin;
 let outpost: RunningOutpost;
+/** The cache's clock: freshness runs out when a test says so, not by sleeping. */
+const clock = testClock();
 const TOKEN = 'test-admin-token-0123456789';
 
 const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
@@ -33,9 +35,10 @@ before(async () => {
       res.writeHead(404, { 'content-type': 'text/plain' });
       return void res.end('no route');
     }
+    res.setHeader('date', clock.dateHeader());
     handler(req, res, count(req.url ?? ''));
   });
-  outpost = await startOutpost({ admin: { token: TOKEN }, cache: { grace: '0s' }, sites: [{ hosts: ['*'], origin: origin.url }] });
+  outpost = await startOutpost({ admin: { token: TOKEN }, cache: { grace: '0s' }, sites: [{ hosts: ['*'], origin: origin.url }] }, { now: clock.now });
 });
 
 after(async () => {
@@ -122,7 +125,7 @@ test('a stale response is revalidated: the 304 refreshes the stored headers and 
     res.end('original body');
   });
   await h2(`${outpost.url}${path}`);
-  await sleep(1100);
+  clock.advance(1100); // the stored response is now stale
   const revalidated = await h2(`${outpost.url}${path}`);
   assert.equal(revalidated.status, 200);
   assert.equal(revalidated.body.toString(), 'original body');
@@ -206,7 +209,7 @@ test('stale-while-revalidate: the stale response is served at once and revalidat
     setTimeout(() => { res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=30' }); res.end(`swr #${n}`); }, n > 1 ? 1000 : 0);
   });
   await h2(`${outpost.url}${path}`);
-  await sleep(1100);
+  clock.advance(1100); // the stored response is now stale
   const started = Date.now();
   const [a, b] = await Promise.all([h2(`${outpost.url}${path}`), h1(`${outpost.url}${path}`)]);
   assert.ok(Date.now() - started < 700, 'served without waiting for the origin');
@@ -225,7 +228,7 @@ test('stale-if-error: a failing origin gets the stale response served; must-reva
     res.end('still good');
   });
   await h2(`${outpost.url}${path}`);
-  await sleep(1100);
+  clock.advance(1100); // the stored response is now stale
   const stale = await h2(`${outpost.url}${path}`);
   assert.equal(stale.status, 200);
   assert.equal(stale.body.toString(), 'still good');
@@ -237,17 +240,17 @@ test('stale-if-error: a failing origin gets the stale response served; must-reva
     res.end('strict');
   });
   await h2(`${outpost.url}${strict}`);
-  await sleep(1100);
+  clock.advance(1100); // the stored response is now stale
   assert.equal((await h2(`${outpost.url}${strict}`)).status, 503);
 });
 
 test('stale-if-error with the origin stopped, and the configured grace period', async () => {
-  const down = await startOrigin((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=1' }); res.end('graceful'); });
-  const graceful = await startOutpost({ cache: { grace: '1m' }, sites: [{ hosts: ['*'], origin: down.url }] });
+  const down = await startOrigin((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=1', date: clock.dateHeader() }); res.end('graceful'); });
+  const graceful = await startOutpost({ cache: { grace: '1m' }, sites: [{ hosts: ['*'], origin: down.url }] }, { now: clock.now });
   try {
     await h2(`${graceful.url}/g`);
     await down.close();
-    await sleep(1100);
+    clock.advance(1100); // the stored response is now stale
     const res = await h2(`${graceful.url}/g`);
     assert.equal(res.status, 200);
     assert.equal(res.body.toString(), 'graceful');

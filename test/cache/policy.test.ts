@@ -64,7 +64,7 @@ test('freshness lifetime (RFC 9111 §4.2.1, §4.2.2, §5.3; RFC 9213)', () => {
 });
 
 test('age (RFC 9111 §4.2.3): Age, apparent age, response delay and resident time; malformed Age ignored', () => {
-  const stored = (age: string | undefined, date: number) => ({ headers: age === undefined ? {} : { age }, requestTime: NOW - 2000, responseTime: NOW });
+  const stored = (age: string | undefined, _date: number) => ({ headers: age === undefined ? {} as Record<string, string> : { age }, requestTime: NOW - 2000, responseTime: NOW });
   assert.equal(initialAge(stored('100', NOW), NOW), 102, 'Age + the 2 s the request took');
   assert.equal(initialAge(stored(undefined, NOW - 30_000), NOW - 30_000), 30, 'the Date lies 30 s in the past');
   assert.equal(initialAge(stored('7200.0', NOW), NOW), 2, '"7200.0" is no delta-seconds (§5.1)');

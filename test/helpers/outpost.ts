@@ -165,15 +165,21 @@ export async function startOrigin(handler: (req: IncomingMessage, res: ServerRes
   };
 }
 
-/** A clock for the cache that tests move by hand: freshness runs out without sleeping. */
+/**
+ * A clock for the cache that tests move forward by hand, so freshness runs out without sleeping.
+ * It runs with real time plus what was advanced; origins in such tests send `Date` from it too
+ * (`dateHeader()`), or the jump would show up as the response's apparent age (RFC 9111 §4.2.3).
+ */
 export interface TestClock {
   readonly now: () => number;
   advance(ms: number): void;
+  dateHeader(): string;
 }
 
-export function testClock(start = Date.now()): TestClock {
-  let at = start;
-  return { now: () => at, advance: (ms) => { at += ms; } };
+export function testClock(): TestClock {
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  return { now, advance: (ms) => { offset += ms; }, dateHeader: () => new Date(now()).toUTCString() };
 }
 
 export const readFixture = (path: string) => readFileSync(path);
