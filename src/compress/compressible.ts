@@ -33,19 +33,6 @@ export function isCompressibleType(contentType: unknown): boolean {
   return result;
 }
 
-const NO_TRANSFORM = /(?:^|,)\s*no-transform\s*(?:,|$)/i;
-
-/**
- * Cache-Control: no-transform, in a request or a response: "An intermediary MUST NOT transform the
- * content" (RFC 9111 §5.2.2.6 for responses, §5.2.1.6 for requests), and a content coding is a
- * transformation (RFC 9110 §7.7).
- */
-export function hasNoTransform(cacheControl: unknown): boolean {
-  if (typeof cacheControl === 'string') return NO_TRANSFORM.test(cacheControl);
-  if (Array.isArray(cacheControl)) return cacheControl.some((v) => typeof v === 'string' && NO_TRANSFORM.test(v));
-  return false;
-}
-
 /** A Content-Encoding other than identity is present: the content is already coded. */
 export function hasContentEncoding(value: unknown): boolean {
   if (value === undefined) return false;

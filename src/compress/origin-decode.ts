@@ -5,6 +5,7 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { createDecoder, DECODABLE, readableOf } from './encoders.ts';
+import { isNoContentStatus } from '../http/status.ts';
 
 /**
  * The origin side of compression: ask the origin for every coding we can decode, and turn what it
@@ -34,7 +35,6 @@ export interface OriginDecodeOptions {
 }
 
 const ASK_ORIGIN = 'br, zstd, gzip';
-const NO_CONTENT = (status: number) => status < 200 || status === 204 || status === 304;
 
 export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
   const max = options.maxDecodedSize;
@@ -57,7 +57,7 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     const headers = withoutCoding(reply.headers, true);
     const declared = reply.headers['content-length'];
     const empty = declared === 0 || declared === '0';
-    if (reply.body === null || ctx.method === 'HEAD' || NO_CONTENT(reply.status) || empty) {
+    if (reply.body === null || ctx.method === 'HEAD' || isNoContentStatus(reply.status) || empty) {
       return { ...reply, headers };
     }
     const limiter = createLimit(max);

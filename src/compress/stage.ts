@@ -6,7 +6,10 @@ import { disposeBody, isFileBody, type Context, type Encoding, type Reply, type 
 import { textReply } from '../pipeline/reply.ts';
 import { publishError } from '../observability/channels.ts';
 import { createNegotiator, type Choice } from './negotiate.ts';
-import { hasContentEncoding, hasNoTransform, isCompressibleType } from './compressible.ts';
+import { hasContentEncoding, isCompressibleType } from './compressible.ts';
+import { hasNoTransform } from '../http/cache-control.ts';
+import { notModifiedHeaders } from '../http/not-modified.ts';
+import { isNoContentStatus } from '../http/status.ts';
 import { createEncoder, encodeBuffer, readFileBody, readableOf, tokenOf } from './encoders.ts';
 import { createUpgradeQueue } from './upgrades.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
@@ -66,8 +69,6 @@ const UPGRADES = {
   /** 64 MB of identity bodies may wait; beyond that variants stay at fast quality. */
   maxQueuedBytes: 64 * 1024 * 1024,
 };
-/** What a 304 keeps (RFC 9110 §15.4.5), plus the headers proxies and caches add to every response. */
-const RETAINED_304 = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'age', 'via', 'cache-status'];
 /** Fields that describe the identity bytes and are wrong for coded ones. */
 const IDENTITY_ONLY = ['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest'];
 /** The token of what this stage encodes when nothing is stored (streams, first requests): `br4`. */
@@ -207,7 +208,7 @@ export function createCompressStage(options: CompressOptions): Stage {
         disposeBody(reply.body);
         if (stored !== undefined) disposeBody(stored.body);
         ctx.notes.set('compress', '304');
-        return { status: 304, headers: notModifiedHeaders(headers, held), body: null };
+        return { status: 304, headers: notModifiedFor(headers, held), body: null };
       }
     }
 
@@ -225,7 +226,7 @@ export function createCompressStage(options: CompressOptions): Stage {
 function untouched(ctx: Context, reply: Reply): string | null {
   const h = reply.headers;
   const status = reply.status;
-  return status < 200 || status === 204 || status === 304 ? 'no-content' // §6.4.1: these never carry content
+  return isNoContentStatus(status) ? 'no-content' // RFC 9110 §6.4.1: these never carry content
     : status === 206 ? 'partial' // a slice of the identity bytes: ranges are never served coded
     : hasContentEncoding(h['content-encoding']) ? 'encoded' // already coded (a coding the origin stage does not decode)
     : hasNoTransform(h['cache-control']) ? 'no-transform' // RFC 9111 §5.2.2.6: the origin forbids it
@@ -300,9 +301,9 @@ function setLength(headers: OutgoingHttpHeaders, body: Exclude<ReplyBody, null>)
   else delete headers['content-length'];
 }
 
-function notModifiedHeaders(headers: OutgoingHttpHeaders, etag: string): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name of RETAINED_304) if (headers[name] !== undefined) out[name] = headers[name];
+/** The 304 for the 200 this stage would send, naming the tag the client holds. */
+function notModifiedFor(headers: OutgoingHttpHeaders, etag: string): OutgoingHttpHeaders {
+  const out = notModifiedHeaders(headers);
   out.etag = etag;
   return out;
 }

@@ -1,3 +1,4 @@
+import { matchesTagList } from '../http/conditional.ts';
 import type { Encoding } from '../pipeline/context.ts';
 
 /**
@@ -43,12 +44,6 @@ export function suffixTag(etag: string, token: string): string {
   return etag.endsWith('"') && etag.length >= 2 ? `${etag.slice(0, -1)}-${token}"` : etag;
 }
 
-/** The opaque part of an entity-tag (`W/"abc"` → `abc`), or undefined when it is not one. */
-export function opaqueTag(etag: string): string | undefined {
-  const start = etag.startsWith('W/"') ? 3 : etag.startsWith('"') ? 1 : -1;
-  return start !== -1 && etag.length > start && etag.endsWith('"') ? etag.slice(start, -1) : undefined;
-}
-
 /**
  * If-None-Match with the identity form added after each tag that ends in `-<token>` for one of
  * `tokens` (the final ones, see above), or undefined when nothing changes (so the request passes
@@ -78,13 +73,7 @@ function withoutSuffix(opaque: string, tokens: readonly string[]): string | unde
  * first candidate that the client listed (`*` lists them all), or undefined.
  */
 export function matchingTag(value: string, candidates: readonly string[]): string | undefined {
-  if (value.trim() === '*') return candidates[0];
-  const listed = new Set<string>();
-  for (const m of value.matchAll(ENTITY_TAG)) listed.add(m[2]);
-  return candidates.find((tag) => {
-    const opaque = opaqueTag(tag);
-    return opaque !== undefined && listed.has(opaque);
-  });
+  return candidates.find((tag) => matchesTagList(value, tag, false));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { Readable, type Writable } from 'node:stream';
+import { hasNoContent } from '../http/status.ts';
 import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
 import { publishError } from '../observability/channels.ts';
 
@@ -22,9 +23,6 @@ function http2Headers(status: number, source: Readonly<OutgoingHttpHeaders>): Ou
   return headers;
 }
 
-/** HEAD and statuses that never carry content (RFC 9110 §6.4.1). */
-const hasNoContent = (method: string, status: number) =>
-  method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
 
 /**
  * source.pipe(destination) with the failure paths stream.pipeline would give, without its cost: pipeline

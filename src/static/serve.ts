@@ -13,6 +13,7 @@ import type { FileCache } from './file-cache.ts';
 import {
   evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
 } from '../http/conditional.ts';
+import { contentRange, unsatisfiableRange } from '../http/range.ts';
 import { isFingerprinted, mapRequestPath, type Refusal } from './path.ts';
 
 export interface StaticStageOptions {
@@ -202,7 +203,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
       ? parseRange(ctx.headers.range, size)
       : FULL;
     if (range.kind === 'unsatisfiable') {
-      return textReply(416, 'Range Not Satisfiable', { 'content-range': `bytes */${size}` });
+      return unsatisfiableRange(size);
     }
 
     headers['content-type'] = typeOf(name ?? '');
@@ -215,7 +216,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
       status = 206;
       offset = range.start;
       length = range.end - range.start + 1;
-      headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+      headers['content-range'] = contentRange(range.start, range.end, size);
     }
     headers['content-length'] = length;
     const variants = status === 200 ? variantsFor(file, stats, validators.etag, inMemory ? content : undefined) : undefined;

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNegotiator, parseAcceptEncoding } from '../../src/compress/negotiate.ts';
-import { hasContentEncoding, hasNoTransform, isCompressibleType } from '../../src/compress/compressible.ts';
+import { hasContentEncoding, isCompressibleType } from '../../src/compress/compressible.ts';
+import { hasNoTransform } from '../../src/http/cache-control.ts';
 import type { Encoding } from '../../src/pipeline/context.ts';
 
 // Accept-Encoding in, (coding, identity acceptable) out, with our order br, zstd, gzip.
