@@ -33,6 +33,12 @@ export type FlightResult =
 export interface Flight {
   /** Resolves once, when the leader knows the outcome (headers, not the whole body). */
   readonly outcome: Promise<FlightResult>;
+  /**
+   * Interest in the outcome, counted per client (the leader's holds one from the start): when every
+   * client that waits has gone away before the origin answered, the fetch is abandoned.
+   */
+  hold(): void;
+  release(): void;
 }
 
 export interface Leader extends Flight {
@@ -44,8 +50,11 @@ export interface Leader extends Flight {
 
 export interface Flights {
   get(key: string): Flight | undefined;
-  /** Starts a flight for `key`; the caller must make sure none is in the air. */
-  start(key: string): Leader;
+  /**
+   * Starts a flight for `key` (the caller makes sure none is in the air), held once for the
+   * leader's client; `abandon` runs if all interest is released before it settles.
+   */
+  start(key: string, abandon: () => void): Leader;
   readonly size: number;
 }
 
@@ -53,12 +62,17 @@ export function createFlights(): Flights {
   const inflight = new Map<string, Flight>();
   return {
     get: (key) => inflight.get(key),
-    start(key) {
+    start(key, abandon) {
       let resolve!: (result: FlightResult) => void;
       const outcome = new Promise<FlightResult>((r) => { resolve = r; });
       let settled = false;
+      let interest = 1;
       const leader: Leader = {
         outcome,
+        hold() { interest++; },
+        release() {
+          if (--interest === 0 && !settled) abandon();
+        },
         settle(result) {
           if (settled) return;
           settled = true;

@@ -142,11 +142,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   }
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
-    const leader = engine.flights.start(primary);
+    const fetch = new AbortController();
+    const leader = startFlight(ctx, primary, fetch);
     const requestTime = engine.now();
     let reply: Reply;
     try {
-      reply = await fetchOrigin(fetchContext(ctx), params);
+      reply = await fetchOrigin(fetchContext(ctx, fetch.signal), params);
     } catch (error) {
       leader.settle({ kind: 'error', error });
       throw error;
@@ -157,7 +158,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   /** Waits on the leader's fetch, then reads its body (or looks again, or goes alone). */
   async function join(ctx: Context, request: Directives, primary: string, flight: Flight, params: string): Promise<Reply> {
     stats.coalesced++;
-    const result = await flight.outcome;
+    const result = await waitFor(ctx, flight);
     const collapsed = `${params}; collapsed`;
     switch (result.kind) {
       case 'error':
@@ -199,6 +200,25 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     readonly leader?: Leader;
     /** The stale response this fetch replaces, if any. */
     readonly replaces?: Found;
+  }
+
+  /**
+   * A flight led by this client's request. The fetch has its own abort signal: it goes on when this
+   * client leaves while others wait (and, once the body flows, while it is being stored); it is
+   * abandoned only when every client waiting for the answer has gone.
+   */
+  function startFlight(ctx: Context, primary: string, fetch: AbortController): Leader {
+    const leader = engine.flights.start(primary, () => fetch.abort());
+    ctx.signal.addEventListener('abort', () => leader.release(), { once: true });
+    return leader;
+  }
+
+  /** The flight's outcome; this client's interest counts while it waits. */
+  function waitFor(ctx: Context, flight: Flight) {
+    flight.hold();
+    const release = () => flight.release();
+    ctx.signal.addEventListener('abort', release, { once: true });
+    return flight.outcome.finally(() => ctx.signal.removeEventListener('abort', release));
   }
 
   /** A full response from the origin: store it when allowed, and answer the client from it. */
@@ -296,10 +316,11 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         throw error;
       }
     }
-    const leader = engine.flights.start(found.primary);
+    const fetch = new AbortController();
+    const leader = startFlight(ctx, found.primary, fetch);
     stats.revalidations++;
     const requestTime = engine.now();
-    const conditional = fetchContext(ctx, validatorsOf(view));
+    const conditional = fetchContext(ctx, fetch.signal, validatorsOf(view));
     let reply: Reply;
     try {
       reply = await origin(conditional);
@@ -318,7 +339,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       }
       // §4.3.4: the 304 is about another representation: fetch the full response.
       try {
-        reply = await fetchOrigin(fetchContext(ctx), params);
+        reply = await fetchOrigin(fetchContext(ctx, fetch.signal), params);
       } catch (error) {
         leader.settle({ kind: 'error', error });
         throw error;
@@ -388,15 +409,14 @@ const pragmaNoCache = (ctx: Context, request: Directives) =>
 
 /**
  * A GET meant to produce a full, storable response: the client's conditionals and Range stay home,
- * and so does any request body. Its own abort signal: the fetch outlives the client that started
- * it while anyone still wants the result (the shared body ends it when nobody does).
+ * and so does any request body. `signal` is the flight's (see startFlight), not the client's.
  */
-function fetchContext(ctx: Context, extra?: Record<string, string>): Context {
+function fetchContext(ctx: Context, signal: AbortSignal, extra?: Record<string, string>): Context {
   // Copied field by field: `delete` would turn the object into a slow dictionary for every later reader.
   const headers: IncomingHttpHeaders = {};
   for (const field in ctx.headers) if (!CONDITIONAL.has(field) && field !== 'content-length' && field !== 'transfer-encoding') headers[field] = ctx.headers[field] as string;
   if (extra !== undefined) Object.assign(headers, extra);
-  return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), hasBody: false, signal: new AbortController().signal };
+  return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), hasBody: false, signal };
 }
 
 /** A background revalidation: nobody waits on it, nothing of the client's connection is used. */
