@@ -83,7 +83,7 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
   };
 }
 
-/** Memory alone, or this process's memory in front of the shared Redis tier. */
+/** Memory alone, or this process's memory in front of the shared Redis tier or of this node's SQLite file. */
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
   const near = createMemoryStore({ maxSize: cache.maxSize, now });
   if (cache.store === 'memory') return near;

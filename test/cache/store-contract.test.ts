@@ -3,6 +3,13 @@ import assert from 'node:assert/strict';
 import type { CacheStore } from '../../src/cache/store/contract.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import { createRedisStore } from '../../src/cache/store/redis.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Keyv from 'keyv';
+import { createKeyvStore } from '../../src/cache/store/keyv.ts';
+import { createSqliteStore } from '../../src/cache/store/sqlite.ts';
+import { createTieredStore } from '../../src/cache/store/tiered.ts';
 import { redisSkipReason, startRedis, type TestRedis } from '../helpers/redis.ts';
 
 /** One suite, every adapter: memory and Redis must behave alike. */
@@ -59,6 +66,23 @@ function contract(name: string, make: () => Promise<CacheStore>, opts: { skip?: 
 }
 
 contract('memory', async () => createMemoryStore({ maxSize: 64 * 1024 * 1024 }));
+
+/** A fresh directory per store that needs a file, removed when the suites are done. */
+const dirs: string[] = [];
+const tempFile = async (name: string) => {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-store-'));
+  dirs.push(dir);
+  return join(dir, name);
+};
+after(async () => { for (const dir of dirs) await rm(dir, { recursive: true, force: true }); });
+
+contract('sqlite (Keyv + node:sqlite adapter)', async () => createSqliteStore({ url: `sqlite://${await tempFile('cache.db')}` }));
+contract('memory + sqlite (tiered, no pub/sub)', async () => createTieredStore({
+  near: createMemoryStore({ maxSize: 64 * 1024 * 1024 }),
+  far: createSqliteStore({ url: `sqlite://${await tempFile('cache.db')}` }),
+}));
+// Any Keyv store that keeps the values it is given: here Keyv's own default, a Map.
+contract('keyv (Map)', async () => createKeyvStore({ keyv: new Keyv({ serialize: undefined, deserialize: undefined }), name: 'keyv-map' }));
 
 const skip = redisSkipReason();
 let redis: TestRedis | undefined;

@@ -4,7 +4,8 @@ import type { RedisStore } from './redis.ts';
 
 export interface TieredStoreOptions {
   near: CacheStore;
-  far: RedisStore;
+  /** Redis (shared by nodes: invalidations go over its pub/sub) or a store only this node uses (a disk). */
+  far: RedisStore | CacheStore;
   /** How long a copy read from the far tier stays near (freshness is still decided per request). */
   nearTtlMs?: number;
   onError?: (err: unknown) => void;
@@ -16,7 +17,8 @@ const CHANNEL = 'invalidate';
  * Several nodes, one shared tier: reads try this process's memory first, then Redis (and keep a
  * near copy); writes and deletes go to both. Every write or delete is announced on a Redis
  * channel so the other nodes drop their near copies: a purge on any node purges every node.
- * A far tier that is down leaves the near tier working.
+ * A far tier that is down leaves the near tier working. A far tier without publish/subscribe
+ * (a disk store of this node's own) is the same two tiers with no one else to tell.
  */
 export async function createTieredStore(options: TieredStoreOptions): Promise<CacheStore> {
   const { near, far } = options;
@@ -24,10 +26,12 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
   const onError = options.onError ?? (() => {});
   const self = randomUUID();
 
+  const bus = 'publish' in far && 'subscribe' in far ? far : undefined;
+
   const announce = (keys: readonly string[] | '*') => {
-    far.publish(CHANNEL, JSON.stringify({ from: self, keys })).catch(onError);
+    bus?.publish(CHANNEL, JSON.stringify({ from: self, keys })).catch(onError);
   };
-  const unsubscribe = await far.subscribe(CHANNEL, (message) => {
+  const unsubscribe = !bus ? async () => {} : await bus.subscribe(CHANNEL, (message) => {
     try {
       const { from, keys } = JSON.parse(message) as { from: string; keys: string[] | '*' };
       if (from === self) return;
