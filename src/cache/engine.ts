@@ -134,6 +134,21 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
   const age = (found: Found, v: StoredView) => currentAge(v.initialAge, found.meta.responseTime, now());
   const ttlOf = (found: Pick<Found, 'meta'>, v: StoredView) => retentionMs({ facts: { ...v.facts, lifetime: v.lifetime }, age: currentAge(v.initialAge, found.meta.responseTime, now()), graceSeconds });
 
+  const variantsByRecord = new WeakMap<StoredResponse, Variants>();
+  function makeVariants(found: Found): Variants {
+    return {
+      identity: found.body,
+      get: async (coding: Encoding): Promise<StoredVariant | undefined> => {
+        const record = await safely(store.get<VariantMeta>(variantKey(found.key, coding)), undefined);
+        return record && typeof record.meta?.token === 'string' ? { body: record.body, token: record.meta.token } : undefined;
+      },
+      put: (coding: Encoding, body: Buffer, token: string) => {
+        const ttl = ttlOf(found, view(found));
+        if (ttl > 0) void safely(saveVariant(store, found, coding, body, token, ttl), undefined);
+      },
+    };
+  }
+
   async function markStale(keys: readonly string[]): Promise<number> {
     let count = 0;
     const at = now();
@@ -183,17 +198,10 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       return refreshed;
     },
     variants(found) {
-      return {
-        identity: found.body,
-        get: async (coding: Encoding): Promise<StoredVariant | undefined> => {
-          const record = await safely(store.get<VariantMeta>(variantKey(found.key, coding)), undefined);
-          return record && typeof record.meta?.token === 'string' ? { body: record.body, token: record.meta.token } : undefined;
-        },
-        put: (coding: Encoding, body: Buffer, token: string) => {
-          const ttl = ttlOf(found, view(found));
-          if (ttl > 0) void safely(saveVariant(store, found, coding, body, token, ttl), undefined);
-        },
-      };
+      // One per stored record: a hit does not build closures (the memory store hands back the same record).
+      let offered = variantsByRecord.get(found.meta);
+      if (offered === undefined) variantsByRecord.set(found.meta, offered = makeVariants(found));
+      return offered;
     },
     async invalidate(primaries) {
       for (const primary of primaries) {

@@ -104,6 +104,13 @@ export function invalidSeconds(directives: Directives, name: string): boolean {
   return directives.has(name) && seconds(directives, name) === undefined;
 }
 
-/** Whether a Cache-Control value lists `no-transform` (RFC 9111 §5.2.1.6, §5.2.2.6). */
-export const hasNoTransform = (value: FieldValue): boolean =>
-  value !== undefined && parseCacheControl(value).has('no-transform');
+const MENTIONS_NO_TRANSFORM = /no-transform/i;
+
+/**
+ * Whether a Cache-Control value lists `no-transform` (RFC 9111 §5.2.1.6, §5.2.2.6). Asked on every
+ * compressible response: a substring test first, the full parse only when the word is there.
+ */
+export function hasNoTransform(value: FieldValue): boolean {
+  const text = fieldText(value);
+  return text !== undefined && MENTIONS_NO_TRANSFORM.test(text) && parseCacheControl(text).has('no-transform');
+}
