@@ -238,8 +238,9 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     if (reason !== null) {
       if (reason !== 'request-no-store') engine.hitForMiss.remember(primary);
       leader?.settle({ kind: 'pass' });
-      // A stale copy superseded by a response that may not be stored must not be served again.
-      if (a.replaces !== undefined) await engine.invalidate([primary]);
+      // A stale copy superseded by a response that may not be stored must not be served again
+      // (unless it was only this request that asked for nothing to be stored).
+      if (a.replaces !== undefined && reason !== 'request-no-store') await engine.invalidate([primary]);
       if (wantsLess(ctx)) {
         // This fetch left out the client's Range / conditionals / HEAD: ask again with them.
         disposeBody(reply.body);

@@ -1,43 +1,31 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { brotliDecompressSync } from 'node:zlib';
-import { h1, h2, h2session, h2request, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { h1, h2, h2session, h2request, startOrigin, startOutpost, testClock, type RunningOutpost } from '../helpers/outpost.ts';
+import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 import { redisSkipReason, startRedis, type TestRedis } from '../helpers/redis.ts';
 
 /**
  * The cache through the real listener, against a real origin that counts what reaches it.
  * Each path names its behaviour; `count(path)` is how many requests the origin saw for it.
  */
-type Route = (req: IncomingMessage, res: ServerResponse, n: number) => void;
-const routes = new Map<string, Route>();
-let origin: TestOrigin;
+type Route = OriginRoute;
+let origin: RoutedOrigin;
 let outpost: RunningOutpost;
 /** The cache's clock: freshness runs out when a test says so, not by sleeping. */
 const clock = testClock();
 const TOKEN = 'test-admin-token-0123456789';
 
-const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
-const seenFor = (path: string) => origin.seen.filter((r) => r.url === path);
+const count = (path: string) => origin.count(path);
+const seenFor = (path: string) => origin.seenFor(path);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let unique = 0;
 const fresh = (name: string) => `/${name}-${++unique}`;
 
-function route(path: string, handler: Route): string {
-  routes.set(path, handler);
-  return path;
-}
+const route = (path: string, handler: Route) => origin.route(path, handler);
 
 before(async () => {
-  origin = await startOrigin((req, res) => {
-    const handler = routes.get(req.url ?? '');
-    if (!handler) {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      return void res.end('no route');
-    }
-    res.setHeader('date', clock.dateHeader());
-    handler(req, res, count(req.url ?? ''));
-  });
+  origin = await startRoutedOrigin({ date: clock.dateHeader });
   outpost = await startOutpost({ admin: { token: TOKEN }, cache: { grace: '0s' }, sites: [{ hosts: ['*'], origin: origin.url }] }, { now: clock.now });
 });
 

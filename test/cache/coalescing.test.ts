@@ -1,12 +1,13 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientHttp2Session } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { h2session, startOrigin, startOutpost, testCa, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { h2session, startOutpost, testCa, type RunningOutpost } from '../helpers/outpost.ts';
+import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 
 /**
  * Collapsed forwarding through the real listener (TLS, HTTP/2 and HTTP/1.1) against a real origin
@@ -16,33 +17,21 @@ import { h2session, startOrigin, startOutpost, testCa, type RunningOutpost, type
  *
  * Times are in ms since the start of each test (`t0`), from performance.now().
  */
-type Route = (req: IncomingMessage, res: ServerResponse, n: number) => void;
-const routes = new Map<string, Route>();
-let origin: TestOrigin;
+type Route = OriginRoute;
+let origin: RoutedOrigin;
 let outpost: RunningOutpost;
 const sessions: ClientHttp2Session[] = [];
 
-const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
-const seenFor = (path: string) => origin.seen.filter((r) => r.url === path);
+const count = (path: string) => origin.count(path);
+const seenFor = (path: string) => origin.seenFor(path);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let unique = 0;
 const fresh = (name: string) => `/${name}-${++unique}`;
 
-function route(path: string, handler: Route): string {
-  routes.set(path, handler);
-  return path;
-}
+const route = (path: string, handler: Route) => origin.route(path, handler);
 
 before(async () => {
-  origin = await startOrigin((req, res) => {
-    res.on('error', () => {}); // a client that leaves may reset the origin connection
-    const handler = routes.get(req.url ?? '');
-    if (!handler) {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      return void res.end('no route');
-    }
-    handler(req, res, count(req.url ?? ''));
-  });
+  origin = await startRoutedOrigin();
   outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
 });
 

@@ -1,28 +1,22 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { h1, h2, startOrigin, startOutpost, testClock, type RequestOptions, type RunningOutpost, type TestOrigin, type TestResponse } from '../helpers/outpost.ts';
+import { h1, h2, startOrigin, startOutpost, testClock, type RequestOptions, type RunningOutpost, type TestResponse } from '../helpers/outpost.ts';
+import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 
 /**
  * The cache's protocol behaviour through the real listener, each test for a bug a CDN cannot ship
  * with (found on 6d04436 by hand and by an HTTP caching conformance suite), over HTTP/2 and
  * HTTP/1.1. The origin counts what reaches it; the cache's clock is moved by hand.
  */
-type Route = (req: IncomingMessage, res: ServerResponse, n: number) => void;
-const routes = new Map<string, Route>();
+type Route = OriginRoute;
 const clock = testClock();
-let origin: TestOrigin;
+let origin: RoutedOrigin;
 let outpost: RunningOutpost;
 const TOKEN = 'conformance-admin-token-0123';
 
-const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
-const seenFor = (path: string) => origin.seen.filter((r) => r.url === path);
-let unique = 0;
-const path = (name: string, handler: Route) => {
-  const p = `/${name}-${++unique}`;
-  routes.set(p, handler);
-  return p;
-};
+const count = (path: string) => origin.count(path);
+const seenFor = (path: string) => origin.seenFor(path);
+const path = (name: string, handler: Route) => origin.fresh(name, handler);
 const clients: Array<[string, (url: string, options?: RequestOptions) => Promise<TestResponse>]> = [['h2', h2], ['h1', h1]];
 const get = (p: string, options?: RequestOptions, client = h2) => client(`${outpost.url}${p}`, options);
 const cacheStatus = (res: TestResponse) => String(res.headers['cache-status']);
@@ -32,15 +26,7 @@ const admin = async (body: unknown) => {
 };
 
 before(async () => {
-  origin = await startOrigin((req, res) => {
-    const handler = routes.get(req.url ?? '');
-    if (!handler) {
-      res.writeHead(404);
-      return void res.end('no route');
-    }
-    res.setHeader('date', clock.dateHeader());
-    handler(req, res, count(req.url ?? ''));
-  });
+  origin = await startRoutedOrigin({ date: clock.dateHeader });
   outpost = await startOutpost({ admin: { token: TOKEN }, sites: [{ hosts: ['*'], origin: origin.url, routes: [{ path: '/other-route/', origin: origin.url }] }] }, { now: clock.now });
 });
 
@@ -261,8 +247,7 @@ test('CDN-Cache-Control and Outpost-Cache-Control govern this cache (RFC 9213); 
 test('purge reaches every route, hit-for-miss included; soft purge marks stale so the next request revalidates', async () => {
   // hit-for-miss learned through one route is forgotten by a purge of its URL
   let cacheable = false;
-  const p = `/other-route/flip-${++unique}`;
-  routes.set(p, (_req, res, n) => { res.writeHead(200, { 'cache-control': cacheable ? 'max-age=60' : 'private' }); res.end(`flip ${n}`); });
+  const p = origin.route(`/other-route/flip-${Date.now()}`, (_req, res, n) => { res.writeHead(200, { 'cache-control': cacheable ? 'max-age=60' : 'private' }); res.end(`flip ${n}`); });
   await get(p);
   cacheable = true;
   assert.match(cacheStatus(await get(p)), /fwd=bypass/);

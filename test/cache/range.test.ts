@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { h1, h2, startOrigin, startOutpost, type RequestOptions, type RunningOutpost, type TestOrigin, type TestResponse } from '../helpers/outpost.ts';
+import { h1, h2, startOutpost, type RequestOptions, type RunningOutpost, type TestResponse } from '../helpers/outpost.ts';
+import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 
 /**
  * Range requests through the real listener (TLS, HTTP/2 and HTTP/1.1) against a real origin that
@@ -13,33 +13,21 @@ import { h1, h2, startOrigin, startOutpost, type RequestOptions, type RunningOut
  * unstored. A Range for a response it will store is answered from the full response, fetched
  * without the Range (RFC 9111 §3.3 lets a cache store only what it can combine; we store only 200s).
  */
-type Route = (req: IncomingMessage, res: ServerResponse, n: number) => void;
-const routes = new Map<string, Route>();
-let origin: TestOrigin;
+type Route = OriginRoute;
+let origin: RoutedOrigin;
 let outpost: RunningOutpost;
 
-const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
-const seenFor = (path: string) => origin.seen.filter((r) => r.url === path);
+const count = (path: string) => origin.count(path);
+const seenFor = (path: string) => origin.seenFor(path);
 const lastSeen = (path: string) => seenFor(path).at(-1)!;
 let unique = 0;
 const fresh = (name: string) => `/${name}-${++unique}`;
 const clients = [['h2', h2], ['h1', h1]] as const satisfies ReadonlyArray<readonly [string, (url: string, options?: RequestOptions) => Promise<TestResponse>]>;
 
-function route(path: string, handler: Route): string {
-  routes.set(path, handler);
-  return path;
-}
+const route = (path: string, handler: Route) => origin.route(path, handler);
 
 before(async () => {
-  origin = await startOrigin((req, res) => {
-    res.on('error', () => {}); // the cache may drop a full response it will not store
-    const handler = routes.get(req.url ?? '');
-    if (!handler) {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      return void res.end('no route');
-    }
-    handler(req, res, count(req.url ?? ''));
-  });
+  origin = await startRoutedOrigin();
   outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
 });
 
