@@ -70,13 +70,16 @@ export function decide(f: Freshness, response: Directives, request: Directives, 
 
 /**
  * After the origin failed (5xx, refused, timed out), may the stale response be served (RFC 5861 §4)?
- * The response's or the request's stale-if-error window, or the configured grace period.
+ * The response's or the request's stale-if-error window, or, when neither gives one, the configured
+ * grace period.
  */
 export function mayServeStaleOnError(f: Freshness, response: Directives, request: Directives, graceSeconds: number): boolean {
   if (!mayServeStale(response)) return false;
   const late = staleness(f);
-  const windows = [seconds(response, 'stale-if-error'), seconds(request, 'stale-if-error'), graceSeconds];
-  return windows.some((w) => w !== undefined && w > 0 && late <= w);
+  const explicit = [seconds(response, 'stale-if-error'), seconds(request, 'stale-if-error')].filter((w) => w !== undefined);
+  // An explicit stale-if-error window is the limit; the grace period applies only where none is given.
+  const windows = explicit.length > 0 ? explicit : [graceSeconds];
+  return windows.some((w) => w > 0 && late <= w);
 }
 
 export const isErrorStatus = isServerError;

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { invalidSeconds, parseCacheControlField, seconds, type Directives, type FieldValue } from '../http/cache-control.ts';
+import { invalidSeconds, parseCacheControlField, parseSurrogateControl, parseTargetedField, seconds, type Directives, type FieldValue } from '../http/cache-control.ts';
 import { parseHttpDate } from '../http/dates.ts';
 import { HEURISTICALLY_CACHEABLE } from '../http/status.ts';
 import { varyNames } from './key.ts';
@@ -36,12 +36,16 @@ export interface PolicyOptions {
   /**
    * Targeted cache-control fields this cache obeys, lower-case, first present wins (RFC 9213 §2.2:
    * "select the first (in target list order) field with a valid, non-empty value ... and MUST
-   * ignore the Cache-Control and Expires header fields in that response").
+   * ignore the Cache-Control and Expires header fields in that response"). Each is a Structured
+   * Field Dictionary, parsed strictly, except `surrogate-control`, which has its own older syntax.
    */
   readonly targeted: readonly string[];
   /** Fraction of (Date − Last-Modified) used as a heuristic lifetime (§4.2.2 suggests at most 10 %). */
   readonly heuristicFraction: number;
 }
+
+/** Our device token in Surrogate-Control targets and Surrogate-Capability (`max-age=60;outpost`). */
+export const SURROGATE_DEVICE = 'outpost';
 
 export type LifetimeSource = 's-maxage' | 'max-age' | 'expires' | 'heuristic' | 'none' | 'invalid';
 
@@ -74,8 +78,8 @@ export function responseFacts(status: number, headers: Readonly<Record<string, F
   for (const name of options.targeted) {
     const value = headers[name];
     if (value === undefined) continue;
-    const parsed = parseCacheControlField(value);
-    if (parsed.directives.size === 0) continue; // "a valid, non-empty value"
+    const parsed = name === 'surrogate-control' ? parseSurrogateControl(value, SURROGATE_DEVICE) : parseTargetedField(value);
+    if (parsed === null || parsed.directives.size === 0) continue; // "a valid, non-empty value"
     governing = parsed;
     directivesFrom = name;
     targeted = true;
@@ -130,12 +134,15 @@ export function responseFacts(status: number, headers: Readonly<Record<string, F
  *   response_delay = response_time - request_time
  *   corrected_age_value = age_value + response_delay
  *   corrected_initial_age = max(apparent_age, corrected_age_value)
- * An Age that is not a non-negative integer is ignored ("Age: 7200.0" is not one, §5.1).
+ * An Age that is not a non-negative integer is ignored ("Age: 7200.0" is not one, §5.1); of a list,
+ * the first member counts.
  */
 export function initialAge(stored: Pick<StoredResponse, 'headers' | 'requestTime' | 'responseTime'>, date: number): number {
   const ageField = stored.headers.age;
-  const first = Array.isArray(ageField) ? ageField[0] : ageField;
-  const ageValue = typeof first === 'string' && /^\d+$/.test(first.trim()) ? Math.min(Number(first.trim()), 2 ** 31) : 0;
+  // Several values (`Age: 7200, 0` or two lines): the first counts; parameters are ignored.
+  const line = Array.isArray(ageField) ? ageField[0] : ageField;
+  const first = typeof line === 'string' ? line.split(/[,;]/, 1)[0].trim() : undefined;
+  const ageValue = first !== undefined && /^\d+$/.test(first) ? Math.min(Number(first), 2 ** 31) : 0;
   const apparent = Math.max(0, (stored.responseTime - date) / 1000);
   const delay = Math.max(0, (stored.responseTime - stored.requestTime) / 1000);
   return Math.max(apparent, ageValue + delay);
@@ -176,6 +183,8 @@ export function whyNotStorable(input: StorableInput, rules: StoreRules): string 
   if (mustUnderstand && !UNDERSTOOD.has(status)) return 'must-understand';
   // "the response status code is final" — and we do not store partial content (§3.3 is optional).
   if (status < 200) return 'interim';
+  // RFC 9110 §15: a status outside 100-599 is invalid (treated like a 5xx by recipients).
+  if (status > 599) return 'invalid-status';
   if (status === 206) return 'partial';
   if (status === 304) return 'not-modified';
   // "the no-store request directive is not present" (§5.2.1.5)

@@ -13,7 +13,7 @@ import { tagsOf } from './entries.ts';
  * coding fields the stored body depends on, the Content-Length, and our own per-response fields.
  */
 const NOT_UPDATED: ReadonlySet<string> = new Set([
-  'content-length', 'content-encoding', 'transfer-encoding', 'content-range', 'cache-status', 'set-cookie',
+  'content-length', 'content-encoding', 'transfer-encoding', 'cache-status', 'set-cookie',
 ]);
 
 const opaque = (tag: string) => tag.replace(/^W\//, '');

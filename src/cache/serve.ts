@@ -12,8 +12,8 @@ export interface ServeInput {
   readonly ctx: Context;
   readonly found: Found;
   readonly view: StoredView;
-  /** Current age in seconds. */
-  readonly age: number;
+  /** Current age in seconds; undefined for a response just received from the origin for this request. */
+  readonly age: number | undefined;
   /** Our Cache-Status entry. */
   readonly cacheStatus: string;
   /** Encoded forms of the body, for the compression stage (stored 200s, GET and HEAD). */
@@ -30,7 +30,9 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
   const body = found.body;
   const status = found.meta.status;
   const headers: OutgoingHttpHeaders = { ...view.clientHeaders };
-  headers.age = String(Math.floor(age));
+  // §5.1: "The presence of an Age header field implies that the response was not generated or
+  // validated by the origin server for this request."
+  if (age !== undefined) headers.age = String(Math.floor(age));
   headers['cache-status'] = appendCacheStatus(headers['cache-status'], cacheStatus);
 
   if (status >= 200 && status < 300) {

@@ -11,7 +11,7 @@ import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey, secondaryKey, varyNames } from './key.ts';
 import { tagsOf, type Found } from './entries.ts';
 import { decide, mayServeStale, mayServeStaleOnError } from './decide.ts';
-import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, type StoreRules, type StoredResponse } from './policy.ts';
+import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, SURROGATE_DEVICE, type StoreRules, type StoredResponse } from './policy.ts';
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
@@ -39,6 +39,8 @@ export type CacheRouteOptions = StoreRules;
 
 /** Request fields that make a forward conditional or partial: left out of a fetch meant for storing. */
 const CONDITIONAL: ReadonlySet<string> = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']);
+
+const SURROGATE_CAPABILITY = `${SURROGATE_DEVICE}="Surrogate/1.0"`;
 
 /** How long a miss may wait for a small body to be complete and stored, so Cache-Status can say `stored`. */
 const STORED_WAIT_MS = 20;
@@ -109,8 +111,16 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   // ---- methods the cache does not answer -------------------------------------------------------
 
   async function forwardMethod(ctx: Context): Promise<Reply> {
-    const reply = hide(await fetchOrigin(ctx, 'fwd=method'));
+    const requestTime = engine.now();
+    const reply = await fetchOrigin(ctx, 'fwd=method');
     if (isUnsafeMethod(ctx.method) && invalidates(reply.status)) await engine.invalidate(invalidationTargets(ctx, reply.headers));
+    // RFC 9110 §9.3.3: a POST response with explicit freshness and a Content-Location equal to the
+    // target URI is a representation of that resource, which later GETs may reuse.
+    if (ctx.method === 'POST' && (reply.status === 200 || reply.status === 203) && describesTarget(ctx, reply.headers['content-location'])) {
+      const request = parseCacheControl(ctx.headers['cache-control']);
+      return admit({ ctx, request, primary: primaryKey(ctx), reply, requestTime, params: 'fwd=method', learn: false });
+    }
+    hide(reply);
     setCacheStatus(reply, status(`fwd=method; fwd-status=${reply.status}`));
     return reply;
   }
@@ -200,6 +210,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     readonly leader?: Leader;
     /** The stale response this fetch replaces, if any. */
     readonly replaces?: Found;
+    /** false: an answer that is not storable says nothing about later GETs (a POST's). */
+    readonly learn?: boolean;
   }
 
   /**
@@ -236,13 +248,19 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       ?? (retentionMs({ facts, age, graceSeconds: engine.graceSeconds }) <= 0 ? 'no-lifetime' : null);
 
     if (reason !== null) {
-      if (reason !== 'request-no-store') engine.hitForMiss.remember(primary);
+      if (reason !== 'request-no-store' && a.learn !== false) engine.hitForMiss.remember(primary);
       leader?.settle({ kind: 'pass' });
       // A stale copy superseded by a response that may not be stored must not be served again
       // (unless it was only this request that asked for nothing to be stored).
       if (a.replaces !== undefined && reason !== 'request-no-store') await engine.invalidate([primary]);
-      if (wantsLess(ctx)) {
-        // This fetch left out the client's Range / conditionals / HEAD: ask again with them.
+      if (wantsLess(ctx) && reply.status === 200) {
+        // This fetch left out the client's Range / conditionals / HEAD. A Range goes to the origin
+        // as the client sent it (the origin's 206, not a slice of a body read in full); HEAD and
+        // conditionals are answered from this response when it is small enough to read, so the
+        // origin is not asked twice.
+        const readable = ctx.headers.range === undefined && declaredLength(reply.headers) <= engine.maxObjectSize;
+        const whole = readable ? await readUpTo(reply.body, engine.maxObjectSize) : null;
+        if (whole !== null) return fromBuffer(ctx, primary, meta, whole, `${fwdStatus}; detail=${reason}`);
         disposeBody(reply.body);
         return passThrough(ctx, a.params);
       }
@@ -299,8 +317,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   /** Answers from a complete body that is (or was meant to be) stored: conditionals, ranges, HEAD. */
   function fromBuffer(ctx: Context, primary: string, meta: StoredResponse, body: Buffer, params: string): Reply {
     const found: Found = { key: '', primary, meta, body };
-    const view = engine.view(found);
-    return storedReply({ ctx, found, view, age: engine.age(found, view), cacheStatus: status(params) });
+    return storedReply({ ctx, found, view: engine.view(found), age: undefined, cacheStatus: status(params) });
   }
 
   // ---- stale: validate with the origin -----------------------------------------------------------
@@ -417,6 +434,9 @@ function fetchContext(ctx: Context, signal: AbortSignal, extra?: Record<string, 
   const headers: IncomingHttpHeaders = {};
   for (const field in ctx.headers) if (!CONDITIONAL.has(field) && field !== 'content-length' && field !== 'transfer-encoding') headers[field] = ctx.headers[field] as string;
   if (extra !== undefined) Object.assign(headers, extra);
+  // Edge Architecture: tell the origin a surrogate that understands Surrogate-Control is here.
+  const capability = ctx.headers['surrogate-capability'];
+  headers['surrogate-capability'] = capability === undefined ? SURROGATE_CAPABILITY : `${capability}, ${SURROGATE_CAPABILITY}`;
   return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), hasBody: false, signal };
 }
 
@@ -444,6 +464,39 @@ function storedFields(headers: OutgoingHttpHeaders, rules: StoreRules): Record<s
     out[name] = typeof value === 'number' ? String(value) : value;
   }
   return out;
+}
+
+/** Whether a Content-Location names the request's own URI. */
+function describesTarget(ctx: Context, contentLocation: OutgoingHttpHeaders[string]): boolean {
+  if (typeof contentLocation !== 'string') return false;
+  try {
+    const base = new URL(`${ctx.scheme}://${ctx.authority}${ctx.target}`);
+    return new URL(contentLocation, base).href === base.href;
+  } catch {
+    return false;
+  }
+}
+
+/** A body read to its end, or null when it is larger than `max` (then it is destroyed) or fails. */
+async function readUpTo(body: Reply['body'], max: number): Promise<Buffer | null> {
+  if (body === null) return Buffer.alloc(0);
+  if (Buffer.isBuffer(body)) return body.length <= max ? body : null;
+  if ('kind' in body) return null;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      size += (chunk as Buffer).length;
+      if (size > max) {
+        body.destroy();
+        return null;
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch {
+    return null;
+  }
+  return Buffer.concat(chunks, size);
 }
 
 /** Content-Length as a number, or -1 when absent or malformed. */

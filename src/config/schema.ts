@@ -201,9 +201,13 @@ export const configSchema = z.strictObject({
      * wins: the origin can tell its CDN one lifetime and browsers another.
      */
     targeted: z.array(z.string().trim().toLowerCase().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` }))
-      .default(['outpost-cache-control', 'cdn-cache-control']),
-    /** Response fields for this cache only, never sent to clients (targeted fields, purge tags). [] sends them all. */
-    hideHeaders: z.array(z.string().trim().toLowerCase()).default(['outpost-cache-control', 'cdn-cache-control', 'cache-tag', 'surrogate-key']),
+      .default(['outpost-cache-control', 'cdn-cache-control', 'surrogate-control']),
+    /**
+     * Response fields for this cache only, never sent to clients: our own targeted field, the
+     * surrogate directives and the purge tags. CDN-Cache-Control is passed on (RFC 9213 §3: other
+     * CDNs in a chain act on it too); list it here when Outpost is the last CDN before browsers.
+     */
+    hideHeaders: z.array(z.string().trim().toLowerCase()).default(['outpost-cache-control', 'surrogate-control', 'cache-tag', 'surrogate-key']),
   }).prefault({}),
   compression: z.strictObject({
     /** Our preference when the client's q-values tie. */

@@ -53,11 +53,11 @@ export function parseCacheControlField(value: FieldValue): ParsedCacheControl {
       i++;
     }
     const name = text.slice(nameStart, i).toLowerCase();
-    while (i < n && isSpace(text.charCodeAt(i))) i++;
+    // `cache-directive = token [ "=" ( token / quoted-string ) ]`: no whitespace around "=", so
+    // `max-age =60` is a max-age without a value (invalid) and `max-age= 60` one with an empty value.
     let value: string | true = true;
     if (i < n && text.charCodeAt(i) === 0x3d) {
       i++;
-      while (i < n && isSpace(text.charCodeAt(i))) i++;
       if (i < n && text.charCodeAt(i) === 0x22 /* " */) {
         i++;
         let out = '';
@@ -113,4 +113,84 @@ const MENTIONS_NO_TRANSFORM = /no-transform/i;
 export function hasNoTransform(value: FieldValue): boolean {
   const text = fieldText(value);
   return text !== undefined && MENTIONS_NO_TRANSFORM.test(text) && parseCacheControl(text).has('no-transform');
+}
+
+/**
+ * A targeted cache-control field (RFC 9213 §2.1: CDN-Cache-Control and the like): a Structured
+ * Field Dictionary (RFC 8941 §4.2.2), parsed strictly. "If a targeted field ... cannot be parsed
+ * ... [the cache] MUST ignore that field" (§2.2): any syntax error gives null, and the cache falls
+ * back to Cache-Control. A member whose value has the wrong type for its directive (a string
+ * `max-age`) is dropped; booleans are directives without a value (`?0` means absent); parameters
+ * are ignored.
+ */
+export function parseTargetedField(value: FieldValue): ParsedCacheControl | null {
+  const text = fieldText(value);
+  if (text === undefined) return null;
+  const directives = new Map<string, string | true>();
+  let i = 0;
+  const n = text.length;
+  const skipOws = () => { while (i < n && isSpace(text.charCodeAt(i))) i++; };
+  skipOws();
+  while (i < n) {
+    const key = /^[a-z*][a-z0-9_\-.*]*/.exec(text.slice(i, i + 256))?.[0];
+    if (key === undefined) return null;
+    i += key.length;
+    let item: string | true | null = true; // null: a value of no use to a cache-control directive
+    let integer = false;
+    if (text[i] === '=') {
+      i++;
+      const rest = text.slice(i);
+      const m = /^(-?\d{1,15}(?:\.\d{1,3})?)|^("(?:[^"\\]|\\["\\])*")|^([A-Za-z*][!#$%&'*+\-.^_`|~:/\w]*)|^(\?[01])|^(:[A-Za-z0-9+/=]*:)/.exec(rest);
+      if (m === null) return null; // inner lists and anything else: not a cache directive
+      i += m[0].length;
+      if (m[1] !== undefined) {
+        integer = !m[1].includes('.');
+        item = integer ? m[1] : null;
+      } else if (m[2] !== undefined) item = m[2].slice(1, -1).replace(/\\(["\\])/g, '$1');
+      else if (m[3] !== undefined) item = m[3];
+      else if (m[4] !== undefined) item = m[4] === '?1' ? true : null;
+      else item = null;
+    }
+    // Parameters (;a=1) belong to the member and say nothing to this cache.
+    while (text[i] === ';') {
+      i++;
+      skipOws();
+      const param = /^[a-z*][a-z0-9_\-.*]*(?:=(?:-?\d{1,15}(?:\.\d{1,3})?|"(?:[^"\\]|\\["\\])*"|[A-Za-z*][!#$%&'*+\-.^_`|~:/\w]*|\?[01]|:[A-Za-z0-9+/=]*:))?/.exec(text.slice(i));
+      if (param === null) return null;
+      i += param[0].length;
+    }
+    // Delta-seconds directives must be integers (RFC 9213 §2.1: "a String ... MUST be ignored").
+    const numeric = key === 'max-age' || key === 's-maxage' || key === 'stale-while-revalidate' || key === 'stale-if-error';
+    if (numeric && !(integer && typeof item === 'string' && /^\d+$/.test(item))) item = null;
+    if (item !== null) directives.set(key, item); // "the last instance wins" in a Dictionary (RFC 8941 §4.2.2)
+    else directives.delete(key);
+    skipOws();
+    if (i >= n) break;
+    if (text[i] !== ',') return null;
+    i++;
+    skipOws();
+    if (i >= n) return null; // a trailing comma is a parse error
+  }
+  return { directives, conflicting: NONE.conflicting };
+}
+
+/**
+ * Surrogate-Control (W3C Edge Architecture 1.0): Cache-Control-like directives for surrogates,
+ * each optionally targeted (`max-age=60;outpost`). Only untargeted directives and those targeted
+ * at `device` count. `max-age=N+M` grants N seconds of freshness and M more in which the stale
+ * response may be served when the origin fails (read as stale-if-error=M).
+ */
+export function parseSurrogateControl(value: FieldValue, device: string): ParsedCacheControl {
+  const text = fieldText(value);
+  if (text === undefined) return NONE;
+  const kept: string[] = [];
+  for (const member of text.split(',')) {
+    const semicolon = member.indexOf(';');
+    if (semicolon !== -1 && member.slice(semicolon + 1).trim().toLowerCase() !== device) continue;
+    const directive = (semicolon === -1 ? member : member.slice(0, semicolon)).trim();
+    const plus = /^max-age\s*=\s*(\d+)\+(\d+)$/i.exec(directive);
+    if (plus !== null) kept.push(`max-age=${plus[1]}`, `stale-if-error=${plus[2]}`);
+    else if (directive !== '') kept.push(directive);
+  }
+  return parseCacheControlField(kept.join(', '));
 }

@@ -85,6 +85,8 @@ export function matchesTagList(value: string | string[], etag: string | undefine
   if (etag === undefined) return false;
   const weak = etag.startsWith('W/');
   if (strong && weak) return false;
+  // An origin's malformed tag (unquoted, `w/"x"`) still matches itself byte for byte.
+  if (!etag.endsWith('"') || !(weak || etag.startsWith('"'))) return text.split(',').some((t) => t.trim() === etag) && !(strong && /^w\//i.test(etag));
   const opaque = etag.slice(weak ? 3 : 1, -1);
   for (const m of text.matchAll(ENTITY_TAG)) {
     if (m[2] === opaque && !(strong && m[1] !== undefined)) return true;

@@ -5,11 +5,11 @@
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
 // obsolete RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-const RFC850_DATE = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const RFC850_DATE = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
 // obsolete asctime: Sun Nov  6 08:49:37 1994
-const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/i;
 
 /**
  * An HTTP-date in ms, or undefined. Recipients MUST accept all three formats (RFC 9110 §5.6.7);
@@ -34,7 +34,8 @@ export function parseHttpDate(value: unknown, now = Date.now()): number | undefi
 }
 
 function utc(year: number, month: string, day: number, hour: number, minute: number, second: number): number | undefined {
-  const mon = MONTHS.indexOf(month);
+  // Names compared case-insensitively (RFC 9111 §4.2: "a cache SHOULD ... match ... case-insensitively").
+  const mon = MONTHS.indexOf(month.charAt(0).toUpperCase() + month.slice(1).toLowerCase());
   if (mon === -1 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return undefined;
   const ms = Date.UTC(year, mon, day, hour, minute, Math.min(second, 59));
   // Reject days the month does not have (31 Feb would roll over into March).

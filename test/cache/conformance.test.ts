@@ -176,6 +176,33 @@ test('If-Modified-Since is evaluated against Date when there is no Last-Modified
   assert.equal(count(p), 1);
 });
 
+test('a POST answered with a fresh representation of its own URI (Content-Location) serves later GETs (RFC 9110 §9.3.3)', async () => {
+  const p = path('post-cacheable', (req, res, n) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-location': req.url ?? '' });
+    res.end(`${req.method} #${n}`);
+  });
+  const post = await get(p, { method: 'POST', body: 'x' });
+  assert.equal(post.body.toString(), 'POST #1');
+  const hit = await get(p, {}, h1);
+  assert.equal(hit.body.toString(), 'POST #1');
+  assert.match(cacheStatus(hit), /hit/);
+  // without Content-Location it is only an invalidation
+  const q = path('post-plain', answer({ 'cache-control': 'max-age=600' }));
+  await get(q, { method: 'POST', body: 'x' });
+  await get(q);
+  assert.equal(count(q), 2);
+});
+
+test('HEAD and conditional misses on responses that are not stored are answered from the one origin response', async () => {
+  for (const [name, options, expected] of [['head', { method: 'HEAD' }, 200], ['inm', { headers: { 'if-none-match': '"u"' } }, 304], ['ims', { headers: { 'if-modified-since': 'Mon, 30 Nov 2099 00:00:00 GMT' } }, 304]] as const) {
+    const p = path(`unstored-${name}`, answer({ etag: '"u"', 'last-modified': 'Mon, 02 Nov 2026 00:00:00 GMT', 'cache-control': 'private' }));
+    const res = await get(p, options);
+    assert.equal(res.status, expected, name);
+    assert.equal(res.body.length, 0, name);
+    assert.equal(count(p), 1, `${name}: the origin was asked once`);
+  }
+});
+
 test('storeSetCookie stores the response without its cookie, public or not', async () => {
   const cookieOutpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url, cache: { storeSetCookie: true } }] }, { now: clock.now });
   try {
@@ -229,12 +256,13 @@ test('Cache-Status: not "stored" when the object was too large; uri-miss (not va
   }
 });
 
-test('CDN-Cache-Control and Outpost-Cache-Control govern this cache (RFC 9213); they, Cache-Tag and Surrogate-Key never reach clients', async () => {
+test('CDN-Cache-Control, Outpost-Cache-Control and Surrogate-Control govern this cache (RFC 9213); ours, Surrogate-Control and the purge tags never reach clients', async () => {
   const p = path('targeted', answer({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=600', 'cache-tag': 't1', 'surrogate-key': 'k1' }));
   for (const [, client] of clients) {
     const res = await get(p, {}, client);
     assert.equal(res.headers['cache-control'], 'no-store', 'browsers still get their own Cache-Control');
-    for (const hidden of ['cdn-cache-control', 'cache-tag', 'surrogate-key']) assert.equal(res.headers[hidden], undefined, hidden);
+    assert.equal(res.headers['cdn-cache-control'], 'max-age=600', 'other CDNs in a chain act on it too (RFC 9213 §3)');
+    for (const hidden of ['cache-tag', 'surrogate-key']) assert.equal(res.headers[hidden], undefined, hidden);
   }
   assert.equal(count(p), 1);
   const ours = path('targeted-ours', answer({ 'cache-control': 'max-age=600', 'outpost-cache-control': 'private' }));
@@ -242,6 +270,21 @@ test('CDN-Cache-Control and Outpost-Cache-Control govern this cache (RFC 9213); 
   const second = await get(ours);
   assert.equal(count(ours), 2, 'Outpost-Cache-Control: private overrides Cache-Control for this cache');
   assert.equal(second.headers['outpost-cache-control'], undefined);
+  // a strict Structured Field: a malformed CDN-Cache-Control is ignored and Cache-Control governs
+  const malformed = path('targeted-malformed', answer({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age="600"' }));
+  await get(malformed);
+  await get(malformed);
+  assert.equal(count(malformed), 2, 'a string max-age is no max-age (RFC 9213 §2.1)');
+  // Surrogate-Control: only directives for us (or for everyone); max-age=N+M adds M seconds of stale-if-error
+  const surrogate = path('surrogate', (req, res, n) => {
+    res.writeHead(200, { 'cache-control': 'no-store', 'surrogate-control': 'max-age=600;outpost, no-store;other-cdn' });
+    res.end(`${req.headers['surrogate-capability']} #${n}`);
+  });
+  const first = await get(surrogate);
+  assert.equal(first.body.toString(), 'outpost="Surrogate/1.0" #1', 'Surrogate-Capability tells the origin we are here');
+  const again = await get(surrogate, {}, h1);
+  assert.match(cacheStatus(again), /hit/);
+  assert.equal(again.headers['surrogate-control'], undefined);
 });
 
 test('purge reaches every route, hit-for-miss included; soft purge marks stale so the next request revalidates', async () => {

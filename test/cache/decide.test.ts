@@ -59,6 +59,9 @@ test('stale-if-error: response window, request window, grace; never with must-re
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl(''), 40), true);
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl(''), 0), false);
   assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, must-revalidate, stale-if-error=600'), parseCacheControl(''), 600), false);
+  // an explicit window is the limit: grace does not stretch it
+  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, stale-if-error=10'), parseCacheControl(''), 600), false);
+  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl('stale-if-error=10'), 600), false);
 });
 
 test('keys: scheme, host case and default port, path and query; GET and HEAD share', () => {

@@ -24,7 +24,9 @@ test('Cache-Control parsing: names are case-insensitive, lines join, quoted valu
   assert.deepEqual([...parseCacheControlField('max-age=60, max-age=10').conflicting], ['max-age']);
   assert.equal(parseCacheControlField('max-age=60, max-age=60').conflicting.size, 0);
   assert.equal(parseCacheControl('a="x\\"y", b').get('a'), 'x"y');
-  assert.equal(parseCacheControl(' , ,max-age = 5 ,').get('max-age'), '5');
+  assert.equal(parseCacheControl(' , ,max-age=5 ,').get('max-age'), '5');
+  assert.equal(parseCacheControl('max-age =5').get('max-age'), true, 'no whitespace before "=" (RFC 9111 §5.2 grammar)');
+  assert.equal(parseCacheControl('max-age= 5').get('max-age'), '', 'nor after it');
   assert.equal(parseCacheControl(undefined).size, 0);
 });
 
@@ -69,6 +71,7 @@ test('age (RFC 9111 §4.2.3): Age, apparent age, response delay and resident tim
   assert.equal(initialAge(stored(undefined, NOW - 30_000), NOW - 30_000), 30, 'the Date lies 30 s in the past');
   assert.equal(initialAge(stored('7200.0', NOW), NOW), 2, '"7200.0" is no delta-seconds (§5.1)');
   assert.equal(initialAge(stored('-5', NOW), NOW), 2);
+  assert.equal(initialAge(stored('7200, 0', NOW), NOW), 7202, 'of a list, the first member');
   assert.equal(currentAge(10, NOW, NOW + 5000), 15);
 });
 
@@ -87,6 +90,7 @@ const storability: Array<[string, Record<string, string>, string, number, Record
   ['400', {}, '', 400, { 'cache-control': 'max-age=60' }, null],
   ['503', {}, '', 503, { 'cache-control': 'max-age=60' }, null],
   ['599', {}, '', 599, { 'cache-control': 'max-age=60' }, null],
+  ['999 is no valid status', {}, '', 999, { 'cache-control': 'max-age=60' }, 'invalid-status'],
   ['500 without freshness', {}, '', 500, {}, 'no-explicit-freshness'],
   ['302 without freshness', {}, '', 302, {}, 'no-explicit-freshness'],
   ['206 is never stored', {}, '', 206, { 'cache-control': 'max-age=60' }, 'partial'],

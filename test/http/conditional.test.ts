@@ -126,4 +126,15 @@ test('parseHttpDate: the three formats of RFC 9110 §5.6.7, nothing else', () =>
     assert.equal(parseHttpDate(bad), undefined, bad);
   }
   assert.equal(parseHttpDate(undefined), undefined);
+  // names in any case (RFC 9111 §4.2)
+  assert.equal(parseHttpDate('SUN, 06 NOV 1994 08:49:37 gmt'), LM);
+  assert.equal(parseHttpDate('sunday, 06-nov-94 08:49:37 GMT', Date.UTC(2024, 0, 1)), LM);
+});
+
+test('matchesTagList: a malformed tag from the origin still matches itself byte for byte', () => {
+  assert.equal(matchesTagList('abc', 'abc', false), true);
+  assert.equal(matchesTagList('"abc", xyz', 'xyz', false), true);
+  assert.equal(matchesTagList('w/"abc"', 'w/"abc"', false), true);
+  assert.equal(matchesTagList('w/"abc"', 'w/"abc"', true), false, 'weak, even when spelled in lower case');
+  assert.equal(matchesTagList('abcd', 'abc', false), false);
 });
