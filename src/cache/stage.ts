@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Handler } from '../pipeline/compose.ts';
 import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
@@ -11,13 +10,17 @@ import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey, secondaryKey, varyNames } from './key.ts';
 import { tagsOf, type Found } from './entries.ts';
 import { decide, mayServeStale, mayServeStaleOnError } from './decide.ts';
-import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, SURROGATE_DEVICE, type StoreRules, type StoredResponse } from './policy.ts';
+import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, type StoreRules, type StoredResponse } from './policy.ts';
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
 import type { Flight, Leader } from './flights.ts';
 import { storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
+import {
+  declaredLength, describesTarget, detachedContext, EMPTY_BODY, errorStatus, fetchContext, pragmaNoCache, readUpTo,
+  settledWithin, staleIfErrorWindow, storedFields, validatorsOf, wantsLess,
+} from './requests.ts';
 
 /**
  * The cache for one route: a Handler in front of that route's origin handler. It asks the engine
@@ -37,18 +40,12 @@ import { appendCacheStatus, setCacheStatus } from './status.ts';
 
 export type CacheRouteOptions = StoreRules;
 
-/** Request fields that make a forward conditional or partial: left out of a fetch meant for storing. */
-const CONDITIONAL: ReadonlySet<string> = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']);
-
-const SURROGATE_CAPABILITY = `${SURROGATE_DEVICE}="Surrogate/1.0"`;
 
 /** How long a miss may wait for a small body to be complete and stored, so Cache-Status can say `stored`. */
 const STORED_WAIT_MS = 20;
 
 /** 8 MiB: how far one reader of a shared body may fall behind the fastest before it is cut off. */
 const MAX_LAG = 8 * 1024 * 1024;
-
-const EMPTY_BODY = () => Readable.from([]);
 
 export function createCacheHandler(engine: CacheEngine, origin: Handler, options: CacheRouteOptions): Handler {
   const rules: StoreRules = { storeSetCookie: options.storeSetCookie, heuristicWithCredentials: options.heuristicWithCredentials };
@@ -409,116 +406,4 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       .then((reply) => disposeBody(reply.body))
       .catch((error) => publishError({ ctx, error, where: 'background revalidation' }));
   }
-}
-
-// ---- request shapes -------------------------------------------------------------------------------
-
-/** The client asked for less than the full body, or for a decision on it: HEAD, Range, conditionals. */
-function wantsLess(ctx: Context): boolean {
-  if (ctx.method === 'HEAD') return true;
-  const h = ctx.headers;
-  return h.range !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined ||
-    h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined;
-}
-
-/** §5.4: Pragma: no-cache counts only when the request has no Cache-Control. */
-const pragmaNoCache = (ctx: Context, request: Directives) =>
-  request.size === 0 && ctx.headers.pragma !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(String(ctx.headers.pragma));
-
-/**
- * A GET meant to produce a full, storable response: the client's conditionals and Range stay home,
- * and so does any request body. `signal` is the flight's (see startFlight), not the client's.
- */
-function fetchContext(ctx: Context, signal: AbortSignal, extra?: Record<string, string>): Context {
-  // Copied field by field: `delete` would turn the object into a slow dictionary for every later reader.
-  const headers: IncomingHttpHeaders = {};
-  for (const field in ctx.headers) if (!CONDITIONAL.has(field) && field !== 'content-length' && field !== 'transfer-encoding') headers[field] = ctx.headers[field] as string;
-  if (extra !== undefined) Object.assign(headers, extra);
-  // Edge Architecture: tell the origin a surrogate that understands Surrogate-Control is here.
-  const capability = ctx.headers['surrogate-capability'];
-  headers['surrogate-capability'] = capability === undefined ? SURROGATE_CAPABILITY : `${capability}, ${SURROGATE_CAPABILITY}`;
-  return { ...ctx, method: 'GET', headers, body: EMPTY_BODY(), hasBody: false, signal };
-}
-
-/** A background revalidation: nobody waits on it, nothing of the client's connection is used. */
-function detachedContext(ctx: Context): Context {
-  return { ...ctx, method: 'GET', body: EMPTY_BODY(), hasBody: false, signal: new AbortController().signal, sendInformational: undefined, notes: new Map() };
-}
-
-/** §4.3.1: the stored validators as request preconditions. */
-function validatorsOf(view: StoredView): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (view.facts.etag !== undefined) out['if-none-match'] = view.facts.etag;
-  const lastModified = view.clientHeaders['last-modified'];
-  if (typeof lastModified === 'string' && view.facts.lastModified !== undefined) out['if-modified-since'] = lastModified;
-  return out;
-}
-
-/** The fields stored with a response: Set-Cookie goes only to the client that caused the fetch. */
-function storedFields(headers: OutgoingHttpHeaders, rules: StoreRules): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (name === 'set-cookie' && rules.storeSetCookie) continue;
-    out[name] = typeof value === 'number' ? String(value) : value;
-  }
-  return out;
-}
-
-/** Whether a Content-Location names the request's own URI. */
-function describesTarget(ctx: Context, contentLocation: OutgoingHttpHeaders[string]): boolean {
-  if (typeof contentLocation !== 'string') return false;
-  try {
-    const base = new URL(`${ctx.scheme}://${ctx.authority}${ctx.target}`);
-    return new URL(contentLocation, base).href === base.href;
-  } catch {
-    return false;
-  }
-}
-
-/** A body read to its end, or null when it is larger than `max` (then it is destroyed) or fails. */
-async function readUpTo(body: Reply['body'], max: number): Promise<Buffer | null> {
-  if (body === null) return Buffer.alloc(0);
-  if (Buffer.isBuffer(body)) return body.length <= max ? body : null;
-  if ('kind' in body) return null;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body) {
-      size += (chunk as Buffer).length;
-      if (size > max) {
-        body.destroy();
-        return null;
-      }
-      chunks.push(chunk as Buffer);
-    }
-  } catch {
-    return null;
-  }
-  return Buffer.concat(chunks, size);
-}
-
-/** Content-Length as a number, or -1 when absent or malformed. */
-function declaredLength(headers: OutgoingHttpHeaders): number {
-  const value = headers['content-length'];
-  if (typeof value === 'number') return value;
-  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : -1;
-}
-
-function errorStatus(error: unknown): number | undefined {
-  return isOutpostError(error) ? error.status : undefined;
-}
-
-function staleIfErrorWindow(response: Directives, request: Directives): boolean {
-  return response.has('stale-if-error') || request.has('stale-if-error');
-}
-
-/** The promise's value if it settles within `ms`, else undefined. */
-function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); timer.unref(); }),
-  ]).finally(() => clearTimeout(timer));
 }
