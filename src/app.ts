@@ -19,6 +19,8 @@ import { createTieredStore } from './cache/store/tiered.ts';
 import { createSqliteStore } from './cache/store/sqlite.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
+import { createGuards } from './guard/guards.ts';
+import { addressList } from './guard/cidr.ts';
 
 /**
  * The composition root: builds every stage from the validated config and compiles one handler
@@ -127,12 +129,24 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     return cached(cacheOptions, compose([originDecode], proxy.handler));
   };
 
-  function siteHandler(site: SiteConfig): Handler {
+  // The guard runs first in every site's and route's chain: what it refuses reaches nothing else.
+  const guards = createGuards({
+    trusted: addressList(config.trustedProxies),
+    defaultStore: config.cache.store.startsWith('redis') ? config.cache.store : 'memory',
+    onError: (error) => publishError({ ctx: null, error, where: 'rate limit store (local limits meanwhile)' }),
+    now,
+  });
+
+  function siteHandler(site: SiteConfig, index: number): Handler {
+    const guard = guards.stageFor(site.guard ?? config.guard, site.guard ? `s${index}` : 'all');
     const fallback: Handler = site.origin ? proxyFor(site.origin, site.cache, site.proxy) : notFound;
-    const root: Handler = compose([compress], site.static
+    const root: Handler = compose([guard, compress], site.static
       ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files })], fallback)
       : fallback);
-    const routes = pathTable(site.routes.map((route) => ({ prefix: route.path, value: routeHandler(site, route) })));
+    const routes = pathTable(site.routes.map((route, r) => ({
+      prefix: route.path,
+      value: compose([route.guard ? guards.stageFor(route.guard, `s${index}r${r}`) : guard], routeHandler(site, route)),
+    })));
     return (ctx) => (routes.lookup(ctx.path) ?? root)(ctx);
   }
 
@@ -142,14 +156,14 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded, files })], notFound);
   }
 
-  const sites = hostTable(config.sites.map((site) => ({ hosts: site.hosts, value: siteHandler(site) })));
+  const sites = hostTable(config.sites.map((site, index) => ({ hosts: site.hosts, value: siteHandler(site, index) })));
   const router: Handler = (ctx) => (sites.lookup(ctx.host) ?? notFound)(ctx);
   const hsts = hstsStage(config.hsts);
   const handler = compose([observe, handleErrors, ...(hsts ? [hsts] : [])], router);
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),
-    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size }),
+    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size, guard: guards.stats }),
   };
 
   return {
@@ -157,6 +171,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     admin,
     close: async () => {
       await Promise.all(proxies.map((p) => p.close()));
+      await guards.close();
       await engine.close();
     },
   };

@@ -1,0 +1,40 @@
+import { BlockList, isIP } from 'node:net';
+
+/**
+ * Address lists from config (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`) as a node:net BlockList.
+ * IPv4-mapped IPv6 peers (`::ffff:10.1.2.3`) are normalised to IPv4 by the request adapter, so an
+ * IPv4 rule matches them too. Entries are validated by the config schema (`cidrProblem`).
+ */
+
+export interface AddressList {
+  has(address: string): boolean;
+  readonly size: number;
+}
+
+/** Why an entry is not an address or CIDR range, or null when it is one. */
+export function cidrProblem(entry: string): string | null {
+  const [address, bits, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return `expected an IP address or CIDR range, got ${JSON.stringify(entry)}`;
+  if (bits === undefined) return null;
+  const max = family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `expected a prefix length from 0 to ${max}, got ${JSON.stringify(entry)}`;
+  return null;
+}
+
+export function addressList(entries: readonly string[]): AddressList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, bits] = entry.split('/');
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(bits), type);
+  }
+  return {
+    has(address) {
+      const family = isIP(address);
+      return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+    },
+    size: entries.length,
+  };
+}

@@ -1,0 +1,65 @@
+import type { GuardConfig } from '../config/schema.ts';
+import type { Stage } from '../pipeline/compose.ts';
+import { addressList, type AddressList } from './cidr.ts';
+import { createLocalLimiter, type RateLimiter } from './rate-limit.ts';
+import { createRedisLimiter } from './redis-limiter.ts';
+import { compileRules } from './rules.ts';
+import { createGuardStage, type GuardStats } from './stage.ts';
+
+/**
+ * Builds the guard stages of an app, once per guard block (a block shared by several sites is one
+ * stage, one limiter), and owns their limiters' connections.
+ */
+export interface Guards {
+  /** The stage for a guard block; `id` names its rate-limit namespace (stable across nodes). */
+  stageFor(config: GuardConfig, id: string): Stage;
+  readonly stats: GuardStats & { rateLimitFallbacks: number };
+  close(): Promise<void>;
+}
+
+export interface GuardsOptions {
+  readonly trusted: AddressList;
+  /** The Redis URL rate limits share when a block does not name a store (the cache's, if it is Redis). */
+  readonly defaultStore: string;
+  readonly onError: (error: unknown) => void;
+  readonly now?: () => number;
+}
+
+export function createGuards(options: GuardsOptions): Guards {
+  const stats = { forbidden: 0, limited: 0 };
+  const built = new Map<GuardConfig, Stage>();
+  const limiters: RateLimiter[] = [];
+  let redisFallbacks: () => number = () => 0;
+
+  function limiterFor(config: NonNullable<GuardConfig['rateLimit']>, id: string): RateLimiter {
+    const spec = { rate: config.rate, burst: config.burst ?? Math.max(1, Math.ceil(config.rate)) };
+    const store = config.store ?? options.defaultStore;
+    if (store === 'memory') return createLocalLimiter(spec, { now: options.now });
+    const limiter = createRedisLimiter(spec, { url: store, prefix: `outpost:rl:${id}:`, onError: options.onError, now: options.now });
+    const before = redisFallbacks;
+    redisFallbacks = () => before() + limiter.fallbacks;
+    return limiter;
+  }
+
+  return {
+    stageFor(config, id) {
+      let stage = built.get(config);
+      if (stage === undefined) {
+        const limiter = config.rateLimit === undefined ? undefined : limiterFor(config.rateLimit, id);
+        if (limiter !== undefined) limiters.push(limiter);
+        stage = createGuardStage({
+          trusted: options.trusted,
+          allow: config.allow === undefined ? undefined : addressList(config.allow),
+          deny: config.deny.length === 0 ? undefined : addressList(config.deny),
+          rules: compileRules(config.rules),
+          limiter,
+          stats,
+        });
+        built.set(config, stage);
+      }
+      return stage;
+    },
+    get stats() { return { ...stats, rateLimitFallbacks: redisFallbacks() }; },
+    close: async () => { await Promise.all(limiters.map((l) => l.close())); },
+  };
+}

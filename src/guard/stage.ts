@@ -1,0 +1,78 @@
+import type { Stage } from '../pipeline/compose.ts';
+import type { Reply } from '../pipeline/context.ts';
+import { textReply } from '../pipeline/reply.ts';
+import type { AddressList } from './cidr.ts';
+import { clientAddress } from './client.ts';
+import { clientKey, type RateDecision, type RateLimiter } from './rate-limit.ts';
+import type { CompiledRule } from './rules.ts';
+
+/**
+ * The guard: first in a site's or route's chain, before static files and the cache, so what it
+ * refuses never reaches the origin, a file or the cache. In order:
+ *   1. the client's address on the deny list, or not on the allow list (when there is one) → 403
+ *   2. the first matching rule that denies → 403
+ *   3. over its rate → 429 with Retry-After
+ * Its answers are short, `no-store`, and carry RateLimit headers where a limit applies.
+ */
+
+export interface GuardParts {
+  readonly trusted: AddressList;
+  readonly allow?: AddressList;
+  readonly deny?: AddressList;
+  readonly rules: readonly CompiledRule[];
+  readonly limiter?: RateLimiter;
+  /** Counters for /stats. */
+  readonly stats: GuardStats;
+}
+
+export interface GuardStats {
+  forbidden: number;
+  limited: number;
+}
+
+const forbidden = (): Reply => textReply(403, 'Forbidden', { 'cache-control': 'no-store' });
+
+export function createGuardStage(parts: GuardParts): Stage {
+  const { trusted, allow, deny, rules, limiter, stats } = parts;
+  const policy = limiter === undefined ? undefined : rateLimitPolicy(limiter);
+
+  return async function guard(ctx, next) {
+    const client = clientAddress(ctx, trusted);
+    if ((deny !== undefined && deny.has(client)) || (allow !== undefined && !allow.has(client))) {
+      stats.forbidden++;
+      return forbidden();
+    }
+    for (const rule of rules) {
+      if (!rule.matches(ctx)) continue;
+      if (rule.action === 'deny') {
+        stats.forbidden++;
+        return forbidden();
+      }
+      break;
+    }
+    if (limiter === undefined) return next(ctx);
+    const decision = await limiter.take(clientKey(client));
+    if (!decision.allowed) {
+      stats.limited++;
+      // RFC 6585 §4; Retry-After in whole seconds (RFC 9110 §10.2.3), never 0.
+      const retryAfter = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
+      return textReply(429, 'Too Many Requests', { 'cache-control': 'no-store', 'retry-after': retryAfter, ...rateLimitHeaders(policy!, decision) });
+    }
+    const reply = await next(ctx);
+    Object.assign(reply.headers, rateLimitHeaders(policy!, decision));
+    return reply;
+  };
+}
+
+/**
+ * IETF httpapi RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the policy as quota `q`
+ * over window `w` seconds, and this client's remaining quota `r` with `t` seconds until it is full.
+ */
+function rateLimitPolicy(limiter: RateLimiter): string {
+  const window = Math.max(1, Math.round(limiter.spec.burst / limiter.spec.rate));
+  return `"default";q=${limiter.spec.burst};w=${window}`;
+}
+
+function rateLimitHeaders(policy: string, decision: RateDecision): Record<string, string> {
+  return { 'ratelimit-policy': policy, ratelimit: `"default";r=${decision.remaining};t=${Math.ceil(decision.resetMs / 1000)}` };
+}
