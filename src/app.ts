@@ -124,7 +124,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
   const files = config.staticCache.maxSize > 0 ? createFileCache(config.staticCache) : undefined;
   const proxyFor = (upstreams: readonly string[], cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
-    const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME });
+    const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME, caching: cacheOptions?.enabled !== false });
     proxies.push(proxy);
     return cached(cacheOptions, compose([originDecode], proxy.handler));
   };

@@ -80,6 +80,18 @@ const originOptions = z.strictObject({
   keepAliveTimeout: duration('60s'),
   /** Response headers that reveal the origin's software; dropped unless listed as []. */
   hideHeaders: z.array(z.string().toLowerCase()).default(['server', 'x-powered-by']),
+  /**
+   * Request fields towards the origin: `set` adds or replaces, `remove` drops. On routes that
+   * cache, fields frameworks read as URL/host/scheme/method overrides (X-Original-URL,
+   * X-Forwarded-Prefix, X-HTTP-Method-Override, ...: src/origin/hygiene.ts) are dropped too, since
+   * they are not in the cache key (cache poisoning); `keep` lets named ones through.
+   */
+  requestHeaders: z.strictObject({
+    set: z.record(z.string().trim().toLowerCase().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` }),
+      z.string().regex(/^[^\r\n\0]*$/, { error: 'a header value cannot hold CR, LF or NUL' })).default({}),
+    remove: z.array(z.string().trim().toLowerCase()).default([]),
+    keep: z.array(z.string().trim().toLowerCase()).default([]),
+  }).prefault({}),
 });
 const originOverrides = originOptions.partial();
 

@@ -6,6 +6,7 @@ import type { OriginOptions } from '../config/schema.ts';
 import { OutpostError, clientError, isOutpostError, originError } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { forwardedHeaders } from './forwarded.ts';
+import { droppedFields } from './hygiene.ts';
 
 export interface ProxyOptions extends OriginOptions {
   /** Upstream base URLs: scheme, host, port and an optional path prefix. */
@@ -13,6 +14,8 @@ export interface ProxyOptions extends OriginOptions {
   trusted: BlockList;
   /** Name in Via. */
   viaName: string;
+  /** The route caches: fields that override the URL are not sent (hygiene.ts). */
+  caching: boolean;
 }
 
 export interface ProxyHandler {
@@ -50,6 +53,11 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   if (options.upstreams.length === 0) throw new TypeError('proxy: upstreams must name at least one origin');
   const hide = new Set(options.hideHeaders);
+  const drop = new Set([...REQUEST_DROP, ...droppedFields(options.requestHeaders, options.caching)]);
+  const set = options.requestHeaders.set;
+  // A GET or HEAD body has no defined meaning (RFC 9110 §9.3.1) and would be shared through the
+  // cache key's blind spot: it is not sent, nor its framing.
+  const dropWithoutBody = new Set([...drop, 'content-length', 'transfer-encoding']);
   // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in any response with a
   // status code of 1xx (Informational)".
   const hideInterim = new Set([...hide, 'content-length']);
@@ -108,13 +116,14 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   }
 
   async function forward(ctx: Context, upstream: (typeof upstreams)[number]): Promise<Reply> {
-    const headers = { ...endToEnd(ctx.headers, REQUEST_DROP), host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
+    const sendBody = ctx.hasBody && ctx.method !== 'GET' && ctx.method !== 'HEAD';
+    const headers = { ...endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody), ...set, host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
     const response = await upstream.pool.request({
       method: ctx.method as 'GET',
       path: upstream.basePath + ctx.target,
       headers,
       // Only what the client sent: a stream that already ended would never end again for undici (h2 END_STREAM).
-      body: ctx.hasBody ? ctx.body : undefined,
+      body: sendBody ? ctx.body : undefined,
       signal: ctx.signal,
       // A closure only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
       onInfo: ctx.sendInformational === undefined ? undefined : (info) => forwardInformational(ctx, info),

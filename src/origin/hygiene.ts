@@ -1,0 +1,35 @@
+/**
+ * What a client may not tell the origin through a caching edge. Common frameworks read these
+ * request fields as overrides of the URL, host, scheme, port or method (Symfony, Laravel,
+ * Express's method-override, Rails, Spring, IIS URL Rewrite, ...). None is part of the cache key,
+ * so an origin that reflects one (an absolute link built from X-Forwarded-Host, a redirect to
+ * X-Original-URL) would have its poisoned answer stored under the clean URL and served to
+ * everyone: web cache poisoning through unkeyed inputs. On routes that cache they are removed,
+ * except those the operator keeps (`proxy.requestHeaders.keep`, for an origin that needs one and
+ * varies on it).
+ */
+export const OVERRIDE_FIELDS: readonly string[] = [
+  'x-host', 'x-original-host', 'x-forwarded-server', 'x-host-override', // host
+  'x-forwarded-scheme', 'x-forwarded-ssl', 'front-end-https', 'x-url-scheme', // scheme
+  'x-forwarded-port', // port
+  'x-forwarded-prefix', 'x-forwarded-path', 'x-forwarded-uri', // path prefix
+  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-override-url', // whole URL (IIS, Symfony)
+  'x-http-method-override', 'x-http-method', 'x-method-override', // method
+];
+
+export interface RequestHeaderRules {
+  /** Fields set (or replaced) on every request to the origin; names lower-case. */
+  readonly set: Readonly<Record<string, string>>;
+  /** Fields removed from every request to the origin. */
+  readonly remove: readonly string[];
+  /** Override fields let through on caching routes. */
+  readonly keep: readonly string[];
+}
+
+/** The fields to drop from a forwarded request: the operator's, plus the overrides where the route caches. */
+export function droppedFields(rules: RequestHeaderRules, caching: boolean): Set<string> {
+  const keep = new Set(rules.keep);
+  const drop = new Set(rules.remove);
+  if (caching) for (const field of OVERRIDE_FIELDS) if (!keep.has(field)) drop.add(field);
+  return drop;
+}
