@@ -7,6 +7,8 @@ export class OutpostError extends Error {
   readonly status: number;
   /** Response fields the error reply carries (Cache-Status on a failed forward, Retry-After). */
   headers: Record<string, string> | undefined;
+  /** What happened, for the log only (which upstream, which error): clients get the message. */
+  detail: string | undefined;
 
   constructor(code: string, status: number, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -14,7 +16,14 @@ export class OutpostError extends Error {
     this.code = code;
     this.status = status;
     this.headers = undefined;
+    this.detail = undefined;
   }
+}
+
+/** The error with a log-only detail attached. */
+export function withDetail<E extends OutpostError>(error: E, detail: string): E {
+  error.detail = detail;
+  return error;
 }
 
 export const isOutpostError = (err: unknown): err is OutpostError => err instanceof OutpostError;
@@ -32,7 +41,10 @@ export const clientError = {
   rangeNotSatisfiable: (message = 'Range Not Satisfiable') => new OutpostError('RANGE_NOT_SATISFIABLE', 416, message),
 } as const;
 
-/** Errors the origin side causes. */
+/**
+ * Errors the origin side causes. Their messages are what clients read, so they say what happened
+ * in general terms; which upstream and which error goes to `detail` (the log).
+ */
 export const originError = {
   badGateway: (message: string, cause?: unknown) => new OutpostError('BAD_GATEWAY', 502, message, { cause }),
   gatewayTimeout: (message: string, cause?: unknown) => new OutpostError('GATEWAY_TIMEOUT', 504, message, { cause }),

@@ -21,7 +21,7 @@ export function formatAccessLine({ ctx, reply }: ResponseEvent): string {
 export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   const request = ctx ? ` ${ctx.method} ${ctx.host}${ctx.target}` : '';
   const code = isOutpostError(error) ? `${error.code} ${error.status}` : (error as { code?: string })?.code ?? 'ERROR';
-  const message = (error as Error)?.message ?? String(error);
+  const message = isOutpostError(error) && error.detail !== undefined ? `${error.message} (${error.detail})` : (error as Error)?.message ?? String(error);
   const cause = (error as { cause?: { message?: string; code?: string } })?.cause;
   const causeText = cause ? ` (cause: ${cause.code ?? ''} ${cause.message ?? ''})` : '';
   return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${causeText}\n`;

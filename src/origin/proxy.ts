@@ -3,7 +3,7 @@ import type { BlockList } from 'node:net';
 import type { Handler } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import type { OriginOptions } from '../config/schema.ts';
-import { OutpostError, clientError, isOutpostError, originError } from '../errors.ts';
+import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { forwardedHeaders } from './forwarded.ts';
 import { droppedFields } from './hygiene.ts';
@@ -41,13 +41,14 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
   const cause = (err as { cause?: unknown })?.cause;
   if (isOutpostError(cause)) return cause;
   const code = (err as { code?: string })?.code ?? '';
-  if (code === 'UND_ERR_CONNECT_TIMEOUT') return originError.gatewayTimeout(`origin ${upstream}: connect timed out`, err);
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return originError.gatewayTimeout(`origin ${upstream}: no response headers in time`, err);
-  if (code === 'UND_ERR_BODY_TIMEOUT') return originError.gatewayTimeout(`origin ${upstream}: body stalled`, err);
+  const detail = `origin ${upstream}: ${code || (err as Error)?.message || 'failed'}`;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return withDetail(originError.gatewayTimeout('Gateway Timeout: the origin did not answer in time', err), detail);
+  }
   if (err instanceof undiciErrors.RequestAbortedError || (err as Error)?.name === 'AbortError') {
     return new OutpostError('CLIENT_CLOSED', 499, 'client closed the request', { cause: err });
   }
-  return originError.badGateway(`origin ${upstream}: ${code || (err as Error)?.message || 'failed'}`, err);
+  return withDetail(originError.badGateway('Bad Gateway: the origin could not be reached', err), detail);
 }
 
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {

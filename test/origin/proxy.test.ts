@@ -164,7 +164,7 @@ test('a 200 MB upload and a 200 MB download stream through with flat memory', as
   assert.ok(peak - rssBefore < 180 * MB, `rss grew by ${Math.round((peak - rssBefore) / MB)} MB`);
 });
 
-test('a dead origin is a 502 with a short body, never a hang', async () => {
+test('a dead origin is a 502 with a short body that names no upstream, never a hang', async () => {
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const deadPort = (probe.address() as { port: number }).port;
@@ -174,7 +174,8 @@ test('a dead origin is a 502 with a short body, never a hang', async () => {
     for (const send of [h1, h2]) {
       const res = await send(`${dead.url}/x`);
       assert.equal(res.status, 502);
-      assert.match(res.body.toString(), /origin http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);
+      // what happened in general terms; which upstream and why goes to the log only
+      assert.equal(res.body.toString(), 'Bad Gateway: the origin could not be reached\n');
     }
   } finally {
     await dead.close();
