@@ -1,10 +1,11 @@
-import { pipeline, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Stage } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
-import { OutpostError } from '../errors.ts';
+import { OutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { createDecoder, DECODABLE, readableOf } from './encoders.ts';
+import { parseAcceptEncoding } from './negotiate.ts';
 import { isNoContentStatus } from '../http/status.ts';
 
 /**
@@ -24,9 +25,15 @@ import { isNoContentStatus } from '../http/status.ts';
  * - The coding was this hop's request, not the client's, so it is decoded even under
  *   `Cache-Control: no-transform`: sending gzip to a client that did not ask for it is no
  *   preservation of anything.
- * - A body that decodes past `maxDecodedSize` is cut off with an error (a decompression bomb: a
- *   1 MB gzip of zeros is 1 GB). Nothing is buffered: decoding runs at the pace the client reads,
- *   and the error resets the client's stream (a truncated body must not look complete).
+ * - Decompression bombs (64 KiB of gzip can be 64 MiB of zeros): the first MiB is decoded before
+ *   anything is answered. A body that is done by then is sent whole; one whose expansion is absurd
+ *   (over 100:1) is not decoded at all: a client that accepts its coding gets the coded bytes as
+ *   they came (and the cache does not store them), any other gets 502. Past the look-ahead,
+ *   decoding runs at the pace the client reads, and a body that decodes past `maxDecodedSize` (no
+ *   larger than the cache's maxObjectSize by default) or past the ratio is cut off with an error
+ *   that resets the client's stream (a truncated body must not look complete). A client that takes
+ *   the coding and a body whose coded length already exceeds `maxDecodedSize` gets it coded too:
+ *   it could not be stored decoded anyway.
  */
 
 export interface OriginDecodeOptions {
@@ -35,6 +42,10 @@ export interface OriginDecodeOptions {
 }
 
 const ASK_ORIGIN = 'br, zstd, gzip';
+/** Decoded before the first byte is answered, to see a bomb coming. */
+const LOOKAHEAD = 1024 * 1024;
+/** gzip of text is 3-10:1, of repetitive JSON up to ~50:1; 100:1 only happens on purpose. */
+const MAX_RATIO = 100;
 
 export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
   const max = options.maxDecodedSize;
@@ -60,13 +71,112 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     if (reply.body === null || ctx.method === 'HEAD' || isNoContentStatus(reply.status) || empty) {
       return { ...reply, headers };
     }
-    const limiter = createLimit(max);
-    pipeline(readableOf(reply.body), createDecoder(coding), limiter, (err) => {
+    const accepted = clientAccepts(ctx.headers['accept-encoding'], token);
+    const declaredLength = typeof declared === 'string' && /^\d+$/.test(declared) ? Number(declared) : typeof declared === 'number' ? declared : -1;
+    if (accepted && declaredLength > max) {
+      ctx.notes.set('decode', 'passed-coded');
+      return reply;
+    }
+    const source = readableOf(reply.body);
+    const ahead = await readAhead(source, createDecoder(coding), Math.min(LOOKAHEAD, max));
+    if (ahead.error !== undefined) throw originError.badGateway('Bad Gateway: the origin sent a body that could not be decoded', ahead.error);
+    if (ahead.decodedBytes > max || (ahead.decodedBytes >= Math.min(LOOKAHEAD, max) && ahead.decodedBytes > MAX_RATIO * consumed(ahead.decoder))) {
+      // A bomb, or more than may be decoded: not decoded at all.
+      ahead.decoder.destroy();
+      ctx.notes.set('decode', 'refused');
+      publishError({ ctx, error: new OutpostError('DECODE_REFUSED', 502, `origin body expands ${consumed(ahead.decoder)} → ${ahead.decodedBytes}+ bytes (${coding})`), where: 'origin decode' });
+      if (!accepted) {
+        source.destroy();
+        throw new OutpostError('DECODE_REFUSED', 502, 'Bad Gateway: the origin sent a body that expands beyond what may be decoded');
+      }
+      return { ...reply, body: prepend(ahead.coded, source) };
+    }
+    ctx.notes.set('decode', coding);
+    if (ahead.ended) {
+      const body = Buffer.concat(ahead.decoded, ahead.decodedBytes);
+      return { status: reply.status, headers: { ...headers, 'content-length': body.length }, body };
+    }
+    const limiter = createLimit(max, ahead.decoder);
+    for (const chunk of ahead.decoded) limiter.write(chunk);
+    pipeline(source, ahead.decoder, limiter, (err) => {
       if (err) onDecodeError(ctx, err);
     });
-    ctx.notes.set('decode', coding);
     return { status: reply.status, headers, body: limiter };
   };
+}
+
+/** Whether the client's Accept-Encoding takes `coding` (or `*`) with a q above 0. */
+function clientAccepts(header: string | string[] | undefined, coding: string): boolean {
+  if (header === undefined) return false;
+  const weights = parseAcceptEncoding(Array.isArray(header) ? header.join(',') : header);
+  const q = weights.get(coding === 'x-gzip' ? 'gzip' : coding) ?? weights.get('*');
+  return q !== undefined && q > 0;
+}
+
+interface Ahead {
+  readonly decoder: Transform;
+  readonly coded: Buffer[];
+  readonly codedBytes: number;
+  readonly decoded: Buffer[];
+  readonly decodedBytes: number;
+  /** The whole body was decoded within the look-ahead. */
+  readonly ended: boolean;
+  readonly error?: Error;
+}
+
+/**
+ * Feeds coded chunks to the decoder until `limit` decoded bytes came out or the body ended; then
+ * stops reading (the source is left paused, the decoder's further output unread) and reports.
+ */
+function readAhead(source: Readable, decoder: Transform, limit: number): Promise<Ahead> {
+  return new Promise((resolve) => {
+    const coded: Buffer[] = [];
+    const decoded: Buffer[] = [];
+    let codedBytes = 0;
+    let decodedBytes = 0;
+    let done = false;
+    const finish = (ended: boolean, error?: Error) => {
+      if (done) return;
+      done = true;
+      source.off('data', onCoded);
+      source.off('end', onSourceEnd);
+      decoder.off('data', onDecoded);
+      decoder.off('end', onDecoderEnd);
+      source.pause();
+      decoder.pause();
+      resolve({ decoder, coded, codedBytes, decoded, decodedBytes, ended, error });
+    };
+    const onCoded = (chunk: Buffer) => {
+      coded.push(chunk);
+      codedBytes += chunk.length;
+      if (!decoder.write(chunk)) {
+        source.pause();
+        decoder.once('drain', () => { if (!done) source.resume(); });
+      }
+    };
+    const onDecoded = (chunk: Buffer) => {
+      decoded.push(chunk);
+      decodedBytes += chunk.length;
+      if (decodedBytes >= limit) finish(false);
+    };
+    const onSourceEnd = () => decoder.end();
+    const onDecoderEnd = () => finish(true);
+    source.on('data', onCoded);
+    source.once('end', onSourceEnd);
+    source.once('error', (error) => finish(false, error));
+    decoder.on('data', onDecoded);
+    decoder.once('end', onDecoderEnd);
+    decoder.once('error', (error) => finish(false, error));
+  });
+}
+
+/** The chunks already read, then the rest of the source, as one stream. */
+function prepend(chunks: readonly Buffer[], rest: Readable): Readable {
+  const out = new PassThrough();
+  for (const chunk of chunks) out.write(chunk);
+  rest.on('error', (error) => out.destroy(error));
+  rest.pipe(out);
+  return out;
 }
 
 /**
@@ -91,14 +201,24 @@ function withoutCoding(h: OutgoingHttpHeaders, decoded: boolean): OutgoingHttpHe
   return headers;
 }
 
-/** Passes bytes on until `max` have gone through, then fails the stream. */
-function createLimit(max: number): Transform {
-  let total = 0;
+/** Coded bytes the decoder has consumed (zlib's `bytesWritten`: input processed, not merely queued). */
+const consumed = (decoder: Transform): number => (decoder as Transform & { bytesWritten: number }).bytesWritten;
+
+/**
+ * Passes decoded bytes on until more than `max` have gone through, or, past the look-ahead, more
+ * than MAX_RATIO times what the decoder consumed; then fails the stream.
+ */
+function createLimit(max: number, decoder: Transform): Transform {
+  let decoded = 0; // the look-ahead's chunks are written into it first
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      total += chunk.length;
-      if (total > max) {
+      decoded += chunk.length;
+      if (decoded > max) {
         callback(new OutpostError('DECODED_TOO_LARGE', 502, `origin body decodes to more than ${max} bytes`));
+        return;
+      }
+      if (decoded > LOOKAHEAD && decoded > MAX_RATIO * consumed(decoder)) {
+        callback(new OutpostError('DECODED_TOO_LARGE', 502, `origin body expands more than ${MAX_RATIO}:1`));
         return;
       }
       callback(null, chunk);

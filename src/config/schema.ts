@@ -287,8 +287,12 @@ export const configSchema = z.strictObject({
     encodings: z.array(z.enum(['br', 'zstd', 'gzip'])).min(1).default(['br', 'zstd', 'gzip']),
     /** Bodies smaller than this are not worth a coding (headers and CPU cost more than they save). */
     minSize: size('1KB'),
-    /** An origin body may decode to this much, then it is cut off: a 1 MB gzip of zeros is 1 GB (a decompression bomb). */
-    maxDecodedSize: size('1GB').refine((v) => v > 0, { error: 'expected a size greater than 0' }),
+    /**
+     * An origin body may decode to this much (a decompression bomb: 64 KiB of gzip can be 64 MiB);
+     * 16 MB like cache.maxObjectSize: a larger body could not be stored decoded anyway. Bodies
+     * that expand beyond 100:1 are refused however large this is (src/compress/origin-decode.ts).
+     */
+    maxDecodedSize: size('16MB').refine((v) => v > 0, { error: 'expected a size greater than 0' }),
     /** Encoded static files kept in memory (LRU by bytes) when they have no precompressed sibling; 0 turns it off. */
     staticMemory: size('32MB'),
   }).prefault({}),

@@ -155,6 +155,6 @@ test('bad options are refused at creation, naming the option', () => {
     return true;
   });
   const config = validateConfig({});
-  assert.equal(config.compression.maxDecodedSize, 1024 ** 3);
+  assert.equal(config.compression.maxDecodedSize, 16 * 1024 ** 2);
   assert.equal(config.compression.staticMemory, 32 * 1024 ** 2);
 });

@@ -49,7 +49,8 @@ before(async () => {
     gzip.pipe(res);
     sent.set(req.url!, writeText(gzip, Number(new URL(req.url!, 'http://x').searchParams.get('mb')) * MB));
   });
-  outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  // Transcoding a body this large takes an explicit maxDecodedSize: the default (16 MB) refuses more.
+  outpost = await startOutpost({ compression: { maxDecodedSize: '1GB' }, sites: [{ hosts: ['*'], origin: origin.url }] });
 });
 
 after(async () => {
