@@ -43,9 +43,18 @@ export function mayServeStale(response: Directives): boolean {
 
 /**
  * May this stored response answer this request without contacting the origin (§4)?
- * `pragmaNoCache`: a request with `Pragma: no-cache` and no Cache-Control (§5.4).
  */
-export function decide(f: Freshness, response: Directives, request: Directives, pragmaNoCache: boolean): Verdict {
+/** The directives a decision reads: the stored response's (the governing ones), the request's. */
+export interface DecisionInput {
+  readonly response: Directives;
+  readonly request: Directives;
+  /** A request with `Pragma: no-cache` and no Cache-Control (§5.4). */
+  readonly pragmaNoCache?: boolean;
+  /** Seconds a stale response may still be served when the origin fails, where no stale-if-error says otherwise. */
+  readonly graceSeconds?: number;
+}
+
+export function decide(f: Freshness, { response, request, pragmaNoCache = false }: DecisionInput): Verdict {
   // §5.2.1.4: request no-cache: "a cache MUST NOT use a stored response to satisfy the request
   // without successfully validating it on the origin server".
   if (request.has('no-cache') || (pragmaNoCache && request.size === 0)) return REVALIDATE_REQUEST;
@@ -73,7 +82,7 @@ export function decide(f: Freshness, response: Directives, request: Directives, 
  * The response's or the request's stale-if-error window, or, when neither gives one, the configured
  * grace period.
  */
-export function mayServeStaleOnError(f: Freshness, response: Directives, request: Directives, graceSeconds: number): boolean {
+export function mayServeStaleOnError(f: Freshness, { response, request, graceSeconds = 0 }: DecisionInput): boolean {
   if (!mayServeStale(response)) return false;
   const late = staleness(f);
   const explicit = [seconds(response, 'stale-if-error'), seconds(request, 'stale-if-error')].filter((w) => w !== undefined);

@@ -120,7 +120,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     const meta = found.meta;
     let v = views.get(meta);
     if (v === undefined) {
-      const facts = responseFacts(meta.status, meta.headers, meta.responseTime, policy);
+      const facts = responseFacts({ status: meta.status, headers: meta.headers, receivedAt: meta.responseTime }, policy);
       const initial = initialAge(meta, facts.date);
       // A soft purge ends freshness at the time of the purge.
       const lifetime = meta.invalidatedAt === undefined ? facts.lifetime : Math.min(facts.lifetime, Math.floor(currentAge(initial, meta.responseTime, meta.invalidatedAt)));
@@ -144,7 +144,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       },
       put: (coding: Encoding, body: Buffer, token: string) => {
         const ttl = ttlOf(found, view(found));
-        if (ttl > 0) void safely(saveVariant(store, found, coding, body, token, ttl), undefined);
+        if (ttl > 0) void safely(saveVariant(store, found, { coding, body, token, ttlMs: ttl }), undefined);
       },
     };
   }
@@ -158,7 +158,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       const found: Found = { key, primary: primaryOf(key), meta: { ...record.meta, invalidatedAt: at }, body: record.body };
       const ttl = ttlOf(found, view(found));
       if (ttl <= 0) await store.delete([key]);
-      else await rewrite(store, found, found.meta, ttl);
+      else await rewrite(store, found, ttl);
       count++;
     }
     return count;
@@ -183,7 +183,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       const ttl = ttlOf(found, view({ key: '', primary, meta, body }));
       if (ttl <= 0) return false;
       try {
-        await save(store, primary, requestHeaders, meta, body, ttl);
+        await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl });
         stats.stores++;
         return true;
       } catch (error) {
@@ -194,7 +194,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     async refresh(found, meta) {
       const refreshed: Found = { ...found, meta };
       const ttl = ttlOf(refreshed, view(refreshed));
-      await safely(ttl > 0 ? rewrite(store, refreshed, meta, ttl) : store.delete([found.key]).then(() => {}), undefined);
+      await safely(ttl > 0 ? rewrite(store, refreshed, ttl) : store.delete([found.key]).then(() => {}), undefined);
       return refreshed;
     },
     variants(found) {

@@ -52,8 +52,17 @@ export async function lookup(store: CacheStore, primary: string, headers: Incomi
   return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
 }
 
+/** A response to write: its URI, the request it answered (for the Vary key), what to keep and for how long. */
+export interface NewEntry {
+  readonly primary: string;
+  readonly requestHeaders: IncomingHttpHeaders;
+  readonly meta: StoredResponse;
+  readonly body: Buffer;
+  readonly ttlMs: number;
+}
+
 /** Writes a response and its indexes; answers its key. Vary `*` never gets here (it is not storable). */
-export async function save(store: CacheStore, primary: string, headers: IncomingHttpHeaders, meta: StoredResponse, body: Buffer, ttlMs: number): Promise<string> {
+export async function save(store: CacheStore, { primary, requestHeaders: headers, meta, body, ttlMs }: NewEntry): Promise<string> {
   const names = varyNames(meta.headers.vary);
   const vary = names === '*' ? [] : names;
   const key = objectKey(primary, secondaryKey(vary, headers));
@@ -61,23 +70,33 @@ export async function save(store: CacheStore, primary: string, headers: Incoming
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
   await store.set(`v:${primary}`, { meta: { vary } satisfies VaryMeta, body: Buffer.alloc(0) }, ttlMs);
-  await index(store, primary, meta.tags, key, ttlMs);
+  await index(store, { primary, tags: meta.tags, key, ttlMs });
   return key;
 }
 
-/** Rewrites a stored response's metadata in place (a 304 refresh, a soft purge). */
-export async function rewrite(store: CacheStore, found: Found, meta: StoredResponse, ttlMs: number): Promise<void> {
-  await store.set(found.key, { meta, body: found.body }, ttlMs);
-  await index(store, found.primary, meta.tags, found.key, ttlMs);
+/** Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the new one. */
+export async function rewrite(store: CacheStore, found: Found, ttlMs: number): Promise<void> {
+  await store.set(found.key, { meta: found.meta, body: found.body }, ttlMs);
+  await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, ttlMs });
 }
 
-export async function saveVariant(store: CacheStore, found: Found, coding: string, body: Buffer, token: string, ttlMs: number): Promise<void> {
+/** An encoded body made from a stored response, and the token naming its bytes. */
+export interface NewVariant {
+  readonly coding: string;
+  readonly body: Buffer;
+  readonly token: string;
+  readonly ttlMs: number;
+}
+
+export async function saveVariant(store: CacheStore, found: Found, { coding, body, token, ttlMs }: NewVariant): Promise<void> {
   const key = variantKey(found.key, coding);
   await store.set(key, { meta: { token } satisfies VariantMeta, body }, ttlMs);
-  await index(store, found.primary, found.meta.tags, key, ttlMs);
+  await index(store, { primary: found.primary, tags: found.meta.tags, key, ttlMs });
 }
 
-async function index(store: CacheStore, primary: string, tags: readonly string[], key: string, ttlMs: number) {
+interface IndexEntry { readonly primary: string; readonly tags: readonly string[]; readonly key: string; readonly ttlMs: number }
+
+async function index(store: CacheStore, { primary, tags, key, ttlMs }: IndexEntry) {
   await store.addToSet(urlSet(primary), key, ttlMs);
   for (const tag of tags) await store.addToSet(tagSet(tag), key, ttlMs);
 }

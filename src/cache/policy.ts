@@ -71,7 +71,14 @@ export interface ResponseFacts {
  * Reads a response's caching facts. `receivedAt` stands in for a missing or invalid Date
  * (RFC 9110 §6.6.1: a recipient with a clock assigns one).
  */
-export function responseFacts(status: number, headers: Readonly<Record<string, FieldValue>>, receivedAt: number, options: PolicyOptions): ResponseFacts {
+export interface ResponseInput {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, FieldValue>>;
+  /** When it arrived (ms): stands in for a missing or invalid Date. */
+  readonly receivedAt: number;
+}
+
+export function responseFacts({ status, headers, receivedAt }: ResponseInput, options: PolicyOptions): ResponseFacts {
   let governing = parseCacheControlField(headers['cache-control']);
   let directivesFrom = 'cache-control';
   let targeted = false;

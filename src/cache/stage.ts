@@ -83,7 +83,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const found = lookup.found;
     const view = engine.view(found);
     const age = engine.age(found, view);
-    const verdict = decide({ age, lifetime: view.lifetime }, view.facts.directives, request, pragmaNoCache(ctx, request));
+    const verdict = decide({ age, lifetime: view.lifetime }, { response: view.facts.directives, request, pragmaNoCache: pragmaNoCache(ctx, request) });
     const ttl = Math.floor(view.lifetime - age);
     switch (verdict.kind) {
       case 'fresh':
@@ -236,7 +236,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const responseTime = engine.now();
     // RFC 9110 §6.6.1: a response without Date gets the time it was received.
     if (reply.headers.date === undefined) reply.headers.date = httpDate(responseTime);
-    const facts = responseFacts(reply.status, reply.headers, responseTime, engine.policy);
+    const facts = responseFacts({ status: reply.status, headers: reply.headers, receivedAt: responseTime }, engine.policy);
     const fwdStatus = `${a.params}; fwd-status=${reply.status}`;
     const meta: StoredResponse = { status: reply.status, headers: storedFields(reply.headers, rules), requestTime: a.requestTime, responseTime, tags: tagsOf(reply.headers) };
     const age = currentAge(initialAge(meta, facts.date), responseTime, responseTime);
@@ -391,7 +391,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   function staleOnError(ctx: Context, request: Directives, found: Found, view: StoredView, failedStatus: number | undefined): Reply | null {
     if (failedStatus === undefined || !isServerError(failedStatus)) return null;
     const age = engine.age(found, view);
-    if (!mayServeStaleOnError({ age, lifetime: view.lifetime }, view.facts.directives, request, engine.graceSeconds)) return null;
+    if (!mayServeStaleOnError({ age, lifetime: view.lifetime }, { response: view.facts.directives, request, graceSeconds: engine.graceSeconds })) return null;
     stats.staleServed++;
     const ttl = Math.floor(view.lifetime - age);
     const why = staleIfErrorWindow(view.facts.directives, request) ? 'stale-if-error' : 'grace';

@@ -41,27 +41,27 @@ const table: Array<[string, number, number, string, string, string]> = [
 
 for (const [name, age, lifetime, response, request, expected] of table) {
   test(`decide: ${name}`, () => {
-    const verdict = decide({ age, lifetime }, parseCacheControl(response), parseCacheControl(request), false);
+    const verdict = decide({ age, lifetime }, { response: parseCacheControl(response), request: parseCacheControl(request) });
     assert.equal(verdict.kind, expected);
   });
 }
 
 test('decide: Pragma: no-cache counts only without Cache-Control (RFC 9111 §5.4)', () => {
-  assert.equal(decide({ age: 1, lifetime: 60 }, parseCacheControl('max-age=60'), parseCacheControl(undefined), true).kind, 'revalidate');
-  assert.equal(decide({ age: 1, lifetime: 60 }, parseCacheControl('max-age=60'), parseCacheControl('max-stale'), true).kind, 'fresh');
+  assert.equal(decide({ age: 1, lifetime: 60 }, { response: parseCacheControl('max-age=60'), request: parseCacheControl(undefined), pragmaNoCache: true }).kind, 'revalidate');
+  assert.equal(decide({ age: 1, lifetime: 60 }, { response: parseCacheControl('max-age=60'), request: parseCacheControl('max-stale'), pragmaNoCache: true }).kind, 'fresh');
 });
 
 test('stale-if-error: response window, request window, grace; never with must-revalidate', () => {
   const f = { age: 100, lifetime: 60 };
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, stale-if-error=60'), parseCacheControl(''), 0), true);
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, stale-if-error=10'), parseCacheControl(''), 0), false);
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl('stale-if-error=50'), 0), true);
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl(''), 40), true);
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl(''), 0), false);
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, must-revalidate, stale-if-error=600'), parseCacheControl(''), 600), false);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60, stale-if-error=60'), request: parseCacheControl(''), graceSeconds: 0 }), true);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60, stale-if-error=10'), request: parseCacheControl(''), graceSeconds: 0 }), false);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60'), request: parseCacheControl('stale-if-error=50'), graceSeconds: 0 }), true);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60'), request: parseCacheControl(''), graceSeconds: 40 }), true);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60'), request: parseCacheControl(''), graceSeconds: 0 }), false);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60, must-revalidate, stale-if-error=600'), request: parseCacheControl(''), graceSeconds: 600 }), false);
   // an explicit window is the limit: grace does not stretch it
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60, stale-if-error=10'), parseCacheControl(''), 600), false);
-  assert.equal(mayServeStaleOnError(f, parseCacheControl('max-age=60'), parseCacheControl('stale-if-error=10'), 600), false);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60, stale-if-error=10'), request: parseCacheControl(''), graceSeconds: 600 }), false);
+  assert.equal(mayServeStaleOnError(f, { response: parseCacheControl('max-age=60'), request: parseCacheControl('stale-if-error=10'), graceSeconds: 600 }), false);
 });
 
 test('keys: scheme, host case and default port, path and query; GET and HEAD share', () => {

@@ -18,7 +18,7 @@ const rules = { storeSetCookie: false, heuristicWithCredentials: true };
 
 function ours(status: number, headers: Record<string, string>, request: Record<string, string> = {}) {
   const all = { date: DATE, ...headers };
-  const facts = responseFacts(status, all, NOW, options);
+  const facts = responseFacts({ status, headers: all, receivedAt: NOW }, options);
   const storable = whyNotStorable({ requestHeaders: request, requestDirectives: parseCacheControl(request['cache-control']), status, headers: all, facts }, rules) === null;
   return { storable, lifetime: storable ? facts.lifetime : 0 };
 }

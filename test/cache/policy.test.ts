@@ -14,7 +14,7 @@ const NOW = Date.UTC(2026, 10, 30, 12, 0, 0);
 const DATE = new Date(NOW).toUTCString();
 const options: PolicyOptions = { targeted: ['outpost-cache-control', 'cdn-cache-control'], heuristicFraction: 0.1 };
 const rules = { storeSetCookie: false, heuristicWithCredentials: false };
-const facts = (headers: Record<string, string | string[]>, status = 200) => responseFacts(status, { date: DATE, ...headers }, NOW, options);
+const facts = (headers: Record<string, string | string[]>, status = 200) => responseFacts({ status, headers: { date: DATE, ...headers }, receivedAt: NOW }, options);
 
 test('Cache-Control parsing: names are case-insensitive, lines join, quoted values keep commas, first value wins', () => {
   const cc = parseCacheControl(['Max-Age=60, PRIVATE', 'no-cache="set-cookie, x-a", max-age=10']);
