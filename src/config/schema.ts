@@ -20,6 +20,8 @@ const withUnit = (parse: (value: unknown) => number | undefined, expected: strin
 
 const size = withUnit(parseSize, 'a size such as 16KB or 1MB');
 const duration = withUnit(parseDuration, 'a duration such as 10s or 500ms');
+/** Bytes per second: "500B/s", "1KB/s" or a number. */
+const byteRate = withUnit((value) => parseSize(typeof value === 'string' ? value.replace(/\/s\s*$/i, '') : value), 'a data rate such as 500B/s or 1KB/s');
 
 const port = z.number({ error: (i) => `expected a port number, got ${JSON.stringify(i.input)}` })
   .int().min(0).max(65535);
@@ -242,6 +244,22 @@ export const configSchema = z.strictObject({
     maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
     /** 10 s for in-flight requests to finish on SIGTERM before connections are closed. */
     shutdownTimeout: duration('10s'),
+    /**
+     * Open connections from one client address, on the HTTPS and plain-HTTP listeners together;
+     * more are closed before their TLS handshake (nginx's limit_conn, which has no default). 256:
+     * a browser opens one HTTP/2 connection per host, or six over HTTP/1.1, so 256 leaves room for
+     * 40 busy HTTP/1.1 users behind one NAT address, while one client cannot hold more than 2.5 %
+     * of `maxConnections`. Peers in `trustedProxies` (a load balancer speaks for many) are exempt.
+     */
+    connectionsPerClient: z.number().int().min(1).max(1_000_000).default(256),
+    /**
+     * 500 B/s: after `bodyGrace`, a request body must have arrived at this average rate, or 408
+     * (Apache mod_reqtimeout's MinRate default). A client trickling its upload is cut off soon
+     * after the grace instead of holding the request until `requestTimeout`. 0 turns it off.
+     */
+    minBodyRate: byteRate('500B/s'),
+    /** 10 s before the body rate counts: room for a slow start (TCP, a phone waking its radio). */
+    bodyGrace: duration('10s'),
   }).prefault({}),
   /** For every site unless a site or route has its own (see guardSchema). */
   guard: guardSchema.prefault({}),

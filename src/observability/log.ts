@@ -5,7 +5,8 @@ import { isOutpostError } from '../errors.ts';
 
 /**
  * The access log (one line per response, combined-log style plus duration and cache notes) and
- * the error log (stderr). Both subscribe to the diagnostics channels.
+ * the error log (stderr). Both subscribe to the diagnostics channels. The error log is rate-limited
+ * per kind of error, so an attack that causes errors cannot turn into a flood of log lines.
  */
 
 const quote = (value: unknown) => (value === undefined ? '"-"' : JSON.stringify(String(value)));
@@ -18,18 +19,98 @@ export function formatAccessLine({ ctx, reply }: ResponseEvent): string {
     `${reply.status} ${length} ${quote(ctx.headers.referer)} ${quote(ctx.headers['user-agent'])} ${ms.toFixed(1)}ms${notes}\n`;
 }
 
+const errorCode = (error: unknown): string => (isOutpostError(error) ? error.code : (error as { code?: string })?.code ?? 'ERROR');
+
 export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   const request = ctx ? ` ${ctx.method} ${ctx.host}${ctx.target}` : '';
-  const code = isOutpostError(error) ? `${error.code} ${error.status}` : (error as { code?: string })?.code ?? 'ERROR';
+  const code = isOutpostError(error) ? `${error.code} ${error.status}` : errorCode(error);
   const message = isOutpostError(error) && error.detail !== undefined ? `${error.message} (${error.detail})` : (error as Error)?.message ?? String(error);
   const cause = (error as { cause?: { message?: string; code?: string } })?.cause;
   const causeText = cause ? ` (cause: ${cause.code ?? ''} ${cause.message ?? ''})` : '';
   return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${causeText}\n`;
 }
 
+/** At most this many error lines per second for one kind of error; the rest are counted and summed up in one line. */
+const LINES_PER_KIND_PER_SECOND = 5;
+/** Distinct kinds tracked in one second; beyond it they share one budget (kinds are few; this is a bound, not a tuning). */
+const MAX_KINDS = 1000;
+
+/**
+ * One kind of error: where it happened (digits dropped, so "3 failures so far" and "4 failures so
+ * far" are one kind) and its code.
+ */
+export function errorKind({ error, where }: ErrorEvent): string {
+  return `${where.replace(/\d+/g, '#')} ${errorCode(error)}`;
+}
+
+export interface ErrorLogLimiter {
+  /** True when this event's line may be written now; false when it is counted instead. */
+  admit(event: ErrorEvent): boolean;
+  /** Writes the "suppressed" lines of the second that ended, if any, and stops the timer. */
+  flush(): void;
+}
+
+/**
+ * Per kind, `perSecond` lines in each one-second window; what is over is counted, and when the
+ * window ends one line says how many similar errors were left out. A flood of one error costs a
+ * handful of lines a second, and the first line of every other kind still gets through.
+ */
+export function createErrorLogLimiter(write: (line: string) => void, options: { perSecond?: number; now?: () => number } = {}): ErrorLogLimiter {
+  const perSecond = options.perSecond ?? LINES_PER_KIND_PER_SECOND;
+  const now = options.now ?? Date.now;
+  let windowStart = 0;
+  let counts = new Map<string, { lines: number; suppressed: number; where: string; code: string }>();
+  let timer: NodeJS.Timeout | undefined;
+
+  function flush() {
+    clearTimeout(timer);
+    timer = undefined;
+    for (const entry of counts.values()) {
+      if (entry.suppressed > 0) {
+        write(`${new Date(now()).toISOString()} error ${entry.where}: suppressed ${entry.suppressed} similar error${entry.suppressed === 1 ? '' : 's'} (${entry.code}) in the last second\n`);
+      }
+    }
+    counts = new Map();
+  }
+
+  return {
+    admit(event) {
+      const at = now();
+      if (at - windowStart >= 1000) {
+        flush();
+        windowStart = at;
+      }
+      let kind = errorKind(event);
+      if (!counts.has(kind) && counts.size >= MAX_KINDS) kind = 'other';
+      let entry = counts.get(kind);
+      if (entry === undefined) {
+        entry = kind === 'other'
+          ? { lines: 0, suppressed: 0, where: 'various', code: 'various codes' }
+          : { lines: 0, suppressed: 0, where: event.where, code: errorCode(event.error) };
+        counts.set(kind, entry);
+      }
+      if (entry.lines < perSecond) {
+        entry.lines++;
+        return true;
+      }
+      entry.suppressed++;
+      // The summary goes out when the window ends, even if no other error comes to trigger it.
+      if (timer === undefined) {
+        timer = setTimeout(flush, Math.max(1, windowStart + 1000 - at));
+        timer.unref();
+      }
+      return false;
+    },
+    flush,
+  };
+}
+
 /** Subscribes the logs; returns the function that unsubscribes and closes files. */
-export function startLogs(access: string, errors: Writable = process.stderr): () => Promise<void> {
-  const onError = (event: unknown) => errors.write(formatErrorLine(event as ErrorEvent));
+export function startLogs(access: string, errors: Writable = process.stderr, options: { now?: () => number } = {}): () => Promise<void> {
+  const errorLines = createErrorLogLimiter((line) => errors.write(line), options);
+  const onError = (event: unknown) => {
+    if (errorLines.admit(event as ErrorEvent)) errors.write(formatErrorLine(event as ErrorEvent));
+  };
   errorChannel.subscribe(onError);
   let out: Writable | null = null;
   let onResponse: ((event: unknown) => void) | null = null;
@@ -41,6 +122,7 @@ export function startLogs(access: string, errors: Writable = process.stderr): ()
   }
   return async () => {
     errorChannel.unsubscribe(onError);
+    errorLines.flush();
     if (onResponse) responseChannel.unsubscribe(onResponse);
     if (out && out !== process.stdout) await new Promise<void>((resolve) => out!.end(resolve));
   };

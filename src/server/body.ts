@@ -1,13 +1,37 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { clientError } from '../errors.ts';
+import { frontCounters } from './counters.ts';
+
+export interface BodyLimits {
+  /** Bytes at most (413 beyond). */
+  readonly maxBytes: number;
+  /** One deadline for the whole body, in ms (408 after it). */
+  readonly deadline: number;
+  /** Bytes per second the body must average once `grace` has passed; 0 turns the rule off. */
+  readonly minRate: number;
+  /** Milliseconds before the rate counts. */
+  readonly grace: number;
+  /** The clock, in ms; tests inject one. */
+  readonly now?: () => number;
+}
 
 /**
  * Request-body limits Node does not have: a byte cap for bodies without Content-Length (chunked,
- * or HTTP/2 DATA frames), and one deadline for the whole body so a client trickling a byte at a
- * time cannot hold a stream open forever.
+ * or HTTP/2 DATA frames), one deadline for the whole body, and a minimum data rate after a short
+ * grace (Apache mod_reqtimeout's MinRate): by `grace + received / minRate` ms after the body
+ * started, its bytes must be in, else 408. A client trickling 16 bytes every 2 s is cut off a
+ * little after the grace instead of holding the request for the whole deadline, and its bytes
+ * do not reset anything: the rate is checked by one timer, set to when the allowance runs out.
+ *
+ * The rate is the client's only while we are reading: bytes waiting in our buffers (an origin
+ * slow to take the upload) mean the wait is ours, and the check moves on by another grace.
  */
-export function limitBody(body: Readable, maxBytes: number, deadlineMs: number): Readable {
+export function limitBody(body: Readable, limits: BodyLimits): Readable {
+  const { maxBytes, deadline, minRate, grace } = limits;
+  const now = limits.now ?? Date.now;
+  const started = now();
   let seen = 0;
+  let ourWait = 0; // ms of waiting that was ours, not the client's
   const limited = new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       seen += chunk.length;
@@ -15,15 +39,45 @@ export function limitBody(body: Readable, maxBytes: number, deadlineMs: number):
       else callback(null, chunk);
     },
     flush(callback) {
-      clearTimeout(timer);
+      stopTimers();
       callback();
     },
   });
-  const timer = setTimeout(() => limited.destroy(clientError.timeout('request body not received in time')), deadlineMs);
-  timer.unref();
+  const fail = () => limited.destroy(clientError.timeout('request body not received in time'));
+  const total = setTimeout(fail, deadline);
+  total.unref();
+
+  let rate: NodeJS.Timeout | undefined;
+  const allowanceEnds = () => started + grace + ourWait + (seen * 1000) / minRate;
+  const checkRate = () => {
+    const at = now();
+    if (at < allowanceEnds()) return scheduleRate();
+    // Unread bytes in our buffers: the consumer is behind, not the client.
+    if (limited.readableLength > 0 || limited.writableLength > 0 || body.readableLength > 0) {
+      ourWait += grace;
+      return scheduleRate();
+    }
+    frontCounters.slowBodies++;
+    fail();
+  };
+  function scheduleRate() {
+    rate = setTimeout(checkRate, Math.max(1, allowanceEnds() - now()));
+    rate.unref();
+  }
+  if (minRate > 0) scheduleRate();
+  // The body has all arrived once the source ends: no more rate to keep.
+  body.once('end', () => clearTimeout(rate));
+
+  function stopTimers() {
+    clearTimeout(total);
+    clearTimeout(rate);
+  }
   body.on('error', (err) => limited.destroy(err));
+  // Whoever reads the body handles its errors; one that ends before anyone reads (a stream reset
+  // while the handler was still deciding) must not be an unhandled 'error' that ends the process.
+  limited.on('error', () => {});
   limited.on('close', () => {
-    clearTimeout(timer);
+    stopTimers();
     // Stop reading, but leave the client's stream alone: it still has to carry our 413/408.
     body.unpipe(limited);
     body.pause();

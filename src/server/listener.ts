@@ -6,11 +6,17 @@ import type { Config } from '../config/schema.ts';
 import type { Handler } from '../pipeline/compose.ts';
 import { errorReply, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
-import { clientError } from '../errors.ts';
+import { clientError, isOutpostError } from '../errors.ts';
 import { ClientAbort, contextFromHttp1, contextFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
 import { limitBody } from './body.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
+import { clientConnectionLimit } from './client-limit.ts';
+import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
+import { frontCounters, type FrontCounters } from './counters.ts';
+import { publishClientError, publishError } from '../observability/channels.ts';
+
+export { frontStats, type FrontCounters } from './counters.ts';
 
 export interface Running {
   readonly httpsPort: number;
@@ -21,9 +27,26 @@ export interface Running {
 }
 
 export interface ServerEvents {
-  /** Errors with no client to tell (a failed write, a TLS handshake), for the log. */
+  /** Errors with no client to tell (a failed write), for the log; the error channel by default. */
   onError?: (where: string, err: unknown) => void;
 }
+
+/**
+ * Error codes a client causes, by what it sends or by going away: counted (and published on the
+ * client-error channel), not written to the error log, where one misbehaving client could add a
+ * line per stream.
+ */
+const CLIENT_CAUSED = new Set([
+  'ERR_HTTP2_ERROR', // nghttp2 refused the peer's frames: a protocol error
+  'ERR_HTTP2_SESSION_ERROR', // the peer sent GOAWAY with an error code
+  'ERR_HTTP2_STREAM_ERROR', // a stream reset by the peer, or by nghttp2 for a malformed request
+  'ERR_HTTP2_TOO_MANY_INVALID_FRAMES',
+  'ERR_HTTP2_STREAM_CANCEL',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT',
+]);
+
+const isClientCaused = (error: unknown) => CLIENT_CAUSED.has((error as { code?: string } | undefined)?.code ?? '');
 
 /** RFC 9113 §6.5.2: the size of a header list is its names and values plus 32 octets per field. */
 function headerListSize(headers: IncomingHttpHeaders): number {
@@ -43,12 +66,51 @@ function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
   if (length !== undefined && Number(length) > limits.maxBodySize) {
     throw clientError.tooLarge(`request body over ${limits.maxBodySize} bytes`);
   }
-  return { ...ctx, body: limitBody(ctx.body, limits.maxBodySize, limits.requestTimeout) };
+  const body = limitBody(ctx.body, {
+    maxBytes: limits.maxBodySize, deadline: limits.requestTimeout, minRate: limits.minBodyRate, grace: limits.bodyGrace,
+  });
+  return { ...ctx, body };
+}
+
+/**
+ * After a response sent before the request body ended (413, 408, an early error): our side of the
+ * connection ends after the response, and what the client still sends is read and dropped for a
+ * moment before the socket is closed (nginx's lingering close). Left as it was, the paused request
+ * kept the socket until the requestTimeout sweep (60 s, measured: the response's keep-alive was
+ * decided when its header was written); destroying it at once with unread bytes makes the kernel
+ * send a reset that can destroy the response before the client reads it.
+ */
+const LINGER_MS = 2000;
+function lingerAndClose(req: IncomingMessage): void {
+  const socket = req.socket;
+  socket.end();
+  req.resume();
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/** A request the adapter refused (400, 431, 501) is the client's doing: counted, answered, not logged. */
+function countRefused(err: unknown): void {
+  if (isOutpostError(err) && err.status < 500) frontCounters.badRequests++;
 }
 
 export async function startServers(config: Config, handler: Handler, events: ServerEvents = {}): Promise<Running> {
   const { limits } = config;
-  const onError = events.onError ?? (() => {});
+  const onError = events.onError ?? ((where: string, error: unknown) => publishError({ ctx: null, error, where }));
+  // Each error event is reported once: a session that dies with an error hands the same error to
+  // every stream it had open, and that is one event, not one per stream.
+  const reported = new WeakSet<object>();
+  const report = (where: string, error: unknown, counter: keyof FrontCounters) => {
+    if (typeof error === 'object' && error !== null) {
+      if (reported.has(error)) return;
+      reported.add(error);
+    }
+    if (!isClientCaused(error)) return onError(where, error);
+    frontCounters[counter]++;
+    publishClientError({ error, where });
+  };
+  const perClient = clientConnectionLimit(limits.connectionsPerClient, config.trustedProxies);
   const profile = tlsProfile(config.tls.profile);
   const certificates = await loadCertificates(config.tls);
   const sni = sniSelector(certificates, profile);
@@ -83,6 +145,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   server.setTimeout(limits.idleTimeout);
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
+  perClient.attach(server);
 
   const sessions = new Set<ServerHttp2Session>();
   const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
@@ -91,12 +154,15 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
-    session.on('error', (err) => onError('h2 session', err));
+    // Session errors reach the log through the server's 'sessionError' below, once; Node keeps its
+    // own 'error' listener on every server session, so none is needed here.
+    confineStreamErrors(session);
     session.setTimeout(limits.idleTimeout, () => session.close());
     if (draining) session.close();
   });
-  server.on('sessionError', (err) => onError('h2 session', err));
-  server.on('tlsClientError', () => {}); // scanners and handshake failures: not worth a log line each
+  server.on('sessionError', (err) => report('h2 session', err, 'h2SessionErrors'));
+  // Scanners and handshake failures: counted, not worth a log line each.
+  server.on('tlsClientError', () => { frontCounters.connectionErrors++; });
   server.on('secureConnection', (socket: TLSSocket) => {
     // Nagle off: a streamed body's small writes must not wait for the peer's delayed ACK (40 ms
     // stalls per response on the HTTP/1.1 miss path before this).
@@ -107,7 +173,13 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   });
 
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    stream.on('error', (err) => onError('h2 stream', err));
+    const session = stream.session;
+    stream.on('error', (err) => {
+      noteStreamReset(session, stream);
+      // A stream taken down with its session is the session's event, reported by 'sessionError'.
+      if (session?.destroyed) return;
+      report('h2 stream', err, 'h2StreamErrors');
+    });
     const method = (headers[':method'] as string) ?? 'GET';
     const abort = new ClientAbort();
     // 'aborted': the client reset the stream (or the session died) before our response ended.
@@ -122,6 +194,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       if (headerListSize(headers) > limits.maxHeaderSize) throw clientError.headersTooLarge();
       ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), limits);
     } catch (err) {
+      countRefused(err);
       respondHttp2(stream, method, errorReply(err));
       return;
     }
@@ -147,12 +220,17 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     if (draining) res.shouldKeepAlive = false;
     // A response sent before the whole request body arrived ends the connection: reading and
     // discarding an unwanted body is the client's time, not ours.
-    res.once('prefinish', () => { if (!req.complete) res.shouldKeepAlive = false; });
+    res.once('prefinish', () => {
+      if (req.complete) return;
+      res.shouldKeepAlive = false;
+      res.once('finish', () => { if (!req.complete) lingerAndClose(req); });
+    });
     const method = req.method ?? 'GET';
     let ctx: Context;
     try {
       ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), limits);
     } catch (err) {
+      countRefused(err);
       respondHttp1(res, method, errorReply(err));
       return;
     }
@@ -191,6 +269,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
       plain.maxConnections = limits.maxConnections;
+      perClient.attach(plain);
       httpPort = await listenOn(plain, config.listen.http);
     }
   } catch (err) {

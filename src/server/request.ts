@@ -44,7 +44,7 @@ function parseTarget(raw: string | undefined): Parsed {
 const EMPTY_NOTES = () => new Map<string, string>();
 
 /** IPv4-mapped IPv6 peers (::ffff:1.2.3.4, as a dual-stack socket reports them) read as IPv4, once, here. */
-const plainAddress = (address: string | undefined) =>
+export const plainAddress = (address: string | undefined) =>
   address === undefined ? '' : address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 
 /**
@@ -88,6 +88,18 @@ function sendInformationalHttp1(this: Client<ServerResponse> | undefined, status
   if (res !== undefined) informationalHttp1(res, status, headers);
 }
 
+/**
+ * RFC 9113 §8.2.1 field validity, as far as it can be checked here. nghttp2 checks every field of
+ * a HEADERS frame before Node builds `headers`: an invalid name or pseudo-header value resets the
+ * stream with PROTOCOL_ERROR, as the RFC asks. A regular field whose value has CR, LF, NUL, another
+ * control character or leading/trailing whitespace is a malformed request too, but Node 24 installs
+ * an invalid-header callback that tells nghttp2 to drop the field and go on (node_http2.cc,
+ * OnInvalidHeader: "we are intentionally being more lenient"), so such a field never reaches
+ * JavaScript, the stages or the origin: no injection is possible, and the request is served
+ * without it instead of being refused. No option changes that; the test that pins it
+ * (test/server/protection.test.ts) will tell when a Node upgrade lets such values through, and
+ * then they are to be refused here.
+ */
 export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: ClientAbort): Context {
   const method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;

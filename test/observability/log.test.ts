@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createErrorLogLimiter, errorKind } from '../../src/observability/log.ts';
+import { OutpostError } from '../../src/errors.ts';
+
+/** The error log's per-kind rate limit, on an injected clock. */
+
+const event = (where: string, code: string) => ({ ctx: null, where, error: Object.assign(new Error('x'), { code }) });
+
+test('one kind: 5 lines a second, then one "suppressed N" line when the second ends', () => {
+  let now = 1_000_000;
+  const written: string[] = [];
+  const limiter = createErrorLogLimiter((line) => written.push(line), { now: () => now });
+  let admitted = 0;
+  for (let i = 0; i < 100; i++) if (limiter.admit(event('h2 stream', 'ERR_X'))) admitted++;
+  assert.equal(admitted, 5);
+  // another kind in the same second still gets its lines
+  assert.equal(limiter.admit(event('origin', 'ECONNREFUSED')), true);
+  assert.deepEqual(written, []);
+  // the next second: the summary comes first, then the budget is fresh
+  now += 1000;
+  assert.equal(limiter.admit(event('h2 stream', 'ERR_X')), true);
+  assert.equal(written.length, 1);
+  assert.match(written[0], /error h2 stream: suppressed 95 similar errors \(ERR_X\) in the last second\n$/);
+  limiter.flush();
+  assert.equal(written.length, 1, 'nothing more was suppressed');
+});
+
+test('the summary is written when the second ends even if no further error comes', async () => {
+  const written: string[] = [];
+  const limiter = createErrorLogLimiter((line) => written.push(line), { perSecond: 1 });
+  limiter.admit(event('a', 'E'));
+  limiter.admit(event('a', 'E'));
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  assert.equal(written.length, 1);
+  assert.match(written[0], /suppressed 1 similar error \(E\)/);
+});
+
+test('a kind is where (digits aside) and the code', () => {
+  assert.equal(errorKind(event('cache store (redis), 3 failures so far', 'ECONNREFUSED')), errorKind(event('cache store (redis), 4 failures so far', 'ECONNREFUSED')));
+  assert.notEqual(errorKind(event('origin', 'A')), errorKind(event('origin', 'B')));
+  assert.equal(errorKind({ ctx: null, where: 'request', error: new OutpostError('BAD_GATEWAY', 502, 'x') }), 'request BAD_GATEWAY');
+});
