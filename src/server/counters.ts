@@ -8,7 +8,7 @@ export interface FrontCounters {
   connectionsRefused: number;
   /** Request bodies cut off with 408 for arriving slower than `limits.minBodyRate`. */
   slowBodies: number;
-  /** Requests refused by the request adapter as malformed (400, 431, 501). */
+  /** Requests refused by the request adapter: malformed, too large or not understood (400, 413, 431, 501). */
   badRequests: number;
   /** HTTP/2 sessions ended by a client's protocol error (GOAWAY from us, or one it sent with an error). */
   h2SessionErrors: number;

@@ -12,7 +12,8 @@ import { frontCounters } from './counters.ts';
  * Here that destroy waits one turn of the event loop. If a stream of the session was reset with
  * PROTOCOL_ERROR meanwhile, the error was nghttp2's stream error and the session lives on; if not,
  * it was a connection error (nghttp2 has already sent its own GOAWAY) and the session is destroyed
- * as Node would have.
+ * as Node would have. A reset that cannot reach the socket within that turn (a congested
+ * connection) also ends in the destroy: never worse than Node's own behaviour.
  */
 
 /** NGHTTP2_ERR_PROTO as Node reports it: an NghttpError with this errno. */

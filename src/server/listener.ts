@@ -90,9 +90,9 @@ function lingerAndClose(req: IncomingMessage): void {
   socket.once('close', () => clearTimeout(timer));
 }
 
-/** A request the adapter refused (400, 431, 501) is the client's doing: counted, answered, not logged. */
+/** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
 function countRefused(err: unknown): void {
-  if (isOutpostError(err) && err.status < 500) frontCounters.badRequests++;
+  if (isOutpostError(err)) frontCounters.badRequests++;
 }
 
 export async function startServers(config: Config, handler: Handler, events: ServerEvents = {}): Promise<Running> {

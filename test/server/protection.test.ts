@@ -314,3 +314,22 @@ test('config: minBodyRate takes a rate ("1KB/s", bytes a second as a number, 0 =
   assert.throws(() => validateConfig({ limits: { minBodyRate: 'fast', connectionsPerClient: 0 } }),
     (err: Error) => /limits\.minBodyRate: expected a data rate/.test(err.message) && /limits\.connectionsPerClient/.test(err.message));
 });
+
+test('logs: malformed requests are answered and counted, not logged', async () => {
+  const origin = await uploadOrigin();
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const before = frontStats().badRequests;
+    const lines = await errorLines(async () => {
+      for (let i = 0; i < 20; i++) {
+        const res = await h1(`${outpost.url}/`, { headers: { 'transfer-encoding': 'gzip, chunked' }, method: 'POST', body: 'x' });
+        assert.equal(res.status, 501);
+      }
+    });
+    assert.deepEqual(lines, []);
+    assert.equal(frontStats().badRequests, before + 20);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
