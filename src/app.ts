@@ -21,6 +21,7 @@ import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
 import { createGuards } from './guard/guards.ts';
 import { addressList } from './guard/cidr.ts';
+import { frontStats } from './server/counters.ts';
 
 /**
  * The composition root: builds every stage from the validated config and compiles one handler
@@ -163,7 +164,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),
-    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size, guard: guards.stats }),
+    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size, guard: guards.stats, front: frontStats() }),
   };
 
   return {

@@ -132,6 +132,17 @@ describe('guard through the listener', () => {
     assert.equal((await h2(`${node.url}${p}`)).status, 200);
     assert.equal((await h2(`${node.url}${p}`)).status, 429);
   });
+
+  test('/stats counts what the guard refused, and the front\'s own counters', async () => {
+    const token = 'guard-stats-token-0123456789';
+    const node = await startOutpost({ admin: { token }, sites: [{ hosts: ['*'], origin: origin.url, guard: { deny: ['127.0.0.1'], rateLimit: { rate: '1/h', burst: 1 } } }] });
+    nodes.push(node);
+    await h2(`${node.url}/anything`);
+    const stats = await (await fetch(`${node.adminUrl}/stats`, { headers: { authorization: `Bearer ${token}` } })).json() as { guard: { forbidden: number; limited: number }; front: Record<string, number> };
+    assert.equal(stats.guard.forbidden >= 1, true);
+    assert.equal(typeof stats.front.connectionsRefused, 'number');
+    assert.equal(typeof stats.front.badRequests, 'number');
+  });
 });
 
 describe('rate limits shared through Redis', { skip: redisSkipReason() }, () => {
