@@ -8,9 +8,17 @@ import type { Context, Reply } from '../pipeline/context.ts';
 export interface ResponseEvent { ctx: Context; reply: Reply }
 export interface ErrorEvent { ctx: Context | null; error: unknown; where: string }
 
+/** An upstream left the rotation (`up` false) or rejoined it, by its active health checks. */
+export interface UpstreamEvent { pool: string; upstream: string; up: boolean; why: string }
+
 export const responseChannel = diagnostics.channel('outpost:response');
 export const errorChannel = diagnostics.channel('outpost:error');
+export const upstreamChannel = diagnostics.channel('outpost:upstream');
 
 export function publishError(event: ErrorEvent): void {
   if (errorChannel.hasSubscribers) errorChannel.publish(event);
+}
+
+export function publishUpstream(event: UpstreamEvent): void {
+  if (upstreamChannel.hasSubscribers) upstreamChannel.publish(event);
 }

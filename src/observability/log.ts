@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { errorChannel, responseChannel, type ErrorEvent, type ResponseEvent } from './channels.ts';
+import { errorChannel, responseChannel, upstreamChannel, type ErrorEvent, type ResponseEvent, type UpstreamEvent } from './channels.ts';
 import { isOutpostError } from '../errors.ts';
 
 /**
@@ -27,10 +27,16 @@ export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${causeText}\n`;
 }
 
+export function formatUpstreamLine({ pool, upstream, up, why }: UpstreamEvent): string {
+  return `${new Date().toISOString()} ${up ? 'notice' : 'warn'} upstream ${upstream} (${pool}) ${up ? 'back in rotation' : 'out of rotation'}: ${why}\n`;
+}
+
 /** Subscribes the logs; returns the function that unsubscribes and closes files. */
 export function startLogs(access: string, errors: Writable = process.stderr): () => Promise<void> {
   const onError = (event: unknown) => errors.write(formatErrorLine(event as ErrorEvent));
   errorChannel.subscribe(onError);
+  const onUpstream = (event: unknown) => errors.write(formatUpstreamLine(event as UpstreamEvent));
+  upstreamChannel.subscribe(onUpstream);
   let out: Writable | null = null;
   let onResponse: ((event: unknown) => void) | null = null;
   if (access !== 'off') {
@@ -41,6 +47,7 @@ export function startLogs(access: string, errors: Writable = process.stderr): ()
   }
   return async () => {
     errorChannel.unsubscribe(onError);
+    upstreamChannel.unsubscribe(onUpstream);
     if (onResponse) responseChannel.unsubscribe(onResponse);
     if (out && out !== process.stdout) await new Promise<void>((resolve) => out!.end(resolve));
   };

@@ -55,7 +55,7 @@ test('a route needs exactly one of static, origin, redirect; static roots must e
 
 test('overrides: --origin and --root change the catch-all site; ports are validated too', () => {
   const config = validateConfig(applyOverrides({}, { origin: 'http://127.0.0.1:3000', httpsPort: 9443, httpPort: null }));
-  assert.deepEqual(config.sites[0].origin, ['http://127.0.0.1:3000']);
+  assert.deepEqual(config.sites[0].origin?.upstreams.map((u) => u.url), ['http://127.0.0.1:3000']);
   assert.equal(config.listen.https, 9443);
   assert.equal(config.listen.http, null);
   assert.deepEqual(problemsOf(applyOverrides({}, { origin: 'nope' })), ['sites[0].origin: expected an http(s) URL, got "nope"']);

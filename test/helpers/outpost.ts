@@ -23,6 +23,8 @@ export interface RunningOutpost {
   ca: string;
   /** The admin API's base URL when `raw.admin.token` was given. */
   adminUrl: string | null;
+  /** Resolves when no origin health probe is in flight (after moving `deps.timers`). */
+  probesSettled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
     httpsPort: running.httpsPort,
     httpPort: running.httpPort,
     ca,
+    probesSettled: async () => { await Promise.all([...app.proxies.values()].map((p) => p.probesSettled())); },
     close: async () => { await running.close(); await admin?.close(); await app.close(); },
   };
 }
