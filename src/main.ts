@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
+import { configWarnings, loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
 import { ConfigError } from './errors.ts';
 import { createApp } from './app.ts';
 import { startServers } from './server/listener.ts';
@@ -77,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`outpost: ${err.message}`);
     return 1;
   }
+  for (const warning of configWarnings(config)) console.warn(`outpost: warning: ${warning}`);
   if (cli.command === 'check') {
     console.log('outpost: configuration is valid');
     return 0;

@@ -157,6 +157,9 @@ export const originSpec = z.unknown().transform((value, ctx): OriginPoolConfig =
     const parsed = poolObject.safeParse(value);
     if (!parsed.success) {
       report(parsed.error.issues, ctx, []);
+      // Every problem at once: the upstreams are checked too.
+      const list = (value as { upstreams?: unknown }).upstreams;
+      if (Array.isArray(list)) list.forEach((item, i) => upstream(item, ctx, ['upstreams', i]));
       return z.NEVER;
     }
     pool = parsed.data;
