@@ -91,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`outpost: listening on ${running.urls.join(' and ')}`);
   let admin: RunningAdmin | null = null;
   if (config.admin.listen !== null && config.admin.token !== null) {
-    admin = await startAdmin(config.admin.listen, config.admin.token, app.admin);
+    admin = await startAdmin(config.admin.listen, config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) });
     console.log(`outpost: admin API on http://${config.admin.listen}/ (purge, stats)`);
   } else if (config.admin.listen !== null) {
     console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');

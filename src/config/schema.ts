@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { duration, hostPattern, issueMessage, port, size } from './fields.ts';
 import { originSpec } from './origin-schema.ts';
+import { passthroughRoute } from './passthrough-schema.ts';
 
 /**
  * The configuration schema: every key, its default (with the unit and the reason), and what is
@@ -121,6 +122,8 @@ export const configSchema = z.strictObject({
     certificates: z.array(certificate).default([]),
     /** Where the development certificate is kept when no certificate is configured. */
     devCertDir: z.string().default('.outpost'),
+    /** Hosts passed through by SNI to their own backend, not terminated here. */
+    passthrough: z.array(passthroughRoute).default([]),
   }).prefault({}),
   /** Strict-Transport-Security on HTTPS responses; 0 turns it off (the default: opt in, like nginx). */
   hsts: z.strictObject({
@@ -214,4 +217,5 @@ export type SiteConfig = Config['sites'][number];
 export type RouteConfig = SiteConfig['routes'][number];
 export type StaticOptions = z.output<typeof staticOptions>;
 export type OriginOptions = z.output<typeof originOptions>;
+export type { PassthroughConfig } from './passthrough-schema.ts';
 export type { OriginPoolConfig, UpstreamConfig, UpstreamTlsConfig, HealthCheckConfig, BalanceKind } from './origin-schema.ts';

@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createSecureServer, constants as h2, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import type { Handler } from '../pipeline/compose.ts';
@@ -11,11 +11,15 @@ import { ClientAbort, contextFromHttp1, contextFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
 import { limitBody } from './body.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
+import { frontDoorFor } from './front-doors.ts';
+import type { FrontDoorStats } from './front-door.ts';
 
 export interface Running {
   readonly httpsPort: number;
   readonly httpPort: number | null;
   readonly urls: readonly string[];
+  /** Passed-through connections and connections closed before TLS, when the HTTPS listener reads ClientHellos. */
+  stats(): { https: FrontDoorStats | null };
   /** Stop accepting, let in-flight requests finish within the shutdown deadline, then close everything. */
   close(): Promise<void>;
 }
@@ -168,7 +172,9 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   };
   server.on('connect', refuseConnect);
 
-  const listenOn = (s: HttpServer | Http2SecureServer, port: number) => new Promise<number>((resolve, reject) => {
+  // With passthrough hosts, a front door accepts connections and reads each ClientHello first.
+  const door = frontDoorFor(config, server);
+  const listenOn = (s: NetServer, port: number) => new Promise<number>((resolve, reject) => {
     s.once('error', reject);
     s.listen({ port, host: config.listen.host }, () => {
       s.off('error', reject);
@@ -177,7 +183,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   });
 
   let plain: HttpServer | null = null;
-  const httpsPort = await listenOn(server, config.listen.https);
+  const httpsPort = await listenOn(door?.server ?? server, config.listen.https);
   let httpPort: number | null = null;
   try {
     if (config.listen.http !== null) {
@@ -194,7 +200,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       httpPort = await listenOn(plain, config.listen.http);
     }
   } catch (err) {
-    server.close();
+    (door?.server ?? server).close();
     throw err;
   }
 
@@ -207,7 +213,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   const close = () => (closing ??= (async () => {
     draining = true;
     const closed = Promise.all([
-      new Promise<void>((resolve) => server.close(() => resolve())),
+      // The front door counts every connection it accepted, terminated ones included.
+      new Promise<void>((resolve) => (door?.server ?? server).close(() => resolve())),
       plain ? new Promise<void>((resolve) => plain!.close(() => resolve())) : Promise.resolve(),
     ]);
     // HTTP/2: GOAWAY, then the session closes once its open streams finish.
@@ -221,11 +228,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     clearTimeout(timer);
     for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
     for (const socket of http1Sockets.keys()) socket.destroy();
+    door?.destroyAll();
     plain?.closeAllConnections();
     await closed;
   })());
 
-  return { httpsPort, httpPort, urls, close };
+  return { httpsPort, httpPort, urls, stats: () => ({ https: door?.stats() ?? null }), close };
 }
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */

@@ -124,3 +124,17 @@ test('origin: the long form, and each bad part of it named', () => {
   assert.deepEqual(problemsOf({ sites: [{ origin: [{ url: 'http://a', backup: true }] }] }), ['sites[0].origin: expected at least one upstream that is not a backup']);
   assert.deepEqual(problemsOf({ sites: [{ origin: [] }] }), ['sites[0].origin: expected at least one http(s) URL']);
 });
+
+test('tls.passthrough: hosts by name or one-label wildcard, to host:port', () => {
+  const config = validateConfig({ tls: { passthrough: [{ hosts: ['Legacy.Example.com', '*.mtls.example.com'], to: '10.0.0.5:443' }, { hosts: ['v6.example'], to: '[::1]:8443' }] } });
+  assert.deepEqual(config.tls.passthrough.map((p) => [p.hosts, p.to, p.connectTimeout, p.idleTimeout]), [
+    [['legacy.example.com', '*.mtls.example.com'], { host: '10.0.0.5', port: 443 }, 5000, 120000],
+    [['v6.example'], { host: '::1', port: 8443 }, 5000, 120000],
+  ]);
+  assert.deepEqual(problemsOf({ tls: { passthrough: [{ hosts: ['*'], to: 'nowhere' }, { hosts: [], to: 'a:0' }] } }).sort(), [
+    'tls.passthrough[0].hosts[0]: expected a host name or "*.domain"',
+    'tls.passthrough[0].to: expected host:port such as 10.0.0.5:443 or [::1]:8443, got "nowhere"',
+    'tls.passthrough[1].hosts: Too small: expected array to have >=1 items',
+    'tls.passthrough[1].to: expected host:port such as 10.0.0.5:443 or [::1]:8443, got "a:0"',
+  ]);
+});

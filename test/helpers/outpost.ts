@@ -43,7 +43,9 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
   }, {}));
   const app = await createApp(config, deps);
   const running = await startServers(config, app.handler);
-  const admin = config.admin.token ? await startAdmin('127.0.0.1:0', config.admin.token, app.admin) : null;
+  const admin = config.admin.token
+    ? await startAdmin('127.0.0.1:0', config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) })
+    : null;
   return {
     adminUrl: admin ? `http://127.0.0.1:${admin.port}` : null,
     url: `https://127.0.0.1:${running.httpsPort}`,
