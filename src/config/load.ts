@@ -93,7 +93,7 @@ export function validateConfig(raw: unknown): Config {
     }));
   }
   const config = result.data;
-  const problems = checkFiles(config);
+  const problems = [...checkFiles(config), ...checkCombinations(config)];
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
 }
@@ -121,6 +121,15 @@ function checkFiles(config: Config): string[] {
     for (const upstream of pool.upstreams) {
       if (upstream.tls !== null) problems.push(...upstreamTlsProblems(upstream.tls, `${where}: upstream ${upstream.url}: tls`));
     }
+  }
+  return problems;
+}
+
+/** Keys that are valid alone but not together. */
+function checkCombinations(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.listen.proxyProtocol && config.trustedProxies.length === 0) {
+    problems.push('listen.proxyProtocol: needs trustedProxies, the balancers whose PROXY headers are accepted');
   }
   return problems;
 }

@@ -24,6 +24,8 @@ export const passthroughRoute = z.strictObject({
   /** Exact names and one-label wildcards, matched against the SNI name; `*` would pass everything through. */
   hosts: z.array(hostPattern.refine((h) => h !== '*' && !h.startsWith('['), { error: 'expected a host name or "*.domain"' })).min(1),
   to: backendAddress,
+  /** Send the client's address to the backend first in a PROXY protocol header: 1 (text) or 2 (binary); false: none. */
+  proxyProtocol: z.union([z.literal(false), z.literal(1), z.literal(2)], { error: (i) => `expected false, 1 or 2, got ${JSON.stringify(i.input)}` }).default(false),
   /** 5 s to connect to the backend; then the client's connection is closed. */
   connectTimeout: duration('5s'),
   /** 120 s without a byte either way closes both sides (the front's idle timeout). */

@@ -115,6 +115,11 @@ export const configSchema = z.strictObject({
     /** Plain HTTP: redirects to HTTPS (308) unless `httpMode` is `serve`. null disables it. */
     http: port.nullable().default(8080),
     httpMode: z.enum(['redirect', 'serve']).default('redirect'),
+    /**
+     * PROXY protocol v1/v2 (behind an L4 balancer): connections from `trustedProxies` must begin with
+     * a header naming the real client, which logs, X-Forwarded-For and the guard then see. Off by default.
+     */
+    proxyProtocol: z.boolean().default(false),
   }).prefault({}),
   tls: z.strictObject({
     /** intermediate: TLS 1.2 + 1.3 with ECDHE + AEAD only (Mozilla). modern: TLS 1.3 only. */

@@ -1,20 +1,28 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, isIPv6, type BlockList, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { realTimers, type Timers } from '../timers.ts';
 import { readClientHello } from './client-hello.ts';
+import { encodeProxyHeader, readProxyHeader, type Endpoint } from './proxy-protocol.ts';
 import { openTunnel, type PassthroughRoute, type TunnelEvent } from './tunnel.ts';
 
 /**
- * What accepts connections when the listener must look at the first bytes before TLS: the
- * ClientHello's server name, to pass some hosts through to their own backend as raw TCP. Every
- * other connection is handed, with the bytes already read put back, to the TLS server as if it had
- * accepted it. The preface is bounded in size and time; a malformed or slow one is closed.
+ * What accepts connections when the listener must look at the first bytes before it serves them:
+ * a PROXY protocol header from a trusted balancer (the real client's address), and on the HTTPS
+ * listener the ClientHello's server name, to pass some hosts through to their own backend as raw
+ * TCP. Every other connection is handed, with the bytes already read put back, to the TLS (or
+ * plain HTTP) server as if it had accepted it. The preface is bounded in size and time; a
+ * malformed or slow one is closed.
  */
 
 export interface FrontDoorOptions {
-  /** Where terminated connections go: the TLS server, fed through its 'connection' event. */
+  /** Where terminated connections go, fed through its 'connection' event. */
   readonly target: Server;
+  /** The target is a TLS server: real client addresses are set on the TLS sockets it makes. */
+  readonly tls: boolean;
+  /** Peers that must begin with a PROXY protocol header (v1 or v2); null: PROXY protocol off. */
+  readonly trusted: BlockList | null;
   readonly passthrough: readonly PassthroughRoute[];
-  /** Time for the ClientHello to arrive. */
+  /** Time for the preface (PROXY header, ClientHello) to arrive. */
   readonly prefaceTimeout: number;
   /** Open connections, passed through or terminated; more are refused. */
   readonly maxConnections: number;
@@ -27,8 +35,13 @@ export interface FrontDoorOptions {
 
 export interface FrontDoorStats {
   passthrough: { connections: number; active: number; failed: number; bytesIn: number; bytesOut: number };
-  /** Connections closed before TLS: a ClientHello that is malformed (or too large), or one that did not arrive in time. */
-  closed: { malformed: number; slow: number };
+  /** Connections that came with a PROXY header from a trusted balancer. */
+  proxyProtocol: number;
+  /**
+   * Connections closed before they were served: a malformed (or oversized) preface, one that did not
+   * arrive in time, a trusted balancer's connection without a PROXY header.
+   */
+  closed: { malformed: number; slow: number; noProxyHeader: number };
 }
 
 export interface FrontDoor {
@@ -64,13 +77,30 @@ export function createFrontDoor(options: FrontDoorOptions): FrontDoor {
   const tunnels = new Set<{ destroy(): void }>();
   const stats: FrontDoorStats = {
     passthrough: { connections: 0, active: 0, failed: 0, bytesIn: 0, bytesOut: 0 },
-    closed: { malformed: 0, slow: 0 },
+    proxyProtocol: 0,
+    closed: { malformed: 0, slow: 0, noProxyHeader: 0 },
   };
+  const readsHello = options.passthrough.length > 0;
+  /** Real clients of handed-over connections, by the balancer-side endpoint the TLS socket reports. */
+  const realPeers = new Map<string, Endpoint>();
+  if (options.tls && options.trusted !== null) {
+    options.target.on('secureConnection', (tls: TLSSocket) => {
+      const real = realPeers.get(`${tls.remoteAddress}|${tls.remotePort}`);
+      if (real !== undefined) showPeer(tls, real);
+    });
+  }
 
   const server = createServer({ noDelay: true }, (socket) => {
     socket.on('error', () => {}); // ours until handed over; a reset before that is not worth a line
+    const peer = plainAddress(socket.remoteAddress);
+    const viaBalancer = options.trusted !== null && options.trusted.check(peer, isIPv6(peer) ? 'ipv6' : 'ipv4');
+    if (!viaBalancer && !readsHello) return void options.target.emit('connection', socket);
     pending.add(socket);
     let buffered: Buffer = Buffer.alloc(0);
+    /** The client as the balancer saw it, once its PROXY header is read. */
+    let client: { source: Endpoint; destination: Endpoint } | null = null;
+    let headerLength = 0;
+    let stage: 'proxy' | 'hello' = viaBalancer ? 'proxy' : 'hello';
     const cancelDeadline = timers.setTimeout(() => reject('slow'), options.prefaceTimeout);
 
     const stop = () => {
@@ -79,7 +109,7 @@ export function createFrontDoor(options: FrontDoorOptions): FrontDoor {
       socket.off('data', onData);
       socket.off('close', onClose);
     };
-    const reject = (why: 'malformed' | 'slow') => {
+    const reject = (why: keyof FrontDoorStats['closed']) => {
       stop();
       stats.closed[why]++;
       socket.destroy();
@@ -90,7 +120,19 @@ export function createFrontDoor(options: FrontDoorOptions): FrontDoor {
       stop();
       socket.pause();
       if (buffered.length > 0) socket.unshift(buffered);
+      if (client !== null) {
+        const key = `${socket.remoteAddress}|${socket.remotePort}`;
+        if (options.tls) {
+          realPeers.set(key, client.source);
+          socket.once('close', () => realPeers.delete(key));
+        } else {
+          showPeer(socket, client.source);
+        }
+      }
       options.target.emit('connection', socket);
+      // A TLS socket takes what was put back when it wraps this one. Node's HTTP server reads the
+      // descriptor directly (parser.consume): what was put back reaches it only as 'data' events.
+      if (!options.tls && buffered.length > 0) socket.resume();
     };
 
     const passThrough = (route: PassthroughRoute, servername: string) => {
@@ -101,11 +143,14 @@ export function createFrontDoor(options: FrontDoorOptions): FrontDoor {
       const tunnel = openTunnel({
         client: socket,
         preface: buffered,
-        skipped: 0,
+        skipped: headerLength,
         route,
         servername,
-        clientAddress: plainAddress(socket.remoteAddress),
-        proxyHeader: null,
+        clientAddress: client?.source.address ?? peer,
+        proxyHeader: route.proxyProtocol === 0 ? null : encodeProxyHeader(route.proxyProtocol, client ?? {
+          source: { address: peer, port: socket.remotePort ?? 0 },
+          destination: { address: plainAddress(socket.localAddress), port: socket.localPort ?? 0 },
+        }),
         timers,
         connect: options.connect,
         onClose: (event) => {
@@ -122,6 +167,18 @@ export function createFrontDoor(options: FrontDoorOptions): FrontDoor {
 
     function onData(chunk: Buffer) {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      if (stage === 'proxy') {
+        const header = readProxyHeader(buffered);
+        if (header.kind === 'more') return;
+        if (header.kind === 'invalid') return reject(header.reason === 'no PROXY protocol header' ? 'noProxyHeader' : 'malformed');
+        stats.proxyProtocol++;
+        headerLength = header.length;
+        client = header.addresses;
+        buffered = buffered.subarray(header.length);
+        stage = 'hello';
+        if (!readsHello) return handOver();
+        if (buffered.length === 0) return;
+      }
       const hello = readClientHello(buffered);
       if (hello.kind === 'more') return;
       if (hello.kind === 'invalid') return reject('malformed');
@@ -143,6 +200,15 @@ export function createFrontDoor(options: FrontDoorOptions): FrontDoor {
       for (const tunnel of tunnels) tunnel.destroy();
     },
   };
+}
+
+/** The real client in place of the balancer: what logs, X-Forwarded-For and the guard read. */
+function showPeer(socket: Socket, peer: Endpoint): void {
+  Object.defineProperties(socket, {
+    remoteAddress: { value: peer.address, configurable: true },
+    remotePort: { value: peer.port, configurable: true },
+    remoteFamily: { value: isIPv6(peer.address) ? 'IPv6' : 'IPv4', configurable: true },
+  });
 }
 
 /** IPv4-mapped IPv6 peers (::ffff:1.2.3.4) read as IPv4, as the request adapter shows them. */

@@ -18,8 +18,8 @@ export interface Running {
   readonly httpsPort: number;
   readonly httpPort: number | null;
   readonly urls: readonly string[];
-  /** Passed-through connections and connections closed before TLS, when the HTTPS listener reads ClientHellos. */
-  stats(): { https: FrontDoorStats | null };
+  /** PROXY headers, passed-through connections and connections closed before they were served, per listener with a front door. */
+  stats(): { https: FrontDoorStats | null; http: FrontDoorStats | null };
   /** Stop accepting, let in-flight requests finish within the shutdown deadline, then close everything. */
   close(): Promise<void>;
 }
@@ -172,8 +172,9 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   };
   server.on('connect', refuseConnect);
 
-  // With passthrough hosts, a front door accepts connections and reads each ClientHello first.
-  const door = frontDoorFor(config, server);
+  // With passthrough hosts or PROXY protocol, a front door accepts connections and reads their first bytes.
+  const door = frontDoorFor(config, server, 'https');
+  let plainDoor: ReturnType<typeof frontDoorFor> = null;
   const listenOn = (s: NetServer, port: number) => new Promise<number>((resolve, reject) => {
     s.once('error', reject);
     s.listen({ port, host: config.listen.host }, () => {
@@ -197,7 +198,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
       plain.maxConnections = limits.maxConnections;
-      httpPort = await listenOn(plain, config.listen.http);
+      plainDoor = frontDoorFor(config, plain, 'http');
+      httpPort = await listenOn(plainDoor?.server ?? plain, config.listen.http);
     }
   } catch (err) {
     (door?.server ?? server).close();
@@ -215,7 +217,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     const closed = Promise.all([
       // The front door counts every connection it accepted, terminated ones included.
       new Promise<void>((resolve) => (door?.server ?? server).close(() => resolve())),
-      plain ? new Promise<void>((resolve) => plain!.close(() => resolve())) : Promise.resolve(),
+      plain ? new Promise<void>((resolve) => (plainDoor?.server ?? plain!).close(() => resolve())) : Promise.resolve(),
     ]);
     // HTTP/2: GOAWAY, then the session closes once its open streams finish.
     for (const session of sessions) session.close();
@@ -229,11 +231,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
     for (const socket of http1Sockets.keys()) socket.destroy();
     door?.destroyAll();
+    plainDoor?.destroyAll();
     plain?.closeAllConnections();
     await closed;
   })());
 
-  return { httpsPort, httpPort, urls, stats: () => ({ https: door?.stats() ?? null }), close };
+  return { httpsPort, httpPort, urls, stats: () => ({ https: door?.stats() ?? null, http: plainDoor?.stats() ?? null }), close };
 }
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */

@@ -126,15 +126,16 @@ test('origin: the long form, and each bad part of it named', () => {
 });
 
 test('tls.passthrough: hosts by name or one-label wildcard, to host:port', () => {
-  const config = validateConfig({ tls: { passthrough: [{ hosts: ['Legacy.Example.com', '*.mtls.example.com'], to: '10.0.0.5:443' }, { hosts: ['v6.example'], to: '[::1]:8443' }] } });
-  assert.deepEqual(config.tls.passthrough.map((p) => [p.hosts, p.to, p.connectTimeout, p.idleTimeout]), [
-    [['legacy.example.com', '*.mtls.example.com'], { host: '10.0.0.5', port: 443 }, 5000, 120000],
-    [['v6.example'], { host: '::1', port: 8443 }, 5000, 120000],
+  const config = validateConfig({ tls: { passthrough: [{ hosts: ['Legacy.Example.com', '*.mtls.example.com'], to: '10.0.0.5:443', proxyProtocol: 2 }, { hosts: ['v6.example'], to: '[::1]:8443' }] } });
+  assert.deepEqual(config.tls.passthrough.map((p) => [p.hosts, p.to, p.proxyProtocol, p.connectTimeout, p.idleTimeout]), [
+    [['legacy.example.com', '*.mtls.example.com'], { host: '10.0.0.5', port: 443 }, 2, 5000, 120000],
+    [['v6.example'], { host: '::1', port: 8443 }, false, 5000, 120000],
   ]);
-  assert.deepEqual(problemsOf({ tls: { passthrough: [{ hosts: ['*'], to: 'nowhere' }, { hosts: [], to: 'a:0' }] } }).sort(), [
+  assert.deepEqual(problemsOf({ tls: { passthrough: [{ hosts: ['*'], to: 'nowhere' }, { hosts: [], to: 'a:0', proxyProtocol: 3 }] } }).sort(), [
     'tls.passthrough[0].hosts[0]: expected a host name or "*.domain"',
     'tls.passthrough[0].to: expected host:port such as 10.0.0.5:443 or [::1]:8443, got "nowhere"',
     'tls.passthrough[1].hosts: Too small: expected array to have >=1 items',
+    'tls.passthrough[1].proxyProtocol: expected false, 1 or 2, got 3',
     'tls.passthrough[1].to: expected host:port such as 10.0.0.5:443 or [::1]:8443, got "a:0"',
   ]);
 });

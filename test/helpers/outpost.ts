@@ -25,6 +25,8 @@ export interface RunningOutpost {
   adminUrl: string | null;
   /** Resolves when no origin health probe is in flight (after moving `deps.timers`). */
   probesSettled(): Promise<void>;
+  /** The listeners' counters (PROXY headers, passthrough, connections closed before they were served). */
+  listenerStats(): ReturnType<Awaited<ReturnType<typeof startServers>>['stats']>;
   close(): Promise<void>;
 }
 
@@ -52,6 +54,7 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
     httpsPort: running.httpsPort,
     httpPort: running.httpPort,
     ca,
+    listenerStats: () => running.stats(),
     probesSettled: async () => { await Promise.all([...app.proxies.values()].map((p) => p.probesSettled())); },
     close: async () => { await running.close(); await admin?.close(); await app.close(); },
   };

@@ -163,6 +163,8 @@ async function doorFixture(options: { connectTimeout?: number; idleTimeout?: num
   const ended: TunnelEvent[] = [];
   const door = createFrontDoor({
     target: tlsServer,
+    tls: true,
+    trusted: null,
     passthrough: [{ hosts: ['legacy.test'], host: '127.0.0.1', port: backendPort, proxyProtocol: 0,
       connectTimeout: options.connectTimeout ?? 5000, idleTimeout: options.idleTimeout ?? 60_000 }],
     prefaceTimeout: 1000,
