@@ -4,9 +4,11 @@ import { BURST_DELAY_MS, CACHEABLE, UNCACHEABLE, fixtures, type Fixture } from '
 /**
  * The fixture origin: plain HTTP/1.1 on loopback, fixed bytes, and a count of the requests that
  * reach it per path (GET /__counts, not counted), so the runner sees what each edge let through.
- * Paths are accepted with or without the edge's /o prefix.
+ * Paths are accepted with or without the edge's /o (or /o2) prefix. It listens on two ports, one
+ * process behind both, so a pool of two upstreams costs the origin what one does.
  *
- *   node bench/origin.ts [--port N]     prints "origin http://127.0.0.1:PORT" when listening
+ *   node bench/origin.ts [--port N] [--port2 M]
+ *     prints "origin http://127.0.0.1:PORT http://127.0.0.1:PORT2" when listening
  */
 
 const CACHEABLE_PATHS: Record<string, Fixture> = {
@@ -32,7 +34,7 @@ function cacheable(req: IncomingMessage, res: ServerResponse, f: Fixture): void 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o(?=\/)/, '');
+  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o2?(?=\/)/, '');
   if (path === '/__counts') {
     return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' },
       Buffer.from(JSON.stringify({ total, paths: Object.fromEntries(counts) })));
@@ -63,12 +65,22 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   send(res, 404, { 'content-type': 'text/plain', 'content-length': 10 }, Buffer.from('not found\n'));
 }
 
-const portFlag = process.argv.indexOf('--port');
-const port = portFlag === -1 ? 0 : Number(process.argv[portFlag + 1]);
+const flag = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at === -1 ? 0 : Number(process.argv[at + 1]);
+};
 // keepAliveTimeout above the edges' idle timeouts, so a proxy never reuses a socket we are closing.
-const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 60_000 }, handle);
-server.listen(port, '127.0.0.1', () => {
-  const address = server.address();
-  if (address && typeof address === 'object') console.log(`origin http://127.0.0.1:${address.port}`);
+const servers = [flag('--port'), flag('--port2')].map((port) => {
+  const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 60_000 }, handle);
+  return new Promise<{ server: typeof server; port: number }>((resolve) =>
+    server.listen(port, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port })));
 });
-process.on('SIGTERM', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+const listening = await Promise.all(servers);
+console.log(`origin ${listening.map((l) => `http://127.0.0.1:${l.port}`).join(' ')}`);
+process.on('SIGTERM', () => {
+  let open = listening.length;
+  for (const { server } of listening) {
+    server.closeAllConnections();
+    server.close(() => { if (--open === 0) process.exit(0); });
+  }
+});

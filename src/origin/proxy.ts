@@ -3,13 +3,11 @@ import type { Readable } from 'node:stream';
 import type { BlockList } from 'node:net';
 import type { Handler } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
-import { disposeBody } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError } from '../errors.ts';
-import { realTimers } from '../timers.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { forwardedHeaders } from './forwarded.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
-import { attemptBodies, classifyFailure, mayRetryFailure, mayRetryStatus } from './retry.ts';
+import { createAttempts } from './attempts.ts';
 
 export interface ProxyOptions extends PoolOptions {
   trusted: BlockList;
@@ -74,11 +72,6 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     ctx.sendInformational?.(info.statusCode, addVia(endToEnd(info.headers, hideInterim)));
   }
   const pool = createUpstreamPool(options);
-  const timers = options.timers ?? realTimers;
-  const retryOn: ReadonlySet<number> = new Set(options.retryOn);
-  // A retry needs somewhere else to go.
-  const retries = pool.upstreams.length > 1 ? options.retries : 0;
-  const hashKey = options.hashKey ?? ((ctx: Context) => `${ctx.scheme}://${ctx.authority}${ctx.target}`);
 
   async function forward(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
     const headers = { ...endToEnd(ctx.headers, REQUEST_DROP), host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
@@ -98,68 +91,12 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     return { status: response.statusCode, headers: out, body: response.body };
   }
 
-  /** One attempt on one upstream, counted in flight until its response body ends. */
-  async function attempt(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
-    pool.begin(upstream);
-    const started = performance.now();
-    let reply: Reply;
-    try {
-      reply = await forward(ctx, upstream, body);
-    } catch (err) {
-      pool.end(upstream);
-      throw err;
-    }
-    pool.responded(upstream, performance.now() - started);
-    (reply.body as Readable).once('close', () => pool.end(upstream));
-    return reply;
-  }
-
-  /**
-   * The upstream for another attempt after `tried` failed, or undefined: attempts are bounded by
-   * `retries` and by `retryDeadline` since the first began, and each goes to an upstream not yet tried.
-   */
-  function nextUpstream(ctx: Context, tried: Set<Upstream>, key: string, started: number): Upstream | undefined {
-    if (tried.size > retries || timers.now() - started >= options.retryDeadline || ctx.signal.aborted) return undefined;
-    return pool.choose(key, tried);
-  }
+  const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });
 
   const handler: Handler = async (ctx) => {
     // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
     if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') throw clientError.methodNotAllowed();
-    const key = pool.keyed ? hashKey(ctx) : '';
-    let upstream = pool.choose(key);
-    if (upstream === undefined) throw originError.unavailable('no healthy upstream: every origin server is down');
-    // Only a body that may be needed again gets stand-ins; a single upstream reads the client's directly.
-    const bodies = ctx.hasBody && retries > 0 ? attemptBodies(ctx.body) : undefined;
-    const started = timers.now();
-    const tried = new Set<Upstream>();
-    for (;;) {
-      tried.add(upstream);
-      let reply: Reply;
-      let next: Upstream | undefined;
-      try {
-        reply = await attempt(ctx, upstream, bodies ? bodies.next() : ctx.hasBody ? ctx.body : undefined);
-      } catch (err) {
-        const mapped = mapOriginError(err, upstream.name);
-        if (mapped.status < 500) throw mapped; // the client's doing (gone, body too large or too slow): not the upstream's
-        const failure = classifyFailure(err);
-        pool.failed(upstream, (err as { code?: string }).code ?? (err as Error).message, failure === 'unreached');
-        // Whether this attempt consumed any of the client's body is known only now.
-        if (mayRetryFailure(failure, { method: ctx.method, bodyTouched: bodies?.touched ?? false }) && (next = nextUpstream(ctx, tried, key, started))) {
-          upstream = next;
-          continue;
-        }
-        throw mapped;
-      }
-      if (retryOn.has(reply.status) && mayRetryStatus(reply.status, retryOn, { method: ctx.method, bodyTouched: bodies?.touched ?? false }) &&
-        (next = nextUpstream(ctx, tried, key, started))) {
-        pool.failed(upstream, `status ${reply.status}`, false);
-        disposeBody(reply.body);
-        upstream = next;
-        continue;
-      }
-      return reply;
-    }
+    return attempts(ctx, forward);
   };
 
   return {
