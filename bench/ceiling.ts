@@ -33,6 +33,7 @@ const GET: Record<string, ((ae: string | undefined) => Answer) | undefined> = {
   [PATHS.page]: page,
   [PATHS.api]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.apiPool]: variants(fixtures.api, UNCACHEABLE, false),
+  [PATHS.apiH2]: variants(fixtures.api, UNCACHEABLE, false),
 };
 const notFound: Answer = { status: 404, headers: { 'content-type': 'text/plain', 'content-length': 10 }, body: Buffer.from('not found\n') };
 

@@ -140,6 +140,12 @@ ${o.brotli ? `  brotli on;
       proxy_pass http://origin_pool;
       proxy_cache_lock off;
     }
+
+    # nginx speaks only HTTP/1.x to origins (grpc_pass aside): its pass-h2 row is its HTTP/1.1 path.
+    location /o3/ {
+      proxy_pass http://origin;
+      proxy_cache_lock off;
+    }
   }
 }
 `;

@@ -1,14 +1,16 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2cServer } from 'node:http2';
 import { BURST_DELAY_MS, CACHEABLE, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
 
 /**
  * The fixture origin: plain HTTP/1.1 on loopback, fixed bytes, and a count of the requests that
  * reach it per path (GET /__counts, not counted), so the runner sees what each edge let through.
- * Paths are accepted with or without the edge's /o (or /o2) prefix. It listens on two ports, one
- * process behind both, so a pool of two upstreams costs the origin what one does.
+ * Paths are accepted with or without the edge's /o (or /o2, /o3) prefix. It listens on two HTTP/1.1
+ * ports, one process behind both, so a pool of two upstreams costs the origin what one does, and on
+ * a third port for HTTP/2 over cleartext (h2c, prior knowledge): the same answers over HTTP/2.
  *
- *   node bench/origin.ts [--port N] [--port2 M]
- *     prints "origin http://127.0.0.1:PORT http://127.0.0.1:PORT2" when listening
+ *   node bench/origin.ts [--port N] [--port2 M] [--port3 K]
+ *     prints "origin http://127.0.0.1:PORT http://127.0.0.1:PORT2 h2c http://127.0.0.1:PORT3" when listening
  */
 
 const CACHEABLE_PATHS: Record<string, Fixture> = {
@@ -34,7 +36,7 @@ function cacheable(req: IncomingMessage, res: ServerResponse, f: Fixture): void 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o2?(?=\/)/, '');
+  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o[23]?(?=\/)/, '');
   if (path === '/__counts') {
     return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' },
       Buffer.from(JSON.stringify({ total, paths: Object.fromEntries(counts) })));
@@ -76,7 +78,10 @@ const servers = [flag('--port'), flag('--port2')].map((port) => {
     server.listen(port, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port })));
 });
 const listening = await Promise.all(servers);
-console.log(`origin ${listening.map((l) => `http://127.0.0.1:${l.port}`).join(' ')}`);
+// The compatibility API gives handle() the request and response shapes it already knows.
+const h2c = createH2cServer({ settings: { maxConcurrentStreams: 256 } }, handle as unknown as Parameters<typeof createH2cServer>[1]);
+const h2cPort = await new Promise<number>((resolve) => h2c.listen(flag('--port3'), '127.0.0.1', () => resolve((h2c.address() as { port: number }).port)));
+console.log(`origin ${listening.map((l) => `http://127.0.0.1:${l.port}`).join(' ')} h2c http://127.0.0.1:${h2cPort}`);
 process.on('SIGTERM', () => {
   let open = listening.length;
   for (const { server } of listening) {

@@ -149,6 +149,7 @@ const SCENARIOS: readonly Scenario[] = [
   { id: 'miss', what: 'unique URL each time: origin answers every request', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br, gzip' }, unique: true },
   { id: 'pass', what: 'uncacheable API (no-store) passed through', method: 'GET', path: PATHS.api, headers: {}, wrk: 'full' },
   { id: 'pass-pool', what: 'the same API through a pool of two upstreams (round-robin)', method: 'GET', path: PATHS.apiPool, headers: {}, wrk: 'full' },
+  { id: 'pass-h2', what: 'the same API with HTTP/2 (h2c) to the origin', method: 'GET', path: PATHS.apiH2, headers: {}, wrk: 'full' },
   { id: 'post-1mb', what: 'POST with a 1 MiB body passed through', method: 'POST', path: PATHS.upload, headers: { 'content-type': 'application/octet-stream' }, body: fixtures.large.body, memory: true },
 ];
 
@@ -247,11 +248,18 @@ async function launchCeiling(cert: string, key: string): Promise<Launched> {
 }
 
 /**
- * Outpost with config/bench.yaml, the origin, certificate, static root and port filled in. A route
- * whose origin is a pool (the long form) gets both of the origin's ports as its upstreams.
+ * Outpost with config/bench.yaml, the origin, certificate, static root and port filled in. Origin
+ * URLs name the fixture origin's ports as a hand run would (9000, 9001, 9002 for h2c); each becomes
+ * the port the origin really listens on.
  */
-async function launchOutpost(cert: string, key: string, origins: readonly [string, string], site: string): Promise<Launched> {
-  const [origin] = origins;
+async function launchOutpost(cert: string, key: string, origins: readonly [string, string, string], site: string): Promise<Launched> {
+  const byPort: Record<string, string> = { 9000: origins[0], 9001: origins[1], 9002: origins[2] };
+  const fill = (url: string) => byPort[new URL(url).port] ?? origins[0];
+  const fillSpec = (spec: any): any => typeof spec === 'string' ? fill(spec)
+    : Array.isArray(spec) ? spec.map(fillSpec)
+    : spec?.upstreams ? { ...spec, upstreams: spec.upstreams.map(fillSpec) }
+    : spec?.url ? { ...spec, url: fill(spec.url) }
+    : spec;
   if (!existsSync('src/main.ts')) throw new Error('src/main.ts does not exist yet');
   const raw = parseYaml(readFileSync('config/bench.yaml', 'utf8')) as Record<string, any>;
   raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
@@ -259,11 +267,8 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   for (const s of raw.sites ?? []) {
     if (typeof s.static === 'string') s.static = site;
     else if (s.static) s.static.root = site;
-    if (s.origin) s.origin = origin;
-    for (const r of s.routes ?? []) {
-      if (r.origin?.upstreams) r.origin = { ...r.origin, upstreams: [...origins] };
-      else if (r.origin) r.origin = origin;
-    }
+    if (s.origin) s.origin = fillSpec(s.origin);
+    for (const r of s.routes ?? []) if (r.origin) r.origin = fillSpec(r.origin);
   }
   const config = join(tmp, 'outpost.yaml');
   configs.outpost = stringifyYaml(raw);
@@ -476,10 +481,10 @@ async function main(): Promise<void> {
   const site = join(ROOT, 'bench', 'site');
   writeSite(site);
 
-  const origin = await startChild('origin', [...loaderWrap, process.execPath, 'bench/origin.ts'], /origin (http:\/\/\S+) (http:\/\/\S+)/, 15_000);
+  const origin = await startChild('origin', [...loaderWrap, process.execPath, 'bench/origin.ts'], /origin (http:\/\/\S+) (http:\/\/\S+) h2c (http:\/\/\S+)/, 15_000);
   children.push(origin.child);
   originBase = origin.match![1];
-  const origins = [origin.match![1], origin.match![2]] as const;
+  const origins = [origin.match![1], origin.match![2], origin.match![3]] as const;
   const originPorts = [Number(new URL(origins[0]).port), Number(new URL(origins[1]).port)] as const;
 
   const wanted = new Set((flags.systems ?? 'ceiling,outpost,nginx').split(','));

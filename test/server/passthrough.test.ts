@@ -11,6 +11,7 @@ import { makeCa, makeLeaf, type PemFiles } from '../helpers/pki.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { createFrontDoor } from '../../src/server/front-door.ts';
 import type { TunnelEvent } from '../../src/server/tunnel.ts';
+import { formatPassthroughLine } from '../../src/observability/log.ts';
 
 /**
  * TLS passthrough by SNI: a TLS backend with its own certificate behind Outpost's HTTPS listener.
@@ -85,6 +86,7 @@ test('a listed name is passed through: the client sees the backend\'s certificat
   assert.ok(event.bytesIn > 200 && event.bytesOut > 500, JSON.stringify(event));
   assert.ok(event.durationMs > 0);
   assert.equal(event.error, null);
+  assert.match(formatPassthroughLine(event), new RegExp(`^127\\.0\\.0\\.1 legacy\\.test \\[[^\\]]+\\] "PASSTHROUGH 127\\.0\\.0\\.1:${backendPort}" ${event.bytesIn} ${event.bytesOut} [\\d.]+ms\n$`));
 });
 
 test('wildcards match one label; every other name is terminated by Outpost as before, HTTP/2 and HTTP/1.1', async () => {
