@@ -120,6 +120,7 @@ export function createUpstreamPool(options: PoolOptions): UpstreamPool {
   // nginx), every request tries it. Active checks still can: then the answer is a quick 503.
   const passive = upstreams.length > 1;
 
+  // The facts of the choice in progress, read by one predicate made once (no closure per request).
   let now = 0;
   let tried: ReadonlySet<Upstream> | undefined;
   const usable = (u: Upstream) => u.checkedUp && (!passive || u.downUntil <= now) && (tried === undefined || !tried.has(u));
