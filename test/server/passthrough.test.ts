@@ -187,7 +187,7 @@ test('a slow ClientHello is closed at the deadline (injected clock)', async () =
     socket.on('error', () => {});
     await once(socket, 'connect');
     socket.write(Buffer.from([22, 3, 1, 0, 200, 1])); // the start of a record, then nothing
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor(() => (timers.pending > 0 ? true : undefined)); // accepted: its deadline is set
     timers.advance(999);
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(socket.destroyed, false);
