@@ -32,6 +32,8 @@ const GET: Record<string, ((ae: string | undefined) => Answer) | undefined> = {
   [PATHS.large]: variants(fixtures.large, CACHEABLE, false),
   [PATHS.page]: page,
   [PATHS.api]: variants(fixtures.api, UNCACHEABLE, false),
+  [PATHS.apiPool]: variants(fixtures.api, UNCACHEABLE, false),
+  [PATHS.apiH2]: variants(fixtures.api, UNCACHEABLE, false),
 };
 const notFound: Answer = { status: 404, headers: { 'content-type': 'text/plain', 'content-length': 10 }, body: Buffer.from('not found\n') };
 

@@ -102,12 +102,16 @@ export function writeSite(dir: string): void {
 export const CACHEABLE = 'public, max-age=3600';
 export const UNCACHEABLE = 'private, no-store';
 
-/** URL paths, the same on every system; proxied ones start with the /o/ route prefix. */
+/** URL paths, the same on every system; proxied ones start with the /o/ (or /o2/, /o3/) route prefix. */
 export const PATHS = {
   small: '/small.json',
   large: '/large.bin',
   page: '/o/page.html',
   api: '/o/api',
+  /** The same API through the /o2/ route, whose origin is a pool of two upstreams. */
+  apiPool: '/o2/api',
+  /** The same API through the /o3/ route: HTTP/2 (h2c) to the origin. */
+  apiH2: '/o3/api',
   upload: '/o/upload',
   burst: '/o/burst/',
 } as const;

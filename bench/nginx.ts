@@ -23,6 +23,8 @@ export interface NginxOptions {
   readonly dir: string;
   readonly port: number;
   readonly originPort: number;
+  /** The origin's second port (the same process): the pool of two upstreams. */
+  readonly originPort2: number;
   readonly siteRoot: string;
   readonly cert: string;
   readonly key: string;
@@ -89,6 +91,14 @@ ${o.brotli ? `  brotli on;
     keepalive_requests 1000000;
   }
 
+  # The same origin on its two ports: the pass-pool scenario's pool of two upstreams.
+  upstream origin_pool {
+    server 127.0.0.1:${o.originPort};
+    server 127.0.0.1:${o.originPort2};
+    keepalive 128;
+    keepalive_requests 1000000;
+  }
+
   server {
     listen 127.0.0.1:${o.port} ssl http2;
     server_name localhost;
@@ -122,6 +132,17 @@ ${o.brotli ? `  brotli on;
     # so with the lock every concurrent request for the same uncacheable URL waits for the one before
     # it, in 500 ms polling steps, over a single upstream connection.
     location /o/api {
+      proxy_pass http://origin;
+      proxy_cache_lock off;
+    }
+
+    location /o2/ {
+      proxy_pass http://origin_pool;
+      proxy_cache_lock off;
+    }
+
+    # nginx speaks only HTTP/1.x to origins (grpc_pass aside): its pass-h2 row is its HTTP/1.1 path.
+    location /o3/ {
       proxy_pass http://origin;
       proxy_cache_lock off;
     }

@@ -1,12 +1,16 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2cServer } from 'node:http2';
 import { BURST_DELAY_MS, CACHEABLE, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
 
 /**
  * The fixture origin: plain HTTP/1.1 on loopback, fixed bytes, and a count of the requests that
  * reach it per path (GET /__counts, not counted), so the runner sees what each edge let through.
- * Paths are accepted with or without the edge's /o prefix.
+ * Paths are accepted with or without the edge's /o (or /o2, /o3) prefix. It listens on two HTTP/1.1
+ * ports, one process behind both, so a pool of two upstreams costs the origin what one does, and on
+ * a third port for HTTP/2 over cleartext (h2c, prior knowledge): the same answers over HTTP/2.
  *
- *   node bench/origin.ts [--port N]     prints "origin http://127.0.0.1:PORT" when listening
+ *   node bench/origin.ts [--port N] [--port2 M] [--port3 K]
+ *     prints "origin http://127.0.0.1:PORT http://127.0.0.1:PORT2 h2c http://127.0.0.1:PORT3" when listening
  */
 
 const CACHEABLE_PATHS: Record<string, Fixture> = {
@@ -32,7 +36,7 @@ function cacheable(req: IncomingMessage, res: ServerResponse, f: Fixture): void 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o(?=\/)/, '');
+  const path = (q === -1 ? url : url.slice(0, q)).replace(/^\/o[23]?(?=\/)/, '');
   if (path === '/__counts') {
     return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' },
       Buffer.from(JSON.stringify({ total, paths: Object.fromEntries(counts) })));
@@ -63,12 +67,25 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   send(res, 404, { 'content-type': 'text/plain', 'content-length': 10 }, Buffer.from('not found\n'));
 }
 
-const portFlag = process.argv.indexOf('--port');
-const port = portFlag === -1 ? 0 : Number(process.argv[portFlag + 1]);
+const flag = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at === -1 ? 0 : Number(process.argv[at + 1]);
+};
 // keepAliveTimeout above the edges' idle timeouts, so a proxy never reuses a socket we are closing.
-const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 60_000 }, handle);
-server.listen(port, '127.0.0.1', () => {
-  const address = server.address();
-  if (address && typeof address === 'object') console.log(`origin http://127.0.0.1:${address.port}`);
+const servers = [flag('--port'), flag('--port2')].map((port) => {
+  const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 60_000 }, handle);
+  return new Promise<{ server: typeof server; port: number }>((resolve) =>
+    server.listen(port, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port })));
 });
-process.on('SIGTERM', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+const listening = await Promise.all(servers);
+// The compatibility API gives handle() the request and response shapes it already knows.
+const h2c = createH2cServer({ settings: { maxConcurrentStreams: 256 } }, handle as unknown as Parameters<typeof createH2cServer>[1]);
+const h2cPort = await new Promise<number>((resolve) => h2c.listen(flag('--port3'), '127.0.0.1', () => resolve((h2c.address() as { port: number }).port)));
+console.log(`origin ${listening.map((l) => `http://127.0.0.1:${l.port}`).join(' ')} h2c http://127.0.0.1:${h2cPort}`);
+process.on('SIGTERM', () => {
+  let open = listening.length;
+  for (const { server } of listening) {
+    server.closeAllConnections();
+    server.close(() => { if (--open === 0) process.exit(0); });
+  }
+});

@@ -148,6 +148,8 @@ const SCENARIOS: readonly Scenario[] = [
   { id: 'hit-identity', what: 'cached 30 KB HTML, Accept-Encoding: identity', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'identity' }, wrk: 'full' },
   { id: 'miss', what: 'unique URL each time: origin answers every request', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br, gzip' }, unique: true },
   { id: 'pass', what: 'uncacheable API (no-store) passed through', method: 'GET', path: PATHS.api, headers: {}, wrk: 'full' },
+  { id: 'pass-pool', what: 'the same API through a pool of two upstreams (round-robin)', method: 'GET', path: PATHS.apiPool, headers: {}, wrk: 'full' },
+  { id: 'pass-h2', what: 'the same API with HTTP/2 (h2c) to the origin', method: 'GET', path: PATHS.apiH2, headers: {}, wrk: 'full' },
   { id: 'post-1mb', what: 'POST with a 1 MiB body passed through', method: 'POST', path: PATHS.upload, headers: { 'content-type': 'application/octet-stream' }, body: fixtures.large.body, memory: true },
 ];
 
@@ -245,8 +247,19 @@ async function launchCeiling(cert: string, key: string): Promise<Launched> {
   return { child, base: match![1] };
 }
 
-/** Outpost with config/bench.yaml, the origin, certificate, static root and port filled in. */
-async function launchOutpost(cert: string, key: string, origin: string, site: string): Promise<Launched> {
+/**
+ * Outpost with config/bench.yaml, the origin, certificate, static root and port filled in. Origin
+ * URLs name the fixture origin's ports as a hand run would (9000, 9001, 9002 for h2c); each becomes
+ * the port the origin really listens on.
+ */
+async function launchOutpost(cert: string, key: string, origins: readonly [string, string, string], site: string): Promise<Launched> {
+  const byPort: Record<string, string> = { 9000: origins[0], 9001: origins[1], 9002: origins[2] };
+  const fill = (url: string) => byPort[new URL(url).port] ?? origins[0];
+  const fillSpec = (spec: any): any => typeof spec === 'string' ? fill(spec)
+    : Array.isArray(spec) ? spec.map(fillSpec)
+    : spec?.upstreams ? { ...spec, upstreams: spec.upstreams.map(fillSpec) }
+    : spec?.url ? { ...spec, url: fill(spec.url) }
+    : spec;
   if (!existsSync('src/main.ts')) throw new Error('src/main.ts does not exist yet');
   const raw = parseYaml(readFileSync('config/bench.yaml', 'utf8')) as Record<string, any>;
   raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
@@ -254,8 +267,8 @@ async function launchOutpost(cert: string, key: string, origin: string, site: st
   for (const s of raw.sites ?? []) {
     if (typeof s.static === 'string') s.static = site;
     else if (s.static) s.static.root = site;
-    if (s.origin) s.origin = origin;
-    for (const r of s.routes ?? []) if (r.origin) r.origin = origin;
+    if (s.origin) s.origin = fillSpec(s.origin);
+    for (const r of s.routes ?? []) if (r.origin) r.origin = fillSpec(r.origin);
   }
   const config = join(tmp, 'outpost.yaml');
   configs.outpost = stringifyYaml(raw);
@@ -265,12 +278,12 @@ async function launchOutpost(cert: string, key: string, origin: string, site: st
   return { child, base: `https://127.0.0.1:${new URL(match![0]).port}` };
 }
 
-async function launchNginx(cert: string, key: string, originPort: number, site: string): Promise<Launched> {
+async function launchNginx(cert: string, key: string, originPorts: readonly [number, number], site: string): Promise<Launched> {
   const dir = join(tmp, 'nginx');
   mkdirSync(dir, { mode: 0o755, recursive: true });
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  configs.nginx = nginxConfig({ dir, port, originPort, siteRoot: site, cert, key, brotli: tools.brotli });
+  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli });
   writeFileSync(conf, configs.nginx);
   const { child } = await startChild('nginx', [...serverWrap, 'nginx', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'],
     () => portOpen(port), 15_000);
@@ -468,18 +481,19 @@ async function main(): Promise<void> {
   const site = join(ROOT, 'bench', 'site');
   writeSite(site);
 
-  const origin = await startChild('origin', [...loaderWrap, process.execPath, 'bench/origin.ts'], /origin (http:\/\/\S+)/, 15_000);
+  const origin = await startChild('origin', [...loaderWrap, process.execPath, 'bench/origin.ts'], /origin (http:\/\/\S+) (http:\/\/\S+) h2c (http:\/\/\S+)/, 15_000);
   children.push(origin.child);
   originBase = origin.match![1];
-  const originPort = Number(new URL(originBase).port);
+  const origins = [origin.match![1], origin.match![2], origin.match![3]] as const;
+  const originPorts = [Number(new URL(origins[0]).port), Number(new URL(origins[1]).port)] as const;
 
   const wanted = new Set((flags.systems ?? 'ceiling,outpost,nginx').split(','));
   const systems: System[] = [];
   const unavailable: Record<string, string> = {};
   const launchers: [SystemName, () => Promise<Launched>][] = [
     ['ceiling', () => launchCeiling(cert, key)],
-    ['outpost', () => launchOutpost(cert, key, originBase, site)],
-    ['nginx', () => (tools.nginx ? launchNginx(cert, key, originPort, site) : Promise.reject(new Error('not installed')))],
+    ['outpost', () => launchOutpost(cert, key, origins, site)],
+    ['nginx', () => (tools.nginx ? launchNginx(cert, key, originPorts, site) : Promise.reject(new Error('not installed')))],
   ];
   for (const [name, launch] of launchers) {
     if (!wanted.has(name)) continue;

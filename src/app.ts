@@ -1,4 +1,4 @@
-import type { Config, OriginOptions, RouteConfig, SiteConfig } from './config/schema.ts';
+import type { Config, OriginOptions, OriginPoolConfig, RouteConfig, SiteConfig } from './config/schema.ts';
 import { compose, type Handler, type Stage } from './pipeline/compose.ts';
 import { errorReply, textReply } from './pipeline/reply.ts';
 import { clientError, isOutpostError } from './errors.ts';
@@ -10,7 +10,9 @@ import { createCompressStage } from './compress/stage.ts';
 import { createOriginDecodeStage } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
-import { publishError, responseChannel } from './observability/channels.ts';
+import { publishError, publishUpstream, responseChannel } from './observability/channels.ts';
+import { primaryKey } from './cache/key.ts';
+import type { Timers } from './timers.ts';
 import { createCacheHandler } from './cache/stage.ts';
 import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
@@ -39,6 +41,8 @@ export interface App {
   handler: Handler;
   /** What the admin API can do: purge and read counters. */
   admin: AdminActions;
+  /** Each origin's upstream pool by its place in the config (`sites[0].routes[1]`). */
+  readonly proxies: ReadonlyMap<string, ProxyHandler>;
   close(): Promise<void>;
 }
 
@@ -99,12 +103,16 @@ async function createStore(cache: Config['cache'], now: () => number): Promise<C
 export interface AppDependencies {
   /** The clock (ms since the epoch) the cache judges freshness by; tests inject one. */
   readonly now?: () => number;
+  /** The timers origin health checks run on; tests move them by hand. */
+  readonly timers?: Timers;
+  /** In [0, 1): the health checks' jitter. */
+  readonly random?: () => number;
 }
 
 export async function createApp(config: Config, deps: AppDependencies = {}): Promise<App> {
   const now = deps.now ?? Date.now;
   const trusted = trustList(config.trustedProxies);
-  const proxies: ProxyHandler[] = [];
+  const proxies = new Map<string, ProxyHandler>();
   const store = await createStore(config.cache, now);
   // One cache engine for the node: every route's cache and the admin API share its store and state.
   const engine: CacheEngine = createCacheEngine({
@@ -124,9 +132,17 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const originDecode = createOriginDecodeStage(config.compression);
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
   const files = config.staticCache.maxSize > 0 ? createFileCache(config.staticCache) : undefined;
-  const proxyFor = (upstreams: readonly string[], cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
-    const proxy = createProxyHandler({ ...config.proxy, ...Object.assign({}, ...overrides), upstreams, trusted, viaName: VIA_NAME, caching: cacheOptions?.enabled !== false });
-    proxies.push(proxy);
+  /** One upstream pool per site or route that has an origin, named by its place in the config. */
+  const proxyFor = (name: string, pool: OriginPoolConfig, cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
+    const proxy = createProxyHandler({
+      ...config.proxy, ...Object.assign({}, ...overrides), pool, trusted, viaName: VIA_NAME,
+      caching: cacheOptions?.enabled !== false,
+      hashKey: primaryKey,
+      timers: deps.timers,
+      random: deps.random,
+      onHealthChange: (upstream, up, why) => publishUpstream({ pool: name, upstream: upstream.name, up, why }),
+    });
+    proxies.set(name, proxy);
     return cached(cacheOptions, compose([originDecode], proxy.handler));
   };
 
@@ -138,40 +154,45 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     now,
   });
 
-  function siteHandler(site: SiteConfig, index: number): Handler {
-    const guard = guards.stageFor(site.guard ?? config.guard, site.guard ? `s${index}` : 'all');
-    const fallback: Handler = site.origin ? proxyFor(site.origin, site.cache, site.proxy) : notFound;
+  function siteHandler(site: SiteConfig, i: number): Handler {
+    const guard = guards.stageFor(site.guard ?? config.guard, site.guard ? `s${i}` : 'all');
+    const fallback: Handler = site.origin ? proxyFor(`sites[${i}]`, site.origin, site.cache, site.proxy) : notFound;
     const root: Handler = compose([guard, compress], site.static
       ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files })], fallback)
       : fallback);
-    const routes = pathTable(site.routes.map((route, r) => ({
+    const routes = pathTable(site.routes.map((route, j) => ({
       prefix: route.path,
-      value: compose([route.guard ? guards.stageFor(route.guard, `s${index}r${r}`) : guard], routeHandler(site, route)),
+      value: compose([route.guard ? guards.stageFor(route.guard, `s${i}r${j}`) : guard], routeHandler(site, route, `sites[${i}].routes[${j}]`)),
     })));
     return (ctx) => (routes.lookup(ctx.path) ?? root)(ctx);
   }
 
-  function routeHandler(site: SiteConfig, route: RouteConfig): Handler {
+  function routeHandler(site: SiteConfig, route: RouteConfig, name: string): Handler {
     if (route.redirect) return redirectHandler(route as RouteConfig & { redirect: NonNullable<RouteConfig['redirect']> });
-    if (route.origin) return compose([compress], proxyFor(route.origin, route.cache ?? site.cache, site.proxy, route.proxy));
+    if (route.origin) return compose([compress], proxyFor(name, route.origin, route.cache ?? site.cache, site.proxy, route.proxy));
     return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded, files })], notFound);
   }
 
-  const sites = hostTable(config.sites.map((site, index) => ({ hosts: site.hosts, value: siteHandler(site, index) })));
+  const sites = hostTable(config.sites.map((site, i) => ({ hosts: site.hosts, value: siteHandler(site, i) })));
   const router: Handler = (ctx) => (sites.lookup(ctx.host) ?? notFound)(ctx);
   const hsts = hstsStage(config.hsts);
   const handler = compose([observe, handleErrors, ...(hsts ? [hsts] : [])], router);
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),
-    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size, guard: guards.stats, front: frontStats() }),
+    stats: () => ({
+      store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size,
+      guard: guards.stats, front: frontStats(),
+      origins: Object.fromEntries([...proxies].map(([name, proxy]) => [name, proxy.stats()])),
+    }),
   };
 
   return {
     handler,
     admin,
+    proxies,
     close: async () => {
-      await Promise.all(proxies.map((p) => p.close()));
+      await Promise.all([...proxies.values()].map((p) => p.close()));
       await guards.close();
       await engine.close();
     },

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
+import { configWarnings, loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
 import { ConfigError } from './errors.ts';
 import { createApp } from './app.ts';
 import { startServers } from './server/listener.ts';
@@ -77,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`outpost: ${err.message}`);
     return 1;
   }
+  for (const warning of configWarnings(config)) console.warn(`outpost: warning: ${warning}`);
   if (cli.command === 'check') {
     console.log('outpost: configuration is valid');
     return 0;
@@ -90,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`outpost: listening on ${running.urls.join(' and ')}`);
   let admin: RunningAdmin | null = null;
   if (config.admin.listen !== null && config.admin.token !== null) {
-    admin = await startAdmin(config.admin.listen, config.admin.token, app.admin);
+    admin = await startAdmin(config.admin.listen, config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) });
     console.log(`outpost: admin API on http://${config.admin.listen}/ (purge, stats)`);
   } else if (config.admin.listen !== null) {
     console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');

@@ -1,7 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { configSchema, type Config } from './schema.ts';
+import { configSchema, type Config, type OriginPoolConfig, type UpstreamTlsConfig } from './schema.ts';
 import { ConfigError } from '../errors.ts';
 
 /** Overrides from the command line and OUTPOST_* variables; they win over the file. */
@@ -91,7 +93,7 @@ export function validateConfig(raw: unknown): Config {
     }));
   }
   const config = result.data;
-  const problems = checkFiles(config);
+  const problems = [...checkFiles(config), ...checkCombinations(config)];
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
 }
@@ -115,7 +117,81 @@ function checkFiles(config: Config): string[] {
     if (!isFile(cert.cert)) problems.push(`tls.certificates[${i}].cert: cannot read ${JSON.stringify(cert.cert)}`);
     if (!isFile(cert.key)) problems.push(`tls.certificates[${i}].key: cannot read ${JSON.stringify(cert.key)}`);
   });
+  for (const [where, pool] of origins(config)) {
+    for (const upstream of pool.upstreams) {
+      if (upstream.tls !== null) problems.push(...upstreamTlsProblems(upstream.tls, `${where}: upstream ${upstream.url}: tls`));
+    }
+  }
   return problems;
+}
+
+/** Keys that are valid alone but not together. */
+function checkCombinations(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.listen.proxyProtocol && config.trustedProxies.length === 0) {
+    problems.push('listen.proxyProtocol: needs trustedProxies, the balancers whose PROXY headers are accepted');
+  }
+  return problems;
+}
+
+/** Every origin pool with the key that configures it. */
+function origins(config: Config): Array<[string, OriginPoolConfig]> {
+  const found: Array<[string, OriginPoolConfig]> = [];
+  config.sites.forEach((site, i) => {
+    if (site.origin) found.push([`sites[${i}].origin`, site.origin]);
+    site.routes.forEach((route, j) => { if (route.origin) found.push([`sites[${i}].routes[${j}].origin`, route.origin]); });
+  });
+  return found;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** The files of TLS towards an upstream: readable, certificates that parse, a key that matches its certificate. */
+function upstreamTlsProblems(tls: UpstreamTlsConfig, where: string): string[] {
+  const problems: string[] = [];
+  const read = (key: string, file: string | null): Buffer | undefined => {
+    if (file === null) return undefined;
+    try {
+      return readFileSync(resolve(file));
+    } catch (err) {
+      problems.push(`${where}.${key}: cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  };
+  const certificates = (key: string, pem: Buffer) => {
+    const blocks = pem.toString('latin1').match(PEM_CERTIFICATE) ?? [];
+    if (blocks.length === 0) problems.push(`${where}.${key}: no PEM certificate in ${JSON.stringify((tls as Record<string, unknown>)[key])}`);
+    for (const block of blocks) {
+      try { new X509Certificate(block); } catch (err) { problems.push(`${where}.${key}: invalid certificate: ${(err as Error).message}`); }
+    }
+    return blocks.length > 0;
+  };
+  const ca = read('ca', tls.ca);
+  if (ca) certificates('ca', ca);
+  const cert = read('cert', tls.cert);
+  const key = read('key', tls.key);
+  if (cert && key && certificates('cert', cert)) {
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      const message = (err as Error).message;
+      problems.push(`${where}.key: ${/mismatch/.test(message) ? `does not match ${JSON.stringify(tls.cert)}` : `cannot use: ${message}`}`);
+    }
+  }
+  return problems;
+}
+
+/** Valid but risky settings, printed at start and by `outpost check`. */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  for (const [where, pool] of origins(config)) {
+    for (const upstream of pool.upstreams) {
+      if (upstream.tls?.verify === false) {
+        warnings.push(`${where}: upstream ${upstream.url}: tls.verify is false: its certificate is not checked, anyone on the path can impersonate it`);
+      }
+    }
+  }
+  return warnings;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,60 +1,13 @@
 import { z } from 'zod';
-import { parseDuration, parseSize } from './units.ts';
+import { byteRate, duration, hostPattern, issueMessage, port, size } from './fields.ts';
+import { originSpec } from './origin-schema.ts';
+import { passthroughRoute } from './passthrough-schema.ts';
 import { cidrProblem } from '../guard/cidr.ts';
 
 /**
  * The configuration schema: every key, its default (with the unit and the reason), and what is
  * accepted. Read once at start into a frozen object; nothing else reads config files or the env.
  */
-
-/** A value with a unit ("16KB", "10s"), parsed to a number; the message says what was expected. */
-const withUnit = (parse: (value: unknown) => number | undefined, expected: string) => (fallback: string) =>
-  z.unknown().default(fallback).transform((value, ctx) => {
-    const parsed = parse(value);
-    if (parsed === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected ${expected}, got ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return parsed;
-  });
-
-const size = withUnit(parseSize, 'a size such as 16KB or 1MB');
-const duration = withUnit(parseDuration, 'a duration such as 10s or 500ms');
-/** Bytes per second: "500B/s", "1KB/s" or a number. */
-const byteRate = withUnit((value) => parseSize(typeof value === 'string' ? value.replace(/\/s\s*$/i, '') : value), 'a data rate such as 500B/s or 1KB/s');
-
-const port = z.number({ error: (i) => `expected a port number, got ${JSON.stringify(i.input)}` })
-  .int().min(0).max(65535);
-
-/** An upstream base URL: http(s), no credentials, query or fragment; trailing slash dropped. */
-function originUrl(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined;
-  try {
-    const url = new URL(value);
-    const ok = (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' &&
-      url.search === '' && url.hash === '';
-    return ok ? url.origin + url.pathname.replace(/\/$/, '') : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** One URL or a list of them (balanced round-robin); each bad entry is reported with its index. */
-const origins = z.unknown().transform((value, ctx) => {
-  const list = Array.isArray(value) ? value : [value];
-  if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one http(s) URL' });
-  const urls: string[] = [];
-  list.forEach((item, i) => {
-    const url = originUrl(item);
-    if (url !== undefined) urls.push(url);
-    else ctx.addIssue({ code: 'custom', path: Array.isArray(value) ? [i] : [], message: `expected an http(s) URL, got ${JSON.stringify(item)}` });
-  });
-  return urls;
-});
-
-// A host pattern: "*", "example.com", "*.example.com" (IDN hosts in their xn-- form).
-const hostPattern = z.string().trim().toLowerCase().regex(/^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/,
-  { error: (i) => `expected a host name, "*.domain" or "*", got ${JSON.stringify(i.input)}` });
 
 const staticOptions = z.strictObject({
   root: z.string().min(1),
@@ -94,8 +47,30 @@ const originOptions = z.strictObject({
     remove: z.array(z.string().trim().toLowerCase()).default([]),
     keep: z.array(z.string().trim().toLowerCase()).default([]),
   }).prefault({}),
+  /**
+   * Further attempts on other upstreams: 2, so a pool of three can lose two. Idempotent requests
+   * retry connect failures, resets before any response byte and the `retryOn` statuses; any other
+   * request only when it provably never reached an upstream (connection refused).
+   */
+  retries: z.number().int().min(0).max(10).default(2),
+  /** Origin statuses an idempotent request is retried on, on another upstream (nginx's proxy_next_upstream http_502 …). */
+  retryOn: z.array(z.number().int().min(500).max(599)).default([502, 503, 504]),
+  /** No new attempt starts this long after the first began (nginx's proxy_next_upstream_timeout): a retry must not double a long wait. */
+  retryDeadline: duration('10s'),
 });
-const originOverrides = originOptions.partial();
+/**
+ * Per site or route: only the keys given. (zod 4 fills defaults in even inside `.partial()`, so a
+ * route that set one timeout silently reset every other origin option to its default.)
+ */
+const originOverrides = z.unknown().transform((value, ctx): Partial<z.output<typeof originOptions>> => {
+  const parsed = originOptions.partial().safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issueMessage(issue) });
+    return z.NEVER;
+  }
+  const given = new Set(Object.keys(value as object));
+  return Object.fromEntries(Object.entries(parsed.data).filter(([key]) => given.has(key)));
+});
 
 /** Per site or route: whether proxied responses are cached, and how cookies are treated. */
 const cacheRouteOptions = z.strictObject({
@@ -173,7 +148,7 @@ const guardSchema = z.strictObject({
 const routeSchema = z.strictObject({
   path: z.string().startsWith('/', { error: (i) => `expected a path prefix starting with "/", got ${JSON.stringify(i.input)}` }),
   static: staticSpec.optional(),
-  origin: origins.optional(),
+  origin: originSpec.optional(),
   redirect: z.strictObject({
     to: z.string().min(1),
     status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(301),
@@ -190,7 +165,7 @@ const siteSchema = z.strictObject({
   hosts: z.array(hostPattern).min(1).default(['*']),
   /** Files served first; what is not found here falls through to `origin` when one is set. */
   static: staticSpec.optional(),
-  origin: origins.optional(),
+  origin: originSpec.optional(),
   proxy: originOverrides.optional(),
   cache: cacheRouteOptions.optional(),
   guard: guardSchema.optional(),
@@ -211,6 +186,11 @@ export const configSchema = z.strictObject({
     /** Plain HTTP: redirects to HTTPS (308) unless `httpMode` is `serve`. null disables it. */
     http: port.nullable().default(8080),
     httpMode: z.enum(['redirect', 'serve']).default('redirect'),
+    /**
+     * PROXY protocol v1/v2 (behind an L4 balancer): connections from `trustedProxies` must begin with
+     * a header naming the real client, which logs, X-Forwarded-For and the guard then see. Off by default.
+     */
+    proxyProtocol: z.boolean().default(false),
   }).prefault({}),
   tls: z.strictObject({
     /** intermediate: TLS 1.2 + 1.3 with ECDHE + AEAD only (Mozilla). modern: TLS 1.3 only. */
@@ -218,6 +198,8 @@ export const configSchema = z.strictObject({
     certificates: z.array(certificate).default([]),
     /** Where the development certificate is kept when no certificate is configured. */
     devCertDir: z.string().default('.outpost'),
+    /** Hosts passed through by SNI to their own backend, not terminated here. */
+    passthrough: z.array(passthroughRoute).default([]),
   }).prefault({}),
   /** Strict-Transport-Security on HTTPS responses; 0 turns it off (the default: opt in, like nginx). */
   hsts: z.strictObject({
@@ -334,3 +316,5 @@ export type RouteConfig = SiteConfig['routes'][number];
 export type StaticOptions = z.output<typeof staticOptions>;
 export type OriginOptions = z.output<typeof originOptions>;
 export type GuardConfig = z.output<typeof guardSchema>;
+export type { PassthroughConfig } from './passthrough-schema.ts';
+export type { OriginPoolConfig, UpstreamConfig, UpstreamTlsConfig, HealthCheckConfig, BalanceKind } from './origin-schema.ts';

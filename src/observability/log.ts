@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { errorChannel, responseChannel, type ErrorEvent, type ResponseEvent } from './channels.ts';
+import { errorChannel, passthroughChannel, responseChannel, upstreamChannel, type ErrorEvent, type ResponseEvent, type UpstreamEvent } from './channels.ts';
+import type { TunnelEvent } from '../server/tunnel.ts';
 import { isOutpostError } from '../errors.ts';
 
 /**
@@ -105,6 +106,16 @@ export function createErrorLogLimiter(write: (line: string) => void, options: { 
   };
 }
 
+export function formatUpstreamLine({ pool, upstream, up, why }: UpstreamEvent): string {
+  return `${new Date().toISOString()} ${up ? 'notice' : 'warn'} upstream ${upstream} (${pool}) ${up ? 'back in rotation' : 'out of rotation'}: ${why}\n`;
+}
+
+/** A passed-through connection, in the access log: who, which name, where to, bytes each way, how long. */
+export function formatPassthroughLine(e: TunnelEvent): string {
+  return `${e.client} ${e.servername} [${new Date().toISOString()}] "PASSTHROUGH ${e.backend}" ${e.bytesIn} ${e.bytesOut} ` +
+    `${e.durationMs.toFixed(1)}ms${e.error === null ? '' : ` error=${e.error}`}\n`;
+}
+
 /** Subscribes the logs; returns the function that unsubscribes and closes files. */
 export function startLogs(access: string, errors: Writable = process.stderr, options: { now?: () => number } = {}): () => Promise<void> {
   const errorLines = createErrorLogLimiter((line) => errors.write(line), options);
@@ -112,18 +123,25 @@ export function startLogs(access: string, errors: Writable = process.stderr, opt
     if (errorLines.admit(event as ErrorEvent)) errors.write(formatErrorLine(event as ErrorEvent));
   };
   errorChannel.subscribe(onError);
+  const onUpstream = (event: unknown) => errors.write(formatUpstreamLine(event as UpstreamEvent));
+  upstreamChannel.subscribe(onUpstream);
   let out: Writable | null = null;
   let onResponse: ((event: unknown) => void) | null = null;
+  let onTunnel: ((event: unknown) => void) | null = null;
   if (access !== 'off') {
     out = access === 'stdout' ? process.stdout : createWriteStream(access, { flags: 'a' });
     const sink = out;
     onResponse = (event) => sink.write(formatAccessLine(event as ResponseEvent));
     responseChannel.subscribe(onResponse);
+    onTunnel = (event) => sink.write(formatPassthroughLine(event as TunnelEvent));
+    passthroughChannel.subscribe(onTunnel);
   }
   return async () => {
     errorChannel.unsubscribe(onError);
     errorLines.flush();
+    upstreamChannel.unsubscribe(onUpstream);
     if (onResponse) responseChannel.unsubscribe(onResponse);
+    if (onTunnel) passthroughChannel.unsubscribe(onTunnel);
     if (out && out !== process.stdout) await new Promise<void>((resolve) => out!.end(resolve));
   };
 }

@@ -33,3 +33,10 @@ export function droppedFields(rules: RequestHeaderRules, caching: boolean): Set<
   if (caching) for (const field of OVERRIDE_FIELDS) if (!keep.has(field)) drop.add(field);
   return drop;
 }
+
+/**
+ * Whether a request's content goes to the origin. A GET or HEAD body has no defined meaning
+ * (RFC 9110 §9.3.1, §9.3.2) and the cache key does not see it: it is not forwarded.
+ */
+export const forwardsBody = (ctx: { readonly hasBody: boolean; readonly method: string }): boolean =>
+  ctx.hasBody && ctx.method !== 'GET' && ctx.method !== 'HEAD';

@@ -1,25 +1,31 @@
-import { Pool, errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from 'undici';
+import type { Readable } from 'node:stream';
 import type { BlockList } from 'node:net';
 import type { Handler } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
-import type { OriginOptions } from '../config/schema.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { forwardedHeaders } from './forwarded.ts';
-import { droppedFields } from './hygiene.ts';
+import { droppedFields, forwardsBody } from './hygiene.ts';
+import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
+import { createAttempts } from './attempts.ts';
 
-export interface ProxyOptions extends OriginOptions {
-  /** Upstream base URLs: scheme, host, port and an optional path prefix. */
-  upstreams: readonly string[];
+export interface ProxyOptions extends PoolOptions {
   trusted: BlockList;
   /** Name in Via. */
   viaName: string;
   /** The route caches: fields that override the URL are not sent (hygiene.ts). */
   caching: boolean;
+  /** The key hash balancing keeps on one upstream: the cache's primary key, so each URL has one home. */
+  hashKey?: (ctx: Context) => string;
 }
 
 export interface ProxyHandler {
   handler: Handler;
+  /** The pool's upstreams and their health, for the admin API. */
+  stats(): ReturnType<UpstreamPool['stats']>;
+  /** Resolves when no health probe is in flight (tests). */
+  probesSettled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,12 +34,6 @@ const REQUEST_DROP = new Set([
   'host', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via',
   'expect', // 100-continue is answered (or not) by this hop; undici refuses to forward it
 ]);
-
-/** Methods retried on another upstream after a connect failure: idempotent (RFC 9110 §9.2.2). */
-const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE', 'PUT']);
-
-/** Connection failures: nothing was sent, so an idempotent request may try the next upstream. */
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** An origin failure as the client should see it: 504 for timeouts, 502 for everything else. */
 export function mapOriginError(err: unknown, upstream: string): OutpostError {
@@ -52,7 +52,7 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
 }
 
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
-  if (options.upstreams.length === 0) throw new TypeError('proxy: upstreams must name at least one origin');
+  if (options.pool.upstreams.length === 0) throw new TypeError('proxy: upstreams must name at least one origin');
   const hide = new Set(options.hideHeaders);
   const drop = new Set([...REQUEST_DROP, ...droppedFields(options.requestHeaders, options.caching)]);
   const set = options.requestHeaders.set;
@@ -80,51 +80,17 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     if (info.statusCode === 100) return;
     ctx.sendInformational?.(info.statusCode, addVia(endToEnd(info.headers, hideInterim)));
   }
-  const upstreams = options.upstreams.map((base) => {
-    const url = new URL(base);
-    return {
-      name: url.origin,
-      basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/$/, ''),
-      pool: new Pool(url.origin, {
-        connections: options.connections,
-        pipelining: 1,
-        connectTimeout: options.connectTimeout,
-        headersTimeout: options.headersTimeout,
-        bodyTimeout: options.bodyTimeout,
-        keepAliveTimeout: options.keepAliveTimeout,
-        keepAliveMaxTimeout: Math.max(options.keepAliveTimeout, 600_000),
-        allowH2: false,
-      }),
-      /** Passive health (nginx max_fails=1 fail_timeout): skipped until then after a failed connect. */
-      downUntil: 0,
-    };
-  });
-  let next = 0;
+  const pool = createUpstreamPool(options);
 
-  /**
-   * Round-robin over the upstreams not marked down; `skip` of them are passed over (the retry of an
-   * idempotent request). When every upstream is down, the next one in turn is tried anyway: a
-   * recovered origin must get a chance, and one request finds out.
-   */
-  function pick(first: number, skip: number): (typeof upstreams)[number] {
-    const now = Date.now();
-    let healthy = 0;
-    for (let i = 0; i < upstreams.length; i++) {
-      const candidate = upstreams[(first + i) % upstreams.length];
-      if (candidate.downUntil <= now && healthy++ === skip) return candidate;
-    }
-    return upstreams[(first + skip) % upstreams.length];
-  }
-
-  async function forward(ctx: Context, upstream: (typeof upstreams)[number]): Promise<Reply> {
-    const sendBody = ctx.hasBody && ctx.method !== 'GET' && ctx.method !== 'HEAD';
+  async function forward(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
+    const sendBody = body !== undefined && forwardsBody(ctx);
     const headers = { ...endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody), ...set, host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
-    const response = await upstream.pool.request({
+    const response = await upstream.dispatcher.request({
       method: ctx.method as 'GET',
       path: upstream.basePath + ctx.target,
       headers,
       // Only what the client sent: a stream that already ended would never end again for undici (h2 END_STREAM).
-      body: sendBody ? ctx.body : undefined,
+      body: sendBody ? body : undefined,
       signal: ctx.signal,
       // A closure only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
       onInfo: ctx.sendInformational === undefined ? undefined : (info) => forwardInformational(ctx, info),
@@ -135,27 +101,18 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     return { status: response.statusCode, headers: out, body: response.body };
   }
 
+  const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });
+
   const handler: Handler = async (ctx) => {
     // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
     if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') throw clientError.methodNotAllowed();
-    const first = next++ % upstreams.length;
-    const idempotent = RETRYABLE.has(ctx.method);
-    for (let attempt = 0; ; attempt++) {
-      const upstream = pick(first, attempt);
-      try {
-        return await forward(ctx, upstream);
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        const unreachable = CONNECT_FAILURES.has(code);
-        if (unreachable) upstream.downUntil = Date.now() + options.failTimeout;
-        if (idempotent && unreachable && attempt + 1 < upstreams.length && !ctx.signal.aborted) continue;
-        throw mapOriginError(err, upstream.name);
-      }
-    }
+    return attempts(ctx, forward);
   };
 
   return {
     handler,
-    close: async () => { await Promise.all(upstreams.map((u) => u.pool.close().catch(() => u.pool.destroy()))); },
+    stats: () => pool.stats(),
+    probesSettled: () => pool.probesSettled(),
+    close: () => pool.close(),
   };
 }

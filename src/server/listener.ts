@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createSecureServer, constants as h2, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import type { Handler } from '../pipeline/compose.ts';
@@ -17,11 +17,15 @@ import { frontCounters, type FrontCounters } from './counters.ts';
 import { publishClientError, publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
+import { frontDoorFor } from './front-doors.ts';
+import type { FrontDoorStats } from './front-door.ts';
 
 export interface Running {
   readonly httpsPort: number;
   readonly httpPort: number | null;
   readonly urls: readonly string[];
+  /** PROXY headers, passed-through connections and connections closed before they were served, per listener with a front door. */
+  stats(): { https: FrontDoorStats | null; http: FrontDoorStats | null };
   /** Stop accepting, let in-flight requests finish within the shutdown deadline, then close everything. */
   close(): Promise<void>;
 }
@@ -145,7 +149,6 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   server.setTimeout(limits.idleTimeout);
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
-  perClient.attach(server);
 
   const sessions = new Set<ServerHttp2Session>();
   const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
@@ -246,7 +249,13 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   };
   server.on('connect', refuseConnect);
 
-  const listenOn = (s: HttpServer | Http2SecureServer, port: number) => new Promise<number>((resolve, reject) => {
+  // With passthrough hosts or PROXY protocol, a front door accepts connections and reads their first bytes.
+  const door = frontDoorFor(config, server, 'https');
+  // The per-client limit sits where connections are accepted: the front door when there is one
+  // (so passed-through connections count too, and nothing is counted twice), else the server.
+  perClient.attach(door?.server ?? server);
+  let plainDoor: ReturnType<typeof frontDoorFor> = null;
+  const listenOn = (s: NetServer, port: number) => new Promise<number>((resolve, reject) => {
     s.once('error', reject);
     s.listen({ port, host: config.listen.host }, () => {
       s.off('error', reject);
@@ -255,7 +264,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   });
 
   let plain: HttpServer | null = null;
-  const httpsPort = await listenOn(server, config.listen.https);
+  const httpsPort = await listenOn(door?.server ?? server, config.listen.https);
   let httpPort: number | null = null;
   try {
     if (config.listen.http !== null) {
@@ -269,11 +278,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
       plain.maxConnections = limits.maxConnections;
-      perClient.attach(plain);
-      httpPort = await listenOn(plain, config.listen.http);
+      plainDoor = frontDoorFor(config, plain, 'http');
+      perClient.attach(plainDoor?.server ?? plain);
+      httpPort = await listenOn(plainDoor?.server ?? plain, config.listen.http);
     }
   } catch (err) {
-    server.close();
+    (door?.server ?? server).close();
     throw err;
   }
 
@@ -286,8 +296,9 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   const close = () => (closing ??= (async () => {
     draining = true;
     const closed = Promise.all([
-      new Promise<void>((resolve) => server.close(() => resolve())),
-      plain ? new Promise<void>((resolve) => plain!.close(() => resolve())) : Promise.resolve(),
+      // The front door counts every connection it accepted, terminated ones included.
+      new Promise<void>((resolve) => (door?.server ?? server).close(() => resolve())),
+      plain ? new Promise<void>((resolve) => (plainDoor?.server ?? plain!).close(() => resolve())) : Promise.resolve(),
     ]);
     // HTTP/2: GOAWAY, then the session closes once its open streams finish.
     for (const session of sessions) session.close();
@@ -300,11 +311,13 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     clearTimeout(timer);
     for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
     for (const socket of http1Sockets.keys()) socket.destroy();
+    door?.destroyAll();
+    plainDoor?.destroyAll();
     plain?.closeAllConnections();
     await closed;
   })());
 
-  return { httpsPort, httpPort, urls, close };
+  return { httpsPort, httpPort, urls, stats: () => ({ https: door?.stats() ?? null, http: plainDoor?.stats() ?? null }), close };
 }
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */

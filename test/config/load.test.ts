@@ -55,7 +55,7 @@ test('a route needs exactly one of static, origin, redirect; static roots must e
 
 test('overrides: --origin and --root change the catch-all site; ports are validated too', () => {
   const config = validateConfig(applyOverrides({}, { origin: 'http://127.0.0.1:3000', httpsPort: 9443, httpPort: null }));
-  assert.deepEqual(config.sites[0].origin, ['http://127.0.0.1:3000']);
+  assert.deepEqual(config.sites[0].origin?.upstreams.map((u) => u.url), ['http://127.0.0.1:3000']);
   assert.equal(config.listen.https, 9443);
   assert.equal(config.listen.http, null);
   assert.deepEqual(problemsOf(applyOverrides({}, { origin: 'nope' })), ['sites[0].origin: expected an http(s) URL, got "nope"']);
@@ -83,4 +83,59 @@ test('outpost check: exit 0 for a valid file, 1 with the problems for an invalid
   assert.equal(failed.status, 1);
   assert.match(failed.stderr, /sites\[0\]\.routes\[0\]\.origin: expected an http\(s\) URL, got "ftp:\/\/x"/);
   assert.equal(run('-c', 'config/outpost.yaml').status, 0, 'the documented default config is valid');
+});
+
+test('proxy overrides per site and route hold only the keys they name, so the rest comes from the level above', () => {
+  const config = validateConfig({
+    proxy: { connectTimeout: '2s', retries: 1 },
+    sites: [{ origin: 'http://127.0.0.1:3000', proxy: { headersTimeout: '3s' }, routes: [{ path: '/a/', origin: 'http://127.0.0.1:3001', proxy: { retries: 0 } }] }],
+  });
+  assert.deepEqual(config.sites[0].proxy, { headersTimeout: 3000 });
+  assert.deepEqual(config.sites[0].routes[0].proxy, { retries: 0 });
+  assert.deepEqual(problemsOf({ sites: [{ proxy: { retries: -1, bogus: 1 } }] }).sort(), [
+    'sites[0].proxy.retries: Too small: expected number to be >=0',
+    'sites[0].proxy: unknown key "bogus"',
+  ]);
+});
+
+test('origin: the long form, and each bad part of it named', () => {
+  const config = validateConfig({ sites: [{ origin: { upstreams: ['http://127.0.0.1:3000', { url: 'https://127.0.0.1:3443/app/', weight: 2, http2: true }, { url: 'http://127.0.0.1:3001', backup: true }], balance: 'hash', healthCheck: { path: '/health', expect: '200,204' } } }] });
+  const origin = config.sites[0].origin!;
+  assert.equal(origin.balance, 'hash');
+  assert.deepEqual(origin.upstreams.map((u) => [u.url, u.weight, u.backup, u.http2]), [
+    ['http://127.0.0.1:3000', 1, false, null],
+    ['https://127.0.0.1:3443/app', 2, false, { connections: 2, maxConcurrentStreams: 100 }],
+    ['http://127.0.0.1:3001', 1, true, null],
+  ]);
+  assert.deepEqual(origin.healthCheck, { path: '/health', host: null, interval: 5000, timeout: 2000, fails: 3, passes: 2, expect: [[200, 200], [204, 204]] });
+  assert.deepEqual(problemsOf({ sites: [{ origin: { upstreams: ['ftp://x', { url: 'http://y', weight: 0, bogus: 1 }], balance: 'random', healthCheck: { interval: '10ms', expect: '700' } } }] }).sort(), [
+    'sites[0].origin.balance: Invalid option: expected one of "round-robin"|"least-connections"|"hash"',
+    'sites[0].origin.healthCheck.expect: expected statuses such as 200-399 or "200,204", got "700"',
+    'sites[0].origin.healthCheck.interval: expected at least 100ms',
+    'sites[0].origin.upstreams[0]: expected an http(s) URL, got "ftp://x"',
+    'sites[0].origin.upstreams[1].weight: Too small: expected number to be >=1',
+    'sites[0].origin.upstreams[1]: unknown key "bogus"',
+  ]);
+  assert.deepEqual(problemsOf({ sites: [{ origin: { upstreams: ['ftp://x', { url: 'http://y', weight: 0, bogus: 1 }] } }] }).sort(), [
+    'sites[0].origin.upstreams[0]: expected an http(s) URL, got "ftp://x"',
+    'sites[0].origin.upstreams[1].weight: Too small: expected number to be >=1',
+    'sites[0].origin.upstreams[1]: unknown key "bogus"',
+  ]);
+  assert.deepEqual(problemsOf({ sites: [{ origin: [{ url: 'http://a', backup: true }] }] }), ['sites[0].origin: expected at least one upstream that is not a backup']);
+  assert.deepEqual(problemsOf({ sites: [{ origin: [] }] }), ['sites[0].origin: expected at least one http(s) URL']);
+});
+
+test('tls.passthrough: hosts by name or one-label wildcard, to host:port', () => {
+  const config = validateConfig({ tls: { passthrough: [{ hosts: ['Legacy.Example.com', '*.mtls.example.com'], to: '10.0.0.5:443', proxyProtocol: 2 }, { hosts: ['v6.example'], to: '[::1]:8443' }] } });
+  assert.deepEqual(config.tls.passthrough.map((p) => [p.hosts, p.to, p.proxyProtocol, p.connectTimeout, p.idleTimeout]), [
+    [['legacy.example.com', '*.mtls.example.com'], { host: '10.0.0.5', port: 443 }, 2, 5000, 120000],
+    [['v6.example'], { host: '::1', port: 8443 }, false, 5000, 120000],
+  ]);
+  assert.deepEqual(problemsOf({ tls: { passthrough: [{ hosts: ['*'], to: 'nowhere' }, { hosts: [], to: 'a:0', proxyProtocol: 3 }] } }).sort(), [
+    'tls.passthrough[0].hosts[0]: expected a host name or "*.domain"',
+    'tls.passthrough[0].to: expected host:port such as 10.0.0.5:443 or [::1]:8443, got "nowhere"',
+    'tls.passthrough[1].hosts: Too small: expected array to have >=1 items',
+    'tls.passthrough[1].proxyProtocol: expected false, 1 or 2, got 3',
+    'tls.passthrough[1].to: expected host:port such as 10.0.0.5:443 or [::1]:8443, got "a:0"',
+  ]);
 });

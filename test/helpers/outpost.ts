@@ -23,6 +23,10 @@ export interface RunningOutpost {
   ca: string;
   /** The admin API's base URL when `raw.admin.token` was given. */
   adminUrl: string | null;
+  /** Resolves when no origin health probe is in flight (after moving `deps.timers`). */
+  probesSettled(): Promise<void>;
+  /** The listeners' counters (PROXY headers, passthrough, connections closed before they were served). */
+  listenerStats(): ReturnType<Awaited<ReturnType<typeof startServers>>['stats']>;
   close(): Promise<void>;
 }
 
@@ -41,13 +45,17 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
   }, {}));
   const app = await createApp(config, deps);
   const running = await startServers(config, app.handler);
-  const admin = config.admin.token ? await startAdmin('127.0.0.1:0', config.admin.token, app.admin) : null;
+  const admin = config.admin.token
+    ? await startAdmin('127.0.0.1:0', config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) })
+    : null;
   return {
     adminUrl: admin ? `http://127.0.0.1:${admin.port}` : null,
     url: `https://127.0.0.1:${running.httpsPort}`,
     httpsPort: running.httpsPort,
     httpPort: running.httpPort,
     ca,
+    listenerStats: () => running.stats(),
+    probesSettled: async () => { await Promise.all([...app.proxies.values()].map((p) => p.probesSettled())); },
     close: async () => { await running.close(); await admin?.close(); await app.close(); },
   };
 }

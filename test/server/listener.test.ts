@@ -189,25 +189,30 @@ test('HTTP/2 advertises a bounded number of concurrent streams', async () => {
   }
 });
 
-test('graceful shutdown: in-flight requests finish, new connections are refused', async () => {
-  const { outpost, origin } = await proxied();
-  const session = await h2session(outpost.url);
-  const inFlight = h2request(session, '/slow');
-  const h1InFlight = h1(`${outpost.url}/slow`);
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  const closed = outpost.close();
-  const [res, res1] = await Promise.all([inFlight, h1InFlight]);
-  assert.equal(res.body.toString(), 'slow done');
-  assert.equal(res1.body.toString(), 'slow done');
-  await closed;
-  await assert.rejects(new Promise((resolve, reject) => {
-    const socket = netConnect(outpost.httpsPort, '127.0.0.1');
-    socket.once('connect', () => { socket.destroy(); resolve(null); });
-    socket.once('error', reject);
-  }));
-  session.destroy();
-  await origin.close();
-});
+/** With a passthrough host, a front door reads each ClientHello and hands the rest to TLS: the same limits and drain hold. */
+const frontDoor = { tls: { passthrough: [{ hosts: ['elsewhere.test'], to: '127.0.0.1:9' }] } };
+
+for (const [name, extra] of [['', {}], [' (through the front door)', frontDoor]] as const) {
+  test(`graceful shutdown: in-flight requests finish, new connections are refused${name}`, async () => {
+    const { outpost, origin } = await proxied(extra);
+    const session = await h2session(outpost.url);
+    const inFlight = h2request(session, '/slow');
+    const h1InFlight = h1(`${outpost.url}/slow`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closed = outpost.close();
+    const [res, res1] = await Promise.all([inFlight, h1InFlight]);
+    assert.equal(res.body.toString(), 'slow done');
+    assert.equal(res1.body.toString(), 'slow done');
+    await closed;
+    await assert.rejects(new Promise((resolve, reject) => {
+      const socket = netConnect(outpost.httpsPort, '127.0.0.1');
+      socket.once('connect', () => { socket.destroy(); resolve(null); });
+      socket.once('error', reject);
+    }));
+    session.destroy();
+    await origin.close();
+  });
+}
 
 test('limits: a connection that never finishes its TLS handshake is dropped', async () => {
   const { outpost, close } = await proxied({ limits: { headersTimeout: '1s' } });
@@ -223,20 +228,22 @@ test('limits: a connection that never finishes its TLS handshake is dropped', as
   }
 });
 
-test('limits: connections beyond maxConnections are refused', async () => {
-  const { outpost, close } = await proxied({ limits: { maxConnections: 2 } });
-  const held: TLSSocket[] = [];
-  try {
-    for (let i = 0; i < 2; i++) held.push(await handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
-    await assert.rejects(handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
-    held.pop()!.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    held.push(await handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
-  } finally {
-    for (const socket of held) socket.destroy();
-    await close();
-  }
-});
+for (const [name, extra] of [['', {}], [' (through the front door)', frontDoor]] as const) {
+  test(`limits: connections beyond maxConnections are refused${name}`, async () => {
+    const { outpost, close } = await proxied({ ...extra, limits: { maxConnections: 2 } });
+    const held: TLSSocket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) held.push(await handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
+      await assert.rejects(handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
+      held.pop()!.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      held.push(await handshake(outpost.httpsPort, { ALPNProtocols: ['h2'] }));
+    } finally {
+      for (const socket of held) socket.destroy();
+      await close();
+    }
+  });
+}
 
 test('HTTP/2: a :path that is not origin-form is refused (nghttp2 resets it; a 400 if it got through)', async () => {
   const { outpost, origin, close } = await proxied();

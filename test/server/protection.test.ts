@@ -50,6 +50,28 @@ test('connectionsPerClient: the 257th TLS connection from one address is closed 
   }
 });
 
+test('connectionsPerClient with a front door (TLS passthrough configured): counted where connections are accepted, once', async () => {
+  const origin = await startOrigin((_req, res) => res.end('ok'));
+  const outpost = await startOutpost({
+    limits: { connectionsPerClient: 2 },
+    tls: { passthrough: [{ hosts: ['elsewhere.test'], to: '127.0.0.1:9' }] },
+    sites: [{ hosts: ['*'], origin: origin.url }],
+  });
+  const held: TLSSocket[] = [];
+  try {
+    // two terminated connections fill the slots: each counted once, at the front door
+    held.push(await tlsHandshake(outpost.httpsPort, outpost.ca), await tlsHandshake(outpost.httpsPort, outpost.ca));
+    assert.match(await refusedBeforeHandshake(outpost.httpsPort, outpost.ca), /ECONNRESET|closed/);
+    held.pop()!.destroy();
+    await settle();
+    assert.equal((await h1(`${outpost.url}/`)).status, 200, 'a closed one frees its slot');
+  } finally {
+    for (const socket of held) socket.destroy();
+    await outpost.close();
+    await origin.close();
+  }
+});
+
 test('connectionsPerClient: one count for the HTTPS and plain-HTTP listeners; trusted proxies are exempt', async () => {
   const origin = await startOrigin((_req, res) => res.end('ok'));
   const outpost = await startOutpost({ listen: { http: 0 }, limits: { connectionsPerClient: 2 }, sites: [{ hosts: ['*'], origin: origin.url }] });

@@ -1,0 +1,95 @@
+import { forwardsBody } from './hygiene.ts';
+import type { Readable } from 'node:stream';
+import type { Context, Reply } from '../pipeline/context.ts';
+import { disposeBody } from '../pipeline/context.ts';
+import { originError, type OutpostError } from '../errors.ts';
+import type { OriginOptions } from '../config/schema.ts';
+import { realTimers, type Timers } from '../timers.ts';
+import type { Upstream, UpstreamPool } from './pool.ts';
+import { attemptBodies, classifyFailure, mayRetryFailure, mayRetryStatus } from './retry.ts';
+
+/**
+ * One client request as attempts on the pool's upstreams: the first on the balancer's choice, more
+ * (each on an upstream not yet tried) while retry.ts allows them, at most `retries` more and none
+ * started `retryDeadline` after the first. Each attempt counts in flight on its upstream until its
+ * response body ends.
+ */
+
+/** Sends the request to one upstream with this body (undefined: none). */
+export type Forward = (ctx: Context, upstream: Upstream, body: Readable | undefined) => Promise<Reply>;
+
+export interface AttemptsOptions extends Pick<OriginOptions, 'retries' | 'retryOn' | 'retryDeadline'> {
+  readonly pool: UpstreamPool;
+  /** An origin failure as the client should see it. */
+  readonly mapError: (err: unknown, upstream: string) => OutpostError;
+  /** The key hash balancing keeps on one upstream. */
+  readonly hashKey?: (ctx: Context) => string;
+  readonly timers?: Timers;
+}
+
+export function createAttempts(options: AttemptsOptions): (ctx: Context, forward: Forward) => Promise<Reply> {
+  const { pool, mapError } = options;
+  const timers = options.timers ?? realTimers;
+  const retryOn: ReadonlySet<number> = new Set(options.retryOn);
+  // A retry needs somewhere else to go.
+  const retries = pool.upstreams.length > 1 ? options.retries : 0;
+  const hashKey = options.hashKey ?? ((ctx: Context) => `${ctx.scheme}://${ctx.authority}${ctx.target}`);
+
+  async function attempt(ctx: Context, upstream: Upstream, body: Readable | undefined, forward: Forward): Promise<Reply> {
+    pool.begin(upstream);
+    const started = performance.now();
+    let reply: Reply;
+    try {
+      reply = await forward(ctx, upstream, body);
+    } catch (err) {
+      pool.end(upstream);
+      throw err;
+    }
+    pool.responded(upstream, performance.now() - started);
+    (reply.body as Readable).once('close', () => pool.end(upstream));
+    return reply;
+  }
+
+  /** The upstream for another attempt, or undefined when the request may not go on. */
+  function nextUpstream(ctx: Context, tried: Set<Upstream>, key: string, started: number): Upstream | undefined {
+    if (tried.size > retries || timers.now() - started >= options.retryDeadline || ctx.signal.aborted) return undefined;
+    return pool.choose(key, tried);
+  }
+
+  return async (ctx, forward) => {
+    const key = pool.keyed ? hashKey(ctx) : '';
+    let upstream = pool.choose(key);
+    if (upstream === undefined) throw originError.unavailable('no healthy upstream: every origin server is down');
+    // Only a body that may be needed again gets stand-ins; a single upstream reads the client's directly.
+    const bodies = forwardsBody(ctx) && retries > 0 ? attemptBodies(ctx.body) : undefined;
+    const started = timers.now();
+    const tried = new Set<Upstream>();
+    for (;;) {
+      tried.add(upstream);
+      let reply: Reply;
+      let next: Upstream | undefined;
+      try {
+        reply = await attempt(ctx, upstream, bodies ? bodies.next() : forwardsBody(ctx) ? ctx.body : undefined, forward);
+      } catch (err) {
+        const mapped = mapError(err, upstream.name);
+        if (mapped.status < 500) throw mapped; // the client's doing (gone, body too large or too slow): not the upstream's
+        const failure = classifyFailure(err);
+        pool.failed(upstream, (err as { code?: string }).code ?? (err as Error).message, failure === 'unreached');
+        // Whether this attempt consumed any of the client's body is known only now.
+        if (mayRetryFailure(failure, { method: ctx.method, bodyTouched: bodies?.touched ?? false }) && (next = nextUpstream(ctx, tried, key, started))) {
+          upstream = next;
+          continue;
+        }
+        throw mapped;
+      }
+      if (retryOn.has(reply.status) && mayRetryStatus(reply.status, retryOn, { method: ctx.method, bodyTouched: bodies?.touched ?? false }) &&
+        (next = nextUpstream(ctx, tried, key, started))) {
+        pool.failed(upstream, `status ${reply.status}`, false);
+        disposeBody(reply.body);
+        upstream = next;
+        continue;
+      }
+      return reply;
+    }
+  };
+}

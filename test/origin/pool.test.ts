@@ -1,0 +1,352 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
+import { createServer } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
+import type { UpstreamEvent } from '../../src/observability/channels.ts';
+
+/**
+ * Upstream pools against real origins: balancing, active health checks (their timers moved by
+ * hand), passive failures, backups, retries and what /stats says.
+ */
+
+const TOKEN = 'pool-test-admin-token-0123';
+
+interface Backend extends TestOrigin {
+  readonly name: string;
+  /** What /health answers. */
+  health: number;
+  /** ok: 200 naming this backend; fail: 503; reset: the connection is dropped before any byte; hold: kept waiting. */
+  mode: 'ok' | 'fail' | 'reset' | 'hold';
+  readonly held: ServerResponse[];
+  /** Requests other than health probes. */
+  work(): number;
+}
+
+async function backend(name: string, onRequest?: () => void): Promise<Backend> {
+  const state = { health: 200, mode: 'ok' as Backend['mode'], held: [] as ServerResponse[] };
+  const origin = await startOrigin((req, res, seen) => {
+    res.on('error', () => {});
+    if (req.url === '/health') {
+      res.writeHead(state.health, { 'content-length': 0 });
+      return void res.end();
+    }
+    onRequest?.();
+    if (state.mode === 'reset') return void req.socket.destroy();
+    if (state.mode === 'hold') return void state.held.push(res);
+    req.on('end', () => {
+      if (state.mode === 'fail') {
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        return void res.end(`${name} failing`);
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': req.url?.startsWith('/cached') ? 'max-age=1' : 'no-store' });
+      res.end(`${name} ${req.method} ${req.url} ${seen.bodyLength}`);
+    });
+    req.resume();
+  });
+  return Object.assign(state, origin, {
+    name,
+    work: () => origin.seen.filter((r) => r.url !== '/health').length,
+  });
+}
+
+async function deadUrl(): Promise<string> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return `http://127.0.0.1:${port}`;
+}
+
+const checks = { path: '/health', interval: '1s', timeout: '500ms', fails: 2, passes: 2 };
+
+/**
+ * One probe of every upstream. With the jitter's random fixed at 0.5 the first probes run half an
+ * interval after start and then one interval after the last ended: the clock is moved to exactly
+ * that moment, so it never jumps past a probe's timeout while the probe is on the wire.
+ */
+async function probeRound(outpost: RunningOutpost, timers: ManualTimers): Promise<void> {
+  timers.advance(timers.now() === 0 ? 500 : 1000);
+  await outpost.probesSettled();
+}
+const random = () => 0.5;
+
+const who = (res: { body: Buffer }) => res.body.toString().split(' ')[0];
+
+async function stats(outpost: RunningOutpost): Promise<any> {
+  const res = await fetch(`${outpost.adminUrl}/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  return res.json();
+}
+
+test('an upstream failing its health checks leaves the rotation before clients see errors (POST included) and returns when healthy', async () => {
+  const timers = manualTimers();
+  const a = await backend('A');
+  const b = await backend('B');
+  const events: UpstreamEvent[] = [];
+  const onEvent = (e: unknown) => events.push(e as UpstreamEvent);
+  diagnostics.subscribe('outpost:upstream', onEvent);
+  const outpost = await startOutpost({
+    admin: { token: TOKEN },
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: { upstreams: [a.url, b.url], healthCheck: checks } }],
+  }, { timers, random });
+  try {
+    await probeRound(outpost, timers);
+    // both healthy: round-robin
+    const first = await Promise.all([1, 2, 3, 4].map((i) => h2(`${outpost.url}/w/${i}`)));
+    assert.deepEqual(first.map(who).sort(), ['A', 'A', 'B', 'B']);
+
+    // B's health endpoint starts failing (it is draining); two failed probes take it out
+    b.health = 503;
+    await probeRound(outpost, timers);
+    let s = await stats(outpost);
+    assert.equal(s.origins['sites[0]'].upstreams[1].healthy, true, 'one failed probe is not yet two');
+    assert.equal(s.origins['sites[0]'].upstreams[1].failing, 1);
+    await probeRound(outpost, timers);
+    s = await stats(outpost);
+    assert.deepEqual(
+      (({ url, healthy, checks: state, failing, lastCheck }) => ({ url, healthy, state, failing, lastCheck }))(s.origins['sites[0]'].upstreams[1]),
+      { url: b.url, healthy: false, state: 'down', failing: 2, lastCheck: 'status 503' },
+    );
+    // and now its application fails too: nobody notices, GET or POST
+    b.mode = 'fail';
+    const before = b.work();
+    for (let i = 0; i < 4; i++) {
+      const get = await h1(`${outpost.url}/g/${i}`);
+      const post = await h2(`${outpost.url}/p/${i}`, { method: 'POST', body: 'data' });
+      assert.equal(get.status, 200);
+      assert.equal(post.status, 200);
+      assert.equal(post.body.toString(), `A POST /p/${i} 4`);
+    }
+    assert.equal(b.work(), before, 'B got no requests while out of rotation');
+
+    // B recovers: two good probes bring it back
+    b.health = 200;
+    b.mode = 'ok';
+    await probeRound(outpost, timers);
+    await probeRound(outpost, timers);
+    const after = await Promise.all([1, 2, 3, 4].map((i) => h2(`${outpost.url}/back/${i}`)));
+    assert.deepEqual(after.map(who).sort(), ['A', 'A', 'B', 'B']);
+    assert.deepEqual(events.map((e) => `${e.pool} ${e.upstream} ${e.up ? 'up' : 'down'}`), [
+      `sites[0] ${b.url} down`,
+      `sites[0] ${b.url} up`,
+    ]);
+    s = await stats(outpost);
+    const stat = s.origins['sites[0]'];
+    assert.equal(stat.balance, 'round-robin');
+    assert.equal(stat.healthChecks, true);
+    for (const u of stat.upstreams) {
+      assert.equal(u.healthy, true);
+      assert.equal(u.inFlight, 0);
+      assert.ok(u.requests > 0 && u.latencyMs > 0, JSON.stringify(u));
+    }
+  } finally {
+    diagnostics.unsubscribe('outpost:upstream', onEvent);
+    await outpost.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('a request that provably never reached an upstream (connection refused) is retried on another, POST and PUT bodies whole', async () => {
+  const a = await backend('A');
+  // failTimeout 0: the dead upstream stays in rotation, so every other request meets it first
+  const outpost = await startOutpost({ proxy: { failTimeout: '0s' }, sites: [{ hosts: ['*'], cache: { enabled: false }, origin: [await deadUrl(), a.url] }] });
+  try {
+    const body = Buffer.alloc(100_000, 'x');
+    for (let i = 0; i < 4; i++) {
+      const post = await h2(`${outpost.url}/p/${i}`, { method: 'POST', body });
+      assert.equal(post.status, 200);
+      assert.equal(post.body.toString(), `A POST /p/${i} 100000`);
+      const put = await h1(`${outpost.url}/u/${i}`, { method: 'PUT', body, headers: { 'content-length': String(body.length) } });
+      assert.equal(put.body.toString(), `A PUT /u/${i} 100000`);
+    }
+  } finally {
+    await outpost.close();
+    await a.close();
+  }
+});
+
+test('a reset before any response byte: an idempotent request is retried, a POST is not (it may have been applied)', async () => {
+  const r = await backend('R');
+  const a = await backend('A');
+  r.mode = 'reset';
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], cache: { enabled: false }, origin: [r.url, a.url] }] });
+  try {
+    for (let i = 0; i < 4; i++) {
+      const res = await h2(`${outpost.url}/g/${i}`, { method: i % 2 ? 'DELETE' : 'GET' });
+      assert.equal(res.status, 200);
+      assert.equal(who(res), 'A');
+    }
+    const before = r.work();
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await h2(`${outpost.url}/p/${i}`, { method: 'POST', body: 'x' })).status);
+    const reachedR = r.work() - before;
+    assert.ok(reachedR > 0, 'some POSTs met the resetting upstream');
+    assert.equal(statuses.filter((s) => s === 502).length, reachedR, `statuses ${statuses}`);
+    assert.equal(statuses.filter((s) => s === 200).length, 4 - reachedR);
+  } finally {
+    await outpost.close();
+    await r.close();
+    await a.close();
+  }
+});
+
+test('a 502/503/504 answer: an idempotent request gets another upstream\'s answer, a POST gets the 503; retries: 0 turns it off', async () => {
+  const f = await backend('F');
+  const a = await backend('A');
+  f.mode = 'fail';
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], cache: { enabled: false }, origin: [f.url, a.url],
+    routes: [{ path: '/once/', origin: [f.url, a.url], proxy: { retries: 0 } }] }] });
+  try {
+    for (let i = 0; i < 4; i++) assert.equal(who(await h1(`${outpost.url}/g/${i}`)), 'A');
+    const posts = [];
+    for (let i = 0; i < 4; i++) posts.push((await h1(`${outpost.url}/p/${i}`, { method: 'POST', body: 'x' })).status);
+    assert.ok(posts.includes(503) && posts.includes(200), `statuses ${posts}`);
+    const once = [];
+    for (let i = 0; i < 4; i++) once.push((await h1(`${outpost.url}/once/${i}`)).status);
+    assert.deepEqual(once.sort(), [200, 200, 503, 503]);
+  } finally {
+    await outpost.close();
+    await f.close();
+    await a.close();
+  }
+});
+
+test('no retry starts after retryDeadline', async () => {
+  const timers = manualTimers();
+  // F answers 503, but only after 11 s have passed (on the injected clock)
+  const f = await backend('F', () => timers.advance(11_000));
+  const a = await backend('A');
+  f.mode = 'fail';
+  const outpost = await startOutpost({ proxy: { retryDeadline: '10s' }, sites: [{ hosts: ['*'], cache: { enabled: false }, origin: [f.url, a.url] }] }, { timers, random });
+  try {
+    const res = await h1(`${outpost.url}/x`);
+    assert.equal(res.status, 503);
+    assert.equal(res.body.toString(), 'F failing');
+    assert.equal(a.work(), 0);
+  } finally {
+    await outpost.close();
+    await f.close();
+    await a.close();
+  }
+});
+
+test('backups serve only when no primary is healthy; with everything down a quick 503, or the stale copy within grace', async () => {
+  const timers = manualTimers();
+  const clock = testClock();
+  const p = await backend('P');
+  const k = await backend('K');
+  const outpost = await startOutpost({
+    sites: [{ hosts: ['*'], origin: { upstreams: [p.url, { url: k.url, backup: true }], healthCheck: checks } }],
+  }, { timers, random, now: clock.now });
+  try {
+    await probeRound(outpost, timers);
+    for (let i = 0; i < 3; i++) assert.equal(who(await h2(`${outpost.url}/w/${i}`)), 'P');
+    const cached = await h2(`${outpost.url}/cached`);
+    assert.equal(who(cached), 'P');
+    assert.equal(k.work(), 0, 'the backup is idle while the primary is healthy');
+
+    p.health = 500;
+    await probeRound(outpost, timers);
+    await probeRound(outpost, timers);
+    for (let i = 0; i < 3; i++) assert.equal(who(await h2(`${outpost.url}/w2/${i}`)), 'K');
+
+    k.health = 500;
+    await probeRound(outpost, timers);
+    await probeRound(outpost, timers);
+    const seen = p.work() + k.work();
+    const started = performance.now();
+    const down = await h2(`${outpost.url}/w3`);
+    assert.equal(down.status, 503);
+    assert.match(down.body.toString(), /no healthy upstream/);
+    assert.ok(performance.now() - started < 1000);
+    // the stored copy, now stale, is served within the grace period instead
+    clock.advance(3000);
+    const stale = await h2(`${outpost.url}/cached`);
+    assert.equal(stale.status, 200);
+    assert.equal(who(stale), 'P');
+    assert.match(String(stale.headers['cache-status']), /fwd=stale; fwd-status=503/);
+    assert.equal(p.work() + k.work(), seen, 'no origin was asked');
+  } finally {
+    await outpost.close();
+    await p.close();
+    await k.close();
+  }
+});
+
+test('least-connections: requests go to the upstream with fewer in flight', async () => {
+  const x = await backend('X');
+  const y = await backend('Y');
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], cache: { enabled: false }, origin: { upstreams: [x.url, y.url], balance: 'least-connections' } }] });
+  try {
+    x.mode = 'hold';
+    y.mode = 'hold';
+    const slow = h2(`${outpost.url}/slow`);
+    const holder = await waitFor(() => (x.held.length > 0 ? x : y.held.length > 0 ? y : undefined));
+    const other = holder === x ? y : x;
+    other.mode = 'ok';
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(who(await h1(`${outpost.url}/fast/${i}`)));
+    assert.deepEqual(answers, Array(6).fill(other.name));
+    holder.held[0].end('done');
+    assert.equal((await slow).status, 200);
+  } finally {
+    await outpost.close();
+    await x.close();
+    await y.close();
+  }
+});
+
+test('weights: round-robin shares 2:1', async () => {
+  const a = await backend('A');
+  const b = await backend('B');
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], cache: { enabled: false }, origin: [{ url: a.url, weight: 2 }, b.url] }] });
+  try {
+    const names = [];
+    for (let i = 0; i < 12; i++) names.push(who(await h1(`${outpost.url}/w/${i}`)));
+    assert.deepEqual(names, ['A', 'B', 'A', 'A', 'B', 'A', 'A', 'B', 'A', 'A', 'B', 'A']);
+  } finally {
+    await outpost.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('hash: each URL keeps one upstream; when one leaves, only its URLs move', async () => {
+  const timers = manualTimers();
+  const a = await backend('A');
+  const b = await backend('B');
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], cache: { enabled: false }, origin: { upstreams: [a.url, b.url], balance: 'hash', healthCheck: checks } }] }, { timers, random });
+  try {
+    await probeRound(outpost, timers);
+    const paths = Array.from({ length: 24 }, (_, i) => `/item/${i}?v=${i % 3}`);
+    const home = new Map<string, string>();
+    for (const path of paths) home.set(path, who(await h2(`${outpost.url}${path}`)));
+    for (const path of paths) assert.equal(who(await h1(`${outpost.url}${path}`)), home.get(path), path);
+    assert.ok([...home.values()].includes('A') && [...home.values()].includes('B'));
+    b.health = 503;
+    await probeRound(outpost, timers);
+    await probeRound(outpost, timers);
+    for (const path of paths) assert.equal(who(await h2(`${outpost.url}${path}`)), 'A');
+    b.health = 200;
+    await probeRound(outpost, timers);
+    await probeRound(outpost, timers);
+    for (const path of paths) assert.equal(who(await h2(`${outpost.url}${path}`)), home.get(path), `${path} back home`);
+  } finally {
+    await outpost.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+async function waitFor<T>(value: () => T | undefined, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = value();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
