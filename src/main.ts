@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
+import { applyOverrides, overridesFromEnv, readConfigFile, type Overrides } from './config/load.ts';
 import { ConfigError } from './errors.ts';
 import { createApp } from './app.ts';
 import { startServers } from './server/listener.ts';
 import { startLogs } from './observability/log.ts';
 import { publishError } from './observability/channels.ts';
 import { startAdmin, type RunningAdmin } from './observability/admin.ts';
+import { checkConfigData, describeListenError } from './config/check.ts';
+import type { Config } from './config/schema.ts';
 
 const USAGE = `usage: outpost [start|check] [options]
 
@@ -69,28 +71,69 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const env = overridesFromEnv(process.env);
-  let config;
+  let report;
   try {
-    config = loadConfig(cli.file ?? env.file, { ...env.overrides, ...cli.overrides });
+    const raw = applyOverrides(readConfigFile(cli.file ?? env.file), { ...env.overrides, ...cli.overrides });
+    report = await checkConfigData(raw, { ports: cli.command === 'check' });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`outpost: ${err.message}`);
     return 1;
   }
+  for (const line of report.warnings) console.error(`outpost: warning: ${line}`);
+  if (report.config === null) {
+    console.error(`outpost: ${new ConfigError(report.errors).message}`);
+    return 1;
+  }
+  const config = report.config;
   if (cli.command === 'check') {
-    console.log('outpost: configuration is valid');
+    const n = report.warnings.length;
+    console.log(`outpost: configuration is valid${n > 0 ? ` (${n} warning${n > 1 ? 's' : ''})` : ''}`);
     return 0;
   }
+  try {
+    return await start(config);
+  } catch (err) {
+    console.error(`outpost: cannot start: ${startupFailure(err, config)}`);
+    return 1;
+  }
+}
 
+/** A start-up failure in one line: which key and what went wrong, never a stack trace. */
+function startupFailure(err: unknown, config: Config): string {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.syscall === 'listen' || e?.code === 'EADDRINUSE' || e?.code === 'EACCES') {
+    const key = e.port === config.listen.https ? 'listen.https' : e.port === config.listen.http ? 'listen.http' : 'admin.listen';
+    const address = e.address !== undefined ? `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}` : `port ${e.port}`;
+    return `${key}: ${address} ${describeListenError(e)}`;
+  }
+  return e instanceof Error ? e.message : String(err);
+}
+
+async function start(config: Config): Promise<number> {
   const stopLogs = startLogs(config.log.access);
   const app = await createApp(config);
-  const running = await startServers(config, app.handler, {
-    onError: (where, error) => publishError({ ctx: null, error, where }),
-  });
+  let running;
+  try {
+    running = await startServers(config, app.handler, {
+      onError: (where, error) => publishError({ ctx: null, error, where }),
+    });
+  } catch (err) {
+    await app.close();
+    await stopLogs();
+    throw err;
+  }
   console.log(`outpost: listening on ${running.urls.join(' and ')}`);
   let admin: RunningAdmin | null = null;
   if (config.admin.listen !== null && config.admin.token !== null) {
-    admin = await startAdmin(config.admin.listen, config.admin.token, app.admin);
+    try {
+      admin = await startAdmin(config.admin.listen, config.admin.token, app.admin);
+    } catch (err) {
+      await running.close();
+      await app.close();
+      await stopLogs();
+      throw err;
+    }
     console.log(`outpost: admin API on http://${config.admin.listen}/ (purge, stats)`);
   } else if (config.admin.listen !== null) {
     console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');
@@ -113,4 +156,8 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Whatever goes wrong before serving is one line, never a stack trace.
+process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(`outpost: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+});
