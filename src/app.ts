@@ -36,7 +36,10 @@ export interface App {
   handler: Handler;
   /** What the admin API can do: purge and read counters. */
   admin: AdminActions;
-  close(): Promise<void>;
+  /** The node's cache engine; a reload with the same `cache` section hands it to the next app. */
+  readonly engine: CacheEngine;
+  /** Closes the proxies and the engine; `keepEngine`: a reload handed the engine to the next app. */
+  close(keepEngine?: boolean): Promise<void>;
 }
 
 const VIA_NAME = 'outpost';
@@ -96,16 +99,17 @@ async function createStore(cache: Config['cache'], now: () => number): Promise<C
 export interface AppDependencies {
   /** The clock (ms since the epoch) the cache judges freshness by; tests inject one. */
   readonly now?: () => number;
+  /** An engine to reuse: a reload with the same `cache` section keeps the cache. */
+  readonly engine?: CacheEngine;
 }
 
 export async function createApp(config: Config, deps: AppDependencies = {}): Promise<App> {
   const now = deps.now ?? Date.now;
   const trusted = trustList(config.trustedProxies);
   const proxies: ProxyHandler[] = [];
-  const store = await createStore(config.cache, now);
   // One cache engine for the node: every route's cache and the admin API share its store and state.
-  const engine: CacheEngine = createCacheEngine({
-    store,
+  const engine: CacheEngine = deps.engine ?? createCacheEngine({
+    store: await createStore(config.cache, now),
     now,
     maxObjectSize: config.cache.maxObjectSize,
     grace: config.cache.grace,
@@ -149,15 +153,16 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),
-    stats: () => ({ store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size }),
+    stats: () => ({ store: engine.storeName, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size }),
   };
 
   return {
     handler,
     admin,
-    close: async () => {
+    engine,
+    close: async (keepEngine = false) => {
       await Promise.all(proxies.map((p) => p.close()));
-      await engine.close();
+      if (!keepEngine) await engine.close();
     },
   };
 }

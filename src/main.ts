@@ -1,13 +1,10 @@
 import { parseArgs } from 'node:util';
-import { applyOverrides, overridesFromEnv, readConfigFile, type Overrides } from './config/load.ts';
+import { overridesFromEnv, type Overrides } from './config/load.ts';
 import { ConfigError } from './errors.ts';
-import { createApp } from './app.ts';
-import { startServers } from './server/listener.ts';
-import { startLogs } from './observability/log.ts';
-import { publishError } from './observability/channels.ts';
-import { startAdmin, type RunningAdmin } from './observability/admin.ts';
-import { checkConfigData, describeListenError } from './config/check.ts';
+import { describeListenError } from './config/check.ts';
 import type { Config } from './config/schema.ts';
+import { configSource } from './runtime/source.ts';
+import { serveSingle } from './runtime/serve.ts';
 
 const USAGE = `usage: outpost [start|check] [options]
 
@@ -71,15 +68,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const env = overridesFromEnv(process.env);
-  let report;
-  try {
-    const raw = applyOverrides(readConfigFile(cli.file ?? env.file), { ...env.overrides, ...cli.overrides });
-    report = await checkConfigData(raw, { ports: cli.command === 'check' });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(`outpost: ${err.message}`);
-    return 1;
-  }
+  // Signals that would end the process by default do nothing until their handlers are in place.
+  for (const signal of ['SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => {});
+  const source = configSource(cli.file ?? env.file, { ...env.overrides, ...cli.overrides });
+  const report = await source({ ports: cli.command === 'check' });
   for (const line of report.warnings) console.error(`outpost: warning: ${line}`);
   if (report.config === null) {
     console.error(`outpost: ${new ConfigError(report.errors).message}`);
@@ -92,7 +84,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    return await start(config);
+    return await serveSingle(config, source);
   } catch (err) {
     console.error(`outpost: cannot start: ${startupFailure(err, config)}`);
     return 1;
@@ -108,52 +100,6 @@ function startupFailure(err: unknown, config: Config): string {
     return `${key}: ${address} ${describeListenError(e)}`;
   }
   return e instanceof Error ? e.message : String(err);
-}
-
-async function start(config: Config): Promise<number> {
-  const stopLogs = startLogs(config.log.access);
-  const app = await createApp(config);
-  let running;
-  try {
-    running = await startServers(config, app.handler, {
-      onError: (where, error) => publishError({ ctx: null, error, where }),
-    });
-  } catch (err) {
-    await app.close();
-    await stopLogs();
-    throw err;
-  }
-  console.log(`outpost: listening on ${running.urls.join(' and ')}`);
-  let admin: RunningAdmin | null = null;
-  if (config.admin.listen !== null && config.admin.token !== null) {
-    try {
-      admin = await startAdmin(config.admin.listen, config.admin.token, app.admin);
-    } catch (err) {
-      await running.close();
-      await app.close();
-      await stopLogs();
-      throw err;
-    }
-    console.log(`outpost: admin API on http://${config.admin.listen}/ (purge, stats)`);
-  } else if (config.admin.listen !== null) {
-    console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');
-  }
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      console.log(`outpost: ${signal}: finishing in-flight requests (at most ${config.limits.shutdownTimeout / 1000} s)`);
-      process.once(signal, () => process.exit(1)); // a second signal does not wait
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  await running.close();
-  await admin?.close();
-  await app.close();
-  await stopLogs();
-  console.log('outpost: stopped');
-  return 0;
 }
 
 // Whatever goes wrong before serving is one line, never a stack trace.

@@ -9,14 +9,23 @@ import { timingSafeEqual, createHash } from 'node:crypto';
  *   "soft": true with url or tag                  mark stale instead of dropping: the next request
  *                                                 revalidates (or is served stale-while-revalidate)
  *   GET  /stats                                   cache counters
+ *   POST /reload                                  re-read the config and certificates (as SIGHUP);
+ *                                                 422 with the problems when the new config is refused
  * Answers JSON: {"purged": n} with how many stored responses were dropped (or marked stale).
  */
 export type PurgeTarget = { readonly url: string } | { readonly tag: string } | { readonly all: true };
 
 export interface AdminActions {
   purge(target: PurgeTarget, soft: boolean): Promise<number>;
-  stats(): Record<string, unknown>;
+  stats(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Present where the process can reload (not in tests that build an app alone). */
+  reload?(): Promise<ReloadAnswer>;
 }
+
+/** What POST /reload answers: applied (with warnings and keys that need a restart) or refused. */
+export type ReloadAnswer =
+  | { readonly reloaded: true; readonly warnings: readonly string[]; readonly restartNeeded: readonly string[] }
+  | { readonly reloaded: false; readonly problems: readonly string[] };
 
 export interface RunningAdmin {
   port: number;
@@ -67,7 +76,12 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
   });
 
   async function handle(method: string, path: string, req: IncomingMessage): Promise<[number, unknown]> {
-    if (path === '/stats') return method === 'GET' ? [200, actions.stats()] : [405, { error: 'use GET' }];
+    if (path === '/stats') return method === 'GET' ? [200, await actions.stats()] : [405, { error: 'use GET' }];
+    if (path === '/reload' && actions.reload) {
+      if (method !== 'POST') return [405, { error: 'use POST' }];
+      const answer = await actions.reload();
+      return [answer.reloaded ? 200 : 422, answer];
+    }
     if (path !== '/purge') return [404, { error: 'not found' }];
     if (method !== 'POST') return [405, { error: 'use POST' }];
     const body = await readJson(req) as Record<string, unknown> | null;

@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { errorChannel, responseChannel, type ErrorEvent, type ResponseEvent } from './channels.ts';
+import { errorChannel, publishError, responseChannel, type ErrorEvent, type ResponseEvent } from './channels.ts';
+import type { Config } from '../config/schema.ts';
 import { isOutpostError } from '../errors.ts';
 
 /**
@@ -27,21 +28,52 @@ export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${causeText}\n`;
 }
 
-/** Subscribes the logs; returns the function that unsubscribes and closes files. */
-export function startLogs(access: string, errors: Writable = process.stderr): () => Promise<void> {
+export interface Logs {
+  /** Applies a reloaded `log` section (another file, or off). */
+  configure(log: Config['log']): void;
+  /** Reopens the access log file (SIGUSR1, after logrotate moved it). */
+  reopen(): void;
+  /** Unsubscribes and closes files. */
+  close(): Promise<void>;
+}
+
+/** Subscribes the logs to the diagnostics channels. */
+export function startLogs(log: Config['log'], errors: Writable = process.stderr): Logs {
   const onError = (event: unknown) => errors.write(formatErrorLine(event as ErrorEvent));
   errorChannel.subscribe(onError);
+  let access = log.access;
   let out: Writable | null = null;
-  let onResponse: ((event: unknown) => void) | null = null;
-  if (access !== 'off') {
-    out = access === 'stdout' ? process.stdout : createWriteStream(access, { flags: 'a' });
-    const sink = out;
-    onResponse = (event) => sink.write(formatAccessLine(event as ResponseEvent));
-    responseChannel.subscribe(onResponse);
-  }
-  return async () => {
-    errorChannel.unsubscribe(onError);
-    if (onResponse) responseChannel.unsubscribe(onResponse);
-    if (out && out !== process.stdout) await new Promise<void>((resolve) => out!.end(resolve));
+  const onResponse = (event: unknown) => out?.write(formatAccessLine(event as ResponseEvent));
+  const open = () => {
+    out = access === 'off' ? null : access === 'stdout' ? process.stdout : createWriteStream(access, { flags: 'a' });
+    out?.on('error', (error) => publishError({ ctx: null, error, where: `access log ${access}` }));
+  };
+  const closeOut = () => {
+    const previous = out;
+    out = null;
+    return previous && previous !== process.stdout ? new Promise<void>((resolve) => previous.end(resolve)) : Promise.resolve();
+  };
+  open();
+  if (access !== 'off') responseChannel.subscribe(onResponse);
+  return {
+    configure(next) {
+      if (next.access === access) return;
+      void closeOut();
+      const wasOff = access === 'off';
+      access = next.access;
+      open();
+      if (wasOff && access !== 'off') responseChannel.subscribe(onResponse);
+      if (!wasOff && access === 'off') responseChannel.unsubscribe(onResponse);
+    },
+    reopen() {
+      if (access === 'off' || access === 'stdout') return;
+      void closeOut();
+      open();
+    },
+    async close() {
+      errorChannel.unsubscribe(onError);
+      if (access !== 'off') responseChannel.unsubscribe(onResponse);
+      await closeOut();
+    },
   };
 }

@@ -18,6 +18,8 @@ export interface Running {
   readonly urls: readonly string[];
   /** Stop accepting, let in-flight requests finish within the shutdown deadline, then close everything. */
   close(): Promise<void>;
+  /** Re-reads the certificates (a reload): new handshakes use them, open connections keep theirs. */
+  updateTls(tls: Config['tls']): Promise<void>;
 }
 
 export interface ServerEvents {
@@ -51,7 +53,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   const onError = events.onError ?? (() => {});
   const profile = tlsProfile(config.tls.profile);
   const certificates = await loadCertificates(config.tls);
-  const sni = sniSelector(certificates, profile);
+  let sni = sniSelector(certificates, profile); // replaced by updateTls
 
   const server: Http2SecureServer = createSecureServer({
     allowHTTP1: true,
@@ -225,7 +227,14 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     await closed;
   })());
 
-  return { httpsPort, httpPort, urls, close };
+  const updateTls = async (tls: Config['tls']) => {
+    const next = tlsProfile(tls.profile);
+    const selector = sniSelector(await loadCertificates(tls), next);
+    server.setSecureContext({ ...next, cert: selector.defaultPair.cert, key: selector.defaultPair.key });
+    sni = selector;
+  };
+
+  return { httpsPort, httpPort, urls, close, updateTls };
 }
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */
