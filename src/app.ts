@@ -10,7 +10,7 @@ import { createCompressStage } from './compress/stage.ts';
 import { createOriginDecodeStage } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
-import { publishError, responseChannel } from './observability/channels.ts';
+import { publishError } from './observability/channels.ts';
 import { createCacheHandler } from './cache/stage.ts';
 import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
@@ -24,7 +24,7 @@ import type { AdminActions } from './observability/admin.ts';
  * The composition root: builds every stage from the validated config and compiles one handler
  * chain per site and route, once. Nothing else imports more than one stage.
  *
- *   every request: observe → handle errors → HSTS → router
+ *   every request: handle errors → HSTS → router (the response writer reports each response's end)
  *   static route:  compress → serve static (falls through to the proxy chain when the site has one)
  *   proxy route:   compress → cache → origin decode → origin
  * One compression stage for the app (one background queue), outermost on each static and proxy
@@ -43,13 +43,6 @@ export interface App {
 }
 
 const VIA_NAME = 'outpost';
-
-/** Publishes every response for the access log and metrics. */
-const observe: Stage = async (ctx, next) => {
-  const reply = await next(ctx);
-  if (responseChannel.hasSubscribers) responseChannel.publish({ ctx, reply });
-  return reply;
-};
 
 /** Turns thrown errors into replies; 5xx are logged with their cause. */
 const handleErrors: Stage = async (ctx, next) => {
@@ -149,7 +142,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const sites = hostTable(config.sites.map((site) => ({ hosts: site.hosts, value: siteHandler(site) })));
   const router: Handler = (ctx) => (sites.lookup(ctx.host) ?? notFound)(ctx);
   const hsts = hstsStage(config.hsts);
-  const handler = compose([observe, handleErrors, ...(hsts ? [hsts] : [])], router);
+  const handler = compose([handleErrors, ...(hsts ? [hsts] : [])], router);
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),

@@ -227,8 +227,10 @@ export const configSchema = z.strictObject({
     token: z.string().min(16, { error: 'expected a token of at least 16 characters' }).nullable().default(null),
   }).prefault({}),
   log: z.strictObject({
-    /** Access log: "stdout", "off", or a file path. */
-    access: z.string().default('stdout'),
+    /** Access log: "stdout", "off", or a file path (reopened on SIGUSR1 for logrotate). */
+    access: z.string().min(1).default('stdout'),
+    /** text: combined-log style plus duration and cache result; json: one object per response. */
+    format: z.enum(['text', 'json']).default('text'),
   }).prefault({}),
   sites: z.array(siteSchema).prefault([{ hosts: ['*'], static: 'public' }]),
 });

@@ -17,6 +17,8 @@ export interface ProxyOptions extends OriginOptions {
 
 export interface ProxyHandler {
   handler: Handler;
+  /** Passive health per upstream: false while it is skipped after a failed connect. */
+  health(): Array<{ upstream: string; up: boolean }>;
   close(): Promise<void>;
 }
 
@@ -108,6 +110,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   }
 
   async function forward(ctx: Context, upstream: (typeof upstreams)[number]): Promise<Reply> {
+    ctx.notes.set('upstream', upstream.name); // for the access log
     const headers = { ...endToEnd(ctx.headers, REQUEST_DROP), host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
     const response = await upstream.pool.request({
       method: ctx.method as 'GET',
@@ -146,6 +149,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 
   return {
     handler,
+    health: () => { const now = Date.now(); return upstreams.map((u) => ({ upstream: u.name, up: u.downUntil <= now })); },
     close: async () => { await Promise.all(upstreams.map((u) => u.pool.close().catch(() => u.pool.destroy()))); },
   };
 }

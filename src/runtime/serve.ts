@@ -91,7 +91,7 @@ export async function serveSingle(config: Config, source: ConfigSource): Promise
   }
 
   const onHup = () => { void reload('SIGHUP'); };
-  const onUsr1 = () => logs.reopen();
+  const onUsr1 = () => { logs.reopen(); console.log('outpost: SIGUSR1: access log reopened'); };
   process.on('SIGHUP', onHup);
   process.on('SIGUSR1', onUsr1);
   await stopSignal(config.limits.shutdownTimeout);

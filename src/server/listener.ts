@@ -7,9 +7,10 @@ import type { Handler } from '../pipeline/compose.ts';
 import { errorReply, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { clientError } from '../errors.ts';
-import { ClientAbort, contextFromHttp1, contextFromHttp2 } from './request.ts';
+import { ClientAbort, contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
 import { limitBody } from './body.ts';
+import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 
 export interface Running {
@@ -124,12 +125,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       if (headerListSize(headers) > limits.maxHeaderSize) throw clientError.headersTooLarge();
       ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), limits);
     } catch (err) {
-      respondHttp2(stream, method, errorReply(err));
+      respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));
       return;
     }
     handler(ctx).then(
-      (reply) => respondHttp2(stream, method, reply),
-      (err) => respondHttp2(stream, method, errorReply(err)),
+      (reply) => respondHttp2(stream, method, reply, ctx),
+      (err) => respondHttp2(stream, method, errorReply(err), ctx),
     );
   });
 
@@ -155,12 +156,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     try {
       ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), limits);
     } catch (err) {
-      respondHttp1(res, method, errorReply(err));
+      respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;
     }
     handler(ctx).then(
-      (reply) => respondHttp1(res, method, reply),
-      (err) => respondHttp1(res, method, errorReply(err)),
+      (reply) => respondHttp1(res, method, reply, ctx),
+      (err) => respondHttp1(res, method, errorReply(err), ctx),
     );
   };
   server.on('request', onHttp1('https'));
@@ -169,6 +170,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
   };
   server.on('connect', refuseConnect);
+  server.on('clientError', answerClientError); // HTTP/1.1 requests the parser refused: answered and logged
 
   const listenOn = (s: HttpServer | Http2SecureServer, port: number) => new Promise<number>((resolve, reject) => {
     s.once('error', reject);
@@ -192,6 +194,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
+      plain.on('clientError', answerClientError);
       plain.maxConnections = limits.maxConnections;
       httpPort = await listenOn(plain, config.listen.http);
     }
@@ -243,10 +246,10 @@ function redirectToHttps(httpsPort: number) {
     const host = (req.headers.host ?? '').replace(/:\d+$/, '');
     const target = req.url ?? '/';
     if (!/^(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])$/i.test(host) || !target.startsWith('/')) {
-      respondHttp1(res, req.method ?? 'GET', textReply(400, 'Bad Request'));
+      respondHttp1(res, req.method ?? 'GET', textReply(400, 'Bad Request'), factsFromHttp1(req));
       return;
     }
     const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${target}`;
-    respondHttp1(res, req.method ?? 'GET', textReply(308, `Moved to ${location}`, { location }));
+    respondHttp1(res, req.method ?? 'GET', textReply(308, `Moved to ${location}`, { location }), factsFromHttp1(req));
   };
 }

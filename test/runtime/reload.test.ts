@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -22,7 +22,7 @@ test('SIGHUP reloads: a slow request in flight finishes on the old config, the s
   const file = join(dir, 'outpost.yaml');
   const write = (extra: string) => writeFileSync(file, [
     'listen: { host: 127.0.0.1, https: 0, http: null }',
-    'log: { access: "off" }',
+    `log: { access: ${JSON.stringify(join(dir, 'access.log'))}, format: json }`,
     `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
     `admin: { listen: "127.0.0.1:0", token: ${TOKEN} }`,
     `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)}, cache: { enabled: false } }]`,
@@ -70,6 +70,22 @@ test('SIGHUP reloads: a slow request in flight finishes on the old config, the s
     assert.equal(applied.status, 200);
     assert.deepEqual(await applied.json(), { reloaded: true, warnings: ['limits.maxBodySize changed: it takes effect on restart'], restartNeeded: ['limits.maxBodySize'] });
     assert.equal((await h2request(session, '/fast')).headers['strict-transport-security'], 'max-age=120');
+
+    // SIGUSR1 after logrotate moved the file: later entries go to a new file at the configured path.
+    const log = join(dir, 'access.log');
+    const lines = async (path: string, pattern: RegExp) => {
+      for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 20))) {
+        if (existsSync(path) && pattern.test(readFileSync(path, 'utf8'))) return;
+      }
+      assert.fail(`no ${pattern} in ${path}`);
+    };
+    await lines(log, /"path":"\/slow".*"bytes":9,.*"outcome":"ok"/);
+    renameSync(log, `${log}.1`);
+    outpost.child.kill('SIGUSR1');
+    await outpost.waitFor(/SIGUSR1: access log reopened/);
+    await h2request(session, '/after-rotate');
+    await lines(log, /"path":"\/after-rotate"/);
+    assert.doesNotMatch(readFileSync(`${log}.1`, 'utf8'), /after-rotate/);
     session.close();
 
     assert.equal(await outpost.stop(), 0, outpost.output());
