@@ -36,6 +36,8 @@ export interface App {
   handler: Handler;
   /** What the admin API can do: purge and read counters. */
   admin: AdminActions;
+  /** Passive health of every upstream (down if any route's pool skips it). */
+  upstreams(): Array<{ upstream: string; up: boolean }>;
   /** The node's cache engine; a reload with the same `cache` section hands it to the next app. */
   readonly engine: CacheEngine;
   /** Closes the proxies and the engine; `keepEngine`: a reload handed the engine to the next app. */
@@ -129,8 +131,15 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     const root: Handler = compose([compress], site.static
       ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files })], fallback)
       : fallback);
-    const routes = pathTable(site.routes.map((route) => ({ prefix: route.path, value: routeHandler(site, route) })));
-    return (ctx) => (routes.lookup(ctx.path) ?? root)(ctx);
+    const routes = pathTable(site.routes.map((route) => ({ prefix: route.path, value: { route, handler: routeHandler(site, route) } })));
+    return (ctx) => {
+      // Context says so: the router sets them (the access log and metrics label by them).
+      ctx.site = site;
+      const matched = routes.lookup(ctx.path);
+      if (matched === undefined) return root(ctx);
+      ctx.route = matched.route;
+      return matched.handler(ctx);
+    };
   }
 
   function routeHandler(site: SiteConfig, route: RouteConfig): Handler {
@@ -153,6 +162,11 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     handler,
     admin,
     engine,
+    upstreams: () => {
+      const health = new Map<string, boolean>();
+      for (const proxy of proxies) for (const { upstream, up } of proxy.health()) health.set(upstream, (health.get(upstream) ?? true) && up);
+      return [...health].map(([upstream, up]) => ({ upstream, up }));
+    },
     close: async (keepEngine = false) => {
       await Promise.all(proxies.map((p) => p.close()));
       if (!keepEngine) await engine.close();

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
-import type { CacheStore } from './store/contract.ts';
+import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
 import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
@@ -67,6 +67,8 @@ export interface CacheEngine {
   readonly hitForMiss: HitForMiss;
   readonly stats: CacheStats;
   readonly storeName: string;
+  /** Bytes and records this process's store holds, and its evictions, where the store can tell. */
+  usage(): StoreUsage | undefined;
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
   view(found: Found): StoredView;
   age(found: Found, view: StoredView): number;
@@ -175,6 +177,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     hitForMiss,
     stats,
     storeName: store.name,
+    usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
     view,
     age,

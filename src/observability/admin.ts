@@ -9,6 +9,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
  *   "soft": true with url or tag                  mark stale instead of dropping: the next request
  *                                                 revalidates (or is served stale-while-revalidate)
  *   GET  /stats                                   cache counters
+ *   GET  /metrics                                 Prometheus text format (every worker's, summed)
  *   POST /reload                                  re-read the config and certificates (as SIGHUP);
  *                                                 422 with the problems when the new config is refused
  * Answers JSON: {"purged": n} with how many stored responses were dropped (or marked stale).
@@ -20,6 +21,8 @@ export interface AdminActions {
   stats(): Record<string, unknown> | Promise<Record<string, unknown>>;
   /** Present where the process can reload (not in tests that build an app alone). */
   reload?(): Promise<ReloadAnswer>;
+  /** Prometheus text exposition of the node's metrics. */
+  metrics?(): Promise<string>;
 }
 
 /** What POST /reload answers: applied (with warnings and keys that need a restart) or refused. */
@@ -69,6 +72,13 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
       return send(res, 401, { error: 'missing or wrong bearer token' });
     }
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics' && actions.metrics && (req.method === 'GET' || req.method === 'HEAD')) {
+      actions.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      }, (err: Error) => send(res, 500, { error: err.message }));
+      return;
+    }
     handle(req.method ?? 'GET', path, req).then(
       ([status, body]) => send(res, status, body),
       (err: { status?: number; message?: string }) => send(res, err.status ?? 500, { error: err.message ?? 'failed' }),

@@ -4,6 +4,7 @@ import { publishError } from '../observability/channels.ts';
 import { startLogs, type Logs } from '../observability/log.ts';
 import { startAdmin, type AdminActions, type ReloadAnswer, type RunningAdmin } from '../observability/admin.ts';
 import { startInstance, type Instance } from './instance.ts';
+import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import type { ConfigSource } from './source.ts';
 
 /**
@@ -59,6 +60,16 @@ export function stopSignal(shutdownTimeout: number): Promise<string> {
   });
 }
 
+/** The metrics of one serving process, reading the current app's cache engine and upstreams. */
+export function nodeMetrics(instance: Instance): Metrics {
+  const metrics = createMetrics({
+    cache: () => { const engine = instance.current().engine; return { stats: engine.stats, usage: engine.usage() }; },
+    upstreams: () => instance.current().upstreams(),
+  });
+  metrics.watch(instance.running.servers);
+  return metrics;
+}
+
 export async function serveSingle(config: Config, source: ConfigSource): Promise<number> {
   const logs: Logs = startLogs(config.log);
   let instance: Instance;
@@ -69,12 +80,14 @@ export async function serveSingle(config: Config, source: ConfigSource): Promise
     throw err;
   }
   console.log(`outpost: listening on ${instance.running.urls.join(' and ')}`);
+  const metrics = nodeMetrics(instance);
   const reload = reloader(instance, source, (next) => logs.configure(next.log));
 
   const actions: AdminActions = {
     purge: (target, soft) => instance.current().admin.purge(target, soft),
     stats: () => instance.current().admin.stats(),
     reload: () => reload('POST /reload'),
+    metrics: () => metrics.text(),
   };
   let admin: RunningAdmin | null = null;
   if (config.admin.listen !== null && config.admin.token !== null) {
@@ -99,6 +112,7 @@ export async function serveSingle(config: Config, source: ConfigSource): Promise
   await admin?.close();
   process.off('SIGHUP', onHup);
   process.off('SIGUSR1', onUsr1);
+  metrics.close();
   await logs.close();
   console.log('outpost: stopped');
   return 0;

@@ -21,6 +21,8 @@ export interface Running {
   close(): Promise<void>;
   /** Re-reads the certificates (a reload): new handshakes use them, open connections keep theirs. */
   updateTls(tls: Config['tls']): Promise<void>;
+  /** The listeners themselves, for metrics (handshakes, connections, sessions, streams). */
+  readonly servers: { readonly https: Http2SecureServer; readonly http: HttpServer | null };
 }
 
 export interface ServerEvents {
@@ -237,7 +239,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     sni = selector;
   };
 
-  return { httpsPort, httpPort, urls, close, updateTls };
+  return { httpsPort, httpPort, urls, close, updateTls, servers: { https: server, http: plain } };
 }
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */

@@ -123,6 +123,9 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     startedAt: process.hrtime.bigint(),
     sendInformational: sendInformationalHttp2,
     notes: EMPTY_NOTES(),
+    // Declared here, set by the router: the object keeps one shape on the hot path.
+    site: undefined,
+    route: undefined,
   };
   // Assigned, not a computed key in the literal: that one cost ~60 ns per request (Node 24, measured).
   ctx[CLIENT] = stream;
@@ -169,6 +172,9 @@ export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, sche
     // RFC 9110 §15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client."
     sendInformational: req.httpVersionMajor === 1 && req.httpVersionMinor === 0 ? undefined : sendInformationalHttp1,
     notes: EMPTY_NOTES(),
+    // Declared here, set by the router: the object keeps one shape on the hot path.
+    site: undefined,
+    route: undefined,
   };
   ctx[CLIENT] = res;
   return ctx;
