@@ -13,6 +13,7 @@ import { trustList } from './origin/forwarded.ts';
 import { publishError } from './observability/channels.ts';
 import { createCacheHandler } from './cache/stage.ts';
 import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
+import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createRedisStore } from './cache/store/redis.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
@@ -155,6 +156,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),
+    explain: (url, headers) => explain(engine, { url, headers }),
     stats: () => ({ store: engine.storeName, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size }),
   };
 

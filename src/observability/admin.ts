@@ -10,6 +10,8 @@ import { timingSafeEqual, createHash } from 'node:crypto';
  *                                                 revalidates (or is served stale-while-revalidate)
  *   GET  /stats                                   cache counters
  *   GET  /metrics                                 Prometheus text format (every worker's, summed)
+ *   GET  /explain?url=URL[&header=value...]       what the cache holds for that URL and why; other
+ *                                                 parameters are request fields (accept-encoding=br)
  *   POST /reload                                  re-read the config and certificates (as SIGHUP);
  *                                                 422 with the problems when the new config is refused
  * Answers JSON: {"purged": n} with how many stored responses were dropped (or marked stale).
@@ -23,6 +25,8 @@ export interface AdminActions {
   reload?(): Promise<ReloadAnswer>;
   /** Prometheus text exposition of the node's metrics. */
   metrics?(): Promise<string>;
+  /** What the cache holds for a URL and why (src/cache/explain.ts). */
+  explain?(url: URL, headers: Record<string, string>): Promise<unknown>;
 }
 
 /** What POST /reload answers: applied (with warnings and keys that need a restart) or refused. */
@@ -71,7 +75,7 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
       res.setHeader('www-authenticate', 'Bearer');
       return send(res, 401, { error: 'missing or wrong bearer token' });
     }
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query = ''] = (req.url ?? '/').split('?', 2);
     if (path === '/metrics' && actions.metrics && (req.method === 'GET' || req.method === 'HEAD')) {
       actions.metrics().then((text) => {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -79,13 +83,28 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
       }, (err: Error) => send(res, 500, { error: err.message }));
       return;
     }
-    handle(req.method ?? 'GET', path, req).then(
+    handle(req.method ?? 'GET', path, query, req).then(
       ([status, body]) => send(res, status, body),
       (err: { status?: number; message?: string }) => send(res, err.status ?? 500, { error: err.message ?? 'failed' }),
     );
   });
 
-  async function handle(method: string, path: string, req: IncomingMessage): Promise<[number, unknown]> {
+  async function handle(method: string, path: string, query: string, req: IncomingMessage): Promise<[number, unknown]> {
+    if (path === '/explain' && actions.explain) {
+      if (method !== 'GET') return [405, { error: 'use GET' }];
+      const params = new URLSearchParams(query);
+      const raw = params.get('url');
+      let url: URL;
+      try { url = new URL(raw ?? ''); } catch { return [400, { error: `url: expected an absolute URL, got ${JSON.stringify(raw)}` }]; }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') return [400, { error: `url: expected an http(s) URL, got ${JSON.stringify(raw)}` }];
+      const headers: Record<string, string> = {};
+      for (const [name, value] of params) {
+        if (name === 'url') continue;
+        if (!/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/i.test(name) || value.length > 4096) return [400, { error: `${name.slice(0, 64)}: expected a header field name and a value up to 4 KB` }];
+        headers[name.toLowerCase()] = value;
+      }
+      return [200, await actions.explain(url, headers)];
+    }
     if (path === '/stats') return method === 'GET' ? [200, await actions.stats()] : [405, { error: 'use GET' }];
     if (path === '/reload' && actions.reload) {
       if (method !== 'POST') return [405, { error: 'use POST' }];

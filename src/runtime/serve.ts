@@ -86,6 +86,7 @@ export async function serveSingle(config: Config, source: ConfigSource): Promise
   const actions: AdminActions = {
     purge: (target, soft) => instance.current().admin.purge(target, soft),
     stats: () => instance.current().admin.stats(),
+    explain: (url, headers) => instance.current().admin.explain!(url, headers),
     reload: () => reload('POST /reload'),
     metrics: () => metrics.text(),
   };
