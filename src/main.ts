@@ -5,6 +5,8 @@ import { describeListenError } from './config/check.ts';
 import type { Config } from './config/schema.ts';
 import { configSource } from './runtime/source.ts';
 import { serveSingle } from './runtime/serve.ts';
+import cluster from 'node:cluster';
+import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
 
 const USAGE = `usage: outpost [start|check] [options]
 
@@ -67,6 +69,15 @@ async function main(argv: string[]): Promise<number> {
     console.error(`outpost: unknown command ${JSON.stringify(cli.command)}\n\n${USAGE}`);
     return 2;
   }
+  // A cluster worker: its config comes from the primary, which validated it and reports problems.
+  if (cluster.isWorker && process.env[WORKER_CONFIG] !== undefined) {
+    for (const signal of ['SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => {});
+    try {
+      return await runWorker(JSON.parse(process.env[WORKER_CONFIG]) as Config);
+    } catch {
+      return 1; // the primary says why, once
+    }
+  }
   const env = overridesFromEnv(process.env);
   // Signals that would end the process by default do nothing until their handlers are in place.
   for (const signal of ['SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => {});
@@ -84,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    return await serveSingle(config, source);
+    return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
   } catch (err) {
     console.error(`outpost: cannot start: ${startupFailure(err, config)}`);
     return 1;

@@ -131,6 +131,11 @@ const certificate = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
+  /**
+   * Serving processes: "auto" = one per available core (like nginx's worker_processes auto), or a
+   * number; 1 keeps one process without a supervising primary.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: (i) => `expected "auto" or a number of processes from 1 to 256, got ${JSON.stringify(i.input)}` }).default('auto'),
   listen: z.strictObject({
     /** Address to bind the public listeners to; "::" accepts IPv4 and IPv6. */
     host: z.string().default('::'),

@@ -87,6 +87,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
   }
 
   let reloading: Promise<unknown> = Promise.resolve();
+  let closed: Promise<void> | undefined;
   async function reload(next: Config): Promise<ReloadOutcome> {
     const previous = current;
     const cacheKept = same(previous.config.cache, next.cache);
@@ -116,11 +117,11 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
       reloading = result.catch(() => {});
       return result;
     },
-    async close() {
+    close: () => (closed ??= (async () => {
       await running.close();
       await reloading;
       await Promise.all([...closing]);
       await current.app.close();
-    },
+    })()),
   };
 }

@@ -3,7 +3,7 @@ import { ConfigError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { startLogs, type Logs } from '../observability/log.ts';
 import { startAdmin, type AdminActions, type ReloadAnswer, type RunningAdmin } from '../observability/admin.ts';
-import { startInstance, type Instance } from './instance.ts';
+import { startInstance, type Instance, type ReloadOutcome } from './instance.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import type { ConfigSource } from './source.ts';
 
@@ -43,14 +43,21 @@ export function reloader(instance: Instance, source: ConfigSource, onApplied: (c
   };
 }
 
-/** Waits for SIGTERM or SIGINT; a second one exits at once. */
-export function stopSignal(shutdownTimeout: number): Promise<string> {
+/**
+ * Waits for SIGTERM or SIGINT. In a lone process a second one exits at once; a worker ignores
+ * further ones (a terminal's Ctrl-C reaches it and the primary's SIGTERM follows) and stays quiet.
+ */
+export function stopSignal(shutdownTimeout: number, options: { worker?: boolean } = {}): Promise<string> {
   return new Promise((resolve) => {
     const stop = (signal: string) => {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
-      console.log(`outpost: ${signal}: finishing in-flight requests (at most ${shutdownTimeout / 1000} s)`);
-      process.once(signal, () => process.exit(1)); // a second signal does not wait
+      if (options.worker) {
+        for (const again of ['SIGTERM', 'SIGINT'] as const) process.on(again, () => {});
+      } else {
+        console.log(`outpost: ${signal}: finishing in-flight requests (at most ${shutdownTimeout / 1000} s)`);
+        process.once(signal, () => process.exit(1)); // a second signal does not wait
+      }
       resolve(signal);
     };
     const onTerm = () => stop('SIGTERM');
@@ -70,7 +77,22 @@ export function nodeMetrics(instance: Instance): Metrics {
   return metrics;
 }
 
-export async function serveSingle(config: Config, source: ConfigSource): Promise<number> {
+/**
+ * One serving process's parts (the whole node with `workers: 1`, one worker otherwise): logs,
+ * the instance, metrics, and what the admin API can ask of them.
+ */
+export interface NodeProcess {
+  readonly instance: Instance;
+  readonly logs: Logs;
+  readonly metrics: Metrics;
+  /** The admin actions this process answers for itself (reload: re-read from the source). */
+  readonly actions: Required<Pick<AdminActions, 'purge' | 'stats' | 'explain' | 'metrics'>>;
+  /** Applies a config validated elsewhere (the primary's), logs included. */
+  apply(config: Config): Promise<ReloadOutcome>;
+  close(): Promise<void>;
+}
+
+export async function startNode(config: Config): Promise<NodeProcess> {
   const logs: Logs = startLogs(config.log);
   let instance: Instance;
   try {
@@ -79,42 +101,63 @@ export async function serveSingle(config: Config, source: ConfigSource): Promise
     await logs.close();
     throw err;
   }
-  console.log(`outpost: listening on ${instance.running.urls.join(' and ')}`);
   const metrics = nodeMetrics(instance);
-  const reload = reloader(instance, source, (next) => logs.configure(next.log));
-
-  const actions: AdminActions = {
-    purge: (target, soft) => instance.current().admin.purge(target, soft),
-    stats: () => instance.current().admin.stats(),
-    explain: (url, headers) => instance.current().admin.explain!(url, headers),
-    reload: () => reload('POST /reload'),
-    metrics: () => metrics.text(),
-  };
-  let admin: RunningAdmin | null = null;
-  if (config.admin.listen !== null && config.admin.token !== null) {
-    try {
-      admin = await startAdmin(config.admin.listen, config.admin.token, actions);
-    } catch (err) {
+  return {
+    instance,
+    logs,
+    metrics,
+    actions: {
+      purge: (target, soft) => instance.current().admin.purge(target, soft),
+      stats: () => instance.current().admin.stats(),
+      explain: (url, headers) => instance.current().admin.explain!(url, headers),
+      metrics: () => metrics.text(),
+    },
+    async apply(next) {
+      const outcome = await instance.reload(next);
+      logs.configure(next.log);
+      return outcome;
+    },
+    async close() {
       await instance.close();
+      metrics.close();
       await logs.close();
-      throw err;
-    }
-    console.log(`outpost: admin API on http://${config.admin.listen.replace(/:\d+$/, `:${admin.port}`)}/ (purge, stats, reload)`);
-  } else if (config.admin.listen !== null) {
-    console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');
+    },
+  };
+}
+
+/** The admin API when configured with a token; a line saying why not otherwise. */
+export async function startConfiguredAdmin(config: Config, actions: AdminActions): Promise<RunningAdmin | null> {
+  if (config.admin.listen !== null && config.admin.token !== null) {
+    const admin = await startAdmin(config.admin.listen, config.admin.token, actions);
+    console.log(`outpost: admin API on http://${config.admin.listen.replace(/:\d+$/, `:${admin.port}`)}/ (purge, stats, metrics, explain, reload, dashboard)`);
+    return admin;
+  }
+  if (config.admin.listen !== null) console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');
+  return null;
+}
+
+export async function serveSingle(config: Config, source: ConfigSource): Promise<number> {
+  const node = await startNode(config);
+  console.log(`outpost: listening on ${node.instance.running.urls.join(' and ')}`);
+  const reload = reloader(node.instance, source, (next) => node.logs.configure(next.log));
+  let admin: RunningAdmin | null;
+  try {
+    admin = await startConfiguredAdmin(config, { ...node.actions, reload: () => reload('POST /reload') });
+  } catch (err) {
+    await node.close();
+    throw err;
   }
 
   const onHup = () => { void reload('SIGHUP'); };
-  const onUsr1 = () => { logs.reopen(); console.log('outpost: SIGUSR1: access log reopened'); };
+  const onUsr1 = () => { node.logs.reopen(); console.log('outpost: SIGUSR1: access log reopened'); };
   process.on('SIGHUP', onHup);
   process.on('SIGUSR1', onUsr1);
   await stopSignal(config.limits.shutdownTimeout);
-  await instance.close();
+  await node.instance.close();
   await admin?.close();
   process.off('SIGHUP', onHup);
   process.off('SIGUSR1', onUsr1);
-  metrics.close();
-  await logs.close();
+  await node.close();
   console.log('outpost: stopped');
   return 0;
 }

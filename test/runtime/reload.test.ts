@@ -13,7 +13,7 @@ import { startInstance } from '../../src/runtime/instance.ts';
 
 const TOKEN = 'reload-test-token-0123456789';
 
-test('SIGHUP reloads: a slow request in flight finishes on the old config, the same connection then gets the new one; a bad config is refused and the old one keeps serving; POST /reload answers the problems', async () => {
+for (const workers of [1, 2]) test(`SIGHUP reloads (workers: ${workers}): a slow request in flight finishes on the old config, the same connection then gets the new one; a bad config is refused and the old one keeps serving; POST /reload answers the problems; SIGUSR1 reopens the log`, async () => {
   const origin = await startOrigin((req, res) => {
     if (req.url === '/slow') setTimeout(() => res.end('slow body'), 1500);
     else res.end('fast body');
@@ -21,6 +21,7 @@ test('SIGHUP reloads: a slow request in flight finishes on the old config, the s
   const dir = mkdtempSync(join(tmpdir(), 'outpost-reload-'));
   const file = join(dir, 'outpost.yaml');
   const write = (extra: string) => writeFileSync(file, [
+    `workers: ${workers}`,
     'listen: { host: 127.0.0.1, https: 0, http: null }',
     `log: { access: ${JSON.stringify(join(dir, 'access.log'))}, format: json }`,
     `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
