@@ -7,6 +7,7 @@ import type { AdminActions, ReloadAnswer, RunningAdmin } from '../observability/
 import { answerRequests, ask, isMessage, sumStats, type Failed, type Ready, type WorkerMethod } from './ipc.ts';
 import { restartOnlyChanges } from './instance.ts';
 import { devCertificate } from '../server/tls.ts';
+import { dashboardView, mergeSnapshots, type FeedSnapshot } from '../observability/feed.ts';
 import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
 
@@ -125,6 +126,16 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
       return { ...(stored[0] ?? answers[0]), workers: answers.length, storedIn: stored.length };
     },
     reload: () => reloadAll('POST /reload'),
+    dashboard: async () => {
+      const [feeds, stats] = await Promise.all([
+        askAll<{ snapshot: FeedSnapshot; upstreams: Array<{ upstream: string; up: boolean }> }>('feed'),
+        actions.stats(),
+      ]);
+      // An upstream is down for the node when any worker skips it.
+      const health = new Map<string, boolean>();
+      for (const { upstreams } of feeds) for (const { upstream, up } of upstreams) health.set(upstream, (health.get(upstream) ?? true) && up);
+      return dashboardView(mergeSnapshots(feeds.map((f) => f.snapshot)), { stats, upstreams: [...health].map(([upstream, up]) => ({ upstream, up })), workers: feeds.length });
+    },
   };
   let admin: RunningAdmin | null;
   try {
@@ -173,7 +184,7 @@ export async function runWorker(config: Config): Promise<number> {
     metrics: () => running.metrics.registry.getMetricsAsJSON(),
     explain: (url: string, headers: Record<string, string>) => running.actions.explain(new URL(url), headers),
     reload: async (next: Config) => { await running.apply(next); return true; },
-    feed: () => null,
+    feed: () => ({ snapshot: running.feed.snapshot(), upstreams: running.instance.current().upstreams() }),
     reopen: () => { running.logs.reopen(); return true; },
   });
   process.send?.({ outpost: 'ready', urls: running.instance.running.urls } satisfies Ready);

@@ -5,6 +5,7 @@ import { startLogs, type Logs } from '../observability/log.ts';
 import { startAdmin, type AdminActions, type ReloadAnswer, type RunningAdmin } from '../observability/admin.ts';
 import { startInstance, type Instance, type ReloadOutcome } from './instance.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
+import { createFeed, dashboardView, type Feed } from '../observability/feed.ts';
 import type { ConfigSource } from './source.ts';
 
 /**
@@ -85,8 +86,10 @@ export interface NodeProcess {
   readonly instance: Instance;
   readonly logs: Logs;
   readonly metrics: Metrics;
+  /** The dashboard's data for this process. */
+  readonly feed: Feed;
   /** The admin actions this process answers for itself (reload: re-read from the source). */
-  readonly actions: Required<Pick<AdminActions, 'purge' | 'stats' | 'explain' | 'metrics'>>;
+  readonly actions: Required<Pick<AdminActions, 'purge' | 'stats' | 'explain' | 'metrics' | 'dashboard'>>;
   /** Applies a config validated elsewhere (the primary's), logs included. */
   apply(config: Config): Promise<ReloadOutcome>;
   close(): Promise<void>;
@@ -102,15 +105,18 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     throw err;
   }
   const metrics = nodeMetrics(instance);
+  const feed = createFeed();
   return {
     instance,
     logs,
     metrics,
+    feed,
     actions: {
       purge: (target, soft) => instance.current().admin.purge(target, soft),
       stats: () => instance.current().admin.stats(),
       explain: (url, headers) => instance.current().admin.explain!(url, headers),
       metrics: () => metrics.text(),
+      dashboard: async () => dashboardView(feed.snapshot(), { stats: await instance.current().admin.stats(), upstreams: instance.current().upstreams(), workers: 1 }),
     },
     async apply(next) {
       const outcome = await instance.reload(next);
@@ -120,6 +126,7 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     async close() {
       await instance.close();
       metrics.close();
+      feed.close();
       await logs.close();
     },
   };
