@@ -27,15 +27,21 @@ const { values: flags } = parseArgs({
     scenarios: { type: 'string' },
     systems: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    log: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json]`);
+  console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   process.exit(0);
 }
 
 const QUICK = flags.quick;
+if (flags.log !== undefined && !['off', 'text', 'json'].includes(flags.log)) {
+  console.error(`--log: expected off, text or json, got ${JSON.stringify(flags.log)}`);
+  process.exit(2);
+}
 if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
   console.error(`--seconds: expected a positive number, got ${JSON.stringify(flags.seconds)}`);
   process.exit(2);
@@ -102,6 +108,7 @@ const machine = {
   busyBeforeStart: Number((await machineBusy(1000)).toFixed(2)),
   pinning: pin ? `server on cpu ${cores - 1}, runner/origin/loaders on cpu 0-${cores - 2}` : 'off',
   mode: QUICK ? 'quick' : 'full',
+  accessLog: flags.log ?? 'off',
   ...SETTINGS,
 };
 
@@ -264,6 +271,8 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   const raw = parseYaml(readFileSync('config/bench.yaml', 'utf8')) as Record<string, any>;
   raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
   raw.tls = { ...raw.tls, certificates: [{ hosts: ['localhost', '127.0.0.1'], cert, key }] };
+  // --log: the access log to a file, to measure what it costs against the default (off).
+  if (flags.log !== undefined && flags.log !== 'off') raw.log = { access: join(tmp, 'access.log'), format: flags.log };
   for (const s of raw.sites ?? []) {
     if (typeof s.static === 'string') s.static = site;
     else if (s.static) s.static.root = site;

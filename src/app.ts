@@ -10,11 +10,12 @@ import { createCompressStage } from './compress/stage.ts';
 import { createOriginDecodeStage } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
-import { publishError, publishUpstream, responseChannel } from './observability/channels.ts';
+import { publishError, publishUpstream } from './observability/channels.ts';
 import { primaryKey } from './cache/key.ts';
 import type { Timers } from './timers.ts';
 import { createCacheHandler } from './cache/stage.ts';
 import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
+import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createRedisStore } from './cache/store/redis.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
@@ -29,7 +30,7 @@ import { frontStats } from './server/counters.ts';
  * The composition root: builds every stage from the validated config and compiles one handler
  * chain per site and route, once. Nothing else imports more than one stage.
  *
- *   every request: observe → handle errors → HSTS → router
+ *   every request: handle errors → HSTS → router (the response writer reports each response's end)
  *   static route:  compress → serve static (falls through to the proxy chain when the site has one)
  *   proxy route:   compress → cache → origin decode → origin
  * One compression stage for the app (one background queue), outermost on each static and proxy
@@ -43,17 +44,15 @@ export interface App {
   admin: AdminActions;
   /** Each origin's upstream pool by its place in the config (`sites[0].routes[1]`). */
   readonly proxies: ReadonlyMap<string, ProxyHandler>;
-  close(): Promise<void>;
+  /** Whether each upstream takes requests (down if any route's pool skips it). */
+  upstreams(): Array<{ upstream: string; up: boolean }>;
+  /** The node's cache engine; a reload with the same `cache` section hands it to the next app. */
+  readonly engine: CacheEngine;
+  /** Closes the proxies, the guards' limiters and the engine; `keepEngine`: a reload handed the engine to the next app. */
+  close(keepEngine?: boolean): Promise<void>;
 }
 
 const VIA_NAME = 'outpost';
-
-/** Publishes every response for the access log and metrics. */
-const observe: Stage = async (ctx, next) => {
-  const reply = await next(ctx);
-  if (responseChannel.hasSubscribers) responseChannel.publish({ ctx, reply });
-  return reply;
-};
 
 /** Turns thrown errors into replies; 5xx are logged with their cause. */
 const handleErrors: Stage = async (ctx, next) => {
@@ -107,16 +106,17 @@ export interface AppDependencies {
   readonly timers?: Timers;
   /** In [0, 1): the health checks' jitter. */
   readonly random?: () => number;
+  /** An engine to reuse: a reload with the same `cache` section keeps the cache. */
+  readonly engine?: CacheEngine;
 }
 
 export async function createApp(config: Config, deps: AppDependencies = {}): Promise<App> {
   const now = deps.now ?? Date.now;
   const trusted = trustList(config.trustedProxies);
   const proxies = new Map<string, ProxyHandler>();
-  const store = await createStore(config.cache, now);
   // One cache engine for the node: every route's cache and the admin API share its store and state.
-  const engine: CacheEngine = createCacheEngine({
-    store,
+  const engine: CacheEngine = deps.engine ?? createCacheEngine({
+    store: await createStore(config.cache, now),
     now,
     maxObjectSize: config.cache.maxObjectSize,
     grace: config.cache.grace,
@@ -162,9 +162,19 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       : fallback);
     const routes = pathTable(site.routes.map((route, j) => ({
       prefix: route.path,
-      value: compose([route.guard ? guards.stageFor(route.guard, `s${i}r${j}`) : guard], routeHandler(site, route, `sites[${i}].routes[${j}]`)),
+      value: {
+        route,
+        handler: compose([route.guard ? guards.stageFor(route.guard, `s${i}r${j}`) : guard], routeHandler(site, route, `sites[${i}].routes[${j}]`)),
+      },
     })));
-    return (ctx) => (routes.lookup(ctx.path) ?? root)(ctx);
+    return (ctx) => {
+      // Context says so: the router sets them (the access log and metrics label by them).
+      ctx.site = site;
+      const matched = routes.lookup(ctx.path);
+      if (matched === undefined) return root(ctx);
+      ctx.route = matched.route;
+      return matched.handler(ctx);
+    };
   }
 
   function routeHandler(site: SiteConfig, route: RouteConfig, name: string): Handler {
@@ -176,12 +186,13 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const sites = hostTable(config.sites.map((site, i) => ({ hosts: site.hosts, value: siteHandler(site, i) })));
   const router: Handler = (ctx) => (sites.lookup(ctx.host) ?? notFound)(ctx);
   const hsts = hstsStage(config.hsts);
-  const handler = compose([observe, handleErrors, ...(hsts ? [hsts] : [])], router);
+  const handler = compose([handleErrors, ...(hsts ? [hsts] : [])], router);
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),
+    explain: (url, headers) => explain(engine, { url, headers }),
     stats: () => ({
-      store: store.name, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size,
+      store: engine.storeName, ...engine.stats, hitForMiss: engine.hitForMiss.size, inFlight: engine.flights.size,
       guard: guards.stats, front: frontStats(),
       origins: Object.fromEntries([...proxies].map(([name, proxy]) => [name, proxy.stats()])),
     }),
@@ -191,10 +202,16 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     handler,
     admin,
     proxies,
-    close: async () => {
+    engine,
+    upstreams: () => {
+      const health = new Map<string, boolean>();
+      for (const proxy of proxies.values()) for (const { upstream, up } of proxy.health()) health.set(upstream, (health.get(upstream) ?? true) && up);
+      return [...health].map(([upstream, up]) => ({ upstream, up }));
+    },
+    close: async (keepEngine = false) => {
       await Promise.all([...proxies.values()].map((p) => p.close()));
       await guards.close();
-      await engine.close();
+      if (!keepEngine) await engine.close();
     },
   };
 }

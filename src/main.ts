@@ -1,11 +1,12 @@
 import { parseArgs } from 'node:util';
-import { configWarnings, loadConfig, overridesFromEnv, type Overrides } from './config/load.ts';
+import { configWarnings, overridesFromEnv, type Overrides } from './config/load.ts';
 import { ConfigError } from './errors.ts';
-import { createApp } from './app.ts';
-import { startServers } from './server/listener.ts';
-import { startLogs } from './observability/log.ts';
-import { publishError } from './observability/channels.ts';
-import { startAdmin, type RunningAdmin } from './observability/admin.ts';
+import { describeListenError } from './config/check.ts';
+import type { Config } from './config/schema.ts';
+import { configSource } from './runtime/source.ts';
+import { serveSingle } from './runtime/serve.ts';
+import cluster from 'node:cluster';
+import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
 
 const USAGE = `usage: outpost [start|check] [options]
 
@@ -68,50 +69,54 @@ async function main(argv: string[]): Promise<number> {
     console.error(`outpost: unknown command ${JSON.stringify(cli.command)}\n\n${USAGE}`);
     return 2;
   }
+  // A cluster worker: its config comes from the primary, which validated it and reports problems.
+  if (cluster.isWorker && process.env[WORKER_CONFIG] !== undefined) {
+    for (const signal of ['SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => {});
+    try {
+      return await runWorker(JSON.parse(process.env[WORKER_CONFIG]) as Config);
+    } catch {
+      return 1; // the primary says why, once
+    }
+  }
   const env = overridesFromEnv(process.env);
-  let config;
-  try {
-    config = loadConfig(cli.file ?? env.file, { ...env.overrides, ...cli.overrides });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(`outpost: ${err.message}`);
+  // Signals that would end the process by default do nothing until their handlers are in place.
+  for (const signal of ['SIGHUP', 'SIGUSR1'] as const) process.on(signal, () => {});
+  const source = configSource(cli.file ?? env.file, { ...env.overrides, ...cli.overrides });
+  const report = await source({ ports: cli.command === 'check' });
+  for (const line of report.warnings) console.error(`outpost: warning: ${line}`);
+  if (report.config === null) {
+    console.error(`outpost: ${new ConfigError(report.errors).message}`);
     return 1;
   }
-  for (const warning of configWarnings(config)) console.warn(`outpost: warning: ${warning}`);
+  const config = report.config;
+  // Settings that work but weaken something (verify: false towards an origin), said at every start.
+  for (const warning of configWarnings(config)) console.error(`outpost: warning: ${warning}`);
   if (cli.command === 'check') {
-    console.log('outpost: configuration is valid');
+    const n = report.warnings.length;
+    console.log(`outpost: configuration is valid${n > 0 ? ` (${n} warning${n > 1 ? 's' : ''})` : ''}`);
     return 0;
   }
-
-  const stopLogs = startLogs(config.log.access);
-  const app = await createApp(config);
-  const running = await startServers(config, app.handler, {
-    onError: (where, error) => publishError({ ctx: null, error, where }),
-  });
-  console.log(`outpost: listening on ${running.urls.join(' and ')}`);
-  let admin: RunningAdmin | null = null;
-  if (config.admin.listen !== null && config.admin.token !== null) {
-    admin = await startAdmin(config.admin.listen, config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) });
-    console.log(`outpost: admin API on http://${config.admin.listen}/ (purge, stats)`);
-  } else if (config.admin.listen !== null) {
-    console.log('outpost: admin API off: set admin.token (or OUTPOST_ADMIN_TOKEN) to enable purge');
+  try {
+    return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
+  } catch (err) {
+    console.error(`outpost: cannot start: ${startupFailure(err, config)}`);
+    return 1;
   }
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      console.log(`outpost: ${signal}: finishing in-flight requests (at most ${config.limits.shutdownTimeout / 1000} s)`);
-      process.once(signal, () => process.exit(1)); // a second signal does not wait
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  await running.close();
-  await admin?.close();
-  await app.close();
-  await stopLogs();
-  console.log('outpost: stopped');
-  return 0;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+/** A start-up failure in one line: which key and what went wrong, never a stack trace. */
+function startupFailure(err: unknown, config: Config): string {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.syscall === 'listen' || e?.code === 'EADDRINUSE' || e?.code === 'EACCES') {
+    const key = e.port === config.listen.https ? 'listen.https' : e.port === config.listen.http ? 'listen.http' : 'admin.listen';
+    const address = e.address !== undefined ? `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}` : `port ${e.port}`;
+    return `${key}: ${address} ${describeListenError(e)}`;
+  }
+  return e instanceof Error ? e.message : String(err);
+}
+
+// Whatever goes wrong before serving is one line, never a stack trace.
+process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(`outpost: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+});

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
-import type { CacheStore } from './store/contract.ts';
+import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
 import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
@@ -67,6 +67,8 @@ export interface CacheEngine {
   readonly hitForMiss: HitForMiss;
   readonly stats: CacheStats;
   readonly storeName: string;
+  /** Bytes and records this process's store holds, and its evictions, where the store can tell. */
+  usage(): StoreUsage | undefined;
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
   view(found: Found): StoredView;
   age(found: Found, view: StoredView): number;
@@ -77,9 +79,28 @@ export interface CacheEngine {
   variants(found: Found): Variants;
   /** Drops what a successful unsafe request invalidates (RFC 9111 §4.4). */
   invalidate(primaries: readonly string[]): Promise<void>;
+  /**
+   * Read-only, for the admin API's explain (never on the request path): what is stored for this
+   * request, the stored codings with their sizes, and whether the URI is known uncacheable or
+   * being fetched.
+   */
+  inspect(primary: string, headers: IncomingHttpHeaders): Promise<Inspection>;
   /** Admin purge; `soft` marks stale instead of dropping. Answers how many stored responses. */
   purge(target: PurgeTarget, soft: boolean): Promise<number>;
   close(): Promise<void>;
+}
+
+export interface Inspection {
+  readonly lookup: Lookup;
+  /** For a stored response: its parsed view and current age (seconds). */
+  readonly view?: StoredView;
+  readonly age?: number;
+  /** Stored bodies: identity first, then each coding made from it. */
+  readonly codings: ReadonlyArray<{ readonly coding: string; readonly bytes: number; readonly token?: string }>;
+  /** Why the URI is known uncacheable (hit-for-miss), while it is. */
+  readonly uncacheable: string | undefined;
+  /** An origin fetch for this URI is in flight. */
+  readonly inFlight: boolean;
 }
 
 /** How long a URI stays known-uncacheable (Varnish's hit-for-miss), so bursts for it do not queue. */
@@ -175,6 +196,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     hitForMiss,
     stats,
     storeName: store.name,
+    usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
     view,
     age,
@@ -208,6 +230,18 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
         hitForMiss.forget(primary);
         await safely(purgeUrl(store, primary), 0);
       }
+    },
+    async inspect(primary, headers) {
+      const found = await lookup(store, primary, headers);
+      const base = { uncacheable: hitForMiss.reason(primary), inFlight: flights.get(primary) !== undefined };
+      if (found.kind !== 'found') return { ...base, lookup: found, codings: [] };
+      const v = view(found.found);
+      const codings: Array<{ coding: string; bytes: number; token?: string }> = [{ coding: 'identity', bytes: found.found.body.length }];
+      for (const coding of ['br', 'zstd', 'gzip'] as const) {
+        const record = await store.get<VariantMeta>(variantKey(found.found.key, coding));
+        if (record) codings.push({ coding, bytes: record.body.length, token: record.meta?.token });
+      }
+      return { ...base, lookup: found, view: v, age: age(found.found, v), codings };
     },
     async purge(target, soft) {
       if ('all' in target) {

@@ -5,7 +5,10 @@
  */
 export interface HitForMiss {
   has(key: string): boolean;
-  remember(key: string): void;
+  /** `reason`: why the response was not stored (policy.ts's whyNotStorable words), for explain. */
+  remember(key: string, reason?: string): void;
+  /** Why the key is known uncacheable, while it is. */
+  reason(key: string): string | undefined;
   forget(key: string): void;
   clear(): void;
   readonly size: number;
@@ -13,20 +16,22 @@ export interface HitForMiss {
 
 export function createHitForMiss(options: { ttlMs: number; max: number; now: () => number }): HitForMiss {
   const { ttlMs, max, now } = options;
-  const until = new Map<string, number>();
+  const until = new Map<string, { expires: number; reason: string }>();
+  const has = (key: string) => {
+    const entry = until.get(key);
+    if (entry === undefined) return false;
+    if (entry.expires > now()) return true;
+    until.delete(key);
+    return false;
+  };
   return {
-    has(key) {
-      const expires = until.get(key);
-      if (expires === undefined) return false;
-      if (expires > now()) return true;
-      until.delete(key);
-      return false;
-    },
-    remember(key) {
+    has,
+    remember(key, reason = 'uncacheable') {
       until.delete(key);
       if (until.size >= max) until.delete(until.keys().next().value!);
-      until.set(key, now() + ttlMs);
+      until.set(key, { expires: now() + ttlMs, reason });
     },
+    reason: (key) => (has(key) ? until.get(key)!.reason : undefined),
     forget: (key) => { until.delete(key); },
     clear: () => until.clear(),
     get size() { return until.size; },

@@ -245,7 +245,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       ?? (retentionMs({ facts, age, graceSeconds: engine.graceSeconds }) <= 0 ? 'no-lifetime' : null);
 
     if (reason !== null) {
-      if (reason !== 'request-no-store' && a.learn !== false) engine.hitForMiss.remember(primary);
+      if (reason !== 'request-no-store' && a.learn !== false) engine.hitForMiss.remember(primary, reason);
       leader?.settle({ kind: 'pass' });
       // A stale copy superseded by a response that may not be stored must not be served again
       // (unless it was only this request that asked for nothing to be stored).
@@ -282,7 +282,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         const complete = whole !== null && (expected === -1 || whole.length === expected) ? whole : null;
         completed(complete);
         if (complete === null) {
-          if (whole === null && body.received > engine.maxObjectSize) engine.hitForMiss.remember(primary);
+          if (whole === null && body.received > engine.maxObjectSize) engine.hitForMiss.remember(primary, 'too-large');
           accepted(false);
           leader?.land();
           return;

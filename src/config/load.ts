@@ -82,24 +82,28 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || '(top level)';
 }
 
-/** Validates raw data and returns the frozen config, or throws a ConfigError listing every problem. */
+/** Validates raw data and returns the frozen config, or throws a ConfigError listing every problem (schema and files together). */
 export function validateConfig(raw: unknown): Config {
   const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    throw new ConfigError(result.error.issues.map((issue) => {
-      let message = issue.message;
-      if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-      return `${formatPath(issue.path)}: ${message}`;
-    }));
-  }
-  const config = result.data;
-  const problems = [...checkFiles(config), ...checkCombinations(config)];
-  if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze(config);
+  const problems = result.success ? [] : result.error.issues.map((issue) => {
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    return `${formatPath(issue.path)}: ${message}`;
+  });
+  problems.push(...checkFiles(raw, problems));
+  if (!result.success || problems.length > 0) throw new ConfigError(problems);
+  // What needs the parsed config: the files of TLS towards upstreams, keys valid alone but not together.
+  const more = [...upstreamTlsFiles(result.data), ...checkCombinations(result.data)];
+  if (more.length > 0) throw new ConfigError(more);
+  return deepFreeze(result.data);
 }
 
-/** Things the schema cannot know: static roots must be directories, certificate files readable. */
-function checkFiles(config: Config): string[] {
+/**
+ * Things the schema cannot know: static roots must be directories, certificate files readable.
+ * Read from the raw data, so a file problem is reported beside schema problems elsewhere; a key
+ * the schema already complained about is not reported twice.
+ */
+function checkFiles(raw: unknown, reported: readonly string[]): string[] {
   const problems: string[] = [];
   const isDir = (dir: string) => {
     try { return statSync(resolve(dir)).isDirectory(); } catch { return false; }
@@ -107,16 +111,41 @@ function checkFiles(config: Config): string[] {
   const isFile = (file: string) => {
     try { return statSync(resolve(file)).isFile(); } catch { return false; }
   };
-  config.sites.forEach((site, i) => {
-    if (site.static && !isDir(site.static.root)) problems.push(`sites[${i}].static: not a directory: ${JSON.stringify(site.static.root)}`);
-    site.routes.forEach((route, j) => {
-      if (route.static && !isDir(route.static.root)) problems.push(`sites[${i}].routes[${j}].static: not a directory: ${JSON.stringify(route.static.root)}`);
+  const object = (value: unknown): Record<string, unknown> | null =>
+    value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : null;
+  const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+  const flagged = (key: string) => reported.some((p) => p.startsWith(`${key}:`) || p.startsWith(`${key}.`));
+  const staticRoot = (key: string, spec: unknown) => {
+    const root = typeof spec === 'string' ? spec : object(spec)?.root;
+    if (typeof root === 'string' && root !== '' && !flagged(key) && !isDir(root)) problems.push(`${key}: not a directory: ${JSON.stringify(root)}`);
+  };
+  const data = object(raw);
+  if (data === null) return problems;
+  // The default catch-all site serves public/ when the file names no sites.
+  const sites = data.sites === undefined ? [{ static: 'public' }] : list(data.sites);
+  sites.forEach((site, i) => {
+    const s = object(site);
+    if (s === null) return;
+    if (s.static !== undefined) staticRoot(`sites[${i}].static`, s.static);
+    list(s.routes).forEach((route, j) => {
+      const r = object(route);
+      if (r?.static !== undefined) staticRoot(`sites[${i}].routes[${j}].static`, r.static);
     });
   });
-  config.tls.certificates.forEach((cert, i) => {
-    if (!isFile(cert.cert)) problems.push(`tls.certificates[${i}].cert: cannot read ${JSON.stringify(cert.cert)}`);
-    if (!isFile(cert.key)) problems.push(`tls.certificates[${i}].key: cannot read ${JSON.stringify(cert.key)}`);
+  list(object(data.tls)?.certificates).forEach((entry, i) => {
+    const c = object(entry);
+    for (const field of ['cert', 'key'] as const) {
+      const file = c?.[field];
+      const key = `tls.certificates[${i}].${field}`;
+      if (typeof file === 'string' && file !== '' && !flagged(key) && !isFile(file)) problems.push(`${key}: cannot read ${JSON.stringify(file)}`);
+    }
   });
+  return problems;
+}
+
+/** The TLS files of every upstream: readable, certificates that parse, keys that match. */
+function upstreamTlsFiles(config: Config): string[] {
+  const problems: string[] = [];
   for (const [where, pool] of origins(config)) {
     for (const upstream of pool.upstreams) {
       if (upstream.tls !== null) problems.push(...upstreamTlsProblems(upstream.tls, `${where}: upstream ${upstream.url}: tls`));

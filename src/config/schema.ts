@@ -179,6 +179,11 @@ const certificate = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
+  /**
+   * Serving processes: "auto" = one per available core (like nginx's worker_processes auto), or a
+   * number; 1 keeps one process without a supervising primary.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: (i) => `expected "auto" or a number of processes from 1 to 256, got ${JSON.stringify(i.input)}` }).default('auto'),
   listen: z.strictObject({
     /** Address to bind the public listeners to; "::" accepts IPv4 and IPv6. */
     host: z.string().default('::'),
@@ -304,8 +309,10 @@ export const configSchema = z.strictObject({
     token: z.string().min(16, { error: 'expected a token of at least 16 characters' }).nullable().default(null),
   }).prefault({}),
   log: z.strictObject({
-    /** Access log: "stdout", "off", or a file path. */
-    access: z.string().default('stdout'),
+    /** Access log: "stdout", "off", or a file path (reopened on SIGUSR1 for logrotate). */
+    access: z.string().min(1).default('stdout'),
+    /** text: combined-log style plus duration and cache result; json: one object per response. */
+    format: z.enum(['text', 'json']).default('text'),
   }).prefault({}),
   sites: z.array(siteSchema).prefault([{ hosts: ['*'], static: 'public' }]),
 });

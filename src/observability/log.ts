@@ -1,23 +1,50 @@
-import { createWriteStream } from 'node:fs';
+import pino from 'pino';
 import type { Writable } from 'node:stream';
-import { errorChannel, passthroughChannel, responseChannel, upstreamChannel, type ErrorEvent, type ResponseEvent, type UpstreamEvent } from './channels.ts';
+import { errorChannel, passthroughChannel, publishError, responseEndChannel, upstreamChannel, type ErrorEvent, type ResponseEndEvent, type UpstreamEvent } from './channels.ts';
 import type { TunnelEvent } from '../server/tunnel.ts';
+import { cacheResult } from './cache-result.ts';
 import { isOutpostError } from '../errors.ts';
+import type { Config } from '../config/schema.ts';
 
 /**
- * The access log (one line per response, combined-log style plus duration and cache notes) and
- * the error log (stderr). Both subscribe to the diagnostics channels. The error log is rate-limited
- * per kind of error, so an attack that causes errors cannot turn into a flood of log lines.
+ * The access log: one entry per response, written when it has finished or was aborted (the
+ * response writer's end report), so `bytes` is what was sent and the duration runs to the last
+ * byte. `text` keeps the combined-log shape plus duration, cache result and notes; `json` is one
+ * object per line through pino. Both write through sonic-boom asynchronously (off the request
+ * path: lines are batched into few write calls under load). The error log goes to stderr.
+ * The error log (stderr) is rate-limited per kind of error, so an attack that causes errors
+ * cannot turn into a flood of log lines.
  */
 
 const quote = (value: unknown) => (value === undefined ? '"-"' : JSON.stringify(String(value)));
+const header = (value: string | string[] | number | undefined) => (value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : String(value));
 
-export function formatAccessLine({ ctx, reply }: ResponseEvent): string {
-  const ms = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-  const length = reply.headers['content-length'] ?? '-';
-  const notes = ctx.notes.size > 0 ? ` ${[...ctx.notes].map(([k, v]) => `${k}=${v}`).join(' ')}` : '';
-  return `${ctx.remoteAddress} ${ctx.host || '-'} [${new Date().toISOString()}] ${quote(`${ctx.method} ${ctx.target} HTTP/${ctx.httpVersion}`)} ` +
-    `${reply.status} ${length} ${quote(ctx.headers.referer)} ${quote(ctx.headers['user-agent'])} ${ms.toFixed(1)}ms${notes}\n`;
+export function formatAccessLine({ request, status, headers, bytes, durationMs, outcome }: ResponseEndEvent, time = new Date()): string {
+  const notes = request.notes !== undefined && request.notes.size > 0 ? ` ${[...request.notes].map(([k, v]) => `${k}=${v}`).join(' ')}` : '';
+  const aborted = outcome === 'ok' ? '' : ` outcome=${outcome}`;
+  return `${request.remoteAddress} ${request.host || '-'} [${time.toISOString()}] ${quote(`${request.method} ${request.target} HTTP/${request.httpVersion}`)} ` +
+    `${status} ${bytes} ${quote(request.headers.referer)} ${quote(request.headers['user-agent'])} ${durationMs.toFixed(1)}ms cache=${cacheResult(headers['cache-status'])}${aborted}${notes}\n`;
+}
+
+/** The JSON entry's fields after `time` (README: "Access log fields"). */
+export function accessEntry({ request, status, headers, bytes, durationMs, outcome }: ResponseEndEvent): Record<string, unknown> {
+  return {
+    remote: request.remoteAddress,
+    method: request.method,
+    host: request.host,
+    path: request.target,
+    protocol: `HTTP/${request.httpVersion}`,
+    status,
+    bytes,
+    duration_ms: Math.round(durationMs * 1000) / 1000,
+    cache: cacheResult(headers['cache-status']),
+    encoding: header(headers['content-encoding']) ?? 'identity',
+    upstream: request.notes?.get('upstream') ?? null,
+    outcome,
+    error: request.notes?.get('error') ?? null,
+    referer: header(request.headers.referer) ?? null,
+    user_agent: header(request.headers['user-agent']) ?? null,
+  };
 }
 
 const errorCode = (error: unknown): string => (isOutpostError(error) ? error.code : (error as { code?: string })?.code ?? 'ERROR');
@@ -116,8 +143,65 @@ export function formatPassthroughLine(e: TunnelEvent): string {
     `${e.durationMs.toFixed(1)}ms${e.error === null ? '' : ` error=${e.error}`}\n`;
 }
 
-/** Subscribes the logs; returns the function that unsubscribes and closes files. */
-export function startLogs(access: string, errors: Writable = process.stderr, options: { now?: () => number } = {}): () => Promise<void> {
+export interface Logs {
+  /** Applies a reloaded `log` section (another file or format, or off). */
+  configure(log: Config['log']): void;
+  /** Reopens the access log file (SIGUSR1, after logrotate moved it). */
+  reopen(): void;
+  /** Unsubscribes, flushes and closes files. */
+  close(): Promise<void>;
+}
+
+type Destination = ReturnType<typeof pino.destination>;
+
+interface Sink {
+  readonly dest: Destination;
+  readonly stdout: boolean;
+  readonly write: (event: ResponseEndEvent) => void;
+  /** A passed-through connection's line. */
+  readonly writeTunnel: (event: TunnelEvent) => void;
+}
+
+function openSink(log: Config['log']): Sink | null {
+  if (log.access === 'off') return null;
+  // Asynchronous writes: a line waits in memory, never blocks the response (sonic-boom).
+  const dest = pino.destination({ dest: log.access === 'stdout' ? 1 : log.access, sync: false, mkdir: false });
+  dest.on('error', (error: unknown) => publishError({ ctx: null, error, where: `access log ${log.access}` }));
+  if (log.format === 'json') {
+    // Only our fields: no level, pid or hostname. `time` comes first through the level formatter
+    // (pino writes its output as `{` + level fields + the object's fields, each led by a comma).
+    const logger = pino({ base: null, timestamp: false, formatters: { level: () => ({ time: new Date().toISOString() }) } }, dest);
+    return {
+      dest,
+      stdout: log.access === 'stdout',
+      write: (event) => logger.info(accessEntry(event)),
+      writeTunnel: (e) => logger.info({ passthrough: e.servername, remote: e.client, backend: e.backend, bytes_in: e.bytesIn, bytes_out: e.bytesOut, duration_ms: e.durationMs, error: e.error }),
+    };
+  }
+  return { dest, stdout: log.access === 'stdout', write: (event) => dest.write(formatAccessLine(event)), writeTunnel: (e) => dest.write(formatPassthroughLine(e)) };
+}
+
+function closeSink(sink: Sink | null): Promise<void> {
+  if (sink === null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    if (sink.stdout) {
+      // stdout stays open for the rest of the process: write out what is buffered.
+      try { sink.dest.flushSync(); } catch { /* not ready or closed: nothing buffered */ }
+      resolve();
+      return;
+    }
+    sink.dest.once('close', () => resolve());
+    sink.dest.once('error', () => resolve());
+    sink.dest.end();
+  });
+}
+
+/**
+ * Subscribes the logs to the diagnostics channels. The error log is rate-limited per kind of error
+ * (createErrorLogLimiter), so an attack that causes errors cannot turn into a flood of lines;
+ * upstream health changes go to it too; passed-through connections get an access-log line.
+ */
+export function startLogs(log: Config['log'], errors: Writable = process.stderr, options: { now?: () => number } = {}): Logs {
   const errorLines = createErrorLogLimiter((line) => errors.write(line), options);
   const onError = (event: unknown) => {
     if (errorLines.admit(event as ErrorEvent)) errors.write(formatErrorLine(event as ErrorEvent));
@@ -125,23 +209,36 @@ export function startLogs(access: string, errors: Writable = process.stderr, opt
   errorChannel.subscribe(onError);
   const onUpstream = (event: unknown) => errors.write(formatUpstreamLine(event as UpstreamEvent));
   upstreamChannel.subscribe(onUpstream);
-  let out: Writable | null = null;
-  let onResponse: ((event: unknown) => void) | null = null;
-  let onTunnel: ((event: unknown) => void) | null = null;
-  if (access !== 'off') {
-    out = access === 'stdout' ? process.stdout : createWriteStream(access, { flags: 'a' });
-    const sink = out;
-    onResponse = (event) => sink.write(formatAccessLine(event as ResponseEvent));
-    responseChannel.subscribe(onResponse);
-    onTunnel = (event) => sink.write(formatPassthroughLine(event as TunnelEvent));
-    passthroughChannel.subscribe(onTunnel);
-  }
-  return async () => {
-    errorChannel.unsubscribe(onError);
-    errorLines.flush();
-    upstreamChannel.unsubscribe(onUpstream);
-    if (onResponse) responseChannel.unsubscribe(onResponse);
-    if (onTunnel) passthroughChannel.unsubscribe(onTunnel);
-    if (out && out !== process.stdout) await new Promise<void>((resolve) => out!.end(resolve));
+  let current = log;
+  let sink = openSink(log);
+  const onResponse = (event: unknown) => sink?.write(event as ResponseEndEvent);
+  const onTunnel = (event: unknown) => sink?.writeTunnel(event as TunnelEvent);
+  // Subscribed only while there is an access log: without subscribers the writer builds no event.
+  const subscribe = () => { responseEndChannel.subscribe(onResponse); passthroughChannel.subscribe(onTunnel); };
+  const unsubscribe = () => { responseEndChannel.unsubscribe(onResponse); passthroughChannel.unsubscribe(onTunnel); };
+  if (sink !== null) subscribe();
+  return {
+    configure(next) {
+      if (next.access === current.access && next.format === current.format) return;
+      const previous = sink;
+      current = next;
+      sink = openSink(next);
+      if (previous === null && sink !== null) subscribe();
+      if (previous !== null && sink === null) unsubscribe();
+      void closeSink(previous);
+    },
+    reopen() {
+      if (sink === null || current.access === 'stdout') return;
+      sink.dest.reopen();
+    },
+    async close() {
+      errorChannel.unsubscribe(onError);
+      errorLines.flush();
+      upstreamChannel.unsubscribe(onUpstream);
+      if (sink !== null) unsubscribe();
+      const last = sink;
+      sink = null;
+      await closeSink(last);
+    },
   };
 }

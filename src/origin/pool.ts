@@ -45,6 +45,11 @@ export interface UpstreamStats {
   lastCheck: string | null;
   /** Benched by a passive failure for this much longer. */
   benchedMs: number;
+  /**
+   * A failed connection happened less than failTimeout ago (benched, or for a lone upstream, still
+   * tried since there is nothing to fail over to): what health reporting calls down.
+   */
+  recentlyFailed: boolean;
   inFlight: number;
   requests: number;
   failures: number;
@@ -191,6 +196,7 @@ export function createUpstreamPool(options: PoolOptions): UpstreamPool {
           failing: u.consecutiveFails,
           lastCheck: u.lastCheck,
           benchedMs: passive ? Math.max(0, Math.round(u.downUntil - at)) : 0,
+          recentlyFailed: u.downUntil > at,
           inFlight: u.inFlight,
           requests: u.requests,
           failures: u.failures,

@@ -24,6 +24,8 @@ export interface ProxyHandler {
   handler: Handler;
   /** The pool's upstreams and their health, for the admin API. */
   stats(): ReturnType<UpstreamPool['stats']>;
+  /** Whether each upstream takes requests now (metrics, dashboard). */
+  health(): Array<{ upstream: string; up: boolean }>;
   /** Resolves when no health probe is in flight (tests). */
   probesSettled(): Promise<void>;
   close(): Promise<void>;
@@ -83,6 +85,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const pool = createUpstreamPool(options);
 
   async function forward(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
+    ctx.notes.set('upstream', upstream.name); // for the access log
     const sendBody = body !== undefined && forwardsBody(ctx);
     const headers = { ...endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody), ...set, host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
     const response = await upstream.dispatcher.request({
@@ -112,6 +115,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   return {
     handler,
     stats: () => pool.stats(),
+    // Up: its checks say so and no connection to it failed within failTimeout (a lone upstream is
+    // still tried after one, having nothing to fail over to, but reads as down until then).
+    health: () => pool.stats().upstreams.map((u) => ({ upstream: u.url, up: u.checks !== 'down' && !u.recentlyFailed })),
     probesSettled: () => pool.probesSettled(),
     close: () => pool.close(),
   };

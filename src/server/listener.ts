@@ -7,9 +7,10 @@ import type { Handler } from '../pipeline/compose.ts';
 import { errorReply, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { clientError, isOutpostError } from '../errors.ts';
-import { ClientAbort, contextFromHttp1, contextFromHttp2 } from './request.ts';
+import { ClientAbort, contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
 import { limitBody } from './body.ts';
+import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 import { clientConnectionLimit } from './client-limit.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
@@ -28,6 +29,10 @@ export interface Running {
   stats(): { https: FrontDoorStats | null; http: FrontDoorStats | null };
   /** Stop accepting, let in-flight requests finish within the shutdown deadline, then close everything. */
   close(): Promise<void>;
+  /** Re-reads the certificates (a reload): new handshakes use them, open connections keep theirs. */
+  updateTls(tls: Config['tls']): Promise<void>;
+  /** The listeners themselves, for metrics (handshakes, connections, sessions, streams). */
+  readonly servers: { readonly https: Http2SecureServer; readonly http: HttpServer | null };
 }
 
 export interface ServerEvents {
@@ -117,7 +122,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   const perClient = clientConnectionLimit(limits.connectionsPerClient, config.trustedProxies);
   const profile = tlsProfile(config.tls.profile);
   const certificates = await loadCertificates(config.tls);
-  const sni = sniSelector(certificates, profile);
+  let sni = sniSelector(certificates, profile); // replaced by updateTls
 
   const server: Http2SecureServer = createSecureServer({
     allowHTTP1: true,
@@ -198,12 +203,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), limits);
     } catch (err) {
       countRefused(err);
-      respondHttp2(stream, method, errorReply(err));
+      respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));
       return;
     }
     handler(ctx).then(
-      (reply) => respondHttp2(stream, method, reply),
-      (err) => respondHttp2(stream, method, errorReply(err)),
+      (reply) => respondHttp2(stream, method, reply, ctx),
+      (err) => respondHttp2(stream, method, errorReply(err), ctx),
     );
   });
 
@@ -234,12 +239,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), limits);
     } catch (err) {
       countRefused(err);
-      respondHttp1(res, method, errorReply(err));
+      respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;
     }
     handler(ctx).then(
-      (reply) => respondHttp1(res, method, reply),
-      (err) => respondHttp1(res, method, errorReply(err)),
+      (reply) => respondHttp1(res, method, reply, ctx),
+      (err) => respondHttp1(res, method, errorReply(err), ctx),
     );
   };
   server.on('request', onHttp1('https'));
@@ -248,6 +253,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
   };
   server.on('connect', refuseConnect);
+  server.on('clientError', answerClientError); // HTTP/1.1 requests the parser refused: answered and logged
 
   // With passthrough hosts or PROXY protocol, a front door accepts connections and reads their first bytes.
   const door = frontDoorFor(config, server, 'https');
@@ -277,6 +283,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
+      plain.on('clientError', answerClientError);
       plain.maxConnections = limits.maxConnections;
       plainDoor = frontDoorFor(config, plain, 'http');
       perClient.attach(plainDoor?.server ?? plain);
@@ -317,7 +324,18 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     await closed;
   })());
 
-  return { httpsPort, httpPort, urls, stats: () => ({ https: door?.stats() ?? null, http: plainDoor?.stats() ?? null }), close };
+  const updateTls = async (tls: Config['tls']) => {
+    const next = tlsProfile(tls.profile);
+    const selector = sniSelector(await loadCertificates(tls), next);
+    server.setSecureContext({ ...next, cert: selector.defaultPair.cert, key: selector.defaultPair.key });
+    sni = selector;
+  };
+
+  return {
+    httpsPort, httpPort, urls, close, updateTls,
+    stats: () => ({ https: door?.stats() ?? null, http: plainDoor?.stats() ?? null }),
+    servers: { https: server, http: plain },
+  };
 }
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */
@@ -326,10 +344,10 @@ function redirectToHttps(httpsPort: number) {
     const host = (req.headers.host ?? '').replace(/:\d+$/, '');
     const target = req.url ?? '/';
     if (!/^(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])$/i.test(host) || !target.startsWith('/')) {
-      respondHttp1(res, req.method ?? 'GET', textReply(400, 'Bad Request'));
+      respondHttp1(res, req.method ?? 'GET', textReply(400, 'Bad Request'), factsFromHttp1(req));
       return;
     }
     const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${target}`;
-    respondHttp1(res, req.method ?? 'GET', textReply(308, `Moved to ${location}`, { location }));
+    respondHttp1(res, req.method ?? 'GET', textReply(308, `Moved to ${location}`, { location }), factsFromHttp1(req));
   };
 }

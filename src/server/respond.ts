@@ -3,11 +3,13 @@ import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { Readable, type Writable } from 'node:stream';
 import { hasNoContent } from '../http/status.ts';
 import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
-import { publishError } from '../observability/channels.ts';
+import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
- * sessions, ServerResponse for HTTP/1.x.
+ * sessions, ServerResponse for HTTP/1.x. It also reports each response when it has finished or
+ * was aborted (responseEndChannel: bytes sent, duration to the last byte, outcome) for the access
+ * log and metrics; with no subscriber that costs one check.
  */
 
 // Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2); Node throws on them.
@@ -29,7 +31,7 @@ function http2Headers(status: number, source: Readonly<OutgoingHttpHeaders>): Ou
  * makes an AbortController per call and aborts it on finish, a DOMException per response (4 % of CPU
  * on the pass-through path). A failing source fails the response; a client that goes away stops the source.
  */
-function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void): void {
+function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null): void {
   // A source that failed or was destroyed before it ended, now or earlier, fails the response.
   const failed = () => { if (!destination.destroyed) fail(source.errored ?? new Error('body ended prematurely')); };
   if (source.errored || source.destroyed) return failed();
@@ -38,6 +40,39 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
   destination.once('close', () => { if (!source.readableEnded) source.destroy(); });
   destination.on('error', () => {}); // reported by the server's own listeners
   source.pipe(destination);
+  if (tally !== null) source.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
+}
+
+/** What the end report needs to know about a body while it is sent. */
+interface Tally { bytes: number; failed: boolean }
+
+/**
+ * Reports the response once its stream or ServerResponse closes: finished, or aborted with what
+ * was buffered. An h2 stream reset by the client also reads as writableFinished (its destroy ends
+ * the writable side): there `aborted` and the RST code tell.
+ */
+function reportOnClose(destination: Writable, request: RequestFacts, reply: Reply, tally: Tally): void {
+  destination.once('close', () => {
+    const h2stream = destination as Partial<ServerHttp2Stream>;
+    const reset = h2stream.rstCode !== undefined && (h2stream.aborted === true || h2stream.rstCode !== h2.NGHTTP2_NO_ERROR);
+    const finished = destination.writableFinished && !reset && !tally.failed;
+    responseEndChannel.publish({
+      request,
+      status: reply.status,
+      headers: reply.headers,
+      bytes: Math.max(0, tally.bytes - (finished ? 0 : destination.writableLength)),
+      durationMs: Number(process.hrtime.bigint() - request.startedAt) / 1e6,
+      outcome: tally.failed ? 'body-error' : finished ? 'ok' : 'client-abort',
+    });
+  });
+}
+
+/** A response that could not be sent at all (the client was gone first). */
+function reportUnsent(request: RequestFacts, reply: Reply): void {
+  responseEndChannel.publish({
+    request, status: reply.status, headers: reply.headers, bytes: 0,
+    durationMs: Number(process.hrtime.bigint() - request.startedAt) / 1e6, outcome: 'client-abort',
+  });
 }
 
 /** A file body as a stream that closes its handle when done, failed or destroyed. */
@@ -50,18 +85,22 @@ function fileStream(body: FileBody): Readable {
   return body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true, highWaterMark: 256 * 1024 });
 }
 
-export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply): void {
+export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts): void {
+  const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (stream.destroyed || stream.headersSent) {
     disposeBody(reply.body);
+    if (tally !== null && !stream.headersSent) reportUnsent(request!, reply);
     return;
   }
   const headers = http2Headers(reply.status, reply.headers);
   const body = reply.body;
+  if (tally !== null) reportOnClose(stream, request!, reply, tally);
   if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
     stream.respond(headers, { endStream: true });
   } else if (Buffer.isBuffer(body)) {
     stream.respond(headers);
+    if (tally !== null) tally.bytes = body.length;
     stream.end(body);
   } else {
     stream.respond(headers);
@@ -70,25 +109,35 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
     // stream closes its handle itself and measured faster for 1 MB files.
     // A body that fails half-way must not look complete: reset the stream.
     // (close(code) would first end the stream cleanly; destroy(err) resets it with INTERNAL_ERROR.)
-    sendBody(isFileBody(body) ? fileStream(body) : body, stream, (err) => stream.destroy(err));
+    sendBody(isFileBody(body) ? fileStream(body) : body, stream, (err) => {
+      if (tally !== null) tally.failed = true;
+      stream.destroy(err);
+    }, tally);
   }
 }
 
-export function respondHttp1(res: ServerResponse, method: string, reply: Reply): void {
+export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts): void {
+  const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (res.destroyed || res.headersSent) {
     disposeBody(reply.body);
+    if (tally !== null && !res.headersSent) reportUnsent(request!, reply);
     return;
   }
+  if (tally !== null) reportOnClose(res, request!, reply, tally);
   res.writeHead(reply.status, reply.headers);
   const body = reply.body;
   if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
     res.end();
   } else if (Buffer.isBuffer(body)) {
+    if (tally !== null) tally.bytes = body.length;
     res.end(body);
   } else {
     // A truncated body must not end with a clean chunk terminator: drop the connection.
-    sendBody(isFileBody(body) ? fileStream(body) : body, res, (err) => res.destroy(err));
+    sendBody(isFileBody(body) ? fileStream(body) : body, res, (err) => {
+      if (tally !== null) tally.failed = true;
+      res.destroy(err);
+    }, tally);
   }
 }
 

@@ -1,6 +1,6 @@
 import diagnostics from 'node:diagnostics_channel';
 import zlib from 'node:zlib';
-import type { ResponseEvent } from '../../src/observability/channels.ts';
+import type { ResponseEndEvent } from '../../src/observability/channels.ts';
 
 /** A deterministic HTML page of about `size` bytes: varied words, like real markup compresses. */
 export function htmlPage(size: number): Buffer {
@@ -51,17 +51,17 @@ export function keptVariant(coding: 'br' | 'gzip' | 'zstd', input: Buffer): Buff
 export function recordNotes(): { notes: (target: string) => string[]; stop(): void } {
   const seen = new Map<string, string[]>();
   const listener = (message: unknown) => {
-    const { ctx } = message as ResponseEvent;
-    const note = ctx.notes.get('compress');
+    const { request } = message as ResponseEndEvent;
+    const note = request.notes?.get('compress');
     if (note === undefined) return;
-    const list = seen.get(ctx.target) ?? [];
+    const list = seen.get(request.target) ?? [];
     list.push(note);
-    seen.set(ctx.target, list);
+    seen.set(request.target, list);
   };
-  diagnostics.subscribe('outpost:response', listener);
+  diagnostics.subscribe('outpost:response-end', listener);
   return {
     notes: (target) => seen.get(target) ?? [],
-    stop: () => diagnostics.unsubscribe('outpost:response', listener),
+    stop: () => diagnostics.unsubscribe('outpost:response-end', listener),
   };
 }
 

@@ -175,11 +175,11 @@ test('minBodyRate: a trickled HTTP/1.1 upload is cut off with 408, and the conne
 async function errorLines(fn: () => Promise<void>): Promise<string[]> {
   const lines: string[] = [];
   const sink = new Writable({ write(chunk, _encoding, callback) { lines.push(...String(chunk).split('\n').filter(Boolean)); callback(); } });
-  const stop = startLogs('off', sink);
+  const logs = startLogs({ access: 'off', format: 'text' }, sink);
   try {
     await fn();
   } finally {
-    await stop();
+    await logs.close();
   }
   return lines;
 }

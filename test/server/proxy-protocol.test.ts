@@ -9,7 +9,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { startOrigin, startOutpost, testCa, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { makeCa, makeLeaf } from '../helpers/pki.ts';
 import { encodeProxyHeader, readProxyHeader, V2_MAX } from '../../src/server/proxy-protocol.ts';
-import type { ResponseEvent } from '../../src/observability/channels.ts';
+import type { ResponseEndEvent } from '../../src/observability/channels.ts';
 import type { TunnelEvent } from '../../src/server/tunnel.ts';
 
 /**
@@ -89,14 +89,14 @@ test('written headers read back the same, IPv4-mapped addresses as IPv4, mixed f
 let origin: TestOrigin;
 let outpost: RunningOutpost;
 const logged: string[] = [];
-const onResponse = (e: unknown) => logged.push((e as ResponseEvent).ctx.remoteAddress);
+const onResponse = (e: unknown) => logged.push((e as ResponseEndEvent).request.remoteAddress);
 
 before(async () => {
   origin = await startOrigin((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ xff: req.headers['x-forwarded-for'], forwarded: req.headers.forwarded }));
   });
-  diagnostics.subscribe('outpost:response', onResponse);
+  diagnostics.subscribe('outpost:response-end', onResponse);
   outpost = await startOutpost({
     listen: { proxyProtocol: true, http: 0, httpMode: 'serve' },
     trustedProxies: ['127.0.0.1'],
@@ -105,7 +105,7 @@ before(async () => {
 });
 
 after(async () => {
-  diagnostics.unsubscribe('outpost:response', onResponse);
+  diagnostics.unsubscribe('outpost:response-end', onResponse);
   await outpost.close();
   await origin.close();
 });

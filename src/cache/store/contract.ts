@@ -11,8 +11,17 @@ export interface CacheRecord<M = unknown> {
   readonly body: Buffer;
 }
 
+/** What a store holds, for metrics: bytes and records kept, records evicted to make room. */
+export interface StoreUsage {
+  readonly bytes: number;
+  readonly entries: number;
+  readonly evictions: number;
+}
+
 export interface CacheStore {
   readonly name: string;
+  /** This process's share of the store, where it can tell (the memory store and the near tier). */
+  usage?(): StoreUsage;
   get<M>(key: string): Promise<CacheRecord<M> | undefined>;
   /** ttlMs > 0; the store may evict earlier (LRU by bytes). */
   set(key: string, record: CacheRecord, ttlMs: number): Promise<void>;

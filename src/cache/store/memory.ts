@@ -27,6 +27,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
   const sets = new Map<string, { members: Set<string>; expires: number }>();
   let used = 0;
   let clock = 0;
+  let evictions = 0;
 
   const remove = (key: string): boolean => {
     const slot = slots.get(key);
@@ -41,6 +42,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     for (const key of slots.keys()) {
       if (used + size <= maxSize) break;
       remove(key);
+      evictions++;
     }
   };
 
@@ -53,6 +55,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
 
   return {
     name: 'memory',
+    usage: () => ({ bytes: used, entries: slots.size, evictions }),
     async get<M>(key: string) {
       const slot = slots.get(key);
       if (!slot) return undefined;

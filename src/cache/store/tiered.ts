@@ -44,6 +44,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
 
   return {
     name: `memory+${far.name}`,
+    usage: near.usage === undefined ? undefined : () => near.usage!(),
     async get(key) {
       const local = await near.get(key);
       if (local) return local as never;

@@ -1,0 +1,196 @@
+import diagnostics from 'node:diagnostics_channel';
+import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type { Server as HttpServer } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { responseEndChannel, type ResponseEndEvent } from './channels.ts';
+import { cacheResult } from './cache-result.ts';
+import type { CacheStats } from '../cache/engine.ts';
+import type { StoreUsage } from '../cache/store/contract.ts';
+
+/**
+ * Prometheus metrics (prom-client), served by the admin API at GET /metrics. Every label comes
+ * from a small fixed set or from the config (site, route, upstream): no URLs, no client values,
+ * so the number of series is bounded by the config.
+ *
+ * Sources: the response writer's end report (requests, durations, bytes sent, compression), the
+ * cache engine's counters (read when scraped), undici's own diagnostics channels for the origin
+ * side (requests, errors, bytes fetched, per upstream), the listeners (handshakes, connections,
+ * sessions, streams), and prom-client's default process metrics (event-loop lag among them).
+ */
+
+export interface MetricsSources {
+  /** The cache engine's counters and its store's usage, read at scrape time (the engine may change on reload). */
+  cache(): { stats: CacheStats; usage: StoreUsage | undefined } | undefined;
+  /** Passive health per upstream (1 up, 0 skipped after a failed connect). */
+  upstreams(): Array<{ upstream: string; up: boolean }>;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Counts handshakes, connections, sessions and streams on these listeners. */
+  watch(servers: { https: Http2SecureServer; http: HttpServer | null }): void;
+  text(): Promise<string>;
+  close(): void;
+}
+
+const statusClass = (status: number) => (status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other');
+/** A site's label: its first host pattern; a route's: its path prefix ("/" for the site's root). */
+const siteLabel = (event: ResponseEndEvent) => event.request.site?.hosts[0] ?? 'none';
+const routeLabel = (event: ResponseEndEvent) => event.request.route?.path ?? (event.request.site ? '/' : 'none');
+/** Error codes from undici and the socket layer: a bounded vocabulary; anything else is "other". */
+const errorCode = (error: unknown) => {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code) ? code : 'other';
+};
+
+export function createMetrics(sources: MetricsSources, options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+
+  const requests = new Counter({ name: 'outpost_requests_total', help: 'Responses sent, by site, route, status class and cache result', labelNames: ['site', 'route', 'status_class', 'cache'], registers: [registry] });
+  const duration = new Histogram({
+    name: 'outpost_request_duration_seconds', help: 'From the request\'s arrival to the last byte of the response', labelNames: ['cache'], registers: [registry],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  });
+  const bytesSent = new Counter({ name: 'outpost_response_bytes_total', help: 'Response body bytes sent to clients', labelNames: ['cache'], registers: [registry] });
+  const aborted = new Counter({ name: 'outpost_responses_aborted_total', help: 'Responses not completed, by outcome (client-abort, body-error)', labelNames: ['outcome'], registers: [registry] });
+  const compressionIn = new Counter({ name: 'outpost_compression_bytes_in_total', help: 'Identity bytes of the responses sent encoded, per coding', labelNames: ['coding'], registers: [registry] });
+  const compressionOut = new Counter({ name: 'outpost_compression_bytes_out_total', help: 'Encoded bytes sent for them, per coding', labelNames: ['coding'], registers: [registry] });
+
+  const originRequests = new Counter({ name: 'outpost_origin_requests_total', help: 'Requests to the origin, by upstream and response status class', labelNames: ['upstream', 'status_class'], registers: [registry] });
+  const originErrors = new Counter({ name: 'outpost_origin_errors_total', help: 'Origin requests that failed (connect, timeout, reset), by upstream and code', labelNames: ['upstream', 'code'], registers: [registry] });
+  const originBytes = new Counter({ name: 'outpost_origin_bytes_total', help: 'Response body bytes fetched from the origin, by upstream', labelNames: ['upstream'], registers: [registry] });
+  new Gauge({
+    name: 'outpost_upstream_up', help: 'Passive health: 1 while the upstream is used, 0 while it is skipped after a failed connect', labelNames: ['upstream'], registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      for (const { upstream, up } of sources.upstreams()) this.set({ upstream }, up ? 1 : 0);
+    },
+  });
+
+  // The cache engine keeps its own counters; they are read when scraped.
+  const cacheCounter = (name: string, help: string, read: (stats: CacheStats) => number) => new Counter({
+    name, help, registers: [registry],
+    collect() {
+      const cache = sources.cache();
+      if (cache !== undefined) { this.reset(); this.inc(read(cache.stats)); }
+    },
+  });
+  cacheCounter('outpost_cache_hits_total', 'Requests answered from the cache (fresh, or stale where allowed)', (s) => s.hits);
+  cacheCounter('outpost_cache_misses_total', 'Requests the cache could not answer alone (nothing stored, stale, bypass)', (s) => s.misses);
+  cacheCounter('outpost_cache_stores_total', 'Responses the store accepted', (s) => s.stores);
+  cacheCounter('outpost_cache_store_errors_total', 'Store reads or writes that failed', (s) => s.storeErrors);
+  cacheCounter('outpost_cache_coalesced_total', 'Requests that waited on an identical origin fetch instead of making their own', (s) => s.coalesced);
+  cacheCounter('outpost_cache_revalidations_total', 'Conditional requests sent to the origin for stale responses', (s) => s.revalidations);
+  cacheCounter('outpost_cache_stale_served_total', 'Stale responses served because the origin failed (stale-if-error, grace)', (s) => s.staleServed);
+  new Counter({
+    name: 'outpost_cache_evictions_total', help: 'Stored responses evicted to make room (memory store, near tier)', registers: [registry],
+    collect() {
+      const usage = sources.cache()?.usage;
+      if (usage !== undefined) { this.reset(); this.inc(usage.evictions); }
+    },
+  });
+  new Gauge({
+    name: 'outpost_cache_size_bytes', help: 'Bytes held by this process\'s cache store (memory store, near tier)', registers: [registry],
+    collect() { this.set(sources.cache()?.usage?.bytes ?? 0); },
+  });
+  new Gauge({
+    name: 'outpost_cache_entries', help: 'Records held by this process\'s cache store (responses, variants, indexes)', registers: [registry],
+    collect() { this.set(sources.cache()?.usage?.entries ?? 0); },
+  });
+
+  const handshakes = new Counter({ name: 'outpost_tls_handshakes_total', help: 'TLS handshakes completed', labelNames: ['protocol'], registers: [registry] });
+  const handshakeErrors = new Counter({ name: 'outpost_tls_handshake_errors_total', help: 'TLS handshakes that failed or timed out', registers: [registry] });
+  let connections = 0;
+  let sessions = 0;
+  let streams = 0;
+  new Gauge({ name: 'outpost_open_connections', help: 'Client connections open (TLS and plain HTTP)', registers: [registry], collect() { this.set(connections); } });
+  new Gauge({ name: 'outpost_open_h2_sessions', help: 'HTTP/2 sessions open', registers: [registry], collect() { this.set(sessions); } });
+  new Gauge({ name: 'outpost_open_h2_streams', help: 'HTTP/2 streams open (requests in progress on HTTP/2)', registers: [registry], collect() { this.set(streams); } });
+
+  const onEnd = (message: unknown) => {
+    const event = message as ResponseEndEvent;
+    const cache = cacheResult(event.headers['cache-status']);
+    requests.inc({ site: siteLabel(event), route: routeLabel(event), status_class: statusClass(event.status), cache });
+    duration.observe({ cache }, event.durationMs / 1000);
+    bytesSent.inc({ cache }, event.bytes);
+    if (event.outcome !== 'ok') aborted.inc({ outcome: event.outcome });
+    const coding = event.headers['content-encoding'];
+    const identity = event.request.notes?.get('identity-length');
+    if (typeof coding === 'string' && identity !== undefined && event.outcome === 'ok' && event.bytes > 0) {
+      compressionIn.inc({ coding }, Number(identity));
+      compressionOut.inc({ coding }, event.bytes);
+    }
+  };
+  responseEndChannel.subscribe(onEnd);
+
+  // undici's channels: every origin request Outpost makes goes through undici.
+  const upstreamOf = (request: { origin?: unknown }) => String(request.origin ?? 'unknown');
+  const undiciHandlers: Record<string, (message: unknown) => void> = {
+    'undici:request:headers': (message) => {
+      const { request, response } = message as { request: { origin?: unknown }; response: { statusCode: number } };
+      originRequests.inc({ upstream: upstreamOf(request), status_class: statusClass(response.statusCode) });
+    },
+    'undici:request:error': (message) => {
+      const { request, error } = message as { request: { origin?: unknown }; error: unknown };
+      // A client that went away aborts its origin request: not the origin's failure.
+      if ((error as { name?: string })?.name === 'AbortError' || (error as { code?: string })?.code === 'UND_ERR_ABORTED') return;
+      originErrors.inc({ upstream: upstreamOf(request), code: errorCode(error) });
+    },
+    'undici:client:connectError': (message) => {
+      const { connectParams, error } = message as { connectParams: { protocol: string; host: string }; error: unknown };
+      originErrors.inc({ upstream: `${connectParams.protocol}//${connectParams.host}`, code: errorCode(error) });
+    },
+    'undici:request:bodyChunkReceived': (message) => {
+      const { request, chunk } = message as { request: { origin?: unknown }; chunk: Buffer };
+      originBytes.inc({ upstream: upstreamOf(request) }, chunk.length);
+    },
+  };
+  for (const [name, handler] of Object.entries(undiciHandlers)) diagnostics.subscribe(name, handler);
+
+  const watched: Array<() => void> = [];
+  return {
+    registry,
+    watch(servers) {
+      const https = servers.https;
+      const onSecure = (socket: { alpnProtocol?: string | false; once(event: 'close', fn: () => void): void }) => {
+        handshakes.inc({ protocol: socket.alpnProtocol || 'none' });
+        connections++;
+        socket.once('close', () => { connections--; });
+      };
+      const onTlsError = () => handshakeErrors.inc();
+      const onSession = (session: ServerHttp2Session) => {
+        sessions++;
+        session.once('close', () => { sessions--; });
+      };
+      const onStream = (stream: ServerHttp2Stream) => {
+        streams++;
+        stream.once('close', () => { streams--; });
+      };
+      const onPlain = (socket: { once(event: 'close', fn: () => void): void }) => {
+        connections++;
+        socket.once('close', () => { connections--; });
+      };
+      https.on('secureConnection', onSecure);
+      https.on('tlsClientError', onTlsError);
+      https.on('session', onSession);
+      https.on('stream', onStream);
+      servers.http?.on('connection', onPlain);
+      watched.push(() => {
+        https.off('secureConnection', onSecure);
+        https.off('tlsClientError', onTlsError);
+        https.off('session', onSession);
+        https.off('stream', onStream);
+        servers.http?.off('connection', onPlain);
+      });
+    },
+    text: () => registry.metrics(),
+    close() {
+      responseEndChannel.unsubscribe(onEnd);
+      for (const [name, handler] of Object.entries(undiciHandlers)) diagnostics.unsubscribe(name, handler);
+      for (const undo of watched) undo();
+      registry.clear();
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import { responseEndChannel, NO_HEADERS, type RequestFacts } from '../observability/channels.ts';
+
+/**
+ * HTTP/1.x requests Node's parser refuses before any request object exists (headers over
+ * maxHeaderSize, a malformed request line, a header deadline): answered as Node would (status
+ * line, Connection: close), and reported like every other response so the access log and
+ * metrics see them too.
+ */
+
+/**
+ * Node's HTTP parser errors → the status a client gets (RFC 9110 §15.5); null for everything else
+ * (a reset connection, a TLS handshake that failed or timed out): no HTTP to answer with, the
+ * socket is dropped as Node would without this listener.
+ */
+export function clientErrorStatus(code: string | undefined): number | null {
+  if (code === 'HPE_HEADER_OVERFLOW') return 431;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 408;
+  if (code !== undefined && code.startsWith('HPE_')) return 400;
+  return null;
+}
+
+/** "GET /path HTTP/1.1" from the bytes received, when they start with a plausible request line. */
+function requestLine(raw: Buffer | undefined): { method: string; target: string; httpVersion: string } {
+  const line = raw === undefined ? '' : raw.subarray(0, 2048).toString('latin1').split('\r\n', 1)[0];
+  const match = /^([A-Z]{1,20}) ([\x21-\x7e]{1,2000}) HTTP\/(1\.[01])$/.exec(line);
+  return match ? { method: match[1], target: match[2], httpVersion: match[3] } : { method: '-', target: '-', httpVersion: '1.1' };
+}
+
+type ClientSocket = Duplex & { remoteAddress?: string; destroySoon?: () => void; _httpMessage?: { headersSent?: boolean } };
+
+export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: ClientSocket): void {
+  const status = clientErrorStatus(err.code);
+  // A response already on its way on this connection cannot be followed by another status line.
+  if (status === null || !socket.writable || socket._httpMessage?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const text = `${STATUS_CODES[status]}\n`;
+  socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+  // Closed once the answer is flushed, whatever the client does.
+  if (socket.destroySoon) socket.destroySoon();
+  else socket.end(() => socket.destroy());
+  if (!responseEndChannel.hasSubscribers) return;
+  const line = requestLine(err.rawPacket);
+  const address = socket.remoteAddress ?? '';
+  const request: RequestFacts = {
+    ...line,
+    host: '',
+    remoteAddress: address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address,
+    headers: NO_HEADERS,
+    startedAt: process.hrtime.bigint(),
+  };
+  responseEndChannel.publish({ request, status, headers: { 'content-length': text.length }, bytes: text.length, durationMs: 0, outcome: 'ok' });
+}

@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { checkCertificates, checkConfigData, checkPorts } from '../../src/config/check.ts';
+import { validateConfig } from '../../src/config/load.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'outpost-check-'));
+const DAY = 86_400_000;
+
+/** A self-signed certificate for these names, written to dir; answers the two file paths. */
+async function certificate(name: string, hosts: string[], days = 365): Promise<{ cert: string; key: string }> {
+  const pems = await generate([{ name: 'commonName', value: hosts[0] }], {
+    keyType: 'ec', curve: 'P-256', algorithm: 'sha256', notAfterDate: new Date(Date.now() + days * DAY),
+    extensions: [{ name: 'subjectAltName', altNames: hosts.map((value) => ({ type: 2, value })) }],
+  });
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  writeFileSync(cert, pems.cert);
+  writeFileSync(key, pems.private);
+  return { cert, key };
+}
+
+const run = (...args: string[]) => spawnSync(process.execPath, ['src/main.ts', ...args], { encoding: 'utf8', timeout: 20_000 });
+
+test('certificates: a good pair passes; a key from another pair, a key given as the certificate and a certificate given as the key are errors', async () => {
+  const good = await certificate('good', ['example.com', '*.example.com']);
+  const other = await certificate('other', ['other.test']);
+  const config = (certificates: unknown[], sites: unknown[] = [{ hosts: ['example.com'], static: 'public' }]) =>
+    validateConfig({ tls: { certificates }, sites });
+  assert.deepEqual(checkCertificates(config([{ hosts: ['example.com'], ...good }])), { errors: [], warnings: [] });
+
+  const report = checkCertificates(config([
+    { hosts: ['example.com'], cert: good.cert, key: other.key },
+    { hosts: ['a.test'], cert: good.key, key: good.key },
+    { hosts: ['b.test'], cert: good.cert, key: good.cert },
+  ], [{ hosts: ['*'], static: 'public' }]));
+  assert.deepEqual(report.errors.map((e) => e.replaceAll(dir, 'DIR')), [
+    `tls.certificates[0].key: "DIR/other.key" does not belong to the certificate in "DIR/good.pem"`,
+    `tls.certificates[1].cert: "DIR/good.key" holds a private key, not a certificate`,
+    `tls.certificates[2].key: "DIR/good.pem" holds a certificate, not a private key`,
+    `tls.certificates[2].hosts: "b.test" is not among the certificate's names (DNS:example.com, DNS:*.example.com)`,
+  ]);
+});
+
+test('certificates: expired and soon-expiring are warnings, with the clock injected', async () => {
+  const pair = await certificate('expiry', ['example.com'], 100);
+  const config = validateConfig({ tls: { certificates: [{ hosts: ['example.com'], ...pair }] }, sites: [{ hosts: ['example.com'], static: 'public' }] });
+  assert.deepEqual(checkCertificates(config, Date.now()).warnings, []);
+  const soon = checkCertificates(config, Date.now() + 90 * DAY);
+  assert.equal(soon.errors.length, 0);
+  assert.match(soon.warnings[0], /^tls\.certificates\[0\]\.cert: ".*expiry\.pem" expires in (9|10) days \(/);
+  assert.match(checkCertificates(config, Date.now() + 200 * DAY).warnings[0], /expired on \d{4}-/);
+});
+
+test('certificates: a site host that the certificate SNI picks for it does not name is an error', async () => {
+  const pair = await certificate('covered', ['example.com', '*.example.com']);
+  const config = validateConfig({
+    tls: { certificates: [{ hosts: ['example.com', '*.example.com'], ...pair }] },
+    sites: [{ hosts: ['example.com', 'www.example.com', '*.example.com', 'a.b.example.com', 'shop.test', '*'], static: 'public' }],
+  });
+  const errors = checkCertificates(config).errors;
+  assert.equal(errors.length, 2, errors.join('\n'));
+  assert.match(errors[0], /^sites\[0\]\.hosts: "a\.b\.example\.com" is not covered by any certificate \(SNI picks tls\.certificates\[0\]/);
+  assert.match(errors[1], /^sites\[0\]\.hosts: "shop\.test" is not covered by any certificate/);
+});
+
+test('ports in use are warnings naming their key', async () => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    const config = validateConfig({ listen: { host: '127.0.0.1', https: port, http: null }, admin: { listen: null } });
+    assert.deepEqual(await checkPorts(config), [`listen.https: 127.0.0.1:${port} is already in use`]);
+  } finally {
+    busy.close();
+  }
+});
+
+test('checkConfigData: schema errors, missing files and certificate problems in one report', async () => {
+  const good = await certificate('mixed', ['example.com']);
+  const other = await certificate('mixed-other', ['example.com']);
+  const report = await checkConfigData({
+    listen: { https: 'x' },
+    sites: [{ hosts: ['example.com'], static: 'no/such/dir' }],
+    tls: { certificates: [{ hosts: ['example.com'], cert: good.cert, key: other.key }, { hosts: ['example.com'], cert: join(dir, 'missing.pem'), key: good.key }] },
+  });
+  assert.equal(report.config, null);
+  assert.deepEqual(report.errors.map((e) => e.replaceAll(dir, 'DIR').split(' (')[0]), [
+    'listen.https: expected a port number, got "x"',
+    'sites[0].static: not a directory: "no/such/dir"',
+    'tls.certificates[1].cert: cannot read "DIR/missing.pem"',
+    `tls.certificates[0].key: "DIR/mixed-other.key" does not belong to the certificate in "DIR/mixed.pem"`,
+  ]);
+});
+
+test('outpost check: every problem at once, warnings apart; start refuses a mismatched key in one line', async () => {
+  const good = await certificate('cli', ['localhost']);
+  const other = await certificate('cli-other', ['localhost']);
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const port = (busy.address() as { port: number }).port;
+  const file = join(dir, 'cli.yaml');
+  writeFileSync(file, [
+    `listen: { host: 127.0.0.1, https: ${port}, http: null }`,
+    'log: { access: "off" }',
+    'tls:',
+    '  certificates:',
+    `    - { hosts: [localhost], cert: ${JSON.stringify(good.cert)}, key: ${JSON.stringify(other.key)} }`,
+    `    - { hosts: [localhost], cert: ${JSON.stringify(good.key)}, key: ${JSON.stringify(good.key)} }`,
+    '',
+  ].join('\n'));
+  try {
+    const checked = run('check', '-c', file);
+    assert.equal(checked.status, 1);
+    assert.match(checked.stderr, /warning: listen\.https: 127\.0\.0\.1:\d+ is already in use/);
+    assert.match(checked.stderr, /tls\.certificates\[0\]\.key: .* does not belong to the certificate/);
+    assert.match(checked.stderr, /tls\.certificates\[1\]\.cert: .* holds a private key, not a certificate/);
+    const started = run('-c', file);
+    assert.equal(started.status, 1);
+    assert.doesNotMatch(started.stderr, /\n\s+at /, 'no stack trace');
+    assert.match(started.stderr, /does not belong to the certificate/);
+  } finally {
+    busy.close();
+  }
+});
+
+test('outpost start: a port in use is one clear line and exit 1, no stack trace', async () => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const port = (busy.address() as { port: number }).port;
+  const file = join(dir, 'busy.yaml');
+  writeFileSync(file, `listen: { host: 127.0.0.1, https: ${port}, http: null }\nlog: { access: "off" }\ntls: { devCertDir: ${JSON.stringify(join(dir, 'dev'))} }\nadmin: { listen: null }\n`);
+  try {
+    const started = run('-c', file);
+    assert.equal(started.status, 1, started.stdout + started.stderr);
+    assert.equal(started.stderr.trim(), `outpost: cannot start: listen.https: 127.0.0.1:${port} is already in use`);
+  } finally {
+    busy.close();
+  }
+});

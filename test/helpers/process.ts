@@ -1,0 +1,41 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+
+/** `src/main.ts` as its own process, the way an operator runs it; output collected for assertions. */
+export interface OutpostProcess {
+  readonly child: ChildProcess;
+  output(): string;
+  /** Waits (bounded) until the output matches; answers the match. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** SIGTERM, then SIGKILL if it has not exited within the deadline; answers the exit code. */
+  stop(timeoutMs?: number): Promise<number | null>;
+}
+
+export function spawnOutpost(args: string[], env: NodeJS.ProcessEnv = {}): OutpostProcess {
+  const child = spawn(process.execPath, ['src/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => { output += d; });
+  child.stderr!.on('data', (d: Buffer) => { output += d; });
+  return {
+    child,
+    output: () => output,
+    async waitFor(pattern, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = pattern.exec(output);
+        if (match) return match;
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in the output:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    },
+    async stop(timeoutMs = 10_000) {
+      if (child.exitCode !== null) return child.exitCode;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const [code] = await exited;
+      clearTimeout(timer);
+      return code as number | null;
+    },
+  };
+}

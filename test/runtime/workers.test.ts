@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { h2, startOrigin } from '../helpers/outpost.ts';
+import { spawnOutpost } from '../helpers/process.ts';
+import { restartDelay } from '../../src/runtime/cluster.ts';
+import { sumStats } from '../../src/runtime/ipc.ts';
+
+const TOKEN = 'workers-test-token-0123456789';
+
+test('restart back-off doubles per quick death, capped at 30 s; stats sum numbers and keep the rest', () => {
+  assert.deepEqual([1, 2, 3, 4, 10].map(restartDelay), [250, 500, 1000, 2000, 30_000]);
+  assert.deepEqual(sumStats([{ store: 'memory', hits: 1, misses: 2 }, { store: 'memory', hits: 3, misses: 0 }]), { store: 'memory', hits: 4, misses: 2 });
+});
+
+test('workers: 2 share the listener; purge, stats, explain and metrics cover every worker; a killed worker is replaced; SIGHUP reloads each; SIGTERM drains all', async () => {
+  let served = 0;
+  const origin = await startOrigin((_req, res) => { served++; res.setHeader('cache-control', 'max-age=600'); res.end('shared page'); });
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-workers-'));
+  const file = join(dir, 'outpost.yaml');
+  const write = (extra: string) => writeFileSync(file, [
+    'workers: 2',
+    'listen: { host: 127.0.0.1, https: 0, http: null }',
+    'log: { access: "off" }',
+    `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
+    `admin: { listen: "127.0.0.1:0", token: ${TOKEN} }`,
+    `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)} }]`,
+    extra, '',
+  ].join('\n'));
+  write('');
+  const outpost = spawnOutpost(['-c', file]);
+  const admin = async (path: string, body?: unknown): Promise<any> => {
+    const res = await fetch(`${adminUrl}${path}`, { method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return path === '/metrics' ? res.text() : res.json();
+  };
+  let adminUrl = '';
+  try {
+    const url = (await outpost.waitFor(/listening on (https:\/\/127\.0\.0\.1:\d+)\/ \(2 workers\)/, 30_000))[1];
+    adminUrl = (await outpost.waitFor(/admin API on (http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    const ca = readFileSync(join(dir, 'cert', 'dev-cert.pem'), 'utf8');
+    const page = `${url}/page`;
+    const explainPage = async () => admin(`/explain?url=${encodeURIComponent(page)}`);
+
+    // Each new connection goes to the next worker: soon both hold their own copy.
+    let requests = 0;
+    for (let i = 0; i < 20 && (await explainPage()).storedIn < 2; i++) {
+      assert.equal((await h2(page, { ca })).body.toString(), 'shared page');
+      requests++;
+    }
+    const before = await explainPage();
+    assert.equal(before.workers, 2);
+    assert.equal(before.storedIn, 2, 'both workers hold the page');
+    assert.equal(served, 2, 'one origin fetch per worker');
+    const stats = await admin('/stats');
+    assert.equal(stats.workers, 2);
+    assert.equal(stats.workerPids.length, 2);
+    assert.equal(stats.stores, 2);
+    assert.equal(stats.hits + stats.misses, requests);
+
+    // Metrics are the node's totals.
+    const metrics: string = await admin('/metrics');
+    const total = metrics.split('\n').filter((l) => l.startsWith('outpost_requests_total{')).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+    assert.equal(total, requests);
+    assert.match(metrics, /^outpost_cache_stores_total 2$/m);
+
+    // A purge on the admin API drops every worker's copy.
+    assert.deepEqual(await admin('/purge', { url: page }), { purged: 2 });
+    assert.equal((await explainPage()).storedIn, 0);
+    for (let i = 0; i < 4; i++) await h2(page, { ca });
+    assert.equal(served, 4, 'after the purge each worker fetched again');
+
+    // A worker that dies is replaced; the node keeps answering meanwhile.
+    const [victim] = stats.workerPids as number[];
+    process.kill(victim, 'SIGKILL');
+    await outpost.waitFor(new RegExp(`worker ${victim} exited \\(SIGKILL\\); starting another in \\d+ ms`));
+    assert.equal((await h2(page, { ca })).status, 200);
+    for (const deadline = Date.now() + 10_000; ; await new Promise((resolve) => setTimeout(resolve, 50))) {
+      const now = await admin('/stats');
+      if (now.workers === 2 && !now.workerPids.includes(victim)) break;
+      assert.ok(Date.now() < deadline, `a new worker started: ${JSON.stringify(now)}\n${outpost.output()}`);
+    }
+
+    // SIGHUP: validated once, applied by each worker.
+    write('hsts: { maxAge: 60s }');
+    outpost.child.kill('SIGHUP');
+    await outpost.waitFor(/configuration reloaded \(SIGHUP\) in 2 workers/);
+    for (let i = 0; i < 4; i++) assert.equal((await h2(page, { ca })).headers['strict-transport-security'], 'max-age=60');
+
+    assert.equal(await outpost.stop(), 0, outpost.output());
+    assert.match(outpost.output(), /outpost: stopped/);
+    assert.doesNotMatch(outpost.output(), /\n\s+at /, 'no stack trace');
+  } finally {
+    await outpost.stop();
+    await origin.close();
+  }
+});
