@@ -2,6 +2,7 @@ import diagnostics from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Context } from '../pipeline/context.ts';
 import type { TunnelEvent } from '../server/tunnel.ts';
+import type { CacheResult } from './cache-result.ts';
 
 /**
  * Stages publish, the access log and metrics subscribe; without subscribers a publish costs a
@@ -65,6 +66,8 @@ export interface ResponseEndEvent {
   /** From the request's arrival to the last byte (or the abort), in ms. */
   readonly durationMs: number;
   readonly outcome: Outcome;
+  /** What the cache did (read once from our Cache-Status member, for every subscriber). */
+  readonly cache: CacheResult;
 }
 
 export const responseEndChannel = diagnostics.channel('outpost:response-end');

@@ -1,5 +1,4 @@
 import { errorChannel, responseEndChannel, type ErrorEvent, type ResponseEndEvent } from './channels.ts';
-import { cacheResult } from './cache-result.ts';
 import { isOutpostError } from '../errors.ts';
 
 /**
@@ -89,7 +88,7 @@ export function createFeed(now: () => number = Date.now): Feed {
   const onEnd = (message: unknown) => {
     const event = message as ResponseEndEvent;
     const second = bucket();
-    const cache = cacheResult(event.headers['cache-status']);
+    const cache = event.cache;
     second.requests++;
     second.bytesSent += event.bytes;
     second.latency[latencyBucket(event.durationMs)]++;

@@ -3,7 +3,6 @@ import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'n
 import type { Server as HttpServer } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { responseEndChannel, type ResponseEndEvent } from './channels.ts';
-import { cacheResult } from './cache-result.ts';
 import type { CacheStats } from '../cache/engine.ts';
 import type { StoreUsage } from '../cache/store/contract.ts';
 
@@ -111,7 +110,7 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
 
   const onEnd = (message: unknown) => {
     const event = message as ResponseEndEvent;
-    const cache = cacheResult(event.headers['cache-status']);
+    const cache = event.cache;
     requests.inc({ site: siteLabel(event), route: routeLabel(event), status_class: statusClass(event.status), cache });
     duration.observe({ cache }, event.durationMs / 1000);
     bytesSent.inc({ cache }, event.bytes);

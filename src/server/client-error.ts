@@ -52,5 +52,5 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
     headers: NO_HEADERS,
     startedAt: process.hrtime.bigint(),
   };
-  responseEndChannel.publish({ request, status, headers: { 'content-length': text.length }, bytes: text.length, durationMs: 0, outcome: 'ok' });
+  responseEndChannel.publish({ request, status, headers: { 'content-length': text.length }, bytes: text.length, durationMs: 0, outcome: 'ok', cache: 'none' });
 }

@@ -4,6 +4,7 @@ import { Readable, type Writable } from 'node:stream';
 import { hasNoContent } from '../http/status.ts';
 import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
+import { cacheResult } from '../observability/cache-result.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -63,6 +64,7 @@ function reportOnClose(destination: Writable, request: RequestFacts, reply: Repl
       bytes: Math.max(0, tally.bytes - (finished ? 0 : destination.writableLength)),
       durationMs: Number(process.hrtime.bigint() - request.startedAt) / 1e6,
       outcome: tally.failed ? 'body-error' : finished ? 'ok' : 'client-abort',
+      cache: cacheResult(reply.headers['cache-status']),
     });
   });
 }
@@ -72,6 +74,7 @@ function reportUnsent(request: RequestFacts, reply: Reply): void {
   responseEndChannel.publish({
     request, status: reply.status, headers: reply.headers, bytes: 0,
     durationMs: Number(process.hrtime.bigint() - request.startedAt) / 1e6, outcome: 'client-abort',
+    cache: cacheResult(reply.headers['cache-status']),
   });
 }
 

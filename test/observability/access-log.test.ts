@@ -181,3 +181,22 @@ test('text access log keeps its shape, plus the cache result; reopen() moves on 
     await origin.close();
   }
 });
+
+test('JSON access log lines stay valid JSON whatever the client sent (quotes, backslashes, control and non-ASCII characters)', async () => {
+  const { formatAccessJson } = await import('../../src/observability/log.ts');
+  const hostile = 'a"b\\c\u0001d\u00e9\u2028e';
+  const line = formatAccessJson({
+    request: { method: 'GET', target: `/x?${hostile}`, host: hostile, remoteAddress: '::1', httpVersion: '1.1', headers: { 'user-agent': hostile, referer: ['a', 'b'] as unknown as string }, startedAt: 0n, notes: new Map([['upstream', hostile]]) },
+    status: 200, headers: { 'content-encoding': 'gzip' }, bytes: 3, durationMs: 1.23456, outcome: 'ok', cache: 'miss',
+  }, Date.UTC(2026, 10, 30, 6, 0, 0, 7));
+  assert.ok(line.endsWith('}\n') && !line.slice(0, -1).includes('\n'));
+  const entry = JSON.parse(line);
+  assert.equal(entry.time, '2026-11-30T06:00:00.007Z');
+  assert.equal(entry.path, `/x?${hostile}`);
+  assert.equal(entry.host, hostile);
+  assert.equal(entry.user_agent, hostile);
+  assert.equal(entry.upstream, hostile);
+  assert.equal(entry.referer, 'a, b');
+  assert.equal(entry.duration_ms, 1.235);
+  assert.equal(entry.encoding, 'gzip');
+});

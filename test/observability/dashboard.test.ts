@@ -8,6 +8,7 @@ import { h2, startOrigin } from '../helpers/outpost.ts';
 import { spawnOutpost } from '../helpers/process.ts';
 import { createFeed, dashboardView, latencyBucket, mergeSnapshots, percentile, LATENCY_BOUNDS_MS } from '../../src/observability/feed.ts';
 import { responseEndChannel } from '../../src/observability/channels.ts';
+import { cacheResult } from '../../src/observability/cache-result.ts';
 
 const TOKEN = 'dashboard-test-token-0123456789';
 const CHROMIUM = '/usr/bin/chromium';
@@ -33,7 +34,7 @@ test('feed: latency percentiles from buckets; snapshots of several processes add
   const a = createFeed(() => now);
   const publish = (status: number, cacheStatus: string | undefined, target: string) => responseEndChannel.publish({
     request: { method: 'GET', target, host: 'example.com', remoteAddress: '127.0.0.1', httpVersion: '2', headers: {}, startedAt: 0n },
-    status, headers: cacheStatus ? { 'cache-status': cacheStatus } : {}, bytes: 100, durationMs: 0.7, outcome: 'ok',
+    status, headers: cacheStatus ? { 'cache-status': cacheStatus } : {}, bytes: 100, durationMs: 0.7, outcome: 'ok', cache: cacheResult(cacheStatus),
   });
   try {
     publish(200, 'Outpost; hit; ttl=5', '/a');

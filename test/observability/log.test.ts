@@ -41,3 +41,11 @@ test('a kind is where (digits aside) and the code', () => {
   assert.notEqual(errorKind(event('origin', 'A')), errorKind(event('origin', 'B')));
   assert.equal(errorKind({ ctx: null, where: 'request', error: new OutpostError('BAD_GATEWAY', 502, 'x') }), 'request BAD_GATEWAY');
 });
+
+test('a passed-through connection is one access-log entry in either format', async () => {
+  const { formatPassthroughJson, formatPassthroughLine } = await import('../../src/observability/log.ts');
+  const event = { client: '192.0.2.1', servername: 'legacy.test', backend: '10.0.0.5:443', bytesIn: 517, bytesOut: 4096, durationMs: 12.5, error: null };
+  const entry = JSON.parse(formatPassthroughJson(event, Date.UTC(2026, 10, 30)));
+  assert.deepEqual(entry, { time: '2026-11-30T00:00:00.000Z', passthrough: 'legacy.test', remote: '192.0.2.1', backend: '10.0.0.5:443', bytes_in: 517, bytes_out: 4096, duration_ms: 12.5, error: null });
+  assert.match(formatPassthroughLine(event), /^192\.0\.2\.1 legacy\.test \[.+\] "PASSTHROUGH 10\.0\.0\.5:443" 517 4096 12\.5ms\n$/);
+});
