@@ -23,7 +23,7 @@ import { createSqliteStore } from './cache/store/sqlite.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
 import { createGuards } from './guard/guards.ts';
-import { addressList } from './guard/cidr.ts';
+import { addressList } from './net/cidr.ts';
 import { frontStats } from './server/counters.ts';
 
 /**

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { byteRate, duration, hostPattern, issueMessage, port, size } from './fields.ts';
 import { originSpec } from './origin-schema.ts';
 import { passthroughRoute } from './passthrough-schema.ts';
-import { cidrProblem } from '../guard/cidr.ts';
+import { cidrProblem } from '../net/cidr.ts';
 
 /**
  * The configuration schema: every key, its default (with the unit and the reason), and what is

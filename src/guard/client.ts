@@ -1,5 +1,5 @@
 import type { Context } from '../pipeline/context.ts';
-import type { AddressList } from './cidr.ts';
+import type { AddressList } from '../net/cidr.ts';
 
 /**
  * The client a request comes from: the peer, or, when the peer is a trusted proxy, the right-most

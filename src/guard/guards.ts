@@ -1,6 +1,6 @@
 import type { GuardConfig } from '../config/schema.ts';
 import type { Stage } from '../pipeline/compose.ts';
-import { addressList, type AddressList } from './cidr.ts';
+import { addressList, type AddressList } from '../net/cidr.ts';
 import { createLocalLimiter, type RateLimiter } from './rate-limit.ts';
 import { createRedisLimiter } from './redis-limiter.ts';
 import { compileRules } from './rules.ts';

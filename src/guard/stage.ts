@@ -1,7 +1,7 @@
 import type { Stage } from '../pipeline/compose.ts';
 import type { Reply } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
-import type { AddressList } from './cidr.ts';
+import type { AddressList } from '../net/cidr.ts';
 import { clientAddress } from './client.ts';
 import { clientKey, type RateDecision, type RateLimiter } from './rate-limit.ts';
 import type { CompiledRule } from './rules.ts';

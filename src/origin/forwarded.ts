@@ -1,4 +1,5 @@
-import { BlockList, isIPv6 } from 'node:net';
+import { type BlockList, isIPv6 } from 'node:net';
+import { blockList } from '../net/cidr.ts';
 import type { Context } from '../pipeline/context.ts';
 
 /**
@@ -7,16 +8,8 @@ import type { Context } from '../pipeline/context.ts';
  * whose chain is kept and extended.
  */
 
-export function trustList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address, bits] = entry.split('/');
-    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(address, type);
-    else list.addSubnet(address, Number(bits), type);
-  }
-  return list;
-}
+/** Trusted proxies (validated addresses and CIDR ranges). */
+export const trustList = (entries: readonly string[]): BlockList => blockList(entries);
 
 function isTrusted(list: BlockList, address: string): boolean {
   if (address === '') return false;

@@ -1,4 +1,5 @@
-import { BlockList, isIP, type Server, type Socket } from 'node:net';
+import { isIP, type Server, type Socket } from 'node:net';
+import { blockList } from '../net/cidr.ts';
 import { frontCounters } from './counters.ts';
 import { plainAddress } from './request.ts';
 
@@ -14,22 +15,10 @@ export interface ClientConnectionLimit {
   openFrom(address: string): number;
 }
 
-/** Addresses and CIDR ranges (validated by the config schema) as a BlockList. */
-function exemptList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address, bits] = entry.split('/');
-    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(address, type);
-    else list.addSubnet(address, Number(bits), type);
-  }
-  return list;
-}
-
 /** `exempt`: peers that speak for many clients (trusted proxies, load balancers), never limited. */
 export function clientConnectionLimit(maxPerClient: number, exempt: readonly string[] = []): ClientConnectionLimit {
   const open = new Map<string, number>();
-  const exempted = exempt.length > 0 ? exemptList(exempt) : null;
+  const exempted = exempt.length > 0 ? blockList(exempt) : null;
 
   function admit(socket: Socket): boolean {
     const address = socket.remoteAddress;

@@ -1,6 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressList, cidrProblem } from '../../src/guard/cidr.ts';
+import { addressList, cidrProblem } from '../../src/net/cidr.ts';
 import { clientAddress } from '../../src/guard/client.ts';
 import { clientKey, createLocalLimiter, gcra } from '../../src/guard/rate-limit.ts';
 import { compileRules } from '../../src/guard/rules.ts';

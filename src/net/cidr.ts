@@ -1,7 +1,8 @@
 import { BlockList, isIP } from 'node:net';
 
 /**
- * Address lists from config (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`) as a node:net BlockList.
+ * Address lists from config (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`) as a node:net BlockList,
+ * for every part that trusts or refuses addresses: the guard, trusted proxies, connection limits.
  * IPv4-mapped IPv6 peers (`::ffff:10.1.2.3`) are normalised to IPv4 by the request adapter, so an
  * IPv4 rule matches them too. Entries are validated by the config schema (`cidrProblem`).
  */
@@ -22,7 +23,8 @@ export function cidrProblem(entry: string): string | null {
   return null;
 }
 
-export function addressList(entries: readonly string[]): AddressList {
+/** The entries (validated addresses and CIDR ranges) as a node:net BlockList. */
+export function blockList(entries: readonly string[]): BlockList {
   const list = new BlockList();
   for (const entry of entries) {
     const [address, bits] = entry.split('/');
@@ -30,6 +32,11 @@ export function addressList(entries: readonly string[]): AddressList {
     if (bits === undefined) list.addAddress(address, type);
     else list.addSubnet(address, Number(bits), type);
   }
+  return list;
+}
+
+export function addressList(entries: readonly string[]): AddressList {
+  const list = blockList(entries);
   return {
     has(address) {
       const family = isIP(address);
