@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
+import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
 import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
@@ -53,6 +54,8 @@ export interface StoredView {
   readonly initialAge: number;
   /** The stored fields a client may see (hidden ones removed), without Age and Content-Length. */
   readonly clientHeaders: OutgoingHttpHeaders;
+  /** What a client's preconditions compare with: the ETag, and Last-Modified or else Date (RFC 9111 §4.3.2). */
+  readonly validators: ConditionalTarget;
 }
 
 
@@ -147,7 +150,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       const lifetime = meta.invalidatedAt === undefined ? facts.lifetime : Math.min(facts.lifetime, Math.floor(currentAge(initial, meta.responseTime, meta.invalidatedAt)));
       const clientHeaders: OutgoingHttpHeaders = {};
       for (const field in meta.headers) if (!hidden.has(field) && field !== 'age') clientHeaders[field] = meta.headers[field];
-      v = { facts, lifetime, initialAge: initial, clientHeaders };
+      v = { facts, lifetime, initialAge: initial, clientHeaders, validators: { etag: facts.etag, lastModified: facts.lastModified ?? facts.date } };
       views.set(meta, v);
     }
     return v;

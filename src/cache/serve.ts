@@ -35,10 +35,9 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
   if (age !== undefined) headers.age = String(Math.floor(age));
   headers['cache-status'] = appendCacheStatus(headers['cache-status'], cacheStatus);
 
-  if (status >= 200 && status < 300) {
-    const facts = view.facts;
+  if (status >= 200 && status < 300 && hasPreconditions(ctx.headers)) {
     // §4.3.2: If-Modified-Since is compared with Last-Modified, or with Date when there is none.
-    const precondition = evaluatePreconditions(ctx.headers, { etag: facts.etag, lastModified: facts.lastModified ?? facts.date });
+    const precondition = evaluatePreconditions(ctx.headers, view.validators);
     if (precondition === 'not-modified') return { status: 304, headers: notModifiedHeaders(headers), body: null, variants };
     if (precondition === 'failed') return textReply(412, 'Precondition Failed', { 'cache-status': headers['cache-status'] as string });
   }
@@ -47,7 +46,7 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
   if (ctx.method === 'HEAD') return { status, headers, body: null, variants };
   const range = ctx.headers.range;
   const ifRange = ctx.headers['if-range'];
-  if (status === 200 && range !== undefined && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, { etag: view.facts.etag, lastModified: view.facts.lastModified })) {
+  if (status === 200 && range !== undefined && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, view.facts)) {
     const decision = parseRange(range, body.length);
     if (decision.kind === 'partial') {
       headers['content-range'] = contentRange(decision.start, decision.end, body.length);
@@ -58,3 +57,7 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
   }
   return { status, headers, body, variants };
 }
+
+/** Whether the request carries any precondition (most hits carry none: no evaluation, no allocation). */
+const hasPreconditions = (h: Context['headers']): boolean =>
+  h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined;

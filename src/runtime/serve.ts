@@ -1,3 +1,4 @@
+import { Registry } from 'prom-client';
 import type { Config } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
@@ -104,8 +105,11 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     await logs.close();
     throw err;
   }
-  const metrics = nodeMetrics(instance);
-  const feed = createFeed();
+  // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
+  // only when the admin API that serves them is on.
+  const observed = config.admin.listen !== null && config.admin.token !== null;
+  const metrics = observed ? nodeMetrics(instance) : unobservedMetrics();
+  const feed = observed ? createFeed() : unobservedFeed();
   return {
     instance,
     logs,
@@ -130,6 +134,15 @@ export async function startNode(config: Config): Promise<NodeProcess> {
       await logs.close();
     },
   };
+}
+
+/** Nothing collected: no admin API to read it. */
+function unobservedMetrics(): Metrics {
+  return { registry: new Registry(), watch() {}, text: async () => '', close() {} };
+}
+
+function unobservedFeed(): Feed {
+  return { snapshot: () => ({ seconds: [], missed: [], errors: [] }), close() {} };
 }
 
 /** The admin API when configured with a token; a line saying why not otherwise. */
