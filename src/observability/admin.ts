@@ -131,7 +131,10 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
   }
 
   const server: Server = createServer({ headersTimeout: 5000, requestTimeout: 10_000 }, (req, res) => {
-    const [target, search = ''] = (req.url ?? '/').split('?', 2);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    // Split at the first '?' only: an explain URL given unencoded keeps its own query.
+    const [target, search] = q === -1 ? [url, ''] : [url.slice(0, q), url.slice(q + 1)];
     if ((target === '/dashboard' || target === '/dashboard/feed') && actions.dashboard && (req.method === 'GET' || req.method === 'HEAD')) {
       return dashboard(req, res, target, search);
     }
@@ -140,7 +143,7 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
       res.setHeader('www-authenticate', 'Bearer');
       return send(res, 401, { error: 'missing or wrong bearer token' });
     }
-    const [path, query = ''] = (req.url ?? '/').split('?', 2);
+    const [path, query] = [target, search];
     if (path === '/metrics' && actions.metrics && (req.method === 'GET' || req.method === 'HEAD')) {
       actions.metrics().then((text) => {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });

@@ -53,7 +53,8 @@ interface Tally { bytes: number; failed: boolean }
  * the writable side): there `aborted` and the RST code tell.
  */
 function reportOnClose(destination: Writable, request: RequestFacts, reply: Reply, tally: Tally): void {
-  destination.once('close', () => {
+  // 'close' comes once; on() spares the wrapper once() makes on every response.
+  destination.on('close', () => {
     const h2stream = destination as Partial<ServerHttp2Stream>;
     const reset = h2stream.rstCode !== undefined && (h2stream.aborted === true || h2stream.rstCode !== h2.NGHTTP2_NO_ERROR);
     const finished = destination.writableFinished && !reset && !tally.failed;
