@@ -61,3 +61,8 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
 /** Whether the request carries any precondition (most hits carry none: no evaluation, no allocation). */
 const hasPreconditions = (h: Context['headers']): boolean =>
   h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined;
+
+/** §5.2.1.7 only-if-cached with nothing usable stored: "respond ... with a 504 (Gateway Timeout)". */
+export function onlyIfCachedReply(cacheStatus: string): Reply {
+  return textReply(504, 'Gateway Timeout: not in cache (only-if-cached)', { 'cache-status': cacheStatus });
+}

@@ -15,7 +15,7 @@ import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
 import type { Flight, Leader } from './flights.ts';
-import { storedReply } from './serve.ts';
+import { onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
 import {
   declaredLength, describesTarget, detachedContext, EMPTY_BODY, errorStatus, fetchContext, pragmaNoCache, readUpTo,
@@ -77,7 +77,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const lookup = await engine.lookup(primary, ctx.headers);
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
-      if (request.has('only-if-cached')) return onlyIfCached(ctx);
+      if (request.has('only-if-cached')) return onlyIfCachedReply(status('fwd=miss; detail=only-if-cached'));
       return miss(ctx, request, primary, lookup.kind);
     }
     const found = lookup.found;
@@ -95,7 +95,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         revalidateInBackground(ctx, found, view);
         return serve(ctx, found, view, age, `hit; ttl=${ttl}; detail=stale-while-revalidate`);
       case 'revalidate':
-        if (request.has('only-if-cached')) return onlyIfCached(ctx);
+        if (request.has('only-if-cached')) return onlyIfCachedReply(status('fwd=miss; detail=only-if-cached'));
         stats.misses++;
         return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale');
     }
@@ -120,15 +120,6 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     hide(reply);
     setCacheStatus(reply, status(`fwd=method; fwd-status=${reply.status}`));
     return reply;
-  }
-
-  function onlyIfCached(ctx: Context): Reply {
-    const body = Buffer.from('Gateway Timeout: not in cache (only-if-cached)\n');
-    return {
-      status: 504,
-      headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length, 'cache-status': status('fwd=miss; detail=only-if-cached') },
-      body: ctx.method === 'HEAD' ? null : body,
-    };
   }
 
   // ---- nothing stored ---------------------------------------------------------------------------
