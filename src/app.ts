@@ -155,16 +155,19 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   });
 
   function siteHandler(site: SiteConfig, i: number): Handler {
-    const guard = guards.stageFor(site.guard ?? config.guard, site.guard ? `s${i}` : 'all');
+    const siteGuard = site.guard ?? config.guard;
+    const siteGuardId = site.guard ? `s${i}` : 'all';
     const fallback: Handler = site.origin ? proxyFor(`sites[${i}]`, site.origin, site.cache, site.proxy) : notFound;
-    const root: Handler = compose([guard, compress], site.static
+    const root: Handler = guards.guard(siteGuard, siteGuardId, compose([compress], site.static
       ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files })], fallback)
-      : fallback);
+      : fallback));
     const routes = pathTable(site.routes.map((route, j) => ({
       prefix: route.path,
       value: {
         route,
-        handler: compose([route.guard ? guards.stageFor(route.guard, `s${i}r${j}`) : guard], routeHandler(site, route, `sites[${i}].routes[${j}]`)),
+        handler: route.guard
+          ? guards.guard(route.guard, `s${i}r${j}`, routeHandler(site, route, `sites[${i}].routes[${j}]`))
+          : guards.guard(siteGuard, siteGuardId, routeHandler(site, route, `sites[${i}].routes[${j}]`)),
       },
     })));
     return (ctx) => {

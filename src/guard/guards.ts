@@ -1,18 +1,18 @@
 import type { GuardConfig } from '../config/schema.ts';
-import type { Stage } from '../pipeline/compose.ts';
+import type { Handler } from '../pipeline/compose.ts';
 import { addressList, type AddressList } from '../net/cidr.ts';
 import { createLocalLimiter, type RateLimiter } from './rate-limit.ts';
 import { createRedisLimiter } from './redis-limiter.ts';
 import { compileRules } from './rules.ts';
-import { createGuardStage, type GuardStats } from './stage.ts';
+import { createGuard, type GuardParts, type GuardStats } from './stage.ts';
 
 /**
- * Builds the guard stages of an app, once per guard block (a block shared by several sites is one
- * stage, one limiter), and owns their limiters' connections.
+ * Builds the guards of an app: one set of parts per guard block (a block shared by several sites
+ * shares one limiter), and owns their limiters' connections.
  */
 export interface Guards {
-  /** The stage for a guard block; `id` names its rate-limit namespace (stable across nodes). */
-  stageFor(config: GuardConfig, id: string): Stage;
+  /** `inner` behind a guard block; `id` names its rate-limit namespace (stable across nodes). */
+  guard(config: GuardConfig, id: string, inner: Handler): Handler;
   readonly stats: GuardStats & { rateLimitFallbacks: number };
   close(): Promise<void>;
 }
@@ -27,7 +27,8 @@ export interface GuardsOptions {
 
 export function createGuards(options: GuardsOptions): Guards {
   const stats = { forbidden: 0, limited: 0 };
-  const built = new Map<GuardConfig, Stage>();
+  // One set of parts (one limiter) per guard block, however many chains it guards.
+  const built = new Map<GuardConfig, GuardParts>();
   const limiters: RateLimiter[] = [];
   let redisFallbacks: () => number = () => 0;
 
@@ -42,22 +43,22 @@ export function createGuards(options: GuardsOptions): Guards {
   }
 
   return {
-    stageFor(config, id) {
-      let stage = built.get(config);
-      if (stage === undefined) {
+    guard(config, id, inner) {
+      let parts = built.get(config);
+      if (parts === undefined) {
         const limiter = config.rateLimit === undefined ? undefined : limiterFor(config.rateLimit, id);
         if (limiter !== undefined) limiters.push(limiter);
-        stage = createGuardStage({
+        parts = {
           trusted: options.trusted,
           allow: config.allow === undefined ? undefined : addressList(config.allow),
           deny: config.deny.length === 0 ? undefined : addressList(config.deny),
           rules: compileRules(config.rules),
           limiter,
           stats,
-        });
-        built.set(config, stage);
+        };
+        built.set(config, parts);
       }
-      return stage;
+      return createGuard(parts, inner);
     },
     get stats() { return { ...stats, rateLimitFallbacks: redisFallbacks() }; },
     close: async () => { await Promise.all(limiters.map((l) => l.close())); },

@@ -1,5 +1,5 @@
-import type { Stage } from '../pipeline/compose.ts';
-import type { Reply } from '../pipeline/context.ts';
+import type { Handler } from '../pipeline/compose.ts';
+import type { Context, Reply } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import type { AddressList } from '../net/cidr.ts';
 import { clientAddress } from './client.ts';
@@ -32,11 +32,16 @@ export interface GuardStats {
 
 const forbidden = (): Reply => textReply(403, 'Forbidden', { 'cache-control': 'no-store' });
 
-export function createGuardStage(parts: GuardParts): Stage {
+/**
+ * The guard in front of `inner`. Without a rate limit it is a plain check before the call (no
+ * stage layer, no promise of its own on the hit path); with one, it awaits the limiter and adds
+ * the RateLimit fields to the answer.
+ */
+export function createGuard(parts: GuardParts, inner: Handler): Handler {
   const { trusted, allow, deny, rules, limiter, stats } = parts;
-  const policy = limiter === undefined ? undefined : rateLimitPolicy(limiter);
 
-  return async function guard(ctx, next) {
+  /** 403 for a refused address or a denying rule, else null. */
+  function refused(ctx: Context): Reply | null {
     const client = clientAddress(ctx, trusted);
     if ((deny !== undefined && deny.has(client)) || (allow !== undefined && !allow.has(client))) {
       stats.forbidden++;
@@ -50,16 +55,28 @@ export function createGuardStage(parts: GuardParts): Stage {
       }
       break;
     }
-    if (limiter === undefined) return next(ctx);
-    const decision = await limiter.take(clientKey(client));
+    return null;
+  }
+
+  if (limiter === undefined) {
+    return (ctx) => {
+      const refusal = refused(ctx);
+      return refusal !== null ? Promise.resolve(refusal) : inner(ctx);
+    };
+  }
+  const policy = rateLimitPolicy(limiter);
+  return async (ctx) => {
+    const refusal = refused(ctx);
+    if (refusal !== null) return refusal;
+    const decision = await limiter.take(clientKey(clientAddress(ctx, trusted)));
     if (!decision.allowed) {
       stats.limited++;
       // RFC 6585 §4; Retry-After in whole seconds (RFC 9110 §10.2.3), never 0.
       const retryAfter = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
-      return textReply(429, 'Too Many Requests', { 'cache-control': 'no-store', 'retry-after': retryAfter, ...rateLimitHeaders(policy!, decision) });
+      return textReply(429, 'Too Many Requests', { 'cache-control': 'no-store', 'retry-after': retryAfter, ...rateLimitHeaders(policy, decision) });
     }
-    const reply = await next(ctx);
-    Object.assign(reply.headers, rateLimitHeaders(policy!, decision));
+    const reply = await inner(ctx);
+    Object.assign(reply.headers, rateLimitHeaders(policy, decision));
     return reply;
   };
 }
