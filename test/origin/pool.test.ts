@@ -6,6 +6,7 @@ import type { ServerResponse } from 'node:http';
 import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
 import type { UpstreamEvent } from '../../src/observability/channels.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * Upstream pools against real origins: balancing, active health checks (their timers moved by
@@ -340,13 +341,3 @@ test('hash: each URL keeps one upstream; when one leaves, only its URLs move', a
     await b.close();
   }
 });
-
-async function waitFor<T>(value: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = value();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

@@ -12,6 +12,7 @@ import { manualTimers } from '../helpers/timers.ts';
 import { createFrontDoor } from '../../src/server/front-door.ts';
 import type { TunnelEvent } from '../../src/server/tunnel.ts';
 import { formatPassthroughLine } from '../../src/observability/log.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * TLS passthrough by SNI: a TLS backend with its own certificate behind Outpost's HTTPS listener.
@@ -236,13 +237,3 @@ test('an idle passed-through connection is closed after idleTimeout; a backend t
 
 /** Resolves when the socket has closed, whether or not it errored first (events.once rejects on 'error'). */
 const closed = (socket: Socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()));
-
-async function waitFor<T>(value: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = value();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

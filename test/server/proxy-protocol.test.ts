@@ -11,6 +11,7 @@ import { makeCa, makeLeaf } from '../helpers/pki.ts';
 import { encodeProxyHeader, readProxyHeader, V2_MAX } from '../../src/server/proxy-protocol.ts';
 import type { ResponseEndEvent } from '../../src/observability/channels.ts';
 import type { TunnelEvent } from '../../src/server/tunnel.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * PROXY protocol v1 and v2: read from trusted balancers (required from them, refused from anyone
@@ -243,13 +244,3 @@ test('outpost check: proxyProtocol needs trusted proxies', async () => {
   const { validateConfig } = await import('../../src/config/load.ts');
   assert.throws(() => validateConfig({ listen: { proxyProtocol: true } }), /listen\.proxyProtocol: needs trustedProxies/);
 });
-
-async function waitFor<T>(value: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = value();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
