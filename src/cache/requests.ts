@@ -105,12 +105,6 @@ export async function readUpTo(body: Reply['body'], max: number): Promise<Buffer
   return Buffer.concat(chunks, size);
 }
 
-/** Content-Length as a number, or -1 when absent or malformed. */
-export function declaredLength(headers: OutgoingHttpHeaders): number {
-  const value = headers['content-length'];
-  if (typeof value === 'number') return value;
-  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : -1;
-}
 
 export function errorStatus(error: unknown): number | undefined {
   return isOutpostError(error) ? error.status : undefined;

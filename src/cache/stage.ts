@@ -6,6 +6,7 @@ import { publishError } from '../observability/channels.ts';
 import { parseCacheControl, type Directives } from '../http/cache-control.ts';
 import { httpDate } from '../http/dates.ts';
 import { isServerError } from '../http/status.ts';
+import { declaredLength } from '../http/content-length.ts';
 import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey, secondaryKey, varyNames } from './key.ts';
 import { tagsOf, type Found } from './entries.ts';
@@ -18,7 +19,7 @@ import type { Flight, Leader } from './flights.ts';
 import { onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
 import {
-  declaredLength, describesTarget, detachedContext, EMPTY_BODY, errorStatus, fetchContext, pragmaNoCache, readUpTo,
+  describesTarget, detachedContext, EMPTY_BODY, errorStatus, fetchContext, pragmaNoCache, readUpTo,
   settledWithin, staleIfErrorWindow, storedFields, validatorsOf, wantsLess,
 } from './requests.ts';
 

@@ -7,6 +7,7 @@ import { publishError } from '../observability/channels.ts';
 import { createDecoder, DECODABLE, readableOf } from './encoders.ts';
 import { parseAcceptEncoding } from './negotiate.ts';
 import { isNoContentStatus } from '../http/status.ts';
+import { declaredLength } from '../http/content-length.ts';
 
 /**
  * The origin side of compression: ask the origin for every coding we can decode, and turn what it
@@ -72,8 +73,7 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
       return { ...reply, headers };
     }
     const accepted = clientAccepts(ctx.headers['accept-encoding'], token);
-    const declaredLength = typeof declared === 'string' && /^\d+$/.test(declared) ? Number(declared) : typeof declared === 'number' ? declared : -1;
-    if (accepted && declaredLength > max) {
+    if (accepted && declaredLength(reply.headers) > max) {
       ctx.notes.set('decode', 'passed-coded');
       return reply;
     }

@@ -10,6 +10,7 @@ import { hasContentEncoding, isCompressibleType } from './compressible.ts';
 import { hasNoTransform } from '../http/cache-control.ts';
 import { notModifiedHeaders } from '../http/not-modified.ts';
 import { isNoContentStatus } from '../http/status.ts';
+import { declaredLength } from '../http/content-length.ts';
 import { createEncoder, encodeBuffer, readFileBody, readableOf, tokenOf } from './encoders.ts';
 import { createUpgradeQueue } from './upgrades.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
@@ -274,9 +275,8 @@ function knownLength(reply: Reply): number | undefined {
   if (Buffer.isBuffer(body)) return body.length;
   if (body !== null && isFileBody(body)) return body.length;
   if (reply.variants?.identity !== undefined) return reply.variants.identity.length;
-  const declared = reply.headers['content-length'];
-  const n = typeof declared === 'number' ? declared : typeof declared === 'string' && /^\d+$/.test(declared) ? Number(declared) : NaN;
-  return Number.isSafeInteger(n) ? n : undefined;
+  const n = declaredLength(reply.headers);
+  return n >= 0 && Number.isSafeInteger(n) ? n : undefined;
 }
 
 /**
