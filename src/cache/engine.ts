@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
+import { holdsNow, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
@@ -74,6 +74,8 @@ export interface CacheEngine {
   usage(): StoreUsage | undefined;
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
   view(found: Found): StoredView;
+  /** Whether the store still holds `found` unchanged and unvaried, answered without waiting (see holdsNow). */
+  holds(found: Found): boolean;
   age(found: Found, view: StoredView): number;
   /** Stores a response; answers whether the store accepted it. */
   save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<boolean>;
@@ -163,8 +165,11 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     return {
       identity: found.body,
       get: async (coding: Encoding): Promise<StoredVariant | undefined> => {
-        const record = await safely(store.get<VariantMeta>(variantKey(found.key, coding)), undefined);
-        return record && typeof record.meta?.token === 'string' ? { body: record.body, token: record.meta.token } : undefined;
+        const key = variantKey(found.key, coding);
+        const record = await safely(store.get<VariantMeta>(key), undefined);
+        if (!record || typeof record.meta?.token !== 'string') return undefined;
+        const held = store.getNow === undefined ? undefined : () => store.getNow!(key) === record;
+        return { body: record.body, token: record.meta.token, held };
       },
       put: (coding: Encoding, body: Buffer, token: string) => {
         const ttl = ttlOf(found, view(found));
@@ -202,6 +207,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
     view,
+    holds: (found) => holdsNow(store, found),
     age,
     async save(primary, requestHeaders, meta, body) {
       const found = { meta };

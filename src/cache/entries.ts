@@ -52,6 +52,17 @@ export async function lookup(store: CacheStore, primary: string, headers: Incomi
   return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
 }
 
+/**
+ * Whether the store still holds `found` as it was read, and a lookup for its URI would find it
+ * again for any request: no Vary, the same record. Answered without waiting; false where the store
+ * cannot tell that way (no memory tier).
+ */
+export function holdsNow(store: CacheStore, found: Found): boolean {
+  if (store.getNow === undefined) return false;
+  const vary = store.getNow<VaryMeta>(`v:${found.primary}`);
+  return vary !== undefined && vary.meta.vary.length === 0 && store.getNow<StoredResponse>(found.key)?.meta === found.meta;
+}
+
 /** A response to write: its URI, the request it answered (for the Vary key), what to keep and for how long. */
 export interface NewEntry {
   readonly primary: string;

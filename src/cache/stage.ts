@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Handler } from '../pipeline/compose.ts';
-import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
+import { disposeBody, type Context, type Reply, type Reuse } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { parseCacheControl, type Directives } from '../http/cache-control.ts';
@@ -87,7 +87,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const verdict = decide({ age, lifetime: view.lifetime }, { response: view.facts.directives, request, pragmaNoCache: pragmaNoCache(ctx, request) });
     const ttl = Math.floor(view.lifetime - age);
     switch (verdict.kind) {
-      case 'fresh':
+      case 'fresh': {
+        stats.hits++;
+        const reply = serve(ctx, found, view, age, `hit; ttl=${ttl}`);
+        if (reply.status === found.meta.status) reply.reuse = reuseOf(found, view, age);
+        return reply;
+      }
       case 'stale-acceptable':
         stats.hits++;
         return serve(ctx, found, view, age, `hit; ttl=${ttl}`);
@@ -104,6 +109,24 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   function serve(ctx: Context, found: Found, view: StoredView, age: number, params: string): Reply {
     return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: found.meta.status === 200 ? engine.variants(found) : undefined });
+  }
+
+  /**
+   * A fresh hit the server may send again (Reuse) while the store holds this very record and it is
+   * still fresh; each response gets its own Age and Cache-Status, and counts as a hit.
+   */
+  function reuseOf(found: Found, view: StoredView, age: number): Reuse {
+    const freshUntil = engine.now() + (view.lifetime - age) * 1000;
+    const upstreamStatus = view.clientHeaders['cache-status'];
+    return {
+      valid: () => engine.now() < freshUntil && engine.holds(found),
+      stamp(headers) {
+        stats.hits++;
+        const current = engine.age(found, view);
+        headers.age = String(Math.floor(current));
+        headers['cache-status'] = appendCacheStatus(upstreamStatus, status(`hit; ttl=${Math.floor(view.lifetime - current)}`));
+      },
+    };
   }
 
   // ---- methods the cache does not answer -------------------------------------------------------

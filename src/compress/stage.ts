@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import type { Stage } from '../pipeline/compose.ts';
-import { disposeBody, isFileBody, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, reuseWith, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import { publishError } from '../observability/channels.ts';
 import { createNegotiator, type Choice } from './negotiate.ts';
@@ -215,11 +215,13 @@ export function createCompressStage(options: CompressOptions): Stage {
       }
     }
 
+    // Reusable (Reuse) as the inner reply was, when what is sent is identity or a stored variant still held.
     if (coding === null) {
       ctx.notes.set('compress', 'identity');
-      return { status: reply.status, headers, body: reply.body };
+      return { status: reply.status, headers, body: reply.body, reuse: reply.reuse };
     }
-    return { status: reply.status, headers, body: await encodedBody(ctx, reply, coding, headers, etag, stored) };
+    const body = await encodedBody(ctx, reply, coding, headers, etag, stored);
+    return { status: reply.status, headers, body, reuse: stored !== undefined ? reuseWith(reply.reuse, stored.held) : undefined };
   };
 }
 

@@ -53,25 +53,30 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     }
   };
 
+  function getNow(key: string): CacheRecord | undefined {
+    const slot = slots.get(key);
+    if (!slot) return undefined;
+    if (slot.expires <= now()) {
+      remove(key);
+      return undefined;
+    }
+    // Approximate LRU: a record is moved to the young end only when it has aged past half the
+    // map since its last use, so a hot record costs no Map delete/insert on every hit.
+    if (++clock - slot.lastUse > slots.size >> 1) {
+      slots.delete(key);
+      slots.set(key, slot);
+      slot.lastUse = clock;
+    }
+    return slot.record;
+  }
+
   return {
     name: 'memory',
     usage: () => ({ bytes: used, entries: slots.size, evictions }),
     async get<M>(key: string) {
-      const slot = slots.get(key);
-      if (!slot) return undefined;
-      if (slot.expires <= now()) {
-        remove(key);
-        return undefined;
-      }
-      // Approximate LRU: a record is moved to the young end only when it has aged past half the
-      // map since its last use, so a hot record costs no Map delete/insert on every hit.
-      if (++clock - slot.lastUse > slots.size >> 1) {
-        slots.delete(key);
-        slots.set(key, slot);
-        slot.lastUse = clock;
-      }
-      return slot.record as CacheRecord<M>;
+      return getNow(key) as CacheRecord<M> | undefined;
     },
+    getNow: <M>(key: string) => getNow(key) as CacheRecord<M> | undefined,
     async set(key, record, ttlMs) {
       remove(key);
       const size = record.body.length + recordOverhead(record.meta);
