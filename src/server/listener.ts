@@ -192,7 +192,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     const oversized = headerListSize(headers) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
     const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(headers, stream.endAfterHeaders);
-    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream)) return;
+    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
     const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';
     const abort = new ClientAbort();
@@ -214,7 +214,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     }
     handler(ctx).then(
       (reply) => {
-        if (readyKey !== undefined) replies!.learn(readyKey, reply, epoch);
+        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
         respondHttp2(stream, method, reply, ctx);
       },
       (err) => respondHttp2(stream, method, errorReply(err), ctx),
@@ -226,7 +226,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   server.removeAllListeners('newListener');
   const onHttp1 = (scheme: 'https' | 'http') => (req: IncomingMessage, res: ServerResponse) => {
     const readyKey = draining || replies === undefined ? undefined : replies.keyOfHttp1(req, scheme);
-    if (readyKey !== undefined && replies!.sendHttp1(readyKey, res)) return;
+    if (readyKey !== undefined && replies!.sendHttp1(readyKey, req, res)) return;
     const epoch = replies?.epoch ?? 0;
     const socket = req.socket;
     if (http1Sockets.has(socket)) http1Sockets.set(socket, http1Sockets.get(socket)! + 1);
@@ -256,7 +256,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     }
     handler(ctx).then(
       (reply) => {
-        if (readyKey !== undefined) replies!.learn(readyKey, reply, epoch);
+        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
         respondHttp1(res, method, reply, ctx);
       },
       (err) => respondHttp1(res, method, errorReply(err), ctx),

@@ -1,7 +1,9 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
-import type { Reply, Reuse } from '../pipeline/context.ts';
-import { http2Headers } from './respond.ts';
+import type { Context, Reply, Reuse } from '../pipeline/context.ts';
+import type { RequestFacts } from '../observability/channels.ts';
+import { http2Headers, respondHttp1, respondHttp2 } from './respond.ts';
+import { plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 
 /**
@@ -19,7 +21,8 @@ import { frontCounters } from './counters.ts';
  * The key is finer than any stage's: two requests that share it carry the same strings in every
  * field a stage reads to choose this answer, so the chain would answer them alike. A stage that
  * looks at more (the guard's address lists and rate limits) drops `reuse`. With a subscriber on
- * the response channel (access log, metrics) every request runs the chain, so each is reported.
+ * the response channel (access log, metrics) the response writer sends it and reports it, with
+ * what the chain noted when it made the reply.
  *
  * Bounded by count and by body bytes (bodies are mostly shared with the cache's records); the
  * oldest entry goes first. `clear()` on a reload: replies made under the old configuration are
@@ -35,6 +38,8 @@ const CHANGES_THE_ANSWER = [
 ] as const;
 
 interface Kept {
+  /** The request as the chain saw it, what it noted and where it routed it, for the access log and metrics. */
+  readonly learned: Pick<Context, 'method' | 'target' | 'host' | 'notes' | 'site' | 'route'>;
   readonly status: number;
   /** The fields as sent over HTTP/1.1 and, with `:status` and without connection fields, over HTTP/2. */
   readonly headers: OutgoingHttpHeaders;
@@ -49,10 +54,10 @@ export interface ReadyReplies {
   /** The key of an HTTP/1.1 request that may be answered from here, or undefined. */
   keyOfHttp1(req: IncomingMessage, scheme: 'https' | 'http'): string | undefined;
   /** Sends the kept reply for `key` if there is a valid one; false: run the chain. */
-  sendHttp2(key: string, stream: ServerHttp2Stream): boolean;
-  sendHttp1(key: string, res: ServerResponse): boolean;
-  /** Keeps `reply` under `key` if it is reusable; `epoch`: the value of `epoch` when the request arrived. */
-  learn(key: string, reply: Reply, epoch: number): void;
+  sendHttp2(key: string, stream: ServerHttp2Stream, headers: Http2Headers): boolean;
+  sendHttp1(key: string, req: IncomingMessage, res: ServerResponse): boolean;
+  /** Keeps `reply` to `ctx` under `key` if it is reusable; `epoch`: the value of `epoch` when the request arrived. */
+  learn(key: string, ctx: Context, reply: Reply, epoch: number): void;
   /** Changes on every clear(). */
   readonly epoch: number;
   clear(): void;
@@ -63,7 +68,7 @@ export interface ReadyRepliesOptions {
   readonly maxEntries?: number;
   /** Body bytes kept at most. */
   readonly maxBytes?: number;
-  /** Whether anyone listens for each response's end (then every request runs the chain). */
+  /** Whether anyone listens for each response's end: then the response writer reports each one, as for the chain's. */
   readonly reported?: () => boolean;
 }
 
@@ -72,6 +77,22 @@ const isGetOrHead = (method: unknown) => method === 'GET' || method === 'HEAD';
 function hasFieldThatChangesTheAnswer(headers: Readonly<Record<string, unknown>>): boolean {
   for (const name of CHANGES_THE_ANSWER) if (headers[name] !== undefined) return true;
   return false;
+}
+
+/** A kept reply with this response's Age and Cache-Status, for the response writer. */
+function stampedReply(entry: Kept): Reply {
+  const headers = { ...entry.headers };
+  entry.reuse.stamp?.(headers);
+  return { status: entry.status, headers, body: entry.body };
+}
+
+/** The request facts the access log and metrics read: the learned request's, this client's address and fields. */
+function factsOf(entry: Kept, headers: IncomingHttpHeaders, address: string | undefined, httpVersion: string): RequestFacts {
+  const { learned } = entry;
+  return {
+    method: learned.method, target: learned.target, host: learned.host, remoteAddress: plainAddress(address), httpVersion,
+    headers, startedAt: process.hrtime.bigint(), notes: learned.notes, site: learned.site, route: learned.route,
+  };
 }
 
 export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyReplies {
@@ -91,7 +112,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
 
   /** The valid kept reply for `key`, with its per-response fields, or undefined. */
   function ready(key: string): Kept | undefined {
-    if (kept.size === 0 || reported()) return undefined;
+    if (kept.size === 0) return undefined;
     const entry = kept.get(key);
     if (entry === undefined) return undefined;
     if (!entry.reuse.valid()) {
@@ -130,9 +151,15 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       if (hosts !== 1) return undefined;
       return `${method} ${scheme}://${host}${url}\n${accept ?? ''}`;
     },
-    sendHttp2(key, stream) {
+    sendHttp2(key, stream, requestHeaders) {
       const entry = ready(key);
       if (entry === undefined) return false;
+      if (reported()) {
+        // The response writer reports it as it reports the chain's answers.
+        const facts = factsOf(entry, requestHeaders, stream.session?.socket?.remoteAddress, '2');
+        respondHttp2(stream, entry.learned.method, stampedReply(entry), facts);
+        return true;
+      }
       const headers = { ...entry.h2headers };
       entry.reuse.stamp?.(headers);
       if (entry.body === null) {
@@ -143,16 +170,20 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       }
       return true;
     },
-    sendHttp1(key, res) {
+    sendHttp1(key, req, res) {
       const entry = ready(key);
       if (entry === undefined) return false;
+      if (reported()) {
+        respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, req.socket.remoteAddress, req.httpVersion));
+        return true;
+      }
       const headers = { ...entry.headers };
       entry.reuse.stamp?.(headers);
       res.writeHead(entry.status, headers);
       res.end(entry.body ?? undefined);
       return true;
     },
-    learn(key, reply, at) {
+    learn(key, ctx, reply, at) {
       const reuse = reply.reuse;
       if (reuse === undefined || at !== epoch || reply.status < 200) return;
       const body = reply.body;
@@ -165,7 +196,8 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         drop(oldest);
       }
       const headers = { ...reply.headers };
-      kept.set(key, { status: reply.status, headers, h2headers: http2Headers(reply.status, headers), body, reuse });
+      const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
+      kept.set(key, { learned, status: reply.status, headers, h2headers: http2Headers(reply.status, headers), body, reuse });
       bytes += size;
     },
     get epoch() { return epoch; },

@@ -7,7 +7,8 @@ import { brotliDecompressSync } from 'node:zlib';
 import { h1, h2, h2session, h2request, startOutpost, testClock, type RunningOutpost } from '../helpers/outpost.ts';
 import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 import { frontCounters } from '../../src/server/counters.ts';
-import { responseEndChannel } from '../../src/observability/channels.ts';
+import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * Replies kept ready (src/server/replies.ts): a fresh hit or a kept file is sent again without the
@@ -174,19 +175,26 @@ test('a kept static file is sent again until it changes on disk and the file cac
   assert.notEqual(changed.result.headers.etag, again.result.headers.etag);
 });
 
-test('with a subscriber on the response channel (access log, metrics) every request runs the chain', async () => {
+test('with a subscriber on the response channel (access log, metrics) a kept reply is reported as the chain\'s are', async () => {
   const path = origin.fresh('logged', cacheable('logged'));
   const url = `${outpost.url}${path}`;
-  await h2(url);
-  await h2(url);
-  assert.equal((await readyDuring(() => h2(url))).ready, 1);
-  const seen: unknown[] = [];
-  const listener = (message: unknown) => seen.push(message);
+  const seen: ResponseEndEvent[] = [];
+  const listener = (message: unknown) => seen.push(message as ResponseEndEvent);
   responseEndChannel.subscribe(listener);
   try {
-    const logged = await readyDuring(() => h2(url));
-    assert.equal(logged.ready, 0);
-    assert.equal(seen.length, 1, 'the response was reported');
+    await h2(url, { headers: { 'accept-encoding': 'br' } });
+    await h2(url, { headers: { 'accept-encoding': 'br' } });
+    await h2(url, { headers: { 'accept-encoding': 'br' } });
+    const logged = await readyDuring(() => h2(url, { headers: { 'accept-encoding': 'br', 'user-agent': 'reader/1' } }));
+    assert.equal(logged.ready, 1);
+    await waitFor(() => seen.length === 4);
+    const [chain, last] = [seen[2], seen[3]];
+    assert.equal(last.request.target, path);
+    assert.equal(last.request.headers['user-agent'], 'reader/1', 'this request\'s fields');
+    assert.deepEqual([last.status, last.outcome, last.cache, last.bytes], [200, 'ok', 'hit', logged.result.body.length]);
+    assert.equal(last.request.notes?.get('compress'), 'br/stored', 'what the chain noted when it made the reply');
+    assert.deepEqual([chain.cache, chain.request.site], ['hit', last.request.site]);
+    assert.match(String(last.headers['cache-status']), /^Outpost; hit; ttl=\d+$/);
   } finally {
     responseEndChannel.unsubscribe(listener);
   }
