@@ -8,7 +8,7 @@ import { Pool, request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { PATHS, BURST_DELAY_MS, fixtures, writeSite } from './fixtures.ts';
 import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResult, type LoadSpec, type Tool } from './load.ts';
-import { brotliAvailable, nginxConfig } from './nginx.ts';
+import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 
@@ -76,6 +76,7 @@ function packageVersion(name: string): string {
 const tools = {
   nginx: version(['nginx', '-v'], /nginx\/(\S+)/),
   brotli: brotliAvailable(),
+  brotliStatic: brotliStaticAvailable(),
   h2load: version(['h2load', '--version'], /(nghttp2\/\S+)/),
   wrk: version(['wrk', '-v'], /^wrk (\S+)/m),
   openssl: version(['openssl', 'version'], /^(OpenSSL \S+)/),
@@ -95,7 +96,7 @@ const machine = {
   cores,
   kernel: release(),
   node: process.version,
-  nginx: tools.nginx ? `${tools.nginx}${tools.brotli ? ' + brotli' : ''}` : 'missing',
+  nginx: tools.nginx ? `${tools.nginx}${tools.brotli ? ' + brotli' : ''}${tools.brotliStatic ? ' + brotli_static' : ''}` : 'missing',
   h2load: tools.h2load ?? 'missing',
   wrk: tools.wrk ?? 'missing',
   autocannon: packageVersion('autocannon'),
@@ -116,6 +117,7 @@ function missingTools(): string[] {
   const lines: string[] = [];
   if (!tools.nginx) lines.push('nginx    missing: no nginx rows');
   else if (!tools.brotli) lines.push('nginx    has no Brotli module: its "br" requests get gzip or identity (apt-get install libnginx-mod-http-brotli-filter)');
+  if (tools.nginx && !tools.brotliStatic) lines.push('nginx    has no brotli_static module: its static-br row compresses on the fly (apt-get install libnginx-mod-http-brotli-static)');
   if (!tools.h2load) lines.push('h2load   missing: no HTTP/2 rows');
   if (!tools.wrk) lines.push('wrk      missing: no wrk rows (HTTP/1.1 second opinion where autocannon is the bottleneck)');
   if (lines.length > 0) lines.push('install with: apt-get install nginx nghttp2-client wrk libnginx-mod-http-brotli-filter');
@@ -149,6 +151,7 @@ interface Scenario {
 
 const SCENARIOS: readonly Scenario[] = [
   { id: 'static-small', what: '1 KB JSON from disk', method: 'GET', path: PATHS.small, headers: {}, wrk: 'full' },
+  { id: 'static-br', what: '30 KB HTML from disk with a precompressed .br sibling, Accept-Encoding: br', method: 'GET', path: PATHS.staticPage, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
   { id: 'static-1mb', what: '1 MiB incompressible file from disk', method: 'GET', path: PATHS.large, headers: {}, wrk: 'always', memory: true },
   { id: 'hit-br', what: 'cached 30 KB HTML, Accept-Encoding: br', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
   { id: 'hit-gzip', what: 'cached 30 KB HTML, Accept-Encoding: gzip', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'gzip' }, wrk: 'full' },
@@ -292,7 +295,7 @@ async function launchNginx(cert: string, key: string, originPorts: readonly [num
   mkdirSync(dir, { mode: 0o755, recursive: true });
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli });
+  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli, brotliStatic: tools.brotliStatic, staticPage: PATHS.staticPage });
   writeFileSync(conf, configs.nginx);
   const { child } = await startChild('nginx', [...serverWrap, 'nginx', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'],
     () => portOpen(port), 15_000);
