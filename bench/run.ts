@@ -27,12 +27,14 @@ const { values: flags } = parseArgs({
     scenarios: { type: 'string' },
     systems: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    workers: { type: 'string' },
     log: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N]`);
+  console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   process.exit(0);
 }
@@ -40,6 +42,10 @@ if (flags.help) {
 const QUICK = flags.quick;
 if (flags.log !== undefined && !['off', 'text', 'json'].includes(flags.log)) {
   console.error(`--log: expected off, text or json, got ${JSON.stringify(flags.log)}`);
+  process.exit(2);
+}
+if (flags.workers !== undefined && !(Number.isInteger(Number(flags.workers)) && Number(flags.workers) >= 1 && Number(flags.workers) <= 64)) {
+  console.error(`--workers: expected a whole number from 1 to 64, got ${JSON.stringify(flags.workers)}`);
   process.exit(2);
 }
 if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
@@ -84,11 +90,15 @@ const tools = {
 };
 
 const cores = availableParallelism();
-const pin = !flags['no-pin'] && tools.taskset !== undefined && cores >= 2;
-/** With pinning, the server under test owns the last core; the runner, origin and load tools the rest. */
-const serverWrap = pin ? ['taskset', '-c', String(cores - 1)] : [];
-const loaderWrap = pin ? ['taskset', '-c', `0-${cores - 2}`] : [];
-if (pin) execFileSync('taskset', ['-a', '-p', '-c', `0-${cores - 2}`, String(process.pid)], { stdio: 'ignore' });
+/** Outpost's worker processes and nginx's worker_processes (`--workers`). */
+const WORKERS = Number(flags.workers ?? 1);
+/** Server cores when pinned: one per worker, and at least one core left for the runner, origin and loaders. */
+const pin = !flags['no-pin'] && tools.taskset !== undefined && cores > WORKERS;
+const serverCpus = WORKERS === 1 ? String(cores - 1) : `${cores - WORKERS}-${cores - 1}`;
+/** With pinning, the server under test owns the last core(s); the runner, origin and load tools the rest. */
+const serverWrap = pin ? ['taskset', '-c', serverCpus] : [];
+const loaderWrap = pin ? ['taskset', '-c', `0-${cores - WORKERS - 1}`] : [];
+if (pin) execFileSync('taskset', ['-a', '-p', '-c', `0-${cores - WORKERS - 1}`, String(process.pid)], { stdio: 'ignore' });
 
 const machine = {
   date: new Date().toISOString(),
@@ -107,7 +117,9 @@ const machine = {
   outpostDirty: (spawnSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== '',
   /** Share of all cores busy in the second before start: other work on the machine makes every number noisy. */
   busyBeforeStart: Number((await machineBusy(1000)).toFixed(2)),
-  pinning: pin ? `server on cpu ${cores - 1}, runner/origin/loaders on cpu 0-${cores - 2}` : 'off',
+  pinning: pin ? `server on cpu ${serverCpus}, runner/origin/loaders on cpu 0-${cores - WORKERS - 1}`
+    : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
+  workers: WORKERS,
   mode: QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
@@ -273,6 +285,7 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   if (!existsSync('src/main.ts')) throw new Error('src/main.ts does not exist yet');
   const raw = parseYaml(readFileSync('config/bench.yaml', 'utf8')) as Record<string, any>;
   raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
+  raw.workers = WORKERS;
   raw.tls = { ...raw.tls, certificates: [{ hosts: ['localhost', '127.0.0.1'], cert, key }] };
   // --log: the access log to a file, to measure what it costs against the default (off).
   if (flags.log !== undefined && flags.log !== 'off') raw.log = { access: join(tmp, 'access.log'), format: flags.log };
@@ -295,7 +308,7 @@ async function launchNginx(cert: string, key: string, originPorts: readonly [num
   mkdirSync(dir, { mode: 0o755, recursive: true });
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli, brotliStatic: tools.brotliStatic, staticPage: PATHS.staticPage });
+  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli, brotliStatic: tools.brotliStatic, staticPage: PATHS.staticPage, workers: WORKERS });
   writeFileSync(conf, configs.nginx);
   const { child } = await startChild('nginx', [...serverWrap, 'nginx', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'],
     () => portOpen(port), 15_000);
