@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { holdsNow, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
+import { holderOf, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
@@ -74,8 +74,8 @@ export interface CacheEngine {
   usage(): StoreUsage | undefined;
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
   view(found: Found): StoredView;
-  /** Whether the store still holds `found` unchanged and unvaried, answered without waiting (see holdsNow). */
-  holds(found: Found): boolean;
+  /** A check that the store still holds `found` unchanged and unvaried, answered without waiting (see holderOf); undefined: it cannot tell. */
+  holder(found: Found): (() => boolean) | undefined;
   age(found: Found, view: StoredView): number;
   /** Stores a response; answers whether the store accepted it. */
   save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<boolean>;
@@ -207,7 +207,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
     view,
-    holds: (found) => holdsNow(store, found),
+    holder: (found) => holderOf(store, found),
     age,
     async save(primary, requestHeaders, meta, body) {
       const found = { meta };

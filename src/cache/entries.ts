@@ -53,14 +53,19 @@ export async function lookup(store: CacheStore, primary: string, headers: Incomi
 }
 
 /**
- * Whether the store still holds `found` as it was read, and a lookup for its URI would find it
- * again for any request: no Vary, the same record. Answered without waiting; false where the store
- * cannot tell that way (no memory tier).
+ * A check, answered without waiting, that the store still holds `found` as it was read and that a
+ * lookup for its URI would find it again for any request (no Vary, the same record). Undefined
+ * where the store cannot answer that way (no memory tier).
  */
-export function holdsNow(store: CacheStore, found: Found): boolean {
-  if (store.getNow === undefined) return false;
-  const vary = store.getNow<VaryMeta>(`v:${found.primary}`);
-  return vary !== undefined && vary.meta.vary.length === 0 && store.getNow<StoredResponse>(found.key)?.meta === found.meta;
+export function holderOf(store: CacheStore, found: Found): (() => boolean) | undefined {
+  const getNow = store.getNow?.bind(store);
+  if (getNow === undefined) return undefined;
+  const varyKey = `v:${found.primary}`;
+  const { key, meta } = found;
+  return () => {
+    const vary = getNow<VaryMeta>(varyKey);
+    return vary !== undefined && vary.meta.vary.length === 0 && getNow<StoredResponse>(key)?.meta === meta;
+  };
 }
 
 /** A response to write: its URI, the request it answered (for the Vary key), what to keep and for how long. */

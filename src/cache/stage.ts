@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Handler } from '../pipeline/compose.ts';
 import { disposeBody, type Context, type Reply, type Reuse } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
@@ -115,16 +116,27 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
    * A fresh hit the server may send again (Reuse) while the store holds this very record and it is
    * still fresh; each response gets its own Age and Cache-Status, and counts as a hit.
    */
-  function reuseOf(found: Found, view: StoredView, age: number): Reuse {
+  function reuseOf(found: Found, view: StoredView, age: number): Reuse | undefined {
+    const holds = engine.holder(found);
+    if (holds === undefined) return undefined;
     const freshUntil = engine.now() + (view.lifetime - age) * 1000;
     const upstreamStatus = view.clientHeaders['cache-status'];
+    let shownAge = -1;
+    let shownTtl = -1;
+    let fields: Readonly<OutgoingHttpHeaders> = {};
     return {
-      valid: () => engine.now() < freshUntil && engine.holds(found),
-      stamp(headers) {
+      valid: () => engine.now() < freshUntil && holds(),
+      stamp() {
         stats.hits++;
         const current = engine.age(found, view);
-        headers.age = String(Math.floor(current));
-        headers['cache-status'] = appendCacheStatus(upstreamStatus, status(`hit; ttl=${Math.floor(view.lifetime - current)}`));
+        const age = Math.floor(current);
+        const ttl = Math.floor(view.lifetime - current);
+        if (age !== shownAge || ttl !== shownTtl) {
+          shownAge = age;
+          shownTtl = ttl;
+          fields = { age: String(age), 'cache-status': appendCacheStatus(upstreamStatus, status(`hit; ttl=${ttl}`)) };
+        }
+        return fields;
       },
     };
   }

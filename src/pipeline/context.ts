@@ -86,8 +86,12 @@ export interface Reply {
 export interface Reuse {
   /** Whether the chain would still answer exactly this: still fresh, the same stored record, file or variant. */
   valid(): boolean;
-  /** Fills in what differs per response (Age, Cache-Status) on a copy of the fields, and counts it. */
-  stamp?(headers: OutgoingHttpHeaders): void;
+  /**
+   * Called once for each response sent: counts it, and answers the fields that differ per response
+   * (Age, Cache-Status) — the same object for as long as they do not change, so the server can keep
+   * the whole header block ready between changes.
+   */
+  stamp?(): Readonly<OutgoingHttpHeaders>;
 }
 
 /** Both conditions: a reply made from a reusable one and a stored variant whose own validity is `held`. */

@@ -37,6 +37,12 @@ const CHANGES_THE_ANSWER = [
   'expect', 'content-length', 'transfer-encoding', // a request body, or the wish to send one
 ] as const;
 
+/** The header block as last sent, kept while the per-response fields stay the same object. */
+interface Ready {
+  fields: Readonly<OutgoingHttpHeaders> | undefined;
+  headers: OutgoingHttpHeaders;
+}
+
 interface Kept {
   /** The request as the chain saw it, what it noted and where it routed it, for the access log and metrics. */
   readonly learned: Pick<Context, 'method' | 'target' | 'host' | 'notes' | 'site' | 'route'>;
@@ -46,6 +52,22 @@ interface Kept {
   readonly h2headers: OutgoingHttpHeaders;
   readonly body: Buffer | null;
   readonly reuse: Reuse;
+  readonly h1ready: Ready;
+  readonly h2ready: Ready;
+}
+
+/**
+ * The header block for this response: the kept one, or with the per-response fields (Age,
+ * Cache-Status) stamped in; rebuilt only when those change (Node copies what it sends, and
+ * leaves the object as it was).
+ */
+function headerBlock(entry: Kept, ready: Ready, base: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const fields = entry.reuse.stamp?.();
+  if (fields !== ready.fields) {
+    ready.fields = fields;
+    ready.headers = { ...base, ...fields };
+  }
+  return ready.headers;
 }
 
 export interface ReadyReplies {
@@ -81,9 +103,7 @@ function hasFieldThatChangesTheAnswer(headers: Readonly<Record<string, unknown>>
 
 /** A kept reply with this response's Age and Cache-Status, for the response writer. */
 function stampedReply(entry: Kept): Reply {
-  const headers = { ...entry.headers };
-  entry.reuse.stamp?.(headers);
-  return { status: entry.status, headers, body: entry.body };
+  return { status: entry.status, headers: { ...entry.headers, ...entry.reuse.stamp?.() }, body: entry.body };
 }
 
 /** The request facts the access log and metrics read: the learned request's, this client's address and fields. */
@@ -160,8 +180,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         respondHttp2(stream, entry.learned.method, stampedReply(entry), facts);
         return true;
       }
-      const headers = { ...entry.h2headers };
-      entry.reuse.stamp?.(headers);
+      const headers = headerBlock(entry, entry.h2ready, entry.h2headers);
       if (entry.body === null) {
         stream.respond(headers, { endStream: true });
       } else {
@@ -177,9 +196,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, req.socket.remoteAddress, req.httpVersion));
         return true;
       }
-      const headers = { ...entry.headers };
-      entry.reuse.stamp?.(headers);
-      res.writeHead(entry.status, headers);
+      res.writeHead(entry.status, headerBlock(entry, entry.h1ready, entry.headers));
       res.end(entry.body ?? undefined);
       return true;
     },
@@ -197,7 +214,11 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       }
       const headers = { ...reply.headers };
       const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
-      kept.set(key, { learned, status: reply.status, headers, h2headers: http2Headers(reply.status, headers), body, reuse });
+      const h2headers = http2Headers(reply.status, headers);
+      kept.set(key, {
+        learned, status: reply.status, headers, h2headers, body, reuse,
+        h1ready: { fields: undefined, headers }, h2ready: { fields: undefined, headers: h2headers },
+      });
       bytes += size;
     },
     get epoch() { return epoch; },

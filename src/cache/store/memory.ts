@@ -4,8 +4,8 @@ interface Slot {
   record: CacheRecord;
   size: number;
   expires: number;
-  /** The `clock` value when last used. */
-  lastUse: number;
+  /** Read since it was stored or last given a second chance (CLOCK eviction). */
+  referenced: boolean;
 }
 
 /**
@@ -15,7 +15,7 @@ interface Slot {
 const recordOverhead = (meta: unknown) => 2 * JSON.stringify(meta ?? null).length + 256;
 
 /**
- * The in-process store: a Map in LRU order (a get moves the key to the end), bounded by the bytes
+ * The in-process store: a Map in insertion order with CLOCK eviction (see evictFor), bounded by the bytes
  * of its bodies plus a flat allowance per record. Expired records are dropped when read or when
  * space is needed. Records are kept as objects, never serialized.
  */
@@ -26,7 +26,6 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
   const slots = new Map<string, Slot>();
   const sets = new Map<string, { members: Set<string>; expires: number }>();
   let used = 0;
-  let clock = 0;
   let evictions = 0;
 
   const remove = (key: string): boolean => {
@@ -37,10 +36,20 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     return true;
   };
 
+  /**
+   * Oldest first (Map order is insertion order), with a second chance (the CLOCK algorithm, an
+   * approximation of LRU): a record read since it was stored or last passed over moves to the young
+   * end instead of being evicted. A hit only sets a flag: no Map delete and insert per read.
+   */
   const evictFor = (size: number) => {
-    // Oldest first: Map iteration order is insertion order, and reads re-insert.
-    for (const key of slots.keys()) {
+    for (const [key, slot] of slots) {
       if (used + size <= maxSize) break;
+      if (slot.referenced) {
+        slot.referenced = false;
+        slots.delete(key);
+        slots.set(key, slot);
+        continue;
+      }
       remove(key);
       evictions++;
     }
@@ -60,13 +69,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       remove(key);
       return undefined;
     }
-    // Approximate LRU: a record is moved to the young end only when it has aged past half the
-    // map since its last use, so a hot record costs no Map delete/insert on every hit.
-    if (++clock - slot.lastUse > slots.size >> 1) {
-      slots.delete(key);
-      slots.set(key, slot);
-      slot.lastUse = clock;
-    }
+    slot.referenced = true;
     return slot.record;
   }
 
@@ -82,7 +85,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const size = record.body.length + recordOverhead(record.meta);
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
-      slots.set(key, { record, size, expires: now() + ttlMs, lastUse: ++clock });
+      slots.set(key, { record, size, expires: now() + ttlMs, referenced: false });
       used += size;
     },
     async delete(keys) {
