@@ -117,7 +117,9 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
    * still fresh; each response gets its own Age and Cache-Status, and counts as a hit.
    */
   function reuseOf(found: Found, view: StoredView, age: number): Reuse | undefined {
-    const holds = engine.holder(found);
+    // A response that varies on request fields is another answer for other values: the ready key has only Accept-Encoding.
+    const vary = varyNames(found.meta.headers.vary);
+    const holds = vary === '*' || vary.length > 0 ? undefined : engine.holder(found);
     if (holds === undefined) return undefined;
     const freshUntil = engine.now() + (view.lifetime - age) * 1000;
     const upstreamStatus = view.clientHeaders['cache-status'];

@@ -140,6 +140,23 @@ test('conditionals, ranges, request directives and a Host beside :authority run 
   }
 });
 
+test('a response that varies on a request field is never sent ready: each language gets its own', async () => {
+  const path = origin.fresh('vary', (req, res, n) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'Accept-Language' });
+    res.end(`${req.headers['accept-language']} #${n}`);
+  });
+  const url = `${outpost.url}${path}`;
+  const fr = { 'accept-language': 'fr' };
+  const de = { 'accept-language': 'de' };
+  const answers = await readyDuring(async () => {
+    const out: string[] = [];
+    for (const headers of [fr, fr, fr, de, de, fr]) out.push((await h2(url, { headers })).body.toString());
+    return out;
+  });
+  assert.deepEqual(answers.result, ['fr #1', 'fr #1', 'fr #1', 'de #2', 'de #2', 'fr #1']);
+  assert.equal(answers.ready, 0);
+});
+
 test('HTTP/1.1: two Host lines are refused even when a reply for the first is kept', async () => {
   const path = origin.fresh('hosts', cacheable('hosts'));
   const url = `${outpost.url}${path}`;
