@@ -136,12 +136,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     }
     const { handle, stats } = opened;
     if (files && stats.size <= files.maxFileSize) {
-      let body: Buffer;
-      try {
-        body = await handle.readFile();
-      } finally {
-        await closeQuietly(handle);
-      }
+      const body = await readAndClose(handle);
       if (body.length !== stats.size) return undefined; // changed while read: serve without it
       const entry = files.keep(path, body, stats);
       return entry === undefined ? { body, token: siblingToken(coding, stats) } : keptSibling(coding, path, entry, notBefore);
@@ -184,12 +179,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     const { handle, stats } = opened;
     if (files && stats.size <= files.maxFileSize) {
       // Small: read once (one read for the whole file), keep it, answer from memory.
-      let body: Buffer;
-      try {
-        body = await handle.readFile();
-      } finally {
-        await closeQuietly(handle);
-      }
+      const body = await readAndClose(handle);
       if (body.length !== stats.size) return answer(ctx, name, file, { ...stats, size: body.length }, body); // changed while read: do not keep
       return answer(ctx, name, file, stats, body, files.keep(file, body, stats));
     }
@@ -308,6 +298,15 @@ function typeOf(name: string): string {
   const ext = extname(name);
   // contentType adds the charset for text types: "text/css; charset=utf-8".
   return (ext.length > 1 && contentType(ext)) || 'application/octet-stream';
+}
+
+/** A whole file in one read; the handle is closed either way. */
+async function readAndClose(handle: FileHandle): Promise<Buffer> {
+  try {
+    return await handle.readFile();
+  } finally {
+    await closeQuietly(handle);
+  }
 }
 
 /** Closing a read-only descriptor cannot lose data; its error must not hide the one in flight. */
