@@ -181,6 +181,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         return true;
       }
       const headers = headerBlock(entry, entry.h2ready, entry.h2headers);
+      if (stream.destroyed) return true; // reset by the client already: nothing to send
       if (entry.body === null) {
         stream.respond(headers, { endStream: true });
       } else {
