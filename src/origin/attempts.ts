@@ -46,7 +46,9 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
       throw err;
     }
     pool.responded(upstream, performance.now() - started);
-    (reply.body as Readable).once('close', () => pool.end(upstream));
+    // A body read whole (exchange.ts) has ended already; a stream counts until it closes.
+    if (reply.body === null || Buffer.isBuffer(reply.body)) pool.end(upstream);
+    else (reply.body as Readable).once('close', () => pool.end(upstream));
     return reply;
   }
 

@@ -23,22 +23,19 @@ function forwardedNode(address: string): string {
 
 const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);
 
-export function forwardedHeaders(ctx: Context, trusted: BlockList, viaName: string): Record<string, string> {
+/** Sets the forwarding fields on `headers`, the request to the origin being built. */
+export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, trusted: BlockList, viaName: string): void {
   const peer = ctx.remoteAddress;
   const keep = isTrusted(trusted, peer);
   const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;
   const priorForwarded = keep ? joined(ctx.headers.forwarded) : undefined;
-  const proto = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;
-  const host = (keep && joined(ctx.headers['x-forwarded-host'])) || ctx.authority;
   const element = `for=${forwardedNode(peer)};host="${ctx.authority.replace(/["\\]/g, '')}";proto=${ctx.scheme}`;
   const priorVia = joined(ctx.headers.via);
   const via = `${ctx.httpVersion === '2' ? '2' : ctx.httpVersion} ${viaName}`;
-  return {
-    'x-forwarded-for': priorFor ? `${priorFor}, ${peer}` : peer,
-    'x-forwarded-proto': proto,
-    'x-forwarded-host': host,
-    forwarded: priorForwarded ? `${priorForwarded}, ${element}` : element,
-    // Via is a chain every intermediary appends to; keeping the client's lets loops be seen.
-    via: priorVia ? `${priorVia}, ${via}` : via,
-  };
+  headers['x-forwarded-for'] = priorFor ? `${priorFor}, ${peer}` : peer;
+  headers['x-forwarded-proto'] = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;
+  headers['x-forwarded-host'] = (keep && joined(ctx.headers['x-forwarded-host'])) || ctx.authority;
+  headers.forwarded = priorForwarded ? `${priorForwarded}, ${element}` : element;
+  // Via is a chain every intermediary appends to; keeping the client's lets loops be seen.
+  headers.via = priorVia ? `${priorVia}, ${via}` : via;
 }
