@@ -7,9 +7,10 @@ import type { Reply } from '../pipeline/context.ts';
  * handler of our own instead of `request()`: no promise, Readable and abort wiring that undici
  * makes for every response only to have them copied into ours.
  *
- * - A response that arrives in one piece (header and whole body in the socket read that brought
- *   the header: an API's JSON, a small page, a 304) resolves with its body as a Buffer: the client
- *   then gets header and body in one write, with no stream between them.
+ * - A response that has arrived whole by the end of the event-loop turn that brought its header
+ *   (an API's JSON, a small page, a 304), or within WHOLE_WAIT_MS when it declares a small length,
+ *   resolves with its body as a Buffer: the client then gets header and body in one write, with
+ *   no stream between them. A slow body streams as it arrives, as before.
  * - Every other body streams: a Readable fed from undici's callbacks with backpressure (pause when
  *   it is full, resume when read); destroying it aborts the request.
  */
@@ -26,6 +27,11 @@ export interface ExchangeRequest {
   /** The response's fields as the client gets them (one copy: hop-by-hop removed, Via added). */
   readonly responseHeaders: (headers: Record<string, string | string[]>) => Reply['headers'];
 }
+
+/** A body declared this small may be waited for whole ... */
+const WHOLE_LIMIT = 64 * 1024;
+/** ... for this long (ms) after its header, before it streams. */
+const WHOLE_WAIT_MS = 2;
 
 type Controller = Dispatcher.DispatchController;
 
@@ -91,9 +97,17 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#headers = this.#request.responseHeaders(headers);
     this.#chunks = [];
-    // The rest of this socket read is parsed before the microtask runs: a response that came in
-    // one piece has ended by then and goes out whole; any other streams from here on.
-    queueMicrotask(() => this.#streamUnlessEnded(controller));
+    const length = headers['content-length'];
+    const small = typeof length === 'string' && length.length <= 6 && Number(length) <= WHOLE_LIMIT;
+    // Until this turn of the event loop has read what was waiting (the check phase): a response
+    // whose body came with its header has ended by then and goes out whole.
+    setImmediate(() => {
+      if (this.#chunks === null || this.#settled) return; // ended, or failed
+      // A small body that is still on its way (an HTTP/2 origin's DATA comes after its HEADERS)
+      // gets a moment more; any other streams from here on.
+      if (small) setTimeout(() => this.#streamUnlessEnded(controller), WHOLE_WAIT_MS).unref();
+      else this.#streamUnlessEnded(controller);
+    });
   }
 
   #streamUnlessEnded(controller: Controller): void {
