@@ -1,4 +1,4 @@
-import { type BlockList, isIPv6 } from 'node:net';
+import type { BlockList } from 'node:net';
 import { blockList } from '../net/cidr.ts';
 import type { Context } from '../pipeline/context.ts';
 
@@ -11,20 +11,23 @@ import type { Context } from '../pipeline/context.ts';
 /** Trusted proxies (validated addresses and CIDR ranges). */
 export const trustList = (entries: readonly string[]): BlockList => blockList(entries);
 
-function isTrusted(list: BlockList, address: string): boolean {
-  if (address === '') return false;
-  return list.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+/** Socket addresses are valid IPs (IPv4-mapped ones already plain, request.ts): a colon means IPv6. */
+const isV6 = (address: string) => address.includes(':');
+
+function isTrusted(list: BlockList | null, address: string): boolean {
+  if (list === null || address === '') return false;
+  return list.check(address, isV6(address) ? 'ipv6' : 'ipv4');
 }
 
 /** RFC 7239 §6: IPv6 node names are bracketed and the whole value quoted. */
 function forwardedNode(address: string): string {
-  return isIPv6(address) ? `"[${address}]"` : address;
+  return isV6(address) ? `"[${address}]"` : address;
 }
 
 const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);
 
-/** Sets the forwarding fields on `headers`, the request to the origin being built. */
-export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, trusted: BlockList, viaName: string): void {
+/** Sets the forwarding fields on `headers`, the request to the origin being built; `trusted` null: none. */
+export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, trusted: BlockList | null, viaName: string): void {
   const peer = ctx.remoteAddress;
   const keep = isTrusted(trusted, peer);
   const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;

@@ -62,6 +62,8 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const drop = new Set([...REQUEST_DROP, ...droppedFields(options.requestHeaders, options.caching)]);
   const set = options.requestHeaders.set;
   const acceptEncoding = options.acceptEncoding;
+  // No trusted proxies (the usual case): no lookup per request.
+  const trusted = options.trusted.rules.length > 0 ? options.trusted : null;
   // A GET or HEAD body has no defined meaning (RFC 9110 §9.3.1) and would be shared through the
   // cache key's blind spot: it is not sent, nor its framing.
   const dropWithoutBody = new Set([...drop, 'content-length', 'transfer-encoding']);
@@ -99,7 +101,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     if (acceptEncoding !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = acceptEncoding(ctx);
     for (const name in set) headers[name] = set[name];
     headers.host = ctx.authority;
-    addForwarded(headers, ctx, options.trusted, options.viaName);
+    addForwarded(headers, ctx, trusted, options.viaName);
     return exchange(upstream.dispatcher, {
       method: ctx.method,
       path: upstream.basePath + ctx.target,
