@@ -51,7 +51,7 @@ class OriginBody extends Readable {
   }
 }
 
-/** The dispatch handler of one exchange; an object with methods, so a request makes no closures. */
+/** The dispatch handler of one exchange: an object with methods rather than a closure per callback. */
 class Exchange implements Dispatcher.DispatchHandler {
   readonly #request: ExchangeRequest;
   readonly #resolve: (reply: Reply) => void;
