@@ -117,9 +117,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 
   const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });
 
-  const handler: Handler = async (ctx) => {
+  const handler: Handler = (ctx) => {
     // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
-    if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') throw clientError.methodNotAllowed();
+    if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') return Promise.reject(clientError.methodNotAllowed());
     return attempts(ctx, forward);
   };
 
