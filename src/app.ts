@@ -7,7 +7,7 @@ import { createStaticStage } from './static/serve.ts';
 import { createEncodedStore } from './static/encoded.ts';
 import { createFileCache } from './static/file-cache.ts';
 import { createCompressStage } from './compress/stage.ts';
-import { createOriginDecodeStage } from './compress/origin-decode.ts';
+import { createOriginDecodeStage, originAcceptEncoding } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
 import { publishError, publishUpstream } from './observability/channels.ts';
@@ -138,6 +138,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       ...config.proxy, ...Object.assign({}, ...overrides), pool, trusted, viaName: VIA_NAME,
       caching: cacheOptions?.enabled !== false,
       hashKey: primaryKey,
+      acceptEncoding: originAcceptEncoding, // what originDecode can decode
       timers: deps.timers,
       random: deps.random,
       onHealthChange: (upstream, up, why) => publishUpstream({ pool: name, upstream: upstream.name, up, why }),

@@ -6,7 +6,7 @@ import { originError, type OutpostError } from '../errors.ts';
 import type { OriginOptions } from '../config/schema.ts';
 import { realTimers, type Timers } from '../timers.ts';
 import type { Upstream, UpstreamPool } from './pool.ts';
-import { attemptBodies, classifyFailure, mayRetryFailure, mayRetryStatus } from './retry.ts';
+import { attemptBodies, classifyFailure, mayRetryFailure, mayRetryStatus, type Failure } from './retry.ts';
 
 /**
  * One client request as attempts on the pool's upstreams: the first on the balancer's choice, more
@@ -46,7 +46,9 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
       throw err;
     }
     pool.responded(upstream, performance.now() - started);
-    (reply.body as Readable).once('close', () => pool.end(upstream));
+    // A body read whole (exchange.ts) has ended already; a stream counts until it closes.
+    if (reply.body === null || Buffer.isBuffer(reply.body)) pool.end(upstream);
+    else (reply.body as Readable).once('close', () => pool.end(upstream));
     return reply;
   }
 
@@ -56,10 +58,34 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
     return pool.choose(key, tried);
   }
 
-  return async (ctx, forward) => {
+  /** A failed attempt as the client sees it, counted against the upstream unless the client caused it. */
+  function failedAttempt(err: unknown, upstream: Upstream): { mapped: OutpostError; failure: Failure | null } {
+    const mapped = mapError(err, upstream.name);
+    if (mapped.status < 500) return { mapped, failure: null }; // the client's doing (gone, body too large or too slow): not the upstream's
+    const failure = classifyFailure(err);
+    pool.failed(upstream, (err as { code?: string }).code ?? (err as Error).message, failure === 'unreached');
+    return { mapped, failure };
+  }
+
+  /** Nothing to fail over to: one attempt, without the retry bookkeeping. */
+  async function only(ctx: Context, upstream: Upstream, forward: Forward): Promise<Reply> {
+    try {
+      return await attempt(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined, forward);
+    } catch (err) {
+      throw failedAttempt(err, upstream).mapped;
+    }
+  }
+
+  // Not async itself: one promise layer less per request on the single-upstream path.
+  return (ctx, forward) => {
     const key = pool.keyed ? hashKey(ctx) : '';
-    let upstream = pool.choose(key);
-    if (upstream === undefined) throw originError.unavailable('no healthy upstream: every origin server is down');
+    const upstream = pool.choose(key);
+    if (upstream === undefined) return Promise.reject(originError.unavailable('no healthy upstream: every origin server is down'));
+    return retries === 0 ? only(ctx, upstream, forward) : withRetries(ctx, upstream, key, forward);
+  };
+
+  async function withRetries(ctx: Context, first: Upstream, key: string, forward: Forward): Promise<Reply> {
+    let upstream = first;
     // Only a body that may be needed again gets stand-ins; a single upstream reads the client's directly.
     const bodies = forwardsBody(ctx) && retries > 0 ? attemptBodies(ctx.body) : undefined;
     const started = timers.now();
@@ -71,12 +97,10 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
       try {
         reply = await attempt(ctx, upstream, bodies ? bodies.next() : forwardsBody(ctx) ? ctx.body : undefined, forward);
       } catch (err) {
-        const mapped = mapError(err, upstream.name);
-        if (mapped.status < 500) throw mapped; // the client's doing (gone, body too large or too slow): not the upstream's
-        const failure = classifyFailure(err);
-        pool.failed(upstream, (err as { code?: string }).code ?? (err as Error).message, failure === 'unreached');
+        const { mapped, failure: failed } = failedAttempt(err, upstream);
+        if (failed === null) throw mapped;
         // Whether this attempt consumed any of the client's body is known only now.
-        if (mayRetryFailure(failure, { method: ctx.method, bodyTouched: bodies?.touched ?? false }) && (next = nextUpstream(ctx, tried, key, started))) {
+        if (mayRetryFailure(failed, { method: ctx.method, bodyTouched: bodies?.touched ?? false }) && (next = nextUpstream(ctx, tried, key, started))) {
           upstream = next;
           continue;
         }
@@ -91,5 +115,5 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
       }
       return reply;
     }
-  };
+  }
 }

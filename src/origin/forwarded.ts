@@ -1,4 +1,4 @@
-import { type BlockList, isIPv6 } from 'node:net';
+import type { BlockList } from 'node:net';
 import { blockList } from '../net/cidr.ts';
 import type { Context } from '../pipeline/context.ts';
 
@@ -11,34 +11,34 @@ import type { Context } from '../pipeline/context.ts';
 /** Trusted proxies (validated addresses and CIDR ranges). */
 export const trustList = (entries: readonly string[]): BlockList => blockList(entries);
 
-function isTrusted(list: BlockList, address: string): boolean {
-  if (address === '') return false;
-  return list.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+/** Socket addresses are valid IPs (IPv4-mapped ones already plain, request.ts): a colon means IPv6. */
+const isV6 = (address: string) => address.includes(':');
+
+function isTrusted(list: BlockList | null, address: string): boolean {
+  if (list === null || address === '') return false;
+  return list.check(address, isV6(address) ? 'ipv6' : 'ipv4');
 }
 
 /** RFC 7239 §6: IPv6 node names are bracketed and the whole value quoted. */
 function forwardedNode(address: string): string {
-  return isIPv6(address) ? `"[${address}]"` : address;
+  return isV6(address) ? `"[${address}]"` : address;
 }
 
 const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);
 
-export function forwardedHeaders(ctx: Context, trusted: BlockList, viaName: string): Record<string, string> {
+/** Sets the forwarding fields on `headers`, the request to the origin being built; `trusted` null: none. */
+export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, trusted: BlockList | null, viaName: string): void {
   const peer = ctx.remoteAddress;
   const keep = isTrusted(trusted, peer);
   const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;
   const priorForwarded = keep ? joined(ctx.headers.forwarded) : undefined;
-  const proto = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;
-  const host = (keep && joined(ctx.headers['x-forwarded-host'])) || ctx.authority;
   const element = `for=${forwardedNode(peer)};host="${ctx.authority.replace(/["\\]/g, '')}";proto=${ctx.scheme}`;
   const priorVia = joined(ctx.headers.via);
   const via = `${ctx.httpVersion === '2' ? '2' : ctx.httpVersion} ${viaName}`;
-  return {
-    'x-forwarded-for': priorFor ? `${priorFor}, ${peer}` : peer,
-    'x-forwarded-proto': proto,
-    'x-forwarded-host': host,
-    forwarded: priorForwarded ? `${priorForwarded}, ${element}` : element,
-    // Via is a chain every intermediary appends to; keeping the client's lets loops be seen.
-    via: priorVia ? `${priorVia}, ${via}` : via,
-  };
+  headers['x-forwarded-for'] = priorFor ? `${priorFor}, ${peer}` : peer;
+  headers['x-forwarded-proto'] = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;
+  headers['x-forwarded-host'] = (keep && joined(ctx.headers['x-forwarded-host'])) || ctx.authority;
+  headers.forwarded = priorForwarded ? `${priorForwarded}, ${element}` : element;
+  // Via is a chain every intermediary appends to; keeping the client's lets loops be seen.
+  headers.via = priorVia ? `${priorVia}, ${via}` : via;
 }

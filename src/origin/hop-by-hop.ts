@@ -16,9 +16,13 @@ export const HOP_BY_HOP = new Set([
   'http2-settings',      // HTTP/2 upgrade handshake (RFC 7540 §3.2.1)
 ]);
 
+const NONE: readonly string[] = [];
+const NOTHING: ReadonlySet<string> = new Set();
+
 /** Names listed in Connection are hop-by-hop too. */
-function connectionTokens(value: string | string[] | number | undefined): string[] {
-  if (value === undefined) return [];
+function connectionTokens(value: string | string[] | number | undefined): readonly string[] {
+  // What nearly every HTTP/1.1 message carries names no field: no split per message.
+  if (value === undefined || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive') return NONE;
   const joined = Array.isArray(value) ? value.join(',') : String(value);
   return joined.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
 }
@@ -26,7 +30,7 @@ function connectionTokens(value: string | string[] | number | undefined): string
 /** A copy of `headers` without hop-by-hop fields, the ones Connection names, and `drop`. */
 export function endToEnd<H extends IncomingHttpHeaders | OutgoingHttpHeaders | Record<string, string | string[] | undefined>>(
   headers: H,
-  drop: ReadonlySet<string> = new Set(),
+  drop: ReadonlySet<string> = NOTHING,
 ): Record<string, string | string[]> {
   const named = connectionTokens(headers.connection as string | string[] | undefined);
   const out: Record<string, string | string[]> = {};

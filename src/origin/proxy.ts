@@ -5,7 +5,8 @@ import type { Handler } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
-import { forwardedHeaders } from './forwarded.ts';
+import { addForwarded } from './forwarded.ts';
+import { exchange } from './exchange.ts';
 import { droppedFields, forwardsBody } from './hygiene.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
 import { createAttempts } from './attempts.ts';
@@ -18,6 +19,8 @@ export interface ProxyOptions extends PoolOptions {
   caching: boolean;
   /** The key hash balancing keeps on one upstream: the cache's primary key, so each URL has one home. */
   hashKey?: (ctx: Context) => string;
+  /** The Accept-Encoding sent in place of the client's (the origin decoder's, compress/origin-decode.ts). */
+  acceptEncoding?: (ctx: Context) => string;
 }
 
 export interface ProxyHandler {
@@ -58,6 +61,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const hide = new Set(options.hideHeaders);
   const drop = new Set([...REQUEST_DROP, ...droppedFields(options.requestHeaders, options.caching)]);
   const set = options.requestHeaders.set;
+  const acceptEncoding = options.acceptEncoding;
+  // No trusted proxies (the usual case): no lookup per request.
+  const trusted = options.trusted.rules.length > 0 ? options.trusted : null;
   // A GET or HEAD body has no defined meaning (RFC 9110 §9.3.1) and would be shared through the
   // cache key's blind spot: it is not sent, nor its framing.
   const dropWithoutBody = new Set([...drop, 'content-length', 'transfer-encoding']);
@@ -78,37 +84,42 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
    * client's (undici drops the connection on one anyway); the server drops 101. Never stored: the
    * cache only sees the final Reply. Must not throw: undici would abort the origin request.
    */
-  function forwardInformational(ctx: Context, info: { statusCode: number; headers: Record<string, string | string[]> }): void {
-    if (info.statusCode === 100) return;
-    ctx.sendInformational?.(info.statusCode, addVia(endToEnd(info.headers, hideInterim)));
+  function forwardInformational(ctx: Context, statusCode: number, headers: Record<string, string | string[]>): void {
+    if (statusCode === 100) return;
+    ctx.sendInformational?.(statusCode, addVia(endToEnd(headers, hideInterim)));
   }
   const pool = createUpstreamPool(options);
 
-  async function forward(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
+  /** The response's fields as the client gets them: one copy, hop-by-hop and hidden fields out, Via in. */
+  const responseHeaders = (headers: Record<string, string | string[]>) => addVia(endToEnd(headers, hide));
+
+  function forward(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
     ctx.notes.set('upstream', upstream.name); // for the access log
     const sendBody = body !== undefined && forwardsBody(ctx);
-    const headers = { ...endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody), ...set, host: ctx.authority, ...forwardedHeaders(ctx, options.trusted, options.viaName) };
-    const response = await upstream.dispatcher.request({
-      method: ctx.method as 'GET',
+    const headers = endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody);
+    // In the client's field's place: what the operator removes or sets still wins.
+    if (acceptEncoding !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = acceptEncoding(ctx);
+    for (const name in set) headers[name] = set[name];
+    headers.host = ctx.authority;
+    addForwarded(headers, ctx, trusted, options.viaName);
+    return exchange(upstream.dispatcher, {
+      method: ctx.method,
       path: upstream.basePath + ctx.target,
       headers,
       // Only what the client sent: a stream that already ended would never end again for undici (h2 END_STREAM).
       body: sendBody ? body : undefined,
       signal: ctx.signal,
       // A closure only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
-      onInfo: ctx.sendInformational === undefined ? undefined : (info) => forwardInformational(ctx, info),
+      onInfo: ctx.sendInformational === undefined ? undefined : (statusCode, info) => forwardInformational(ctx, statusCode, info),
+      responseHeaders,
     });
-    // Errors on this body reach whoever pipes it; until then (and if nobody does) they must not crash.
-    response.body.on('error', () => {});
-    const out: Reply['headers'] = addVia(endToEnd(response.headers as Record<string, string | string[]>, hide));
-    return { status: response.statusCode, headers: out, body: response.body };
   }
 
   const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });
 
-  const handler: Handler = async (ctx) => {
+  const handler: Handler = (ctx) => {
     // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
-    if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') throw clientError.methodNotAllowed();
+    if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') return Promise.reject(clientError.methodNotAllowed());
     return attempts(ctx, forward);
   };
 

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { clientError } from '../errors.ts';
 import { frontCounters } from './counters.ts';
 
@@ -25,24 +25,51 @@ export interface BodyLimits {
  *
  * The rate is the client's only while we are reading: bytes waiting in our buffers (an origin
  * slow to take the upload) mean the wait is ours, and the check moves on by another grace.
+ *
+ * A Readable fed from the client's 'data' events, not a Transform piped in between: no pipe and
+ * transform callbacks per chunk. (Joining the 16 KB chunks of one event-loop turn into 64 KB ones
+ * made a quarter of the origin writes but cost as much in copies and allocations: measured, dropped.)
  */
+
+/** What may wait unread in the limiter before the client's stream is paused. */
+const HIGH_WATER = 64 * 1024;
+
 export function limitBody(body: Readable, limits: BodyLimits): Readable {
   const { maxBytes, deadline, minRate, grace } = limits;
   const now = limits.now ?? Date.now;
   const started = now();
   let seen = 0;
   let ourWait = 0; // ms of waiting that was ours, not the client's
-  const limited = new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      seen += chunk.length;
-      if (seen > maxBytes) callback(clientError.tooLarge(`request body over ${maxBytes} bytes`));
-      else callback(null, chunk);
+
+  const limited = new Readable({
+    highWaterMark: HIGH_WATER,
+    read() {
+      if (body.isPaused() && !body.readableEnded) body.resume();
     },
-    flush(callback) {
+    destroy(err, callback) {
       stopTimers();
-      callback();
+      // Stop reading, but leave the client's stream alone: it still has to carry our 413/408.
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.pause();
+      callback(err);
     },
   });
+
+  function onData(chunk: Buffer): void {
+    seen += chunk.length;
+    if (seen > maxBytes) {
+      limited.destroy(clientError.tooLarge(`request body over ${maxBytes} bytes`));
+      return;
+    }
+    if (!limited.push(chunk)) body.pause();
+  }
+
+  function onEnd(): void {
+    stopTimers();
+    if (!limited.destroyed) limited.push(null);
+  }
+
   const fail = () => limited.destroy(clientError.timeout('request body not received in time'));
   const total = setTimeout(fail, deadline);
   total.unref();
@@ -53,7 +80,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     const at = now();
     if (at < allowanceEnds()) return scheduleRate();
     // Unread bytes in our buffers: the consumer is behind, not the client.
-    if (limited.readableLength > 0 || limited.writableLength > 0 || body.readableLength > 0) {
+    if (limited.readableLength > 0 || body.readableLength > 0) {
       ourWait += grace;
       return scheduleRate();
     }
@@ -65,8 +92,6 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     rate.unref();
   }
   if (minRate > 0) scheduleRate();
-  // The body has all arrived once the source ends: no more rate to keep.
-  body.once('end', () => clearTimeout(rate));
 
   function stopTimers() {
     clearTimeout(total);
@@ -76,11 +101,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
   // Whoever reads the body handles its errors; one that ends before anyone reads (a stream reset
   // while the handler was still deciding) must not be an unhandled 'error' that ends the process.
   limited.on('error', () => {});
-  limited.on('close', () => {
-    stopTimers();
-    // Stop reading, but leave the client's stream alone: it still has to carry our 413/408.
-    body.unpipe(limited);
-    body.pause();
-  });
-  return body.pipe(limited);
+  body.on('data', onData);
+  body.once('end', onEnd);
+  return limited;
 }

@@ -69,6 +69,19 @@ function headerListSize(headers: IncomingHttpHeaders): number {
   return size;
 }
 
+/**
+ * HTTP/2 flow-control windows for request bodies (RFC 9113 §6.9). With the protocol's 65,535 bytes,
+ * for each stream and for the whole connection, a client uploading 1 MiB stops every 64 KB until
+ * our WINDOW_UPDATE comes back, and parallel uploads on one connection share that one window.
+ * What a client may send ahead stays bounded: a stream's window refills only as its body is read
+ * (the limiter pauses the stream when the origin is slow), so an unread stream holds at most 1 MiB
+ * (measured; Node refills the connection window on receipt, so that one is no bound), and
+ * maxSessionMemory (32 MB) refuses a session that buffers more. 256 KB per stream cost ~15 % more
+ * CPU per 1 MiB upload than 1 MiB did.
+ */
+const H2_STREAM_WINDOW = 1024 * 1024;
+const H2_SESSION_WINDOW = 8 * 1024 * 1024;
+
 /** Bodies are limited only when the request has one, so the GET hit path pays nothing. */
 function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
   if (!ctx.hasBody) return ctx;
@@ -136,6 +149,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       maxConcurrentStreams: limits.maxConcurrentStreams,
       maxHeaderListSize: limits.maxHeaderSize,
       enablePush: false,
+      initialWindowSize: H2_STREAM_WINDOW,
     },
     maxSessionMemory: 32, // MB of buffered frames per session before it is refused
     // A connection that does not finish its TLS handshake in time is dropped (Node's default is 120 s).
@@ -166,6 +180,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     // Session errors reach the log through the server's 'sessionError' below, once; Node keeps its
     // own 'error' listener on every server session, so none is needed here.
     confineStreamErrors(session);
+    // The connection's window, shared by all its streams (RFC 9113 §6.9.2: 65,535 until we say more).
+    try { session.setLocalWindowSize(H2_SESSION_WINDOW); } catch { /* the session is already closing */ }
     session.setTimeout(limits.idleTimeout, () => session.close());
     if (draining) session.close();
   });

@@ -1,0 +1,174 @@
+import { Readable } from 'node:stream';
+import { errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Reply } from '../pipeline/context.ts';
+
+/**
+ * One request to an upstream and its response as a Reply, through undici's `dispatch` with a
+ * handler of our own instead of `request()`: no promise, Readable and abort wiring that undici
+ * makes for every response only to have them copied into ours.
+ *
+ * - A response that has arrived whole by the end of the event-loop turn that brought its header
+ *   (an API's JSON, a small page, a 304), or within WHOLE_WAIT_MS when it declares a small length,
+ *   resolves with its body as a Buffer: the client then gets header and body in one write, with
+ *   no stream between them. A slow body streams as it arrives, as before.
+ * - Every other body streams: a Readable fed from undici's callbacks with backpressure (pause when
+ *   it is full, resume when read); destroying it aborts the request.
+ */
+
+export interface ExchangeRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Readable | undefined;
+  /** The client went away: the exchange is aborted (RequestAbortedError). */
+  readonly signal: AbortSignal | undefined;
+  /** An interim (1xx) response; must not throw. */
+  readonly onInfo: ((status: number, headers: Record<string, string | string[]>) => void) | undefined;
+  /** The response's fields as the client gets them (one copy: hop-by-hop removed, Via added). */
+  readonly responseHeaders: (headers: Record<string, string | string[]>) => Reply['headers'];
+}
+
+/** A body declared this small may be waited for whole ... */
+const WHOLE_LIMIT = 64 * 1024;
+/** ... for this long (ms) after its header, before it streams. */
+const WHOLE_WAIT_MS = 2;
+
+type Controller = Dispatcher.DispatchController;
+
+/** The streamed body of a response: read on demand, and destroying it aborts the exchange. */
+class OriginBody extends Readable {
+  readonly #controller: Controller;
+  constructor(controller: Controller) {
+    super();
+    this.#controller = controller;
+  }
+  override _read(): void {
+    this.#controller.resume();
+  }
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.readableEnded) this.#controller.abort(err ?? new undiciErrors.RequestAbortedError());
+    callback(err);
+  }
+}
+
+/** The dispatch handler of one exchange: an object with methods rather than a closure per callback. */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #request: ExchangeRequest;
+  readonly #resolve: (reply: Reply) => void;
+  readonly #reject: (err: unknown) => void;
+  #controller: Controller | null = null;
+  /** The reason the client's abort gave before undici started the request. */
+  #abortedEarly: unknown = null;
+  #settled = false;
+  #status = 0;
+  #headers: Reply['headers'] | null = null;
+  /** The whole-body case: chunks so far. */
+  #chunks: Buffer[] | null = null;
+  #received = 0;
+  #stream: OriginBody | null = null;
+
+  constructor(request: ExchangeRequest, resolve: (reply: Reply) => void, reject: (err: unknown) => void) {
+    this.#request = request;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  /** The client's abort signal, as an EventListener object. */
+  handleEvent(): void {
+    const reason = new undiciErrors.RequestAbortedError();
+    if (this.#controller === null) this.#abortedEarly = reason;
+    else this.#controller.abort(reason);
+  }
+
+  #detach(): void {
+    this.#request.signal?.removeEventListener('abort', this);
+  }
+
+  onRequestStart(controller: Controller): void {
+    this.#controller = controller;
+    if (this.#abortedEarly !== null) controller.abort(this.#abortedEarly as Error);
+  }
+
+  onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
+    if (statusCode < 200) {
+      this.#request.onInfo?.(statusCode, headers);
+      return;
+    }
+    this.#status = statusCode;
+    this.#headers = this.#request.responseHeaders(headers);
+    this.#chunks = [];
+    const length = headers['content-length'];
+    const small = typeof length === 'string' && length.length <= 6 && Number(length) <= WHOLE_LIMIT;
+    // Until this turn of the event loop has read what was waiting (the check phase): a response
+    // whose body came with its header has ended by then and goes out whole.
+    setImmediate(() => {
+      if (this.#chunks === null || this.#settled) return; // ended, or failed
+      // A small body that is still on its way (an HTTP/2 origin's DATA comes after its HEADERS)
+      // gets a moment more; any other streams from here on.
+      if (small) setTimeout(() => this.#streamUnlessEnded(controller), WHOLE_WAIT_MS).unref();
+      else this.#streamUnlessEnded(controller);
+    });
+  }
+
+  #streamUnlessEnded(controller: Controller): void {
+    const chunks = this.#chunks;
+    if (chunks === null || this.#settled) return; // ended, or failed
+    this.#chunks = null;
+    const stream = new OriginBody(controller);
+    this.#stream = stream;
+    stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
+    stream.once('close', () => this.#detach());
+    for (const chunk of chunks) stream.push(chunk);
+    if (stream.readableLength >= stream.readableHighWaterMark) controller.pause();
+    this.#settled = true;
+    this.#resolve({ status: this.#status, headers: this.#headers!, body: stream });
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.#chunks !== null) {
+      this.#chunks.push(chunk);
+      this.#received += chunk.length;
+    } else if (this.#stream !== null && !this.#stream.push(chunk)) {
+      controller.pause();
+    }
+  }
+
+  onResponseEnd(): void {
+    const chunks = this.#chunks;
+    if (chunks !== null) {
+      this.#chunks = null;
+      this.#detach();
+      this.#settled = true;
+      this.#resolve({ status: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.#received) });
+    } else {
+      this.#stream?.push(null);
+    }
+  }
+
+  onResponseError(_controller: Controller | null, err: Error): void {
+    this.#detach();
+    this.#chunks = null;
+    if (!this.#settled) {
+      this.#settled = true;
+      this.#reject(err);
+    } else {
+      this.#stream?.destroy(err);
+    }
+  }
+}
+
+/** Sends the request; resolves with the response once its header (or, when small, its whole body) is in. */
+export function exchange(dispatcher: Dispatcher, request: ExchangeRequest): Promise<Reply> {
+  const signal = request.signal;
+  if (signal?.aborted) return Promise.reject(new undiciErrors.RequestAbortedError());
+  return new Promise<Reply>((resolve, reject) => {
+    const handler = new Exchange(request, resolve, reject);
+    signal?.addEventListener('abort', handler, { once: true });
+    dispatcher.dispatch({
+      method: request.method as Dispatcher.HttpMethod,
+      path: request.path,
+      headers: request.headers,
+      body: request.body ?? null,
+    }, handler);
+  });
+}
