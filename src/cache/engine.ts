@@ -75,8 +75,8 @@ export interface CacheEngine {
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
   view(found: Found): StoredView;
   age(found: Found, view: StoredView): number;
-  /** Stores a response; answers whether the store accepted it. */
-  save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<boolean>;
+  /** Stores a response; answers the stored record, or undefined when it was not stored. */
+  save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<Found | undefined>;
   /** Replaces a stored response's metadata (after a 304). */
   refresh(found: Found, meta: StoredResponse): Promise<Found>;
   variants(found: Found): Variants;
@@ -204,16 +204,15 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     view,
     age,
     async save(primary, requestHeaders, meta, body) {
-      const found = { meta };
-      const ttl = ttlOf(found, view({ key: '', primary, meta, body }));
-      if (ttl <= 0) return false;
+      const ttl = ttlOf({ meta }, view({ key: '', primary, meta, body }));
+      if (ttl <= 0) return undefined;
       try {
-        await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl });
+        const key = await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl });
         stats.stores++;
-        return true;
+        return { key, primary, meta, body };
       } catch (error) {
         storeFailed(error);
-        return false;
+        return undefined;
       }
     },
     async refresh(found, meta) {

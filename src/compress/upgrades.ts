@@ -1,4 +1,9 @@
 /**
+ * Which kept variants are upgraded, and when. Only objects that prove popular: a fast variant is
+ * upgraded once it has been served from where it is kept `hits` times (`createPopularity`), never
+ * on first store, so a stream of URLs seen once (a crawler, unique API answers) costs one fast
+ * encode each and no Brotli 11 at all.
+ *
  * The background queue that re-encodes kept variants at high quality. Bounded twice: `concurrency`
  * jobs run at once (each holds a thread-pool thread, which file reads and DNS share), and the jobs
  * waiting hold at most `maxQueuedBytes` of input (a job keeps its identity body alive); beyond that
@@ -49,6 +54,33 @@ export function createUpgradeQueue(options: UpgradeQueueOptions): UpgradeQueue {
       waitingBytes += bytes;
       pump();
       return true;
+    },
+  };
+}
+
+export interface Popularity {
+  /** Counts one use of `key`; true on the `hits`-th (then forgets it: the caller acts once). */
+  hit(key: string): boolean;
+}
+
+/**
+ * Counts uses per key up to `hits`. Bounded: past `maxKeys` counts it starts afresh (counts lost
+ * only delay an upgrade), so a flood of keys seen once holds at most `maxKeys` small strings.
+ */
+export function createPopularity(options: { readonly hits: number; readonly maxKeys: number }): Popularity {
+  const { hits, maxKeys } = options;
+  if (!Number.isInteger(hits) || hits < 1) throw new TypeError(`popularity.hits: expected an integer ≥ 1, got ${hits}`);
+  let counts = new Map<string, number>();
+  return {
+    hit(key) {
+      const seen = (counts.get(key) ?? 0) + 1;
+      if (seen >= hits) {
+        counts.delete(key);
+        return true;
+      }
+      if (counts.size >= maxKeys && !counts.has(key)) counts = new Map();
+      counts.set(key, seen);
+      return false;
     },
   };
 }

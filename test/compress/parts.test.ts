@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createUpgradeQueue } from '../../src/compress/upgrades.ts';
+import { createPopularity, createUpgradeQueue } from '../../src/compress/upgrades.ts';
 import { createEncodedStore } from '../../src/static/encoded.ts';
 import { createCompressStage } from '../../src/compress/stage.ts';
 import { createOriginDecodeStage } from '../../src/compress/origin-decode.ts';
@@ -33,6 +33,18 @@ test('upgrade queue: one job per key at a time, bounded concurrency, bounded byt
   await tick();
   assert.equal(order.at(-1), 'a later');
   assert.throws(() => createUpgradeQueue({ concurrency: 0, maxQueuedBytes: 1, onError: () => {} }), /concurrency/);
+});
+
+test('popularity: true on the n-th use of a key, then it counts afresh; bounded keys', () => {
+  const popular = createPopularity({ hits: 2, maxKeys: 3 });
+  assert.equal(popular.hit('a'), false);
+  assert.equal(popular.hit('a'), true, 'the second use');
+  assert.equal(popular.hit('a'), false, 'counted afresh after');
+  for (const key of ['b', 'c', 'd']) assert.equal(popular.hit(key), false);
+  assert.equal(popular.hit('e'), false, 'full: starts afresh');
+  assert.equal(popular.hit('b'), false, 'b was forgotten');
+  assert.equal(popular.hit('e'), true);
+  assert.throws(() => createPopularity({ hits: 0, maxKeys: 1 }), /hits/);
 });
 
 test('encoded-file store: LRU by bytes, replacing, refusing entries over an eighth, keeping tokens', () => {

@@ -27,10 +27,11 @@ function context(headers: Record<string, string> = {}, method = 'GET'): Context 
 function holder(body: Buffer, headers: OutgoingHttpHeaders) {
   const stored = new Map<Encoding, StoredVariant>();
   const seen: Array<string | undefined> = [];
+  const puts: StoredVariant[] = [];
   const variants: Variants = {
     identity: body,
     get: (coding) => stored.get(coding),
-    put: (coding, encoded, token) => { stored.set(coding, { body: encoded, token }); },
+    put: (coding, encoded, token) => { puts.push({ body: encoded, token }); stored.set(coding, { body: encoded, token }); },
   };
   const handler = async (ctx: Context): Promise<Reply> => {
     const inm = ctx.headers['if-none-match'] as string | undefined;
@@ -40,7 +41,7 @@ function holder(body: Buffer, headers: OutgoingHttpHeaders) {
     }
     return { status: 200, headers: { ...headers, 'content-length': body.length }, body, variants };
   };
-  return { stored, seen, handler };
+  return { stored, seen, puts, handler };
 }
 
 const HTML = { 'content-type': 'text/html; charset=utf-8', etag: '"p1"', 'cache-control': 'max-age=60' };
@@ -57,7 +58,8 @@ test('the fast body and the Brotli 11 body that replaces it have different tags'
   assert.deepEqual(first.body, fastQuality('br', PAGE));
   assert.equal(page.stored.get('br')?.token, 'br4');
 
-  // the background upgrade replaces it with Brotli 11 under its own token
+  // served from the holder twice: popular, so the background upgrade replaces it with Brotli 11 under its own token
+  for (let i = 0; i < 2; i++) assert.equal((await compress(context(br), page.handler)).headers.etag, '"p1-br4"');
   await until(async () => page.stored.get('br')?.token === 'br11', 'the Brotli 11 variant', 5000);
   const upgraded = await compress(context(br), page.handler);
   assert.equal(upgraded.headers.etag, '"p1-br11"');
@@ -94,6 +96,36 @@ test('the fast body and the Brotli 11 body that replaces it have different tags'
   const head = await compress(context(br, 'HEAD'), page.handler);
   assert.equal(head.headers.etag, '"p1-br11"');
   assert.equal(head.headers['content-length'], highQuality('br', PAGE).length);
+});
+
+test('upgrades: only a kept fast variant that proves popular (its second hit) is re-encoded at Brotli 11, never on first store', async () => {
+  const compress = createCompressStage({ encodings: ['br'], minSize: 1024 });
+  const br = { 'accept-encoding': 'br' };
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+  const tokens = (h: ReturnType<typeof holder>) => h.puts.map((p) => p.token);
+
+  // seen once: encoded at Brotli 4 and kept; nothing more, however long it stays
+  const once = holder(PAGE, { ...HTML, etag: '"once"' });
+  assert.equal((await compress(context(br), once.handler)).headers.etag, '"once-br4"');
+  await settle();
+  assert.deepEqual(tokens(once), ['br4'], 'no upgrade for an object seen once');
+
+  // popular: the first hit of the kept body is not yet enough, the second is
+  const popular = holder(PAGE, { ...HTML, etag: '"popular"' });
+  await compress(context(br), popular.handler);
+  assert.equal((await compress(context(br), popular.handler)).headers.etag, '"popular-br4"');
+  await settle();
+  assert.deepEqual(tokens(popular), ['br4'], 'one hit: not yet');
+  const second = await compress(context(br), popular.handler);
+  assert.equal(second.headers.etag, '"popular-br4"', 'the second hit still gets the fast bytes');
+  await until(async () => popular.puts.length === 2, 'the Brotli 11 variant', 5000);
+  assert.deepEqual(tokens(popular), ['br4', 'br11']);
+  assert.deepEqual(popular.stored.get('br')?.body, highQuality('br', PAGE));
+  const upgraded = await compress(context(br), popular.handler);
+  assert.equal(upgraded.headers.etag, '"popular-br11"');
+  assert.deepEqual(upgraded.body, highQuality('br', PAGE));
+  await settle();
+  assert.deepEqual(tokens(popular), ['br4', 'br11'], 'upgraded once');
 });
 
 test('a fast tag the holder still keeps is answered 304 by the stage, exactly', async () => {
