@@ -33,7 +33,7 @@ import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, wid
  *    backpressure and flat memory.
  *
  * Headers: Content-Encoding; the ETag suffixed with the token of the exact bytes sent
- * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br4`), so
+ * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br3`), so
  * the fast body and the Brotli 11 body that replaces it never share a tag; an exact Content-Length
  * when the body is whole, none when streamed; Accept-Ranges dropped (ranges are served on identity
  * only).
@@ -83,7 +83,7 @@ const UPGRADE_AFTER = 2;
 const POPULARITY_KEYS = 50_000;
 /** Fields that describe the identity bytes and are wrong for coded ones. */
 const IDENTITY_ONLY = ['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest'];
-/** The token of what this stage encodes when nothing is stored (streams, first requests): `br4`. */
+/** The token of what this stage encodes when nothing is stored (streams, first requests): `br3`. */
 const FAST: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'fast'), zstd: tokenOf('zstd', 'fast'), gzip: tokenOf('gzip', 'fast') };
 /** The token of an upgraded variant: `br11`. */
 const HIGH: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'high'), zstd: tokenOf('zstd', 'high'), gzip: tokenOf('gzip', 'high') };
