@@ -11,6 +11,7 @@ import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResul
 import { brotliAvailable, nginxConfig } from './nginx.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
+import { runSoak, soakTable } from './soak.ts';
 
 /**
  * `npm run bench [-- --quick]`: Outpost, the ceiling (a bare node:http2 server answering from memory)
@@ -28,12 +29,14 @@ const { values: flags } = parseArgs({
     systems: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     log: { type: 'string' },
+    soak: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
   console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json]`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
+  console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
   process.exit(0);
 }
 
@@ -107,7 +110,7 @@ const machine = {
   /** Share of all cores busy in the second before start: other work on the machine makes every number noisy. */
   busyBeforeStart: Number((await machineBusy(1000)).toFixed(2)),
   pinning: pin ? `server on cpu ${cores - 1}, runner/origin/loaders on cpu 0-${cores - 2}` : 'off',
-  mode: QUICK ? 'quick' : 'full',
+  mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
 };
@@ -487,6 +490,7 @@ async function main(): Promise<void> {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
     '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
   chmodSync(key, 0o600);
+  if (flags.soak) return soak(cert, key, t0);
   const site = join(ROOT, 'bench', 'site');
   writeSite(site);
 
@@ -591,6 +595,32 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 
   for (const system of systems) await system.pool.close();
+}
+
+/** `--soak`: the memory soak alone; its table, and the results file with a `soak` field. */
+async function soak(cert: string, key: string, t0: number): Promise<void> {
+  const seconds = Number(flags.seconds ?? 300);
+  console.log(`soak: Outpost only, ${seconds} s of load`);
+  const result = await runSoak({
+    seconds, connections: SETTINGS.connections, cert, key, tmp, root: ROOT, serverWrap, loaderWrap, freePort,
+    track: (child) => { children.push(child); },
+  });
+  console.log(`\n${soakTable(result)}`);
+  const { config, ...soakFields } = result;
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
+  writeFileSync(file, JSON.stringify({
+    machine: { ...machine, seconds },
+    scenarios: [],
+    systems: { outpost: { rssBytes: { start: result.rssStartBytes, end: result.rssAfterBytes }, restarts: 0, config } },
+    unavailable: {},
+    rows: [],
+    bursts: [],
+    crashes: [],
+    soak: soakFields,
+  }, null, 2));
+  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
 try {
