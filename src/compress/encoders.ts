@@ -1,6 +1,7 @@
 import zlib, { constants as Z } from 'node:zlib';
 import { Readable, type Transform } from 'node:stream';
 import { isFileBody, type Encoding, type FileBody, type ReplyBody } from '../pipeline/context.ts';
+import { ownBytes } from '../buffers.ts';
 
 /**
  * Encoders and decoders for br, zstd and gzip, all node:zlib. Small fast-quality bodies are encoded
@@ -68,18 +69,22 @@ function options(encoding: Encoding, quality: Quality, sizeHint?: number): zlib.
  */
 export const SYNC_LIMIT = 64 * 1024;
 
-/** Encodes a whole body: small fast ones on this thread (`SYNC_LIMIT`), the rest on the thread pool. */
+/**
+ * Encodes a whole body: small fast ones on this thread (`SYNC_LIMIT`), the rest on the thread pool.
+ * The result owns its bytes (buffers.ts): zlib hands back a view into its output chunk, and the
+ * result is usually kept.
+ */
 export function encodeBuffer(encoding: Encoding, input: Buffer, quality: Quality): Promise<Buffer> {
   const opts = options(encoding, quality, input.length);
   if (quality === 'fast' && input.length <= SYNC_LIMIT) {
     try {
-      return Promise.resolve(encodeSync(encoding, input, opts));
+      return Promise.resolve(ownBytes(encodeSync(encoding, input, opts)));
     } catch (error) {
       return Promise.reject(error);
     }
   }
   return new Promise((resolve, reject) => {
-    const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(out));
+    const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(ownBytes(out)));
     if (encoding === 'br') zlib.brotliCompress(input, opts, done);
     else if (encoding === 'zstd') zlib.zstdCompress(input, opts, done);
     else zlib.gzip(input, opts, done);

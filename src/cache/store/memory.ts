@@ -1,4 +1,5 @@
 import type { CacheRecord, CacheStore } from './contract.ts';
+import { ownBytes } from '../../buffers.ts';
 
 interface Slot {
   record: CacheRecord;
@@ -77,7 +78,10 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const size = record.body.length + recordOverhead(record.meta);
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
-      slots.set(key, { record, size, expires: now() + ttlMs, lastUse: ++clock });
+      // What is counted is what is held: a body that is a view into a larger allocation is copied.
+      const body = ownBytes(record.body);
+      const kept = body === record.body ? record : { meta: record.meta, body };
+      slots.set(key, { record: kept, size, expires: now() + ttlMs, lastUse: ++clock });
       used += size;
     },
     async delete(keys) {
