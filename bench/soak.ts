@@ -81,9 +81,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const config = stringifyYaml(raw);
   const file = join(o.tmp, 'outpost-soak.yaml');
   writeFileSync(file, config);
-  const { child, match } = await startChild('outpost', [...o.serverWrap, process.execPath, 'src/main.ts', '--config', file], /https:\/\/[^\s'"]+/, 20_000, o.root);
+  const { child, match } = await startChild('outpost', [...o.serverWrap, process.execPath, 'src/main.ts', '--config', file], /listening on (https:\/\/[^\s'"]+)/, 20_000, o.root);
   o.track(child);
-  const base = `https://127.0.0.1:${new URL(match![0]).port}`;
+  const base = `https://127.0.0.1:${new URL(match![1]).port}`;
   const rssStartBytes = rssBytes(child.pid);
 
   const cacheUsage = async (): Promise<{ bytes?: number; entries?: number }> => {
