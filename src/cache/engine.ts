@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
+import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
@@ -106,6 +106,10 @@ export interface Inspection {
   readonly inFlight: boolean;
 }
 
+/** The same stored response: the same record (memory store), or one received at the same moments (a store that parses records anew). */
+const sameResponse = (a: StoredResponse, b: StoredResponse): boolean =>
+  a === b || (a.responseTime === b.responseTime && a.requestTime === b.requestTime && a.status === b.status);
+
 /** How long a URI stays known-uncacheable (Varnish's hit-for-miss), so bursts for it do not queue. */
 const HIT_FOR_MISS = { ttlMs: 120_000, max: 10_000 };
 /** RFC 9111 §4.2.2 suggests at most 10 % of the time since Last-Modified. */
@@ -168,9 +172,20 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       },
       put: (coding: Encoding, body: Buffer, token: string) => {
         const ttl = ttlOf(found, view(found));
-        if (ttl > 0) void safely(saveVariant(store, found, { coding, body, token, ttlMs: ttl }), undefined);
+        if (ttl > 0) void safely(putVariant(found, { coding, body, token, ttlMs: ttl }), undefined);
       },
     };
+  }
+
+  /**
+   * Keeps an encoding of `found` only while `found` is still the response stored under its key: an
+   * upgrade finishes in the background, maybe seconds later, when a new response (other bytes)
+   * may have replaced it, and its variant must not be kept under the new one's key.
+   */
+  async function putVariant(found: Found, variant: NewVariant): Promise<void> {
+    const current = await store.get<StoredResponse>(found.key);
+    if (current === undefined || !sameResponse(current.meta, found.meta)) return;
+    await saveVariant(store, found, variant);
   }
 
   async function markStale(keys: readonly string[]): Promise<number> {
