@@ -474,7 +474,7 @@ async function burst(system: System, protocol: 'h1' | 'h2', runTag: string): Pro
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  console.log(`Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
+  console.log(flags.soak ? 'Outpost benchmark (soak)' : `Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
     `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams)`);
   console.log(`${machine.date}  ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ` +
     `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''}`);
