@@ -27,3 +27,23 @@ test('encoded bodies own their bytes (zlib answers a view into its output chunk)
     }
   }
 });
+
+test('memory store: evicts the least recently used, across many evictions and after a clear', async () => {
+  const body = Buffer.alloc(1000);
+  // Room for three records (each 1,000 bytes plus its allowance).
+  const store = createMemoryStore({ maxSize: 3 * (1000 + 2 * 4 + 256) });
+  for (const key of ['a', 'b', 'c']) await store.set(key, { meta: null, body }, 60_000);
+  await store.get('a'); // a is used again: b is now the oldest
+  await store.set('d', { meta: null, body }, 60_000);
+  assert.equal(await store.get('b'), undefined);
+  await store.set('e', { meta: null, body }, 60_000);
+  assert.equal(await store.get('c'), undefined);
+  assert.ok(await store.get('a'));
+  for (let i = 0; i < 50; i++) await store.set(`k${i}`, { meta: null, body }, 60_000);
+  assert.deepEqual(await Promise.all(['k47', 'k48', 'k49'].map(async (k) => (await store.get(k)) !== undefined)), [true, true, true]);
+  assert.equal(store.usage!().entries, 3);
+  await store.clear();
+  for (const key of ['x', 'y', 'z', 'w']) await store.set(key, { meta: null, body }, 60_000);
+  assert.equal(await store.get('x'), undefined, 'the oldest after the clear');
+  assert.ok(await store.get('w'));
+});
