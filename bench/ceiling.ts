@@ -31,6 +31,7 @@ const GET: Record<string, ((ae: string | undefined) => Answer) | undefined> = {
   [PATHS.small]: variants(fixtures.small, CACHEABLE, false),
   [PATHS.large]: variants(fixtures.large, CACHEABLE, false),
   [PATHS.page]: page,
+  [PATHS.staticPage]: page,
   [PATHS.api]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.apiPool]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.apiH2]: variants(fixtures.api, UNCACHEABLE, false),

@@ -90,8 +90,14 @@ export const fixtures = {
   api: fixture(apiJson(), 'application/json'),
 } as const;
 
-/** The static site every system serves from disk: the small JSON and the 1 MiB file. */
-export const SITE_FILES = { 'small.json': fixtures.small.body, 'large.bin': fixtures.large.body } as const;
+/** The static site every system serves from disk: the small JSON, the 1 MiB file, and the page with precompressed siblings. */
+export const SITE_FILES = {
+  'small.json': fixtures.small.body,
+  'large.bin': fixtures.large.body,
+  'page.html': fixtures.page.body,
+  'page.html.br': fixtures.page.br,
+  'page.html.gz': fixtures.page.gzip,
+} as const;
 
 export function writeSite(dir: string): void {
   mkdirSync(dir, { recursive: true });
@@ -106,6 +112,8 @@ export const UNCACHEABLE = 'private, no-store';
 export const PATHS = {
   small: '/small.json',
   large: '/large.bin',
+  /** The static page whose .br and .gz siblings a build step wrote (static-br). */
+  staticPage: '/page.html',
   page: '/o/page.html',
   api: '/o/api',
   /** The same API through the /o2/ route, whose origin is a pool of two upstreams. */

@@ -8,7 +8,7 @@ import { Pool, request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { PATHS, BURST_DELAY_MS, fixtures, writeSite } from './fixtures.ts';
 import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResult, type LoadSpec, type Tool } from './load.ts';
-import { brotliAvailable, nginxConfig } from './nginx.ts';
+import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
@@ -28,13 +28,15 @@ const { values: flags } = parseArgs({
     scenarios: { type: 'string' },
     systems: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    workers: { type: 'string' },
     log: { type: 'string' },
     soak: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N]`);
+  console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
   process.exit(0);
@@ -43,6 +45,10 @@ if (flags.help) {
 const QUICK = flags.quick;
 if (flags.log !== undefined && !['off', 'text', 'json'].includes(flags.log)) {
   console.error(`--log: expected off, text or json, got ${JSON.stringify(flags.log)}`);
+  process.exit(2);
+}
+if (flags.workers !== undefined && !(Number.isInteger(Number(flags.workers)) && Number(flags.workers) >= 1 && Number(flags.workers) <= 64)) {
+  console.error(`--workers: expected a whole number from 1 to 64, got ${JSON.stringify(flags.workers)}`);
   process.exit(2);
 }
 if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
@@ -79,6 +85,7 @@ function packageVersion(name: string): string {
 const tools = {
   nginx: version(['nginx', '-v'], /nginx\/(\S+)/),
   brotli: brotliAvailable(),
+  brotliStatic: brotliStaticAvailable(),
   h2load: version(['h2load', '--version'], /(nghttp2\/\S+)/),
   wrk: version(['wrk', '-v'], /^wrk (\S+)/m),
   openssl: version(['openssl', 'version'], /^(OpenSSL \S+)/),
@@ -86,11 +93,15 @@ const tools = {
 };
 
 const cores = availableParallelism();
-const pin = !flags['no-pin'] && tools.taskset !== undefined && cores >= 2;
-/** With pinning, the server under test owns the last core; the runner, origin and load tools the rest. */
-const serverWrap = pin ? ['taskset', '-c', String(cores - 1)] : [];
-const loaderWrap = pin ? ['taskset', '-c', `0-${cores - 2}`] : [];
-if (pin) execFileSync('taskset', ['-a', '-p', '-c', `0-${cores - 2}`, String(process.pid)], { stdio: 'ignore' });
+/** Outpost's worker processes and nginx's worker_processes (`--workers`). */
+const WORKERS = Number(flags.workers ?? 1);
+/** Server cores when pinned: one per worker, and at least one core left for the runner, origin and loaders. */
+const pin = !flags['no-pin'] && tools.taskset !== undefined && cores > WORKERS;
+const serverCpus = WORKERS === 1 ? String(cores - 1) : `${cores - WORKERS}-${cores - 1}`;
+/** With pinning, the server under test owns the last core(s); the runner, origin and load tools the rest. */
+const serverWrap = pin ? ['taskset', '-c', serverCpus] : [];
+const loaderWrap = pin ? ['taskset', '-c', `0-${cores - WORKERS - 1}`] : [];
+if (pin) execFileSync('taskset', ['-a', '-p', '-c', `0-${cores - WORKERS - 1}`, String(process.pid)], { stdio: 'ignore' });
 
 const machine = {
   date: new Date().toISOString(),
@@ -98,7 +109,7 @@ const machine = {
   cores,
   kernel: release(),
   node: process.version,
-  nginx: tools.nginx ? `${tools.nginx}${tools.brotli ? ' + brotli' : ''}` : 'missing',
+  nginx: tools.nginx ? `${tools.nginx}${tools.brotli ? ' + brotli' : ''}${tools.brotliStatic ? ' + brotli_static' : ''}` : 'missing',
   h2load: tools.h2load ?? 'missing',
   wrk: tools.wrk ?? 'missing',
   autocannon: packageVersion('autocannon'),
@@ -109,7 +120,9 @@ const machine = {
   outpostDirty: (spawnSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== '',
   /** Share of all cores busy in the second before start: other work on the machine makes every number noisy. */
   busyBeforeStart: Number((await machineBusy(1000)).toFixed(2)),
-  pinning: pin ? `server on cpu ${cores - 1}, runner/origin/loaders on cpu 0-${cores - 2}` : 'off',
+  pinning: pin ? `server on cpu ${serverCpus}, runner/origin/loaders on cpu 0-${cores - WORKERS - 1}`
+    : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
+  workers: WORKERS,
   mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
@@ -119,6 +132,7 @@ function missingTools(): string[] {
   const lines: string[] = [];
   if (!tools.nginx) lines.push('nginx    missing: no nginx rows');
   else if (!tools.brotli) lines.push('nginx    has no Brotli module: its "br" requests get gzip or identity (apt-get install libnginx-mod-http-brotli-filter)');
+  if (tools.nginx && !tools.brotliStatic) lines.push('nginx    has no brotli_static module: its static-br row compresses on the fly (apt-get install libnginx-mod-http-brotli-static)');
   if (!tools.h2load) lines.push('h2load   missing: no HTTP/2 rows');
   if (!tools.wrk) lines.push('wrk      missing: no wrk rows (HTTP/1.1 second opinion where autocannon is the bottleneck)');
   if (lines.length > 0) lines.push('install with: apt-get install nginx nghttp2-client wrk libnginx-mod-http-brotli-filter');
@@ -152,6 +166,7 @@ interface Scenario {
 
 const SCENARIOS: readonly Scenario[] = [
   { id: 'static-small', what: '1 KB JSON from disk', method: 'GET', path: PATHS.small, headers: {}, wrk: 'full' },
+  { id: 'static-br', what: '30 KB HTML from disk with a precompressed .br sibling, Accept-Encoding: br', method: 'GET', path: PATHS.staticPage, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
   { id: 'static-1mb', what: '1 MiB incompressible file from disk', method: 'GET', path: PATHS.large, headers: {}, wrk: 'always', memory: true },
   { id: 'hit-br', what: 'cached 30 KB HTML, Accept-Encoding: br', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
   { id: 'hit-gzip', what: 'cached 30 KB HTML, Accept-Encoding: gzip', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'gzip' }, wrk: 'full' },
@@ -273,6 +288,7 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   if (!existsSync('src/main.ts')) throw new Error('src/main.ts does not exist yet');
   const raw = parseYaml(readFileSync('config/bench.yaml', 'utf8')) as Record<string, any>;
   raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
+  raw.workers = WORKERS;
   raw.tls = { ...raw.tls, certificates: [{ hosts: ['localhost', '127.0.0.1'], cert, key }] };
   // --log: the access log to a file, to measure what it costs against the default (off).
   if (flags.log !== undefined && flags.log !== 'off') raw.log = { access: join(tmp, 'access.log'), format: flags.log };
@@ -295,7 +311,7 @@ async function launchNginx(cert: string, key: string, originPorts: readonly [num
   mkdirSync(dir, { mode: 0o755, recursive: true });
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli });
+  configs.nginx = nginxConfig({ dir, port, originPort: originPorts[0], originPort2: originPorts[1], siteRoot: site, cert, key, brotli: tools.brotli, brotliStatic: tools.brotliStatic, staticPage: PATHS.staticPage, workers: WORKERS });
   writeFileSync(conf, configs.nginx);
   const { child } = await startChild('nginx', [...serverWrap, 'nginx', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'],
     () => portOpen(port), 15_000);

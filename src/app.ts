@@ -131,7 +131,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const compress = createCompressStage(config.compression);
   const originDecode = createOriginDecodeStage(config.compression);
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
-  const files = config.staticCache.maxSize > 0 ? createFileCache(config.staticCache) : undefined;
+  const files = config.staticCache.maxSize > 0 ? createFileCache({ ...config.staticCache, now }) : undefined;
   /** One upstream pool per site or route that has an origin, named by its place in the config. */
   const proxyFor = (name: string, pool: OriginPoolConfig, cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
     const proxy = createProxyHandler({

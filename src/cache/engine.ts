@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
+import { holderOf, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
@@ -74,6 +74,8 @@ export interface CacheEngine {
   usage(): StoreUsage | undefined;
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
   view(found: Found): StoredView;
+  /** A check that the store still holds `found` unchanged and unvaried, answered without waiting (see holderOf); undefined: it cannot tell. */
+  holder(found: Found): (() => boolean) | undefined;
   age(found: Found, view: StoredView): number;
   /** Stores a response; answers the stored record, or undefined when it was not stored. */
   save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<Found | undefined>;
@@ -167,8 +169,11 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     return {
       identity: found.body,
       get: async (coding: Encoding): Promise<StoredVariant | undefined> => {
-        const record = await safely(store.get<VariantMeta>(variantKey(found.key, coding)), undefined);
-        return record && typeof record.meta?.token === 'string' ? { body: record.body, token: record.meta.token } : undefined;
+        const key = variantKey(found.key, coding);
+        const record = await safely(store.get<VariantMeta>(key), undefined);
+        if (!record || typeof record.meta?.token !== 'string') return undefined;
+        const held = store.getNow === undefined ? undefined : () => store.getNow!(key) === record;
+        return { body: record.body, token: record.meta.token, held };
       },
       put: (coding: Encoding, body: Buffer, token: string) => {
         const ttl = ttlOf(found, view(found));
@@ -217,6 +222,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
     view,
+    holder: (found) => holderOf(store, found),
     age,
     async save(primary, requestHeaders, meta, body) {
       const ttl = ttlOf({ meta }, view({ key: '', primary, meta, body }));

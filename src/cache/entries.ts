@@ -52,6 +52,22 @@ export async function lookup(store: CacheStore, primary: string, headers: Incomi
   return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
 }
 
+/**
+ * A check, answered without waiting, that the store still holds `found` as it was read and that a
+ * lookup for its URI would find it again for any request (no Vary, the same record). Undefined
+ * where the store cannot answer that way (no memory tier).
+ */
+export function holderOf(store: CacheStore, found: Found): (() => boolean) | undefined {
+  const getNow = store.getNow?.bind(store);
+  if (getNow === undefined) return undefined;
+  const varyKey = `v:${found.primary}`;
+  const { key, meta } = found;
+  return () => {
+    const vary = getNow<VaryMeta>(varyKey);
+    return vary !== undefined && vary.meta.vary.length === 0 && getNow<StoredResponse>(key)?.meta === meta;
+  };
+}
+
 /** A response to write: its URI, the request it answered (for the Vary key), what to keep and for how long. */
 export interface NewEntry {
   readonly primary: string;

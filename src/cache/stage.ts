@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Handler } from '../pipeline/compose.ts';
-import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
+import { disposeBody, type Context, type Reply, type Reuse } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { parseCacheControl, type Directives } from '../http/cache-control.ts';
@@ -87,7 +88,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const verdict = decide({ age, lifetime: view.lifetime }, { response: view.facts.directives, request, pragmaNoCache: pragmaNoCache(ctx, request) });
     const ttl = Math.floor(view.lifetime - age);
     switch (verdict.kind) {
-      case 'fresh':
+      case 'fresh': {
+        stats.hits++;
+        const reply = serve(ctx, found, view, age, `hit; ttl=${ttl}`);
+        if (reply.status === found.meta.status) reply.reuse = reuseOf(found, view, age);
+        return reply;
+      }
       case 'stale-acceptable':
         stats.hits++;
         return serve(ctx, found, view, age, `hit; ttl=${ttl}`);
@@ -104,6 +110,37 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   function serve(ctx: Context, found: Found, view: StoredView, age: number, params: string): Reply {
     return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: found.meta.status === 200 ? engine.variants(found) : undefined });
+  }
+
+  /**
+   * A fresh hit the server may send again (Reuse) while the store holds this very record and it is
+   * still fresh; each response gets its own Age and Cache-Status, and counts as a hit.
+   */
+  function reuseOf(found: Found, view: StoredView, age: number): Reuse | undefined {
+    // A response that varies on request fields is another answer for other values: the ready key has only Accept-Encoding.
+    const vary = varyNames(found.meta.headers.vary);
+    const holds = vary === '*' || vary.length > 0 ? undefined : engine.holder(found);
+    if (holds === undefined) return undefined;
+    const freshUntil = engine.now() + (view.lifetime - age) * 1000;
+    const upstreamStatus = view.clientHeaders['cache-status'];
+    let shownAge = -1;
+    let shownTtl = -1;
+    let fields: Readonly<OutgoingHttpHeaders> = {};
+    return {
+      valid: () => engine.now() < freshUntil && holds(),
+      stamp() {
+        stats.hits++;
+        const current = engine.age(found, view);
+        const age = Math.floor(current);
+        const ttl = Math.floor(view.lifetime - current);
+        if (age !== shownAge || ttl !== shownTtl) {
+          shownAge = age;
+          shownTtl = ttl;
+          fields = { age: String(age), 'cache-status': appendCacheStatus(upstreamStatus, status(`hit; ttl=${ttl}`)) };
+        }
+        return fields;
+      },
+    };
   }
 
   // ---- methods the cache does not answer -------------------------------------------------------

@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import type { Stage } from '../pipeline/compose.ts';
-import { disposeBody, isFileBody, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, reuseWith, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import { publishError } from '../observability/channels.ts';
 import { createNegotiator, type Choice } from './negotiate.ts';
@@ -125,38 +125,46 @@ export function createCompressStage(options: CompressOptions): Stage {
   }
 
   /**
-   * A kept fast variant is being sent: counted, and on its `UPGRADE_AFTER`-th time the
-   * high-quality re-encode that replaces it is queued. The identity bytes come from the holder,
-   * or from the reply's own body (a file is read for it, off the response's path). Answers whether
-   * it took `body` (then the caller must not dispose of it).
+   * A kept fast variant (`upgradable`'s key) is being sent: counted, and on its `UPGRADE_AFTER`-th
+   * time the high-quality re-encode that replaces it is queued. The identity bytes come from the
+   * holder, or from the reply's own body (a file is read for it, off the response's path). Answers
+   * whether it took `body` (then the caller must not dispose of it).
    */
-  function servedFast(ctx: Context, variants: Variants, coding: Encoding, fastLength: number, body: ReplyBody, etag: string | undefined): boolean {
-    if (variants.put === undefined) return false;
-    // One object and coding: the URL and its validator.
-    const key = `${coding} ${ctx.host}${ctx.target} ${etag ?? ''}`;
+  function servedFast(ctx: Context, variants: Variants, coding: Encoding, fastLength: number, body: ReplyBody, key: string, etag: string | undefined): boolean {
     if (!popularity.hit(key)) return false;
     const identity = variants.identity ?? (Buffer.isBuffer(body) ? body : undefined);
     if (identity !== undefined) {
-      upgrade(variants, coding, identity, fastLength, etag !== undefined ? key : identity);
+      upgrade(variants, coding, identity, fastLength, key, etag);
       return false;
     }
     if (body === null || !isFileBody(body) || body.length > READ_LIMIT) return false;
     readFileBody(body).then(
-      (read) => upgrade(variants, coding, read, fastLength, etag !== undefined ? key : read),
+      (read) => upgrade(variants, coding, read, fastLength, key, etag),
       (error) => publishError({ ctx, error, where: 'compress upgrade' }),
     );
     return true;
   }
 
   /** Queues the high-quality encode of `identity`, which replaces the fast variant when smaller. */
-  function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: unknown): void {
+  function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: string, etag: string | undefined): void {
     const put = variants.put!;
     // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
-    upgrades.schedule(key, identity.length, async () => {
+    upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
       const best = await encodeInBackground(coding, identity);
-      // Not smaller (repetitive input): the fast body stays, with its own token.
       if (best.length < fastLength) put(coding, best, HIGH[coding]);
+      // Not smaller (repetitive input): the fast body stays, with its own token, for good.
+      else popularity.settle(key);
     });
+  }
+
+  /**
+   * The key that counts uses of a kept fast variant (one object and coding: the URL and its
+   * validator), or undefined when `stored` is final: not a fast body, or a holder that keeps nothing.
+   */
+  function upgradable(ctx: Context, variants: Variants, coding: Encoding, stored: StoredVariant, etag: string | undefined): string | undefined {
+    if (stored.token !== FAST[coding] || variants.put === undefined) return undefined;
+    const key = `${coding} ${ctx.host}${ctx.target} ${etag ?? ''}`;
+    return popularity.settled(key) ? undefined : key;
   }
 
   /**
@@ -164,12 +172,12 @@ export function createCompressStage(options: CompressOptions): Stage {
    * holder's variant whose token the ETag already names; without one the body is made at fast
    * quality, which the ETag's fast token names.
    */
-  async function encodedBody(ctx: Context, reply: Reply, coding: Encoding, headers: OutgoingHttpHeaders, etag: string | undefined, stored: StoredVariant | undefined): Promise<ReplyBody> {
+  async function encodedBody(ctx: Context, reply: Reply, coding: Encoding, headers: OutgoingHttpHeaders, etag: string | undefined, stored: StoredVariant | undefined, upgradeKey: string | undefined): Promise<ReplyBody> {
     const { variants, body } = reply;
     const head = ctx.method === 'HEAD';
 
     if (stored !== undefined) {
-      const taken = variants !== undefined && stored.token === FAST[coding] && servedFast(ctx, variants, coding, bodyLength(stored.body), body, etag);
+      const taken = variants !== undefined && upgradeKey !== undefined && servedFast(ctx, variants, coding, bodyLength(stored.body), body, upgradeKey, etag);
       if (!taken) disposeBody(body);
       setLength(headers, stored.body);
       ctx.notes.set('compress', `${coding}/stored`);
@@ -254,11 +262,15 @@ export function createCompressStage(options: CompressOptions): Stage {
       }
     }
 
+    // Reusable (Reuse) as the inner reply was, when what is sent is identity or a stored variant still held.
     if (coding === null) {
       ctx.notes.set('compress', 'identity');
-      return { status: reply.status, headers, body: reply.body };
+      return { status: reply.status, headers, body: reply.body, reuse: reply.reuse };
     }
-    return { status: reply.status, headers, body: await encodedBody(ctx, reply, coding, headers, etag, stored) };
+    // A fast variant that may still be upgraded is not kept ready: its uses must reach this stage to be counted.
+    const upgradeKey = stored !== undefined ? upgradable(ctx, reply.variants!, coding, stored, etag) : undefined;
+    const body = await encodedBody(ctx, reply, coding, headers, etag, stored, upgradeKey);
+    return { status: reply.status, headers, body, reuse: stored !== undefined && upgradeKey === undefined ? reuseWith(reply.reuse, stored.held) : undefined };
   };
 }
 

@@ -59,8 +59,11 @@ export function createUpgradeQueue(options: UpgradeQueueOptions): UpgradeQueue {
 }
 
 export interface Popularity {
-  /** Counts one use of `key`; true on the `hits`-th (then forgets it: the caller acts once). */
+  /** Counts one use of `key`; true on the `hits`-th (then forgets it: the caller acts once). Never for a settled key. */
   hit(key: string): boolean;
+  /** Nothing more to do for `key` (its upgrade came out no smaller): no more counting. */
+  settle(key: string): void;
+  settled(key: string): boolean;
 }
 
 /**
@@ -70,17 +73,28 @@ export interface Popularity {
 export function createPopularity(options: { readonly hits: number; readonly maxKeys: number }): Popularity {
   const { hits, maxKeys } = options;
   if (!Number.isInteger(hits) || hits < 1) throw new TypeError(`popularity.hits: expected an integer ≥ 1, got ${hits}`);
+  /** Uses so far, or SETTLED. */
   let counts = new Map<string, number>();
+  const SETTLED = -1;
+  const room = (key: string) => {
+    if (counts.size >= maxKeys && !counts.has(key)) counts = new Map();
+  };
   return {
     hit(key) {
-      const seen = (counts.get(key) ?? 0) + 1;
-      if (seen >= hits) {
+      const before = counts.get(key) ?? 0;
+      if (before === SETTLED) return false;
+      if (before + 1 >= hits) {
         counts.delete(key);
         return true;
       }
-      if (counts.size >= maxKeys && !counts.has(key)) counts = new Map();
-      counts.set(key, seen);
+      room(key);
+      counts.set(key, before + 1);
       return false;
     },
+    settle(key) {
+      room(key);
+      counts.set(key, SETTLED);
+    },
+    settled: (key) => counts.get(key) === SETTLED,
   };
 }

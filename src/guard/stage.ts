@@ -30,6 +30,11 @@ export interface GuardStats {
   limited: number;
 }
 
+function notReusable(reply: Reply): Reply {
+  reply.reuse = undefined;
+  return reply;
+}
+
 const forbidden = (): Reply => textReply(403, 'Forbidden', { 'cache-control': 'no-store' });
 
 /**
@@ -58,11 +63,16 @@ export function createGuard(parts: GuardParts, inner: Handler): Handler {
     return null;
   }
 
-  if (limiter === undefined) {
+  // An answer that passed an address check or a rate limit is this client's: never reused for
+  // another (Reuse); rules read only the method and path, which a reused reply's key includes.
+  if (limiter === undefined && allow === undefined && deny === undefined) {
     return (ctx) => {
       const refusal = refused(ctx);
       return refusal !== null ? Promise.resolve(refusal) : inner(ctx);
     };
+  }
+  if (limiter === undefined) {
+    return async (ctx) => refused(ctx) ?? notReusable(await inner(ctx));
   }
   const policy = rateLimitPolicy(limiter);
   return async (ctx) => {
@@ -75,7 +85,7 @@ export function createGuard(parts: GuardParts, inner: Handler): Handler {
       const retryAfter = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
       return textReply(429, 'Too Many Requests', { 'cache-control': 'no-store', 'retry-after': retryAfter, ...rateLimitHeaders(policy, decision) });
     }
-    const reply = await inner(ctx);
+    const reply = notReusable(await inner(ctx));
     Object.assign(reply.headers, rateLimitHeaders(policy, decision));
     return reply;
   };

@@ -71,6 +71,33 @@ export interface Reply {
   body: ReplyBody;
   /** Encoded forms of this (identity) body that are already made or can be kept. */
   variants?: Variants;
+  /** Set when this exact reply may be sent again without the chain (see Reuse). */
+  reuse?: Reuse;
+}
+
+/**
+ * A reply the server may send again to a later request of the same shape without running the
+ * chain (src/server/replies.ts): same method, scheme, authority, target and Accept-Encoding, and
+ * none of the request fields that could change the answer. Offered by the stage that answered
+ * from state it holds (a fresh cache hit, a kept static file); a stage that adds anything that
+ * depends on more than that shape (a client's address, its rate) drops it, and a stage that
+ * rebuilds the reply passes it on only when the new reply is as deterministic.
+ */
+export interface Reuse {
+  /** Whether the chain would still answer exactly this: still fresh, the same stored record, file or variant. */
+  valid(): boolean;
+  /**
+   * Called once for each response sent: counts it, and answers the fields that differ per response
+   * (Age, Cache-Status) — the same object for as long as they do not change, so the server can keep
+   * the whole header block ready between changes.
+   */
+  stamp?(): Readonly<OutgoingHttpHeaders>;
+}
+
+/** Both conditions: a reply made from a reusable one and a stored variant whose own validity is `held`. */
+export function reuseWith(reuse: Reuse | undefined, held: (() => boolean) | undefined): Reuse | undefined {
+  if (reuse === undefined || held === undefined) return undefined;
+  return { valid: () => reuse.valid() && held(), stamp: reuse.stamp };
 }
 
 export const isFileBody = (body: ReplyBody): body is FileBody =>
@@ -89,6 +116,8 @@ export interface StoredVariant {
   readonly body: Exclude<ReplyBody, null>;
   /** `<coding><level>` for bodies Outpost encoded (`br3`, `br11`, `gzip6`); another token for siblings. */
   readonly token: string;
+  /** Whether its holder still holds these very bytes under this token (see Reuse); absent: unknown. */
+  readonly held?: () => boolean;
 }
 
 /**

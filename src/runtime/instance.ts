@@ -2,6 +2,8 @@ import type { Config } from '../config/schema.ts';
 import { createApp, type App, type AppDependencies } from '../app.ts';
 import type { Handler } from '../pipeline/compose.ts';
 import { startServers, type Running, type ServerEvents } from '../server/listener.ts';
+import { createReadyReplies } from '../server/replies.ts';
+import { responseEndChannel } from '../observability/channels.ts';
 
 /**
  * One serving process: the listeners and the app (the compiled chains) behind them, which a reload
@@ -70,6 +72,8 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
     if (--gen.inFlight === 0 && gen.retired) retire(gen);
   };
 
+  // Replies the server may send again without the chain; made under one configuration, dropped on a reload.
+  const replies = createReadyReplies({ reported: () => responseEndChannel.hasSubscribers });
   const handler: Handler = (ctx) => {
     const gen = current;
     gen.inFlight++;
@@ -80,7 +84,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
 
   let running: Running;
   try {
-    running = await startServers(config, handler, events);
+    running = await startServers(config, handler, events, replies);
   } catch (err) {
     await current.app.close();
     throw err;
@@ -101,6 +105,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
       throw err;
     }
     current = { app, config: next, inFlight: 0, retired: false, engineHandedOn: false };
+    replies.clear();
     previous.engineHandedOn = cacheKept;
     previous.retired = true;
     if (previous.inFlight === 0) retire(previous);

@@ -18,6 +18,8 @@ export interface FrontCounters {
   h2StreamErrorsConfined: number;
   /** Connections that failed or were cut by the client (reset, broken pipe, TLS alerts). */
   connectionErrors: number;
+  /** Responses sent from a reply kept ready (a fresh hit or a kept file sent again without the chain, replies.ts). */
+  readyReplies: number;
 }
 
 export const frontCounters: FrontCounters = {
@@ -28,6 +30,7 @@ export const frontCounters: FrontCounters = {
   h2StreamErrors: 0,
   h2StreamErrorsConfined: 0,
   connectionErrors: 0,
+  readyReplies: 0,
 };
 
 /** A copy for /stats. */

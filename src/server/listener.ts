@@ -19,6 +19,7 @@ import { publishClientError, publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
+import type { ReadyReplies } from './replies.ts';
 import type { FrontDoorStats } from './front-door.ts';
 
 export interface Running {
@@ -104,7 +105,7 @@ function countRefused(err: unknown): void {
   if (isOutpostError(err)) frontCounters.badRequests++;
 }
 
-export async function startServers(config: Config, handler: Handler, events: ServerEvents = {}): Promise<Running> {
+export async function startServers(config: Config, handler: Handler, events: ServerEvents = {}, replies?: ReadyReplies): Promise<Running> {
   const { limits } = config;
   const onError = events.onError ?? ((where: string, error: unknown) => publishError({ ctx: null, error, where }));
   // Each error event is reported once: a session that dies with an error hands the same error to
@@ -188,6 +189,11 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       if (session?.destroyed) return;
       report('h2 stream', err, 'h2StreamErrors');
     });
+    const oversized = headerListSize(headers) > limits.maxHeaderSize;
+    // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
+    const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(headers, stream.endAfterHeaders);
+    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
+    const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';
     const abort = new ClientAbort();
     // 'aborted': the client reset the stream (or the session died) before our response ended.
@@ -199,7 +205,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     }
     let ctx: Context;
     try {
-      if (headerListSize(headers) > limits.maxHeaderSize) throw clientError.headersTooLarge();
+      if (oversized) throw clientError.headersTooLarge();
       ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), limits);
     } catch (err) {
       countRefused(err);
@@ -207,7 +213,10 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       return;
     }
     handler(ctx).then(
-      (reply) => respondHttp2(stream, method, reply, ctx),
+      (reply) => {
+        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
+        respondHttp2(stream, method, reply, ctx);
+      },
       (err) => respondHttp2(stream, method, errorReply(err), ctx),
     );
   });
@@ -216,6 +225,9 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   // Remove that hook first: h2 stays on the core 'stream' API, 'request' carries only HTTP/1.1.
   server.removeAllListeners('newListener');
   const onHttp1 = (scheme: 'https' | 'http') => (req: IncomingMessage, res: ServerResponse) => {
+    const readyKey = draining || replies === undefined ? undefined : replies.keyOfHttp1(req, scheme);
+    if (readyKey !== undefined && replies!.sendHttp1(readyKey, req, res)) return;
+    const epoch = replies?.epoch ?? 0;
     const socket = req.socket;
     if (http1Sockets.has(socket)) http1Sockets.set(socket, http1Sockets.get(socket)! + 1);
     const abort = new ClientAbort();
@@ -243,7 +255,10 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       return;
     }
     handler(ctx).then(
-      (reply) => respondHttp1(res, method, reply, ctx),
+      (reply) => {
+        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
+        respondHttp1(res, method, reply, ctx);
+      },
       (err) => respondHttp1(res, method, errorReply(err), ctx),
     );
   };

@@ -17,7 +17,7 @@ import { cacheResult } from '../observability/cache-result.ts';
 const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /** The h2 header block: copied field by field (no `delete`, which turns the object into a slow dictionary). */
-function http2Headers(status: number, source: Readonly<OutgoingHttpHeaders>): OutgoingHttpHeaders {
+export function http2Headers(status: number, source: Readonly<OutgoingHttpHeaders>): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = { [h2.HTTP2_HEADER_STATUS]: status };
   for (const name in source) {
     const value = source[name];

@@ -13,6 +13,8 @@ export interface KeptEncoding {
 
 export interface EncodedStore {
   get(key: string): KeptEncoding | undefined;
+  /** Whether `kept` is still what is kept under `key` (see Reuse). */
+  holds(key: string, kept: KeptEncoding): boolean;
   /** Keeps `body` and its `token` under `key` (replacing what was there), evicting the least recently used. */
   set(key: string, body: Buffer, token: string): void;
   /** Files larger than this are not offered for keeping: one file must not flush the rest. */
@@ -35,6 +37,7 @@ export function createEncodedStore(maxBytes: number): EncodedStore {
       entries.set(key, kept);
       return kept;
     },
+    holds: (key, kept) => entries.get(key) === kept,
     set(key, body, token) {
       if (body.length > maxEntrySize) return;
       const old = entries.get(key);

@@ -17,7 +17,10 @@ export interface CachedFile {
 export interface FileCache {
   /** A kept file still valid, or undefined (then open it and `keep` it). */
   get(file: string): Promise<CachedFile | undefined>;
-  keep(file: string, body: Buffer, stats: Stats): void;
+  /** Keeps the file's bytes; answers the entry kept, or undefined when it is not kept (too large). */
+  keep(file: string, body: Buffer, stats: Stats): CachedFile | undefined;
+  /** Whether `entry` is still what get() would answer for `file` without a stat (see Reuse). */
+  holds(file: string, entry: CachedFile): boolean;
   /** Files larger than this are streamed, never kept. */
   readonly maxFileSize: number;
 }
@@ -60,15 +63,18 @@ export function createFileCache(options: { maxSize: number; maxFileSize: number;
       files.set(file, entry);
       return entry;
     },
+    holds: (file, entry) => files.get(file) === entry && now() - entry.checkedAt < validMs,
     keep(file, body, stats) {
-      if (body.length > maxFileSize || body.length > maxSize) return;
+      if (body.length > maxFileSize || body.length > maxSize) return undefined;
       drop(file);
       for (const key of files.keys()) {
         if (used + body.length <= maxSize) break;
         drop(key);
       }
-      files.set(file, { body, stats: { size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, dev: stats.dev }, checkedAt: now() });
+      const entry: CachedFile = { body, stats: { size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino, dev: stats.dev }, checkedAt: now() };
+      files.set(file, entry);
       used += body.length;
+      return entry;
     },
   };
 }

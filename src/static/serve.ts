@@ -9,7 +9,7 @@ import type { Handler, Stage } from '../pipeline/compose.ts';
 import { textReply } from '../pipeline/reply.ts';
 import type { Context, Encoding, Reply, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { EncodedStore } from './encoded.ts';
-import type { FileCache } from './file-cache.ts';
+import type { CachedFile, FileCache } from './file-cache.ts';
 import {
   evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
 } from '../http/conditional.ts';
@@ -104,14 +104,25 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     const keyOf = (coding: Encoding) => `${file}\0${etag}\0${coding}`;
     return {
       identity,
-      get: (coding) => encoded?.get(keyOf(coding)) ?? openSibling(coding, file + SIBLING[coding], stats.mtimeMs),
+      get: (coding) => keptEncoding(keyOf(coding)) ?? openSibling(coding, file + SIBLING[coding], stats.mtimeMs),
       put: encoded !== undefined && stats.size <= encoded.maxEntrySize
         ? (coding, body, token) => encoded.set(keyOf(coding), body, token)
         : undefined,
     };
   }
 
+  function keptEncoding(key: string): StoredVariant | undefined {
+    const kept = encoded?.get(key);
+    return kept === undefined ? undefined : { body: kept.body, token: kept.token, held: () => encoded!.holds(key, kept) };
+  }
+
+  /**
+   * A precompressed sibling. A small one is kept in memory like any small file (`files`): a hit
+   * then costs no open, fstat, read and close through the thread pool.
+   */
   async function openSibling(coding: Encoding, path: string, notBefore: number): Promise<StoredVariant | undefined> {
+    const kept = files ? await files.get(path) : undefined;
+    if (kept !== undefined) return keptSibling(coding, path, kept, notBefore);
     let opened: Opened;
     try {
       opened = await openChecked(path);
@@ -124,7 +135,19 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
       return undefined;
     }
     const { handle, stats } = opened;
+    if (files && stats.size <= files.maxFileSize) {
+      const body = await readAndClose(handle);
+      if (body.length !== stats.size) return undefined; // changed while read: serve without it
+      const entry = files.keep(path, body, stats);
+      return entry === undefined ? { body, token: siblingToken(coding, stats) } : keptSibling(coding, path, entry, notBefore);
+    }
     return { body: { kind: 'file', handle, offset: 0, length: stats.size }, token: siblingToken(coding, stats) };
+  }
+
+  /** A sibling kept in memory, unless it is older than the file it encodes (it would serve old content). */
+  function keptSibling(coding: Encoding, path: string, kept: CachedFile, notBefore: number): StoredVariant | undefined {
+    if (kept.stats.mtimeMs < notBefore) return undefined;
+    return { body: kept.body, token: siblingToken(coding, kept.stats), held: () => files!.holds(path, kept) };
   }
 
   return async function serveStatic(ctx, next) {
@@ -141,7 +164,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     const file = mapped.directory ? join(root, ...mapped.segments, index) : join(root, ...mapped.segments);
 
     const kept = files ? await files.get(file) : undefined;
-    if (kept) return answer(ctx, name, file, kept.stats, kept.body);
+    if (kept) return answer(ctx, name, file, kept.stats, kept.body, kept);
 
     const opened = await openChecked(file);
     if (opened.kind === 'refuse') return refuse(ctx, next, opened);
@@ -156,15 +179,9 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     const { handle, stats } = opened;
     if (files && stats.size <= files.maxFileSize) {
       // Small: read once (one read for the whole file), keep it, answer from memory.
-      let body: Buffer;
-      try {
-        body = await handle.readFile();
-      } finally {
-        await closeQuietly(handle);
-      }
+      const body = await readAndClose(handle);
       if (body.length !== stats.size) return answer(ctx, name, file, { ...stats, size: body.length }, body); // changed while read: do not keep
-      files.keep(file, body, stats);
-      return answer(ctx, name, file, stats, body);
+      return answer(ctx, name, file, stats, body, files.keep(file, body, stats));
     }
     let handedOver = false;
     try {
@@ -176,11 +193,16 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     }
   };
 
-  /** The answer for a regular file, its bytes in memory or behind an open handle (handed over in the body). */
-  function answer(ctx: Context, name: string | undefined, file: string, stats: FileFacts, content: Buffer | FileHandle): Reply {
+  /**
+   * The answer for a regular file, its bytes in memory or behind an open handle (handed over in the
+   * body). A whole 200 from a file kept in memory (`kept`) may be sent again (Reuse) while the
+   * file cache holds it unchecked: the same bytes, validators and fields.
+   */
+  function answer(ctx: Context, name: string | undefined, file: string, stats: FileFacts, content: Buffer | FileHandle, kept?: CachedFile): Reply {
     const get = ctx.method === 'GET';
     const size = stats.size;
-    const validators = fileValidators(size, stats.mtimeMs, Date.now());
+    const now = Date.now();
+    const validators = fileValidators(size, stats.mtimeMs, now);
     const headers: OutgoingHttpHeaders = {
       etag: validators.etag,
       'last-modified': httpDate(validators.lastModified),
@@ -220,9 +242,11 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     }
     headers['content-length'] = length;
     const variants = status === 200 ? variantsFor(file, stats, validators.etag, inMemory ? content : undefined) : undefined;
-    if (!get) return { status, headers, body: null, variants };
+    // Last-Modified is capped at now for a file dated in the future: that one changes with time.
+    const reuse = status === 200 && kept !== undefined && stats.mtimeMs <= now ? { valid: () => files!.holds(file, kept) } : undefined;
+    if (!get) return { status, headers, body: null, variants, reuse };
     const body = inMemory ? content.subarray(offset, offset + length) : { kind: 'file' as const, handle: content, offset, length };
-    return { status, headers, body, variants };
+    return { status, headers, body, variants, reuse };
   }
 }
 
@@ -274,6 +298,15 @@ function typeOf(name: string): string {
   const ext = extname(name);
   // contentType adds the charset for text types: "text/css; charset=utf-8".
   return (ext.length > 1 && contentType(ext)) || 'application/octet-stream';
+}
+
+/** A whole file in one read; the handle is closed either way. */
+async function readAndClose(handle: FileHandle): Promise<Buffer> {
+  try {
+    return await handle.readFile();
+  } finally {
+    await closeQuietly(handle);
+  }
 }
 
 /** Closing a read-only descriptor cannot lose data; its error must not hide the one in flight. */

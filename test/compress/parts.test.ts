@@ -44,6 +44,10 @@ test('popularity: true on the n-th use of a key, then it counts afresh; bounded 
   assert.equal(popular.hit('e'), false, 'full: starts afresh');
   assert.equal(popular.hit('b'), false, 'b was forgotten');
   assert.equal(popular.hit('e'), true);
+  popular.settle('e');
+  assert.equal(popular.settled('e'), true);
+  assert.equal(popular.hit('e'), false, 'settled: no more counting');
+  assert.equal(popular.hit('e'), false);
   assert.throws(() => createPopularity({ hits: 0, maxKeys: 1 }), /hits/);
 });
 

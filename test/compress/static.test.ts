@@ -4,13 +4,14 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { h1, h2, startOutpost, type RunningOutpost, type TestResponse } from '../helpers/outpost.ts';
+import { h1, h2, startOutpost, testClock, type RunningOutpost, type TestResponse } from '../helpers/outpost.ts';
 import { decode, fastQuality, header, highQuality, htmlPage, keptVariant, recordNotes, until } from './support.ts';
 
 // A static site behind the compression stage, through the real listener (TLS, HTTP/2 and HTTP/1.1).
 let tmp: string;
 let outpost: RunningOutpost;
 const notes = recordNotes();
+const clock = testClock();
 
 const PAGE = htmlPage(30_000);
 const JSON_BODY = Buffer.from(JSON.stringify(Array.from({ length: 600 }, (_, i) => ({ id: i, name: `item ${i}`, tags: ['a', 'b'] }))));
@@ -48,7 +49,7 @@ before(async () => {
   writeFileSync(join(tmp, 'outside.br'), zlib.brotliCompressSync(Buffer.from('outside the root')));
   writeFileSync(join(site, 'linked.txt'), PAGE);
   symlinkSync('../outside.br', join(site, 'linked.txt.br'));
-  outpost = await startOutpost({ sites: [{ hosts: ['*'], static: site }] });
+  outpost = await startOutpost({ sites: [{ hosts: ['*'], static: site }] }, { now: clock.now });
 });
 
 after(async () => {
@@ -262,6 +263,7 @@ test('a rewritten precompressed sibling gets a new tag, though the file did not 
   const rewritten = zlib.brotliCompressSync(SCRIPT, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } });
   assert.notDeepEqual(rewritten, SCRIPT_BR);
   writeFileSync(sibling, rewritten);
+  clock.advance(1500); // past the file cache's trust window (nginx's open_file_cache_valid): the sibling is checked again
   const after = await h2(url, { headers: { ...br, 'if-none-match': before.headers.etag as string } });
   assert.equal(after.status, 200, 'the bytes the old tag named are gone');
   assert.deepEqual(after.body, rewritten);

@@ -8,6 +8,8 @@ import type { Readable } from 'node:stream';
 import { applyOverrides, validateConfig } from '../../src/config/load.ts';
 import { createApp, type AppDependencies } from '../../src/app.ts';
 import { startServers } from '../../src/server/listener.ts';
+import { createReadyReplies } from '../../src/server/replies.ts';
+import { responseEndChannel } from '../../src/observability/channels.ts';
 import { devCertificate } from '../../src/server/tls.ts';
 import { startAdmin } from '../../src/observability/admin.ts';
 
@@ -44,7 +46,8 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
     tls: { devCertDir: certDir, ...raw.tls },
   }, {}));
   const app = await createApp(config, deps);
-  const running = await startServers(config, app.handler);
+  // As the instance runs it: replies kept ready answer repeated hits without the chain.
+  const running = await startServers(config, app.handler, {}, createReadyReplies({ reported: () => responseEndChannel.hasSubscribers }));
   const admin = config.admin.token
     ? await startAdmin('127.0.0.1:0', config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) })
     : null;

@@ -23,6 +23,11 @@ export interface CacheStore {
   /** This process's share of the store, where it can tell (the memory store and the near tier). */
   usage?(): StoreUsage;
   get<M>(key: string): Promise<CacheRecord<M> | undefined>;
+  /**
+   * The record if this process holds it, without waiting (the memory store, a near tier), as `get`
+   * would answer it: the same object while it is unchanged. Absent where a read must go out.
+   */
+  getNow?<M>(key: string): CacheRecord<M> | undefined;
   /** ttlMs > 0; the store may evict earlier (LRU by bytes). */
   set(key: string, record: CacheRecord, ttlMs: number): Promise<void>;
   /** Deletes the keys; answers how many existed. */

@@ -5,8 +5,8 @@ interface Slot {
   record: CacheRecord;
   size: number;
   expires: number;
-  /** The `clock` value when last used. */
-  lastUse: number;
+  /** Read since it was stored or last given a second chance (CLOCK eviction). */
+  referenced: boolean;
 }
 
 /**
@@ -16,7 +16,7 @@ interface Slot {
 const recordOverhead = (meta: unknown) => 2 * JSON.stringify(meta ?? null).length + 256;
 
 /**
- * The in-process store: a Map in LRU order (a get moves the key to the end), bounded by the bytes
+ * The in-process store: a Map in insertion order with CLOCK eviction (see evictFor), bounded by the bytes
  * of its bodies plus a flat allowance per record. Expired records are dropped when read or when
  * space is needed. Records are kept as objects, never serialized.
  */
@@ -27,7 +27,6 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
   const slots = new Map<string, Slot>();
   const sets = new Map<string, { members: Set<string>; expires: number }>();
   let used = 0;
-  let clock = 0;
   let evictions = 0;
 
   const remove = (key: string): boolean => {
@@ -38,20 +37,31 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     return true;
   };
 
-  // Oldest first: Map iteration order is insertion order, and reads re-insert. One iterator walks
-  // on from call to call: everything before it is gone or was re-inserted after it. (A new iterator
-  // per eviction skipped the holes deleted keys leave at the front of the table every time: 3% of
-  // the CPU of a miss when the cache is full.)
-  let oldest = slots.keys();
+  /**
+   * Oldest first (Map order is insertion order), with a second chance (the CLOCK algorithm, an
+   * approximation of LRU): a record read since it was stored or last passed over moves to the young
+   * end instead of being evicted. A hit only sets a flag: no Map delete and insert per read.
+   * One hand walks on from call to call: everything before it is gone or was moved behind it. (A
+   * new iterator per eviction skipped the holes deleted keys leave at the front of the table every
+   * time: 3% of the CPU of a miss when the cache is full.)
+   */
+  let hand = slots.entries();
   const evictFor = (size: number) => {
     while (used + size > maxSize && slots.size > 0) {
-      let next = oldest.next();
+      let next = hand.next();
       if (next.done) {
-        oldest = slots.keys();
-        next = oldest.next();
+        hand = slots.entries();
+        next = hand.next();
         if (next.done) return;
       }
-      remove(next.value);
+      const [key, slot] = next.value;
+      if (slot.referenced) {
+        slot.referenced = false;
+        slots.delete(key);
+        slots.set(key, slot);
+        continue;
+      }
+      remove(key);
       evictions++;
     }
   };
@@ -63,25 +73,24 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     }
   };
 
+  function getNow(key: string): CacheRecord | undefined {
+    const slot = slots.get(key);
+    if (!slot) return undefined;
+    if (slot.expires <= now()) {
+      remove(key);
+      return undefined;
+    }
+    slot.referenced = true;
+    return slot.record;
+  }
+
   return {
     name: 'memory',
     usage: () => ({ bytes: used, entries: slots.size, evictions }),
     async get<M>(key: string) {
-      const slot = slots.get(key);
-      if (!slot) return undefined;
-      if (slot.expires <= now()) {
-        remove(key);
-        return undefined;
-      }
-      // Approximate LRU: a record is moved to the young end only when it has aged past half the
-      // map since its last use, so a hot record costs no Map delete/insert on every hit.
-      if (++clock - slot.lastUse > slots.size >> 1) {
-        slots.delete(key);
-        slots.set(key, slot);
-        slot.lastUse = clock;
-      }
-      return slot.record as CacheRecord<M>;
+      return getNow(key) as CacheRecord<M> | undefined;
     },
+    getNow: <M>(key: string) => getNow(key) as CacheRecord<M> | undefined,
     async set(key, record, ttlMs) {
       remove(key);
       const size = record.body.length + recordOverhead(record.meta);
@@ -90,7 +99,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       // What is counted is what is held: a body that is a view into a larger allocation is copied.
       const body = ownBytes(record.body);
       const kept = body === record.body ? record : { meta: record.meta, body };
-      slots.set(key, { record: kept, size, expires: now() + ttlMs, lastUse: ++clock });
+      slots.set(key, { record: kept, size, expires: now() + ttlMs, referenced: false });
       used += size;
     },
     async delete(keys) {
@@ -117,7 +126,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const count = slots.size;
       slots.clear();
       sets.clear();
-      oldest = slots.keys();
+      hand = slots.entries();
       used = 0;
       return count;
     },

@@ -45,6 +45,8 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
   return {
     name: `memory+${far.name}`,
     usage: near.usage === undefined ? undefined : () => near.usage!(),
+    // What this process holds near; a record only the far tier has is read with get().
+    getNow: near.getNow === undefined ? undefined : (key) => near.getNow!(key),
     async get(key) {
       const local = await near.get(key);
       if (local) return local as never;

@@ -1,0 +1,233 @@
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
+import type { Context, Reply, Reuse } from '../pipeline/context.ts';
+import type { RequestFacts } from '../observability/channels.ts';
+import { http2Headers, respondHttp1, respondHttp2 } from './respond.ts';
+import { plainAddress } from './request.ts';
+import { frontCounters } from './counters.ts';
+
+/**
+ * Replies kept ready to send again: the server's answer to a request whose reply is already known.
+ *
+ * A cache hit or a kept static file goes through the whole chain (router, guard, compression
+ * negotiation, cache lookup, freshness, headers copied at every stage) to send bytes that were the
+ * same a moment ago. When the stage that answered marks its reply reusable (Reply.reuse), the
+ * server keeps it here under the request's shape: method, scheme, authority, target and
+ * Accept-Encoding. A later request of exactly that shape, carrying none of the fields that could
+ * change the answer (CHANGES_THE_ANSWER), gets the kept reply while its `valid()` holds — the
+ * stored record, variant or file is still the one it was made from, and still fresh — with only
+ * Age and Cache-Status filled in per response (`stamp`). Anything else runs the chain as before.
+ *
+ * The key is finer than any stage's: two requests that share it carry the same strings in every
+ * field a stage reads to choose this answer, so the chain would answer them alike. A stage that
+ * looks at more (the guard's address lists and rate limits) drops `reuse`. With a subscriber on
+ * the response channel (access log, metrics) the response writer sends it and reports it, with
+ * what the chain noted when it made the reply.
+ *
+ * Bounded by count and by body bytes (bodies are mostly shared with the cache's records); the
+ * oldest entry goes first. `clear()` on a reload: replies made under the old configuration are
+ * never sent again (a request in flight across the reload cannot add one, see `epoch`).
+ */
+
+/** Request fields that select another answer than the plain one: conditionals, ranges, cache directives, bodies. */
+const CHANGES_THE_ANSWER = [
+  'cache-control', 'pragma', // RFC 9111 §5.2.1, §5.4: request directives
+  'range', 'if-range', // RFC 9110 §14
+  'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', // RFC 9110 §13
+  'expect', 'content-length', 'transfer-encoding', // a request body, or the wish to send one
+] as const;
+
+/** The header block as last sent, kept while the per-response fields stay the same object. */
+interface Ready {
+  fields: Readonly<OutgoingHttpHeaders> | undefined;
+  headers: OutgoingHttpHeaders;
+}
+
+interface Kept {
+  /** The request as the chain saw it, what it noted and where it routed it, for the access log and metrics. */
+  readonly learned: Pick<Context, 'method' | 'target' | 'host' | 'notes' | 'site' | 'route'>;
+  readonly status: number;
+  /** The fields as sent over HTTP/1.1 and, with `:status` and without connection fields, over HTTP/2. */
+  readonly headers: OutgoingHttpHeaders;
+  readonly h2headers: OutgoingHttpHeaders;
+  readonly body: Buffer | null;
+  readonly reuse: Reuse;
+  readonly h1ready: Ready;
+  readonly h2ready: Ready;
+}
+
+/**
+ * The header block for this response: the kept one, or with the per-response fields (Age,
+ * Cache-Status) stamped in; rebuilt only when those change (Node copies what it sends, and
+ * leaves the object as it was).
+ */
+function headerBlock(entry: Kept, ready: Ready, base: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const fields = entry.reuse.stamp?.();
+  if (fields !== ready.fields) {
+    ready.fields = fields;
+    ready.headers = { ...base, ...fields };
+  }
+  return ready.headers;
+}
+
+export interface ReadyReplies {
+  /** The key of an HTTP/2 request that may be answered from here, or undefined. */
+  keyOfHttp2(headers: Http2Headers, endAfterHeaders: boolean): string | undefined;
+  /** The key of an HTTP/1.1 request that may be answered from here, or undefined. */
+  keyOfHttp1(req: IncomingMessage, scheme: 'https' | 'http'): string | undefined;
+  /** Sends the kept reply for `key` if there is a valid one; false: run the chain. */
+  sendHttp2(key: string, stream: ServerHttp2Stream, headers: Http2Headers): boolean;
+  sendHttp1(key: string, req: IncomingMessage, res: ServerResponse): boolean;
+  /** Keeps `reply` to `ctx` under `key` if it is reusable; `epoch`: the value of `epoch` when the request arrived. */
+  learn(key: string, ctx: Context, reply: Reply, epoch: number): void;
+  /** Changes on every clear(). */
+  readonly epoch: number;
+  clear(): void;
+  readonly size: number;
+}
+
+export interface ReadyRepliesOptions {
+  readonly maxEntries?: number;
+  /** Body bytes kept at most. */
+  readonly maxBytes?: number;
+  /** Whether anyone listens for each response's end: then the response writer reports each one, as for the chain's. */
+  readonly reported?: () => boolean;
+}
+
+const isGetOrHead = (method: unknown) => method === 'GET' || method === 'HEAD';
+
+function hasFieldThatChangesTheAnswer(headers: Readonly<Record<string, unknown>>): boolean {
+  for (const name of CHANGES_THE_ANSWER) if (headers[name] !== undefined) return true;
+  return false;
+}
+
+/** A kept reply with this response's Age and Cache-Status, for the response writer. */
+function stampedReply(entry: Kept): Reply {
+  return { status: entry.status, headers: { ...entry.headers, ...entry.reuse.stamp?.() }, body: entry.body };
+}
+
+/** The request facts the access log and metrics read: the learned request's, this client's address and fields. */
+function factsOf(entry: Kept, headers: IncomingHttpHeaders, address: string | undefined, httpVersion: string): RequestFacts {
+  const { learned } = entry;
+  return {
+    method: learned.method, target: learned.target, host: learned.host, remoteAddress: plainAddress(address), httpVersion,
+    headers, startedAt: process.hrtime.bigint(), notes: learned.notes, site: learned.site, route: learned.route,
+  };
+}
+
+export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyReplies {
+  const maxEntries = options.maxEntries ?? 4096;
+  const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+  const reported = options.reported ?? (() => false);
+  const kept = new Map<string, Kept>();
+  let bytes = 0;
+  let epoch = 0;
+
+  const drop = (key: string) => {
+    const entry = kept.get(key);
+    if (entry === undefined) return;
+    kept.delete(key);
+    bytes -= entry.body?.length ?? 0;
+  };
+
+  /** The valid kept reply for `key`, with its per-response fields, or undefined. */
+  function ready(key: string): Kept | undefined {
+    if (kept.size === 0) return undefined;
+    const entry = kept.get(key);
+    if (entry === undefined) return undefined;
+    if (!entry.reuse.valid()) {
+      drop(key);
+      return undefined;
+    }
+    frontCounters.readyReplies++;
+    return entry;
+  }
+
+  return {
+    keyOfHttp2(headers, endAfterHeaders) {
+      const method = headers[':method'];
+      if (!endAfterHeaders || !isGetOrHead(method)) return undefined;
+      const authority = headers[':authority'];
+      const path = headers[':path'];
+      const accept = headers['accept-encoding'];
+      // A Host beside :authority is checked by the chain (RFC 9113 §8.3.1); leave it that work.
+      if (typeof authority !== 'string' || typeof path !== 'string' || headers.host !== undefined) return undefined;
+      if (accept !== undefined && typeof accept !== 'string') return undefined;
+      if (hasFieldThatChangesTheAnswer(headers)) return undefined;
+      return `${method as string} https://${authority}${path}\n${accept ?? ''}`;
+    },
+    keyOfHttp1(req, scheme) {
+      const method = req.method;
+      const url = req.url;
+      const host = req.headers.host;
+      const accept = req.headers['accept-encoding'];
+      if (!isGetOrHead(method) || req.httpVersion !== '1.1' || url === undefined || url.charCodeAt(0) !== 47 /* '/' */) return undefined;
+      if (host === undefined || (accept !== undefined && typeof accept !== 'string')) return undefined;
+      if (hasFieldThatChangesTheAnswer(req.headers)) return undefined;
+      // Two Host lines are a 400 the chain gives (RFC 9112 §3.2); Node keeps only the first in req.headers.
+      const raw = req.rawHeaders;
+      let hosts = 0;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+      if (hosts !== 1) return undefined;
+      return `${method} ${scheme}://${host}${url}\n${accept ?? ''}`;
+    },
+    sendHttp2(key, stream, requestHeaders) {
+      const entry = ready(key);
+      if (entry === undefined) return false;
+      if (reported()) {
+        // The response writer reports it as it reports the chain's answers.
+        const facts = factsOf(entry, requestHeaders, stream.session?.socket?.remoteAddress, '2');
+        respondHttp2(stream, entry.learned.method, stampedReply(entry), facts);
+        return true;
+      }
+      const headers = headerBlock(entry, entry.h2ready, entry.h2headers);
+      if (stream.destroyed) return true; // reset by the client already: nothing to send
+      if (entry.body === null) {
+        stream.respond(headers, { endStream: true });
+      } else {
+        stream.respond(headers);
+        stream.end(entry.body);
+      }
+      return true;
+    },
+    sendHttp1(key, req, res) {
+      const entry = ready(key);
+      if (entry === undefined) return false;
+      if (reported()) {
+        respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, req.socket.remoteAddress, req.httpVersion));
+        return true;
+      }
+      res.writeHead(entry.status, headerBlock(entry, entry.h1ready, entry.headers));
+      res.end(entry.body ?? undefined);
+      return true;
+    },
+    learn(key, ctx, reply, at) {
+      const reuse = reply.reuse;
+      if (reuse === undefined || at !== epoch || reply.status < 200) return;
+      const body = reply.body;
+      if (body !== null && !Buffer.isBuffer(body)) return;
+      const size = body?.length ?? 0;
+      if (size > maxBytes) return;
+      drop(key);
+      for (const oldest of kept.keys()) {
+        if (kept.size < maxEntries && bytes + size <= maxBytes) break;
+        drop(oldest);
+      }
+      const headers = { ...reply.headers };
+      const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
+      const h2headers = http2Headers(reply.status, headers);
+      kept.set(key, {
+        learned, status: reply.status, headers, h2headers, body, reuse,
+        h1ready: { fields: undefined, headers }, h2ready: { fields: undefined, headers: h2headers },
+      });
+      bytes += size;
+    },
+    get epoch() { return epoch; },
+    clear() {
+      epoch++;
+      kept.clear();
+      bytes = 0;
+    },
+    get size() { return kept.size; },
+  };
+}

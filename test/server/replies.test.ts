@@ -1,0 +1,231 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { brotliDecompressSync } from 'node:zlib';
+import { h1, h2, h2session, h2request, startOutpost, testClock, type RunningOutpost } from '../helpers/outpost.ts';
+import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
+import { frontCounters } from '../../src/server/counters.ts';
+import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+/**
+ * Replies kept ready (src/server/replies.ts): a fresh hit or a kept file is sent again without the
+ * chain, and only while the chain would answer the same. `ready()` counts what was sent that way
+ * (this file runs in its own process, so the counter is this file's).
+ */
+let origin: RoutedOrigin;
+let outpost: RunningOutpost;
+let limited: RunningOutpost;
+let tmp: string;
+const clock = testClock();
+const TOKEN = 'test-admin-token-0123456789';
+
+const ready = () => frontCounters.readyReplies;
+/** How many of `send`'s responses came from a kept reply. */
+async function readyDuring<T>(send: () => Promise<T>): Promise<{ result: T; ready: number }> {
+  const before = ready();
+  const result = await send();
+  return { result, ready: ready() - before };
+}
+
+/**
+ * Sends until a response comes from a kept reply (at most 5 s): a coded reply is kept only once its
+ * stored variant is final, after the Brotli 11 upgrade that the fast body's second hit queues.
+ * Answers how many were sent.
+ */
+async function untilReady(send: () => Promise<unknown>): Promise<number> {
+  const deadline = Date.now() + 5000;
+  for (let sent = 1; ; sent++) {
+    if ((await readyDuring(send)).ready === 1) return sent;
+    if (Date.now() > deadline) throw new Error('no kept reply');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const cacheable = (body: string, cc = 'max-age=60'): OriginRoute => (_req, res, n) => {
+  res.writeHead(200, { 'content-type': 'text/html', 'cache-control': cc, etag: `"v${n}"` });
+  res.end(`${body} #${n} ${'<p>filler</p>'.repeat(100)}`);
+};
+
+before(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'outpost-replies-'));
+  writeFileSync(join(tmp, 'page.txt'), 'first version\n');
+  origin = await startRoutedOrigin({ date: clock.dateHeader });
+  outpost = await startOutpost({
+    admin: { token: TOKEN },
+    cache: { grace: '0s' },
+    sites: [{ hosts: ['*'], origin: origin.url, routes: [{ path: '/files/', static: tmp }] }],
+  }, { now: clock.now });
+  limited = await startOutpost({
+    sites: [{ hosts: ['*'], origin: origin.url, guard: { rateLimit: { rate: '1/h', burst: 3 } } }],
+  }, { now: clock.now });
+});
+
+after(async () => {
+  await outpost.close();
+  await limited.close();
+  await origin.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('a fresh hit is sent again without the chain, with its own Age and Cache-Status each time, on both protocols', async () => {
+  const path = origin.fresh('ready', cacheable('hello'));
+  const url = `${outpost.url}${path}`;
+  assert.equal((await h2(url)).status, 200); // miss: stored
+  const hit = await readyDuring(() => h2(url)); // a hit through the chain: kept
+  assert.equal(hit.ready, 0);
+  const again = await readyDuring(() => h2(url));
+  assert.equal(again.ready, 1, 'sent from the kept reply');
+  assert.equal(again.result.body.toString(), hit.result.body.toString());
+  assert.equal(again.result.headers.etag, '"v1"');
+  clock.advance(7_000);
+  const later = await readyDuring(() => h2(url));
+  assert.equal(later.ready, 1);
+  assert.equal(Number(later.result.headers.age), Number(again.result.headers.age) + 7, 'Age counts on');
+  assert.match(String(later.result.headers['cache-status']), /^Outpost; hit; ttl=(5[23])$/);
+  // HTTP/1.1 has a key of its own shape; the second HTTP/1.1 request is sent ready too
+  await h1(url);
+  const h1again = await readyDuring(() => h1(url));
+  assert.equal(h1again.ready, 1);
+  assert.equal(h1again.result.body.toString(), hit.result.body.toString());
+  assert.equal(origin.count(path), 1);
+});
+
+test('each Accept-Encoding gets its own kept reply, and a coded one only while its stored variant is the one sent', async () => {
+  const path = origin.fresh('coded', cacheable('coded'));
+  const url = `${outpost.url}${path}`;
+  const br = { 'accept-encoding': 'br' };
+  await h2(url, { headers: br }); // miss: encoded at Brotli 3 and kept
+  await untilReady(() => h2(url, { headers: br })); // hits of the kept variant, kept once it is final
+  const coded = await readyDuring(() => h2(url, { headers: br }));
+  assert.equal(coded.ready, 1);
+  assert.equal(coded.result.headers['content-encoding'], 'br');
+  assert.match(brotliDecompressSync(coded.result.body).toString(), /^coded #1/);
+  const identity = await readyDuring(() => h2(url, { headers: { 'accept-encoding': 'identity' } }));
+  assert.equal(identity.ready, 0, 'another Accept-Encoding: another key');
+  assert.equal(identity.result.headers['content-encoding'], undefined);
+  assert.equal(origin.count(path), 1);
+});
+
+test('a purge, the end of freshness and a changed record end a kept reply', async () => {
+  const path = origin.fresh('ends', cacheable('ends', 'max-age=30'));
+  const url = `${outpost.url}${path}`;
+  await h2(url);
+  await h2(url);
+  assert.equal((await readyDuring(() => h2(url))).ready, 1);
+  // purged: the next request runs the chain and fetches again
+  const purge = await fetch(`${outpost.adminUrl}/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ url }) });
+  assert.equal(purge.status, 200);
+  const refetched = await readyDuring(() => h2(url));
+  assert.equal(refetched.ready, 0);
+  assert.match(refetched.result.body.toString(), /^ends #2/);
+  await h2(url);
+  assert.equal((await readyDuring(() => h2(url))).ready, 1);
+  // stale: the chain revalidates (the origin's 200 replaces the record)
+  clock.advance(31_000);
+  const stale = await readyDuring(() => h2(url));
+  assert.equal(stale.ready, 0);
+  assert.match(stale.result.body.toString(), /^ends #3/);
+  assert.equal(origin.count(path), 3);
+});
+
+test('conditionals, ranges, request directives and a Host beside :authority run the chain', async () => {
+  const path = origin.fresh('shapes', cacheable('shapes'));
+  const url = `${outpost.url}${path}`;
+  await h2(url);
+  await h2(url);
+  assert.equal((await readyDuring(() => h2(url))).ready, 1);
+  const notModified = await readyDuring(() => h2(url, { headers: { 'if-none-match': '"v1"' } }));
+  assert.deepEqual([notModified.ready, notModified.result.status], [0, 304]);
+  const partial = await readyDuring(() => h2(url, { headers: { range: 'bytes=0-4' } }));
+  assert.deepEqual([partial.ready, partial.result.status, partial.result.body.toString()], [0, 206, 'shape']);
+  const noCache = await readyDuring(() => h2(url, { headers: { 'cache-control': 'no-cache' } }));
+  assert.equal(noCache.ready, 0, 'no-cache: validated with the origin');
+  assert.equal(origin.count(path), 2);
+  const session = await h2session(outpost.url);
+  try {
+    const host = await readyDuring(() => h2request(session, path, { headers: { ':authority': new URL(outpost.url).host, host: 'elsewhere.example' } }));
+    assert.deepEqual([host.ready, host.result.status], [0, 400], 'Host and :authority differ: the chain refuses it');
+  } finally {
+    session.close();
+  }
+});
+
+test('a response that varies on a request field is never sent ready: each language gets its own', async () => {
+  const path = origin.fresh('vary', (req, res, n) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'Accept-Language' });
+    res.end(`${req.headers['accept-language']} #${n}`);
+  });
+  const url = `${outpost.url}${path}`;
+  const fr = { 'accept-language': 'fr' };
+  const de = { 'accept-language': 'de' };
+  const answers = await readyDuring(async () => {
+    const out: string[] = [];
+    for (const headers of [fr, fr, fr, de, de, fr]) out.push((await h2(url, { headers })).body.toString());
+    return out;
+  });
+  assert.deepEqual(answers.result, ['fr #1', 'fr #1', 'fr #1', 'de #2', 'de #2', 'fr #1']);
+  assert.equal(answers.ready, 0);
+});
+
+test('HTTP/1.1: two Host lines are refused even when a reply for the first is kept', async () => {
+  const path = origin.fresh('hosts', cacheable('hosts'));
+  const url = `${outpost.url}${path}`;
+  await h1(url);
+  await h1(url);
+  assert.equal((await readyDuring(() => h1(url))).ready, 1);
+  const { port } = new URL(outpost.url);
+  const twice = await readyDuring(() => h1(url, { headers: { host: [`127.0.0.1:${port}`, 'other.example'] } as never }));
+  assert.deepEqual([twice.ready, twice.result.status], [0, 400]);
+});
+
+test('a guard with a rate limit: every answer is the client\'s own (RateLimit fields), none is kept', async () => {
+  const path = origin.fresh('limited', cacheable('limited'));
+  const url = `${limited.url}${path}`;
+  const first = await readyDuring(async () => [await h2(url), await h2(url), await h2(url)]);
+  assert.equal(first.ready, 0);
+  assert.deepEqual(first.result.map((r) => r.status), [200, 200, 200]);
+  assert.deepEqual(first.result.map((r) => /;r=(\d+);/.exec(String(r.headers.ratelimit))?.[1]), ['2', '1', '0'], 'each answer counts down');
+  assert.equal((await h2(url)).status, 429, 'the fourth is over the limit, hit or not');
+});
+
+test('a kept static file is sent again until it changes on disk and the file cache looks again', async () => {
+  const url = `${outpost.url}/files/page.txt`;
+  assert.equal((await h2(url)).body.toString(), 'first version\n');
+  const again = await readyDuring(() => h2(url));
+  assert.equal(again.ready, 1);
+  assert.equal(again.result.body.toString(), 'first version\n');
+  writeFileSync(join(tmp, 'page.txt'), 'second version, longer\n');
+  clock.advance(1_500); // past the file cache's trust window
+  const changed = await readyDuring(() => h2(url));
+  assert.equal(changed.ready, 0);
+  assert.equal(changed.result.body.toString(), 'second version, longer\n');
+  assert.notEqual(changed.result.headers.etag, again.result.headers.etag);
+});
+
+test('with a subscriber on the response channel (access log, metrics) a kept reply is reported as the chain\'s are', async () => {
+  const path = origin.fresh('logged', cacheable('logged'));
+  const url = `${outpost.url}${path}`;
+  const seen: ResponseEndEvent[] = [];
+  const listener = (message: unknown) => seen.push(message as ResponseEndEvent);
+  responseEndChannel.subscribe(listener);
+  try {
+    await h2(url, { headers: { 'accept-encoding': 'br' } });
+    const sent = 1 + await untilReady(() => h2(url, { headers: { 'accept-encoding': 'br' } }));
+    const logged = await readyDuring(() => h2(url, { headers: { 'accept-encoding': 'br', 'user-agent': 'reader/1' } }));
+    assert.equal(logged.ready, 1);
+    await waitFor(() => seen.length === sent + 1 || undefined);
+    const chain = seen.findLast((event) => event !== seen[sent] && event.request.notes?.get('compress') === 'br/stored')!;
+    const last = seen[sent];
+    assert.equal(last.request.target, path);
+    assert.equal(last.request.headers['user-agent'], 'reader/1', 'this request\'s fields');
+    assert.deepEqual([last.status, last.outcome, last.cache, last.bytes], [200, 'ok', 'hit', logged.result.body.length]);
+    assert.equal(last.request.notes?.get('compress'), 'br/stored', 'what the chain noted when it made the reply');
+    assert.deepEqual([chain.cache, chain.request.site], ['hit', last.request.site]);
+    assert.match(String(last.headers['cache-status']), /^Outpost; hit; ttl=\d+$/);
+  } finally {
+    responseEndChannel.unsubscribe(listener);
+  }
+});
