@@ -25,6 +25,8 @@ declare module 'autocannon' {
   }
   interface Instance extends PromiseLike<Result> {
     on(event: 'response', listener: (client: object, statusCode: number, bytes: number, responseTimeMs: number) => void): this;
+    /** Ends the run early (the promise then resolves with what was done). */
+    stop(): void;
   }
   function autocannon(opts: Options): Instance;
   export default autocannon;

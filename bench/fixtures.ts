@@ -9,7 +9,7 @@ import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
  */
 
 /** mulberry32: a tiny seeded PRNG (32-bit state), good enough to pick words and numbers. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -20,7 +20,7 @@ function prng(seed: number): () => number {
   };
 }
 
-const WORDS = ('edge cache origin request response header stream session latency throughput brotli gzip ' +
+export const WORDS = ('edge cache origin request response header stream session latency throughput brotli gzip ' +
   'static route proxy client server network packet socket buffer vary etag stale fresh purge tag ' +
   'the of and to in is for on with as by at from that this be are was it an or').split(' ');
 

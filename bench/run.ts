@@ -11,6 +11,7 @@ import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResul
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
+import { runSoak, soakTable } from './soak.ts';
 
 /**
  * `npm run bench [-- --quick]`: Outpost, the ceiling (a bare node:http2 server answering from memory)
@@ -29,6 +30,7 @@ const { values: flags } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     workers: { type: 'string' },
     log: { type: 'string' },
+    soak: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -36,6 +38,7 @@ if (flags.help) {
   console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N]`);
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
+  console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
   process.exit(0);
 }
 
@@ -120,7 +123,7 @@ const machine = {
   pinning: pin ? `server on cpu ${serverCpus}, runner/origin/loaders on cpu 0-${cores - WORKERS - 1}`
     : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
   workers: WORKERS,
-  mode: QUICK ? 'quick' : 'full',
+  mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
 };
@@ -487,7 +490,7 @@ async function burst(system: System, protocol: 'h1' | 'h2', runTag: string): Pro
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  console.log(`Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
+  console.log(flags.soak ? 'Outpost benchmark (soak)' : `Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
     `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams)`);
   console.log(`${machine.date}  ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ` +
     `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''}`);
@@ -503,6 +506,7 @@ async function main(): Promise<void> {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
     '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
   chmodSync(key, 0o600);
+  if (flags.soak) return soak(cert, key, t0);
   const site = join(ROOT, 'bench', 'site');
   writeSite(site);
 
@@ -607,6 +611,32 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 
   for (const system of systems) await system.pool.close();
+}
+
+/** `--soak`: the memory soak alone; its table, and the results file with a `soak` field. */
+async function soak(cert: string, key: string, t0: number): Promise<void> {
+  const seconds = Number(flags.seconds ?? 300);
+  console.log(`soak: Outpost only, ${seconds} s of load`);
+  const result = await runSoak({
+    seconds, connections: SETTINGS.connections, cert, key, tmp, root: ROOT, serverWrap, loaderWrap, freePort,
+    track: (child) => { children.push(child); },
+  });
+  console.log(`\n${soakTable(result)}`);
+  const { config, ...soakFields } = result;
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
+  writeFileSync(file, JSON.stringify({
+    machine: { ...machine, seconds },
+    scenarios: [],
+    systems: { outpost: { rssBytes: { start: result.rssStartBytes, end: result.rssAfterBytes }, restarts: 0, config } },
+    unavailable: {},
+    rows: [],
+    bursts: [],
+    crashes: [],
+    soak: soakFields,
+  }, null, 2));
+  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
 try {

@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { holderOf, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type VariantMeta } from './entries.ts';
+import { holderOf, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
@@ -77,8 +77,8 @@ export interface CacheEngine {
   /** A check that the store still holds `found` unchanged and unvaried, answered without waiting (see holderOf); undefined: it cannot tell. */
   holder(found: Found): (() => boolean) | undefined;
   age(found: Found, view: StoredView): number;
-  /** Stores a response; answers whether the store accepted it. */
-  save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<boolean>;
+  /** Stores a response; answers the stored record, or undefined when it was not stored. */
+  save(primary: string, requestHeaders: IncomingHttpHeaders, meta: StoredResponse, body: Buffer): Promise<Found | undefined>;
   /** Replaces a stored response's metadata (after a 304). */
   refresh(found: Found, meta: StoredResponse): Promise<Found>;
   variants(found: Found): Variants;
@@ -107,6 +107,10 @@ export interface Inspection {
   /** An origin fetch for this URI is in flight. */
   readonly inFlight: boolean;
 }
+
+/** The same stored response: the same record (memory store), or one received at the same moments (a store that parses records anew). */
+const sameResponse = (a: StoredResponse, b: StoredResponse): boolean =>
+  a === b || (a.responseTime === b.responseTime && a.requestTime === b.requestTime && a.status === b.status);
 
 /** How long a URI stays known-uncacheable (Varnish's hit-for-miss), so bursts for it do not queue. */
 const HIT_FOR_MISS = { ttlMs: 120_000, max: 10_000 };
@@ -173,9 +177,20 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       },
       put: (coding: Encoding, body: Buffer, token: string) => {
         const ttl = ttlOf(found, view(found));
-        if (ttl > 0) void safely(saveVariant(store, found, { coding, body, token, ttlMs: ttl }), undefined);
+        if (ttl > 0) void safely(putVariant(found, { coding, body, token, ttlMs: ttl }), undefined);
       },
     };
+  }
+
+  /**
+   * Keeps an encoding of `found` only while `found` is still the response stored under its key: an
+   * upgrade finishes in the background, maybe seconds later, when a new response (other bytes)
+   * may have replaced it, and its variant must not be kept under the new one's key.
+   */
+  async function putVariant(found: Found, variant: NewVariant): Promise<void> {
+    const current = await store.get<StoredResponse>(found.key);
+    if (current === undefined || !sameResponse(current.meta, found.meta)) return;
+    await saveVariant(store, found, variant);
   }
 
   async function markStale(keys: readonly string[]): Promise<number> {
@@ -210,16 +225,15 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     holder: (found) => holderOf(store, found),
     age,
     async save(primary, requestHeaders, meta, body) {
-      const found = { meta };
-      const ttl = ttlOf(found, view({ key: '', primary, meta, body }));
-      if (ttl <= 0) return false;
+      const ttl = ttlOf({ meta }, view({ key: '', primary, meta, body }));
+      if (ttl <= 0) return undefined;
       try {
-        await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl });
+        const key = await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl });
         stats.stores++;
-        return true;
+        return { key, primary, meta, body };
       } catch (error) {
         storeFailed(error);
-        return false;
+        return undefined;
       }
     },
     async refresh(found, meta) {

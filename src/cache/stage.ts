@@ -299,8 +299,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const expected = declaredLength(reply.headers);
     let completed!: (body: Buffer | null) => void;
     const completion = new Promise<Buffer | null>((resolve) => { completed = resolve; });
-    let accepted!: (stored: boolean) => void;
-    const stored = new Promise<boolean>((resolve) => { accepted = resolve; });
+    let accepted!: (stored: Found | undefined) => void;
+    const stored = new Promise<Found | undefined>((resolve) => { accepted = resolve; });
     const source = reply.body === null ? EMPTY_BODY() : Buffer.isBuffer(reply.body) ? Readable.from([reply.body]) : 'kind' in reply.body ? null : reply.body;
     if (source === null) throw new TypeError('cache: the origin handler answered with a file body');
     const body = new SharedBody(source, {
@@ -312,14 +312,14 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         completed(complete);
         if (complete === null) {
           if (whole === null && body.received > engine.maxObjectSize) engine.hitForMiss.remember(primary, 'too-large');
-          accepted(false);
+          accepted(undefined);
           leader?.land();
           return;
         }
-        engine.save(primary, ctx.headers, meta, complete).then((ok) => {
-          accepted(ok);
+        engine.save(primary, ctx.headers, meta, complete).then((saved) => {
+          accepted(saved);
           leader?.land();
-        }, () => { accepted(false); leader?.land(); });
+        }, () => { accepted(undefined); leader?.land(); });
       },
     });
     const vary = varyNames(meta.headers.vary);
@@ -330,14 +330,22 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     if (wantsLess(ctx)) {
       const whole = await completion;
       if (whole === null) return passThrough(ctx, a.params);
-      const ok = await stored;
-      return fromBuffer(ctx, primary, meta, whole, ok ? `${fwdStatus}; stored` : fwdStatus);
+      const saved = await stored;
+      return fromBuffer(ctx, primary, meta, whole, saved !== undefined ? `${fwdStatus}; stored` : fwdStatus);
     }
     const reader = body.attach();
     if (reader === null) return passThrough(ctx, a.params);
     // Small bodies are usually complete by now: wait a moment so Cache-Status can tell the truth.
-    const ok = await settledWithin(stored, STORED_WAIT_MS);
-    return { status: reply.status, headers: { ...clientHeaders, 'cache-status': appendCacheStatus(clientHeaders['cache-status'], status(ok === true ? `${fwdStatus}; stored` : fwdStatus)) }, body: reader };
+    const saved = await settledWithin(stored, STORED_WAIT_MS);
+    const cacheStatus = appendCacheStatus(clientHeaders['cache-status'], status(saved !== undefined ? `${fwdStatus}; stored` : fwdStatus));
+    if (saved !== undefined && ctx.method === 'GET') {
+      // Stored: the stored bytes in one piece instead of the tee, with the stored response's
+      // variants, so the compression stage encodes once, whole, and keeps it for the next request.
+      reader.destroy();
+      const variants = reply.status === 200 ? engine.variants(saved) : undefined;
+      return { status: reply.status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants };
+    }
+    return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader };
   }
 
   /** Answers from a complete body that is (or was meant to be) stored: conditionals, ranges, HEAD. */

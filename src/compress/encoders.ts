@@ -1,16 +1,23 @@
 import zlib, { constants as Z } from 'node:zlib';
 import { Readable, type Transform } from 'node:stream';
 import { isFileBody, type Encoding, type FileBody, type ReplyBody } from '../pipeline/context.ts';
+import { ownBytes } from '../buffers.ts';
 
 /**
- * Encoders and decoders for br, zstd and gzip, all node:zlib. Buffer work uses the callback API,
- * which runs on libuv's thread pool, so even Brotli 11 never blocks the event loop.
+ * Encoders and decoders for br, zstd and gzip, all node:zlib. Small fast-quality bodies are encoded
+ * on the calling thread (`SYNC_LIMIT`), larger ones on libuv's thread pool, and the high quality
+ * only in the background encoder's low-priority worker (background.ts), so Brotli 11 never blocks
+ * the event loop nor competes with it for the core.
  *
  * Qualities. Sizes and times measured on the 2-core dev machine (Node 24.21) with a 29 KB HTML page
  * (rustdoc's advanced-features.html, 29,192 bytes):
  *   fast: what a requester waits for, and what streams through for uncached responses.
- *     br 4     8,235 B, 0.27 ms. fastify-compress's default, from its measurement; br 5 is 5%
- *              smaller (7,811 B) for 55% more CPU, which an uncached stream pays on every byte
+ *     br 3     on the bench's 30 KB page 7,482 B in 0.12 ms against br 4's 7,469 B in 0.20 ms;
+ *              on 30 KB of this README 12,660 B in 0.16 ms against 12,412 B in 0.36 ms; on 12 KB
+ *              of TypeScript 4,172 B in 55 µs against 4,065 B in 91 µs (one core, sync, Node 24.21):
+ *              2-3% larger for 40-55% less CPU, paid on every miss and every uncached stream,
+ *              while popular objects get Brotli 11 anyway (upgrades.ts). br 5 is 5-7% under br 4
+ *              for twice br 4's CPU
  *     zstd 3   8,880 B, 0.2 ms: zstd's own default level, the fastest of the three
  *     gzip 6   8,402 B, 0.45 ms: zlib's default; 9 saves 0.2%
  *   high: for variants that are kept, made once per object and encoding off the hot path.
@@ -21,14 +28,14 @@ import { isFileBody, type Encoding, type FileBody, type ReplyBody } from '../pip
  *     gzip 9   8,388 B: the maximum
  */
 export const QUALITY = {
-  fast: { br: 4, zstd: 3, gzip: 6 },
+  fast: { br: 3, zstd: 3, gzip: 6 },
   high: { br: 11, zstd: 19, gzip: 9 },
 } as const satisfies Record<string, Record<Encoding, number>>;
 
 export type Quality = keyof typeof QUALITY;
 
 /**
- * The token that names the bytes of a body encoded here (`br4`, `br11`, `zstd3`, `gzip9`): the coding
+ * The token that names the bytes of a body encoded here (`br3`, `br11`, `zstd3`, `gzip9`): the coding
  * and its level. It goes into the ETag suffix (validators.ts), so the fast body and the high-quality
  * one that replaces it have different tags. The same encoder at the same level makes the same bytes
  * of the same input, with one exception the token does not show: zstd fed in pieces (a stream)
@@ -53,21 +60,52 @@ function options(encoding: Encoding, quality: Quality, sizeHint?: number): zlib.
   }
 }
 
-/** Encodes a whole body on the thread pool. */
+/**
+ * Fast-quality bodies up to this size are encoded on the calling thread: Brotli 3 of 30 KB takes
+ * about 0.12 ms, and the thread pool's hand-off (a wake-up there, another back) costs 30-80 µs of
+ * CPU on top (measured on the 2-core dev machine, pinned and not), for no parallelism when the
+ * process has one core. Larger bodies go to the thread pool; the high quality only ever runs in
+ * the background encoder (background.ts).
+ */
+export const SYNC_LIMIT = 64 * 1024;
+
+/**
+ * Encodes a whole body: small fast ones on this thread (`SYNC_LIMIT`), the rest on the thread pool.
+ * The result owns its bytes (buffers.ts): zlib hands back a view into its output chunk, and the
+ * result is usually kept.
+ */
 export function encodeBuffer(encoding: Encoding, input: Buffer, quality: Quality): Promise<Buffer> {
   const opts = options(encoding, quality, input.length);
+  if (quality === 'fast' && input.length <= SYNC_LIMIT) {
+    try {
+      return Promise.resolve(ownBytes(encodeSync(encoding, input, opts)));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
   return new Promise((resolve, reject) => {
-    const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(out));
+    const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(ownBytes(out)));
     if (encoding === 'br') zlib.brotliCompress(input, opts, done);
     else if (encoding === 'zstd') zlib.zstdCompress(input, opts, done);
     else zlib.gzip(input, opts, done);
   });
 }
 
+/** Encodes a whole body on the calling thread (the background encoder's worker uses it for the high quality). */
+export function encodeBufferSync(encoding: Encoding, input: Buffer, quality: Quality): Buffer {
+  return encodeSync(encoding, input, options(encoding, quality, input.length));
+}
+
+function encodeSync(encoding: Encoding, input: Buffer, opts: ReturnType<typeof options>): Buffer {
+  if (encoding === 'br') return zlib.brotliCompressSync(input, opts);
+  if (encoding === 'zstd') return zlib.zstdCompressSync(input, opts);
+  return zlib.gzipSync(input, opts);
+}
+
 /**
  * A streaming encoder at fast quality (backpressure and memory as any Transform). With the body's
- * length as `sizeHint`, Brotli 4 streams the bytes `encodeBuffer` makes (so `br4` names one byte
- * sequence; checked from 30 KB to 3 MB in 10 KB writes); without it, Brotli picks another hasher
+ * length as `sizeHint`, Brotli 3 streams the bytes `encodeBuffer` makes (so `br3` names one byte
+ * sequence; checked from 1 KB to 3 MB in 10 KB writes); without it, Brotli picks another hasher
  * from 1 MB on and the bytes differ.
  */
 export function createEncoder(encoding: Encoding, sizeHint?: number): Transform {

@@ -12,7 +12,8 @@ import { notModifiedHeaders } from '../http/not-modified.ts';
 import { isNoContentStatus } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
 import { createEncoder, encodeBuffer, readFileBody, readableOf, tokenOf } from './encoders.ts';
-import { createUpgradeQueue } from './upgrades.ts';
+import { createPopularity, createUpgradeQueue } from './upgrades.ts';
+import { encodeInBackground } from './background.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
 
 /**
@@ -21,15 +22,18 @@ import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, wid
  *
  * For a response it may encode (see `untouched` for the ones it leaves alone), in this order:
  * 1. stored: `reply.variants.get(coding)` has the encoded body and its token (the cache's variant,
- *    a static file's precompressed sibling or kept encoding) → send it: zero compression work;
- * 2. in memory: the identity body is a Buffer (`variants.identity` on a cache hit, a Buffer body,
- *    or a file read when its holder can keep variants) → encode at fast quality on the thread pool,
- *    send that, hand it to `variants.put`, and queue one high-quality re-encode that replaces it;
+ *    a static file's precompressed sibling or kept encoding) → send it: zero compression work.
+ *    A kept fast body served this way for the `UPGRADE_AFTER`-th time has proved popular: one
+ *    high-quality re-encode that replaces it is queued (upgrades.ts), made in the background
+ *    encoder's low-priority thread (background.ts), so it never takes the core from responses;
+ * 2. in memory: the identity body is a Buffer (`variants.identity` on a cache hit or on a miss the
+ *    cache stored, a Buffer body, or a file read when its holder can keep variants) → encode at
+ *    fast quality (encoders.ts: small bodies on this thread), send that, hand it to `variants.put`;
  * 3. otherwise (pass-through, no-store, too large) → stream through a fast encoder, with
  *    backpressure and flat memory.
  *
  * Headers: Content-Encoding; the ETag suffixed with the token of the exact bytes sent
- * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br4`), so
+ * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br3`), so
  * the fast body and the Brotli 11 body that replaces it never share a tag; an exact Content-Length
  * when the body is whole, none when streamed; Accept-Ranges dropped (ranges are served on identity
  * only).
@@ -65,14 +69,21 @@ const KNOWN: ReadonlySet<string> = new Set<Encoding>(['br', 'zstd', 'gzip']);
 /** 16 MB: a file is read into memory to be encoded once and kept only up to this (the cache's default maxObjectSize). */
 const READ_LIMIT = 16 * 1024 * 1024;
 const UPGRADES = {
-  /** One background encode at a time: libuv has four threads, shared with file reads and DNS. */
+  /** One background encode at a time per stage (they share the background encoder's one thread). */
   concurrency: 1,
-  /** 64 MB of identity bodies may wait; beyond that variants stay at fast quality. */
-  maxQueuedBytes: 64 * 1024 * 1024,
+  /**
+   * 16 MB of identity bodies may wait (a job holds its input; the cache usually holds it too);
+   * beyond that variants stay at fast quality until they are served again.
+   */
+  maxQueuedBytes: 16 * 1024 * 1024,
 };
+/** A kept fast variant is upgraded when it is served from its holder this many times (its second hit). */
+const UPGRADE_AFTER = 2;
+/** Objects whose hits are being counted, at most (upgrades.ts `createPopularity`). */
+const POPULARITY_KEYS = 50_000;
 /** Fields that describe the identity bytes and are wrong for coded ones. */
 const IDENTITY_ONLY = ['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest'];
-/** The token of what this stage encodes when nothing is stored (streams, first requests): `br4`. */
+/** The token of what this stage encodes when nothing is stored (streams, first requests): `br3`. */
 const FAST: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'fast'), zstd: tokenOf('zstd', 'fast'), gzip: tokenOf('gzip', 'fast') };
 /** The token of an upgraded variant: `br11`. */
 const HIGH: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'high'), zstd: tokenOf('zstd', 'high'), gzip: tokenOf('gzip', 'high') };
@@ -88,6 +99,7 @@ export function createCompressStage(options: CompressOptions): Stage {
     ...UPGRADES,
     onError: (error) => publishError({ ctx: null, error, where: 'compress upgrade' }),
   });
+  const popularity = createPopularity({ hits: UPGRADE_AFTER, maxKeys: POPULARITY_KEYS });
 
   /**
    * 304 from an inner stage: its identity tag gets back the final tag the client presented, if that
@@ -103,22 +115,56 @@ export function createCompressStage(options: CompressOptions): Stage {
     return { status: 304, headers, body: reply.body };
   }
 
-  /** Keeps the fast encoding now and queues the high-quality one that replaces it. */
-  function keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer, identity: Buffer, etag: string | undefined): void {
-    const put = variants.put!;
+  /** Keeps the fast encoding; the high-quality one comes only if it proves popular (`servedFast`). */
+  function keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer): void {
     try {
-      put(coding, fast, FAST[coding]);
+      variants.put!(coding, fast, FAST[coding]);
     } catch (error) {
       publishError({ ctx, error, where: 'compress put' });
-      return;
     }
+  }
+
+  /**
+   * A kept fast variant (`upgradable`'s key) is being sent: counted, and on its `UPGRADE_AFTER`-th
+   * time the high-quality re-encode that replaces it is queued. The identity bytes come from the
+   * holder, or from the reply's own body (a file is read for it, off the response's path). Answers
+   * whether it took `body` (then the caller must not dispose of it).
+   */
+  function servedFast(ctx: Context, variants: Variants, coding: Encoding, fastLength: number, body: ReplyBody, key: string, etag: string | undefined): boolean {
+    if (!popularity.hit(key)) return false;
+    const identity = variants.identity ?? (Buffer.isBuffer(body) ? body : undefined);
+    if (identity !== undefined) {
+      upgrade(variants, coding, identity, fastLength, key, etag);
+      return false;
+    }
+    if (body === null || !isFileBody(body) || body.length > READ_LIMIT) return false;
+    readFileBody(body).then(
+      (read) => upgrade(variants, coding, read, fastLength, key, etag),
+      (error) => publishError({ ctx, error, where: 'compress upgrade' }),
+    );
+    return true;
+  }
+
+  /** Queues the high-quality encode of `identity`, which replaces the fast variant when smaller. */
+  function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: string, etag: string | undefined): void {
+    const put = variants.put!;
     // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
-    const key = etag !== undefined ? `${coding} ${ctx.host}${ctx.target} ${etag}` : identity;
-    upgrades.schedule(key, identity.length, async () => {
-      const best = await encodeBuffer(coding, identity, 'high');
-      // Not smaller (repetitive input): the fast body stays, with its own token.
-      if (best.length < fast.length) put(coding, best, HIGH[coding]);
+    upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
+      const best = await encodeInBackground(coding, identity);
+      if (best.length < fastLength) put(coding, best, HIGH[coding]);
+      // Not smaller (repetitive input): the fast body stays, with its own token, for good.
+      else popularity.settle(key);
     });
+  }
+
+  /**
+   * The key that counts uses of a kept fast variant (one object and coding: the URL and its
+   * validator), or undefined when `stored` is final: not a fast body, or a holder that keeps nothing.
+   */
+  function upgradable(ctx: Context, variants: Variants, coding: Encoding, stored: StoredVariant, etag: string | undefined): string | undefined {
+    if (stored.token !== FAST[coding] || variants.put === undefined) return undefined;
+    const key = `${coding} ${ctx.host}${ctx.target} ${etag ?? ''}`;
+    return popularity.settled(key) ? undefined : key;
   }
 
   /**
@@ -126,12 +172,13 @@ export function createCompressStage(options: CompressOptions): Stage {
    * holder's variant whose token the ETag already names; without one the body is made at fast
    * quality, which the ETag's fast token names.
    */
-  async function encodedBody(ctx: Context, reply: Reply, coding: Encoding, headers: OutgoingHttpHeaders, etag: string | undefined, stored: StoredVariant | undefined): Promise<ReplyBody> {
+  async function encodedBody(ctx: Context, reply: Reply, coding: Encoding, headers: OutgoingHttpHeaders, etag: string | undefined, stored: StoredVariant | undefined, upgradeKey: string | undefined): Promise<ReplyBody> {
     const { variants, body } = reply;
     const head = ctx.method === 'HEAD';
 
     if (stored !== undefined) {
-      disposeBody(body);
+      const taken = variants !== undefined && upgradeKey !== undefined && servedFast(ctx, variants, coding, bodyLength(stored.body), body, upgradeKey, etag);
+      if (!taken) disposeBody(body);
       setLength(headers, stored.body);
       ctx.notes.set('compress', `${coding}/stored`);
       if (!head) return stored.body;
@@ -147,7 +194,7 @@ export function createCompressStage(options: CompressOptions): Stage {
     }
     if (identity !== undefined) {
       const fast = await encodeBuffer(coding, identity, 'fast');
-      if (variants?.put !== undefined) keep(ctx, variants, coding, fast, identity, etag);
+      if (variants?.put !== undefined) keep(ctx, variants, coding, fast);
       headers['content-length'] = fast.length;
       ctx.notes.set('compress', `${coding}/fast`);
       return head ? null : fast;
@@ -220,8 +267,10 @@ export function createCompressStage(options: CompressOptions): Stage {
       ctx.notes.set('compress', 'identity');
       return { status: reply.status, headers, body: reply.body, reuse: reply.reuse };
     }
-    const body = await encodedBody(ctx, reply, coding, headers, etag, stored);
-    return { status: reply.status, headers, body, reuse: stored !== undefined ? reuseWith(reply.reuse, stored.held) : undefined };
+    // A fast variant that may still be upgraded is not kept ready: its uses must reach this stage to be counted.
+    const upgradeKey = stored !== undefined ? upgradable(ctx, reply.variants!, coding, stored, etag) : undefined;
+    const body = await encodedBody(ctx, reply, coding, headers, etag, stored, upgradeKey);
+    return { status: reply.status, headers, body, reuse: stored !== undefined && upgradeKey === undefined ? reuseWith(reply.reuse, stored.held) : undefined };
   };
 }
 
@@ -297,6 +346,10 @@ async function storedVariant(ctx: Context, variants: Variants, coding: Encoding)
   disposeBody(stored.body);
   publishError({ ctx, error: new TypeError(`${coding} variant with token ${JSON.stringify(stored.token)}: not a token an ETag can carry`), where: 'compress variant' });
   return undefined;
+}
+
+function bodyLength(body: Exclude<ReplyBody, null>): number {
+  return Buffer.isBuffer(body) || isFileBody(body) ? body.length : Infinity;
 }
 
 function setLength(headers: OutgoingHttpHeaders, body: Exclude<ReplyBody, null>): void {

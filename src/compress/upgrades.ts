@@ -1,4 +1,9 @@
 /**
+ * Which kept variants are upgraded, and when. Only objects that prove popular: a fast variant is
+ * upgraded once it has been served from where it is kept `hits` times (`createPopularity`), never
+ * on first store, so a stream of URLs seen once (a crawler, unique API answers) costs one fast
+ * encode each and no Brotli 11 at all.
+ *
  * The background queue that re-encodes kept variants at high quality. Bounded twice: `concurrency`
  * jobs run at once (each holds a thread-pool thread, which file reads and DNS share), and the jobs
  * waiting hold at most `maxQueuedBytes` of input (a job keeps its identity body alive); beyond that
@@ -50,5 +55,46 @@ export function createUpgradeQueue(options: UpgradeQueueOptions): UpgradeQueue {
       pump();
       return true;
     },
+  };
+}
+
+export interface Popularity {
+  /** Counts one use of `key`; true on the `hits`-th (then forgets it: the caller acts once). Never for a settled key. */
+  hit(key: string): boolean;
+  /** Nothing more to do for `key` (its upgrade came out no smaller): no more counting. */
+  settle(key: string): void;
+  settled(key: string): boolean;
+}
+
+/**
+ * Counts uses per key up to `hits`. Bounded: past `maxKeys` counts it starts afresh (counts lost
+ * only delay an upgrade), so a flood of keys seen once holds at most `maxKeys` small strings.
+ */
+export function createPopularity(options: { readonly hits: number; readonly maxKeys: number }): Popularity {
+  const { hits, maxKeys } = options;
+  if (!Number.isInteger(hits) || hits < 1) throw new TypeError(`popularity.hits: expected an integer ≥ 1, got ${hits}`);
+  /** Uses so far, or SETTLED. */
+  let counts = new Map<string, number>();
+  const SETTLED = -1;
+  const room = (key: string) => {
+    if (counts.size >= maxKeys && !counts.has(key)) counts = new Map();
+  };
+  return {
+    hit(key) {
+      const before = counts.get(key) ?? 0;
+      if (before === SETTLED) return false;
+      if (before + 1 >= hits) {
+        counts.delete(key);
+        return true;
+      }
+      room(key);
+      counts.set(key, before + 1);
+      return false;
+    },
+    settle(key) {
+      room(key);
+      counts.set(key, SETTLED);
+    },
+    settled: (key) => counts.get(key) === SETTLED,
   };
 }

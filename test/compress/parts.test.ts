@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createUpgradeQueue } from '../../src/compress/upgrades.ts';
+import { createPopularity, createUpgradeQueue } from '../../src/compress/upgrades.ts';
 import { createEncodedStore } from '../../src/static/encoded.ts';
 import { createCompressStage } from '../../src/compress/stage.ts';
 import { createOriginDecodeStage } from '../../src/compress/origin-decode.ts';
@@ -35,6 +35,22 @@ test('upgrade queue: one job per key at a time, bounded concurrency, bounded byt
   assert.throws(() => createUpgradeQueue({ concurrency: 0, maxQueuedBytes: 1, onError: () => {} }), /concurrency/);
 });
 
+test('popularity: true on the n-th use of a key, then it counts afresh; bounded keys', () => {
+  const popular = createPopularity({ hits: 2, maxKeys: 3 });
+  assert.equal(popular.hit('a'), false);
+  assert.equal(popular.hit('a'), true, 'the second use');
+  assert.equal(popular.hit('a'), false, 'counted afresh after');
+  for (const key of ['b', 'c', 'd']) assert.equal(popular.hit(key), false);
+  assert.equal(popular.hit('e'), false, 'full: starts afresh');
+  assert.equal(popular.hit('b'), false, 'b was forgotten');
+  assert.equal(popular.hit('e'), true);
+  popular.settle('e');
+  assert.equal(popular.settled('e'), true);
+  assert.equal(popular.hit('e'), false, 'settled: no more counting');
+  assert.equal(popular.hit('e'), false);
+  assert.throws(() => createPopularity({ hits: 0, maxKeys: 1 }), /hits/);
+});
+
 test('encoded-file store: LRU by bytes, replacing, refusing entries over an eighth, keeping tokens', () => {
   const store = createEncodedStore(800);
   assert.equal(store.maxEntrySize, 100);
@@ -57,7 +73,7 @@ test('encoded-file store: LRU by bytes, replacing, refusing entries over an eigh
 test('tokens: the coding and its level, fast and high', () => {
   assert.deepEqual(
     (['br', 'zstd', 'gzip'] as const).map((coding) => [tokenOf(coding, 'fast'), tokenOf(coding, 'high')]),
-    [['br4', 'br11'], ['zstd3', 'zstd19'], ['gzip6', 'gzip9']],
+    [['br3', 'br11'], ['zstd3', 'zstd19'], ['gzip6', 'gzip9']],
   );
 });
 

@@ -1,4 +1,5 @@
 import type { CacheRecord, CacheStore } from './contract.ts';
+import { ownBytes } from '../../buffers.ts';
 
 interface Slot {
   record: CacheRecord;
@@ -40,10 +41,20 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
    * Oldest first (Map order is insertion order), with a second chance (the CLOCK algorithm, an
    * approximation of LRU): a record read since it was stored or last passed over moves to the young
    * end instead of being evicted. A hit only sets a flag: no Map delete and insert per read.
+   * One hand walks on from call to call: everything before it is gone or was moved behind it. (A
+   * new iterator per eviction skipped the holes deleted keys leave at the front of the table every
+   * time: 3% of the CPU of a miss when the cache is full.)
    */
+  let hand = slots.entries();
   const evictFor = (size: number) => {
-    for (const [key, slot] of slots) {
-      if (used + size <= maxSize) break;
+    while (used + size > maxSize && slots.size > 0) {
+      let next = hand.next();
+      if (next.done) {
+        hand = slots.entries();
+        next = hand.next();
+        if (next.done) return;
+      }
+      const [key, slot] = next.value;
       if (slot.referenced) {
         slot.referenced = false;
         slots.delete(key);
@@ -85,7 +96,10 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const size = record.body.length + recordOverhead(record.meta);
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
-      slots.set(key, { record, size, expires: now() + ttlMs, referenced: false });
+      // What is counted is what is held: a body that is a view into a larger allocation is copied.
+      const body = ownBytes(record.body);
+      const kept = body === record.body ? record : { meta: record.meta, body };
+      slots.set(key, { record: kept, size, expires: now() + ttlMs, referenced: false });
       used += size;
     },
     async delete(keys) {
@@ -112,6 +126,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const count = slots.size;
       slots.clear();
       sets.clear();
+      hand = slots.entries();
       used = 0;
       return count;
     },

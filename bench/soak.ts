@@ -1,0 +1,186 @@
+import { writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { request } from 'undici';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { prng } from './fixtures.ts';
+import { type Child, rssBytes, startChild } from './procs.ts';
+
+/**
+ * `npm run bench -- --soak [--seconds N]`: memory under a long mixed load (issue #12). Outpost
+ * alone, with config/bench.yaml's cache, in front of bench/soak-origin.ts: 2,000 URLs of 1-15 KB
+ * that expire every 5 s (max-age=5, revalidated with their ETag), every tenth `no-store`; the
+ * clients ask for URLs at random, half sending `Accept-Encoding: gzip, deflate, br` and half
+ * `gzip`, so both codings are made and kept. Bounded in time (`seconds`, 5 minutes by default)
+ * and in count (`MAX_RATE` per second); loopback only.
+ *
+ * Every few seconds it samples Outpost's RSS and what its cache says it holds (the admin API's
+ * /metrics: outpost_cache_size_bytes, outpost_cache_entries; the admin listener is on loopback
+ * with a generated token). The target: RSS ≤ 2 × the cache's bytes + 150 MiB once the load has
+ * settled (the second half of the run).
+ */
+
+export interface SoakOptions {
+  readonly seconds: number;
+  readonly connections: number;
+  readonly cert: string;
+  readonly key: string;
+  readonly tmp: string;
+  readonly root: string;
+  /** Prefixes for the server under test and for the origin (CPU pinning). */
+  readonly serverWrap: readonly string[];
+  readonly loaderWrap: readonly string[];
+  readonly freePort: () => Promise<number>;
+  /** Adds the child to the runner's list, so it is stopped whatever happens. */
+  readonly track: (child: Child) => void;
+}
+
+export interface SoakSample {
+  /** Seconds since the load started. */
+  readonly t: number;
+  readonly requests: number;
+  readonly rssBytes: number;
+  /** What the cache store reports holding (bodies, variants, per-record allowance), and its records. */
+  readonly cacheBytes?: number;
+  readonly cacheEntries?: number;
+}
+
+export interface SoakResult {
+  readonly seconds: number;
+  readonly urls: number;
+  readonly connections: number;
+  readonly requests: number;
+  readonly rps: number;
+  /** Socket errors, timeouts and answers other than 200 and 304. */
+  readonly errors: number;
+  readonly samples: readonly SoakSample[];
+  /** The second half of the run: highest RSS, highest cache bytes, and the target they give. */
+  readonly plateau: { readonly rssBytes: number; readonly cacheBytes: number; readonly limitBytes: number; readonly within: boolean };
+  readonly rssStartBytes: number;
+  readonly rssAfterBytes: number;
+  readonly config: string;
+}
+
+const URLS = 2000;
+/** Requests per second the count bound allows (the loader on one core stays well under it). */
+const MAX_RATE = 40_000;
+const HEADROOM = 150 * 1024 * 1024;
+const ENCODINGS = ['gzip, deflate, br', 'gzip'];
+
+export async function runSoak(o: SoakOptions): Promise<SoakResult> {
+  const origin = await startChild('soak-origin', [...o.loaderWrap, process.execPath, join(o.root, 'bench/soak-origin.ts'), '--urls', String(URLS)],
+    /soak-origin (http:\/\/\S+)/, 15_000);
+  o.track(origin.child);
+  const adminPort = await o.freePort();
+  const token = `soak-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`;
+  const raw = parseYaml(readFileSync(join(o.root, 'config/bench.yaml'), 'utf8')) as Record<string, any>;
+  raw.listen = { ...raw.listen, host: '127.0.0.1', https: 0, http: null };
+  raw.tls = { ...raw.tls, certificates: [{ hosts: ['localhost', '127.0.0.1'], cert: o.cert, key: o.key }] };
+  raw.admin = { listen: `127.0.0.1:${adminPort}`, token };
+  raw.sites = [{ hosts: ['*'], routes: [{ path: '/soak/', origin: origin.match![1] }] }];
+  const config = stringifyYaml(raw);
+  const file = join(o.tmp, 'outpost-soak.yaml');
+  writeFileSync(file, config);
+  const { child, match } = await startChild('outpost', [...o.serverWrap, process.execPath, 'src/main.ts', '--config', file], /listening on (https:\/\/[^\s'"]+)/, 20_000, o.root);
+  o.track(child);
+  const base = `https://127.0.0.1:${new URL(match![1]).port}`;
+  const rssStartBytes = rssBytes(child.pid);
+
+  const cacheUsage = async (): Promise<{ bytes?: number; entries?: number }> => {
+    try {
+      const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
+      const text = await r.body.text();
+      const metric = (name: string) => {
+        const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+        return m ? Number(m[1]) : undefined;
+      };
+      return { bytes: metric('outpost_cache_size_bytes'), entries: metric('outpost_cache_entries') };
+    } catch {
+      return {};
+    }
+  };
+
+  let requests = 0;
+  let sent = 0;
+  let errors = 0;
+  const rand = prng(12);
+  const limit = Math.ceil(o.seconds * MAX_RATE);
+  const instance = autocannon({
+    url: `${base}/soak/0`,
+    connections: o.connections,
+    duration: o.seconds,
+    timeout: 10,
+    servername: 'localhost',
+    tlsOptions: { rejectUnauthorized: false },
+    requests: [{
+      setupRequest: (req) => ({
+        ...req,
+        path: `/soak/${Math.floor(rand() * URLS)}`,
+        headers: { ...req.headers, 'accept-encoding': ENCODINGS[sent++ & 1] },
+      }),
+    }],
+  });
+  instance.on('response', (_client, status) => {
+    if (status !== 200 && status !== 304) errors++;
+    if (++requests >= limit) instance.stop();
+  });
+
+  const samples: SoakSample[] = [];
+  const started = performance.now();
+  const every = Math.min(5, Math.max(1, o.seconds / 60)) * 1000;
+  const sample = async () => {
+    const t = (performance.now() - started) / 1000;
+    const rss = rssBytes(child.pid);
+    const usage = await cacheUsage();
+    samples.push({ t: Math.round(t * 10) / 10, requests, rssBytes: rss, cacheBytes: usage.bytes, cacheEntries: usage.entries });
+  };
+  const timer = setInterval(() => { void sample(); }, every);
+  const result = await instance;
+  clearInterval(timer);
+  await sample();
+  const loadSeconds = (performance.now() - started) / 1000;
+  // A few seconds idle: what stays once the load is gone (the cache entries have expired by then).
+  await new Promise((resolve) => setTimeout(resolve, 6000));
+  const rssAfterBytes = rssBytes(child.pid);
+  await child.stop();
+  await origin.child.stop();
+
+  const late = samples.filter((s) => s.t >= loadSeconds / 2);
+  const rss = Math.max(...late.map((s) => s.rssBytes));
+  const cache = Math.max(...late.map((s) => s.cacheBytes ?? 0));
+  const limitBytes = 2 * cache + HEADROOM;
+  return {
+    seconds: Math.round(loadSeconds * 10) / 10,
+    urls: URLS,
+    connections: o.connections,
+    requests,
+    rps: requests / loadSeconds,
+    errors: errors + result.errors + result.timeouts,
+    samples,
+    plateau: { rssBytes: rss, cacheBytes: cache, limitBytes, within: rss <= limitBytes },
+    rssStartBytes,
+    rssAfterBytes,
+    config,
+  };
+}
+
+const mib = (bytes: number | undefined) => (bytes === undefined ? '-' : (bytes / (1 << 20)).toFixed(1));
+
+export function soakTable(r: SoakResult): string {
+  const lines = [
+    `soak: ${r.seconds} s, ${r.urls.toLocaleString('en-US')} URLs of 1-15 KB (max-age=5, every tenth no-store), clients sending br and gzip, ${r.connections} HTTP/1.1 connections`,
+    `${r.requests.toLocaleString('en-US')} requests (${Math.round(r.rps).toLocaleString('en-US')}/s), ${r.errors} errors`,
+    '',
+    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB',
+    '  ------  ----------  --------  ----------  --------  --------------------',
+  ];
+  for (const s of r.samples) {
+    const limit = s.cacheBytes === undefined ? undefined : 2 * s.cacheBytes + HEADROOM;
+    lines.push(`  ${s.t.toFixed(0).padStart(6)}  ${s.requests.toLocaleString('en-US').padStart(10)}  ${mib(s.rssBytes).padStart(8)}  ${mib(s.cacheBytes).padStart(10)}  ${(s.cacheEntries?.toLocaleString('en-US') ?? '-').padStart(8)}  ${mib(limit).padStart(20)}`);
+  }
+  lines.push('');
+  lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
+  lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
+    `${r.plateau.within ? 'within' : 'OVER'} the target of ${mib(r.plateau.limitBytes)} MiB (2 x cache + 150 MiB)`);
+  return lines.join('\n');
+}

@@ -1,0 +1,26 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCacheEngine } from '../../src/cache/engine.ts';
+import { createMemoryStore } from '../../src/cache/store/memory.ts';
+import type { StoredResponse } from '../../src/cache/policy.ts';
+
+const meta = (at: number, etag: string): StoredResponse => ({
+  status: 200, headers: { 'cache-control': 'max-age=60', etag, date: new Date(at).toUTCString() }, requestTime: at, responseTime: at, tags: [],
+});
+
+test('engine: an encoding that finishes after its response was replaced is not kept under the new one', async () => {
+  let clock = Date.now();
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock });
+  const first = (await engine.save('https://a/x', {}, meta(clock, '"v1"'), Buffer.from('first body')))!;
+  const late = engine.variants(first);
+  clock += 1000;
+  // The origin sent other bytes under the same key before the background encode of the first finished.
+  const second = (await engine.save('https://a/x', {}, meta(clock, '"v2"'), Buffer.from('second body')))!;
+  late.put!('br', Buffer.from('br11 of the first body'), 'br11');
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(await engine.variants(second).get('br'), undefined, 'the first body\'s encoding is dropped');
+  // The current response's own encodings are kept.
+  engine.variants(second).put!('br', Buffer.from('br of the second body'), 'br3');
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal((await engine.variants(second).get('br'))?.token, 'br3');
+});
