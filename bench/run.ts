@@ -9,6 +9,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { PATHS, BURST_DELAY_MS, fixtures, writeSite } from './fixtures.ts';
 import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResult, type LoadSpec, type Tool } from './load.ts';
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
+import { withServingFlags } from '../src/runtime/node-flags.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
@@ -29,13 +30,15 @@ const { values: flags } = parseArgs({
     systems: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     workers: { type: 'string' },
+    'node-flags': { type: 'string' },
     log: { type: 'string' },
     soak: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--soak]`);
+  console.log(`  --node-flags "...": runtime flags for Outpost's process only (e.g. "--max-semi-space-size=4")`);
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
@@ -123,6 +126,7 @@ const machine = {
   pinning: pin ? `server on cpu ${serverCpus}, runner/origin/loaders on cpu 0-${cores - WORKERS - 1}`
     : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
   workers: WORKERS,
+  outpostNodeFlags: flags['node-flags'] ?? '',
   mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
@@ -301,7 +305,9 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   const config = join(tmp, 'outpost.yaml');
   configs.outpost = stringifyYaml(raw);
   writeFileSync(config, configs.outpost);
-  const { child, match } = await startChild('outpost', [...serverWrap, process.execPath, 'src/main.ts', '--config', config],
+  // As `npm start` runs it: the serving runtime flags, plus any given with --node-flags.
+  const nodeFlags = withServingFlags(flags['node-flags']?.split(' ').filter((f) => f !== '') ?? []);
+  const { child, match } = await startChild('outpost', [...serverWrap, process.execPath, ...nodeFlags, 'src/main.ts', '--config', config],
     /https:\/\/[^\s'"]+/, 20_000, ROOT);
   return { child, base: `https://127.0.0.1:${new URL(match![0]).port}` };
 }

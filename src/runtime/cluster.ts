@@ -10,6 +10,7 @@ import { devCertificate } from '../server/tls.ts';
 import { dashboardView, mergeSnapshots, type FeedSnapshot } from '../observability/feed.ts';
 import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
+import { withServingFlags } from './node-flags.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -44,6 +45,8 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   let quickDeaths = 0;
 
   /** Starts a worker; resolves with its URLs once it listens, rejects if it fails first. */
+  // Workers start with the serving runtime flags (node-flags.ts) besides the primary's own.
+  cluster.setupPrimary({ execArgv: withServingFlags(process.execArgv) });
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
     // after a crash, serves what the others serve, not whatever the file says now.
