@@ -90,3 +90,22 @@ export function createFlights(): Flights {
     get size() { return inflight.size; },
   };
 }
+
+/**
+ * A flight led by the request with this `signal`. The fetch has its own abort controller: it goes
+ * on when this client leaves while others wait (and, once the body flows, while it is being
+ * stored); it is abandoned only when every client waiting for the answer has gone.
+ */
+export function leadFlight(flights: Flights, signal: AbortSignal, primary: string, fetch: AbortController): Leader {
+  const leader = flights.start(primary, () => fetch.abort());
+  signal.addEventListener('abort', () => leader.release(), { once: true });
+  return leader;
+}
+
+/** The flight's outcome; the waiting client's interest counts until its `signal` aborts. */
+export function awaitFlight(signal: AbortSignal, flight: Flight): Promise<FlightResult> {
+  flight.hold();
+  const release = () => flight.release();
+  signal.addEventListener('abort', release, { once: true });
+  return flight.outcome.finally(() => signal.removeEventListener('abort', release));
+}

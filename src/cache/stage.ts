@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
-import type { OutgoingHttpHeaders } from 'node:http';
 import type { Handler } from '../pipeline/compose.ts';
-import { disposeBody, type Context, type Reply, type Reuse } from '../pipeline/context.ts';
+import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { parseCacheControl, type Directives } from '../http/cache-control.ts';
@@ -16,9 +15,10 @@ import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, typ
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
-import type { Flight, Leader } from './flights.ts';
+import { awaitFlight, leadFlight, type Flight, type Leader } from './flights.ts';
 import { onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
+import { hitReuse } from './reuse.ts';
 import {
   describesTarget, detachedContext, EMPTY_BODY, errorStatus, fetchContext, pragmaNoCache, readUpTo,
   settledWithin, staleIfErrorWindow, storedFields, validatorsOf, wantsLess,
@@ -91,7 +91,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       case 'fresh': {
         stats.hits++;
         const reply = serve(ctx, found, view, age, `hit; ttl=${ttl}`);
-        if (reply.status === found.meta.status) reply.reuse = reuseOf(found, view, age);
+        if (reply.status === found.meta.status) reply.reuse = hitReuse({ engine, found, view, age, cacheStatus: status });
         return reply;
       }
       case 'stale-acceptable':
@@ -110,37 +110,6 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   function serve(ctx: Context, found: Found, view: StoredView, age: number, params: string): Reply {
     return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: found.meta.status === 200 ? engine.variants(found) : undefined });
-  }
-
-  /**
-   * A fresh hit the server may send again (Reuse) while the store holds this very record and it is
-   * still fresh; each response gets its own Age and Cache-Status, and counts as a hit.
-   */
-  function reuseOf(found: Found, view: StoredView, age: number): Reuse | undefined {
-    // A response that varies on request fields is another answer for other values: the ready key has only Accept-Encoding.
-    const vary = varyNames(found.meta.headers.vary);
-    const holds = vary === '*' || vary.length > 0 ? undefined : engine.holder(found);
-    if (holds === undefined) return undefined;
-    const freshUntil = engine.now() + (view.lifetime - age) * 1000;
-    const upstreamStatus = view.clientHeaders['cache-status'];
-    let shownAge = -1;
-    let shownTtl = -1;
-    let fields: Readonly<OutgoingHttpHeaders> = {};
-    return {
-      valid: () => engine.now() < freshUntil && holds(),
-      stamp() {
-        stats.hits++;
-        const current = engine.age(found, view);
-        const age = Math.floor(current);
-        const ttl = Math.floor(view.lifetime - current);
-        if (age !== shownAge || ttl !== shownTtl) {
-          shownAge = age;
-          shownTtl = ttl;
-          fields = { age: String(age), 'cache-status': appendCacheStatus(upstreamStatus, status(`hit; ttl=${ttl}`)) };
-        }
-        return fields;
-      },
-    };
   }
 
   // ---- methods the cache does not answer -------------------------------------------------------
@@ -179,7 +148,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
     const fetch = new AbortController();
-    const leader = startFlight(ctx, primary, fetch);
+    const leader = leadFlight(engine.flights, ctx.signal, primary, fetch);
     const requestTime = engine.now();
     let reply: Reply;
     try {
@@ -194,7 +163,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   /** Waits on the leader's fetch, then reads its body (or looks again, or goes alone). */
   async function join(ctx: Context, request: Directives, primary: string, flight: Flight, params: string): Promise<Reply> {
     stats.coalesced++;
-    const result = await waitFor(ctx, flight);
+    const result = await awaitFlight(ctx.signal, flight);
     const collapsed = `${params}; collapsed`;
     switch (result.kind) {
       case 'error':
@@ -238,25 +207,6 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     readonly replaces?: Found;
     /** false: an answer that is not storable says nothing about later GETs (a POST's). */
     readonly learn?: boolean;
-  }
-
-  /**
-   * A flight led by this client's request. The fetch has its own abort signal: it goes on when this
-   * client leaves while others wait (and, once the body flows, while it is being stored); it is
-   * abandoned only when every client waiting for the answer has gone.
-   */
-  function startFlight(ctx: Context, primary: string, fetch: AbortController): Leader {
-    const leader = engine.flights.start(primary, () => fetch.abort());
-    ctx.signal.addEventListener('abort', () => leader.release(), { once: true });
-    return leader;
-  }
-
-  /** The flight's outcome; this client's interest counts while it waits. */
-  function waitFor(ctx: Context, flight: Flight) {
-    flight.hold();
-    const release = () => flight.release();
-    ctx.signal.addEventListener('abort', release, { once: true });
-    return flight.outcome.finally(() => ctx.signal.removeEventListener('abort', release));
   }
 
   /** A full response from the origin: store it when allowed, and answer the client from it. */
@@ -369,7 +319,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       }
     }
     const fetch = new AbortController();
-    const leader = startFlight(ctx, found.primary, fetch);
+    const leader = leadFlight(engine.flights, ctx.signal, found.primary, fetch);
     stats.revalidations++;
     const requestTime = engine.now();
     const conditional = fetchContext(ctx, fetch.signal, validatorsOf(view));
