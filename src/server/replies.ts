@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'nod
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
 import { http2Headers, respondHttp1, respondHttp2 } from './respond.ts';
-import { plainAddress } from './request.ts';
+import { hostLines, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 
 /**
@@ -164,11 +164,8 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       if (!isGetOrHead(method) || req.httpVersion !== '1.1' || url === undefined || url.charCodeAt(0) !== 47 /* '/' */) return undefined;
       if (host === undefined || (accept !== undefined && typeof accept !== 'string')) return undefined;
       if (hasFieldThatChangesTheAnswer(req.headers)) return undefined;
-      // Two Host lines are a 400 the chain gives (RFC 9112 §3.2); Node keeps only the first in req.headers.
-      const raw = req.rawHeaders;
-      let hosts = 0;
-      for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
-      if (hosts !== 1) return undefined;
+      // Two Host lines are a 400 the chain gives (RFC 9112 §3.2).
+      if (hostLines(req) !== 1) return undefined;
       return `${method} ${scheme}://${host}${url}\n${accept ?? ''}`;
     },
     sendHttp2(key, stream, requestHeaders) {

@@ -144,6 +144,14 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   return ctx;
 }
 
+/** How many Host field lines an HTTP/1.1 request carried (`req.headers.host` keeps only the first). */
+export function hostLines(req: IncomingMessage): number {
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+  return hosts;
+}
+
 /**
  * HTTP/1.1 framing checks Node leaves to us:
  * - RFC 9112 §3.2: "more than one Host header field line" → 400 (Node keeps the first);
@@ -151,10 +159,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
  *   `gzip, chunked` bodies through still coded).
  */
 function checkFraming(req: IncomingMessage): void {
-  const raw = req.rawHeaders;
-  let hosts = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
-  if (hosts > 1) throw clientError.badRequest('more than one Host header');
+  if (hostLines(req) > 1) throw clientError.badRequest('more than one Host header');
   const te = req.headers['transfer-encoding'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
 }

@@ -40,12 +40,15 @@ export function createFileCache(options: { maxSize: number; maxFileSize: number;
     }
   };
 
+  /** Checked recently enough to be served without a stat. */
+  const trusted = (entry: CachedFile) => now() - entry.checkedAt < validMs;
+
   return {
     maxFileSize,
     async get(file) {
       const entry = files.get(file);
       if (!entry) return undefined;
-      if (now() - entry.checkedAt < validMs) return entry;
+      if (trusted(entry)) return entry;
       let current: Stats;
       try {
         current = await stat(file);
@@ -63,7 +66,7 @@ export function createFileCache(options: { maxSize: number; maxFileSize: number;
       files.set(file, entry);
       return entry;
     },
-    holds: (file, entry) => files.get(file) === entry && now() - entry.checkedAt < validMs,
+    holds: (file, entry) => files.get(file) === entry && trusted(entry),
     keep(file, body, stats) {
       if (body.length > maxFileSize || body.length > maxSize) return undefined;
       drop(file);

@@ -49,6 +49,16 @@ const cacheable = (body: string, cc = 'max-age=60'): OriginRoute => (_req, res, 
   res.end(`${body} #${n} ${'<p>filler</p>'.repeat(100)}`);
 };
 
+/** A cacheable URL whose reply is kept: stored by its miss, kept by a chain hit, then sent ready (asserted). */
+async function keptUrl(name: string, route: OriginRoute, send: typeof h2 = h2): Promise<{ path: string; url: string }> {
+  const path = origin.fresh(name, route);
+  const url = `${outpost.url}${path}`;
+  await send(url); // miss: stored
+  await send(url); // hit through the chain: kept
+  assert.equal((await readyDuring(() => send(url))).ready, 1, 'sent from the kept reply');
+  return { path, url };
+}
+
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'outpost-replies-'));
   writeFileSync(join(tmp, 'page.txt'), 'first version\n');
@@ -110,11 +120,7 @@ test('each Accept-Encoding gets its own kept reply, and a coded one only while i
 });
 
 test('a purge, the end of freshness and a changed record end a kept reply', async () => {
-  const path = origin.fresh('ends', cacheable('ends', 'max-age=30'));
-  const url = `${outpost.url}${path}`;
-  await h2(url);
-  await h2(url);
-  assert.equal((await readyDuring(() => h2(url))).ready, 1);
+  const { path, url } = await keptUrl('ends', cacheable('ends', 'max-age=30'));
   // purged: the next request runs the chain and fetches again
   const purge = await fetch(`${outpost.adminUrl}/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ url }) });
   assert.equal(purge.status, 200);
@@ -132,11 +138,7 @@ test('a purge, the end of freshness and a changed record end a kept reply', asyn
 });
 
 test('conditionals, ranges, request directives and a Host beside :authority run the chain', async () => {
-  const path = origin.fresh('shapes', cacheable('shapes'));
-  const url = `${outpost.url}${path}`;
-  await h2(url);
-  await h2(url);
-  assert.equal((await readyDuring(() => h2(url))).ready, 1);
+  const { path, url } = await keptUrl('shapes', cacheable('shapes'));
   const notModified = await readyDuring(() => h2(url, { headers: { 'if-none-match': '"v1"' } }));
   assert.deepEqual([notModified.ready, notModified.result.status], [0, 304]);
   const partial = await readyDuring(() => h2(url, { headers: { range: 'bytes=0-4' } }));
@@ -171,11 +173,7 @@ test('a response that varies on a request field is never sent ready: each langua
 });
 
 test('HTTP/1.1: two Host lines are refused even when a reply for the first is kept', async () => {
-  const path = origin.fresh('hosts', cacheable('hosts'));
-  const url = `${outpost.url}${path}`;
-  await h1(url);
-  await h1(url);
-  assert.equal((await readyDuring(() => h1(url))).ready, 1);
+  const { url } = await keptUrl('hosts', cacheable('hosts'), h1);
   const { port } = new URL(outpost.url);
   const twice = await readyDuring(() => h1(url, { headers: { host: [`127.0.0.1:${port}`, 'other.example'] } as never }));
   assert.deepEqual([twice.ready, twice.result.status], [0, 400]);
