@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
-import { http2Headers, respondHttp1, respondHttp2 } from './respond.ts';
+import { http2HeaderList, respondHttp1, respondHttp2 } from './respond.ts';
 import { hostLines, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 
@@ -38,22 +38,21 @@ const CHANGES_THE_ANSWER = [
 ] as const;
 
 /** The header block as last sent, kept while the per-response fields stay the same object. */
-interface Ready {
+interface Ready<Block> {
   fields: Readonly<OutgoingHttpHeaders> | undefined;
-  headers: OutgoingHttpHeaders;
+  block: Block;
 }
 
 interface Kept {
   /** The request as the chain saw it, what it noted and where it routed it, for the access log and metrics. */
   readonly learned: Pick<Context, 'method' | 'target' | 'host' | 'notes' | 'site' | 'route'>;
   readonly status: number;
-  /** The fields as sent over HTTP/1.1 and, with `:status` and without connection fields, over HTTP/2. */
+  /** The fields as sent over HTTP/1.1; over HTTP/2 they go as a flat list, with `:status` and without connection fields. */
   readonly headers: OutgoingHttpHeaders;
-  readonly h2headers: OutgoingHttpHeaders;
   readonly body: Buffer | null;
   readonly reuse: Reuse;
-  readonly h1ready: Ready;
-  readonly h2ready: Ready;
+  readonly h1ready: Ready<OutgoingHttpHeaders>;
+  readonly h2ready: Ready<string[]>;
 }
 
 /**
@@ -61,14 +60,16 @@ interface Kept {
  * Cache-Status) stamped in; rebuilt only when those change (Node copies what it sends, and
  * leaves the object as it was).
  */
-function headerBlock(entry: Kept, ready: Ready, base: OutgoingHttpHeaders): OutgoingHttpHeaders {
+function headerBlock<Block>(entry: Kept, ready: Ready<Block>, make: (status: number, headers: OutgoingHttpHeaders) => Block): Block {
   const fields = entry.reuse.stamp?.();
   if (fields !== ready.fields) {
     ready.fields = fields;
-    ready.headers = { ...base, ...fields };
+    ready.block = make(entry.status, { ...entry.headers, ...fields });
   }
-  return ready.headers;
+  return ready.block;
 }
+
+const asIs = (_status: number, headers: OutgoingHttpHeaders) => headers;
 
 export interface ReadyReplies {
   /** The key of an HTTP/2 request that may be answered from here, or undefined. */
@@ -177,12 +178,13 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         respondHttp2(stream, entry.learned.method, stampedReply(entry), facts);
         return true;
       }
-      const headers = headerBlock(entry, entry.h2ready, entry.h2headers);
+      const list = headerBlock(entry, entry.h2ready, http2HeaderList);
       if (stream.destroyed) return true; // reset by the client already: nothing to send
+      // A copy: Node appends `date` to a list that lacks one.
       if (entry.body === null) {
-        stream.respond(headers, { endStream: true });
+        stream.respond(list.slice(), { endStream: true });
       } else {
-        stream.respond(headers);
+        stream.respond(list.slice());
         stream.end(entry.body);
       }
       return true;
@@ -194,7 +196,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, req.socket.remoteAddress, req.httpVersion));
         return true;
       }
-      res.writeHead(entry.status, headerBlock(entry, entry.h1ready, entry.headers));
+      res.writeHead(entry.status, headerBlock(entry, entry.h1ready, asIs));
       res.end(entry.body ?? undefined);
       return true;
     },
@@ -212,10 +214,9 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       }
       const headers = { ...reply.headers };
       const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
-      const h2headers = http2Headers(reply.status, headers);
       kept.set(key, {
-        learned, status: reply.status, headers, h2headers, body, reuse,
-        h1ready: { fields: undefined, headers }, h2ready: { fields: undefined, headers: h2headers },
+        learned, status: reply.status, headers, body, reuse,
+        h1ready: { fields: undefined, block: headers }, h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers) },
       });
       bytes += size;
     },

@@ -259,3 +259,24 @@ test('HTTP/2: a :path that is not origin-form is refused (nghttp2 resets it; a 4
     await close();
   }
 });
+
+test('HTTP/2 responses: a field with several lines keeps each, connection-specific fields are left out', async () => {
+  const origin = await startOrigin((_req, res) => {
+    res.setHeader('set-cookie', ['a=1; Secure', 'b=2; Secure']);
+    res.setHeader('cache-control', 'no-store');
+    res.setHeader('keep-alive', 'timeout=5');
+    res.end('two cookies');
+  });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const res = await h2(`${outpost.url}/cookies`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.headers['set-cookie'], ['a=1; Secure', 'b=2; Secure']);
+    assert.equal(res.headers['keep-alive'], undefined);
+    assert.equal(res.headers['cache-control'], 'no-store');
+    assert.equal(res.body.toString(), 'two cookies');
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
