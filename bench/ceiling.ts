@@ -9,12 +9,19 @@ import { CACHEABLE, PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixture
  * The ceiling: what a Node server reaches on this machine when it does nothing but answer. One
  * node:http2 createSecureServer({ allowHTTP1: true }), every answer from memory (precompressed where
  * the scenario asks for an encoding), no cache, no routing beyond one map lookup. HTTP/2 streams use
- * the core API (stream.respond), HTTP/1.1 the compatibility API: the fastest path for each.
+ * the core API (stream.respond with a flat header list), HTTP/1.1 the compatibility API: the
+ * fastest path for each.
  *
  *   node bench/ceiling.ts --cert FILE --key FILE [--port N]    prints "ceiling https://127.0.0.1:PORT"
  */
 
-type Answer = { status: number; headers: OutgoingHttpHeaders; body: Buffer };
+type Answer = { status: number; headers: OutgoingHttpHeaders; body: Buffer; h2list?: string[] };
+
+/** The h2 header block as a flat list, made once: stream.respond's cheapest form (an object is copied field by field first). */
+function h2list(a: Answer): string[] {
+  a.h2list ??= [h2.HTTP2_HEADER_STATUS, String(a.status), ...Object.entries(a.headers).flatMap(([name, value]) => [name, String(value)])];
+  return a.h2list;
+}
 
 function variants(f: Fixture, cacheControl: string, negotiate: boolean): (acceptEncoding: string | undefined) => Answer {
   const base = { 'content-type': f.type, 'cache-control': cacheControl, ...(negotiate ? { vary: 'accept-encoding' } : {}) };
@@ -55,7 +62,7 @@ function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void
   const path = headers[h2.HTTP2_HEADER_PATH] as string;
   const respond = (a: Answer) => {
     if (stream.destroyed) return;
-    stream.respond({ [h2.HTTP2_HEADER_STATUS]: a.status, ...a.headers });
+    stream.respond(h2list(a).slice()); // a copy: Node appends `date` to the list it is given
     stream.end(a.body);
   };
   if (method === 'POST' && path === PATHS.upload) {
