@@ -12,6 +12,12 @@ export interface AddressList {
   readonly size: number;
 }
 
+/** The family of an address already known to be a valid IP (a socket's, a validated entry): a colon means IPv6. */
+export const addressType = (address: string): 'ipv4' | 'ipv6' => (address.includes(':') ? 'ipv6' : 'ipv4');
+
+/** Whether `list` holds `address`, a valid IP (IPv4-mapped ones already plain, request.ts). */
+export const listed = (list: BlockList, address: string): boolean => list.check(address, addressType(address));
+
 /** Why an entry is not an address or CIDR range, or null when it is one. */
 export function cidrProblem(entry: string): string | null {
   const [address, bits, extra] = entry.split('/');
@@ -28,7 +34,7 @@ export function blockList(entries: readonly string[]): BlockList {
   const list = new BlockList();
   for (const entry of entries) {
     const [address, bits] = entry.split('/');
-    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    const type = addressType(address);
     if (bits === undefined) list.addAddress(address, type);
     else list.addSubnet(address, Number(bits), type);
   }
@@ -38,10 +44,8 @@ export function blockList(entries: readonly string[]): BlockList {
 export function addressList(entries: readonly string[]): AddressList {
   const list = blockList(entries);
   return {
-    has(address) {
-      const family = isIP(address);
-      return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
-    },
+    // Any string may come here (a forwarded chain's hop): only a valid IP is looked up.
+    has: (address) => isIP(address) !== 0 && listed(list, address),
     size: entries.length,
   };
 }

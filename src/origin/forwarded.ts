@@ -1,5 +1,5 @@
 import type { BlockList } from 'node:net';
-import { blockList } from '../net/cidr.ts';
+import { addressType, blockList, listed } from '../net/cidr.ts';
 import type { Context } from '../pipeline/context.ts';
 
 /**
@@ -11,17 +11,14 @@ import type { Context } from '../pipeline/context.ts';
 /** Trusted proxies (validated addresses and CIDR ranges). */
 export const trustList = (entries: readonly string[]): BlockList => blockList(entries);
 
-/** Socket addresses are valid IPs (IPv4-mapped ones already plain, request.ts): a colon means IPv6. */
-const isV6 = (address: string) => address.includes(':');
-
+/** Whether the peer (a socket's address: a valid IP, or empty once the socket is gone) is a trusted proxy. */
 function isTrusted(list: BlockList | null, address: string): boolean {
-  if (list === null || address === '') return false;
-  return list.check(address, isV6(address) ? 'ipv6' : 'ipv4');
+  return list !== null && address !== '' && listed(list, address);
 }
 
 /** RFC 7239 §6: IPv6 node names are bracketed and the whole value quoted. */
 function forwardedNode(address: string): string {
-  return isV6(address) ? `"[${address}]"` : address;
+  return addressType(address) === 'ipv6' ? `"[${address}]"` : address;
 }
 
 const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);

@@ -1,5 +1,5 @@
-import { isIP, type Server, type Socket } from 'node:net';
-import { blockList } from '../net/cidr.ts';
+import type { Server, Socket } from 'node:net';
+import { blockList, listed } from '../net/cidr.ts';
 import { frontCounters } from './counters.ts';
 import { plainAddress } from './request.ts';
 
@@ -24,7 +24,7 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
     const address = socket.remoteAddress;
     if (address === undefined) return false; // already gone
     const key = plainAddress(address);
-    if (exempted !== null && exempted.check(key, isIP(key) === 6 ? 'ipv6' : 'ipv4')) return true;
+    if (exempted !== null && listed(exempted, key)) return true;
     const count = open.get(key) ?? 0;
     if (count >= maxPerClient) return false;
     open.set(key, count + 1);
