@@ -281,6 +281,11 @@ async function launchCeiling(cert: string, key: string): Promise<Launched> {
  * URLs name the fixture origin's ports as a hand run would (9000, 9001, 9002 for h2c); each becomes
  * the port the origin really listens on.
  */
+/** Outpost's runtime flags as `npm start` runs it: the serving runtime flags, plus any given with --node-flags. */
+function outpostNodeFlags(): string[] {
+  return withServingFlags(flags['node-flags']?.split(' ').filter((f) => f !== '') ?? []);
+}
+
 async function launchOutpost(cert: string, key: string, origins: readonly [string, string, string], site: string): Promise<Launched> {
   const byPort: Record<string, string> = { 9000: origins[0], 9001: origins[1], 9002: origins[2] };
   const fill = (url: string) => byPort[new URL(url).port] ?? origins[0];
@@ -305,8 +310,7 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   const config = join(tmp, 'outpost.yaml');
   configs.outpost = stringifyYaml(raw);
   writeFileSync(config, configs.outpost);
-  // As `npm start` runs it: the serving runtime flags, plus any given with --node-flags.
-  const nodeFlags = withServingFlags(flags['node-flags']?.split(' ').filter((f) => f !== '') ?? []);
+  const nodeFlags = outpostNodeFlags();
   const { child, match } = await startChild('outpost', [...serverWrap, process.execPath, ...nodeFlags, 'src/main.ts', '--config', config],
     /https:\/\/[^\s'"]+/, 20_000, ROOT);
   return { child, base: `https://127.0.0.1:${new URL(match![0]).port}` };
@@ -624,7 +628,7 @@ async function soak(cert: string, key: string, t0: number): Promise<void> {
   const seconds = Number(flags.seconds ?? 300);
   console.log(`soak: Outpost only, ${seconds} s of load`);
   const result = await runSoak({
-    seconds, connections: SETTINGS.connections, cert, key, tmp, root: ROOT, serverWrap, loaderWrap, freePort,
+    seconds, connections: SETTINGS.connections, cert, key, tmp, root: ROOT, serverWrap, loaderWrap, freePort, nodeFlags: outpostNodeFlags(),
     track: (child) => { children.push(child); },
   });
   console.log(`\n${soakTable(result)}`);

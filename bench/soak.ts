@@ -30,6 +30,8 @@ export interface SoakOptions {
   /** Prefixes for the server under test and for the origin (CPU pinning). */
   readonly serverWrap: readonly string[];
   readonly loaderWrap: readonly string[];
+  /** Runtime flags for Outpost's process: the serving flags (withServingFlags) plus any --node-flags, as the main bench runs it. */
+  readonly nodeFlags: readonly string[];
   readonly freePort: () => Promise<number>;
   /** Adds the child to the runner's list, so it is stopped whatever happens. */
   readonly track: (child: Child) => void;
@@ -43,6 +45,10 @@ export interface SoakSample {
   /** What the cache store reports holding (bodies, variants, per-record allowance), and its records. */
   readonly cacheBytes?: number;
   readonly cacheEntries?: number;
+  /** Outpost's own view (prom-client's default metrics): V8 heap used and total, and memory outside the V8 heap (Buffers, ArrayBuffers). */
+  readonly heapUsedBytes?: number;
+  readonly heapTotalBytes?: number;
+  readonly externalBytes?: number;
 }
 
 export interface SoakResult {
@@ -58,6 +64,7 @@ export interface SoakResult {
   readonly plateau: { readonly rssBytes: number; readonly cacheBytes: number; readonly limitBytes: number; readonly within: boolean };
   readonly rssStartBytes: number;
   readonly rssAfterBytes: number;
+  readonly nodeFlags: readonly string[];
   readonly config: string;
 }
 
@@ -81,12 +88,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const config = stringifyYaml(raw);
   const file = join(o.tmp, 'outpost-soak.yaml');
   writeFileSync(file, config);
-  const { child, match } = await startChild('outpost', [...o.serverWrap, process.execPath, 'src/main.ts', '--config', file], /listening on (https:\/\/[^\s'"]+)/, 20_000, o.root);
+  const { child, match } = await startChild('outpost', [...o.serverWrap, process.execPath, ...o.nodeFlags, 'src/main.ts', '--config', file], /listening on (https:\/\/[^\s'"]+)/, 20_000, o.root);
   o.track(child);
   const base = `https://127.0.0.1:${new URL(match![1]).port}`;
   const rssStartBytes = rssBytes(child.pid);
 
-  const cacheUsage = async (): Promise<{ bytes?: number; entries?: number }> => {
+  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; external?: number };
+  const cacheUsage = async (): Promise<Usage> => {
     try {
       const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
       const text = await r.body.text();
@@ -94,7 +102,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
         const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
         return m ? Number(m[1]) : undefined;
       };
-      return { bytes: metric('outpost_cache_size_bytes'), entries: metric('outpost_cache_entries') };
+      return {
+        bytes: metric('outpost_cache_size_bytes'), entries: metric('outpost_cache_entries'),
+        heapUsed: metric('nodejs_heap_size_used_bytes'), heapTotal: metric('nodejs_heap_size_total_bytes'), external: metric('nodejs_external_memory_bytes'),
+      };
     } catch {
       return {};
     }
@@ -132,7 +143,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const t = (performance.now() - started) / 1000;
     const rss = rssBytes(child.pid);
     const usage = await cacheUsage();
-    samples.push({ t: Math.round(t * 10) / 10, requests, rssBytes: rss, cacheBytes: usage.bytes, cacheEntries: usage.entries });
+    samples.push({ t: Math.round(t * 10) / 10, requests, rssBytes: rss, cacheBytes: usage.bytes, cacheEntries: usage.entries,
+      heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external });
   };
   const timer = setInterval(() => { void sample(); }, every);
   const result = await instance;
@@ -160,6 +172,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     plateau: { rssBytes: rss, cacheBytes: cache, limitBytes, within: rss <= limitBytes },
     rssStartBytes,
     rssAfterBytes,
+    nodeFlags: o.nodeFlags,
     config,
   };
 }
@@ -171,14 +184,16 @@ export function soakTable(r: SoakResult): string {
     `soak: ${r.seconds} s, ${r.urls.toLocaleString('en-US')} URLs of 1-15 KB (max-age=5, every tenth no-store), clients sending br and gzip, ${r.connections} HTTP/1.1 connections`,
     `${r.requests.toLocaleString('en-US')} requests (${Math.round(r.rps).toLocaleString('en-US')}/s), ${r.errors} errors`,
     '',
-    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB',
-    '  ------  ----------  --------  ----------  --------  --------------------',
+    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB   heap used   heap total   external',
+    '  ------  ----------  --------  ----------  --------  --------------------  ----------  -----------  ---------',
   ];
   for (const s of r.samples) {
     const limit = s.cacheBytes === undefined ? undefined : 2 * s.cacheBytes + HEADROOM;
-    lines.push(`  ${s.t.toFixed(0).padStart(6)}  ${s.requests.toLocaleString('en-US').padStart(10)}  ${mib(s.rssBytes).padStart(8)}  ${mib(s.cacheBytes).padStart(10)}  ${(s.cacheEntries?.toLocaleString('en-US') ?? '-').padStart(8)}  ${mib(limit).padStart(20)}`);
+    lines.push(`  ${s.t.toFixed(0).padStart(6)}  ${s.requests.toLocaleString('en-US').padStart(10)}  ${mib(s.rssBytes).padStart(8)}  ${mib(s.cacheBytes).padStart(10)}  ${(s.cacheEntries?.toLocaleString('en-US') ?? '-').padStart(8)}  ${mib(limit).padStart(20)}  ` +
+      `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.externalBytes).padStart(9)}`);
   }
   lines.push('');
+  lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}`);
   lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
   lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
     `${r.plateau.within ? 'within' : 'OVER'} the target of ${mib(r.plateau.limitBytes)} MiB (2 x cache + 150 MiB)`);

@@ -17,9 +17,7 @@ import { createCacheHandler } from './cache/stage.ts';
 import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
-import { createRedisStore } from './cache/store/redis.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
-import { createSqliteStore } from './cache/store/sqlite.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
 import { createGuards } from './guard/guards.ts';
@@ -95,7 +93,11 @@ async function createStore(cache: Config['cache'], now: () => number): Promise<C
   if (cache.store === 'memory') return near;
   const where = cache.store.startsWith('sqlite:') ? 'sqlite' : 'redis';
   const onError = (error: unknown) => publishError({ ctx: null, error, where });
-  const far = where === 'sqlite' ? createSqliteStore({ url: cache.store, onError }) : createRedisStore({ url: cache.store, onError });
+  // Loaded only when configured: the Redis client alone is about 25 MB of heap and code in every
+  // process that never talks to Redis.
+  const far = where === 'sqlite'
+    ? (await import('./cache/store/sqlite.ts')).createSqliteStore({ url: cache.store, onError })
+    : (await import('./cache/store/redis.ts')).createRedisStore({ url: cache.store, onError });
   return createTieredStore({ near, far, onError });
 }
 

@@ -1,4 +1,3 @@
-import { createClient } from '@keyv/redis';
 import { createLocalLimiter, type RateDecision, type RateLimiter, type RateSpec } from './rate-limit.ts';
 
 /**
@@ -44,11 +43,6 @@ export function createRedisLimiter(spec: RateSpec, options: RedisLimiterOptions)
   const timeoutMs = options.timeoutMs ?? 250;
   const onError = options.onError ?? (() => {});
   const local = createLocalLimiter(spec, { now: options.now });
-  const client = createClient({
-    url: options.url,
-    disableOfflineQueue: true,
-    socket: { connectTimeout: 2000, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
-  });
   let lastReport = 0;
   let fallbacks = 0;
   const failed = (error: unknown) => {
@@ -59,15 +53,24 @@ export function createRedisLimiter(spec: RateSpec, options: RedisLimiterOptions)
       onError(error);
     }
   };
-  client.on('error', failed);
-  const connecting = client.connect().catch(failed);
+  // The Redis client is loaded when a limiter needs it, not by every process (about 25 MB of heap
+  // and code); until it has connected, requests wait on it (or time out) as they did on connect().
+  const connecting = import('@keyv/redis').then(({ createClient }) => {
+    const client = createClient({
+      url: options.url,
+      disableOfflineQueue: true,
+      socket: { connectTimeout: 2000, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
+    });
+    client.on('error', failed);
+    return client.connect().then(() => client, (error: unknown) => { failed(error); return client; });
+  }, (error: unknown) => { failed(error); return undefined; });
   let sha: string | undefined;
   const interval = String(1000 / spec.rate);
   const burst = String(spec.burst);
 
   async function remote(key: string): Promise<RateDecision> {
-    await connecting;
-    if (!client.isReady) throw new Error('redis not connected');
+    const client = await connecting;
+    if (client === undefined || !client.isReady) throw new Error('redis not connected');
     const args = { keys: [options.prefix + key], arguments: [interval, burst] };
     let reply: unknown;
     try {
@@ -100,7 +103,8 @@ export function createRedisLimiter(spec: RateSpec, options: RedisLimiterOptions)
       }
     },
     async close() {
-      await connecting;
+      const client = await connecting;
+      if (client === undefined) return local.close();
       if (client.isOpen) await client.close().catch(() => client.destroy());
       else client.destroy();
       await local.close();

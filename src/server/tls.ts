@@ -2,7 +2,6 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import type { Config } from '../config/schema.ts';
 
 /**
@@ -48,6 +47,8 @@ export async function devCertificate(dir: string): Promise<CertificatePair> {
     // missing or unreadable: make a new one
   }
   const notAfter = new Date(Date.now() + 365 * 86_400_000);
+  // Loaded only to make one (selfsigned and its X.509 libraries are about 20 MB of heap and code).
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
     keyType: 'ec', curve: 'P-256', algorithm: 'sha256', notAfterDate: notAfter,
     extensions: [
