@@ -237,8 +237,15 @@ export function createCompressStage(options: CompressOptions): Stage {
       return textReply(406, 'Not Acceptable: no acceptable content coding', { vary: 'Accept-Encoding' });
     }
 
+    const vary = coding !== null || mayBeCoded(length, minSize);
+    // Nothing to change (a small identity body) on a reply no holder offers (the origin's own, passed
+    // through): it goes on as it is, without a copy of its header object.
+    if (!vary && ifNoneMatch === undefined && reply.variants === undefined && reply.reuse === undefined) {
+      ctx.notes.set('compress', 'identity');
+      return reply;
+    }
     const headers: OutgoingHttpHeaders = { ...reply.headers };
-    if (coding !== null || mayBeCoded(length, minSize)) headers.vary = varyWithAcceptEncoding(reply.headers.vary);
+    if (vary) headers.vary = varyWithAcceptEncoding(reply.headers.vary);
     const etag = typeof reply.headers.etag === 'string' ? reply.headers.etag : undefined;
     // Looked up before the ETag is written: the tag names the stored bytes, or the fast ones made here.
     const stored = coding !== null && reply.variants !== undefined ? await storedVariant(ctx, reply.variants, coding) : undefined;

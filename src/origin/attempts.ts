@@ -45,6 +45,11 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
       pool.end(upstream);
       throw err;
     }
+    return responded(upstream, started, reply);
+  }
+
+  /** An attempt's response is in: its time counted, and the attempt ended once its body has. */
+  function responded(upstream: Upstream, started: number, reply: Reply): Reply {
     pool.responded(upstream, performance.now() - started);
     // A body read whole (exchange.ts) has ended already; a stream counts until it closes.
     if (reply.body === null || Buffer.isBuffer(reply.body)) pool.end(upstream);
@@ -67,13 +72,18 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
     return { mapped, failure };
   }
 
-  /** Nothing to fail over to: one attempt, without the retry bookkeeping. */
+  /** Nothing to fail over to: one attempt, without the retry bookkeeping (and one async layer, not two). */
   async function only(ctx: Context, upstream: Upstream, forward: Forward): Promise<Reply> {
+    pool.begin(upstream);
+    const started = performance.now();
+    let reply: Reply;
     try {
-      return await attempt(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined, forward);
+      reply = await forward(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined);
     } catch (err) {
+      pool.end(upstream);
       throw failedAttempt(err, upstream).mapped;
     }
+    return responded(upstream, started, reply);
   }
 
   // Not async itself: one promise layer less per request on the single-upstream path.

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Reply } from '../pipeline/context.ts';
+import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 
 /**
  * One request to an upstream and its response as a Reply, through undici's `dispatch` with a
@@ -66,6 +67,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #chunks: Buffer[] | null = null;
   #received = 0;
   #stream: OriginBody | null = null;
+  /** The declared length is at most WHOLE_LIMIT. */
+  #small = false;
 
   constructor(request: ExchangeRequest, resolve: (reply: Reply) => void, reject: (err: unknown) => void) {
     this.#request = request;
@@ -81,7 +84,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   #detach(): void {
-    this.#request.signal?.removeEventListener('abort', this);
+    const signal = this.#request.signal;
+    if (signal !== undefined) unwatchAbort(signal, this);
   }
 
   onRequestStart(controller: Controller): void {
@@ -97,23 +101,28 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#headers = this.#request.responseHeaders(headers);
     this.#chunks = [];
+    this.#controller = controller;
     const length = headers['content-length'];
-    const small = typeof length === 'string' && length.length <= 6 && Number(length) <= WHOLE_LIMIT;
+    this.#small = typeof length === 'string' && length.length <= 6 && Number(length) <= WHOLE_LIMIT;
     // Until this turn of the event loop has read what was waiting (the check phase): a response
     // whose body came with its header has ended by then and goes out whole.
-    setImmediate(() => {
-      if (this.#chunks === null || this.#settled) return; // ended, or failed
-      // A small body that is still on its way (an HTTP/2 origin's DATA comes after its HEADERS)
-      // gets a moment more; any other streams from here on.
-      if (small) setTimeout(() => this.#streamUnlessEnded(controller), WHOLE_WAIT_MS).unref();
-      else this.#streamUnlessEnded(controller);
-    });
+    atCheckPhase(this);
   }
 
-  #streamUnlessEnded(controller: Controller): void {
+  /** The check phase after the header came: a body still on its way streams, or gets a moment more. */
+  checkPhase(): void {
+    if (this.#chunks === null || this.#settled) return; // ended, or failed
+    // A small body that is still on its way (an HTTP/2 origin's DATA comes after its HEADERS)
+    // gets a moment more; any other streams from here on.
+    if (this.#small) setTimeout(() => this.#streamUnlessEnded(), WHOLE_WAIT_MS).unref();
+    else this.#streamUnlessEnded();
+  }
+
+  #streamUnlessEnded(): void {
     const chunks = this.#chunks;
     if (chunks === null || this.#settled) return; // ended, or failed
     this.#chunks = null;
+    const controller = this.#controller!;
     const stream = new OriginBody(controller);
     this.#stream = stream;
     stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
@@ -157,13 +166,27 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * The exchanges whose header came in this turn of the event loop, looked at again in its check
+ * phase: one Immediate for all of them rather than an Immediate and a closure per response.
+ */
+let waiting: Exchange[] = [];
+function atCheckPhase(exchange: Exchange): void {
+  if (waiting.push(exchange) === 1) setImmediate(runCheckPhase);
+}
+function runCheckPhase(): void {
+  const due = waiting;
+  waiting = [];
+  for (const exchange of due) exchange.checkPhase();
+}
+
 /** Sends the request; resolves with the response once its header (or, when small, its whole body) is in. */
 export function exchange(dispatcher: Dispatcher, request: ExchangeRequest): Promise<Reply> {
   const signal = request.signal;
   if (signal?.aborted) return Promise.reject(new undiciErrors.RequestAbortedError());
   return new Promise<Reply>((resolve, reject) => {
     const handler = new Exchange(request, resolve, reject);
-    signal?.addEventListener('abort', handler, { once: true });
+    if (signal !== undefined) watchAbort(signal, handler);
     dispatcher.dispatch({
       method: request.method as Dispatcher.HttpMethod,
       path: request.path,

@@ -113,6 +113,18 @@ function lingerAndClose(req: IncomingMessage): void {
   socket.once('close', () => clearTimeout(timer));
 }
 
+/**
+ * A response sent before the whole request body arrived ends the connection: reading and
+ * discarding an unwanted body is the client's time, not ours.
+ */
+function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse): void {
+  res.once('prefinish', () => {
+    if (req.complete) return;
+    res.shouldKeepAlive = false;
+    res.once('finish', () => { if (!req.complete) lingerAndClose(req); });
+  });
+}
+
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
 function countRefused(err: unknown): void {
   if (isOutpostError(err)) frontCounters.badRequests++;
@@ -254,18 +266,16 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       if (draining && inFlight === 0) socket.end();
     });
     if (draining) res.shouldKeepAlive = false;
-    // A response sent before the whole request body arrived ends the connection: reading and
-    // discarding an unwanted body is the client's time, not ours.
-    res.once('prefinish', () => {
-      if (req.complete) return;
-      res.shouldKeepAlive = false;
-      res.once('finish', () => { if (!req.complete) lingerAndClose(req); });
-    });
+    // A request without body framing is complete once the parser returns from this handler: only
+    // an answer given right here, in the catch below, can come before that.
+    const framed = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    if (framed) closeIfBodyUnread(req, res);
     const method = req.method ?? 'GET';
     let ctx: Context;
     try {
       ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), limits);
     } catch (err) {
+      if (!framed) closeIfBodyUnread(req, res);
       countRefused(err);
       respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;
