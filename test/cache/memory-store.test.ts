@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import { encodeBuffer } from '../../src/compress/encoders.ts';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 test('memory store: a body that is a view into a larger allocation is kept as its own bytes', async () => {
   const store = createMemoryStore({ maxSize: 1 << 20 });
@@ -46,4 +48,29 @@ test('memory store: evicts the least recently used, across many evictions and af
   for (const key of ['x', 'y', 'z', 'w']) await store.set(key, { meta: null, body }, 60_000);
   assert.equal(await store.get('x'), undefined, 'the oldest after the clear');
   assert.ok(await store.get('w'));
+});
+
+test('memory store: records replaced while the store has room are not kept alive by the eviction hand', async () => {
+  // The CLOCK hand was a Map iterator made up front. A Map iterator keeps the table it walks, and
+  // every table the Map was rehashed into since, with the records each held: a cache with room
+  // that re-stores its URLs (revalidated every few seconds) kept replaced records and their bodies
+  // (bench/soak.ts: 10,000 records more in two minutes). Here: the same 100 URLs stored 12 times,
+  // with full GCs between rounds (the tables grow old, as they do in a server).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const settle = async () => { await new Promise((resolve) => setTimeout(resolve, 1)); gc(); };
+  const store = createMemoryStore({ maxSize: 1 << 30 });
+  const replaced: WeakRef<object>[] = [];
+  for (let round = 0; round < 12; round++) {
+    for (let i = 0; i < 100; i++) {
+      const meta = { round, i };
+      if (round === 1) replaced.push(new WeakRef(meta));
+      await store.set(`k${i}`, { meta, body: Buffer.alloc(16) }, 60_000);
+    }
+    await settle();
+  }
+  await settle();
+  await settle();
+  assert.equal(replaced.filter((ref) => ref.deref() !== undefined).length, 0, 'records replaced ten rounds ago are collectable');
+  assert.equal(store.usage?.().entries, 100);
 });
