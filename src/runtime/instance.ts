@@ -60,6 +60,8 @@ export function restartOnlyChanges(before: Config, after: Config): string[] {
   return changed;
 }
 
+const REPLY_SWEEP_MS = 5000;
+
 export async function startInstance(config: Config, deps: AppDependencies = {}, events: ServerEvents = {}): Promise<Instance> {
   let current: Generation = { app: await createApp(config, deps), config, inFlight: 0, retired: false, engineHandedOn: false };
   const closing = new Set<Promise<void>>();
@@ -74,6 +76,9 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
 
   // Replies the server may send again without the chain; made under one configuration, dropped on a reload.
   const replies = createReadyReplies({ reported: () => responseEndChannel.hasSubscribers });
+  // Bodies of kept replies whose record the cache let go are released within a few seconds.
+  const sweeper = setInterval(() => replies.sweep(), REPLY_SWEEP_MS);
+  sweeper.unref();
   const handler: Handler = (ctx) => {
     const gen = current;
     gen.inFlight++;
@@ -86,6 +91,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
   try {
     running = await startServers(config, handler, events, replies);
   } catch (err) {
+    clearInterval(sweeper);
     await current.app.close();
     throw err;
   }
@@ -123,6 +129,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
       return result;
     },
     close: () => (closed ??= (async () => {
+      clearInterval(sweeper);
       await running.close();
       await reloading;
       await Promise.all([...closing]);

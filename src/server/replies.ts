@@ -25,7 +25,7 @@ import { frontCounters } from './counters.ts';
  * what the chain noted when it made the reply.
  *
  * Bounded by count and by body bytes (bodies are mostly shared with the cache's records); the
- * oldest entry goes first. `clear()` on a reload: replies made under the old configuration are
+ * oldest entry goes first, and `sweep()` lets go of replies that are no longer valid. `clear()` on a reload: replies made under the old configuration are
  * never sent again (a request in flight across the reload cannot add one, see `epoch`).
  */
 
@@ -81,6 +81,12 @@ export interface ReadyReplies {
   sendHttp1(key: string, req: IncomingMessage, res: ServerResponse): boolean;
   /** Keeps `reply` to `ctx` under `key` if it is reusable; `epoch`: the value of `epoch` when the request arrived. */
   learn(key: string, ctx: Context, reply: Reply, epoch: number): void;
+  /**
+   * Drops every kept reply that is no longer valid. A reply is checked when it is asked for, so one
+   * nobody asks for again (its record evicted, purged or expired) would hold its body until pushed
+   * out; the server calls this every few seconds to let those bodies go.
+   */
+  sweep(): void;
   /** Changes on every clear(). */
   readonly epoch: number;
   clear(): void;
@@ -219,6 +225,9 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         h1ready: { fields: undefined, block: headers }, h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers) },
       });
       bytes += size;
+    },
+    sweep() {
+      for (const [key, entry] of kept) if (!entry.reuse.valid()) drop(key);
     },
     get epoch() { return epoch; },
     clear() {

@@ -7,6 +7,8 @@ import { brotliDecompressSync } from 'node:zlib';
 import { h1, h2, h2session, h2request, startOutpost, testClock, type RunningOutpost } from '../helpers/outpost.ts';
 import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 import { frontCounters } from '../../src/server/counters.ts';
+import { createReadyReplies } from '../../src/server/replies.ts';
+import type { Context } from '../../src/pipeline/context.ts';
 import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -226,4 +228,19 @@ test('with a subscriber on the response channel (access log, metrics) a kept rep
   } finally {
     responseEndChannel.unsubscribe(listener);
   }
+});
+
+test('sweep() lets go of kept replies that are no longer valid, and of their bodies', async () => {
+  const replies = createReadyReplies();
+  let valid = true;
+  const reuse = { valid: () => valid };
+  const ctx = { method: 'GET', target: '/a', host: 'localhost', notes: new Map(), site: undefined, route: undefined } as unknown as Context;
+  replies.learn('GET https://localhost/a\n', ctx, { status: 200, headers: { 'content-length': '4' }, body: Buffer.from('body'), reuse }, replies.epoch);
+  replies.learn('GET https://localhost/b\n', ctx, { status: 200, headers: { 'content-length': '4' }, body: Buffer.from('body'), reuse: { valid: () => true } }, replies.epoch);
+  assert.equal(replies.size, 2);
+  replies.sweep();
+  assert.equal(replies.size, 2, 'valid replies stay');
+  valid = false;
+  replies.sweep();
+  assert.equal(replies.size, 1, 'the invalid one is gone');
 });
