@@ -6,7 +6,7 @@ import { hostTable, pathTable } from './router/match.ts';
 import { createStaticStage } from './static/serve.ts';
 import { createEncodedStore } from './static/encoded.ts';
 import { createFileCache } from './static/file-cache.ts';
-import { createCompressStage } from './compress/stage.ts';
+import { createCompressStage, type HighQualityEncoder } from './compress/stage.ts';
 import { createOriginDecodeStage, originAcceptEncoding } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
@@ -110,6 +110,8 @@ export interface AppDependencies {
   readonly random?: () => number;
   /** An engine to reuse: a reload with the same `cache` section keeps the cache. */
   readonly engine?: CacheEngine;
+  /** The background high-quality encoder (compress/background.ts); tests hold it to see what is sent while an upgrade waits. */
+  readonly encodeHigh?: HighQualityEncoder;
 }
 
 export async function createApp(config: Config, deps: AppDependencies = {}): Promise<App> {
@@ -130,7 +132,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     ? inner
     : createCacheHandler(engine, inner, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false });
   // Compression: one stage (one background queue) for every chain; encoded static files share one store.
-  const compress = createCompressStage(config.compression);
+  const compress = createCompressStage(config.compression, deps.encodeHigh);
   const originDecode = createOriginDecodeStage(config.compression);
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
   const files = config.staticCache.maxSize > 0 ? createFileCache({ ...config.staticCache, now }) : undefined;

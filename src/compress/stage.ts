@@ -91,7 +91,10 @@ const HIGH: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'high'), zs
 const FINAL: Readonly<Record<Encoding, readonly string[]>> = { br: [HIGH.br], zstd: [HIGH.zstd], gzip: [HIGH.gzip] };
 const NONE: readonly string[] = [];
 
-export function createCompressStage(options: CompressOptions): Stage {
+/** Encodes at high quality off the serving path (background.ts). */
+export type HighQualityEncoder = (coding: Encoding, input: Buffer) => Promise<Buffer>;
+
+export function createCompressStage(options: CompressOptions, encodeHigh: HighQualityEncoder = encodeInBackground): Stage {
   const encodings = checkEncodings(options.encodings);
   const minSize = checkMinSize(options.minSize);
   const negotiate = createNegotiator(encodings);
@@ -150,7 +153,7 @@ export function createCompressStage(options: CompressOptions): Stage {
     const put = variants.put!;
     // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
     upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
-      const best = await encodeInBackground(coding, identity);
+      const best = await encodeHigh(coding, identity);
       if (best.length < fastLength) put(coding, best, HIGH[coding]);
       // Not smaller (repetitive input): the fast body stays, with its own token, for good.
       else popularity.settle(key);
@@ -159,12 +162,15 @@ export function createCompressStage(options: CompressOptions): Stage {
 
   /**
    * The key that counts uses of a kept fast variant (one object and coding: the URL and its
-   * validator), or undefined when `stored` is final: not a fast body, or a holder that keeps nothing.
+   * validator), or undefined when `stored` is final until further notice: not a fast body, a holder
+   * that keeps nothing, an upgrade that came out no smaller, or one already waiting (with a validator
+   * to name it by) — then there is nothing to count, and the fast reply may be kept ready until the
+   * upgraded variant replaces it in the holder (its `held` turns false).
    */
   function upgradable(ctx: Context, variants: Variants, coding: Encoding, stored: StoredVariant, etag: string | undefined): string | undefined {
     if (stored.token !== FAST[coding] || variants.put === undefined) return undefined;
     const key = `${coding} ${ctx.host}${ctx.target} ${etag ?? ''}`;
-    return popularity.settled(key) ? undefined : key;
+    return popularity.settled(key) || (etag !== undefined && upgrades.pending(key)) ? undefined : key;
   }
 
   /**
@@ -274,7 +280,7 @@ export function createCompressStage(options: CompressOptions): Stage {
       ctx.notes.set('compress', 'identity');
       return { status: reply.status, headers, body: reply.body, reuse: reply.reuse };
     }
-    // A fast variant that may still be upgraded is not kept ready: its uses must reach this stage to be counted.
+    // A fast variant whose uses are still counted is not kept ready: they must reach this stage.
     const upgradeKey = stored !== undefined ? upgradable(ctx, reply.variants!, coding, stored, etag) : undefined;
     const body = await encodedBody(ctx, reply, coding, headers, etag, stored, upgradeKey);
     return { status: reply.status, headers, body, reuse: stored !== undefined && upgradeKey === undefined ? reuseWith(reply.reuse, stored.held) : undefined };

@@ -14,6 +14,8 @@
 export interface UpgradeQueue {
   /** Queues `job` (holding `bytes` of input) unless `key` is queued or running, or the queue is full. */
   schedule(key: unknown, bytes: number, job: () => Promise<void>): boolean;
+  /** Whether a job for `key` is queued or running. */
+  pending(key: unknown): boolean;
 }
 
 export interface UpgradeQueueOptions {
@@ -55,6 +57,7 @@ export function createUpgradeQueue(options: UpgradeQueueOptions): UpgradeQueue {
       pump();
       return true;
     },
+    pending: (key) => keys.has(key),
   };
 }
 

@@ -9,6 +9,9 @@ import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpe
 import { frontCounters } from '../../src/server/counters.ts';
 import { createReadyReplies } from '../../src/server/replies.ts';
 import type { Context } from '../../src/pipeline/context.ts';
+import type { HighQualityEncoder } from '../../src/compress/stage.ts';
+import { encodeInBackground } from '../../src/compress/background.ts';
+import { htmlPage } from '../compress/support.ts';
 import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -243,4 +246,46 @@ test('sweep() lets go of kept replies that are no longer valid, and of their bod
   valid = false;
   replies.sweep();
   assert.equal(replies.size, 1, 'the invalid one is gone');
+});
+
+test('a Brotli 3 body whose upgrade waits is kept ready; the Brotli 11 body that replaces it is sent from then on', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  let upgrades = 0;
+  // The real background encoder, held until the test lets it go.
+  const encodeHigh: HighQualityEncoder = async (coding, input) => {
+    upgrades++;
+    await gate;
+    return encodeInBackground(coding, input);
+  };
+  const held = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { now: clock.now, encodeHigh });
+  try {
+    const page = htmlPage(20_000); // Brotli 11 makes it smaller than Brotli 3 does
+    const url = `${held.url}${origin.fresh('waiting-upgrade', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'max-age=60', etag: '"v1"' });
+      res.end(page);
+    })}`;
+    const br = { headers: { 'accept-encoding': 'br' } };
+    assert.equal((await h2(url, br)).headers.etag, '"v1-br3"'); // miss: stored at Brotli 3
+    // hits of the kept Brotli 3 body until it proves popular and its upgrade is queued
+    for (let hits = 0; upgrades === 0 && hits < 5; hits++) assert.equal((await h2(url, br)).headers.etag, '"v1-br3"');
+    assert.equal(upgrades, 1);
+    await h2(url, br); // through the chain once more: nothing left to count, so kept
+    const waiting = await readyDuring(() => h2(url, br));
+    assert.equal(waiting.ready, 1, 'sent from the kept reply while the upgrade waits');
+    assert.equal(waiting.result.headers.etag, '"v1-br3"');
+    release();
+    let upgraded = waiting.result;
+    for (const deadline = Date.now() + 5000; upgraded.headers.etag === '"v1-br3"' && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      upgraded = await h2(url, br);
+    }
+    assert.equal(upgraded.headers.etag, '"v1-br11"', 'the kept Brotli 3 reply gave way to the upgraded variant');
+    assert.deepEqual(brotliDecompressSync(upgraded.body), page);
+    assert.equal(upgrades, 1, 'one upgrade for the object and coding');
+    assert.equal(await untilReady(() => h2(url, br)) <= 2, true, 'the Brotli 11 reply is kept ready too');
+  } finally {
+    release();
+    await held.close();
+  }
 });
