@@ -292,7 +292,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       // Stored: the stored bytes in one piece instead of the tee, with the stored response's
       // variants, so the compression stage encodes once, whole, and keeps it for the next request.
       reader.destroy();
-      const variants = reply.status === 200 ? engine.variants(saved) : undefined;
+      const variants = reply.status === 200 ? engine.variants(saved, true) : undefined;
       return { status: reply.status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants };
     }
     return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader };
