@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CacheStore } from './store/contract.ts';
-import { secondaryKey, varyNames } from './key.ts';
+import { flatKey, secondaryKey, varyNames } from './key.ts';
 import type { StoredResponse } from './policy.ts';
 
 /**
@@ -30,13 +30,17 @@ export type Lookup =
 /** Every coding a variant may be stored under. */
 const CODINGS = ['br', 'zstd', 'gzip'] as const;
 
+/** The body of a Vary index: one shared empty Buffer (it has no bytes to change), not an ArrayBuffer per stored URI. */
+const NO_BODY = Buffer.alloc(0);
+
 const URI_MISS: Lookup = { kind: 'uri-miss' };
 const VARY_MISS: Lookup = { kind: 'vary-miss' };
 
-const objectKey = (primary: string, secondary: string) => `o:${primary}\n${secondary}`;
-export const variantKey = (key: string, coding: string) => `e:${key}\n${coding}`;
-const urlSet = (primary: string) => `u:${primary}`;
-const tagSet = (tag: string) => `t:${tag}`;
+const objectKey = (primary: string, secondary: string) => flatKey('o:', primary, '\n', secondary);
+export const variantKey = (key: string, coding: string) => flatKey('e:', key, '\n', coding);
+const urlSet = (primary: string) => flatKey('u:', primary);
+const tagSet = (tag: string) => flatKey('t:', tag);
+const varyKey = (primary: string) => flatKey('v:', primary);
 
 /**
  * The stored response for this request, or which kind of miss (RFC 9211 fwd=uri-miss / vary-miss).
@@ -44,7 +48,7 @@ const tagSet = (tag: string) => `t:${tag}`;
  * a Vary index left behind by a purge or an eviction is a uri-miss.
  */
 export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
-  const vary = await store.get<VaryMeta>(`v:${primary}`);
+  const vary = await store.get<VaryMeta>(varyKey(primary));
   if (!vary) return URI_MISS;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
   const record = await store.get<StoredResponse>(key);
@@ -60,10 +64,10 @@ export async function lookup(store: CacheStore, primary: string, headers: Incomi
 export function holderOf(store: CacheStore, found: Found): (() => boolean) | undefined {
   const getNow = store.getNow?.bind(store);
   if (getNow === undefined) return undefined;
-  const varyKey = `v:${found.primary}`;
+  const varyIndex = varyKey(found.primary);
   const { key, meta } = found;
   return () => {
-    const vary = getNow<VaryMeta>(varyKey);
+    const vary = getNow<VaryMeta>(varyIndex);
     return vary !== undefined && vary.meta.vary.length === 0 && getNow<StoredResponse>(key)?.meta === meta;
   };
 }
@@ -85,7 +89,7 @@ export async function save(store: CacheStore, { primary, requestHeaders: headers
   // Codings made from a body this one replaces are other bytes: they go with it.
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
-  await store.set(`v:${primary}`, { meta: { vary } satisfies VaryMeta, body: Buffer.alloc(0) }, ttlMs);
+  await store.set(varyKey(primary), { meta: { vary } satisfies VaryMeta, body: NO_BODY }, ttlMs);
   await index(store, { primary, tags: meta.tags, key, ttlMs });
   return key;
 }
@@ -125,7 +129,7 @@ export async function objectsOf(store: CacheStore, target: { primary: string } |
 
 /** Drops every stored response (all Vary variants and encodings) for a URI; answers how many responses. */
 export function purgeUrl(store: CacheStore, primary: string): Promise<number> {
-  return dropIndexed(store, urlSet(primary), [`v:${primary}`]);
+  return dropIndexed(store, urlSet(primary), [varyKey(primary)]);
 }
 
 export function purgeTag(store: CacheStore, tag: string): Promise<number> {

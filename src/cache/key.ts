@@ -12,8 +12,15 @@ const DEFAULT_PORT = { https: ':443', http: ':80' } as const;
 export function primaryKey(ctx: Pick<Context, 'scheme' | 'authority' | 'target'>): string {
   let authority = ctx.authority.toLowerCase();
   if (authority.endsWith(DEFAULT_PORT[ctx.scheme])) authority = authority.slice(0, -DEFAULT_PORT[ctx.scheme].length);
-  return `${ctx.scheme}://${authority}${ctx.target}`;
+  return flatKey(ctx.scheme, '://', authority, ctx.target);
 }
+
+/**
+ * `parts` as one flat string. Keys live as long as their records, and `+` or a template literal
+ * makes a tree of V8 cons strings (one object per concatenation, the pieces kept too) that every
+ * GC copies or marks: 8 of the 65 heap objects a stored miss kept. join copies into one string.
+ */
+export const flatKey = (...parts: string[]): string => parts.join('');
 
 /**
  * The field names a Vary value lists, lower-case, sorted, without Accept-Encoding (our own

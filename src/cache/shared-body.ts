@@ -32,7 +32,8 @@ interface Reader {
 }
 
 export class SharedBody {
-  readonly #source: Readable;
+  /** null: the body was whole from the start (`SharedBody.whole`). */
+  readonly #source: Readable | null;
   readonly #options: SharedBodyOptions;
   readonly #readers = new Set<Reader>();
   #chunks: Buffer[] = [];
@@ -45,9 +46,23 @@ export class SharedBody {
   #failed: Error | null = null;
   #done = false;
 
-  constructor(source: Readable, options: SharedBodyOptions) {
-    this.#source = source;
+  /**
+   * `source` a Buffer: a body that arrived whole (the origin exchange's small responses): no stream
+   * to tee, `onDone` gets it in a microtask (when within maxKept), readers start on an ended body.
+   */
+  constructor(source: Readable | Buffer, options: SharedBodyOptions) {
     this.#options = options;
+    if (Buffer.isBuffer(source)) {
+      this.#source = null;
+      this.#chunks.push(source);
+      this.#received = this.#retained = source.length;
+      this.#ended = true;
+      this.#keeping = source.length <= options.maxKept;
+      // Not from inside the constructor: `onDone` may use what the caller is still assigning.
+      queueMicrotask(() => this.#finish(this.#keeping ? source : null));
+      return;
+    }
+    this.#source = source;
     source.on('data', (chunk: Buffer) => this.#onData(chunk));
     source.once('end', () => this.#onEnd());
     source.on('error', () => {}); // reported through 'close'
@@ -70,7 +85,7 @@ export class SharedBody {
         read: () => {
           reader.wanting = true;
           this.#pump(reader);
-          if (this.#source.isPaused() && !this.#ended) this.#source.resume();
+          if (!this.#ended && this.#source!.isPaused()) this.#source!.resume();
         },
         destroy: (error, callback) => {
           this.#detach(reader);
@@ -105,14 +120,14 @@ export class SharedBody {
     if (!this.#keeping) {
       if (this.#readers.size === 0) {
         // Nobody reads it and it will not be stored: stop the origin.
-        this.#source.destroy();
+        this.#source!.destroy();
         return;
       }
       this.#trim();
       // Not kept: read the origin no faster than the fastest reader.
       let anyWanting = false;
       for (const reader of this.#readers) if (reader.wanting) { anyWanting = true; break; }
-      if (!anyWanting) this.#source.pause();
+      if (!anyWanting) this.#source!.pause();
     }
   }
 
@@ -151,12 +166,12 @@ export class SharedBody {
   #detach(reader: Reader): void {
     if (!this.#readers.delete(reader)) return;
     if (this.#readers.size === 0 && !this.#keeping && !this.#ended) {
-      this.#source.destroy();
+      this.#source!.destroy();
       return;
     }
     if (!this.#keeping) this.#trim();
-    if (this.#readers.size > 0 && this.#source.isPaused() && !this.#ended) {
-      for (const other of this.#readers) if (other.wanting) { this.#source.resume(); break; }
+    if (this.#readers.size > 0 && !this.#ended && this.#source!.isPaused()) {
+      for (const other of this.#readers) if (other.wanting) { this.#source!.resume(); break; }
     }
   }
 

@@ -251,7 +251,9 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const completion = new Promise<Buffer | null>((resolve) => { completed = resolve; });
     let accepted!: (stored: Found | undefined) => void;
     const stored = new Promise<Found | undefined>((resolve) => { accepted = resolve; });
-    const source = reply.body === null ? EMPTY_BODY() : Buffer.isBuffer(reply.body) ? Readable.from([reply.body]) : 'kind' in reply.body ? null : reply.body;
+    // A body that came whole (exchange.ts) and complete is no stream to tee: readers start on it ended.
+    const whole = Buffer.isBuffer(reply.body) && (expected === -1 || reply.body.length === expected) ? reply.body : null;
+    const source = whole ?? (reply.body === null ? EMPTY_BODY() : Buffer.isBuffer(reply.body) ? Readable.from([reply.body]) : 'kind' in reply.body ? null : reply.body);
     if (source === null) throw new TypeError('cache: the origin handler answered with a file body');
     const body = new SharedBody(source, {
       maxKept: engine.maxObjectSize,
@@ -283,19 +285,20 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       const saved = await stored;
       return fromBuffer(ctx, primary, meta, whole, saved !== undefined ? `${fwdStatus}; stored` : fwdStatus);
     }
-    const reader = body.attach();
-    if (reader === null) return passThrough(ctx, a.params);
+    // A whole body needs no reader of the tee: it is sent as it is, or as stored.
+    const reader = whole === null ? body.attach() : null;
+    if (whole === null && reader === null) return passThrough(ctx, a.params);
     // Small bodies are usually complete by now: wait a moment so Cache-Status can tell the truth.
     const saved = await settledWithin(stored, STORED_WAIT_MS);
     const cacheStatus = appendCacheStatus(clientHeaders['cache-status'], status(saved !== undefined ? `${fwdStatus}; stored` : fwdStatus));
     if (saved !== undefined && ctx.method === 'GET') {
       // Stored: the stored bytes in one piece instead of the tee, with the stored response's
       // variants, so the compression stage encodes once, whole, and keeps it for the next request.
-      reader.destroy();
-      const variants = reply.status === 200 ? engine.variants(saved) : undefined;
+      reader?.destroy();
+      const variants = reply.status === 200 ? engine.variants(saved, true) : undefined;
       return { status: reply.status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants };
     }
-    return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader };
+    return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader ?? whole };
   }
 
   /** Answers from a complete body that is (or was meant to be) stored: conditionals, ranges, HEAD. */
