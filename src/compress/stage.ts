@@ -11,8 +11,8 @@ import { hasNoTransform } from '../http/cache-control.ts';
 import { notModifiedHeaders } from '../http/not-modified.ts';
 import { isNoContentStatus } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
-import { createEncoder, encodeBuffer, readFileBody, readableOf, tokenOf } from './encoders.ts';
-import { createPopularity, createUpgradeQueue } from './upgrades.ts';
+import { createEncoder, encodeBuffer, readFileBody, readableOf } from './encoders.ts';
+import { FAST, HIGH, READ_LIMIT, createFastVariants, type HighQualityEncoder } from './fast-variants.ts';
 import { encodeInBackground } from './background.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
 
@@ -24,7 +24,7 @@ import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, wid
  * 1. stored: `reply.variants.get(coding)` has the encoded body and its token (the cache's variant,
  *    a static file's precompressed sibling or kept encoding) → send it: zero compression work.
  *    A kept fast body served this way for the `UPGRADE_AFTER`-th time has proved popular: one
- *    high-quality re-encode that replaces it is queued (upgrades.ts), made in the background
+ *    high-quality re-encode that replaces it is queued (fast-variants.ts), made in the background
  *    encoder's low-priority thread (background.ts), so it never takes the core from responses;
  * 2. in memory: the identity body is a Buffer (`variants.identity` on a cache hit or on a miss the
  *    cache stored, a Buffer body, or a file read when its holder can keep variants) → encode at
@@ -66,43 +66,17 @@ import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, wid
 export type CompressOptions = Pick<Config['compression'], 'encodings' | 'minSize'>;
 
 const KNOWN: ReadonlySet<string> = new Set<Encoding>(['br', 'zstd', 'gzip']);
-/** 16 MB: a file is read into memory to be encoded once and kept only up to this (the cache's default maxObjectSize). */
-const READ_LIMIT = 16 * 1024 * 1024;
-const UPGRADES = {
-  /** One background encode at a time per stage (they share the background encoder's one thread). */
-  concurrency: 1,
-  /**
-   * 16 MB of identity bodies may wait (a job holds its input; the cache usually holds it too);
-   * beyond that variants stay at fast quality until they are served again.
-   */
-  maxQueuedBytes: 16 * 1024 * 1024,
-};
-/** A kept fast variant is upgraded when it is served from its holder this many times (its second hit). */
-const UPGRADE_AFTER = 2;
-/** Objects whose hits are being counted, at most (upgrades.ts `createPopularity`). */
-const POPULARITY_KEYS = 50_000;
 /** Fields that describe the identity bytes and are wrong for coded ones. */
 const IDENTITY_ONLY = ['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest'];
-/** The token of what this stage encodes when nothing is stored (streams, first requests): `br3`. */
-const FAST: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'fast'), zstd: tokenOf('zstd', 'fast'), gzip: tokenOf('gzip', 'fast') };
-/** The token of an upgraded variant: `br11`. */
-const HIGH: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'high'), zstd: tokenOf('zstd', 'high'), gzip: tokenOf('gzip', 'high') };
 /** The tokens an inner stage may confirm with a 304, by the coding the client gets: the final ones (validators.ts). */
 const FINAL: Readonly<Record<Encoding, readonly string[]>> = { br: [HIGH.br], zstd: [HIGH.zstd], gzip: [HIGH.gzip] };
 const NONE: readonly string[] = [];
-
-/** Encodes at high quality off the serving path (background.ts). */
-export type HighQualityEncoder = (coding: Encoding, input: Buffer) => Promise<Buffer>;
 
 export function createCompressStage(options: CompressOptions, encodeHigh: HighQualityEncoder = encodeInBackground): Stage {
   const encodings = checkEncodings(options.encodings);
   const minSize = checkMinSize(options.minSize);
   const negotiate = createNegotiator(encodings);
-  const upgrades = createUpgradeQueue({
-    ...UPGRADES,
-    onError: (error) => publishError({ ctx: null, error, where: 'compress upgrade' }),
-  });
-  const popularity = createPopularity({ hits: UPGRADE_AFTER, maxKeys: POPULARITY_KEYS });
+  const { keep, servedFast, upgradable } = createFastVariants(encodeHigh);
 
   /**
    * 304 from an inner stage: its identity tag gets back the final tag the client presented, if that
@@ -118,60 +92,6 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
     return { status: 304, headers, body: reply.body };
   }
 
-  /** Keeps the fast encoding; the high-quality one comes only if it proves popular (`servedFast`). */
-  function keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer): void {
-    try {
-      variants.put!(coding, fast, FAST[coding]);
-    } catch (error) {
-      publishError({ ctx, error, where: 'compress put' });
-    }
-  }
-
-  /**
-   * A kept fast variant (`upgradable`'s key) is being sent: counted, and on its `UPGRADE_AFTER`-th
-   * time the high-quality re-encode that replaces it is queued. The identity bytes come from the
-   * holder, or from the reply's own body (a file is read for it, off the response's path). Answers
-   * whether it took `body` (then the caller must not dispose of it).
-   */
-  function servedFast(ctx: Context, variants: Variants, coding: Encoding, fastLength: number, body: ReplyBody, key: string, etag: string | undefined): boolean {
-    if (!popularity.hit(key)) return false;
-    const identity = variants.identity ?? (Buffer.isBuffer(body) ? body : undefined);
-    if (identity !== undefined) {
-      upgrade(variants, coding, identity, fastLength, key, etag);
-      return false;
-    }
-    if (body === null || !isFileBody(body) || body.length > READ_LIMIT) return false;
-    readFileBody(body).then(
-      (read) => upgrade(variants, coding, read, fastLength, key, etag),
-      (error) => publishError({ ctx, error, where: 'compress upgrade' }),
-    );
-    return true;
-  }
-
-  /** Queues the high-quality encode of `identity`, which replaces the fast variant when smaller. */
-  function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: string, etag: string | undefined): void {
-    const put = variants.put!;
-    // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
-    upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
-      const best = await encodeHigh(coding, identity);
-      if (best.length < fastLength) put(coding, best, HIGH[coding]);
-      // Not smaller (repetitive input): the fast body stays, with its own token, for good.
-      else popularity.settle(key);
-    });
-  }
-
-  /**
-   * The key that counts uses of a kept fast variant (one object and coding: the URL and its
-   * validator), or undefined when `stored` is final until further notice: not a fast body, a holder
-   * that keeps nothing, an upgrade that came out no smaller, or one already waiting (with a validator
-   * to name it by) — then there is nothing to count, and the fast reply may be kept ready until the
-   * upgraded variant replaces it in the holder (its `held` turns false).
-   */
-  function upgradable(ctx: Context, variants: Variants, coding: Encoding, stored: StoredVariant, etag: string | undefined): string | undefined {
-    if (stored.token !== FAST[coding] || variants.put === undefined) return undefined;
-    const key = `${coding} ${ctx.host}${ctx.target} ${etag ?? ''}`;
-    return popularity.settled(key) || (etag !== undefined && upgrades.pending(key)) ? undefined : key;
-  }
 
   /**
    * The encoded body (or null for HEAD), setting Content-Length when it is known. `stored` is the

@@ -9,7 +9,7 @@ import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpe
 import { frontCounters } from '../../src/server/counters.ts';
 import { createReadyReplies } from '../../src/server/replies.ts';
 import type { Context } from '../../src/pipeline/context.ts';
-import type { HighQualityEncoder } from '../../src/compress/stage.ts';
+import type { HighQualityEncoder } from '../../src/compress/fast-variants.ts';
 import { encodeInBackground } from '../../src/compress/background.ts';
 import { htmlPage } from '../compress/support.ts';
 import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
