@@ -37,8 +37,8 @@ async function readyDuring<T>(send: () => Promise<T>): Promise<{ result: T; read
 
 /**
  * Sends until a response comes from a kept reply (at most 5 s): a coded reply is kept only once its
- * stored variant is final, after the Brotli 11 upgrade that the fast body's second hit queues.
- * Answers how many were sent.
+ * uses are no longer counted, when the Brotli 11 upgrade that the fast body's second hit queues is
+ * waiting or has replaced it. Answers how many were sent.
  */
 async function untilReady(send: () => Promise<unknown>): Promise<number> {
   const deadline = Date.now() + 5000;
