@@ -92,7 +92,6 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
     return { status: 304, headers, body: reply.body };
   }
 
-
   /**
    * The encoded body (or null for HEAD), setting Content-Length when it is known. `stored` is the
    * holder's variant whose token the ETag already names; without one the body is made at fast

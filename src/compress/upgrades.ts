@@ -5,10 +5,11 @@
  * encode each and no Brotli 11 at all.
  *
  * The background queue that re-encodes kept variants at high quality. Bounded twice: `concurrency`
- * jobs run at once (each holds a thread-pool thread, which file reads and DNS share), and the jobs
+ * jobs run at once (they share the background encoder's one thread, background.ts), and the jobs
  * waiting hold at most `maxQueuedBytes` of input (a job keeps its identity body alive); beyond that
- * a job is dropped and its variant stays at fast quality, which is still correct. A key that is queued or running is not queued again, so an object and encoding is
- * upgraded once however many requests arrive before the upgraded variant is stored.
+ * a job is dropped and its variant stays at fast quality, which is still correct. A key that is
+ * queued or running is not queued again, so an object and encoding is upgraded once however many
+ * requests arrive before the upgraded variant is stored.
  */
 
 export interface UpgradeQueue {

@@ -25,8 +25,9 @@ import { frontCounters } from './counters.ts';
  * what the chain noted when it made the reply.
  *
  * Bounded by count and by body bytes (bodies are mostly shared with the cache's records); the
- * oldest entry goes first, and `sweep()` lets go of replies that are no longer valid. `clear()` on a reload: replies made under the old configuration are
- * never sent again (a request in flight across the reload cannot add one, see `epoch`).
+ * oldest entry goes first, and `sweep()` lets go of replies that are no longer valid. `clear()` on
+ * a reload: replies made under the old configuration are never sent again (a request in flight
+ * across the reload cannot add one, see `epoch`).
  */
 
 /** Request fields that select another answer than the plain one: conditionals, ranges, cache directives, bodies. */
@@ -57,8 +58,8 @@ interface Kept {
 
 /**
  * The header block for this response: the kept one, or with the per-response fields (Age,
- * Cache-Status) stamped in; rebuilt only when those change (Node copies what it sends, and
- * leaves the object as it was).
+ * Cache-Status) stamped in; rebuilt only when those change (Node leaves a header object as it
+ * was; an HTTP/2 list is handed over as a copy, see sendHttp2).
  */
 function headerBlock<Block>(entry: Kept, ready: Ready<Block>, make: (status: number, headers: OutgoingHttpHeaders) => Block): Block {
   const fields = entry.reuse.stamp?.();
