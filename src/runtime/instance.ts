@@ -76,7 +76,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
 
   // Replies the server may send again without the chain; made under one configuration, dropped on a reload.
   const replies = createReadyReplies({ reported: () => responseEndChannel.hasSubscribers });
-  // Bodies of kept replies whose record the cache let go are released within a few seconds.
+  // Kept replies nobody asked for in a sweep period are let go, and their bodies with them.
   const sweeper = setInterval(() => replies.sweep(), REPLY_SWEEP_MS);
   sweeper.unref();
   const handler: Handler = (ctx) => {

@@ -25,7 +25,7 @@ import { frontCounters } from './counters.ts';
  * what the chain noted when it made the reply.
  *
  * Bounded by count and by body bytes (bodies are mostly shared with the cache's records); the
- * oldest entry goes first, and `sweep()` lets go of replies that are no longer valid. `clear()` on
+ * oldest entry goes first, and `sweep()` lets go of replies nobody asked for lately. `clear()` on
  * a reload: replies made under the old configuration are never sent again (a request in flight
  * across the reload cannot add one, see `epoch`).
  */
@@ -54,6 +54,8 @@ interface Kept {
   readonly reuse: Reuse;
   readonly h1ready: Ready<OutgoingHttpHeaders>;
   readonly h2ready: Ready<string[]>;
+  /** Learned or sent since the last sweep. */
+  used: boolean;
 }
 
 /**
@@ -83,9 +85,12 @@ export interface ReadyReplies {
   /** Keeps `reply` to `ctx` under `key` if it is reusable; `epoch`: the value of `epoch` when the request arrived. */
   learn(key: string, ctx: Context, reply: Reply, epoch: number): void;
   /**
-   * Drops every kept reply that is no longer valid. A reply is checked when it is asked for, so one
-   * nobody asks for again (its record evicted, purged or expired) would hold its body until pushed
-   * out; the server calls this every few seconds to let those bodies go.
+   * Drops every kept reply not learned or sent since the last sweep. A reply is checked when it is
+   * asked for, so one nobody asks for again (its record evicted, purged or expired) would hold its
+   * body until pushed out; the server calls this every few seconds to let those bodies go. Idle
+   * replies go without a validity check: that check reads the store's record, and a read marks it
+   * as in use for the store's eviction, which would keep idle records in the cache for the sake of
+   * replies nobody sends. The chain makes one again when it is asked for.
    */
   sweep(): void;
   /** Changes on every clear(). */
@@ -148,6 +153,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       return undefined;
     }
     frontCounters.readyReplies++;
+    entry.used = true;
     return entry;
   }
 
@@ -224,11 +230,15 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       kept.set(key, {
         learned, status: reply.status, headers, body, reuse,
         h1ready: { fields: undefined, block: headers }, h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers) },
+        used: true,
       });
       bytes += size;
     },
     sweep() {
-      for (const [key, entry] of kept) if (!entry.reuse.valid()) drop(key);
+      for (const [key, entry] of kept) {
+        if (entry.used) entry.used = false;
+        else drop(key);
+      }
     },
     get epoch() { return epoch; },
     clear() {

@@ -1,4 +1,7 @@
 import { test, before, after } from 'node:test';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -233,19 +236,40 @@ test('with a subscriber on the response channel (access log, metrics) a kept rep
   }
 });
 
-test('sweep() lets go of kept replies that are no longer valid, and of their bodies', async () => {
+test('sweep() lets go of kept replies not sent since the last sweep, without reading their records', async () => {
   const replies = createReadyReplies();
-  let valid = true;
-  const reuse = { valid: () => valid };
-  const ctx = { method: 'GET', target: '/a', host: 'localhost', notes: new Map(), site: undefined, route: undefined } as unknown as Context;
-  replies.learn('GET https://localhost/a\n', ctx, { status: 200, headers: { 'content-length': '4' }, body: Buffer.from('body'), reuse }, replies.epoch);
-  replies.learn('GET https://localhost/b\n', ctx, { status: 200, headers: { 'content-length': '4' }, body: Buffer.from('body'), reuse: { valid: () => true } }, replies.epoch);
-  assert.equal(replies.size, 2);
-  replies.sweep();
-  assert.equal(replies.size, 2, 'valid replies stay');
-  valid = false;
-  replies.sweep();
-  assert.equal(replies.size, 1, 'the invalid one is gone');
+  let checks = 0;
+  const ctx = { method: 'GET', target: '/', host: '127.0.0.1', notes: new Map(), site: undefined, route: undefined } as unknown as Context;
+  // A plain HTTP/1.1 server in front of the kept replies: what is not kept is learned from "the chain".
+  const server = createServer((req, res) => {
+    const key = replies.keyOfHttp1(req, 'http')!;
+    if (replies.sendHttp1(key, req, res)) return;
+    const body = Buffer.from(`chain ${req.url}`);
+    replies.learn(key, ctx, { status: 200, headers: { 'content-length': String(body.length) }, body, reuse: { valid: () => { checks++; return true; } } }, replies.epoch);
+    res.end(body);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const get = async (path: string) => (await fetch(`${base}${path}`)).text();
+  try {
+    await get('/a');
+    await get('/b');
+    assert.equal(replies.size, 2);
+    replies.sweep();
+    assert.equal(replies.size, 2, 'both were learned since the last sweep');
+    const before = ready();
+    assert.equal(await get('/b'), 'chain /b');
+    assert.equal(ready() - before, 1, 'sent from the kept reply');
+    const checked = checks;
+    replies.sweep();
+    assert.equal(checks, checked, 'the sweep asks no reply whether it is valid');
+    assert.equal(replies.size, 1, '/a, idle since the last sweep, is gone; /b stays');
+    replies.sweep();
+    assert.equal(replies.size, 0);
+  } finally {
+    server.close();
+  }
 });
 
 test('a Brotli 3 body whose upgrade waits is kept ready; the Brotli 11 body that replaces it is sent from then on', async () => {
