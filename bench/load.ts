@@ -3,6 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
+import { envFor } from './procs.ts';
 
 /**
  * Load generators behind one shape: autocannon (HTTP/1.1, in this process, programmatic API),
@@ -77,7 +78,7 @@ export async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
 /** Runs a command with a deadline; resolves with stdout even on a non-zero exit (wrk -v exits 1). */
 export function run(cmd: readonly string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd[0], cmd.slice(1), { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(cmd[0], cmd.slice(1), { env: envFor(cmd), timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
   });

@@ -34,12 +34,23 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 /**
+ * The environment for a child: Node processes (Outpost, the ceiling, the origin) share the runner's,
+ * and with it the allocator bin/pinned-node chose; other programs (nginx, h2load, wrk) run as
+ * installed, with their own malloc.
+ */
+export function envFor(cmd: readonly string[]): NodeJS.ProcessEnv {
+  if (cmd.includes(process.execPath)) return process.env;
+  const { LD_PRELOAD: _preload, MALLOC_CONF: _conf, ...env } = process.env;
+  return env;
+}
+
+/**
  * Starts `cmd` and resolves once its output matches `ready` (with the match) or, for a function, once
  * it returns true (polled every 100 ms); rejects with its last output when the process exits first or
  * `timeoutMs` passes.
  */
 export function startChild(name: string, cmd: readonly string[], ready: RegExp | (() => Promise<boolean>), timeoutMs: number, cwd?: string): Promise<{ child: Child; match?: RegExpExecArray }> {
-  const proc = spawn(cmd[0], cmd.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd[0], cmd.slice(1), { cwd, env: envFor(cmd), stdio: ['ignore', 'pipe', 'pipe'] });
   started.add(proc);
   let tail = '';
   const keep = (chunk: Buffer) => { tail = (tail + chunk.toString()).slice(-4000); };

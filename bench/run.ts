@@ -10,6 +10,7 @@ import { PATHS, BURST_DELAY_MS, fixtures, writeSite } from './fixtures.ts';
 import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResult, type LoadSpec, type Tool } from './load.ts';
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { withServingFlags } from '../src/runtime/node-flags.ts';
+import { allocatorOf } from '../src/runtime/allocator.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
@@ -127,6 +128,8 @@ const machine = {
     : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
   workers: WORKERS,
   outpostNodeFlags: flags['node-flags'] ?? '',
+  /** The malloc Outpost (and the ceiling) run on: bin/pinned-node's choice, which their processes inherit from the runner. */
+  outpostAllocator: allocatorOf(),
   mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
@@ -503,7 +506,7 @@ async function main(): Promise<void> {
   console.log(flags.soak ? 'Outpost benchmark (soak)' : `Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
     `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams)`);
   console.log(`${machine.date}  ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ` +
-    `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''}`);
+    `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''} (malloc: ${machine.outpostAllocator})`);
   console.log(`nginx ${machine.nginx}, h2load ${machine.h2load}, wrk ${machine.wrk}, autocannon ${machine.autocannon}, ${machine.openssl}; pinning: ${machine.pinning}`);
   for (const line of missingTools()) console.log(`  ${line}`);
   if (machine.busyBeforeStart > 0.1) {

@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { prng } from './fixtures.ts';
 import { type Child, rssBytes, startChild } from './procs.ts';
+import { allocatorOf, type Allocator } from '../src/runtime/allocator.ts';
 
 /**
  * `npm run bench -- --soak [--seconds N]`: memory under a long mixed load (issue #12). Outpost
@@ -65,6 +66,8 @@ export interface SoakResult {
   readonly rssStartBytes: number;
   readonly rssAfterBytes: number;
   readonly nodeFlags: readonly string[];
+  /** The malloc Outpost's process had loaded (bin/pinned-node preloads jemalloc when installed). */
+  readonly allocator: Allocator;
   readonly config: string;
 }
 
@@ -92,6 +95,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   o.track(child);
   const base = `https://127.0.0.1:${new URL(match![1]).port}`;
   const rssStartBytes = rssBytes(child.pid);
+  const allocator = allocatorOf(child.pid);
 
   type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; external?: number };
   const cacheUsage = async (): Promise<Usage> => {
@@ -173,6 +177,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     rssStartBytes,
     rssAfterBytes,
     nodeFlags: o.nodeFlags,
+    allocator,
     config,
   };
 }
@@ -193,7 +198,7 @@ export function soakTable(r: SoakResult): string {
       `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.externalBytes).padStart(9)}`);
   }
   lines.push('');
-  lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}`);
+  lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}, malloc: ${r.allocator}`);
   lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
   lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
     `${r.plateau.within ? 'within' : 'OVER'} the target of ${mib(r.plateau.limitBytes)} MiB (2 x cache + 150 MiB)`);

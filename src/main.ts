@@ -5,6 +5,7 @@ import { describeListenError } from './config/check.ts';
 import type { Config } from './config/schema.ts';
 import { configSource } from './runtime/source.ts';
 import { serveSingle } from './runtime/serve.ts';
+import { allocatorLine } from './runtime/allocator.ts';
 import cluster from 'node:cluster';
 import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
 
@@ -96,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(`outpost: configuration is valid${n > 0 ? ` (${n} warning${n > 1 ? 's' : ''})` : ''}`);
     return 0;
   }
+  const allocator = allocatorLine();
+  if (allocator !== null) console.log(allocator);
   try {
     return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
   } catch (err) {
