@@ -19,6 +19,54 @@ export interface Row {
   response?: string;
   note?: string;
   error?: string;
+  /** With --rounds N > 1: each round's figures, of which the ones above are combined. */
+  rounds?: RoundFigures[];
+}
+
+export type RoundFigures = Pick<Row, 'rps' | 'p50Ms' | 'p99Ms' | 'cpuUsPerResponse' | 'error'>;
+
+const median = (values: number[]): number | undefined => {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const defined = <T>(values: (T | undefined)[]): T[] => values.filter((v): v is T => v !== undefined);
+
+/**
+ * One row from the rounds of one run (same scenario, tool and system): requests per second and
+ * CPU per response from the totals (the rounds last equally long), latency percentiles as the
+ * median of the rounds' (percentiles do not add up), counts summed. Rounds that failed are left out
+ * and said in `note`; when all failed, the row is the first failure.
+ */
+export function combineRounds(rounds: readonly Row[]): Row {
+  if (rounds.length === 1) return rounds[0];
+  const ok = rounds.filter((r) => r.error === undefined && r.responses !== undefined);
+  const figures: RoundFigures[] = rounds.map(({ rps, p50Ms, p99Ms, cpuUsPerResponse, error }) => ({ rps, p50Ms, p99Ms, cpuUsPerResponse, error }));
+  if (ok.length === 0) return { ...rounds[0], rounds: figures };
+  const responses = sum(ok.map((r) => r.responses!));
+  const cpuSeconds = sum(ok.map((r) => ((r.cpuUsPerResponse ?? 0) * r.responses!) / 1e6));
+  const failed = rounds.length - ok.length;
+  const notes = [...new Set(defined(ok.map((r) => r.note)))];
+  if (failed > 0) notes.push(`${failed} of ${rounds.length} rounds failed: ${rounds.find((r) => r.error !== undefined)?.error?.split('\n')[0]}`);
+  const origin = defined(ok.map((r) => r.originRequests));
+  return {
+    scenario: rounds[0].scenario,
+    tool: rounds[0].tool,
+    protocol: rounds[0].protocol,
+    system: rounds[0].system,
+    response: rounds[0].response,
+    responses,
+    rps: sum(ok.map((r) => r.rps ?? 0)) / ok.length,
+    p50Ms: median(defined(ok.map((r) => r.p50Ms))),
+    p99Ms: median(defined(ok.map((r) => r.p99Ms))),
+    errors: sum(ok.map((r) => r.errors ?? 0)),
+    originRequests: origin.length > 0 ? sum(origin) : undefined,
+    cpuUsPerResponse: responses > 0 && ok.every((r) => r.cpuUsPerResponse !== undefined) ? (cpuSeconds / responses) * 1e6 : undefined,
+    note: notes.length > 0 ? notes.join('; ') : undefined,
+    rounds: figures,
+  };
 }
 
 export interface Burst {

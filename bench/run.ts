@@ -12,7 +12,7 @@ import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts'
 import { withServingFlags } from '../src/runtime/node-flags.ts';
 import { allocatorOf } from '../src/runtime/allocator.ts';
 import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
-import { burstTable, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
+import { burstTable, combineRounds, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
 
 /**
@@ -34,14 +34,16 @@ const { values: flags } = parseArgs({
     'node-flags': { type: 'string' },
     log: { type: 'string' },
     soak: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--soak]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--rounds N] [--soak]`);
   console.log(`  --node-flags "...": runtime flags for Outpost's process only (e.g. "--max-semi-space-size=4")`);
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
+  console.log(`  --rounds N: every run N times, the systems in a different order each round, figures combined (for a noisy machine; N times as long)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
   process.exit(0);
 }
@@ -59,8 +61,18 @@ if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
   console.error(`--seconds: expected a positive number, got ${JSON.stringify(flags.seconds)}`);
   process.exit(2);
 }
+if (flags.rounds !== undefined && !(Number.isInteger(Number(flags.rounds)) && Number(flags.rounds) >= 1 && Number(flags.rounds) <= 10)) {
+  console.error(`--rounds: expected a whole number from 1 to 10, got ${JSON.stringify(flags.rounds)}`);
+  process.exit(2);
+}
 const SETTINGS = {
-  /** Seconds of load per scenario, system and load generator. */
+  /**
+   * Each run is made this many times, the systems' order rotated every round, and combined
+   * (combineRounds): on a shared or throttled machine the speed drifts over minutes, and one run
+   * per system measures each at a different moment of that drift.
+   */
+  rounds: Number(flags.rounds ?? 1),
+  /** Seconds of load per scenario, system, load generator and round. */
   seconds: Number(flags.seconds ?? (QUICK ? 3 : 10)),
   /** HTTP/1.1 connections, one request in flight on each (browsers open up to 6 per host; a CDN sees many). */
   connections: 16,
@@ -504,7 +516,7 @@ async function burst(system: System, protocol: 'h1' | 'h2', runTag: string): Pro
 async function main(): Promise<void> {
   const t0 = performance.now();
   console.log(flags.soak ? 'Outpost benchmark (soak)' : `Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
-    `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams)`);
+    `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams${SETTINGS.rounds > 1 ? `, ${SETTINGS.rounds} rounds` : ''})`);
   console.log(`${machine.date}  ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ` +
     `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''} (malloc: ${machine.outpostAllocator})`);
   console.log(`nginx ${machine.nginx}, h2load ${machine.h2load}, wrk ${machine.wrk}, autocannon ${machine.autocannon}, ${machine.openssl}; pinning: ${machine.pinning}`);
@@ -567,11 +579,17 @@ async function main(): Promise<void> {
     const responses = new Map<SystemName, string>();
     for (const system of systems) responses.set(system.name, await probe(system, s));
     for (const tool of toolsFor) {
-      for (const system of systems) {
-        const row = await measure(system, s, tool, runTag, responses.get(system.name)!);
-        rows.push(row);
-        process.stdout.write(`  ${s.id.padEnd(13)} ${tool.padEnd(10)} ${system.name.padEnd(8)} ${row.error ? `error: ${row.error.split('\n')[0]}` : `${fmt.n(row.rps)} req/s`}\n`);
+      const rounds = new Map<SystemName, Row[]>(systems.map((system) => [system.name, []]));
+      for (let round = 0; round < SETTINGS.rounds; round++) {
+        // Rotated each round, so that no system always runs first or last.
+        for (const system of [...systems.slice(round % systems.length), ...systems.slice(0, round % systems.length)]) {
+          const row = await measure(system, s, tool, `${runTag}-${round}`, responses.get(system.name)!);
+          rounds.get(system.name)!.push(row);
+          const label = SETTINGS.rounds > 1 ? ` (round ${round + 1})` : '';
+          process.stdout.write(`  ${s.id.padEnd(13)} ${tool.padEnd(10)} ${system.name.padEnd(8)} ${row.error ? `error: ${row.error.split('\n')[0]}` : `${fmt.n(row.rps)} req/s`}${label}\n`);
+        }
       }
+      for (const system of systems) rows.push(combineRounds(rounds.get(system.name)!));
     }
   }
 
