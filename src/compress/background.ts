@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Encoding } from '../pipeline/context.ts';
+import { highQualityOptions } from './encoders.ts';
 
 /**
  * The high-quality encoder (Brotli 11, zstd 19, gzip 9): one worker thread for the process, which
@@ -34,7 +35,7 @@ function failAll(error: Error): void {
 }
 
 function start(): Worker {
-  const w = new Worker(new URL('./background-worker.ts', import.meta.url), {
+  const w = new Worker(new URL('./background-worker.js', import.meta.url), {
     // Buffers live outside the V8 heap: the worker's own heap stays small.
     resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 },
     stdout: false,
@@ -68,6 +69,6 @@ export function encodeInBackground(encoding: Encoding, input: Buffer): Promise<B
     pending.set(id, { resolve, reject });
     // A copy of just these bytes, moved (a view's whole ArrayBuffer would be cloned otherwise).
     const copy = new Uint8Array(input);
-    worker!.postMessage({ id, encoding, input: copy }, [copy.buffer]);
+    worker!.postMessage({ id, encoding, options: highQualityOptions(encoding, input.length), input: copy }, [copy.buffer]);
   });
 }

@@ -91,9 +91,9 @@ export function encodeBuffer(encoding: Encoding, input: Buffer, quality: Quality
   });
 }
 
-/** Encodes a whole body on the calling thread (the background encoder's worker uses it for the high quality). */
-export function encodeBufferSync(encoding: Encoding, input: Buffer, quality: Quality): Buffer {
-  return encodeSync(encoding, input, options(encoding, quality, input.length));
+/** The zlib options of a high-quality encoding of `size` bytes, for the background encoder's thread (background-worker.js). */
+export function highQualityOptions(encoding: Encoding, size: number): zlib.ZlibOptions & zlib.BrotliOptions & zlib.ZstdOptions {
+  return options(encoding, 'high', size);
 }
 
 function encodeSync(encoding: Encoding, input: Buffer, opts: ReturnType<typeof options>): Buffer {
