@@ -6,7 +6,7 @@
  * V8 isolate, and one that loads a .ts file also loads Node's TypeScript stripper into it, about
  * 18 MB of resident memory more for the life of the process (measured on Node 24.21: an idle
  * worker with one trivial .ts module +36 MB RSS, with this file +18 MB). The zlib options come in
- * each job, made by encoders.ts (`backgroundJob`), so the qualities are defined in one place.
+ * each job, made by encoders.ts (`highQualityOptions`), so the qualities are defined in one place.
  *
  * On Linux the nice value belongs to the calling thread, so only this thread is lowered; elsewhere
  * setpriority would lower the whole process, so it is left alone there.

@@ -24,7 +24,7 @@ export function allocatorLine(allocator: Allocator = allocatorOf()): string | nu
     case 'jemalloc': return 'outpost: memory allocator: jemalloc';
     case 'system': return process.env.OUTPOST_MALLOC === 'system'
       ? 'outpost: memory allocator: the system malloc (OUTPOST_MALLOC=system)'
-      : 'outpost: memory allocator: the system malloc; with libjemalloc2 installed, npm start (bin/pinned-node) uses jemalloc: about a third less memory under a busy cache';
+      : 'outpost: memory allocator: the system malloc; with libjemalloc2 installed, npm start (bin/pinned-node) uses jemalloc, which returns freed memory under a churning cache (README: Install and start)';
     case 'unknown': return null;
   }
 }
