@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const allocator = allocatorLine();
-  if (allocator !== null) console.log(allocator);
+  if (allocator !== null) (allocator.warning ? console.error : console.log)(allocator.text);
   try {
     return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
   } catch (err) {

@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 
 /**
- * Which malloc a process runs on. bin/pinned-node (and so `npm start`) preloads jemalloc when the
- * system has it (OUTPOST_MALLOC=system keeps glibc's): under a cache that keeps replacing small
- * bodies, glibc's heap fragments and is never returned to the system, jemalloc's is. Read from the
- * process's memory map, so it says what is loaded, not what was asked for.
+ * Which malloc a process runs on: glibc's, or jemalloc when bin/pinned-node (and so `npm start`)
+ * preloaded it because OUTPOST_MALLOC asked for it (see bin/pinned-node for what each costs). Read
+ * from the process's memory map, so it says what is loaded, not what was asked for.
  */
 export type Allocator = 'jemalloc' | 'system' | 'unknown';
 
@@ -18,13 +17,15 @@ export function allocatorOf(pid: number | 'self' = 'self'): Allocator {
   return /\/libjemalloc[^/\n]*\.so/.test(maps) ? 'jemalloc' : 'system';
 }
 
-/** The startup line: which allocator serves, and what to do when it is not jemalloc. */
-export function allocatorLine(allocator: Allocator = allocatorOf()): string | null {
-  switch (allocator) {
-    case 'jemalloc': return 'outpost: memory allocator: jemalloc';
-    case 'system': return process.env.OUTPOST_MALLOC === 'system'
-      ? 'outpost: memory allocator: the system malloc (OUTPOST_MALLOC=system)'
-      : 'outpost: memory allocator: the system malloc; with libjemalloc2 installed, npm start (bin/pinned-node) uses jemalloc, which returns freed memory under a churning cache (README: Install and start)';
-    case 'unknown': return null;
+/**
+ * The startup line about the allocator: which one serves when jemalloc was asked for, and a
+ * warning when it was asked for but is not loaded (a process started without bin/pinned-node).
+ * Nothing for the default.
+ */
+export function allocatorLine(allocator: Allocator = allocatorOf(), asked: string | undefined = process.env.OUTPOST_MALLOC): { warning: boolean; text: string } | null {
+  if (allocator === 'jemalloc') return { warning: false, text: 'outpost: memory allocator: jemalloc' };
+  if (asked !== undefined && asked !== 'system' && allocator === 'system') {
+    return { warning: true, text: `outpost: warning: OUTPOST_MALLOC=${asked} but this process runs on the system malloc: jemalloc is preloaded only by bin/pinned-node (npm start)` };
   }
+  return null;
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -47,34 +47,49 @@ test('bin/pinned-node: with it, runs the pinned runtime with the arguments given
   assert.equal(out.stdout.trim(), `v${pkg.devDependencies.node}`);
 });
 
-// bin/pinned-node preloads jemalloc when the system has it (Debian: libjemalloc2). .ci/run installs
-// it and sets OUTPOST_REQUIRE_JEMALLOC, so these never skip there.
+// bin/pinned-node preloads jemalloc when OUTPOST_MALLOC asks for it (Debian: libjemalloc2). .ci/run
+// installs it and sets OUTPOST_REQUIRE_JEMALLOC, so these never skip there.
+const withoutAllocator = ({ LD_PRELOAD: _p, MALLOC_CONF: _c, OUTPOST_MALLOC: _m, ...env }: NodeJS.ProcessEnv) => env;
 const loaded = (env: NodeJS.ProcessEnv) => spawnSync(join(ROOT, 'bin/pinned-node'), ['--input-type=module', '-e',
   `import { allocatorOf } from ${JSON.stringify(join(ROOT, 'src/runtime/allocator.ts'))}; console.log(JSON.stringify({ allocator: allocatorOf(), conf: process.env.MALLOC_CONF ?? null }))`],
 { encoding: 'utf8', env: { ...withoutAllocator(process.env), ...env } });
-const withoutAllocator = ({ LD_PRELOAD: _p, MALLOC_CONF: _c, OUTPOST_MALLOC: _m, ...env }: NodeJS.ProcessEnv) => env;
-const jemallocInstalled = JSON.parse(loaded({}).stdout).allocator === 'jemalloc';
-const skipJemalloc = jemallocInstalled || process.env.OUTPOST_REQUIRE_JEMALLOC === '1' ? false : 'libjemalloc2 is not installed (apt-get install libjemalloc2)';
+const JEMALLOC = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib']
+  .map((dir) => join(dir, 'libjemalloc.so.2')).find((path) => existsSync(path));
+const skipJemalloc = JEMALLOC !== undefined || process.env.OUTPOST_REQUIRE_JEMALLOC === '1' ? false : 'libjemalloc2 is not installed (apt-get install libjemalloc2)';
+const OUR_CONF = 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0';
 
-test('bin/pinned-node: runs on jemalloc when it is installed, with its own MALLOC_CONF unless one is given', { skip: skipJemalloc }, () => {
-  assert.deepEqual(JSON.parse(loaded({}).stdout), { allocator: 'jemalloc', conf: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0' });
-  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'auto', MALLOC_CONF: 'narenas:1' }).stdout), { allocator: 'jemalloc', conf: 'narenas:1' });
+test('bin/pinned-node: the system malloc by default, and with OUTPOST_MALLOC=system', () => {
+  for (const env of [{}, { OUTPOST_MALLOC: 'system' }]) {
+    const out = loaded(env);
+    assert.equal(out.status, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), { allocator: 'system', conf: null });
+  }
 });
 
-test('bin/pinned-node: OUTPOST_MALLOC=system keeps the system malloc', { skip: skipJemalloc }, () => {
-  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'system' }).stdout), { allocator: 'system', conf: null });
+test('bin/pinned-node: OUTPOST_MALLOC=jemalloc or its path preloads jemalloc, with our MALLOC_CONF unless one is given', { skip: skipJemalloc }, () => {
+  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'jemalloc' }).stdout), { allocator: 'jemalloc', conf: OUR_CONF });
+  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: JEMALLOC }).stdout), { allocator: 'jemalloc', conf: OUR_CONF });
+  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'jemalloc', MALLOC_CONF: 'narenas:1' }).stdout), { allocator: 'jemalloc', conf: 'narenas:1' });
 });
 
-test('bin/pinned-node: any other OUTPOST_MALLOC is refused with one line naming it', () => {
-  const out = loaded({ OUTPOST_MALLOC: 'tcmalloc' });
-  assert.equal(out.status, 2);
-  assert.equal(out.stdout, '');
-  assert.match(out.stderr.trim(), /^outpost: OUTPOST_MALLOC must be auto .* or system .*, not 'tcmalloc'$/);
+test('bin/pinned-node: an OUTPOST_MALLOC it cannot honour is refused with one line naming it', () => {
+  for (const [value, message] of [
+    ['tcmalloc', /^outpost: OUTPOST_MALLOC must be system .*, jemalloc, or the path of libjemalloc\.so\.2, not 'tcmalloc'$/],
+    ['/nowhere/libjemalloc.so.2', /^outpost: OUTPOST_MALLOC=\/nowhere\/libjemalloc\.so\.2: no readable libjemalloc\.so\.2 /],
+  ] as const) {
+    const out = loaded({ OUTPOST_MALLOC: value });
+    assert.equal(out.status, 2);
+    assert.equal(out.stdout, '');
+    assert.match(out.stderr.trim(), message);
+  }
 });
 
-test('the startup line says which allocator serves and what to do when it is not jemalloc', async () => {
+test('the startup line: jemalloc when it serves, a warning when it was asked for but is not loaded, nothing by default', async () => {
   const { allocatorLine } = await import('../../src/runtime/allocator.ts');
-  assert.equal(allocatorLine('jemalloc'), 'outpost: memory allocator: jemalloc');
-  assert.match(allocatorLine('system') ?? '', /system malloc.*libjemalloc2/);
-  assert.equal(allocatorLine('unknown'), null);
+  assert.deepEqual(allocatorLine('jemalloc', 'jemalloc'), { warning: false, text: 'outpost: memory allocator: jemalloc' });
+  assert.match(allocatorLine('system', 'jemalloc')?.text ?? '', /warning: OUTPOST_MALLOC=jemalloc but this process runs on the system malloc/);
+  assert.equal(allocatorLine('system', 'jemalloc')?.warning, true);
+  assert.equal(allocatorLine('system', undefined), null);
+  assert.equal(allocatorLine('system', 'system'), null);
+  assert.equal(allocatorLine('unknown', undefined), null);
 });
