@@ -35,12 +35,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 /**
  * The environment for a child: Node processes (Outpost, the ceiling, the origin) share the runner's,
- * and with it the allocator bin/pinned-node chose; other programs (nginx, h2load, wrk) run as
- * installed, with their own malloc.
+ * and with it the allocator and malloc settings bin/pinned-node chose; other programs (nginx,
+ * h2load, wrk) run as installed, with their own malloc as it comes.
  */
 export function envFor(cmd: readonly string[]): NodeJS.ProcessEnv {
   if (cmd.includes(process.execPath)) return process.env;
-  const { LD_PRELOAD: _preload, MALLOC_CONF: _conf, ...env } = process.env;
+  const { LD_PRELOAD: _preload, MALLOC_CONF: _conf, MALLOC_ARENA_MAX: _arenas, ...env } = process.env;
   return env;
 }
 

@@ -198,7 +198,9 @@ export function soakTable(r: SoakResult): string {
       `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.externalBytes).padStart(9)}`);
   }
   lines.push('');
-  lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}, malloc: ${r.allocator}`);
+  // The arena cap bin/pinned-node sets for glibc, which Outpost's process inherited from the runner.
+  const arenas = r.allocator === 'system' && process.env.MALLOC_ARENA_MAX ? ` (MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX})` : '';
+  lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}, malloc: ${r.allocator}${arenas}`);
   lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
   lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
     `${r.plateau.within ? 'within' : 'OVER'} the target of ${mib(r.plateau.limitBytes)} MiB (2 x cache + 150 MiB)`);

@@ -49,27 +49,33 @@ test('bin/pinned-node: with it, runs the pinned runtime with the arguments given
 
 // bin/pinned-node preloads jemalloc when OUTPOST_MALLOC asks for it (Debian: libjemalloc2). .ci/run
 // installs it and sets OUTPOST_REQUIRE_JEMALLOC, so these never skip there.
-const withoutAllocator = ({ LD_PRELOAD: _p, MALLOC_CONF: _c, OUTPOST_MALLOC: _m, ...env }: NodeJS.ProcessEnv) => env;
+const withoutAllocator = ({ LD_PRELOAD: _p, MALLOC_CONF: _c, OUTPOST_MALLOC: _m, MALLOC_ARENA_MAX: _a, ...env }: NodeJS.ProcessEnv) => env;
 const loaded = (env: NodeJS.ProcessEnv) => spawnSync(join(ROOT, 'bin/pinned-node'), ['--input-type=module', '-e',
-  `import { allocatorOf } from ${JSON.stringify(join(ROOT, 'src/runtime/allocator.ts'))}; console.log(JSON.stringify({ allocator: allocatorOf(), conf: process.env.MALLOC_CONF ?? null }))`],
+  `import { allocatorOf } from ${JSON.stringify(join(ROOT, 'src/runtime/allocator.ts'))};
+   const { MALLOC_CONF, MALLOC_ARENA_MAX } = process.env;
+   console.log(JSON.stringify({ allocator: allocatorOf(), conf: MALLOC_CONF ?? null, arenas: MALLOC_ARENA_MAX ?? null }))`],
 { encoding: 'utf8', env: { ...withoutAllocator(process.env), ...env } });
 const JEMALLOC = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib']
   .map((dir) => join(dir, 'libjemalloc.so.2')).find((path) => existsSync(path));
 const skipJemalloc = JEMALLOC !== undefined || process.env.OUTPOST_REQUIRE_JEMALLOC === '1' ? false : 'libjemalloc2 is not installed (apt-get install libjemalloc2)';
 const OUR_CONF = 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0';
 
-test('bin/pinned-node: the system malloc by default, and with OUTPOST_MALLOC=system', () => {
+test('bin/pinned-node: the system malloc by default, and with OUTPOST_MALLOC=system, held to 2 arenas', () => {
   for (const env of [{}, { OUTPOST_MALLOC: 'system' }]) {
     const out = loaded(env);
     assert.equal(out.status, 0, out.stderr);
-    assert.deepEqual(JSON.parse(out.stdout), { allocator: 'system', conf: null });
+    assert.deepEqual(JSON.parse(out.stdout), { allocator: 'system', conf: null, arenas: '2' });
   }
 });
 
-test('bin/pinned-node: OUTPOST_MALLOC=jemalloc or its path preloads jemalloc, with our MALLOC_CONF unless one is given', { skip: skipJemalloc }, () => {
-  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'jemalloc' }).stdout), { allocator: 'jemalloc', conf: OUR_CONF });
-  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: JEMALLOC }).stdout), { allocator: 'jemalloc', conf: OUR_CONF });
-  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'jemalloc', MALLOC_CONF: 'narenas:1' }).stdout), { allocator: 'jemalloc', conf: 'narenas:1' });
+test('bin/pinned-node: an operator\'s own MALLOC_ARENA_MAX wins over ours', () => {
+  assert.deepEqual(JSON.parse(loaded({ MALLOC_ARENA_MAX: '8' }).stdout), { allocator: 'system', conf: null, arenas: '8' });
+});
+
+test('bin/pinned-node: OUTPOST_MALLOC=jemalloc or its path preloads jemalloc, with our MALLOC_CONF unless one is given (and no glibc arena setting)', { skip: skipJemalloc }, () => {
+  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'jemalloc' }).stdout), { allocator: 'jemalloc', conf: OUR_CONF, arenas: null });
+  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: JEMALLOC }).stdout), { allocator: 'jemalloc', conf: OUR_CONF, arenas: null });
+  assert.deepEqual(JSON.parse(loaded({ OUTPOST_MALLOC: 'jemalloc', MALLOC_CONF: 'narenas:1' }).stdout), { allocator: 'jemalloc', conf: 'narenas:1', arenas: null });
 });
 
 test('bin/pinned-node: an OUTPOST_MALLOC it cannot honour is refused with one line naming it', () => {
