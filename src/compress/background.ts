@@ -9,14 +9,10 @@ import { highQualityOptions } from './encoders.ts';
  * when the core would otherwise idle. (libuv's thread pool, which the callback zlib API uses,
  * runs at the loop's priority: a 25 ms Brotli 11 there takes 25 ms from the responses.)
  *
- * Started on the first job; it keeps the process alive only while it has jobs, and is stopped
- * after `IDLE_MS` without one (its V8 isolate holds about 22 MB of RSS; starting one takes tens of
- * milliseconds, nothing next to a Brotli 11). If it dies, the jobs it held fail (the upgrade queue
- * reports them; the fast variants stay) and the next job starts a new one.
+ * Started on the first job; it keeps the process alive only while it has jobs. If it dies, the
+ * jobs it held fail (the upgrade queue reports them; the fast variants stay) and the next job
+ * starts a new one.
  */
-
-/** A worker with no job for this long is stopped; the next job starts another. */
-export const IDLE_MS = 60_000;
 
 interface Pending {
   readonly resolve: (body: Buffer) => void;
@@ -32,21 +28,6 @@ interface Answer {
 let worker: Worker | null = null;
 const pending = new Map<number, Pending>();
 let nextId = 0;
-let idleTimer: NodeJS.Timeout | undefined;
-
-/** Whether the worker thread is running (it starts with the first job and stops when idle). */
-export const backgroundEncoderRunning = (): boolean => worker !== null;
-
-/** Stops the worker once it has had no job for IDLE_MS. Jobs are only ever added by encodeInBackground, which clears this. */
-function stopWhenIdle(w: Worker): void {
-  clearTimeout(idleTimer);
-  idleTimer = setTimeout(() => {
-    if (worker !== w || pending.size > 0) return;
-    worker = null; // before 'exit': that event must not touch a successor's jobs
-    void w.terminate();
-  }, IDLE_MS);
-  idleTimer.unref();
-}
 
 function failAll(error: Error): void {
   for (const job of pending.values()) job.reject(error);
@@ -64,16 +45,12 @@ function start(): Worker {
     const job = pending.get(answer.id);
     if (job === undefined) return;
     pending.delete(answer.id);
-    if (pending.size === 0) {
-      w.unref();
-      stopWhenIdle(w);
-    }
+    if (pending.size === 0) w.unref();
     if (answer.output !== undefined) job.resolve(Buffer.from(answer.output.buffer, answer.output.byteOffset, answer.output.byteLength));
     else job.reject(new Error(`background encoder: ${answer.error ?? 'no output'}`));
   });
   const gone = (error: Error) => {
-    if (worker !== w) return; // stopped when idle (no jobs), or already replaced
-    worker = null;
+    if (worker === w) worker = null;
     failAll(error);
   };
   w.on('error', gone);
@@ -86,7 +63,6 @@ function start(): Worker {
 /** `input` encoded at high quality, off the event loop and below its priority. `input` is copied to the worker. */
 export function encodeInBackground(encoding: Encoding, input: Buffer): Promise<Buffer> {
   worker ??= start();
-  clearTimeout(idleTimer);
   const id = nextId++;
   return new Promise<Buffer>((resolve, reject) => {
     if (pending.size === 0) worker!.ref();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import zlib from 'node:zlib';
-import { IDLE_MS, backgroundEncoderRunning, encodeInBackground } from '../../src/compress/background.ts';
+import { encodeInBackground } from '../../src/compress/background.ts';
 import { encodeBuffer } from '../../src/compress/encoders.ts';
 
 const input = readFileSync(new URL('../../README.md', import.meta.url)).subarray(0, 20_000);
@@ -23,23 +23,6 @@ test('background encoder: each coding at high quality, smaller than fast, decode
 test('background encoder: a coding it does not know fails that job, and the next one still runs', async () => {
   await assert.rejects(encodeInBackground('compress' as 'br', input), /background encoder: unknown coding compress/);
   assert.ok(zlib.gunzipSync(await encodeInBackground('gzip', input)).equals(input));
-});
-
-test('background encoder: its thread is stopped after IDLE_MS without a job, and the next job starts another', async (t) => {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
-  assert.ok(zlib.gunzipSync(await encodeInBackground('gzip', input)).equals(input));
-  assert.equal(backgroundEncoderRunning(), true);
-  t.mock.timers.tick(IDLE_MS - 1);
-  assert.equal(backgroundEncoderRunning(), true, 'still running within IDLE_MS');
-  // A job in between starts the wait again.
-  assert.ok(zlib.gunzipSync(await encodeInBackground('gzip', input)).equals(input));
-  t.mock.timers.tick(IDLE_MS - 1);
-  assert.equal(backgroundEncoderRunning(), true, 'the second job restarted the wait');
-  t.mock.timers.tick(1);
-  assert.equal(backgroundEncoderRunning(), false, 'stopped when idle');
-  // The stopped thread's exit fails nothing, and the next job runs on a new one.
-  assert.ok(zlib.brotliDecompressSync(await encodeInBackground('br', input)).equals(input));
-  assert.equal(backgroundEncoderRunning(), true);
 });
 
 test('background-worker.js loads nothing but Node modules (a .ts import brings the TypeScript stripper into the worker: ~18 MB)', () => {
