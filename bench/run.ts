@@ -142,6 +142,8 @@ const machine = {
   outpostNodeFlags: flags['node-flags'] ?? '',
   /** The malloc Outpost (and the ceiling) run on: bin/pinned-node's choice, which their processes inherit from the runner. */
   outpostAllocator: allocatorOf(),
+  /** glibc's arena cap they inherit (bin/pinned-node sets 2 unless MALLOC_ARENA_MAX was set), if any. */
+  outpostMallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
   mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
@@ -518,7 +520,7 @@ async function main(): Promise<void> {
   console.log(flags.soak ? 'Outpost benchmark (soak)' : `Outpost benchmark (${machine.mode}: ${SETTINGS.seconds} s per run, ${SETTINGS.connections} HTTP/1.1 connections, ` +
     `HTTP/2 ${SETTINGS.h2Connections}x${SETTINGS.h2Streams} streams${SETTINGS.rounds > 1 ? `, ${SETTINGS.rounds} rounds` : ''})`);
   console.log(`${machine.date}  ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ` +
-    `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''} (malloc: ${machine.outpostAllocator})`);
+    `Outpost ${machine.outpostCommit}${machine.outpostDirty ? ' + uncommitted changes' : ''} (malloc: ${machine.outpostAllocator}${machine.outpostAllocator === 'system' && machine.outpostMallocArenaMax ? `, MALLOC_ARENA_MAX=${machine.outpostMallocArenaMax}` : ''})`);
   console.log(`nginx ${machine.nginx}, h2load ${machine.h2load}, wrk ${machine.wrk}, autocannon ${machine.autocannon}, ${machine.openssl}; pinning: ${machine.pinning}`);
   for (const line of missingTools()) console.log(`  ${line}`);
   if (machine.busyBeforeStart > 0.1) {

@@ -68,6 +68,8 @@ export interface SoakResult {
   readonly nodeFlags: readonly string[];
   /** The malloc Outpost's process had loaded (bin/pinned-node preloads jemalloc when installed). */
   readonly allocator: Allocator;
+  /** glibc's arena cap Outpost's process inherited from the runner (bin/pinned-node sets 2), if any. */
+  readonly mallocArenaMax?: string;
   readonly config: string;
 }
 
@@ -178,6 +180,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     rssAfterBytes,
     nodeFlags: o.nodeFlags,
     allocator,
+    mallocArenaMax: process.env.MALLOC_ARENA_MAX,
     config,
   };
 }
@@ -198,8 +201,7 @@ export function soakTable(r: SoakResult): string {
       `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.externalBytes).padStart(9)}`);
   }
   lines.push('');
-  // The arena cap bin/pinned-node sets for glibc, which Outpost's process inherited from the runner.
-  const arenas = r.allocator === 'system' && process.env.MALLOC_ARENA_MAX ? ` (MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX})` : '';
+  const arenas = r.allocator === 'system' && r.mallocArenaMax ? ` (MALLOC_ARENA_MAX=${r.mallocArenaMax})` : '';
   lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}, malloc: ${r.allocator}${arenas}`);
   lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
   lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
