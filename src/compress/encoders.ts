@@ -2,6 +2,7 @@ import zlib, { constants as Z } from 'node:zlib';
 import { Readable, type Transform } from 'node:stream';
 import { isFileBody, type Encoding, type FileBody, type ReplyBody } from '../pipeline/context.ts';
 import { ownBytes } from '../buffers.ts';
+import { reusedGzip } from './reused-gzip.ts';
 
 /**
  * Encoders and decoders for br, zstd and gzip, all node:zlib. Small fast-quality bodies are encoded
@@ -96,10 +97,13 @@ export function highQualityOptions(encoding: Encoding, size: number): zlib.ZlibO
   return options(encoding, 'high', size);
 }
 
+/** Fast gzip with one deflate state kept between bodies (reused-gzip.ts); null where the runtime does not allow it. */
+const fastGzip = reusedGzip(QUALITY.fast.gzip);
+
 function encodeSync(encoding: Encoding, input: Buffer, opts: ReturnType<typeof options>): Buffer {
   if (encoding === 'br') return zlib.brotliCompressSync(input, opts);
   if (encoding === 'zstd') return zlib.zstdCompressSync(input, opts);
-  return zlib.gzipSync(input, opts);
+  return fastGzip !== null ? fastGzip(input) : zlib.gzipSync(input, opts);
 }
 
 /**
