@@ -20,7 +20,13 @@ import { reusedGzip } from './reused-gzip.ts';
  *              while popular objects get Brotli 11 anyway (upgrades.ts). br 5 is 5-7% under br 4
  *              for twice br 4's CPU
  *     zstd 3   8,880 B, 0.2 ms: zstd's own default level, the fastest of the three
- *     gzip 6   8,402 B, 0.45 ms: zlib's default; 9 saves 0.2%
+ *     gzip 4   the same trade as br 3 (a host 2.5x slower than the dev machine, Node 24.21, sync):
+ *              the bench's 30 KB page 7,354 B in 273 µs against gzip 6's (zlib's default) 6,952 B
+ *              in 650 µs; 30 KB of this README 12,752 B in 390 µs against 12,513 B in 571 µs;
+ *              12 KB of TypeScript 4,483 B in 127 µs against 4,403 B in 171 µs; 24 KB of JSON
+ *              3,359 B in 79 µs against 3,199 B in 131 µs: 2-6% larger for 26-58% less CPU, on
+ *              every miss and every uncached response a gzip-only client (most API clients) gets;
+ *              gzip 5 costs nearly what 6 does, 1-3 are 3-11% larger than 6
  *   high: for variants that are kept, made once per object and encoding off the hot path.
  *     br 11    6,838 B (17% under br 4), ~25 ms: the maximum, paid once
  *     zstd 19  8,002 B (10% under zstd 3), ~50 ms: the highest level whose window stays within
@@ -29,7 +35,7 @@ import { reusedGzip } from './reused-gzip.ts';
  *     gzip 9   8,388 B: the maximum
  */
 export const QUALITY = {
-  fast: { br: 3, zstd: 3, gzip: 6 },
+  fast: { br: 3, zstd: 3, gzip: 4 },
   high: { br: 11, zstd: 19, gzip: 9 },
 } as const satisfies Record<string, Record<Encoding, number>>;
 

@@ -63,7 +63,7 @@ const PROTOCOLS = [['HTTP/2', h2], ['HTTP/1.1', h1]] as const;
 const get = (request: Request, path: string, headers: Record<string, string> = {}, method = 'GET') =>
   request(`${outpost.url}${path}`, { method, headers });
 
-const FAST = { br: 'br3', zstd: 'zstd3', gzip: 'gzip6' } as const;
+const FAST = { br: 'br3', zstd: 'zstd3', gzip: 'gzip4' } as const;
 const HIGH = { br: 'br11', zstd: 'zstd19', gzip: 'gzip9' } as const;
 
 /** `"<identity>-<token>"`, checking that the token names the bytes sent when they are encoded here. */
@@ -162,7 +162,7 @@ for (const [name, request] of PROTOCOLS) {
     // another file's tag: 200
     assert.equal((await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': '"nope-br3"' })).status, 200);
     // the tag of another coding: a 200 in the one the client gets
-    const other = await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': coded.replace(/-br3"$/, '-gzip6"') });
+    const other = await get(request, '/data.json', { 'accept-encoding': 'br', 'if-none-match': coded.replace(/-br3"$/, '-gzip4"') });
     assert.equal(other.status, 200);
     assert.equal(other.headers.etag, coded);
     // If-Range with the coded tag does not apply to identity bytes: the whole (coded) 200
