@@ -13,14 +13,18 @@ import { reusedGzip } from './reused-gzip.ts';
  * Qualities. Sizes and times measured on the 2-core dev machine (Node 24.21) with a 29 KB HTML page
  * (rustdoc's advanced-features.html, 29,192 bytes):
  *   fast: what a requester waits for, and what streams through for uncached responses.
- *     br 3     on the bench's 30 KB page 7,482 B in 0.12 ms against br 4's 7,469 B in 0.20 ms;
- *              on 30 KB of this README 12,660 B in 0.16 ms against 12,412 B in 0.36 ms; on 12 KB
- *              of TypeScript 4,172 B in 55 µs against 4,065 B in 91 µs (one core, sync, Node 24.21):
- *              2-3% larger for 40-55% less CPU, paid on every miss and every uncached stream,
- *              while popular objects get Brotli 11 anyway (upgrades.ts). br 5 is 5-7% under br 4
- *              for twice br 4's CPU
+ *     br 2     against br 3 (a host 2.5x slower than the dev machine, Node 24.21, sync, two runs):
+ *              the bench's 30 KB page 7,374 B in 160-175 µs against 7,482 B in 198-226 µs; 30 KB of
+ *              this README 13,100 B in 240-278 µs against 13,011 B in 287 µs; 12 KB of TypeScript
+ *              4,644 B in 90-100 µs against 4,592 B in 131-143 µs; 7 KB of HTML and CSS 2,705 B
+ *              in 45 µs against 2,663 B in 56-85 µs; 24 KB of JSON 2,317 B against 2,370 B in
+ *              about the same time: within ±2% of br 3's size for 10-35% less CPU, paid on every
+ *              miss and every uncached response, while popular objects get Brotli 11 anyway
+ *              (upgrades.ts). br 3 had been chosen over br 4 the same way (dev machine, 30 KB
+ *              page: 0.12 against 0.20 ms for 0.2% more bytes); br 5 is 5-7% under br 4 for twice
+ *              br 4's CPU
  *     zstd 3   8,880 B, 0.2 ms: zstd's own default level, the fastest of the three
- *     gzip 4   the same trade as br 3 (a host 2.5x slower than the dev machine, Node 24.21, sync):
+ *     gzip 4   the same trade as br 2 (a host 2.5x slower than the dev machine, Node 24.21, sync):
  *              the bench's 30 KB page 7,354 B in 273 µs against gzip 6's (zlib's default) 6,952 B
  *              in 650 µs; 30 KB of this README 12,752 B in 390 µs against 12,513 B in 571 µs;
  *              12 KB of TypeScript 4,483 B in 127 µs against 4,403 B in 171 µs; 24 KB of JSON
@@ -35,14 +39,14 @@ import { reusedGzip } from './reused-gzip.ts';
  *     gzip 9   8,388 B: the maximum
  */
 export const QUALITY = {
-  fast: { br: 3, zstd: 3, gzip: 4 },
+  fast: { br: 2, zstd: 3, gzip: 4 },
   high: { br: 11, zstd: 19, gzip: 9 },
 } as const satisfies Record<string, Record<Encoding, number>>;
 
 export type Quality = keyof typeof QUALITY;
 
 /**
- * The token that names the bytes of a body encoded here (`br3`, `br11`, `zstd3`, `gzip9`): the coding
+ * The token that names the bytes of a body encoded here (`br2`, `br11`, `zstd3`, `gzip9`): the coding
  * and its level. It goes into the ETag suffix (validators.ts), so the fast body and the high-quality
  * one that replaces it have different tags. The same encoder at the same level makes the same bytes
  * of the same input, with one exception the token does not show: zstd fed in pieces (a stream)
@@ -68,8 +72,8 @@ function options(encoding: Encoding, quality: Quality, sizeHint?: number): zlib.
 }
 
 /**
- * Fast-quality bodies up to this size are encoded on the calling thread: Brotli 3 of 30 KB takes
- * about 0.12 ms, and the thread pool's hand-off (a wake-up there, another back) costs 30-80 µs of
+ * Fast-quality bodies up to this size are encoded on the calling thread: Brotli 3 of 30 KB took
+ * about 0.12 ms (Brotli 2 less), and the thread pool's hand-off (a wake-up there, another back) costs 30-80 µs of
  * CPU on top (measured on the 2-core dev machine, pinned and not), for no parallelism when the
  * process has one core. Larger bodies go to the thread pool; the high quality only ever runs in
  * the background encoder (background.ts).
@@ -114,7 +118,7 @@ function encodeSync(encoding: Encoding, input: Buffer, opts: ReturnType<typeof o
 
 /**
  * A streaming encoder at fast quality (backpressure and memory as any Transform). With the body's
- * length as `sizeHint`, Brotli 3 streams the bytes `encodeBuffer` makes (so `br3` names one byte
+ * length as `sizeHint`, Brotli 2 streams the bytes `encodeBuffer` makes (so `br2` names one byte
  * sequence; checked from 1 KB to 3 MB in 10 KB writes); without it, Brotli picks another hasher
  * from 1 MB on and the bytes differ.
  */

@@ -26,7 +26,7 @@ const UPGRADES = {
 const UPGRADE_AFTER = 2;
 /** Objects whose hits are being counted, at most (upgrades.ts `createPopularity`). */
 const POPULARITY_KEYS = 50_000;
-/** The token of what the compression stage encodes when nothing is stored (streams, first requests): `br3`. */
+/** The token of what the compression stage encodes when nothing is stored (streams, first requests): `br2`. */
 export const FAST: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'fast'), zstd: tokenOf('zstd', 'fast'), gzip: tokenOf('gzip', 'fast') };
 /** The token of an upgraded variant: `br11`. */
 export const HIGH: Readonly<Record<Encoding, string>> = { br: tokenOf('br', 'high'), zstd: tokenOf('zstd', 'high'), gzip: tokenOf('gzip', 'high') };

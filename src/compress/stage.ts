@@ -33,7 +33,7 @@ import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, wid
  *    backpressure and flat memory.
  *
  * Headers: Content-Encoding; the ETag suffixed with the token of the exact bytes sent
- * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br3`), so
+ * (validators.ts): the stored variant's (`br11`, a sibling's), else the fast level's (`br2`), so
  * the fast body and the Brotli 11 body that replaces it never share a tag; an exact Content-Length
  * when the body is whole, none when streamed; Accept-Ranges dropped (ranges are served on identity
  * only).

@@ -10,7 +10,7 @@ import type { Encoding } from '../pipeline/context.ts';
  * (§8.8.1). So a coded response's tag names its exact bytes: the identity tag with `-<token>`
  * inside the quotes, `"abc"` → `"abc-br11"`, `W/"abc"` → `W/"abc-gzip4"` (Caddy's form, with the
  * level). The token comes with the bytes (`StoredVariant.token`): `<coding><level>` for bodies
- * Outpost encodes (`br3` fast, `br11` high quality: encoders.ts `tokenOf`), and for a static file's
+ * Outpost encodes (`br2` fast, `br11` high quality: encoders.ts `tokenOf`), and for a static file's
  * precompressed sibling its coding, size and mtime (`br.1f4.18c3f0e2a41`, static/serve.ts). The
  * fast Brotli body sent first and the Brotli 11 body that later replaces it are different bytes
  * with different tags.

@@ -114,7 +114,7 @@ export type Encoding = 'br' | 'zstd' | 'gzip';
  */
 export interface StoredVariant {
   readonly body: Exclude<ReplyBody, null>;
-  /** `<coding><level>` for bodies Outpost encoded (`br3`, `br11`, `gzip4`); another token for siblings. */
+  /** `<coding><level>` for bodies Outpost encoded (`br2`, `br11`, `gzip4`); another token for siblings. */
   readonly token: string;
   /** Whether its holder still holds these very bytes under this token (see Reuse); absent: unknown. */
   readonly held?: () => boolean;

@@ -3,7 +3,7 @@
  * coding, so each file is compressed once per coding even when it has no precompressed sibling.
  * Filled by the compression stage through the `put` of the Variants a static reply offers; an
  * entry whose file changed is never asked for again (its ETag is in the key) and ages out. Each
- * body keeps the token the compression stage gave it (`br3`, then `br11` when the upgrade
+ * body keeps the token the compression stage gave it (`br2`, then `br11` when the upgrade
  * replaces it), which names those bytes in the ETag.
  */
 export interface KeptEncoding {

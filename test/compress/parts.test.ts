@@ -73,7 +73,7 @@ test('encoded-file store: LRU by bytes, replacing, refusing entries over an eigh
 test('tokens: the coding and its level, fast and high', () => {
   assert.deepEqual(
     (['br', 'zstd', 'gzip'] as const).map((coding) => [tokenOf(coding, 'fast'), tokenOf(coding, 'high')]),
-    [['br3', 'br11'], ['zstd3', 'zstd19'], ['gzip4', 'gzip9']],
+    [['br2', 'br11'], ['zstd3', 'zstd19'], ['gzip4', 'gzip9']],
   );
 });
 

@@ -32,10 +32,10 @@ export function highQuality(coding: 'br' | 'gzip' | 'zstd', input: Buffer): Buff
   return zlib.zstdCompressSync(input, { params: { [Z.ZSTD_c_compressionLevel]: 19 } });
 }
 
-/** Brotli 3 / gzip 4 / zstd 3: the fast encoding a first requester gets. */
+/** Brotli 2 / gzip 4 / zstd 3: the fast encoding a first requester gets. */
 export function fastQuality(coding: 'br' | 'gzip' | 'zstd', input: Buffer): Buffer {
   const Z = zlib.constants;
-  if (coding === 'br') return zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 3, [Z.BROTLI_PARAM_SIZE_HINT]: input.length } });
+  if (coding === 'br') return zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: input.length } });
   if (coding === 'gzip') return zlib.gzipSync(input, { level: 4 });
   return zlib.zstdCompressSync(input, { params: { [Z.ZSTD_c_compressionLevel]: 3 } });
 }

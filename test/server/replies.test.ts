@@ -118,7 +118,7 @@ test('each Accept-Encoding gets its own kept reply, and a coded one only while i
   const path = origin.fresh('coded', cacheable('coded'));
   const url = `${outpost.url}${path}`;
   const br = { 'accept-encoding': 'br' };
-  await h2(url, { headers: br }); // miss: encoded at Brotli 3 and kept
+  await h2(url, { headers: br }); // miss: encoded at Brotli 2 and kept
   await untilReady(() => h2(url, { headers: br })); // hits of the kept variant, kept once it is final
   const coded = await readyDuring(() => h2(url, { headers: br }));
   assert.equal(coded.ready, 1);
@@ -275,7 +275,7 @@ test('sweep() lets go of kept replies not sent since the last sweep, without rea
   }
 });
 
-test('a Brotli 3 body whose upgrade waits is kept ready; the Brotli 11 body that replaces it is sent from then on', async () => {
+test('a Brotli 2 body whose upgrade waits is kept ready; the Brotli 11 body that replaces it is sent from then on', async () => {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => { release = resolve; });
   let upgrades = 0;
@@ -287,27 +287,27 @@ test('a Brotli 3 body whose upgrade waits is kept ready; the Brotli 11 body that
   };
   const held = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { now: clock.now, encodeHigh });
   try {
-    const page = htmlPage(20_000); // Brotli 11 makes it smaller than Brotli 3 does
+    const page = htmlPage(20_000); // Brotli 11 makes it smaller than Brotli 2 does
     const url = `${held.url}${origin.fresh('waiting-upgrade', (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'max-age=60', etag: '"v1"' });
       res.end(page);
     })}`;
     const br = { headers: { 'accept-encoding': 'br' } };
-    assert.equal((await h2(url, br)).headers.etag, '"v1-br3"'); // miss: stored at Brotli 3
-    // hits of the kept Brotli 3 body until it proves popular and its upgrade is queued
-    for (let hits = 0; upgrades === 0 && hits < 5; hits++) assert.equal((await h2(url, br)).headers.etag, '"v1-br3"');
+    assert.equal((await h2(url, br)).headers.etag, '"v1-br2"'); // miss: stored at Brotli 2
+    // hits of the kept Brotli 2 body until it proves popular and its upgrade is queued
+    for (let hits = 0; upgrades === 0 && hits < 5; hits++) assert.equal((await h2(url, br)).headers.etag, '"v1-br2"');
     assert.equal(upgrades, 1);
     await h2(url, br); // through the chain once more: nothing left to count, so kept
     const waiting = await readyDuring(() => h2(url, br));
     assert.equal(waiting.ready, 1, 'sent from the kept reply while the upgrade waits');
-    assert.equal(waiting.result.headers.etag, '"v1-br3"');
+    assert.equal(waiting.result.headers.etag, '"v1-br2"');
     release();
     let upgraded = waiting.result;
-    for (const deadline = Date.now() + 5000; upgraded.headers.etag === '"v1-br3"' && Date.now() < deadline;) {
+    for (const deadline = Date.now() + 5000; upgraded.headers.etag === '"v1-br2"' && Date.now() < deadline;) {
       await new Promise((resolve) => setTimeout(resolve, 10));
       upgraded = await h2(url, br);
     }
-    assert.equal(upgraded.headers.etag, '"v1-br11"', 'the kept Brotli 3 reply gave way to the upgraded variant');
+    assert.equal(upgraded.headers.etag, '"v1-br11"', 'the kept Brotli 2 reply gave way to the upgraded variant');
     assert.deepEqual(brotliDecompressSync(upgraded.body), page);
     assert.equal(upgrades, 1, 'one upgrade for the object and coding');
     assert.equal(await untilReady(() => h2(url, br)) <= 2, true, 'the Brotli 11 reply is kept ready too');
