@@ -7,7 +7,8 @@ import { createOriginDecodeStage } from '../../src/compress/origin-decode.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from '../../src/compress/validators.ts';
-import { tokenOf } from '../../src/compress/encoders.ts';
+import { brotliWindowFor, createEncoder, encodeBuffer, tokenOf } from '../../src/compress/encoders.ts';
+import zlib from 'node:zlib';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -173,4 +174,21 @@ test('bad options are refused at creation, naming the option', () => {
   const config = validateConfig({});
   assert.equal(config.compression.maxDecodedSize, 16 * 1024 ** 2);
   assert.equal(config.compression.staticMemory, 32 * 1024 ** 2);
+});
+
+test('brotli window: the smallest that holds the body, from 10 to 22 bits', async () => {
+  const Z = zlib.constants;
+  // A window holds 2^lgwin − 16 bytes.
+  assert.deepEqual([0, 1_008, 1_009, 30_131, (1 << 22) - 16, (1 << 22) - 15, 100 << 20].map(brotliWindowFor), [10, 10, 11, 15, 22, 22, 22]);
+  // Encoded with it, fast and streamed alike (the ring buffer Brotli allocates is the window's size:
+  // 8 MiB for any body over 16 KB at the default window).
+  const input = Buffer.from('<li>cache, vary, stale-while-revalidate</li>\n'.repeat(700));
+  const expected = zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: input.length, [Z.BROTLI_PARAM_LGWIN]: 15 } });
+  assert.deepEqual(await encodeBuffer('br', input, 'fast'), expected);
+  const streamed: Buffer[] = [];
+  const encoder = createEncoder('br', input.length);
+  encoder.on('data', (chunk: Buffer) => streamed.push(chunk));
+  encoder.end(input);
+  await new Promise((resolve) => encoder.on('end', resolve));
+  assert.deepEqual(Buffer.concat(streamed), expected);
 });

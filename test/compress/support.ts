@@ -1,6 +1,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import zlib from 'node:zlib';
 import type { ResponseEndEvent } from '../../src/observability/channels.ts';
+import { brotliWindowFor } from '../../src/compress/encoders.ts';
 
 /** A deterministic HTML page of about `size` bytes: varied words, like real markup compresses. */
 export function htmlPage(size: number): Buffer {
@@ -27,7 +28,7 @@ export function decode(coding: string | undefined, body: Buffer): Buffer {
 /** Brotli 11 / gzip 9 / zstd 19 of a buffer: what a kept, upgraded variant must be. */
 export function highQuality(coding: 'br' | 'gzip' | 'zstd', input: Buffer): Buffer {
   const Z = zlib.constants;
-  if (coding === 'br') return zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 11, [Z.BROTLI_PARAM_SIZE_HINT]: input.length } });
+  if (coding === 'br') return zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 11, [Z.BROTLI_PARAM_SIZE_HINT]: input.length, [Z.BROTLI_PARAM_LGWIN]: brotliWindowFor(input.length) } });
   if (coding === 'gzip') return zlib.gzipSync(input, { level: 9 });
   return zlib.zstdCompressSync(input, { params: { [Z.ZSTD_c_compressionLevel]: 19 } });
 }
@@ -35,7 +36,7 @@ export function highQuality(coding: 'br' | 'gzip' | 'zstd', input: Buffer): Buff
 /** Brotli 2 / gzip 4 / zstd 3: the fast encoding a first requester gets. */
 export function fastQuality(coding: 'br' | 'gzip' | 'zstd', input: Buffer): Buffer {
   const Z = zlib.constants;
-  if (coding === 'br') return zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: input.length } });
+  if (coding === 'br') return zlib.brotliCompressSync(input, { params: { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: input.length, [Z.BROTLI_PARAM_LGWIN]: brotliWindowFor(input.length) } });
   if (coding === 'gzip') return zlib.gzipSync(input, { level: 4 });
   return zlib.zstdCompressSync(input, { params: { [Z.ZSTD_c_compressionLevel]: 3 } });
 }
