@@ -64,9 +64,9 @@ const ZSTD_WINDOW_LOG_MAX = 23;
  * Brotli's window for a body of `size` bytes: the smallest that holds all of it (a window is
  * 2^lgwin − 16 bytes), from Brotli's minimum (10) up to its default (22, for unknown and large
  * sizes). The encoder allocates its ring buffer for the window, not for the input: at the default,
- * an 8 MiB block for any body over 16 KB (counted with a malloc wrapper), made and freed per body,
- * which left glibc's heap full of holes. A window that holds the whole body finds the same matches:
- * the same sizes (±1 byte) and CPU from 1 KB to 1 MB at qualities 2 and 11 (measured).
+ * an 8 MiB block for any body over 16 KB (counted with a malloc wrapper), made and freed per body
+ * (of which only the pages it touches cost memory). A window that holds the whole body finds the
+ * same matches: the same sizes (±1 byte) and CPU from 1 KB to 1 MB at qualities 2 and 11 (measured).
  */
 export function brotliWindowFor(size: number): number {
   return Math.max(Z.BROTLI_MIN_WINDOW_BITS, Math.min(Z.BROTLI_DEFAULT_WINDOW, Math.ceil(Math.log2(size + 16))));
@@ -92,9 +92,9 @@ function options(encoding: Encoding, quality: Quality, sizeHint?: number): zlib.
 
 /**
  * Fast-quality bodies up to this size are encoded on the calling thread: Brotli 3 of 30 KB took
- * about 0.12 ms (Brotli 2 less), and the thread pool's hand-off (a wake-up there, another back) costs 30-80 µs of
- * CPU on top (measured on the 2-core dev machine, pinned and not), for no parallelism when the
- * process has one core. Larger bodies go to the thread pool; the high quality only ever runs in
+ * about 0.12 ms (Brotli 2 takes less), and the thread pool's hand-off (a wake-up there, another
+ * back) costs 30-80 µs of CPU on top (measured on the 2-core dev machine, pinned and not), for no
+ * parallelism when the process has one core. Larger bodies go to the thread pool; the high quality only ever runs in
  * the background encoder (background.ts).
  */
 export const SYNC_LIMIT = 64 * 1024;

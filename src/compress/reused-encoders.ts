@@ -28,8 +28,8 @@ import zlib from 'node:zlib';
 interface ZlibHandle {
   writeSync(flush: number, input: Buffer, inOffset: number, inLength: number, out: Buffer, outOffset: number, outLength: number): void;
   reset(): void;
-  /** Brotli engines only: a new encoder with these parameters (-1: the encoder's default). */
-  init?(params: Uint32Array, writeState: Uint32Array, callback: () => void, dictionary: undefined): void;
+  /** Brotli engines only: a new encoder with these parameters (-1: the encoder's default); false when one was refused. */
+  init?(params: Uint32Array, writeState: Uint32Array, callback: () => void, dictionary: undefined): boolean | undefined;
 }
 
 /** What Node's zlib engines carry inside: the native handle and where it writes [availOut, availIn]. */
@@ -57,12 +57,16 @@ function copyOf(buffer: Buffer, length: number): Buffer {
  * One kept engine driven synchronously: `prepare` readies its handle for a body, `finish` is the
  * flush that ends one, `done` runs after it. A failure closes the engine; the next call opens another.
  */
-function keptEngine<P>(open: () => Engine, usable: (engine: Engine) => boolean, finish: number,
+function keptEngine<P>(create: () => Engine, usable: (engine: Engine) => boolean, finish: number,
   prepare: (handle: ZlibHandle, state: Uint32Array, params: P) => void,
   done: (handle: ZlibHandle) => void): SyncEncoder<P> | null {
+  const open = () => {
+    const opened = create();
+    // A failing write reports through the engine's 'error' (it destroys itself); we throw instead.
+    opened.on('error', () => {});
+    return opened;
+  };
   const probe = open();
-  // A failing write reports through the engine's 'error' (it destroys itself); we throw instead.
-  probe.on('error', () => {});
   if (!usable(probe)) {
     probe.close();
     return null;
@@ -71,11 +75,7 @@ function keptEngine<P>(open: () => Engine, usable: (engine: Engine) => boolean, 
   let out: Buffer | null = null;
 
   return function encode(input: Buffer, params: P): Buffer {
-    let current = engine;
-    if (current === null) {
-      current = open();
-      current.on('error', () => {});
-    }
+    const current = engine ?? open();
     engine = null; // taken: a throw below leaves it closed, and the next call opens another
     out ??= Buffer.allocUnsafeSlow(OUT_SIZE);
     const handle = current._handle!;
@@ -137,7 +137,7 @@ export function reusedBrotli(): SyncEncoder<BrotliParams> | null {
     (handle, state, params) => {
       slots.fill(UNSET);
       for (const key in params) slots[Number(key)] = params[key];
-      handle.init!(slots, state, noCallback, undefined);
+      if (handle.init!(slots, state, noCallback, undefined) === false) throw new Error('Brotli refused its parameters');
     },
     () => {},
   );
