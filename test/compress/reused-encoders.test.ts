@@ -4,22 +4,15 @@ import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { reusedBrotli, reusedGzip } from '../../src/compress/reused-encoders.ts';
 import { QUALITY, brotliWindowFor, encodeBuffer } from '../../src/compress/encoders.ts';
-
-/** Text that compresses like a page: words repeated with variation. */
-function text(length: number, seed: number): Buffer {
-  const words = ['cache', 'origin', 'vary', 'stale', 'edge', 'brotli', 'header', 'purge', 'status', `n${seed}`];
-  let out = '';
-  for (let i = 0; out.length < length; i++) out += `${words[(i * 7 + seed) % words.length]}${i % 13 === 0 ? '\n' : ' '}`;
-  return Buffer.from(out.slice(0, length));
-}
+import { htmlPage } from './support.ts';
 
 test('reused gzip: the bytes gzipSync makes, body after body on one engine', () => {
   const gzip = reusedGzip(6);
   assert.notEqual(gzip, null, 'this runtime has the engine internals it drives (else every call would fall back to gzipSync)');
   const inputs = [
-    Buffer.alloc(0), Buffer.from('a'), text(100, 1), text(1500, 2), text(10_000, 3), text(65_536, 4),
+    Buffer.alloc(0), Buffer.from('a'), htmlPage(100), htmlPage(1500), htmlPage(10_000), htmlPage(65_536),
     randomBytes(70_000), // incompressible and larger than one output space: several writes
-    text(300_000, 5), text(2_000, 6),
+    htmlPage(300_000), htmlPage(2_000),
   ];
   for (const input of inputs) {
     const made = gzip!(input);
@@ -31,13 +24,13 @@ test('reused gzip: the bytes gzipSync makes, body after body on one engine', () 
 });
 
 test('reused gzip: each level makes its own bytes', () => {
-  const input = text(20_000, 7);
+  const input = htmlPage(20_000);
   assert.deepEqual(reusedGzip(1)!(input), zlib.gzipSync(input, { level: 1 }));
   assert.deepEqual(reusedGzip(9)!(input), zlib.gzipSync(input, { level: 9 }));
 });
 
 test('encodeBuffer: fast gzip of a small body is gzip at the fast level', async () => {
-  const input = text(12_000, 8);
+  const input = htmlPage(12_000);
   assert.deepEqual(await encodeBuffer('gzip', input, 'fast'), zlib.gzipSync(input, { level: QUALITY.fast.gzip }));
 });
 
@@ -47,12 +40,12 @@ test('reused Brotli: the bytes brotliCompressSync makes with the same parameters
   assert.notEqual(brotli, null, 'this runtime has the engine internals it drives (else every call would fall back to brotliCompressSync)');
   const cases: Array<[Buffer, Record<number, number>]> = [
     [Buffer.alloc(0), { [Z.BROTLI_PARAM_QUALITY]: 2 }],
-    [text(100, 1), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 100, [Z.BROTLI_PARAM_LGWIN]: 10 }],
-    [text(30_000, 2), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 30_000, [Z.BROTLI_PARAM_LGWIN]: 15 }],
+    [htmlPage(100), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 100, [Z.BROTLI_PARAM_LGWIN]: 10 }],
+    [htmlPage(30_000), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 30_000, [Z.BROTLI_PARAM_LGWIN]: 15 }],
     // parameters of the previous body must not carry over: quality 5 and the default window now
-    [text(30_000, 2), { [Z.BROTLI_PARAM_QUALITY]: 5 }],
+    [htmlPage(30_000), { [Z.BROTLI_PARAM_QUALITY]: 5 }],
     [randomBytes(70_000), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 70_000 }], // several writes
-    [text(5_000, 3), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 5_000, [Z.BROTLI_PARAM_LGWIN]: 13 }],
+    [htmlPage(5_000), { [Z.BROTLI_PARAM_QUALITY]: 2, [Z.BROTLI_PARAM_SIZE_HINT]: 5_000, [Z.BROTLI_PARAM_LGWIN]: 13 }],
   ];
   for (const [input, params] of cases) {
     const made = brotli!(input, params);
@@ -64,7 +57,7 @@ test('reused Brotli: the bytes brotliCompressSync makes with the same parameters
 
 test('encodeBuffer: fast Brotli of a small body is Brotli at the fast quality with its size hint and window', async () => {
   const Z = zlib.constants;
-  const input = text(12_000, 9);
+  const input = htmlPage(12_000);
   const params = { [Z.BROTLI_PARAM_QUALITY]: QUALITY.fast.br, [Z.BROTLI_PARAM_SIZE_HINT]: input.length, [Z.BROTLI_PARAM_LGWIN]: brotliWindowFor(input.length) };
   assert.deepEqual(await encodeBuffer('br', input, 'fast'), zlib.brotliCompressSync(input, { params }));
 });
