@@ -5,7 +5,8 @@ import { describeListenError } from './config/check.ts';
 import type { Config } from './config/schema.ts';
 import { configSource } from './runtime/source.ts';
 import { serveSingle } from './runtime/serve.ts';
-import { allocatorLine } from './runtime/allocator.ts';
+import { allocatorLine, allocatorOf } from './runtime/allocator.ts';
+import { loadMallocHelper } from './runtime/malloc-trim.ts';
 import cluster from 'node:cluster';
 import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
 
@@ -99,6 +100,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const allocator = allocatorLine();
   if (allocator !== null) (allocator.warning ? console.error : console.log)(allocator.text);
+  if (config.memory.trim) {
+    const { why } = loadMallocHelper();
+    if (why !== undefined && allocatorOf() !== 'jemalloc') console.log(`outpost: memory.trim off: ${why}`);
+  }
   try {
     return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
   } catch (err) {

@@ -305,6 +305,14 @@ export const configSchema = z.strictObject({
     /** Encoded static files kept in memory (LRU by bytes) when they have no precompressed sibling; 0 turns it off. */
     staticMemory: size('32MB'),
   }).prefault({}),
+  memory: z.strictObject({
+    /**
+     * Give glibc's free heap pages back to the system when the load stops, and under load at most
+     * once a minute when 64 MiB or more are free (malloc_trim; src/runtime/malloc-trim.ts). Needs
+     * the native helper built at install; with jemalloc (OUTPOST_MALLOC) it is not needed.
+     */
+    trim: z.boolean().default(true),
+  }).prefault({}),
   admin: z.strictObject({
     /** The admin API (purge, stats) listens here; keep it on loopback. null turns it off. */
     listen: z.string().regex(/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d{1,5}$/i, { error: (i) => `expected host:port, got ${JSON.stringify(i.input)}` })

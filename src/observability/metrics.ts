@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { responseEndChannel, type ResponseEndEvent } from './channels.ts';
 import type { CacheStats } from '../cache/engine.ts';
 import type { StoreUsage } from '../cache/store/contract.ts';
+import type { MallocInfo, TrimStats } from '../runtime/malloc-trim.ts';
 
 /**
  * Prometheus metrics (prom-client), served by the admin API at GET /metrics. Every label comes
@@ -22,6 +23,8 @@ export interface MetricsSources {
   cache(): { stats: CacheStats; usage: StoreUsage | undefined } | undefined;
   /** Passive health per upstream (1 up, 0 skipped after a failed connect). */
   upstreams(): Array<{ upstream: string; up: boolean }>;
+  /** glibc's heap and what `memory.trim` gave back, when the trimmer runs in this process. */
+  malloc?(): { info: MallocInfo; stats: TrimStats };
 }
 
 export interface Metrics {
@@ -147,6 +150,26 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     name: 'outpost_cache_entries', help: 'Records held by this process\'s cache store (responses, variants, indexes)', registers: [registry],
     collect() { this.set(sources.cache()?.usage?.entries ?? 0); },
   });
+
+  if (sources.malloc !== undefined) {
+    const malloc = sources.malloc;
+    // One mallinfo2 per scrape (it walks the free lists: up to ~2 ms on a fragmented heap).
+    new Gauge({
+      name: 'outpost_malloc_bytes', help: 'glibc\'s heap: bytes in use and free in its arenas (free chunks keep their pages until trimmed)', labelNames: ['state'], registers: [registry],
+      collect() {
+        const { info } = malloc();
+        this.set({ state: 'in_use' }, info.inUse);
+        this.set({ state: 'free' }, info.free);
+      },
+    });
+    const trimCounter = (name: string, help: string, read: (stats: TrimStats) => number) => new Counter({
+      name, help, registers: [registry],
+      collect() { this.reset(); this.inc(read(malloc().stats)); },
+    });
+    trimCounter('outpost_malloc_trims_total', 'malloc_trim calls (memory.trim)', (s) => s.trims);
+    trimCounter('outpost_malloc_trim_seconds_total', 'Time spent in malloc_trim (it holds glibc\'s lock)', (s) => s.seconds);
+    trimCounter('outpost_malloc_trim_released_bytes_total', 'Resident memory given back by malloc_trim (RSS before less after)', (s) => s.releasedBytes);
+  }
 
   const handshakes = new Counter({ name: 'outpost_tls_handshakes_total', help: 'TLS handshakes completed', labelNames: ['protocol'], registers: [registry] });
   const handshakeErrors = new Counter({ name: 'outpost_tls_handshake_errors_total', help: 'TLS handshakes that failed or timed out', registers: [registry] });

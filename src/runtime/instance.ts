@@ -42,7 +42,7 @@ interface Generation {
 }
 
 /** Sections bound to the open sockets (or the process layout): applied by a restart only. */
-const RESTART_ONLY = ['listen', 'limits', 'admin', 'workers'] as const;
+const RESTART_ONLY = ['listen', 'limits', 'admin', 'workers', 'memory'] as const;
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { h2, startOrigin } from '../helpers/outpost.ts';
 import { spawnOutpost } from '../helpers/process.ts';
 import { restartDelay } from '../../src/runtime/cluster.ts';
 import { sumStats } from '../../src/runtime/ipc.ts';
+import { HELPER_PATH } from '../../src/runtime/malloc-trim.ts';
 
 const TOKEN = 'workers-test-token-0123456789';
 
@@ -64,6 +65,8 @@ test('workers: 2 share the listener; purge, stats, explain and metrics cover eve
     const total = metrics.split('\n').filter((l) => l.startsWith('outpost_requests_total{')).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
     assert.equal(total, requests);
     assert.match(metrics, /^outpost_cache_stores_total 2$/m);
+    // memory.trim is on by default in each worker (when the native helper is built: .ci/run requires it).
+    if (existsSync(HELPER_PATH)) assert.match(metrics, /^outpost_malloc_trims_total \d+$/m);
 
     // A purge on the admin API drops every worker's copy.
     assert.deepEqual(await admin('/purge', { url: page }), { purged: 2 });

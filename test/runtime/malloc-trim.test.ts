@@ -1,0 +1,174 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
+import { startInstance } from '../../src/runtime/instance.ts';
+import { nodeMetrics } from '../../src/runtime/serve.ts';
+import { validateConfig } from '../../src/config/load.ts';
+
+// The helper is built by `npm ci` (native/build.sh) where a C compiler and glibc 2.33+ exist;
+// .ci/run sets OUTPOST_REQUIRE_MALLOC_TRIM, so there these tests never skip.
+const ROOT = resolve(import.meta.dirname, '../..');
+const loaded = loadMallocHelper(HELPER_PATH, 'system');
+if (loaded.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${loaded.why}`);
+const skip = loaded.helper === null ? loaded.why : false;
+
+/** The policy with every free-bytes threshold at 0: each decision to trim shows as a trim. */
+const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietFreeBytes: 0, busyFreeBytes: 0 };
+
+test('memory.trim: trims once when the event loop goes quiet after work, and under load at most once per busyEveryMs', { skip }, () => {
+  let now = 0;
+  let busy = 0;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: null, timer: false });
+  const step = (ms: number, utilization: number) => { now += ms; busy = utilization; return trimmer.check(); };
+
+  assert.equal(step(1000, 0), null, 'quiet from the start: nothing was used, nothing to give back');
+  assert.equal(step(1000, 0.5), null, 'busy, a second after the start');
+  assert.equal(step(1000, 0.8), null);
+  assert.equal(step(1000, 0.05), 'quiet', 'the load stopped');
+  assert.equal(step(1000, 0.05), null, 'still quiet: trimmed already');
+  assert.equal(step(1000, 0), null);
+  assert.equal(trimmer.stats().trims, 1);
+
+  assert.equal(step(30_000, 0.9), null, 'busy, 32 s after the trim');
+  assert.equal(step(27_000, 0.9), null, '59 s after');
+  assert.equal(step(1000, 0.9), 'busy', '60 s after: once a minute under load');
+  assert.equal(step(1000, 0.9), null);
+  assert.equal(step(1000, 0.02), 'quiet', 'work since the busy trim, then quiet');
+  const stats = trimmer.stats();
+  assert.equal(stats.trims, 3);
+  assert.ok(stats.seconds > 0 && stats.seconds < 1, `time in malloc_trim: ${stats.seconds} s`);
+  assert.ok(stats.releasedBytes >= 0);
+  trimmer.stop();
+});
+
+test('memory.trim: with a collector (--expose-gc), the first quiet check asks for a full collection and the next one trims; work in between starts over', { skip }, () => {
+  let now = 0;
+  let busy = 0;
+  let collections = 0;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
+  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+
+  assert.deepEqual([step(0.6), step(0.01), step(0.01), step(0.01)], [null, 'collect', 'quiet', null]);
+  assert.equal(collections, 1);
+  assert.deepEqual([step(0.7), step(0.01), step(0.5), step(0.01), step(0.01)], [null, 'collect', null, 'collect', 'quiet'], 'load came back before the trim: collect again when it stops');
+  assert.equal(collections, 3);
+  assert.equal(trimmer.stats().trims, 2);
+  trimmer.stop();
+});
+
+test('memory.trim: no trim while less than the threshold is free (each decision looks at glibc\'s free bytes)', { skip }, () => {
+  let now = 0;
+  let busy = 0.5;
+  const free = loaded.helper!.info().free;
+  const policy: TrimPolicy = { ...TRIM_POLICY, quietFreeBytes: free + 2 ** 40, busyFreeBytes: free + 2 ** 40 };
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: null, timer: false });
+  trimmer.check();
+  busy = 0;
+  now += 1000;
+  assert.equal(trimmer.check(), null, 'quiet after work, but the heap holds less than the threshold free');
+  busy = 0.5;
+  now += TRIM_POLICY.busyEveryMs;
+  assert.equal(trimmer.check(), null, 'busy for a minute, same');
+  assert.equal(trimmer.stats().trims, 0);
+  trimmer.stop();
+});
+
+test('memory.trim: the helper gives the pages of free chunks in the middle of the heap back (RSS falls, the live data stays)', { skip }, () => {
+  // A child process, so this test's own heap does not matter: 3,000 Buffers of 48 KiB (below
+  // glibc's mmap threshold, so in its heap), every other one let go and collected: ~70 MiB of
+  // free chunks between live ones, which free() alone cannot give back.
+  const script = `
+    const helper = require(${JSON.stringify(HELPER_PATH)});
+    const rss = () => process.memoryUsage.rss();
+    const all = [];
+    for (let i = 0; i < 3000; i++) all.push(Buffer.allocUnsafeSlow(48 * 1024).fill(i & 255));
+    const kept = all.filter((_, i) => i % 2 === 0);
+    all.length = 0;
+    globalThis.gc(); globalThis.gc();
+    setTimeout(() => {
+      const before = rss(), info = helper.info();
+      const released = helper.trim();
+      const after = rss();
+      const intact = kept.every((b, i) => b[0] === ((2 * i) & 255) && b[b.length - 1] === ((2 * i) & 255));
+      console.log(JSON.stringify({ before, after, free: info.free, inUse: info.inUse, released, intact }));
+    }, 200);`;
+  const out = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
+  assert.equal(out.status, 0, out.stderr);
+  const r = JSON.parse(out.stdout);
+  const MiB = 2 ** 20;
+  assert.ok(r.free > 50 * MiB, `glibc holds the let-go Buffers as free chunks: ${(r.free / MiB).toFixed(1)} MiB`);
+  assert.equal(r.released, true);
+  assert.ok(r.before - r.after > 40 * MiB, `RSS ${(r.before / MiB).toFixed(0)} -> ${(r.after / MiB).toFixed(0)} MiB`);
+  assert.equal(r.intact, true, 'the kept Buffers still hold their bytes');
+});
+
+test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async () => {
+  const instance = await startInstance(validateConfig({
+    listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },
+    tls: { devCertDir: mkdtempSync(join(tmpdir(), 'outpost-trim-cert-')) },
+    sites: [{ hosts: ['*'], static: 'public' }],
+  }));
+  let busy = 0.5;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, collect: null, timer: false });
+  const metrics = nodeMetrics(instance, { helper: loaded.helper!, trimmer });
+  try {
+    trimmer.check();
+    busy = 0;
+    assert.equal(trimmer.check(), 'quiet');
+    const text = await metrics.text();
+    assert.match(text, /^outpost_malloc_trims_total 1$/m);
+    assert.match(text, /^outpost_malloc_trim_seconds_total \d/m);
+    assert.match(text, /^outpost_malloc_trim_released_bytes_total \d+$/m);
+    const inUse = Number(/^outpost_malloc_bytes\{state="in_use"\} (\d+)$/m.exec(text)?.[1]);
+    assert.ok(inUse > 1024 * 1024, `in use: ${inUse}`);
+    assert.match(text, /^outpost_malloc_bytes\{state="free"\} \d+$/m);
+  } finally {
+    trimmer.stop();
+    metrics.close();
+    await instance.close();
+  }
+});
+
+test('memory.trim: no helper under jemalloc, when it is not built, or when the file is something else; each says why', () => {
+  assert.deepEqual(loadMallocHelper(HELPER_PATH, 'jemalloc'), { helper: null, why: 'jemalloc returns free pages itself' });
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-trim-'));
+  const missing = loadMallocHelper(join(dir, 'none.node'), 'system');
+  assert.equal(missing.helper, null);
+  assert.match(missing.why!, /the native helper is not built \(.*none\.node; npm ci builds it/);
+  writeFileSync(join(dir, 'bad.node'), 'not a shared object');
+  const bad = loadMallocHelper(join(dir, 'bad.node'), 'system');
+  assert.equal(bad.helper, null);
+  assert.match(bad.why!, /^the native helper did not load: /);
+});
+
+test('memory.trim: a config value other than true or false is refused, naming the key', () => {
+  assert.equal(validateConfig({}).memory.trim, true);
+  assert.equal(validateConfig({ memory: { trim: false } }).memory.trim, false);
+  assert.throws(() => validateConfig({ memory: { trim: 'yes' } }), /memory\.trim/);
+  assert.throws(() => validateConfig({ memory: { trims: true } }), /memory.*trims/);
+});
+
+test('native/build.sh: builds the helper with a C compiler; without one it says so and leaves the install to go on', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-native-'));
+  mkdirSync(join(dir, 'native'));
+  cpSync(join(ROOT, 'native/build.sh'), join(dir, 'native/build.sh'));
+  cpSync(join(ROOT, 'native/malloc-trim.c'), join(dir, 'native/malloc-trim.c'));
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+
+  const none = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8', env: { ...process.env, CC: 'no-such-compiler' } });
+  assert.equal(none.status, 0);
+  assert.match(none.stderr, /^outpost: native helper not built \(no C compiler \(no-such-compiler\)\): glibc's free heap pages will not be returned/);
+  assert.equal(existsSync(join(dir, 'native/build/malloc-trim.node')), false);
+
+  if (skip !== false) return; // no compiler or glibc here: the first half is what this machine can show
+  const built = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8' });
+  assert.equal(built.status, 0, built.stderr);
+  assert.equal(built.stderr, '');
+  const helper = loadMallocHelper(join(dir, 'native/build/malloc-trim.node'), 'system');
+  assert.ok(helper.helper !== null, helper.why);
+  assert.equal(typeof helper.helper.trim(), 'boolean');
+});
