@@ -84,6 +84,8 @@ const SETTINGS = {
   /** The cold-URL burst. */
   burst: 200,
 } as const;
+/** The last RSS reading is taken this long after the load stops. */
+const IDLE_MS = 4000;
 
 // --- machine and tools -----------------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ interface System {
   pool: Pool;
   /** Times it had to be started again after it died during a run. */
   restarts: number;
-  readonly rss: { start: number; warm?: number; peakLarge?: number; end?: number };
+  readonly rss: { start: number; warm?: number; peakLarge?: number; end?: number; idle?: number };
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'outpost-bench-'));
@@ -604,6 +606,10 @@ async function main(): Promise<void> {
     await revive(system);
     system.rss.end = rssBytes(system.child.pid);
   }
+  // And once the load has stopped for a while: Outpost's memory.trim gives memory back two quiet
+  // checks (about 2 s) after the work stops (src/runtime/malloc-trim.ts); what stays is what it holds.
+  await new Promise((r) => setTimeout(r, IDLE_MS));
+  for (const system of systems) if (exited(system) === undefined) system.rss.idle = rssBytes(system.child.pid);
 
   // --- report
   console.log(`\n${selected.map((s) => `${s.id.padEnd(13)} ${s.what}`).join('\n')}\n`);
@@ -612,11 +618,11 @@ async function main(): Promise<void> {
   console.log(`cpu us/resp: the server's process CPU time (/proc/PID/stat utime+stime, all its processes) / responses.`);
   console.log(`\nburst: ${SETTINGS.burst} concurrent GETs for one cold URL (the origin holds its answer ${BURST_DELAY_MS} ms; 1 is perfect coalescing)`);
   console.log(burstTable(bursts));
-  console.log('\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs');
+  console.log(`\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs / ${IDLE_MS / 1000} s later`);
   for (const system of systems) {
     const mb = (v?: number) => (v === undefined ? '-' : (v / (1 << 20)).toFixed(1));
     const restarts = system.restarts ? `  (restarted ${system.restarts}x after crashes: later figures are of a new process)` : '';
-    console.log(`  ${system.name.padEnd(8)} ${mb(system.rss.start)} / ${mb(system.rss.warm)} / ${system.name === 'outpost' ? mb(system.rss.peakLarge) : '-'} / ${mb(system.rss.end)}${restarts}`);
+    console.log(`  ${system.name.padEnd(8)} ${mb(system.rss.start)} / ${mb(system.rss.warm)} / ${system.name === 'outpost' ? mb(system.rss.peakLarge) : '-'} / ${mb(system.rss.end)} / ${mb(system.rss.idle)}${restarts}`);
   }
   if (crashes.length > 0) {
     console.log(`\ncrashes (the system was started again, cold, for the next run):`);
