@@ -17,7 +17,7 @@ if (loaded.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') t
 const skip = loaded.helper === null ? loaded.why : false;
 
 /** The policy with every free-bytes threshold at 0: each decision to trim shows as a trim. */
-const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietFreeBytes: 0, busyFreeBytes: 0 };
+const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0 };
 
 test('memory.trim: trims once when the event loop goes quiet after work, and under load at most once per busyEveryMs', { skip }, () => {
   let now = 0;
@@ -57,6 +57,19 @@ test('memory.trim: with a collector (--expose-gc), the first quiet check asks fo
   assert.deepEqual([step(0.7), step(0.01), step(0.5), step(0.01), step(0.01)], [null, 'collect', null, 'collect', 'quiet'], 'load came back before the trim: collect again when it stops');
   assert.equal(collections, 3);
   assert.equal(trimmer.stats().trims, 2);
+  trimmer.stop();
+});
+
+test('memory.trim: a lull shorter than quietChecks is not the end of the work: nothing is given back until the loop stays quiet that long', { skip }, () => {
+  let now = 0;
+  let busy = 0;
+  let collections = 0;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, quietChecks: 5 }, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
+  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+  const lull = [0.5, 0, 0, 0, 0, 0.5].map(step);
+  assert.deepEqual(lull, [null, null, null, null, null, null], 'four quiet seconds between bursts');
+  assert.deepEqual([0, 0, 0, 0, 0, 0].map(step), [null, null, null, null, 'collect', 'quiet'], 'five in a row: collect, then trim');
+  assert.equal(collections, 1);
   trimmer.stop();
 });
 
