@@ -13,15 +13,15 @@ import { allocatorOf, type Allocator } from './allocator.ts';
  * the free chunks; Node does not expose it, so a small Node-API helper does (native/, built at
  * install). A trim walks the whole heap holding glibc's lock: 2-15 ms on a 600 MB heap (measured
  * on the bench host), and under a load that keeps allocating the pages are taken again within
- * seconds. So it runs when the work stops (the event loop quiet for 5 s after being busy), which is when
- * the memory is no longer needed, and under steady load at most once a minute, when a lot is free:
- * the way jemalloc's decay returns pages, at a coarser grain.
+ * seconds. So it runs when the work stops (the event loop quiet for 5 s after being busy), which
+ * is when the memory is no longer needed, and under steady load at most once a minute, when a lot
+ * is free: the way jemalloc's decay returns pages, at a coarser grain.
  *
  * When the work stops V8 has no reason to collect, so the bodies the cache let go since its last
  * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: the
  * fifth quiet check in a row asks for a full collection (where the process runs with --expose-gc,
- * one of the serving flags), the next one trims. Java's G1 does the same when idle (JEP 346, periodic
- * collections that give memory back). Measured after 40,000 misses (512 MB cache, bench host):
+ * one of the serving flags), the next one trims. Java's G1 does the same when idle (JEP 346,
+ * periodic collections that give memory back). Measured after 40,000 misses (512 MB cache, bench host):
  * RSS 827 MiB untouched, 726-742 with the trim alone, 663-680 with the collection first.
  */
 
@@ -65,7 +65,7 @@ export interface TrimPolicy {
   readonly quietUtilization: number;
   /**
    * Quiet checks in a row before the memory is given back: a short lull between bursts is not the
-   * end of the work, and pages given back are faulted in again (~15 % more CPU per 1 MiB upload on
+   * end of the work, and pages given back are faulted in again (10-20 % more CPU per 1 MiB upload on
    * the bench when it trimmed in the one-second gaps between its runs).
    */
   readonly quietChecks: number;
