@@ -85,7 +85,7 @@ const SETTINGS = {
   burst: 200,
 } as const;
 /** The last RSS reading is taken this long after the load stops. */
-const IDLE_MS = 8000;
+const IDLE_MS = 35_000;
 
 // --- machine and tools -----------------------------------------------------------------------------
 
@@ -606,7 +606,7 @@ async function main(): Promise<void> {
     await revive(system);
     system.rss.end = rssBytes(system.child.pid);
   }
-  // And once the load has stopped for a while: Outpost's memory.trim gives memory back about 6 s
+  // And once the load has stopped for a while: Outpost's memory.trim gives memory back about 31 s
   // after the work stops (src/runtime/malloc-trim.ts); what stays is what it holds.
   await new Promise((r) => setTimeout(r, IDLE_MS));
   for (const system of systems) if (exited(system) === undefined) system.rss.idle = rssBytes(system.child.pid);

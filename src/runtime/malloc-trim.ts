@@ -13,13 +13,13 @@ import { allocatorOf, type Allocator } from './allocator.ts';
  * the free chunks; Node does not expose it, so a small Node-API helper does (native/, built at
  * install). A trim walks the whole heap holding glibc's lock: 2-15 ms on a 600 MB heap (measured
  * on the bench host), and under a load that keeps allocating the pages are taken again within
- * seconds. So it runs when the work stops (the event loop quiet for 5 s after being busy), which
+ * seconds. So it runs when the work stops (the event loop quiet for 30 s after being busy), which
  * is when the memory is no longer needed, and under steady load at most once a minute, when a lot
  * is free: the way jemalloc's decay returns pages, at a coarser grain.
  *
  * When the work stops V8 has no reason to collect, so the bodies the cache let go since its last
  * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: the
- * fifth quiet check in a row asks for a full collection (where the process runs with --expose-gc,
+ * 30th quiet check in a row asks for a full collection (where the process runs with --expose-gc,
  * one of the serving flags), the next one trims. Java's G1 does the same when idle (JEP 346,
  * periodic collections that give memory back). Measured after 40,000 misses (512 MB cache, bench host):
  * RSS 827 MiB untouched, 726-742 with the trim alone, 663-680 with the collection first.
@@ -64,9 +64,11 @@ export interface TrimPolicy {
   /** Busy less than this share of the last check period: quiet. */
   readonly quietUtilization: number;
   /**
-   * Quiet checks in a row before the memory is given back: a short lull between bursts is not the
-   * end of the work, and pages given back are faulted in again (10-20 % more CPU per 1 MiB upload on
-   * the bench when it trimmed in the one-second gaps between its runs).
+   * Quiet checks in a row before the memory is given back: a lull between bursts is not the end of
+   * the work, and the first burst after a trim pays for it (bench, 1 MiB uploads over HTTP/2 right
+   * after a trim: 3,297 µs of CPU per response against 1,648 without; after one quiet second
+   * 10-20 % more over the whole bench, after five still 2x on that row whenever the bench left
+   * Outpost idle between its runs). Half a minute: a lull that long is a pause in the traffic.
    */
   readonly quietChecks: number;
   /** When quiet after work, trim if at least this much is free. */
@@ -80,7 +82,7 @@ export interface TrimPolicy {
 export const TRIM_POLICY: TrimPolicy = {
   checkEveryMs: 1000,
   quietUtilization: 0.1,
-  quietChecks: 5,
+  quietChecks: 30,
   quietFreeBytes: 8 * MiB,
   busyEveryMs: 60_000,
   busyFreeBytes: 64 * MiB,
