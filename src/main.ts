@@ -6,7 +6,7 @@ import type { Config } from './config/schema.ts';
 import { configSource } from './runtime/source.ts';
 import { serveSingle } from './runtime/serve.ts';
 import { allocatorLine, allocatorOf } from './runtime/allocator.ts';
-import { loadMallocHelper } from './runtime/malloc-trim.ts';
+import { HELPER_PATH, loadMallocHelper } from './runtime/malloc-trim.ts';
 import cluster from 'node:cluster';
 import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
 
@@ -98,11 +98,13 @@ async function main(argv: string[]): Promise<number> {
     console.log(`outpost: configuration is valid${n > 0 ? ` (${n} warning${n > 1 ? 's' : ''})` : ''}`);
     return 0;
   }
-  const allocator = allocatorLine();
-  if (allocator !== null) (allocator.warning ? console.error : console.log)(allocator.text);
-  if (config.memory.trim) {
-    const { why } = loadMallocHelper();
-    if (why !== undefined && allocatorOf() !== 'jemalloc') console.log(`outpost: memory.trim off: ${why}`);
+  const allocator = allocatorOf();
+  const line = allocatorLine(allocator);
+  if (line !== null) (line.warning ? console.error : console.log)(line.text);
+  // On jemalloc the trim is not needed, and the line above already names the allocator.
+  if (config.memory.trim && allocator !== 'jemalloc') {
+    const { why } = loadMallocHelper(HELPER_PATH, allocator);
+    if (why !== undefined) console.log(`outpost: memory.trim off: ${why}`);
   }
   try {
     return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);

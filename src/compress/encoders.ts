@@ -94,8 +94,8 @@ function options(encoding: Encoding, quality: Quality, sizeHint?: number): zlib.
  * Fast-quality bodies up to this size are encoded on the calling thread: Brotli 3 of 30 KB took
  * about 0.12 ms (Brotli 2 takes less), and the thread pool's hand-off (a wake-up there, another
  * back) costs 30-80 µs of CPU on top (measured on the 2-core dev machine, pinned and not), for no
- * parallelism when the process has one core. Larger bodies go to the thread pool; the high quality only ever runs in
- * the background encoder (background.ts).
+ * parallelism when the process has one core. Larger bodies go to the thread pool; the high quality
+ * only ever runs in the background encoder (background.ts).
  */
 export const SYNC_LIMIT = 64 * 1024;
 

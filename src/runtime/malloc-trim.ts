@@ -102,6 +102,8 @@ export interface MallocTrimmer {
    */
   check(): 'quiet' | 'busy' | 'collect' | null;
   stats(): TrimStats;
+  /** glibc's heap now (the helper's mallinfo2). */
+  info(): MallocInfo;
   stop(): void;
 }
 
@@ -191,6 +193,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   return {
     check,
     stats: () => ({ trims, seconds, releasedBytes }),
+    info: () => helper.info(),
     stop: () => clearInterval(timer),
   };
 }

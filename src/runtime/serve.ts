@@ -8,7 +8,7 @@ import { startInstance, type Instance, type ReloadOutcome } from './instance.ts'
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { createFeed, dashboardView, type Feed } from '../observability/feed.ts';
 import type { ConfigSource } from './source.ts';
-import { loadMallocHelper, startMallocTrimmer, type MallocHelper, type MallocTrimmer } from './malloc-trim.ts';
+import { loadMallocHelper, startMallocTrimmer, type MallocTrimmer } from './malloc-trim.ts';
 
 /**
  * Outpost as one process (`workers: 1`): the serving instance, the admin API, the logs, and the
@@ -71,11 +71,11 @@ export function stopSignal(shutdownTimeout: number, options: { worker?: boolean 
 }
 
 /** The metrics of one serving process, reading the current app's cache engine and upstreams. */
-export function nodeMetrics(instance: Instance, trimmer?: { helper: MallocHelper; trimmer: MallocTrimmer }): Metrics {
+export function nodeMetrics(instance: Instance, trimmer?: MallocTrimmer): Metrics {
   const metrics = createMetrics({
     cache: () => { const engine = instance.current().engine; return { stats: engine.stats, usage: engine.usage() }; },
     upstreams: () => instance.current().upstreams(),
-    ...(trimmer && { malloc: () => ({ info: trimmer.helper.info(), stats: trimmer.trimmer.stats() }) }),
+    ...(trimmer && { malloc: () => ({ info: trimmer.info(), stats: trimmer.stats() }) }),
   });
   metrics.watch(instance.running.servers);
   return metrics;
@@ -109,7 +109,7 @@ export async function startNode(config: Config): Promise<NodeProcess> {
   }
   // glibc's free pages back to the system when the load stops (the startup line says when it cannot).
   const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
-  const trimmer = helper === null ? undefined : { helper, trimmer: startMallocTrimmer(helper) };
+  const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
   // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
   // only when the admin API that serves them is on.
   const observed = config.admin.listen !== null && config.admin.token !== null;
@@ -133,7 +133,7 @@ export async function startNode(config: Config): Promise<NodeProcess> {
       return outcome;
     },
     async close() {
-      trimmer?.trimmer.stop();
+      trimmer?.stop();
       await instance.close();
       metrics.close();
       feed.close();

@@ -127,7 +127,7 @@ test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async ()
   }));
   let busy = 0.5;
   const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, collect: null, timer: false });
-  const metrics = nodeMetrics(instance, { helper: loaded.helper!, trimmer });
+  const metrics = nodeMetrics(instance, trimmer);
   try {
     trimmer.check();
     busy = 0;
