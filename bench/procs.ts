@@ -160,6 +160,23 @@ export function rssBytes(root: number): number {
   return kb * 1024;
 }
 
+/**
+ * Waits until a process tree uses less than `share` of one core over a second (or `maxMs` passed);
+ * answers how long it waited. A server may go on working after its load stops (Outpost's background
+ * Brotli 11 upgrades), so "after the load" starts here.
+ */
+export async function quietAfter(root: number, { share = 0.1, maxMs = 60_000 } = {}): Promise<number> {
+  const started = Date.now();
+  let last = cpuSeconds(root);
+  while (Date.now() - started < maxMs) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = cpuSeconds(root);
+    if (now - last < share) break;
+    last = now;
+  }
+  return Date.now() - started;
+}
+
 /** Samples a tree's RSS every `everyMs` until stopped; returns the peak. */
 export function rssSampler(root: number, everyMs = 100): { stop(): number } {
   let peak = rssBytes(root);

@@ -11,7 +11,7 @@ import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResul
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { withServingFlags } from '../src/runtime/node-flags.ts';
 import { allocatorOf } from '../src/runtime/allocator.ts';
-import { type Child, cpuSeconds, machineBusy, rssBytes, rssSampler, startChild } from './procs.ts';
+import { type Child, cpuSeconds, machineBusy, quietAfter, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, combineRounds, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
 
@@ -84,8 +84,11 @@ const SETTINGS = {
   /** The cold-URL burst. */
   burst: 200,
 } as const;
-/** The last RSS reading is taken this long after the load stops. */
-const IDLE_MS = 35_000;
+/**
+ * The last RSS reading is taken this long after Outpost's CPU went quiet: memory.trim gives memory
+ * back after 30 quiet seconds (a collection at the 30th check, the trim at the 31st).
+ */
+const IDLE_MS = 34_000;
 
 // --- machine and tools -----------------------------------------------------------------------------
 
@@ -606,8 +609,12 @@ async function main(): Promise<void> {
     await revive(system);
     system.rss.end = rssBytes(system.child.pid);
   }
-  // And once the load has stopped for a while: Outpost's memory.trim gives memory back about 31 s
-  // after the work stops (src/runtime/malloc-trim.ts); what stays is what it holds.
+  // And once the work has stopped for a while: Outpost's memory.trim gives memory back about 31 s
+  // after the work stops (src/runtime/malloc-trim.ts); what stays is what it holds. Its work may
+  // go on after the load (background upgrades, seconds on a slow host): the clock starts when its
+  // CPU goes quiet.
+  const outpost = systems.find((s) => s.name === 'outpost' && exited(s) === undefined);
+  const waitedMs = outpost ? await quietAfter(outpost.child.pid) : 0;
   await new Promise((r) => setTimeout(r, IDLE_MS));
   for (const system of systems) if (exited(system) === undefined) system.rss.idle = rssBytes(system.child.pid);
 
@@ -618,7 +625,7 @@ async function main(): Promise<void> {
   console.log(`cpu us/resp: the server's process CPU time (/proc/PID/stat utime+stime, all its processes) / responses.`);
   console.log(`\nburst: ${SETTINGS.burst} concurrent GETs for one cold URL (the origin holds its answer ${BURST_DELAY_MS} ms; 1 is perfect coalescing)`);
   console.log(burstTable(bursts));
-  console.log(`\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs / ${IDLE_MS / 1000} s later`);
+  console.log(`\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs / ${IDLE_MS / 1000} s after Outpost went quiet (${((waitedMs + IDLE_MS) / 1000).toFixed(0)} s after the runs)`);
   for (const system of systems) {
     const mb = (v?: number) => (v === undefined ? '-' : (v / (1 << 20)).toFixed(1));
     const restarts = system.restarts ? `  (restarted ${system.restarts}x after crashes: later figures are of a new process)` : '';

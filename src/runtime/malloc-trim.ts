@@ -20,9 +20,11 @@ import { allocatorOf, type Allocator } from './allocator.ts';
  * When the work stops V8 has no reason to collect, so the bodies the cache let go since its last
  * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: the
  * 30th quiet check in a row asks for a full collection (where the process runs with --expose-gc,
- * one of the serving flags), the next one trims. Java's G1 does the same when idle (JEP 346,
- * periodic collections that give memory back). Measured after 40,000 misses (512 MB cache, bench host):
- * RSS 827 MiB untouched, 726-742 with the trim alone, 663-680 with the collection first.
+ * one of the serving flags), the next one trims. The collection is V8's memory-reducing kind,
+ * which also gives back the pages V8 itself keeps pooled after collecting (v8Collector). Java's G1
+ * does the same when idle (JEP 346, periodic collections that give memory back). Measured after
+ * 40,000 misses (512 MB cache, bench host): RSS 827 MiB untouched, 726-742 with the trim alone,
+ * 663-680 with the collection first.
  */
 
 export interface MallocInfo {
@@ -114,7 +116,7 @@ export interface TrimmerOptions {
   /** The event loop's busy share (0-1) since the previous call. */
   readonly utilization?: () => number;
   readonly rss?: () => number;
-  /** Starts a full garbage collection; by default V8's gc() when exposed (--expose-gc), else none. */
+  /** Starts a full garbage collection; by default V8's memory-reducing one when exposed (--expose-gc, v8Collector), else none. */
   readonly collect?: (() => void) | null;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
@@ -131,10 +133,20 @@ export function loopUtilization(): () => number {
   };
 }
 
-/** A full collection started in the background, when the process runs with --expose-gc. */
-function exposedGc(): (() => void) | null {
-  const gc = (globalThis as { gc?: (options: { type: 'major'; execution: 'async' }) => Promise<void> }).gc;
-  return typeof gc === 'function' ? () => { gc({ type: 'major', execution: 'async' }).catch(() => {}); } : null;
+type ExposedGc = (options: { type: 'major'; execution: 'async'; flavor: 'last-resort' }) => Promise<void>;
+
+/**
+ * V8's memory-reducing full collection, started as a task, when the process runs with --expose-gc.
+ * A regular collection frees V8's pages into its page pool, which keeps them resident for the
+ * next allocations ("pooled: N MB" in --trace-gc): a heap that grew to 200 MB under load and
+ * was collected down to 6 stays at ~220 MiB RSS. Only a memory-reducing collection (V8's memory
+ * reducer, memory pressure, or this "last resort" flavor: full collections until nothing more
+ * is freed) releases the pool. Measured: 247 -> 58 MiB. It pauses the loop for one or a few full
+ * collections (~10-200 ms on the bench host), which is why it waits for quiet.
+ */
+export function v8Collector(): (() => Promise<void>) | null {
+  const gc = (globalThis as { gc?: ExposedGc }).gc;
+  return typeof gc === 'function' ? () => gc({ type: 'major', execution: 'async', flavor: 'last-resort' }) : null;
 }
 
 export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions = {}): MallocTrimmer {
@@ -142,7 +154,8 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   const now = options.now ?? (() => performance.now());
   const utilization = options.utilization ?? loopUtilization();
   const rss = options.rss ?? (() => process.memoryUsage.rss());
-  const collect = options.collect !== undefined ? options.collect : exposedGc();
+  const v8 = options.collect !== undefined ? null : v8Collector();
+  const collect = options.collect !== undefined ? options.collect : v8 && (() => { v8().catch(() => {}); });
   let trims = 0;
   let seconds = 0;
   let releasedBytes = 0;
