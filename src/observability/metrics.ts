@@ -169,6 +169,8 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     trimCounter('outpost_malloc_trims_total', 'malloc_trim calls (memory.trim)', (s) => s.trims);
     trimCounter('outpost_malloc_trim_seconds_total', 'Time spent in malloc_trim (it holds glibc\'s lock)', (s) => s.seconds);
     trimCounter('outpost_malloc_trim_released_bytes_total', 'Resident memory given back by malloc_trim (RSS before less after)', (s) => s.releasedBytes);
+    trimCounter('outpost_memory_quiet_collections_total', 'Memory-reducing V8 collections asked for when the load stopped (memory.trim)', (s) => s.collections);
+    trimCounter('outpost_memory_quiet_collection_seconds_total', 'Time those collections took (the process pauses for most of it)', (s) => s.collectionSeconds);
   }
 
   const handshakes = new Counter({ name: 'outpost_tls_handshakes_total', help: 'TLS handshakes completed', labelNames: ['protocol'], registers: [registry] });

@@ -93,6 +93,9 @@ export const TRIM_POLICY: TrimPolicy = {
 export interface TrimStats {
   readonly trims: number;
   readonly seconds: number;
+  /** V8 collections asked for when quiet, and their time until done (the process pauses for most of it). */
+  readonly collections: number;
+  readonly collectionSeconds: number;
   /** RSS before less RSS after, summed (what the trims gave back, as the system counts it). */
   readonly releasedBytes: number;
 }
@@ -116,8 +119,8 @@ export interface TrimmerOptions {
   /** The event loop's busy share (0-1) since the previous call. */
   readonly utilization?: () => number;
   readonly rss?: () => number;
-  /** Starts a full garbage collection; by default V8's memory-reducing one when exposed (--expose-gc, v8Collector), else none. */
-  readonly collect?: (() => void) | null;
+  /** Starts a full garbage collection (a promise: timed until it settles); by default V8's memory-reducing one when exposed (--expose-gc, v8Collector), else none. */
+  readonly collect?: (() => void | Promise<void>) | null;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
 }
@@ -155,11 +158,12 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   const now = options.now ?? (() => performance.now());
   const utilization = options.utilization ?? loopUtilization();
   const rss = options.rss ?? (() => process.memoryUsage.rss());
-  const v8 = options.collect !== undefined ? null : v8Collector();
-  const collect = options.collect !== undefined ? options.collect : v8 && (() => { v8().catch(() => {}); });
+  const collect = options.collect !== undefined ? options.collect : v8Collector();
   let trims = 0;
   let seconds = 0;
   let releasedBytes = 0;
+  let collections = 0;
+  let collectionSeconds = 0;
   let lastTrim = now();
   // Work since the last trim: a quiet process that trimmed once has nothing more to give back.
   let workedSinceTrim = false;
@@ -179,7 +183,10 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     if (workedSinceTrim && collect !== null) {
       workedSinceTrim = false;
       collected = true;
-      collect();
+      collections++;
+      const started = now();
+      const done = collect();
+      if (done instanceof Promise) done.catch(() => {}).finally(() => { collectionSeconds += (now() - started) / 1000; });
       return 'collect';
     }
     if (workedSinceTrim || collected) return trim('quiet');
@@ -206,7 +213,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   timer?.unref();
   return {
     check,
-    stats: () => ({ trims, seconds, releasedBytes }),
+    stats: () => ({ trims, seconds, releasedBytes, collections, collectionSeconds }),
     info: () => helper.info(),
     stop: () => clearInterval(timer),
   };

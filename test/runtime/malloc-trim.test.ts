@@ -57,6 +57,7 @@ test('memory.trim: with a collector (--expose-gc), the first quiet check asks fo
   assert.deepEqual([step(0.7), step(0.01), step(0.5), step(0.01), step(0.01)], [null, 'collect', null, 'collect', 'quiet'], 'load came back before the trim: collect again when it stops');
   assert.equal(collections, 3);
   assert.equal(trimmer.stats().trims, 2);
+  assert.equal(trimmer.stats().collections, 3);
   trimmer.stop();
 });
 
@@ -126,13 +127,22 @@ test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async ()
     sites: [{ hosts: ['*'], static: 'public' }],
   }));
   let busy = 0.5;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, collect: null, timer: false });
+  let now = 0;
+  let finish = () => {};
+  // A collection that takes 250 ms of the injected clock.
+  const collect = () => new Promise<void>((resolve) => { finish = () => { now += 250; resolve(); }; });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, now: () => now, collect, timer: false });
   const metrics = nodeMetrics(instance, trimmer);
   try {
     trimmer.check();
     busy = 0;
+    assert.equal(trimmer.check(), 'collect');
+    finish();
+    await new Promise((r) => setImmediate(r));
     assert.equal(trimmer.check(), 'quiet');
     const text = await metrics.text();
+    assert.match(text, /^outpost_memory_quiet_collections_total 1$/m);
+    assert.match(text, /^outpost_memory_quiet_collection_seconds_total 0.25$/m);
     assert.match(text, /^outpost_malloc_trims_total 1$/m);
     assert.match(text, /^outpost_malloc_trim_seconds_total \d/m);
     assert.match(text, /^outpost_malloc_trim_released_bytes_total \d+$/m);
