@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CacheStore } from './store/contract.ts';
+import type { CacheRecord, CacheStore } from './store/contract.ts';
 import { flatKey, secondaryKey, varyNames } from './key.ts';
 import type { StoredResponse } from './policy.ts';
 
@@ -12,7 +12,7 @@ import type { StoredResponse } from './policy.ts';
  *   t:<tag>                    set: every key stored under that tag (purge by tag)
  */
 
-interface VaryMeta { vary: string[] }
+interface VaryMeta { readonly vary: readonly string[] }
 export interface VariantMeta { token: string }
 
 export interface Found {
@@ -32,6 +32,12 @@ const CODINGS = ['br', 'zstd', 'gzip'] as const;
 
 /** The body of a Vary index: one shared empty Buffer (it has no bytes to change), not an ArrayBuffer per stored URI. */
 const NO_BODY = Buffer.alloc(0);
+
+/**
+ * The Vary index of a URI whose response does not vary, most of them: one record shared by every
+ * such URI (the memory store keeps records as they are given), not three objects each.
+ */
+const NO_VARY: CacheRecord<VaryMeta> = Object.freeze({ meta: Object.freeze({ vary: Object.freeze([]) }), body: NO_BODY });
 
 const URI_MISS: Lookup = { kind: 'uri-miss' };
 const VARY_MISS: Lookup = { kind: 'vary-miss' };
@@ -89,7 +95,7 @@ export async function save(store: CacheStore, { primary, requestHeaders: headers
   // Codings made from a body this one replaces are other bytes: they go with it.
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
-  await store.set(varyKey(primary), { meta: { vary } satisfies VaryMeta, body: NO_BODY }, ttlMs);
+  await store.set(varyKey(primary), vary.length === 0 ? NO_VARY : { meta: { vary } satisfies VaryMeta, body: NO_BODY }, ttlMs);
   await index(store, { primary, tags: meta.tags, key, ttlMs });
   return key;
 }
