@@ -8,7 +8,9 @@ import type { StoredResponse } from './policy.ts';
  *   v:<primary>                the Vary field names of the latest stored response for that URI
  *   o:<primary>\n<secondary>   a stored response: StoredResponse metadata + identity body
  *   e:<object key>\n<coding>   an encoded variant of that body (metadata: the token naming its bytes)
- *   u:<primary>                set: every key stored for that URI (purge by URL, invalidation)
+ *   u:<primary>                set: the keys stored for that URI that vary (purge by URL, invalidation);
+ *                              a response that does not vary has keys derived from the URI alone
+ *                              (plainKeys), so most URIs need no set: a Set, its entry and key less each
  *   t:<tag>                    set: every key stored under that tag (purge by tag)
  */
 
@@ -47,6 +49,13 @@ export const variantKey = (key: string, coding: string) => flatKey('e:', key, '\
 const urlSet = (primary: string) => flatKey('u:', primary);
 const tagSet = (tag: string) => flatKey('t:', tag);
 const varyKey = (primary: string) => flatKey('v:', primary);
+
+/** The key of a URI's response that does not vary (its secondary key is empty), and of its codings. */
+const plainKey = (primary: string) => objectKey(primary, '');
+const plainKeys = (primary: string) => {
+  const key = plainKey(primary);
+  return { object: key, variants: CODINGS.map((coding) => variantKey(key, coding)) };
+};
 
 /**
  * The stored response for this request, or which kind of miss (RFC 9211 fwd=uri-miss / vary-miss).
@@ -96,14 +105,14 @@ export async function save(store: CacheStore, { primary, requestHeaders: headers
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
   await store.set(varyKey(primary), vary.length === 0 ? NO_VARY : { meta: { vary } satisfies VaryMeta, body: NO_BODY }, ttlMs);
-  await index(store, { primary, tags: meta.tags, key, ttlMs });
+  await index(store, { primary, tags: meta.tags, key, object: key, ttlMs });
   return key;
 }
 
 /** Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the new one. */
 export async function rewrite(store: CacheStore, found: Found, ttlMs: number): Promise<void> {
   await store.set(found.key, { meta: found.meta, body: found.body }, ttlMs);
-  await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, ttlMs });
+  await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, object: found.key, ttlMs });
 }
 
 /** An encoded body made from a stored response, and the token naming its bytes. */
@@ -117,39 +126,51 @@ export interface NewVariant {
 export async function saveVariant(store: CacheStore, found: Found, { coding, body, token, ttlMs }: NewVariant): Promise<void> {
   const key = variantKey(found.key, coding);
   await store.set(key, { meta: { token } satisfies VariantMeta, body }, ttlMs);
-  await index(store, { primary: found.primary, tags: found.meta.tags, key, ttlMs });
+  await index(store, { primary: found.primary, tags: found.meta.tags, key, object: found.key, ttlMs });
 }
 
-interface IndexEntry { readonly primary: string; readonly tags: readonly string[]; readonly key: string; readonly ttlMs: number }
+interface IndexEntry {
+  readonly primary: string;
+  readonly tags: readonly string[];
+  readonly key: string;
+  /** The stored response `key` belongs to (itself, or the one it is a coding of). */
+  readonly object: string;
+  readonly ttlMs: number;
+}
 
-async function index(store: CacheStore, { primary, tags, key, ttlMs }: IndexEntry) {
-  await store.addToSet(urlSet(primary), key, ttlMs);
+async function index(store: CacheStore, { primary, tags, key, object, ttlMs }: IndexEntry) {
+  if (object !== plainKey(primary)) await store.addToSet(urlSet(primary), key, ttlMs);
   for (const tag of tags) await store.addToSet(tagSet(tag), key, ttlMs);
 }
 
-/** The stored responses (o: keys) a URL or a tag names. */
+/** The stored responses (o: keys) a URL or a tag names; for a URL, its plain key whether stored or not. */
 export async function objectsOf(store: CacheStore, target: { primary: string } | { tag: string }): Promise<string[]> {
   const members = await store.members('primary' in target ? urlSet(target.primary) : tagSet(target.tag));
-  return members.filter((m) => m.startsWith('o:'));
+  const objects = members.filter((m) => m.startsWith('o:'));
+  return 'primary' in target ? [...new Set([plainKey(target.primary), ...objects])] : objects;
 }
 
 /** Drops every stored response (all Vary variants and encodings) for a URI; answers how many responses. */
 export function purgeUrl(store: CacheStore, primary: string): Promise<number> {
-  return dropIndexed(store, urlSet(primary), [varyKey(primary)]);
+  const plain = plainKeys(primary);
+  return dropIndexed(store, urlSet(primary), [varyKey(primary), ...plain.variants], [plain.object]);
 }
 
 export function purgeTag(store: CacheStore, tag: string): Promise<number> {
-  return dropIndexed(store, tagSet(tag), []);
+  return dropIndexed(store, tagSet(tag), [], []);
 }
 
 /** The primary key an object key belongs to. */
 export const primaryOf = (objectKeyValue: string): string => objectKeyValue.slice(2, objectKeyValue.indexOf('\n'));
 
-/** Deletes what an index set names, the set itself and `also`; counts only stored responses (o: keys). */
-async function dropIndexed(store: CacheStore, set: string, also: readonly string[]): Promise<number> {
+/**
+ * Deletes what an index set names, the set itself, `also` and `objects`; counts only stored
+ * responses (o: keys), each once.
+ */
+async function dropIndexed(store: CacheStore, set: string, also: readonly string[], objects: readonly string[]): Promise<number> {
   const members = await store.members(set);
   await store.delete([...members.filter((m) => !m.startsWith('o:')), ...also, set]);
-  return store.delete(members.filter((m) => m.startsWith('o:')));
+  return store.delete([...new Set([...objects, ...members.filter((m) => m.startsWith('o:'))])]);
 }
 
 /** Tags from the origin's Cache-Tag (comma-separated) and Surrogate-Key (space-separated). */
