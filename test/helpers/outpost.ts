@@ -184,13 +184,32 @@ export async function startOrigin(handler: (req: IncomingMessage, res: ServerRes
 export interface TestClock {
   readonly now: () => number;
   advance(ms: number): void;
+  /**
+   * Stops real time for this clock until the returned function is called (advance() still moves
+   * it): for assertions on exact ages, which a slow machine would otherwise push over a second.
+   * It stops at the next whole second, where `Date` (whole seconds) says the exact time.
+   */
+  hold(): () => void;
   dateHeader(): string;
 }
 
 export function testClock(): TestClock {
   let offset = 0;
-  const now = () => Date.now() + offset;
-  return { now, advance: (ms) => { offset += ms; }, dateHeader: () => new Date(now()).toUTCString() };
+  let heldAt: number | undefined;
+  const now = () => heldAt ?? Date.now() + offset;
+  return {
+    now,
+    advance: (ms) => {
+      offset += ms;
+      if (heldAt !== undefined) heldAt += ms;
+    },
+    hold: () => {
+      heldAt = Math.ceil(now() / 1000) * 1000;
+      // Real time goes on from where the clock was held.
+      return () => { offset = heldAt! - Date.now(); heldAt = undefined; };
+    },
+    dateHeader: () => new Date(now()).toUTCString(),
+  };
 }
 
 export const readFixture = (path: string) => readFileSync(path);
