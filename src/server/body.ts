@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { clientError } from '../errors.ts';
 import { frontCounters } from './counters.ts';
+import { turnBatcher, whenWritten } from '../origin/upload-writes.ts';
 
 export interface BodyLimits {
   /** Bytes at most (413 beyond). */
@@ -27,8 +28,9 @@ export interface BodyLimits {
  * slow to take the upload) mean the wait is ours, and the check moves on by another grace.
  *
  * A Readable fed from the client's 'data' events, not a Transform piped in between: no pipe and
- * transform callbacks per chunk. (Joining the 16 KB chunks of one event-loop turn into 64 KB ones
- * made a quarter of the origin writes but cost as much in copies and allocations: measured, dropped.)
+ * transform callbacks per chunk. The chunks of one event-loop turn go to an HTTP/1.1 origin in one
+ * write (origin/upload-writes.ts: its socket corked for the turn, no copies). (Joining them into
+ * 64 KB Buffers made a quarter of the writes but cost as much in copies: measured, dropped.)
  */
 
 /** What may wait unread in the limiter before the client's stream is paused. */
@@ -56,12 +58,16 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     },
   });
 
+  const writes = turnBatcher();
+  whenWritten(limited, writes.attach);
+
   function onData(chunk: Buffer): void {
     seen += chunk.length;
     if (seen > maxBytes) {
       limited.destroy(clientError.tooLarge(`request body over ${maxBytes} bytes`));
       return;
     }
+    writes.beforeWrite();
     if (!limited.push(chunk)) body.pause();
   }
 
