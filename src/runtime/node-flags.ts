@@ -30,6 +30,20 @@
  * A fixed factor of 1.5 meets the soak's target (189-198 MiB) but made 3.8x as many full
  * collections on 20,000 misses (49 against 13) and cost 33 % more CPU per miss (1,704 against
  * 1,281-1,288 µs on a slow host). The memory goes back when the load stops instead (memory.trim).
+ *
+ * Not used: --external-memory-accounted-in-global-limit. V8 (13.6, Node 24) counts the external
+ * memory allocated since the last full collection (Buffers' backing stores) against the old
+ * generation's limit, whose headroom is only ~12 MB while the heap is small (an empty cache). 1 MiB
+ * uploads at ~400/s allocate ~24 MB of Buffers between two young collections, which free them; a
+ * full collection that happens at the low point of that sawtooth leaves the next peak over the
+ * limit, so the next one comes at once, and so on: a storm of full collections every 30-90 ms
+ * (--trace-gc, --trace-incremental-marking: "Start (allocation limit)" with 12 MB of headroom), in
+ * 5 of 6 runs of 6,000 uploads (35-144 full collections against 1-2), costing 30-60 % more CPU per
+ * upload while it lasts (2,400-2,900 → 3,600-4,500 µs over HTTP/2). The flag moves external memory
+ * to V8's global limit and ended every storm (one full collection in 6,000 uploads, 3 runs of 3),
+ * but the cache's bodies are external memory too: 30,000 misses then held 1,071-1,132 MiB RSS
+ * against 804-814 without it. Neither --max-semi-space-size=2, 8 nor a fixed young generation
+ * stopped the storms.
  */
 export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--expose-gc'];
 
