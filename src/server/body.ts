@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { clientError } from '../errors.ts';
 import { frontCounters } from './counters.ts';
-import { turnBatcher, whenWritten } from '../origin/upload-writes.ts';
+import { batchOriginWrites } from '../origin/upload-writes.ts';
 
 export interface BodyLimits {
   /** Bytes at most (413 beyond). */
@@ -58,8 +58,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     },
   });
 
-  const writes = turnBatcher();
-  whenWritten(limited, writes.attach);
+  const beforeWrite = batchOriginWrites(limited);
 
   function onData(chunk: Buffer): void {
     seen += chunk.length;
@@ -67,7 +66,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
       limited.destroy(clientError.tooLarge(`request body over ${maxBytes} bytes`));
       return;
     }
-    writes.beforeWrite();
+    beforeWrite();
     if (!limited.push(chunk)) body.pause();
   }
 
