@@ -3,6 +3,7 @@ import {
   constants as h2, createSecureServer, type IncomingHttpHeaders, type Http2ServerRequest, type Http2ServerResponse,
   type OutgoingHttpHeaders, type ServerHttp2Stream,
 } from 'node:http2';
+import { Pool, buildConnector, type Dispatcher } from 'undici';
 import { CACHEABLE, PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
 
 /**
@@ -12,14 +13,22 @@ import { CACHEABLE, PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixture
  * the core API (stream.respond with a flat header list), HTTP/1.1 the compatibility API: the
  * fastest path for each.
  *
- *   node bench/ceiling.ts --cert FILE --key FILE [--port N]    prints "ceiling https://127.0.0.1:PORT"
+ * Given the fixture origin (--origin), the answer no edge may keep (the uncacheable API of the pass
+ * rows) is relayed to it instead, as simply as Node and undici allow: one `dispatch` per request
+ * with the request's own fields, the whole answer collected, its fields copied once less the
+ * hop-by-hop ones, sent in one write. For those rows the ceiling is then the floor of a proxy in
+ * Node, not an answer from memory. Uploads are still received and answered here: relayed this
+ * simply (a Readable per body, one socket write per chunk) they cost more than Outpost's.
+ *
+ *   node bench/ceiling.ts --cert FILE --key FILE [--port N] [--origin URL --origin2 URL --origin-h2 URL]
+ *     prints "ceiling https://127.0.0.1:PORT"
  */
 
 type Answer = { status: number; headers: OutgoingHttpHeaders; body: Buffer; h2list?: string[] };
 
 /** The h2 header block as a flat list, made once: stream.respond's cheapest form (an object is copied field by field first). */
 function h2list(a: Answer): string[] {
-  a.h2list ??= [h2.HTTP2_HEADER_STATUS, String(a.status), ...Object.entries(a.headers).flatMap(([name, value]) => [name, String(value)])];
+  a.h2list ??= [h2.HTTP2_HEADER_STATUS, String(a.status), ...Object.entries(a.headers).flatMap(([name, value]) => Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)])];
   return a.h2list;
 }
 
@@ -57,6 +66,60 @@ function uploaded(received: number): Answer {
   return { status: 200, headers: { 'content-type': 'application/json', 'cache-control': UNCACHEABLE, 'content-length': body.length }, body };
 }
 
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i === -1 ? undefined : process.argv[i + 1]; };
+
+// --- relaying to the origin (--origin): the uncacheable API ------------------------------------------
+
+const pool = (url: string | undefined, h2c = false): Pool | undefined => url === undefined ? undefined
+  : new Pool(url, { connections: 128, ...(h2c ? { allowH2: true, connect: buildConnector({ allowH2: true, useH2c: true } as buildConnector.BuildOptions) } : {}) });
+const origin = pool(arg('--origin'));
+const origin2 = pool(arg('--origin2')) ?? origin;
+const originH2 = pool(arg('--origin-h2'), true) ?? origin;
+let turn = 0;
+/** The pool a request is relayed to (round-robin over two for the pool route), or undefined: answered from memory. */
+function relayTo(method: string | undefined, path: string): Pool | undefined {
+  if (method !== 'GET' && method !== 'HEAD') return undefined;
+  const q = path.indexOf('?');
+  switch (q === -1 ? path : path.slice(0, q)) {
+    case PATHS.api: return origin;
+    case PATHS.apiPool: return turn++ % 2 === 0 ? origin : origin2;
+    case PATHS.apiH2: return originH2;
+    default: return undefined;
+  }
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade', 'te', 'trailer']);
+/** The request's fields as the origin gets them: its own, less HTTP/2 pseudo-fields and hop-by-hop ones. */
+function forwardedFields(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = { host: String(headers[':authority'] ?? headers.host ?? 'localhost') };
+  for (const name in headers) {
+    const value = headers[name];
+    if (name.charCodeAt(0) !== 58 /* ':' */ && name !== 'host' && !HOP_BY_HOP.has(name) && value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+/** One exchange with the origin; `done` gets the answer, or a 502 when the exchange fails. */
+function relay(to: Dispatcher, method: string, path: string, headers: IncomingHttpHeaders, done: (a: Answer) => void): void {
+  const chunks: Buffer[] = [];
+  let status = 502;
+  let fields: IncomingHttpHeaders = {};
+  to.dispatch({ method: method as Dispatcher.HttpMethod, path, headers: forwardedFields(headers) }, {
+    onRequestStart() {},
+    onResponseStart(_c, statusCode, responseHeaders) {
+      status = statusCode;
+      fields = responseHeaders;
+    },
+    onResponseData(_c, chunk) { chunks.push(chunk); },
+    onResponseEnd() {
+      const out: OutgoingHttpHeaders = {};
+      for (const name in fields) if (!HOP_BY_HOP.has(name)) out[name] = fields[name];
+      done({ status, headers: out, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) });
+    },
+    onResponseError() { done({ status: 502, headers: { 'content-length': 0 }, body: Buffer.alloc(0) }); },
+  });
+}
+
 function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
   const method = headers[h2.HTTP2_HEADER_METHOD] as string;
   const path = headers[h2.HTTP2_HEADER_PATH] as string;
@@ -65,6 +128,11 @@ function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void
     stream.respond(h2list(a).slice()); // a copy: Node appends `date` to the list it is given
     stream.end(a.body);
   };
+  const to = relayTo(method, path);
+  if (to !== undefined) {
+    stream.on('error', () => {}); // a reset while the origin answers
+    return relay(to, method, path, headers, respond);
+  }
   if (method === 'POST' && path === PATHS.upload) {
     let received = 0;
     stream.on('data', (chunk: Buffer) => { received += chunk.length; });
@@ -76,6 +144,8 @@ function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void
 
 function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
   const respond = (a: Answer) => { res.writeHead(a.status, a.headers); res.end(a.body); };
+  const to = relayTo(req.method, req.url);
+  if (to !== undefined) return relay(to, req.method, req.url, req.headers, respond);
   if (req.method === 'POST' && req.url === PATHS.upload) {
     let received = 0;
     req.on('data', (chunk: Buffer) => { received += chunk.length; });
@@ -85,7 +155,6 @@ function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
   respond(answerFor(req.method, req.url, req.headers['accept-encoding']));
 }
 
-const arg = (name: string) => { const i = process.argv.indexOf(name); return i === -1 ? undefined : process.argv[i + 1]; };
 const server = createSecureServer({
   allowHTTP1: true,
   cert: readFileSync(arg('--cert')!),

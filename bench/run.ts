@@ -145,6 +145,8 @@ const machine = {
     : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
   workers: WORKERS,
   outpostNodeFlags: flags['node-flags'] ?? '',
+  /** The scenarios the ceiling answers by relaying to the origin (bench/ceiling.ts), not from memory. */
+  ceilingRelays: ['pass', 'pass-pool', 'pass-h2'],
   /** The malloc Outpost (and the ceiling) run on: bin/pinned-node's choice, which their processes inherit from the runner. */
   outpostAllocator: allocatorOf(),
   /** glibc's arena cap they inherit (bin/pinned-node sets 2 unless MALLOC_ARENA_MAX was set), if any. */
@@ -293,8 +295,9 @@ async function restart(system: System): Promise<void> {
   console.log(`  ${system.name} restarted (pid ${system.child.pid})`);
 }
 
-async function launchCeiling(cert: string, key: string): Promise<Launched> {
-  const { child, match } = await startChild('ceiling', [...serverWrap, process.execPath, 'bench/ceiling.ts', '--cert', cert, '--key', key], /ceiling (https:\/\/\S+)/, 15_000);
+async function launchCeiling(cert: string, key: string, origins: readonly [string, string, string]): Promise<Launched> {
+  const relay = ['--origin', origins[0], '--origin2', origins[1], '--origin-h2', origins[2]];
+  const { child, match } = await startChild('ceiling', [...serverWrap, process.execPath, 'bench/ceiling.ts', '--cert', cert, '--key', key, ...relay], /ceiling (https:\/\/\S+)/, 15_000);
   return { child, base: match![1] };
 }
 
@@ -552,7 +555,7 @@ async function main(): Promise<void> {
   const systems: System[] = [];
   const unavailable: Record<string, string> = {};
   const launchers: [SystemName, () => Promise<Launched>][] = [
-    ['ceiling', () => launchCeiling(cert, key)],
+    ['ceiling', () => launchCeiling(cert, key, origins)],
     ['outpost', () => launchOutpost(cert, key, origins, site)],
     ['nginx', () => (tools.nginx ? launchNginx(cert, key, originPorts, site) : Promise.reject(new Error('not installed')))],
   ];
