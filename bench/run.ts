@@ -14,6 +14,7 @@ import { allocatorOf } from '../src/runtime/allocator.ts';
 import { type Child, cpuSeconds, machineBusy, quietAfter, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, combineRounds, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
+import { callgrindMissing, instructionTable, runInstructions } from './instructions.ts';
 
 /**
  * `npm run bench [-- --quick]`: Outpost, the ceiling (a bare node:http2 server answering from memory)
@@ -34,17 +35,19 @@ const { values: flags } = parseArgs({
     'node-flags': { type: 'string' },
     log: { type: 'string' },
     soak: { type: 'boolean', default: false },
+    instructions: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--rounds N] [--soak]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--rounds N] [--soak] [--instructions]`);
   console.log(`  --node-flags "...": runtime flags for Outpost's process only (e.g. "--max-semi-space-size=4")`);
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --rounds N: every run N times, the systems in a different order each round, figures combined (for a noisy machine; N times as long)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
+  console.log(`  --instructions: instructions per response under valgrind's callgrind, Outpost and the ceiling (bench/instructions.ts): a count that does not drift with the host`);
   process.exit(0);
 }
 
@@ -151,7 +154,7 @@ const machine = {
   outpostAllocator: allocatorOf(),
   /** glibc's arena cap they inherit (bin/pinned-node sets 2 unless MALLOC_ARENA_MAX was set), if any. */
   outpostMallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
-  mode: flags.soak ? 'soak' : QUICK ? 'quick' : 'full',
+  mode: flags.soak ? 'soak' : flags.instructions ? 'instructions' : QUICK ? 'quick' : 'full',
   accessLog: flags.log ?? 'off',
   ...SETTINGS,
 };
@@ -295,9 +298,10 @@ async function restart(system: System): Promise<void> {
   console.log(`  ${system.name} restarted (pid ${system.child.pid})`);
 }
 
-async function launchCeiling(cert: string, key: string, origins: readonly [string, string, string]): Promise<Launched> {
+/** `wrap`: what the command runs under (taskset, or valgrind for --instructions, which starts it much slower). */
+async function launchCeiling(cert: string, key: string, origins: readonly [string, string, string], wrap: readonly string[] = serverWrap, timeoutMs = 15_000): Promise<Launched> {
   const relay = ['--origin', origins[0], '--origin2', origins[1], '--origin-h2', origins[2]];
-  const { child, match } = await startChild('ceiling', [...serverWrap, process.execPath, 'bench/ceiling.ts', '--cert', cert, '--key', key, ...relay], /ceiling (https:\/\/\S+)/, 15_000);
+  const { child, match } = await startChild('ceiling', [...wrap, process.execPath, 'bench/ceiling.ts', '--cert', cert, '--key', key, ...relay], /ceiling (https:\/\/\S+)/, timeoutMs);
   return { child, base: match![1] };
 }
 
@@ -311,7 +315,7 @@ function outpostNodeFlags(): string[] {
   return withServingFlags(flags['node-flags']?.split(' ').filter((f) => f !== '') ?? []);
 }
 
-async function launchOutpost(cert: string, key: string, origins: readonly [string, string, string], site: string): Promise<Launched> {
+async function launchOutpost(cert: string, key: string, origins: readonly [string, string, string], site: string, wrap: readonly string[] = serverWrap, timeoutMs = 20_000): Promise<Launched> {
   const byPort: Record<string, string> = { 9000: origins[0], 9001: origins[1], 9002: origins[2] };
   const fill = (url: string) => byPort[new URL(url).port] ?? origins[0];
   const fillSpec = (spec: any): any => typeof spec === 'string' ? fill(spec)
@@ -336,8 +340,8 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   configs.outpost = stringifyYaml(raw);
   writeFileSync(config, configs.outpost);
   const nodeFlags = outpostNodeFlags();
-  const { child, match } = await startChild('outpost', [...serverWrap, process.execPath, ...nodeFlags, 'src/main.ts', '--config', config],
-    /https:\/\/[^\s'"]+/, 20_000, ROOT);
+  const { child, match } = await startChild('outpost', [...wrap, process.execPath, ...nodeFlags, 'src/main.ts', '--config', config],
+    /https:\/\/[^\s'"]+/, timeoutMs, ROOT);
   return { child, base: `https://127.0.0.1:${new URL(match![0]).port}` };
 }
 
@@ -550,6 +554,7 @@ async function main(): Promise<void> {
   originBase = origin.match![1];
   const origins = [origin.match![1], origin.match![2], origin.match![3]] as const;
   const originPorts = [Number(new URL(origins[0]).port), Number(new URL(origins[1]).port)] as const;
+  if (flags.instructions) return instructions(cert, key, origins, site, t0);
 
   const wanted = new Set((flags.systems ?? 'ceiling,outpost,nginx').split(','));
   const systems: System[] = [];
@@ -684,6 +689,44 @@ async function soak(cert: string, key: string, t0: number): Promise<void> {
     bursts: [],
     crashes: [],
     soak: soakFields,
+  }, null, 2));
+  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+/**
+ * `--instructions`: instructions per response in Outpost and the ceiling (bench/instructions.ts).
+ * By default the scenarios whose requests repeat, without 1 MiB bodies (slow under valgrind);
+ * --scenarios picks others (`miss` too).
+ */
+async function instructions(cert: string, key: string, origins: readonly [string, string, string], site: string, t0: number): Promise<void> {
+  const missing = callgrindMissing();
+  if (missing !== undefined) {
+    console.error(`--instructions: ${missing}`);
+    process.exitCode = 1;
+    return;
+  }
+  const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && s.path !== PATHS.large);
+  const counts = { warm: QUICK ? 3000 : 6000, measured: 1000, windows: QUICK ? 1 : 3 };
+  const wanted = new Set((flags.systems ?? 'ceiling,outpost').split(','));
+  const launchers = [
+    { name: 'outpost', launch: (wrap: readonly string[]) => launchOutpost(cert, key, origins, site, wrap, 300_000) },
+    { name: 'ceiling', launch: (wrap: readonly string[]) => launchCeiling(cert, key, origins, wrap, 300_000) },
+  ].filter((s) => wanted.has(s.name));
+  console.log(`instructions: ${launchers.map((s) => s.name).join(' and ')} under callgrind; per scenario and protocol ${counts.warm} requests to warm, then ${counts.windows} x ${counts.measured} counted (the median window kept)`);
+  const rows = await runInstructions(launchers, scenarios, { tmp, loaderWrap, ...counts, track: (child) => { children.push(child); } });
+  console.log(`\n${instructionTable(rows)}`);
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
+  writeFileSync(file, JSON.stringify({
+    machine: { ...machine, ...counts },
+    scenarios: scenarios.map(({ body, ...s }) => ({ ...s, bodyBytes: body?.length })),
+    systems: Object.fromEntries(Object.entries(configs).map(([name, config]) => [name, { config }])),
+    unavailable: {},
+    rows: [],
+    bursts: [],
+    crashes: [],
+    instructions: rows,
   }, null, 2));
   console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }

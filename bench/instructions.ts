@@ -1,0 +1,163 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from './load.ts';
+import { quietAfter, type Child } from './procs.ts';
+
+/**
+ * `npm run bench -- --instructions [--scenarios a,b]`: machine instructions per response, counted by
+ * valgrind's callgrind in Outpost and in the ceiling for the same requests. Requests per second
+ * and CPU time drift with the host (the README's machine: up to 2x between two rounds of one
+ * run); an instruction count does not drift with it, only with the work: the same command twice
+ * gave 198.9k and 198.5k per cache hit over HTTP/1.1 (the ceiling 175.9k and 175.2k), 207.1k and
+ * 196.7k over HTTP/2. Pass-through varies more (Outpost 404k and 423k, the relaying ceiling 284k
+ * and 385k over HTTP/1.1): a full collection of the heap costs tens of millions of instructions,
+ * and a window of 1,000 requests sees one or does not. It counts every thread of the process
+ * (garbage collection and the optimizing compiler's background work included), but not the
+ * kernel's part of a system call, and it says nothing about waiting: a row here is work, not
+ * speed.
+ *
+ * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
+ * `warm` requests (the JIT tiers up: a count after too short a warm-up includes compilation),
+ * waits for the process to go idle, then counts `windows` times `measured` requests (zeroing the
+ * counters, reading each total from a dump) and keeps the median window: a full collection of the
+ * heap costs tens of millions of instructions and falls in one window or the next. Load: h2load, HTTP/2
+ * (2 connections x 8 streams) and HTTP/1.1 (`--h1`, 16 connections). Valgrind runs a process
+ * 20-50x slower, so counts are few and the run takes minutes.
+ */
+
+export interface InstructionScenario {
+  readonly id: string;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly unique?: boolean;
+}
+
+export interface InstructionRow {
+  readonly scenario: string;
+  readonly load: 'h1' | 'h2';
+  readonly system: string;
+  /** Responses counted, and the instructions their process ran meanwhile (all threads), in the median window. */
+  readonly responses: number;
+  readonly instructions: number;
+  /** Each window's count (responses / windows requests each). */
+  readonly windows: readonly number[];
+  readonly error?: string;
+}
+
+export interface InstructionSystem {
+  readonly name: string;
+  /** Starts the system with `wrap` before its command; resolves once it listens. */
+  readonly launch: (wrap: readonly string[]) => Promise<{ child: Child; base: string }>;
+}
+
+export interface InstructionOptions {
+  readonly tmp: string;
+  readonly loaderWrap: readonly string[];
+  readonly warm: number;
+  /** Requests counted per window, and windows per scenario and protocol. */
+  readonly measured: number;
+  readonly windows: number;
+  readonly track: (child: Child) => void;
+}
+
+/** valgrind and callgrind_control, or why the mode cannot run. */
+export function callgrindMissing(): string | undefined {
+  for (const tool of ['valgrind', 'callgrind_control']) {
+    try {
+      execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    } catch {
+      return `${tool} is missing (apt-get install valgrind)`;
+    }
+  }
+  return undefined;
+}
+
+/** The h2load arguments for `count` requests of the scenario; unique scenarios get a URI list of fresh URLs. */
+function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count: number, tag: string, tmp: string): string[] {
+  const shape = load === 'h1' ? ['--h1', '-c', '16'] : ['-c', '2', '-m', '8'];
+  const headers = Object.entries(s.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+  if (!s.unique) return ['h2load', '-n', String(count), ...shape, ...headers, `${base}${s.path}`];
+  const list = join(tmp, `uris-${tag}.txt`);
+  writeFileSync(list, Array.from({ length: count }, (_, i) => `${base}${s.path}?n=${tag}-${i}`).join('\n'));
+  return ['h2load', '-n', String(count), ...shape, ...headers, '-i', list];
+}
+
+/** The instructions counted since the last zeroing: the total of the newest dump of process `pid`. */
+function dumpedTotal(pid: number, dir: string): number {
+  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
+  // callgrind.<pid>.<n>: the n-th dump (callgrind.<pid> itself is written at exit).
+  const part = new RegExp(`^callgrind\\.${pid}\\.(\\d+)$`);
+  const dumps = readdirSync(dir).flatMap((f) => { const m = part.exec(f); return m ? [{ f, n: Number(m[1]) }] : []; }).sort((a, b) => a.n - b.n);
+  if (dumps.length === 0) throw new Error(`callgrind wrote no dump for process ${pid}`);
+  const text = readFileSync(join(dir, dumps.at(-1)!.f), 'utf8');
+  // `totals:` sums the cost lines of this dump (its `summary:` line reads 0 with --instr-atstart=no).
+  const total = /^totals: (\d+)/m.exec(text);
+  if (!total) throw new Error(`no total in callgrind's dump ${dumps.at(-1)!.f}`);
+  return Number(total[1]);
+}
+
+export async function runInstructions(systems: readonly InstructionSystem[], scenarios: readonly InstructionScenario[], options: InstructionOptions): Promise<InstructionRow[]> {
+  const { tmp, loaderWrap, warm, measured } = options;
+  const rows: InstructionRow[] = [];
+  for (const system of systems) {
+    const wrap = ['valgrind', '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(tmp, 'callgrind.%p')}`];
+    const t0 = performance.now();
+    const { child, base } = await system.launch(wrap);
+    options.track(child);
+    console.log(`  ${system.name} under callgrind (pid ${child.pid}), up in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    const control = (...args: string[]) => execFileSync('callgrind_control', [...args, String(child.pid)], { stdio: 'ignore' });
+    for (const s of scenarios) {
+      for (const load of ['h1', 'h2'] as const) {
+        const tag = `${system.name}-${s.id}-${load}`;
+        try {
+          await run([...loaderWrap, ...loadArgs(s, base, load, warm, `${tag}-warm`, tmp)], 600_000);
+          // Work the warm-up left behind (Outpost's Brotli 11 upgrade of the page, which waits for
+          // a quiet loop) is not this scenario's: counting starts once the process is idle.
+          await quietAfter(child.pid, { share: 0.05, maxMs: 120_000 });
+          const counts: number[] = [];
+          let failed = 0;
+          for (let w = 0; w < options.windows; w++) {
+            control('-z');
+            control('-i', 'on');
+            const out = await run([...loaderWrap, ...loadArgs(s, base, load, measured, `${tag}-${w}`, tmp)], 600_000);
+            control('-i', 'off');
+            failed += measured - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0);
+            counts.push(dumpedTotal(child.pid, tmp));
+          }
+          // A full collection of the heap falls in one window or another: the median window is the
+          // steady cost, the spread says how much the collections add.
+          const instructions = [...counts].sort((a, b) => a - b)[Math.floor(counts.length / 2)];
+          const fields = { scenario: s.id, load, system: system.name, responses: measured, instructions, windows: counts };
+          const row: InstructionRow = failed === 0 ? fields : { ...fields, error: `${failed} of ${measured * options.windows} requests failed` };
+          rows.push(row);
+          const each = counts.map((c) => Math.round(c / measured / 1000)).join(', ');
+          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round(instructions / measured).toLocaleString('en-US')} instructions per response (windows: ${each}k)`}`);
+        } catch (error) {
+          rows.push({ scenario: s.id, load, system: system.name, responses: 0, instructions: 0, windows: [], error: (error as Error).message.split('\n')[0] });
+          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} error: ${(error as Error).message.split('\n')[0]}`);
+        }
+      }
+    }
+    await child.stop();
+  }
+  return rows;
+}
+
+/** Outpost's count per response next to the ceiling's, and their ratio. */
+export function instructionTable(rows: readonly InstructionRow[]): string {
+  const per = (r: InstructionRow | undefined) => (r === undefined || r.error !== undefined || r.responses === 0 ? undefined : r.instructions / r.responses);
+  const lines = [['scenario', 'load', 'Outpost instr/resp', 'ceiling instr/resp', 'Outpost ÷ ceiling']];
+  const keys = [...new Set(rows.map((r) => `${r.scenario} ${r.load}`))];
+  for (const key of keys) {
+    const [scenario, load] = key.split(' ');
+    const find = (system: string) => per(rows.find((r) => r.scenario === scenario && r.load === load && r.system === system));
+    const outpost = find('outpost');
+    const ceiling = find('ceiling');
+    const n = (v: number | undefined) => (v === undefined ? '-' : Math.round(v).toLocaleString('en-US'));
+    lines.push([scenario, load, n(outpost), n(ceiling), outpost !== undefined && ceiling !== undefined ? `${(outpost / ceiling).toFixed(2)}x` : '-']);
+  }
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  return lines.map((l, j) => l.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + (j === 0 ? `\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : '')).join('\n');
+}
