@@ -650,21 +650,38 @@ async function main(): Promise<void> {
   const missing = missingTools();
   if (missing.length > 0) console.log(`\n${missing.join('\n')}`);
 
-  const resultsDir = join(ROOT, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
-  writeFileSync(file, JSON.stringify({
-    machine,
-    scenarios: selected.map(({ body, ...s }) => ({ ...s, bodyBytes: body?.length })),
+  writeResults(t0, {
+    scenarios: selected,
     systems: Object.fromEntries(systems.map((s) => [s.name, { base: s.base, rssBytes: s.rss, restarts: s.restarts, config: configs[s.name] }])),
     unavailable,
     rows,
     bursts,
     crashes,
-  }, null, 2));
-  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  });
 
   for (const system of systems) await system.pool.close();
+}
+
+/**
+ * bench/results/<date>-<mode>.json: the machine, plus what the mode measured. Every mode writes the
+ * same top-level fields (other tooling reads them), empty where it has none.
+ */
+function writeResults(t0: number, fields: { machine?: object; scenarios?: readonly Scenario[]; systems: object; unavailable?: object; rows?: readonly Row[]; bursts?: readonly Burst[]; crashes?: readonly unknown[]; [extra: string]: unknown }): void {
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
+  const { machine: more, scenarios = [], systems, unavailable = {}, rows = [], bursts = [], crashes = [], ...rest } = fields;
+  writeFileSync(file, JSON.stringify({
+    machine: { ...machine, ...more },
+    scenarios: scenarios.map(({ body, ...s }) => ({ ...s, bodyBytes: body?.length })),
+    systems,
+    unavailable,
+    rows,
+    bursts,
+    crashes,
+    ...rest,
+  }, null, 2));
+  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 }
 
 /** `--soak`: the memory soak alone; its table, and the results file with a `soak` field. */
@@ -677,20 +694,11 @@ async function soak(cert: string, key: string, t0: number): Promise<void> {
   });
   console.log(`\n${soakTable(result)}`);
   const { config, ...soakFields } = result;
-  const resultsDir = join(ROOT, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
-  writeFileSync(file, JSON.stringify({
-    machine: { ...machine, seconds },
-    scenarios: [],
+  writeResults(t0, {
+    machine: { seconds },
     systems: { outpost: { rssBytes: { start: result.rssStartBytes, end: result.rssAfterBytes }, restarts: 0, config } },
-    unavailable: {},
-    rows: [],
-    bursts: [],
-    crashes: [],
     soak: soakFields,
-  }, null, 2));
-  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  });
 }
 
 /**
@@ -715,20 +723,12 @@ async function instructions(cert: string, key: string, origins: readonly [string
   console.log(`instructions: ${launchers.map((s) => s.name).join(' and ')} under callgrind; per scenario and protocol ${counts.warm} requests to warm, then ${counts.windows} x ${counts.measured} counted (the median window kept)`);
   const rows = await runInstructions(launchers, scenarios, { tmp, loaderWrap, ...counts, track: (child) => { children.push(child); } });
   console.log(`\n${instructionTable(rows)}`);
-  const resultsDir = join(ROOT, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}-${machine.mode}.json`);
-  writeFileSync(file, JSON.stringify({
-    machine: { ...machine, ...counts },
-    scenarios: scenarios.map(({ body, ...s }) => ({ ...s, bodyBytes: body?.length })),
+  writeResults(t0, {
+    machine: counts,
+    scenarios,
     systems: Object.fromEntries(Object.entries(configs).map(([name, config]) => [name, { config }])),
-    unavailable: {},
-    rows: [],
-    bursts: [],
-    crashes: [],
     instructions: rows,
-  }, null, 2));
-  console.log(`\nwrote ${file.slice(ROOT.length + 1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  });
 }
 
 try {
