@@ -41,7 +41,7 @@ export interface InstructionRow {
   /** Responses counted, and the instructions their process ran meanwhile (all threads), in the median window. */
   readonly responses: number;
   readonly instructions: number;
-  /** Each window's count (responses / windows requests each). */
+  /** Each window's instruction count (`responses` requests each). */
   readonly windows: readonly number[];
   readonly error?: string;
 }
