@@ -8,14 +8,16 @@ import { quietAfter, type Child } from './procs.ts';
  * `npm run bench -- --instructions [--scenarios a,b]`: machine instructions per response, counted by
  * valgrind's callgrind in Outpost and in the ceiling for the same requests. Requests per second
  * and CPU time drift with the host (the README's machine: up to 2x between two rounds of one
- * run); an instruction count does not drift with it, only with the work: the same command twice
- * gave 198.9k and 198.5k per cache hit over HTTP/1.1 (the ceiling 175.9k and 175.2k), 207.1k and
- * 196.7k over HTTP/2. Pass-through varies more (Outpost 404k and 423k, the relaying ceiling 284k
- * and 385k over HTTP/1.1): a full collection of the heap costs tens of millions of instructions,
- * and a window of 1,000 requests sees one or does not. It counts every thread of the process
- * (garbage collection and the optimizing compiler's background work included), but not the
- * kernel's part of a system call, and it says nothing about waiting: a row here is work, not
- * speed.
+ * run); an instruction count does not drift with the host, only with the work. What still moves
+ * it is garbage collection: one full collection of the heap costs ~145M instructions (2 in a
+ * window of 400 uploads added 0.7M per upload), a window of 1,000 hits ~200M, so a window that
+ * holds one reads up to twice another (seen: 183k, 396k and 277k per Brotli hit over HTTP/2 in
+ * one row). The table gives the median window and the range; the same command twice gave
+ * 198.9k and 198.5k per gzip hit over HTTP/1.1 (the ceiling 175.9k and 175.2k), and 404k and
+ * 423k per pass-through response (the relaying ceiling 284k and 385k). Read a row against its
+ * range and over runs. It counts every thread of the process (collection and the optimizing
+ * compiler's background work included), but not the kernel's part of a system call, and it says
+ * nothing about waiting: a row here is work, not speed.
  *
  * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
  * `warm` requests (the JIT tiers up: a count after too short a warm-up includes compilation),
@@ -145,18 +147,22 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
   return rows;
 }
 
-/** Outpost's count per response next to the ceiling's, and their ratio. */
+/** Outpost's count per response next to the ceiling's (the median window, and the windows' range), and their ratio. */
 export function instructionTable(rows: readonly InstructionRow[]): string {
-  const per = (r: InstructionRow | undefined) => (r === undefined || r.error !== undefined || r.responses === 0 ? undefined : r.instructions / r.responses);
-  const lines = [['scenario', 'load', 'Outpost instr/resp', 'ceiling instr/resp', 'Outpost ÷ ceiling']];
-  const keys = [...new Set(rows.map((r) => `${r.scenario} ${r.load}`))];
-  for (const key of keys) {
+  const find = (scenario: string, load: string, system: string) => {
+    const r = rows.find((x) => x.scenario === scenario && x.load === load && x.system === system);
+    return r === undefined || r.error !== undefined || r.responses === 0 ? undefined : r;
+  };
+  const k = (v: number) => `${Math.round(v / 1000)}k`;
+  const cell = (r: InstructionRow | undefined) => r === undefined ? '-'
+    : `${k(r.instructions / r.responses)} (${k(Math.min(...r.windows) / r.responses)}-${k(Math.max(...r.windows) / r.responses)})`;
+  const lines = [['scenario', 'load', 'Outpost instr/resp (windows)', 'ceiling instr/resp (windows)', 'Outpost ÷ ceiling']];
+  for (const key of new Set(rows.map((r) => `${r.scenario} ${r.load}`))) {
     const [scenario, load] = key.split(' ');
-    const find = (system: string) => per(rows.find((r) => r.scenario === scenario && r.load === load && r.system === system));
-    const outpost = find('outpost');
-    const ceiling = find('ceiling');
-    const n = (v: number | undefined) => (v === undefined ? '-' : Math.round(v).toLocaleString('en-US'));
-    lines.push([scenario, load, n(outpost), n(ceiling), outpost !== undefined && ceiling !== undefined ? `${(outpost / ceiling).toFixed(2)}x` : '-']);
+    const outpost = find(scenario, load, 'outpost');
+    const ceiling = find(scenario, load, 'ceiling');
+    const ratio = outpost !== undefined && ceiling !== undefined ? `${(outpost.instructions / outpost.responses / (ceiling.instructions / ceiling.responses)).toFixed(2)}x` : '-';
+    lines.push([scenario, load, cell(outpost), cell(ceiling), ratio]);
   }
   const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   return lines.map((l, j) => l.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + (j === 0 ? `\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : '')).join('\n');
