@@ -4,7 +4,7 @@ import {
   type OutgoingHttpHeaders, type ServerHttp2Stream,
 } from 'node:http2';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
-import { CACHEABLE, PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
+import { CACHEABLE, PATHS, RELAYED_PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
 
 /**
  * The ceiling: what a Node server reaches on this machine when it does nothing but answer. One
@@ -80,12 +80,10 @@ let turn = 0;
 function relayTo(method: string | undefined, path: string): Pool | undefined {
   if (method !== 'GET' && method !== 'HEAD') return undefined;
   const q = path.indexOf('?');
-  switch (q === -1 ? path : path.slice(0, q)) {
-    case PATHS.api: return origin;
-    case PATHS.apiPool: return turn++ % 2 === 0 ? origin : origin2;
-    case PATHS.apiH2: return originH2;
-    default: return undefined;
-  }
+  const target = q === -1 ? path : path.slice(0, q);
+  if (!RELAYED_PATHS.includes(target)) return undefined;
+  if (target === PATHS.apiH2) return originH2;
+  return target === PATHS.apiPool && turn++ % 2 === 1 ? origin2 : origin;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade', 'te', 'trailer']);

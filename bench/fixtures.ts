@@ -124,5 +124,11 @@ export const PATHS = {
   burst: '/o/burst/',
 } as const;
 
+/**
+ * The paths no edge may answer from memory (the uncacheable API, as is and through the pool and the
+ * HTTP/2 routes): the ceiling relays them to the origin (bench/ceiling.ts).
+ */
+export const RELAYED_PATHS: readonly string[] = [PATHS.api, PATHS.apiPool, PATHS.apiH2];
+
 /** The origin holds each /burst/ answer this long, so the 200 concurrent requests overlap it. */
 export const BURST_DELAY_MS = 100;

@@ -22,8 +22,8 @@ import { quietAfter, type Child } from './procs.ts';
  * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
  * `warm` requests (the JIT tiers up: a count after too short a warm-up includes compilation),
  * waits for the process to go idle, then counts `windows` times `measured` requests (zeroing the
- * counters, reading each total from a dump) and keeps the median window: a full collection of the
- * heap costs tens of millions of instructions and falls in one window or the next. Load: h2load, HTTP/2
+ * counters, reading each total from a dump) and keeps the median window, with all of them in the
+ * row. Load: h2load, HTTP/2
  * (2 connections x 8 streams) and HTTP/1.1 (`--h1`, 16 connections). Valgrind runs a process
  * 20-50x slower, so counts are few and the run takes minutes.
  */

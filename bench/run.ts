@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool, request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { PATHS, BURST_DELAY_MS, fixtures, writeSite } from './fixtures.ts';
+import { PATHS, BURST_DELAY_MS, RELAYED_PATHS, fixtures, writeSite } from './fixtures.ts';
 import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResult, type LoadSpec, type Tool } from './load.ts';
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { withServingFlags } from '../src/runtime/node-flags.ts';
@@ -47,7 +47,7 @@ if (flags.help) {
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --rounds N: every run N times, the systems in a different order each round, figures combined (for a noisy machine; N times as long)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
-  console.log(`  --instructions: instructions per response under valgrind's callgrind, Outpost and the ceiling (bench/instructions.ts): a count that does not drift with the host`);
+  console.log(`  --instructions: instructions per response under valgrind's callgrind, Outpost and the ceiling (bench/instructions.ts): a count that moves with the work and with garbage collection, not with the host`);
   process.exit(0);
 }
 
@@ -148,8 +148,11 @@ const machine = {
     : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
   workers: WORKERS,
   outpostNodeFlags: flags['node-flags'] ?? '',
-  /** The scenarios the ceiling answers by relaying to the origin (bench/ceiling.ts), not from memory. */
-  ceilingRelays: ['pass', 'pass-pool', 'pass-h2'],
+  /**
+   * The scenarios the ceiling answers by relaying to the origin (bench/ceiling.ts), not from memory.
+   * A getter: SCENARIOS is defined further down, and this is read only when the results are written.
+   */
+  get ceilingRelays() { return SCENARIOS.filter((s) => RELAYED_PATHS.includes(s.path)).map((s) => s.id); },
   /** The malloc Outpost (and the ceiling) run on: bin/pinned-node's choice, which their processes inherit from the runner. */
   outpostAllocator: allocatorOf(),
   /** glibc's arena cap they inherit (bin/pinned-node sets 2 unless MALLOC_ARENA_MAX was set), if any. */
