@@ -21,7 +21,9 @@
  * --expose-gc: lets `memory.trim` ask for a full collection when the load stops, before it gives
  * glibc's free pages back (src/runtime/malloc-trim.ts): the bodies let go since V8's last full
  * collection are freed then, not whenever the next load comes (after 40,000 misses: RSS 663-680
- * MiB against 726-742 with the trim alone). Nothing else calls gc().
+ * MiB against 726-742 with the trim alone). And request bodies ask for a young collection every
+ * 8 MiB (src/runtime/body-scavenge.ts), which ends the storms of full collections under uploads
+ * described below. Nothing else calls gc().
  *
  * Not used: --heap-growing-percent=50. V8 lets its old generation grow to up to 4x what survived
  * the last full collection before the next one (a factor it picks from how fast it collects), and
@@ -43,7 +45,9 @@
  * to V8's global limit and ended every storm (one full collection in 6,000 uploads, 3 runs of 3),
  * but the cache's bodies are external memory too: 30,000 misses then held 1,071-1,132 MiB RSS
  * against 804-814 without it. Neither --max-semi-space-size=2, 8 nor a fixed young generation
- * stopped the storms.
+ * stopped the storms; --initial-old-space-size=64 made them rarer (MCs 3-10 per 10 s of uploads
+ * against 29-35) at 45 MB more RSS. What ends them is collecting the dead chunks before they pile
+ * up: a young collection every 8 MiB of request bodies (src/runtime/body-scavenge.ts).
  */
 export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--expose-gc'];
 
