@@ -223,7 +223,7 @@ export const configSchema = z.strictObject({
     maxBodySize: size('1GB'),
     /** 75 s keep-alive between HTTP/1.1 requests, nginx's keepalive_timeout. */
     keepAliveTimeout: duration('75s'),
-    /** 120 s of inactivity closes an HTTP/2 session or an idle socket. */
+    /** 120 s without a byte closes an HTTP/2 session or an HTTPS connection (src/server/idle-watch.ts: within 1.25x). */
     idleTimeout: duration('120s'),
     /** Concurrent streams per HTTP/2 session: 128 like nginx (Node's default is practically unlimited). */
     maxConcurrentStreams: z.number().int().min(1).max(1000).default(128),

@@ -14,6 +14,8 @@ import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 import { clientConnectionLimit } from './client-limit.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
+import { idleWatch, type Watched } from './idle-watch.ts';
+import type { Timers } from '../timers.ts';
 import { frontCounters, type FrontCounters } from './counters.ts';
 import { publishClientError, publishError } from '../observability/channels.ts';
 
@@ -39,6 +41,8 @@ export interface Running {
 export interface ServerEvents {
   /** Errors with no client to tell (a failed write), for the log; the error channel by default. */
   onError?: (where: string, err: unknown) => void;
+  /** The clock and timers that close idle connections (idleWatch); tests move them by hand. */
+  timers?: Timers;
 }
 
 /**
@@ -179,7 +183,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     keepAliveTimeout: limits.keepAliveTimeout,
     connectionsCheckingInterval: 1000,
   });
-  server.setTimeout(limits.idleTimeout);
+  // Idle connections are closed by idleWatch, not by Node's per-read, per-write timers (server.setTimeout).
+  const idle = idleWatch(limits.idleTimeout, events.timers);
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
 
@@ -189,13 +194,27 @@ export async function startServers(config: Config, handler: Handler, events: Ser
 
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
-    session.once('close', () => sessions.delete(session));
+    const watched: Watched = {
+      bytes() {
+        try {
+          const socket = session.socket;
+          return socket.bytesRead + socket.bytesWritten;
+        } catch {
+          return -1; // the session has let go of its socket: it is closing
+        }
+      },
+      close: () => session.close(),
+    };
+    idle.add(watched);
+    session.once('close', () => {
+      sessions.delete(session);
+      idle.delete(watched);
+    });
     // Session errors reach the log through the server's 'sessionError' below, once; Node keeps its
     // own 'error' listener on every server session, so none is needed here.
     confineStreamErrors(session);
     // The connection's window, shared by all its streams (RFC 9113 §6.9.2: 65,535 until we say more).
     try { session.setLocalWindowSize(H2_SESSION_WINDOW); } catch { /* the session is already closing */ }
-    session.setTimeout(limits.idleTimeout, () => session.close());
     if (draining) session.close();
   });
   server.on('sessionError', (err) => report('h2 session', err, 'h2SessionErrors'));
@@ -207,7 +226,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     socket.setNoDelay(true);
     if (socket.alpnProtocol === 'h2') return;
     http1Sockets.set(socket, 0);
-    socket.once('close', () => http1Sockets.delete(socket));
+    const watched: Watched = { bytes: () => socket.bytesRead + socket.bytesWritten, close: () => socket.destroy() };
+    idle.add(watched);
+    socket.once('close', () => {
+      http1Sockets.delete(socket);
+      idle.delete(watched);
+    });
   });
 
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
@@ -363,6 +387,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     door?.destroyAll();
     plainDoor?.destroyAll();
     plain?.closeAllConnections();
+    idle.stop();
     await closed;
   })());
 

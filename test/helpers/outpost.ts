@@ -47,7 +47,7 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
   }, {}));
   const app = await createApp(config, deps);
   // As the instance runs it: replies kept ready answer repeated hits without the chain.
-  const running = await startServers(config, app.handler, {}, createReadyReplies({ reported: () => responseEndChannel.hasSubscribers }));
+  const running = await startServers(config, app.handler, { timers: deps.timers }, createReadyReplies({ reported: () => responseEndChannel.hasSubscribers }));
   const admin = config.admin.token
     ? await startAdmin('127.0.0.1:0', config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) })
     : null;

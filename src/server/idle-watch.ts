@@ -1,0 +1,68 @@
+import { realTimers, type Timers } from '../timers.ts';
+
+/**
+ * Closes the connections (HTTP/2 sessions, HTTP/1.1 sockets) through which no byte has passed for
+ * `idleTimeout` (limits.idleTimeout), by looking at the bytes each has carried a few times per
+ * period instead of re-arming a timer on every read and write.
+ *
+ * Node's own idle timeouts (server.setTimeout, session.setTimeout) refresh a timer on every socket
+ * read and every stream write: the timer is moved to the end of its list and libuv's clock read,
+ * several times per response. For a cache hit over HTTP/2 that was ~5,300 of ~230,000
+ * instructions (callgrind, 10,000 hits), more than the Age and Cache-Status fields together.
+ *
+ * Here every connection's byte count is read each idleTimeout / 4; one whose count has not moved
+ * for idleTimeout is closed, so an idle connection goes after 1 to 1.25 times idleTimeout.
+ */
+
+export interface Watched {
+  /** Bytes read and written so far (any measure that moves whenever a byte passes). */
+  bytes(): number;
+  /** Ends the idle connection. */
+  close(): void;
+}
+
+export interface IdleWatch {
+  add(connection: Watched): void;
+  delete(connection: Watched): void;
+  /** Stops watching everything (the server closes). */
+  stop(): void;
+  readonly size: number;
+}
+
+export function idleWatch(idleTimeout: number, timers: Timers = realTimers): IdleWatch {
+  const watched = new Map<Watched, { bytes: number; since: number }>();
+  const period = idleTimeout / 4;
+  let cancel: (() => void) | null = null;
+
+  const check = () => {
+    cancel = null;
+    const now = timers.now();
+    for (const [connection, seen] of watched) {
+      const bytes = connection.bytes();
+      if (bytes !== seen.bytes) {
+        seen.bytes = bytes;
+        seen.since = now;
+      } else if (now - seen.since >= idleTimeout) {
+        watched.delete(connection);
+        connection.close();
+      }
+    }
+    if (watched.size > 0) cancel = timers.setTimeout(check, period);
+  };
+
+  return {
+    add(connection) {
+      watched.set(connection, { bytes: connection.bytes(), since: timers.now() });
+      cancel ??= timers.setTimeout(check, period);
+    },
+    delete(connection) {
+      watched.delete(connection);
+    },
+    stop() {
+      cancel?.();
+      cancel = null;
+      watched.clear();
+    },
+    get size() { return watched.size; },
+  };
+}
