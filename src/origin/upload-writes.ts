@@ -17,8 +17,9 @@ import type { Writable } from 'node:stream';
  *   strace). The chunks gather across turns until BATCH_BYTES wait in the socket (undici's TCP
  *   sockets take 64 KB before they ask to drain, when its writer would pause the body anyway), the
  *   body ends, or BATCH_WAIT_MS after the first of them, so a slow client's bytes are late by a
- *   millisecond at most: ~34 writes per MiB, 5-15 % less CPU per upload (measured, 1 MiB POSTs).
- *   Over HTTP/2 the same cost 7 % more than 'turn'.
+ *   millisecond at most: ~34 writes per MiB (strace), 2-13 % less CPU per upload in three
+ *   alternating pairs of 10 s runs (1 MiB POSTs), within the noise of the benchmark's rows.
+ *   Over HTTP/2 the same cost 7 % more than 'turn' (two pairs).
  *
  * undici does not hand the socket to a dispatch handler, but it publishes it on its diagnostics
  * channel `undici:client:sendHeaders` ({ request, headers, socket }) right before it starts

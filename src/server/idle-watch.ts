@@ -8,7 +8,8 @@ import { realTimers, type Timers } from '../timers.ts';
  * Node's own idle timeouts (server.setTimeout, session.setTimeout) refresh a timer on every socket
  * read and every stream write: the timer is moved to the end of its list and libuv's clock read,
  * several times per response. For a cache hit over HTTP/2 that was ~5,300 of ~230,000
- * instructions (callgrind, 10,000 hits), more than the Age and Cache-Status fields together.
+ * instructions (callgrind, 10,000 hits), more than the Via, Age and Cache-Status fields cost
+ * together (~4,600). Over HTTP/1.1 the socket's timer cost nothing measurable.
  *
  * Here every connection's byte count is read each idleTimeout / 4; one whose count has not moved
  * for idleTimeout is closed, so an idle connection goes after 1 to 1.25 times idleTimeout.
