@@ -1,3 +1,5 @@
+import type { Http2Session } from 'node:http2';
+import type { Socket } from 'node:net';
 import { realTimers, type Timers } from '../timers.ts';
 
 /**
@@ -66,4 +68,24 @@ export function idleWatch(idleTimeout: number, timers: Timers = realTimers): Idl
     },
     get size() { return watched.size; },
   };
+}
+
+/** An HTTP/2 session: the bytes of its socket; closed as Node's session timeout would (GOAWAY, open streams finish). */
+export function sessionWatched(session: Http2Session): Watched {
+  return {
+    bytes() {
+      try {
+        const socket = session.socket;
+        return socket.bytesRead + socket.bytesWritten;
+      } catch {
+        return -1; // the session has let go of its socket: it is closing
+      }
+    },
+    close: () => session.close(),
+  };
+}
+
+/** An HTTP/1.1 connection: destroyed, as Node's socket timeout did with no 'timeout' listener. */
+export function socketWatched(socket: Socket): Watched {
+  return { bytes: () => socket.bytesRead + socket.bytesWritten, close: () => socket.destroy() };
 }

@@ -14,7 +14,8 @@ import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 import { clientConnectionLimit } from './client-limit.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
-import { idleWatch, type Watched } from './idle-watch.ts';
+import { idleWatch, sessionWatched, socketWatched } from './idle-watch.ts';
+import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
 import { frontCounters, type FrontCounters } from './counters.ts';
 import { publishClientError, publishError } from '../observability/channels.ts';
@@ -100,36 +101,6 @@ function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
   return { ...ctx, body };
 }
 
-/**
- * After a response sent before the request body ended (413, 408, an early error): our side of the
- * connection ends after the response, and what the client still sends is read and dropped for a
- * moment before the socket is closed (nginx's lingering close). Left as it was, the paused request
- * kept the socket until the requestTimeout sweep (60 s, measured: the response's keep-alive was
- * decided when its header was written); destroying it at once with unread bytes makes the kernel
- * send a reset that can destroy the response before the client reads it.
- */
-const LINGER_MS = 2000;
-function lingerAndClose(req: IncomingMessage): void {
-  const socket = req.socket;
-  socket.end();
-  req.resume();
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-  timer.unref();
-  socket.once('close', () => clearTimeout(timer));
-}
-
-/**
- * A response sent before the whole request body arrived ends the connection: reading and
- * discarding an unwanted body is the client's time, not ours.
- */
-function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse): void {
-  res.once('prefinish', () => {
-    if (req.complete) return;
-    res.shouldKeepAlive = false;
-    res.once('finish', () => { if (!req.complete) lingerAndClose(req); });
-  });
-}
-
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
 function countRefused(err: unknown): void {
   if (isOutpostError(err)) frontCounters.badRequests++;
@@ -194,17 +165,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
 
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
-    const watched: Watched = {
-      bytes() {
-        try {
-          const socket = session.socket;
-          return socket.bytesRead + socket.bytesWritten;
-        } catch {
-          return -1; // the session has let go of its socket: it is closing
-        }
-      },
-      close: () => session.close(),
-    };
+    const watched = sessionWatched(session);
     idle.add(watched);
     session.once('close', () => {
       sessions.delete(session);
@@ -226,7 +187,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     socket.setNoDelay(true);
     if (socket.alpnProtocol === 'h2') return;
     http1Sockets.set(socket, 0);
-    const watched: Watched = { bytes: () => socket.bytesRead + socket.bytesWritten, close: () => socket.destroy() };
+    const watched = socketWatched(socket);
     idle.add(watched);
     socket.once('close', () => {
       http1Sockets.delete(socket);
