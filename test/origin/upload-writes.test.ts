@@ -37,10 +37,11 @@ const recordPerTurn = (count: number) => async (source: PassThrough): Promise<vo
   source.end();
 };
 
-async function origin(): Promise<Server> {
+/** An origin that answers with the number of body bytes it received; `onBytes` sees the count grow. */
+async function origin(onBytes: (received: number) => void = () => {}): Promise<Server> {
   const server = createServer((req, res) => {
     let bytes = 0;
-    req.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+    req.on('data', (chunk: Buffer) => { bytes += chunk.length; onBytes(bytes); });
     req.on('end', () => res.end(String(bytes)));
   });
   server.listen(0, '127.0.0.1');
@@ -120,16 +121,7 @@ test("'bytes': a partial batch leaves after the wait, while the body goes on", {
   const body = limitBody(source, { ...limits, gather: 'bytes', gatherWaitMs: 5 });
   let arrived!: () => void;
   const originHasIt = new Promise<void>((resolve) => { arrived = resolve; });
-  const server = createServer((req, res) => {
-    let bytes = 0;
-    req.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes >= CHUNK) arrived();
-    });
-    req.on('end', () => res.end(String(bytes)));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const server = await origin((received) => { if (received >= CHUNK) arrived(); });
   const client = new Client(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
   try {
     const response = client.request({ method: 'POST', path: '/', body, headers: { 'content-length': String(2 * CHUNK) } });
