@@ -19,13 +19,24 @@ import { quietAfter, type Child } from './procs.ts';
  * compiler's background work included), but not the kernel's part of a system call, and it says
  * nothing about waiting: a row here is work, not speed.
  *
+ * The optimizing compilers (Turbofan, Maglev) run on background threads and are counted too, but
+ * their share of a window says how recently V8 threw optimized code away, not what a request
+ * costs: a full collection clears the weak references optimized code holds and the functions
+ * concerned are compiled again (--trace-deopt: "embedded weak objects cleared"), and under
+ * valgrind's 20-50x slowdown the collections V8 starts on timers (its memory reducer) most likely
+ * come far more often per request than at speed (at speed, --trace-opt: 3 compilations in 30,000
+ * pass-through requests once warm).
+ * Seen: 0 to 26 % of a window of Outpost's pass-through after 9,000 to 57,000 requests (356k
+ * instructions per response with 26 %, 240k with none), and 0 to 11 % in the ceiling's, however
+ * long the warm-up. So each row also gives the compilers' share of its median window (their jobs'
+ * inclusive cost, read with callgrind_annotate), and the table's counts and ratio leave it out.
+ *
  * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
- * `warm` requests (the JIT tiers up: a count after too short a warm-up includes compilation),
- * waits for the process to go idle, then counts `windows` times `measured` requests (zeroing the
- * counters, reading each total from a dump) and keeps the median window, with all of them in the
- * row. Load: h2load, HTTP/2
- * (2 connections x 8 streams) and HTTP/1.1 (`--h1`, 16 connections). Valgrind runs a process
- * 20-50x slower, so counts are few and the run takes minutes.
+ * `warm` requests (the JIT tiers up), waits once for the process to go idle, then counts `windows`
+ * times `measured` requests back to back (zeroing the counters, reading each total from a dump)
+ * and keeps the median window, with all of them in the row. Load: h2load, HTTP/2 (2 connections
+ * x 8 streams) and HTTP/1.1 (`--h1`, 16 connections). Valgrind runs a process 20-50x slower, so
+ * counts are few and the run takes minutes.
  */
 
 export interface InstructionScenario {
@@ -45,6 +56,10 @@ export interface InstructionRow {
   readonly instructions: number;
   /** Each window's instruction count (`responses` requests each). */
   readonly windows: readonly number[];
+  /** Of the median window's instructions, those the optimizing compilers' background jobs ran ... */
+  readonly compiler?: number;
+  /** ... and of each window's. */
+  readonly compilers?: readonly number[];
   readonly error?: string;
 }
 
@@ -86,8 +101,8 @@ function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count
   return ['h2load', '-n', String(count), ...shape, ...headers, '-i', list];
 }
 
-/** The instructions counted since the last zeroing: the total of the newest dump of process `pid`. */
-function dumpedTotal(pid: number, dir: string): number {
+/** The instructions counted since the last zeroing: the total of the newest dump of process `pid`, and that dump. */
+function dumped(pid: number, dir: string): { total: number; file: string } {
   execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
   // callgrind.<pid>.<n>: the n-th dump (callgrind.<pid> itself is written at exit).
   const part = new RegExp(`^callgrind\\.${pid}\\.(\\d+)$`);
@@ -97,7 +112,20 @@ function dumpedTotal(pid: number, dir: string): number {
   // `totals:` sums the cost lines of this dump (its `summary:` line reads 0 with --instr-atstart=no).
   const total = /^totals: (\d+)/m.exec(text);
   if (!total) throw new Error(`no total in callgrind's dump ${dumps.at(-1)!.f}`);
-  return Number(total[1]);
+  return { total: Number(total[1]), file: join(dir, dumps.at(-1)!.f) };
+}
+
+/** The optimizing compilers' background jobs (Turbofan, Maglev): their work is the JIT warming up, not serving. */
+const COMPILER_JOBS = /OptimizingCompileTaskExecutor::CompileTask::Run|MaglevConcurrentDispatcher::JobTask::Run/;
+
+/** Instructions the optimizing compilers ran in a dump (their jobs' inclusive costs, read by callgrind_annotate). */
+export function compilerInstructions(file: string): number {
+  const out = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  let sum = 0;
+  for (const line of out.split('\n')) {
+    if (COMPILER_JOBS.test(line)) sum += Number(/^\s*([\d,]+)/.exec(line)?.[1].replaceAll(',', '') ?? 0);
+  }
+  return sum;
 }
 
 export async function runInstructions(systems: readonly InstructionSystem[], scenarios: readonly InstructionScenario[], options: InstructionOptions): Promise<InstructionRow[]> {
@@ -118,24 +146,33 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           // Work the warm-up left behind (Outpost's Brotli 11 upgrade of the page, which waits for
           // a quiet loop) is not this scenario's: counting starts once the process is idle.
           await quietAfter(child.pid, { share: 0.05, maxMs: 120_000 });
-          const counts: number[] = [];
-          let failed = 0;
-          for (let w = 0; w < options.windows; w++) {
+          const window = async (n: number, name: string) => {
             control('-z');
             control('-i', 'on');
-            const out = await run([...loaderWrap, ...loadArgs(s, base, load, measured, `${tag}-${w}`, tmp)], 600_000);
+            const out = await run([...loaderWrap, ...loadArgs(s, base, load, n, `${tag}-${name}`, tmp)], 600_000);
             control('-i', 'off');
-            failed += measured - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0);
-            counts.push(dumpedTotal(child.pid, tmp));
+            const { total, file } = dumped(child.pid, tmp);
+            return { total, compiler: compilerInstructions(file), failed: n - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0) };
+          };
+          const counts: number[] = [];
+          const compiler: number[] = [];
+          let failed = 0;
+          for (let w = 0; w < options.windows; w++) {
+            const counted = await window(measured, String(w));
+            counts.push(counted.total);
+            compiler.push(counted.compiler);
+            failed += counted.failed;
           }
           // A full collection of the heap falls in one window or another: the median window is the
-          // steady cost, the spread says how much the collections add.
-          const instructions = [...counts].sort((a, b) => a - b)[Math.floor(counts.length / 2)];
-          const fields = { scenario: s.id, load, system: system.name, responses: measured, instructions, windows: counts };
+          // steady cost, the spread says how much the collections add. Windows are ranked by what
+          // is left without the compilers' work (see above).
+          const median = [...counts.keys()].sort((a, b) => (counts[a] - compiler[a]) - (counts[b] - compiler[b]))[Math.floor(counts.length / 2)];
+          const instructions = counts[median];
+          const fields = { scenario: s.id, load, system: system.name, responses: measured, instructions, windows: counts, compiler: compiler[median], compilers: compiler };
           const row: InstructionRow = failed === 0 ? fields : { ...fields, error: `${failed} of ${measured * options.windows} requests failed` };
           rows.push(row);
-          const each = counts.map((c) => Math.round(c / measured / 1000)).join(', ');
-          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round(instructions / measured).toLocaleString('en-US')} instructions per response (windows: ${each}k)`}`);
+          const each = counts.map((c, i) => `${Math.round((c - compiler[i]) / measured / 1000)}k + ${Math.round(compiler[i] / c * 100)} % compilers`).join(', ');
+          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round((instructions - compiler[median]) / measured).toLocaleString('en-US')} instructions per response, the compilers' work left out (windows: ${each})`}`);
         } catch (error) {
           rows.push({ scenario: s.id, load, system: system.name, responses: 0, instructions: 0, windows: [], error: (error as Error).message.split('\n')[0] });
           console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} error: ${(error as Error).message.split('\n')[0]}`);
@@ -147,22 +184,33 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
   return rows;
 }
 
-/** Outpost's count per response next to the ceiling's (the median window, and the windows' range), and their ratio. */
+/**
+ * Outpost's count per response next to the ceiling's (the median window and the windows' range,
+ * each less the compilers' work), their ratio, and the compilers' share of each median window.
+ */
 export function instructionTable(rows: readonly InstructionRow[]): string {
   const find = (scenario: string, load: string, system: string) => {
     const r = rows.find((x) => x.scenario === scenario && x.load === load && x.system === system);
     return r === undefined || r.error !== undefined || r.responses === 0 ? undefined : r;
   };
   const k = (v: number) => `${Math.round(v / 1000)}k`;
+  /** The median window less the compilers' work, per response. */
+  const serving = (r: InstructionRow) => (r.instructions - (r.compiler ?? 0)) / r.responses;
+  /** Every window's count less its compilers' work (older results: the raw counts). */
+  const range = (r: InstructionRow) => {
+    const each = r.windows.map((w, i) => (w - (r.compilers?.[i] ?? 0)) / r.responses);
+    return `${k(Math.min(...each))}-${k(Math.max(...each))}`;
+  };
   const cell = (r: InstructionRow | undefined) => r === undefined ? '-'
-    : `${k(r.instructions / r.responses)} (${k(Math.min(...r.windows) / r.responses)}-${k(Math.max(...r.windows) / r.responses)})`;
-  const lines = [['scenario', 'load', 'Outpost instr/resp (windows)', 'ceiling instr/resp (windows)', 'Outpost ÷ ceiling']];
+    : `${k(serving(r))} (${range(r)})`;
+  const jit = (r: InstructionRow | undefined) => r?.compiler === undefined ? '-' : `${(r.compiler / r.instructions * 100).toFixed(0)} %`;
+  const lines = [['scenario', 'load', 'Outpost instr/resp (windows)', 'ceiling instr/resp (windows)', 'Outpost ÷ ceiling', 'compilers (Outpost / ceiling)']];
   for (const key of new Set(rows.map((r) => `${r.scenario} ${r.load}`))) {
     const [scenario, load] = key.split(' ');
     const outpost = find(scenario, load, 'outpost');
     const ceiling = find(scenario, load, 'ceiling');
-    const ratio = outpost !== undefined && ceiling !== undefined ? `${(outpost.instructions / outpost.responses / (ceiling.instructions / ceiling.responses)).toFixed(2)}x` : '-';
-    lines.push([scenario, load, cell(outpost), cell(ceiling), ratio]);
+    const ratio = outpost !== undefined && ceiling !== undefined ? `${(serving(outpost) / serving(ceiling)).toFixed(2)}x` : '-';
+    lines.push([scenario, load, cell(outpost), cell(ceiling), ratio, `${jit(outpost)} / ${jit(ceiling)}`]);
   }
   const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   return lines.map((l, j) => l.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + (j === 0 ? `\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : '')).join('\n');

@@ -37,15 +37,17 @@ const { values: flags } = parseArgs({
     soak: { type: 'boolean', default: false },
     instructions: { type: 'boolean', default: false },
     rounds: { type: 'string' },
+    warm: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--rounds N] [--soak] [--instructions]`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--rounds N] [--warm N] [--soak] [--instructions]`);
   console.log(`  --node-flags "...": runtime flags for Outpost's process only (e.g. "--max-semi-space-size=4")`);
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --rounds N: every run N times, the systems in a different order each round, figures combined (for a noisy machine; N times as long)`);
+  console.log(`  --warm N: requests per scenario and system before anything is measured (default 200 with --quick, else 1000; --instructions: 3000 / 6000)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
   console.log(`  --instructions: instructions per response under valgrind's callgrind, Outpost and the ceiling (bench/instructions.ts): a count that moves with the work and with garbage collection, not with the host`);
   process.exit(0);
@@ -62,6 +64,10 @@ if (flags.workers !== undefined && !(Number.isInteger(Number(flags.workers)) && 
 }
 if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
   console.error(`--seconds: expected a positive number, got ${JSON.stringify(flags.seconds)}`);
+  process.exit(2);
+}
+if (flags.warm !== undefined && !(Number.isInteger(Number(flags.warm)) && Number(flags.warm) >= 0 && Number(flags.warm) <= 1_000_000)) {
+  console.error(`--warm: expected a whole number from 0 to 1000000, got ${JSON.stringify(flags.warm)}`);
   process.exit(2);
 }
 if (flags.rounds !== undefined && !(Number.isInteger(Number(flags.rounds)) && Number(flags.rounds) >= 1 && Number(flags.rounds) <= 10)) {
@@ -83,7 +89,7 @@ const SETTINGS = {
   h2Connections: 2,
   h2Streams: 8,
   /** Requests per scenario and system before anything is measured: JIT warm, caches primed. */
-  warmRequests: QUICK ? 200 : 1000,
+  warmRequests: flags.warm !== undefined ? Number(flags.warm) : QUICK ? 200 : 1000,
   /** The cold-URL burst. */
   burst: 200,
 } as const;
@@ -410,9 +416,12 @@ async function warm(system: System): Promise<void> {
     await hammer(system.pool, count, 8, (i) => requestFor(s, `warm-${system.name}`, i));
   }
   if (tools.h2load) {
-    // The HTTP/2 code paths get their own warm-up.
-    for (const path of [PATHS.small, PATHS.page]) {
-      await run([...loaderWrap, 'h2load', '-n', String(SETTINGS.warmRequests * 2), '-c', '2', '-m', '8', '-H', 'accept-encoding: br', system.base + path], 30_000);
+    // The HTTP/2 code paths get their own warm-up: each scenario's requests that repeat, as h2load
+    // will send them (uploads and the 1 MiB file get the HTTP/1.1 round above only).
+    for (const s of selected) {
+      if (s.body || s.unique || s.path === PATHS.large || SETTINGS.warmRequests === 0) continue;
+      const headers = Object.entries(s.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+      await run([...loaderWrap, 'h2load', '-n', String(SETTINGS.warmRequests), '-c', '2', '-m', '8', ...headers, system.base + s.path], 120_000);
     }
   }
 }
@@ -717,7 +726,7 @@ async function instructions(cert: string, key: string, origins: readonly [string
     return;
   }
   const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && s.path !== PATHS.large);
-  const counts = { warm: QUICK ? 3000 : 6000, measured: 1000, windows: QUICK ? 1 : 3 };
+  const counts = { warm: flags.warm !== undefined ? Number(flags.warm) : QUICK ? 3000 : 6000, measured: 1000, windows: QUICK ? 1 : 3 };
   const wanted = new Set((flags.systems ?? 'ceiling,outpost').split(','));
   const launchers = [
     { name: 'outpost', launch: (wrap: readonly string[]) => launchOutpost(cert, key, origins, site, wrap, 300_000) },
