@@ -146,22 +146,18 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           // Work the warm-up left behind (Outpost's Brotli 11 upgrade of the page, which waits for
           // a quiet loop) is not this scenario's: counting starts once the process is idle.
           await quietAfter(child.pid, { share: 0.05, maxMs: 120_000 });
-          const window = async (n: number, name: string) => {
-            control('-z');
-            control('-i', 'on');
-            const out = await run([...loaderWrap, ...loadArgs(s, base, load, n, `${tag}-${name}`, tmp)], 600_000);
-            control('-i', 'off');
-            const { total, file } = dumped(child.pid, tmp);
-            return { total, compiler: compilerInstructions(file), failed: n - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0) };
-          };
           const counts: number[] = [];
           const compiler: number[] = [];
           let failed = 0;
           for (let w = 0; w < options.windows; w++) {
-            const counted = await window(measured, String(w));
-            counts.push(counted.total);
-            compiler.push(counted.compiler);
-            failed += counted.failed;
+            control('-z');
+            control('-i', 'on');
+            const out = await run([...loaderWrap, ...loadArgs(s, base, load, measured, `${tag}-${w}`, tmp)], 600_000);
+            control('-i', 'off');
+            failed += measured - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0);
+            const { total, file } = dumped(child.pid, tmp);
+            counts.push(total);
+            compiler.push(compilerInstructions(file));
           }
           // A full collection of the heap falls in one window or another: the median window is the
           // steady cost, the spread says how much the collections add. Windows are ranked by what
