@@ -7,6 +7,14 @@
  * cache. Measured on the benchmark (2026-11-30, one core): POST 1 MiB 3,021 → 1,018 µs of CPU per
  * response over HTTP/1.1 and 3,901 → 1,634 over HTTP/2, pass-through p99 15 → 5 ms, cache hits a
  * few percent less CPU, misses 2-4 % more; RSS after the run 1,148 → 984 MiB.
+ * Measured again against 16 on 2026-12-01 (uploads' storms now ended by body-scavenge.ts), one
+ * process per run on one core: once warm (40,000 requests), pass-through with 256 requests in
+ * flight cost 15-25 % less CPU with 16 (HTTP/2 32x8: 77-94 against 98-117 µs in four pairs;
+ * HTTP/1.1, 256 connections: 116-126 against 138-146), with 16 in flight 4 % less, hits, misses
+ * and 1 MiB uploads alike, the 60 s soak's RSS 280-286 against 294-303 MiB; but in the quick bench,
+ * right after start (200 requests to warm), 16 cost more in both of two pairs: pass-through over
+ * HTTP/1.1 141-218 against 117-119 µs, POST 1 MiB 1,921-2,891 against 1,856-1,868. Kept at 4
+ * until that early phase is understood.
  *
  * --no-allocation-site-pretenuring: V8 allocates straight into the old generation the objects of
  * any allocation site whose objects once survived young collections often (during a burst, or
