@@ -9,7 +9,7 @@
  * few percent less CPU, misses 2-4 % more; RSS after the run 1,148 → 984 MiB.
  * Measured again against 16 on 2026-12-01 (uploads' storms now ended by body-scavenge.ts), one
  * process per run on one core: once warm (40,000 requests), pass-through with 256 requests in
- * flight cost 15-25 % less CPU with 16 (HTTP/2 32x8: 77-94 against 98-117 µs in four pairs;
+ * flight cost 15-25 % less CPU with 16 (HTTP/2 32x8: 77-94 against 98-117 µs, three runs each;
  * HTTP/1.1, 256 connections: 116-126 against 138-146), with 16 in flight 4 % less, hits, misses
  * and 1 MiB uploads alike, the 60 s soak's RSS 280-286 against 294-303 MiB; but in the quick bench,
  * right after start (200 requests to warm), 16 cost more in both of two pairs: pass-through over
