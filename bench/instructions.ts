@@ -119,7 +119,7 @@ function dumped(pid: number, dir: string): { total: number; file: string } {
 const COMPILER_JOBS = /OptimizingCompileTaskExecutor::CompileTask::Run|MaglevConcurrentDispatcher::JobTask::Run/;
 
 /** Instructions the optimizing compilers ran in a dump (their jobs' inclusive costs, read by callgrind_annotate). */
-export function compilerInstructions(file: string): number {
+function compilerInstructions(file: string): number {
   const out = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   let sum = 0;
   for (const line of out.split('\n')) {

@@ -58,22 +58,19 @@ if (flags.log !== undefined && !['off', 'text', 'json'].includes(flags.log)) {
   console.error(`--log: expected off, text or json, got ${JSON.stringify(flags.log)}`);
   process.exit(2);
 }
-if (flags.workers !== undefined && !(Number.isInteger(Number(flags.workers)) && Number(flags.workers) >= 1 && Number(flags.workers) <= 64)) {
-  console.error(`--workers: expected a whole number from 1 to 64, got ${JSON.stringify(flags.workers)}`);
+/** A flag that must be a whole number from `min` to `max`, when given. */
+function checkWholeNumber(name: string, value: string | undefined, min: number, max: number): void {
+  if (value === undefined || (Number.isInteger(Number(value)) && Number(value) >= min && Number(value) <= max)) return;
+  console.error(`--${name}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
   process.exit(2);
 }
+checkWholeNumber('workers', flags.workers, 1, 64);
 if (flags.seconds !== undefined && !(Number(flags.seconds) > 0)) {
   console.error(`--seconds: expected a positive number, got ${JSON.stringify(flags.seconds)}`);
   process.exit(2);
 }
-if (flags.warm !== undefined && !(Number.isInteger(Number(flags.warm)) && Number(flags.warm) >= 0 && Number(flags.warm) <= 1_000_000)) {
-  console.error(`--warm: expected a whole number from 0 to 1000000, got ${JSON.stringify(flags.warm)}`);
-  process.exit(2);
-}
-if (flags.rounds !== undefined && !(Number.isInteger(Number(flags.rounds)) && Number(flags.rounds) >= 1 && Number(flags.rounds) <= 10)) {
-  console.error(`--rounds: expected a whole number from 1 to 10, got ${JSON.stringify(flags.rounds)}`);
-  process.exit(2);
-}
+checkWholeNumber('warm', flags.warm, 0, 1_000_000);
+checkWholeNumber('rounds', flags.rounds, 1, 10);
 const SETTINGS = {
   /**
    * Each run is made this many times, the systems' order rotated every round, and combined
