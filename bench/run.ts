@@ -24,26 +24,36 @@ import { callgrindMissing, instructionTable, runInstructions } from './instructi
 const ROOT = resolve(import.meta.dirname, '..');
 process.chdir(ROOT);
 
-const { values: flags } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    seconds: { type: 'string' },
-    scenarios: { type: 'string' },
-    systems: { type: 'string' },
-    'no-pin': { type: 'boolean', default: false },
-    workers: { type: 'string' },
-    'node-flags': { type: 'string' },
-    log: { type: 'string' },
-    soak: { type: 'boolean', default: false },
-    instructions: { type: 'boolean', default: false },
-    rounds: { type: 'string' },
-    warm: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
-});
+const FLAG_OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  seconds: { type: 'string' },
+  scenarios: { type: 'string' },
+  systems: { type: 'string' },
+  'no-pin': { type: 'boolean', default: false },
+  workers: { type: 'string' },
+  'node-flags': { type: 'string' },
+  log: { type: 'string' },
+  soak: { type: 'boolean', default: false },
+  instructions: { type: 'boolean', default: false },
+  rounds: { type: 'string' },
+  warm: { type: 'string' },
+  help: { type: 'boolean', default: false },
+} as const;
+
+/** The command line, or a one-line error and exit code 2 (an unknown flag, a missing value). */
+function parseFlags() {
+  try {
+    return parseArgs({ options: FLAG_OPTIONS }).values;
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+}
+
+const flags = parseFlags();
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags "..."] [--rounds N] [--warm N] [--soak] [--instructions]`);
-  console.log(`  --node-flags "...": runtime flags for Outpost's process only (e.g. "--max-semi-space-size=4")`);
+  console.log(`usage: npm run bench -- [--quick] [--seconds N] [--scenarios a,b] [--systems ceiling,outpost,nginx] [--no-pin] [--log off|text|json] [--workers N] [--node-flags="..."] [--rounds N] [--warm N] [--soak] [--instructions]`);
+  console.log(`  --node-flags="...": runtime flags for Outpost's process only (e.g. --node-flags="--max-semi-space-size=16 --trace-gc"; the serving flags it leaves out are added)`);
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --rounds N: every run N times, the systems in a different order each round, figures combined (for a noisy machine; N times as long)`);

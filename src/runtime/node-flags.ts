@@ -3,18 +3,31 @@
  * process (V8 sizes its heap at start), so they go where Outpost is launched: the cluster primary
  * gives them to its workers, `npm start` passes them, and so does the benchmark.
  *
- * --max-semi-space-size=4 (MB; V8's default grows it to 16 or 32): a young generation that fits in
- * cache. Measured on the benchmark (2026-11-30, one core): POST 1 MiB 3,021 → 1,018 µs of CPU per
- * response over HTTP/1.1 and 3,901 → 1,634 over HTTP/2, pass-through p99 15 → 5 ms, cache hits a
- * few percent less CPU, misses 2-4 % more; RSS after the run 1,148 → 984 MiB.
- * Measured again against 16 on 2026-12-01 (uploads' storms now ended by body-scavenge.ts), one
- * process per run on one core: once warm (40,000 requests), pass-through with 256 requests in
- * flight cost 15-25 % less CPU with 16 (HTTP/2 32x8: 77-94 against 98-117 µs, three runs each;
- * HTTP/1.1, 256 connections: 116-126 against 138-146), with 16 in flight 4 % less, hits, misses
- * and 1 MiB uploads alike, the 60 s soak's RSS 280-286 against 294-303 MiB; but in the quick bench,
- * right after start (200 requests to warm), 16 cost more in both of two pairs: pass-through over
- * HTTP/1.1 141-218 against 117-119 µs, POST 1 MiB 1,921-2,891 against 1,856-1,868. Kept at 4
- * until that early phase is understood.
+ * --max-semi-space-size=8 (MB; V8's default grows it to 16 or 32): a young generation large enough
+ * that the requests in flight die in it, small enough to stay out of the memory soak's way.
+ * History: 4 from 2026-11-30 (POST 1 MiB 3,021 → 1,018 µs of CPU per response over HTTP/1.1
+ * against the default, pass-through p99 15 → 5 ms, RSS after the quick bench 1,148 → 984 MiB), when
+ * uploads fell into storms of full collections; body-scavenge.ts ends those storms now, whatever
+ * the size. Measured again on 2026-12-01 (instructions under callgrind, all threads, so the host's
+ * drift, ±25 % at speed that day, does not enter; pass-through over HTTP/2 after 30,000 requests
+ * to warm, 10,000 counted, two windows each):
+ *   with 256 requests in flight (32 connections x 8 streams):  4: 388k, 375k per response (of it
+ *     88-90k scavenging: a request outlives two young collections and is copied twice)
+ *                                                              8: 293k, 320k (scavenging 32-37k)
+ *                                                             16: 272k, 321k (scavenging 13-21k)
+ *   with 16 in flight (the bench's 2 x 8): alike; 4: 227k, 226k, 268k; 8: 282k; 16: 218k, 244k
+ *     (scavenging 4-11k whatever the size; a window differs from the next by the full collection
+ *     it holds or not); Brotli hits 149k / 148k (4 / 16), with 256 in flight 176k / 169k;
+ *     POST 1 MiB over HTTP/1.1 (16 connections) 9.95M / 9.77M
+ *   right after start (20,000 pass-through requests over HTTP/1.1, 16 connections, nothing to warm,
+ *     compilers included): 403k, 401k with 4; 397k, 399k with 16: the same work (a quick bench that
+ *     seemed to say otherwise measured the host)
+ *   the 60 s soak's RSS (second half): 4: 205, 256 MiB; 8: 244, 253; 16: 284, 277 (16's new space
+ *     alone is up to 36 MiB more)
+ * At speed, once warm, the same day on a quieter host: 16 against 4 cost 15-25 % less CPU per
+ * pass-through response with 256 in flight (HTTP/2 32x8: 77-94 against 98-117 µs; HTTP/1.1, 256
+ * connections: 116-126 against 138-146), 4 % less with 16 in flight.
+ * 8 keeps most of 16's saving under concurrency at 4's memory.
  *
  * --no-allocation-site-pretenuring: V8 allocates straight into the old generation the objects of
  * any allocation site whose objects once survived young collections often (during a burst, or
@@ -57,7 +70,7 @@
  * against 29-35) at 45 MB more RSS. What ends them is collecting the dead chunks before they pile
  * up: a young collection every 8 MiB of request bodies (src/runtime/body-scavenge.ts).
  */
-export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--expose-gc'];
+export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--expose-gc'];
 
 /** A flag's name, so `--foo=1`, `--foo`, `--no-foo` and `--foo_bar` / `--foo-bar` count as one (V8 reads them alike). */
 const flagName = (flag: string) => flag.split('=')[0].replace(/^--no-/, '--').replaceAll('_', '-');
