@@ -6,7 +6,7 @@
  * --max-semi-space-size=8 (MB; V8's default grows it to 16 or 32): a young generation large enough
  * that the requests in flight die in it, small enough to stay out of the memory soak's way.
  * History: 4 from 2026-11-30 (POST 1 MiB 3,021 → 1,018 µs of CPU per response over HTTP/1.1
- * against the default, pass-through p99 15 → 5 ms, RSS after the quick bench 1,148 → 984 MiB), when
+ * against the default, pass-through p99 15 → 5 ms, RSS after the run 1,148 → 984 MiB), when
  * uploads fell into storms of full collections; body-scavenge.ts ends those storms now, whatever
  * the size. Measured again on 2026-12-01 (instructions under callgrind, all threads, so the host's
  * drift, ±25 % at speed that day, does not enter; pass-through over HTTP/2 after 30,000 requests
