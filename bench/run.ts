@@ -422,11 +422,11 @@ async function warm(system: System): Promise<void> {
     const count = s.body || s.path === PATHS.large ? Math.ceil(SETTINGS.warmRequests / 10) : SETTINGS.warmRequests;
     await hammer(system.pool, count, 8, (i) => requestFor(s, `warm-${system.name}`, i));
   }
-  if (tools.h2load) {
+  if (tools.h2load && SETTINGS.warmRequests > 0) {
     // The HTTP/2 code paths get their own warm-up: each scenario's requests that repeat, as h2load
     // will send them (uploads and the 1 MiB file get the HTTP/1.1 round above only).
     for (const s of selected) {
-      if (s.body || s.unique || s.path === PATHS.large || SETTINGS.warmRequests === 0) continue;
+      if (s.body || s.unique || s.path === PATHS.large) continue;
       const headers = Object.entries(s.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
       await run([...loaderWrap, 'h2load', '-n', String(SETTINGS.warmRequests), '-c', '2', '-m', '8', ...headers, system.base + s.path], 120_000);
     }

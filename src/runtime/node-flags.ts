@@ -11,9 +11,10 @@
  * History: 4 from 2026-11-30 (POST 1 MiB 3,021 → 1,018 µs of CPU per response over HTTP/1.1
  * against the default, pass-through p99 15 → 5 ms, hits a few percent less CPU, misses 2-4 % more,
  * RSS after the run 1,148 → 984 MiB), when uploads fell into storms of full collections;
- * body-scavenge.ts ends those storms now, whatever the size. Measured again on 2026-12-01 (instructions under callgrind, all threads, so the host's
- * drift, ±25 % at speed that day, does not enter; pass-through over HTTP/2 after 30,000 requests
- * to warm, 10,000 counted, two windows each):
+ * body-scavenge.ts ends those storms now, whatever the size. Measured again on 2026-12-01
+ * (instructions under callgrind, all threads, so the host's drift, ±25 % at speed that day, does
+ * not enter; pass-through over HTTP/2 after 30,000 requests to warm, 10,000 counted, two windows
+ * each):
  *   with 256 requests in flight (32 connections x 8 streams):  4: 388k, 375k per response (of it
  *     88-90k scavenging: a request outlives two young collections and is copied twice)
  *                                                              8: 293k, 320k (scavenging 32-37k)

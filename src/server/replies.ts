@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'nod
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
 import { http2HeaderList, respondHttp1, respondHttp2 } from './respond.ts';
-import { hostLines, plainAddress } from './request.ts';
+import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 
 /**
@@ -119,11 +119,11 @@ function stampedReply(entry: Kept): Reply {
   return { status: entry.status, headers: { ...entry.headers, ...entry.reuse.stamp?.() }, body: entry.body };
 }
 
-/** The request facts the access log and metrics read: the learned request's, this client's address and fields. */
-function factsOf(entry: Kept, headers: IncomingHttpHeaders, address: string | undefined, httpVersion: string): RequestFacts {
+/** The request facts the access log and metrics read: the learned request's, this client's address (plain) and fields. */
+function factsOf(entry: Kept, headers: IncomingHttpHeaders, remoteAddress: string, httpVersion: string): RequestFacts {
   const { learned } = entry;
   return {
-    method: learned.method, target: learned.target, host: learned.host, remoteAddress: plainAddress(address), httpVersion,
+    method: learned.method, target: learned.target, host: learned.host, remoteAddress, httpVersion,
     headers, startedAt: process.hrtime.bigint(), notes: learned.notes, site: learned.site, route: learned.route,
   };
 }
@@ -187,7 +187,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       if (entry === undefined) return false;
       if (reported()) {
         // The response writer reports it as it reports the chain's answers.
-        const facts = factsOf(entry, requestHeaders, stream.session?.socket?.remoteAddress, '2');
+        const facts = factsOf(entry, requestHeaders, peerOf(stream).address, '2');
         respondHttp2(stream, entry.learned.method, stampedReply(entry), facts);
         return true;
       }
@@ -206,7 +206,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       const entry = ready(key);
       if (entry === undefined) return false;
       if (reported()) {
-        respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, req.socket.remoteAddress, req.httpVersion));
+        respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, plainAddress(req.socket.remoteAddress), req.httpVersion));
         return true;
       }
       res.writeHead(entry.status, headerBlock(entry, entry.h1ready, asIs));

@@ -68,7 +68,7 @@ const sessionPeers = new WeakMap<Http2Session, Peer>();
  * and its two fields cost ~155 ns per request through it against ~20 for this lookup. Not kept
  * while the socket is gone (its address reads undefined).
  */
-function peerOf(stream: ServerHttp2Stream): Peer {
+export function peerOf(stream: ServerHttp2Stream): Peer {
   const session = stream.session;
   if (session === undefined) return NO_PEER;
   const kept = sessionPeers.get(session);

@@ -245,6 +245,8 @@ test('with a subscriber on the response channel (access log, metrics) a kept rep
     assert.deepEqual([last.status, last.outcome, last.cache, last.bytes], [200, 'ok', 'hit', logged.result.body.length]);
     assert.equal(last.request.notes?.get('compress'), 'br/stored', 'what the chain noted when it made the reply');
     assert.deepEqual([chain.cache, chain.request.site], ['hit', last.request.site]);
+    assert.match(last.request.remoteAddress, /^(127\.0\.0\.1|::1)$/, 'the client\'s address, plain');
+    assert.equal(last.request.remoteAddress, chain.request.remoteAddress);
     assert.match(String(last.headers['cache-status']), /^Outpost; hit; ttl=\d+$/);
   } finally {
     responseEndChannel.unsubscribe(listener);
