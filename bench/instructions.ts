@@ -45,6 +45,8 @@ export interface InstructionScenario {
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly unique?: boolean;
+  /** Requests in flight other than 16 (HTTP/1.1 connections; HTTP/2 connections x streams). */
+  readonly crowd?: { readonly connections: number; readonly h2Connections: number; readonly h2Streams: number };
 }
 
 export interface InstructionRow {
@@ -93,7 +95,8 @@ export function callgrindMissing(): string | undefined {
 
 /** The h2load arguments for `count` requests of the scenario; unique scenarios get a URI list of fresh URLs. */
 function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count: number, tag: string, tmp: string): string[] {
-  const shape = load === 'h1' ? ['--h1', '-c', '16'] : ['-c', '2', '-m', '8'];
+  const { connections, h2Connections, h2Streams } = s.crowd ?? { connections: 16, h2Connections: 2, h2Streams: 8 };
+  const shape = load === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(h2Connections), '-m', String(h2Streams)];
   const headers = Object.entries(s.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
   if (!s.unique) return ['h2load', '-n', String(count), ...shape, ...headers, `${base}${s.path}`];
   const list = join(tmp, `uris-${tag}.txt`);

@@ -209,7 +209,16 @@ interface Scenario {
   readonly wrk?: 'always' | 'full';
   /** Sample Outpost's RSS during this one (large bodies). */
   readonly memory?: boolean;
+  /** Requests in flight other than SETTINGS' 16 (HTTP/1.1 connections; HTTP/2 connections x streams). */
+  readonly crowd?: { readonly connections: number; readonly h2Connections: number; readonly h2Streams: number };
 }
+
+/**
+ * Many requests in flight, as users run the load tools (`h2load -c100 -m10`, `autocannon -c200`):
+ * each request lives longer, through more of V8's young collections. 200 HTTP/1.1 connections stay
+ * under `limits.connectionsPerClient` (256), which counts the runner's own probe connections too.
+ */
+const CROWD = { connections: 200, h2Connections: 100, h2Streams: 10 } as const;
 
 const SCENARIOS: readonly Scenario[] = [
   { id: 'static-small', what: '1 KB JSON from disk', method: 'GET', path: PATHS.small, headers: {}, wrk: 'full' },
@@ -220,6 +229,7 @@ const SCENARIOS: readonly Scenario[] = [
   { id: 'hit-identity', what: 'cached 30 KB HTML, Accept-Encoding: identity', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'identity' }, wrk: 'full' },
   { id: 'miss', what: 'unique URL each time: origin answers every request', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br, gzip' }, unique: true },
   { id: 'pass', what: 'uncacheable API (no-store) passed through', method: 'GET', path: PATHS.api, headers: {}, wrk: 'full' },
+  { id: 'pass-crowd', what: `the same API with ${CROWD.connections} HTTP/1.1 connections, HTTP/2 ${CROWD.h2Connections} x ${CROWD.h2Streams} streams`, method: 'GET', path: PATHS.api, headers: {}, wrk: 'full', crowd: CROWD },
   { id: 'pass-pool', what: 'the same API through a pool of two upstreams (round-robin)', method: 'GET', path: PATHS.apiPool, headers: {}, wrk: 'full' },
   { id: 'pass-h2', what: 'the same API with HTTP/2 (h2c) to the origin', method: 'GET', path: PATHS.apiH2, headers: {}, wrk: 'full' },
   { id: 'post-1mb', what: 'POST with a 1 MiB body passed through', method: 'POST', path: PATHS.upload, headers: { 'content-type': 'application/octet-stream' }, body: fixtures.large.body, memory: true },
@@ -492,6 +502,7 @@ async function measure(system: System, s: Scenario, tool: Tool, runTag: string, 
     unique: s.unique ? `${runTag}-${system.name}-${tool}` : undefined,
     seconds: SETTINGS.seconds, connections: SETTINGS.connections,
     h2Connections: SETTINGS.h2Connections, h2Streams: SETTINGS.h2Streams,
+    ...s.crowd,
     wrap: loaderWrap, tmp,
   };
   const sampler = s.memory && system.name === 'outpost' ? rssSampler(system.child.pid) : undefined;
@@ -509,7 +520,7 @@ async function measure(system: System, s: Scenario, tool: Tool, runTag: string, 
       errors: result.errors,
       originRequests: system.name === 'ceiling' ? undefined : after.total - before.total,
       cpuUsPerResponse: result.responses > 0 ? (cpu / result.responses) * 1e6 : undefined,
-      note: result.note,
+      note: result.note ?? (s.crowd ? (protocol === 'h2' ? `${spec.h2Connections} connections x ${spec.h2Streams} streams` : `${spec.connections} connections`) : undefined),
     });
   } catch (err) {
     row.error = (err as Error).message;
@@ -722,8 +733,8 @@ async function soak(cert: string, key: string, t0: number): Promise<void> {
 
 /**
  * `--instructions`: instructions per response in Outpost and the ceiling (bench/instructions.ts).
- * By default the scenarios whose requests repeat, without 1 MiB bodies (slow under valgrind);
- * --scenarios picks others (`miss` too).
+ * By default the scenarios whose requests repeat, without 1 MiB bodies (slow under valgrind) and
+ * without the crowd of 1,000 in flight; --scenarios picks others (`miss`, `pass-crowd` too).
  */
 async function instructions(cert: string, key: string, origins: readonly [string, string, string], site: string, t0: number): Promise<void> {
   const missing = callgrindMissing();
@@ -732,7 +743,7 @@ async function instructions(cert: string, key: string, origins: readonly [string
     process.exitCode = 1;
     return;
   }
-  const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && s.path !== PATHS.large);
+  const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && !s.crowd && s.path !== PATHS.large);
   const counts = { warm: flags.warm !== undefined ? Number(flags.warm) : QUICK ? 3000 : 6000, measured: 1000, windows: QUICK ? 1 : 3 };
   const wanted = new Set((flags.systems ?? 'ceiling,outpost').split(','));
   const launchers = [
