@@ -117,6 +117,14 @@ const sameResponse = (a: StoredResponse, b: StoredResponse): boolean =>
   a === b || (a.responseTime === b.responseTime && a.requestTime === b.requestTime && a.status === b.status);
 
 /**
+ * Whether the record stored now holds the bytes `found` had: the same response, or the same body
+ * under fields a 304 refreshed since (RFC 9111 §4.3.4 updates the fields, not the content; the
+ * memory store keeps the very Buffer, a store that parses records anew an equal one).
+ */
+const sameBytes = (current: { meta: StoredResponse; body: Buffer }, found: Found): boolean =>
+  sameResponse(current.meta, found.meta) || current.body === found.body || current.body.equals(found.body);
+
+/**
  * A value worked out once per stored record (its parsed view, its variants), kept on the record's
  * metadata object under a key of its own, not in a WeakMap: V8 marks WeakMap entries (ephemerons)
  * in the atomic pause of every full GC, and with an entry or two per stored response that was 29
@@ -209,13 +217,14 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
   }
 
   /**
-   * Keeps an encoding of `found` only while `found` is still the response stored under its key: an
-   * upgrade finishes in the background, maybe seconds later, when a new response (other bytes)
-   * may have replaced it, and its variant must not be kept under the new one's key.
+   * Keeps an encoding of `found` only while the response stored under its key still has `found`'s
+   * bytes: an upgrade finishes in the background, maybe seconds later, when a new response (other
+   * bytes) may have replaced it, and its variant must not be kept under the new one's key. A 304
+   * that refreshed the response meanwhile (short max-age, busy core) changed no bytes: kept.
    */
   async function putVariant(found: Found, variant: NewVariant): Promise<void> {
     const current = await store.get<StoredResponse>(found.key);
-    if (current === undefined || !sameResponse(current.meta, found.meta)) return;
+    if (current === undefined || !sameBytes(current, found)) return;
     await saveVariant(store, found, variant);
   }
 

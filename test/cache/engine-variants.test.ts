@@ -24,3 +24,23 @@ test('engine: an encoding that finishes after its response was replaced is not k
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal((await engine.variants(second).get('br'))?.token, 'br2');
 });
+
+/** Until the fire-and-forget `put` has landed in the memory store (a few turns), bounded. */
+async function landed(check: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < 100 && (await check()) === undefined; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+test('engine: an encoding that finishes after a 304 refreshed its response is kept (same bytes)', async () => {
+  let clock = Date.UTC(2026, 0, 1);
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20, now: () => clock }), maxObjectSize: 1 << 20, grace: 10_000, targeted: [], hideHeaders: [], now: () => clock });
+  const short = (at: number): StoredResponse => ({ ...meta(at, '"v1"'), headers: { 'cache-control': 'max-age=5', etag: '"v1"', date: new Date(at).toUTCString() } });
+  const stored = (await engine.save('https://a/x', {}, short(clock), Buffer.from('the body')))!;
+  // The Brotli 11 upgrade starts from this record (its second hit), and takes a while in the background ...
+  const upgrading = engine.variants(stored);
+  // ... while the response goes stale and the origin confirms it with a 304 (RFC 9111 §4.3.4: new fields, the same bytes).
+  clock += 6_000;
+  const refreshed = await engine.refresh(stored, short(clock));
+  upgrading.put!('br', Buffer.from('br11 of the body'), 'br11');
+  await landed(() => engine.variants(refreshed).get('br'));
+  assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'kept: an encoding of the bytes still stored');
+});
