@@ -26,7 +26,7 @@ test('engine: an encoding that finishes after its response was replaced is not k
 });
 
 /** Until the fire-and-forget `put` has landed in the memory store (a few turns), bounded. */
-async function landed(check: () => Promise<unknown>): Promise<void> {
+async function landed(check: () => unknown): Promise<void> {
   for (let i = 0; i < 100 && (await check()) === undefined; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
