@@ -46,7 +46,14 @@ export interface InstructionScenario {
   readonly headers: Readonly<Record<string, string>>;
   readonly unique?: boolean;
   /** Requests in flight other than 16 (HTTP/1.1 connections; HTTP/2 connections x streams). */
-  readonly crowd?: { readonly connections: number; readonly h2Connections: number; readonly h2Streams: number };
+  readonly crowd?: Crowd;
+}
+
+/** A load shape with more requests in flight than the default 16 (run.ts `pass-crowd`). */
+export interface Crowd {
+  readonly connections: number;
+  readonly h2Connections: number;
+  readonly h2Streams: number;
 }
 
 export interface InstructionRow {

@@ -14,7 +14,7 @@ import { allocatorOf } from '../src/runtime/allocator.ts';
 import { type Child, cpuSeconds, machineBusy, quietAfter, rssBytes, rssSampler, startChild } from './procs.ts';
 import { burstTable, combineRounds, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
-import { callgrindMissing, instructionTable, runInstructions } from './instructions.ts';
+import { callgrindMissing, instructionTable, runInstructions, type Crowd } from './instructions.ts';
 
 /**
  * `npm run bench [-- --quick]`: Outpost, the ceiling (a bare node:http2 server answering from memory)
@@ -210,7 +210,7 @@ interface Scenario {
   /** Sample Outpost's RSS during this one (large bodies). */
   readonly memory?: boolean;
   /** Requests in flight other than SETTINGS' 16 (HTTP/1.1 connections; HTTP/2 connections x streams). */
-  readonly crowd?: { readonly connections: number; readonly h2Connections: number; readonly h2Streams: number };
+  readonly crowd?: Crowd;
 }
 
 /**
@@ -218,7 +218,7 @@ interface Scenario {
  * each request lives longer, through more of V8's young collections. 200 HTTP/1.1 connections stay
  * under `limits.connectionsPerClient` (256), which counts the runner's own probe connections too.
  */
-const CROWD = { connections: 200, h2Connections: 100, h2Streams: 10 } as const;
+const CROWD: Crowd = { connections: 200, h2Connections: 100, h2Streams: 10 };
 
 const SCENARIOS: readonly Scenario[] = [
   { id: 'static-small', what: '1 KB JSON from disk', method: 'GET', path: PATHS.small, headers: {}, wrk: 'full' },
