@@ -109,10 +109,25 @@ export async function save(store: CacheStore, { primary, requestHeaders: headers
   return key;
 }
 
-/** Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the new one. */
+/**
+ * Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the
+ * new one, kept `ttlMs`. So is what finds it: a URI without Vary has this one response, and its
+ * index record was written with the first response's lifetime (past that, lookups missed a
+ * response refreshed since, and fetched it whole again); a URI whose responses vary keeps its
+ * index as the last full response wrote it. Its body is the same, so are the codings made from it:
+ * they are kept as long as it is (else they would be made again, Brotli 11 included).
+ */
 export async function rewrite(store: CacheStore, found: Found, ttlMs: number): Promise<void> {
   await store.set(found.key, { meta: found.meta, body: found.body }, ttlMs);
   await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, object: found.key, ttlMs });
+  if (found.key === plainKey(found.primary)) {
+    const vary = await store.get<VaryMeta>(varyKey(found.primary));
+    if (vary === undefined || vary.meta.vary.length === 0) await store.set(varyKey(found.primary), NO_VARY, ttlMs);
+  }
+  // Read together: one round trip to a shared tier, not one per coding.
+  const codings = CODINGS.map((coding) => variantKey(found.key, coding));
+  const variants = await Promise.all(codings.map((key) => store.get<VariantMeta>(key)));
+  await Promise.all(variants.map((variant, i) => (variant === undefined ? undefined : store.set(codings[i], variant, ttlMs))));
 }
 
 /** An encoded body made from a stored response, and the token naming its bytes. */

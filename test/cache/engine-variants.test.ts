@@ -44,3 +44,19 @@ test('engine: an encoding that finishes after a 304 refreshed its response is ke
   await landed(() => engine.variants(refreshed).get('br'));
   assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'kept: an encoding of the bytes still stored');
 });
+
+test('engine: the codings of a response a 304 refreshed live as long as it does', async () => {
+  let clock = Date.UTC(2026, 0, 1);
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20, now: () => clock }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock });
+  const short = (at: number): StoredResponse => ({ ...meta(at, '"v1"'), headers: { 'cache-control': 'max-age=5', etag: '"v1"', date: new Date(at).toUTCString() } });
+  const stored = (await engine.save('https://a/x', {}, short(clock), Buffer.from('the body')))!;
+  engine.variants(stored).put!('br', Buffer.from('br11 of the body'), 'br11');
+  await landed(() => engine.variants(stored).get('br'));
+  // Kept 5 s fresh plus an hour for revalidation (policy.ts KEEP_WITH_VALIDATORS_S); refreshed at 6 s.
+  clock += 6_000;
+  const refreshed = await engine.refresh(stored, short(clock));
+  // Past the first response's 3,605 s, within the refreshed one's.
+  clock += 3_602_000;
+  assert.equal((await engine.lookup('https://a/x', {})).kind, 'found');
+  assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'the Brotli 11 body is still there');
+});
