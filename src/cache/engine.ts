@@ -237,7 +237,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       const found: Found = { key, primary: primaryOf(key), meta: { ...record.meta, invalidatedAt: at }, body: record.body };
       const ttl = ttlOf(found, view(found));
       if (ttl <= 0) await store.delete([key]);
-      else await rewrite(store, found, ttl);
+      else await rewrite(store, found, ttl, at);
       count++;
     }
     return count;
@@ -263,7 +263,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       const ttl = ttlOf({ meta }, viewForWrite(meta));
       if (ttl <= 0) return undefined;
       try {
-        const key = await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl });
+        const key = await save(store, { primary, requestHeaders, meta, body, ttlMs: ttl, now: now() });
         stats.stores++;
         return { key, primary, meta, body };
       } catch (error) {
@@ -274,7 +274,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     async refresh(found, meta) {
       const refreshed: Found = { ...found, meta };
       const ttl = ttlOf(refreshed, view(refreshed));
-      await safely(ttl > 0 ? rewrite(store, refreshed, ttl) : store.delete([found.key]).then(() => {}), undefined);
+      await safely(ttl > 0 ? rewrite(store, refreshed, ttl, now()) : store.delete([found.key]).then(() => {}), undefined);
       return refreshed;
     },
     variants(found, forOneReply = false) {

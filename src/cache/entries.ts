@@ -14,7 +14,11 @@ import type { StoredResponse } from './policy.ts';
  *   t:<tag>                    set: every key stored under that tag (purge by tag)
  */
 
-interface VaryMeta { readonly vary: readonly string[] }
+interface VaryMeta {
+  readonly vary: readonly string[];
+  /** When a URI's responses vary: until when (ms since the epoch) the longest-kept of them is. */
+  readonly until?: number;
+}
 export interface VariantMeta { token: string }
 
 export interface Found {
@@ -28,6 +32,8 @@ export type Lookup =
   | { kind: 'found'; found: Found }
   | { kind: 'uri-miss' }
   | { kind: 'vary-miss' };
+
+const sameNames = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((name, i) => name === b[i]);
 
 /** Every coding a variant may be stored under. */
 const CODINGS = ['br', 'zstd', 'gzip'] as const;
@@ -94,36 +100,53 @@ export interface NewEntry {
   readonly meta: StoredResponse;
   readonly body: Buffer;
   readonly ttlMs: number;
+  /** The time the TTL counts from (the engine's clock). */
+  readonly now: number;
 }
 
 /** Writes a response and its indexes; answers its key. Vary `*` never gets here (it is not storable). */
-export async function save(store: CacheStore, { primary, requestHeaders: headers, meta, body, ttlMs }: NewEntry): Promise<string> {
+export async function save(store: CacheStore, { primary, requestHeaders: headers, meta, body, ttlMs, now }: NewEntry): Promise<string> {
   const names = varyNames(meta.headers.vary);
   const vary = names === '*' ? [] : names;
   const key = objectKey(primary, secondaryKey(vary, headers));
   // Codings made from a body this one replaces are other bytes: they go with it.
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
-  await store.set(varyKey(primary), vary.length === 0 ? NO_VARY : { meta: { vary } satisfies VaryMeta, body: NO_BODY }, ttlMs);
+  await keepVaryIndex(store, primary, vary, ttlMs, now);
   await index(store, { primary, tags: meta.tags, key, object: key, ttlMs });
   return key;
 }
 
 /**
- * Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the
- * new one, kept `ttlMs`. So is what finds it: a URI without Vary has this one response, and its
- * index record was written with the first response's lifetime (past that, lookups missed a
- * response refreshed since, and fetched it whole again); a URI whose responses vary keeps its
- * index as the last full response wrote it. Its body is the same, so are the codings made from it:
- * they are kept as long as it is (else they would be made again, Brotli 11 included).
+ * Writes the Vary index a lookup reads first, so that it lives as long as the responses it leads
+ * to. A URI without Vary has one response, and its index lives as that one does. A URI whose
+ * responses vary keeps, in its index, until when the longest-kept of them is: a response kept
+ * for a shorter time (another language's, or a refresh of one) never shortens it, else the others
+ * would be missed while still stored.
  */
-export async function rewrite(store: CacheStore, found: Found, ttlMs: number): Promise<void> {
+async function keepVaryIndex(store: CacheStore, primary: string, vary: readonly string[], ttlMs: number, now: number): Promise<void> {
+  if (vary.length === 0) return store.set(varyKey(primary), NO_VARY, ttlMs);
+  const current = await store.get<VaryMeta>(varyKey(primary));
+  const until = Math.max(now + ttlMs, current?.meta.until ?? 0);
+  await store.set(varyKey(primary), { meta: { vary, until } satisfies VaryMeta, body: NO_BODY }, until - now);
+}
+
+/**
+ * Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the
+ * new one, kept `ttlMs` from `now`. So is what finds it, the URI's Vary index (it was written with
+ * the first response's lifetime: past that, lookups missed a response refreshed since and fetched
+ * it whole again), as far as the index is this response's: the names it varies by are those the
+ * index holds (a URI whose stored responses once did not vary and now do keeps the newer index).
+ * Its body is the same, so are the codings made from it: they are kept as long as it is (else they
+ * would be made again, Brotli 11 included).
+ */
+export async function rewrite(store: CacheStore, found: Found, ttlMs: number, now: number): Promise<void> {
   await store.set(found.key, { meta: found.meta, body: found.body }, ttlMs);
   await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, object: found.key, ttlMs });
-  if (found.key === plainKey(found.primary)) {
-    const vary = await store.get<VaryMeta>(varyKey(found.primary));
-    if (vary === undefined || vary.meta.vary.length === 0) await store.set(varyKey(found.primary), NO_VARY, ttlMs);
-  }
+  const names = varyNames(found.meta.headers.vary);
+  const vary = names === '*' ? [] : names;
+  const indexed = await store.get<VaryMeta>(varyKey(found.primary));
+  if (indexed === undefined ? vary.length === 0 : sameNames(indexed.meta.vary, vary)) await keepVaryIndex(store, found.primary, vary, ttlMs, now);
   // Read together: one round trip to a shared tier, not one per coding.
   const codings = CODINGS.map((coding) => variantKey(found.key, coding));
   const variants = await Promise.all(codings.map((key) => store.get<VariantMeta>(key)));

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
-import { lookup, objectsOf, purgeUrl, save, saveVariant, variantKey } from '../../src/cache/entries.ts';
+import { lookup, objectsOf, purgeUrl, rewrite, save, saveVariant, variantKey } from '../../src/cache/entries.ts';
 import type { StoredResponse } from '../../src/cache/policy.ts';
 
 const meta = (headers: Record<string, string> = {}): StoredResponse => ({ status: 200, headers: { 'cache-control': 'max-age=60', ...headers }, requestTime: 0, responseTime: 0, tags: [] });
@@ -11,7 +11,7 @@ const TTL = 60_000;
 test('entries: a response that does not vary is found and purged by keys derived from its URI, with no URL set kept for it', async () => {
   const store = createMemoryStore({ maxSize: 1 << 20 });
   const primary = 'https://shop.test/plain';
-  const key = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('plain'), ttlMs: TTL });
+  const key = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('plain'), ttlMs: TTL, now: Date.now() });
   const found = await lookup(store, primary, {});
   assert.equal(found.kind, 'found');
   if (found.kind !== 'found') return;
@@ -30,9 +30,9 @@ test('entries: purge by URL drops every stored response of the URI, those that v
   const store = createMemoryStore({ maxSize: 1 << 20 });
   const primary = 'https://shop.test/page';
   // The origin answered without Vary first, then with Vary: Accept-Language for two languages.
-  const plain = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('any'), ttlMs: TTL });
-  const en = await save(store, { primary, requestHeaders: { 'accept-language': 'en' }, meta: meta({ vary: 'accept-language' }), body: body('en'), ttlMs: TTL });
-  const fr = await save(store, { primary, requestHeaders: { 'accept-language': 'fr' }, meta: meta({ vary: 'accept-language' }), body: body('fr'), ttlMs: TTL });
+  const plain = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('any'), ttlMs: TTL, now: Date.now() });
+  const en = await save(store, { primary, requestHeaders: { 'accept-language': 'en' }, meta: meta({ vary: 'accept-language' }), body: body('en'), ttlMs: TTL, now: Date.now() });
+  const fr = await save(store, { primary, requestHeaders: { 'accept-language': 'fr' }, meta: meta({ vary: 'accept-language' }), body: body('fr'), ttlMs: TTL, now: Date.now() });
   const frFound = await lookup(store, primary, { 'accept-language': 'fr' });
   assert.equal(frFound.kind, 'found');
   if (frFound.kind !== 'found') return;
@@ -42,4 +42,37 @@ test('entries: purge by URL drops every stored response of the URI, those that v
   assert.equal(await purgeUrl(store, primary), 3);
   for (const key of [plain, en, fr, variantKey(fr, 'gzip')]) assert.equal(await store.get(key), undefined, key);
   assert.equal((await lookup(store, primary, { 'accept-language': 'en' })).kind, 'uri-miss');
+});
+
+test('entries: the Vary index lives as long as the longest-kept response it leads to', async () => {
+  let clock = Date.UTC(2026, 0, 1);
+  const store = createMemoryStore({ maxSize: 1 << 20, now: () => clock });
+  const primary = 'https://shop.test/lang';
+  const en = { 'accept-language': 'en' };
+  const fr = { 'accept-language': 'fr' };
+  const varies = meta({ vary: 'accept-language' });
+  await save(store, { primary, requestHeaders: en, meta: varies, body: body('en'), ttlMs: 7_200_000, now: clock });
+  // A response kept for a shorter time does not cut the index short for the other.
+  clock += 1_000;
+  await save(store, { primary, requestHeaders: fr, meta: varies, body: body('fr'), ttlMs: 60_000, now: clock });
+  clock += 3_600_000;
+  assert.equal((await lookup(store, primary, en)).kind, 'found', 'en, kept two hours, is found after one');
+  assert.equal((await lookup(store, primary, fr)).kind, 'vary-miss', 'fr is gone; the index says the URI varies');
+});
+
+test('entries: a rewrite (a 304 refresh) keeps the Vary index as long as the response, whether it varies or not', async () => {
+  for (const headers of [{}, { vary: 'accept-language' }] as Array<Record<string, string>>) {
+    let clock = Date.UTC(2026, 0, 1);
+    const store = createMemoryStore({ maxSize: 1 << 20, now: () => clock });
+    const primary = `https://shop.test/refreshed-${Object.keys(headers).length}`;
+    const request = { 'accept-language': 'en' };
+    await save(store, { primary, requestHeaders: request, meta: meta(headers), body: body('page'), ttlMs: 60_000, now: clock });
+    clock += 50_000;
+    const found = await lookup(store, primary, request);
+    assert.equal(found.kind, 'found');
+    if (found.kind !== 'found') return;
+    await rewrite(store, { ...found.found, meta: { ...found.found.meta, responseTime: clock } }, 60_000, clock);
+    clock += 50_000;
+    assert.equal((await lookup(store, primary, request)).kind, 'found', `refreshed, ${JSON.stringify(headers)}: still found past the first lifetime`);
+  }
 });
