@@ -33,6 +33,12 @@ export type Lookup =
   | { kind: 'uri-miss' }
   | { kind: 'vary-miss' };
 
+/** The request fields a stored response's Vary index names (Vary `*` is never stored). */
+const indexedNames = (meta: StoredResponse): readonly string[] => {
+  const names = varyNames(meta.headers.vary);
+  return names === '*' ? [] : names;
+};
+
 const sameNames = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((name, i) => name === b[i]);
 
 /** Every coding a variant may be stored under. */
@@ -106,8 +112,7 @@ export interface NewEntry {
 
 /** Writes a response and its indexes; answers its key. Vary `*` never gets here (it is not storable). */
 export async function save(store: CacheStore, { primary, requestHeaders: headers, meta, body, ttlMs, now }: NewEntry): Promise<string> {
-  const names = varyNames(meta.headers.vary);
-  const vary = names === '*' ? [] : names;
+  const vary = indexedNames(meta);
   const key = objectKey(primary, secondaryKey(vary, headers));
   // Codings made from a body this one replaces are other bytes: they go with it.
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
@@ -143,8 +148,7 @@ async function keepVaryIndex(store: CacheStore, primary: string, vary: readonly 
 export async function rewrite(store: CacheStore, found: Found, ttlMs: number, now: number): Promise<void> {
   await store.set(found.key, { meta: found.meta, body: found.body }, ttlMs);
   await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, object: found.key, ttlMs });
-  const names = varyNames(found.meta.headers.vary);
-  const vary = names === '*' ? [] : names;
+  const vary = indexedNames(found.meta);
   const indexed = await store.get<VaryMeta>(varyKey(found.primary));
   if (indexed === undefined ? vary.length === 0 : sameNames(indexed.meta.vary, vary)) await keepVaryIndex(store, found.primary, vary, ttlMs, now);
   // Read together: one round trip to a shared tier, not one per coding.
