@@ -210,8 +210,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
         return { body: record.body, token: record.meta.token, held };
       },
       put: (coding: Encoding, body: Buffer, token: string) => {
-        const ttl = ttlOf(found, viewForWrite(found.meta));
-        if (ttl > 0) void safely(putVariant(found, { coding, body, token, ttlMs: ttl }), undefined);
+        void safely(putVariant(found, { coding, body, token }), undefined);
       },
     };
   }
@@ -220,12 +219,14 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
    * Keeps an encoding of `found` only while the response stored under its key still has `found`'s
    * bytes: an upgrade finishes in the background, maybe seconds later, when a new response (other
    * bytes) may have replaced it, and its variant must not be kept under the new one's key. A 304
-   * that refreshed the response meanwhile (short max-age, busy core) changed no bytes: kept.
+   * that refreshed the response meanwhile (short max-age, busy core) changed no bytes: kept, as
+   * long as the refreshed response is.
    */
-  async function putVariant(found: Found, variant: NewVariant): Promise<void> {
+  async function putVariant(found: Found, variant: Omit<NewVariant, 'ttlMs'>): Promise<void> {
     const current = await store.get<StoredResponse>(found.key);
     if (current === undefined || !sameBytes(current, found)) return;
-    await saveVariant(store, found, variant);
+    const ttlMs = ttlOf(current, viewForWrite(current.meta));
+    if (ttlMs > 0) await saveVariant(store, { ...found, meta: current.meta }, { ...variant, ttlMs });
   }
 
   async function markStale(keys: readonly string[]): Promise<number> {

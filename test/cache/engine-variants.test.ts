@@ -43,6 +43,9 @@ test('engine: an encoding that finishes after a 304 refreshed its response is ke
   upgrading.put!('br', Buffer.from('br11 of the body'), 'br11');
   await landed(() => engine.variants(refreshed).get('br'));
   assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'kept: an encoding of the bytes still stored');
+  // ... and as long as the refreshed response: past the first one's 5 s + an hour, within the refreshed one's.
+  clock += 3_602_000;
+  assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'kept as long as the refreshed response');
 });
 
 test('engine: the codings of a response a 304 refreshed live as long as it does', async () => {
