@@ -119,10 +119,11 @@ const sameResponse = (a: StoredResponse, b: StoredResponse): boolean =>
 /**
  * Whether the record stored now holds the bytes `found` had: the same response, or the same body
  * under fields a 304 refreshed since (RFC 9111 §4.3.4 updates the fields, not the content; the
- * memory store keeps the very Buffer, a store that parses records anew an equal one).
+ * memory store keeps the very Buffer, which `equals` answers without comparing, a store that
+ * parses records anew an equal one).
  */
 const sameBytes = (current: { meta: StoredResponse; body: Buffer }, found: Found): boolean =>
-  sameResponse(current.meta, found.meta) || current.body === found.body || current.body.equals(found.body);
+  sameResponse(current.meta, found.meta) || current.body.equals(found.body);
 
 /**
  * A value worked out once per stored record (its parsed view, its variants), kept on the record's

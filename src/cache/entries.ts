@@ -127,11 +127,11 @@ export async function save(store: CacheStore, { primary, requestHeaders: headers
  * to. A URI without Vary has one response, and its index lives as that one does. A URI whose
  * responses vary keeps, in its index, until when the longest-kept of them is: a response kept
  * for a shorter time (another language's, or a refresh of one) never shortens it, else the others
- * would be missed while still stored.
+ * would be missed while still stored. `current`: the index as stored now, when the caller has read it.
  */
-async function keepVaryIndex(store: CacheStore, primary: string, vary: readonly string[], ttlMs: number, now: number): Promise<void> {
+async function keepVaryIndex(store: CacheStore, primary: string, vary: readonly string[], ttlMs: number, now: number, current?: CacheRecord<VaryMeta>): Promise<void> {
   if (vary.length === 0) return store.set(varyKey(primary), NO_VARY, ttlMs);
-  const current = await store.get<VaryMeta>(varyKey(primary));
+  current ??= await store.get<VaryMeta>(varyKey(primary));
   const until = Math.max(now + ttlMs, current?.meta.until ?? 0);
   await store.set(varyKey(primary), { meta: { vary, until } satisfies VaryMeta, body: NO_BODY }, until - now);
 }
@@ -150,7 +150,7 @@ export async function rewrite(store: CacheStore, found: Found, ttlMs: number, no
   await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, object: found.key, ttlMs });
   const vary = indexedNames(found.meta);
   const indexed = await store.get<VaryMeta>(varyKey(found.primary));
-  if (indexed === undefined ? vary.length === 0 : sameNames(indexed.meta.vary, vary)) await keepVaryIndex(store, found.primary, vary, ttlMs, now);
+  if (indexed === undefined ? vary.length === 0 : sameNames(indexed.meta.vary, vary)) await keepVaryIndex(store, found.primary, vary, ttlMs, now, indexed);
   // Read together: one round trip to a shared tier, not one per coding.
   const codings = CODINGS.map((coding) => variantKey(found.key, coding));
   const variants = await Promise.all(codings.map((key) => store.get<VariantMeta>(key)));
