@@ -1,5 +1,6 @@
 import type { Config, OriginOptions, OriginPoolConfig, RouteConfig, SiteConfig } from './config/schema.ts';
 import { compose, type Handler, type Stage } from './pipeline/compose.ts';
+import type { Context, Reply } from './pipeline/context.ts';
 import { errorReply, textReply } from './pipeline/reply.ts';
 import { clientError, isOutpostError } from './errors.ts';
 import { hostTable, pathTable } from './router/match.ts';
@@ -53,17 +54,27 @@ export interface App {
 
 const VIA_NAME = 'outpost';
 
-/** Turns thrown errors into replies; 5xx are logged with their cause. */
-const handleErrors: Stage = async (ctx, next) => {
+/**
+ * Turns thrown errors into replies; 5xx are logged with their cause. Not async (an async frame
+ * costs ~400 B per request, a rejection handler ~190): the outermost stage, it also turns an
+ * inner handler's synchronous throw into a reply.
+ */
+const handleErrors: Stage = (ctx, next) => {
+  let reply: Promise<Reply>;
   try {
-    return await next(ctx);
+    reply = next(ctx);
   } catch (error) {
-    const status = isOutpostError(error) ? error.status : 500;
-    if (status >= 500) publishError({ ctx, error, where: 'request' });
-    ctx.notes.set('error', isOutpostError(error) ? error.code : 'INTERNAL');
-    return errorReply(error);
+    return Promise.resolve(replyForError(ctx, error));
   }
+  return reply.then(undefined, (error: unknown) => replyForError(ctx, error));
 };
+
+function replyForError(ctx: Context, error: unknown): Reply {
+  const status = isOutpostError(error) ? error.status : 500;
+  if (status >= 500) publishError({ ctx, error, where: 'request' });
+  ctx.notes.set('error', isOutpostError(error) ? error.code : 'INTERNAL');
+  return errorReply(error);
+}
 
 function hstsStage(hsts: Config['hsts']): Stage | null {
   if (hsts.maxAge <= 0) return null;

@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { holderOf, lookup, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
+import { holderOf, lookup, lookupNow, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
@@ -73,6 +73,8 @@ export interface CacheEngine {
   /** Bytes and records this process's store holds, and its evictions, where the store can tell. */
   usage(): StoreUsage | undefined;
   lookup(primary: string, headers: IncomingHttpHeaders): Promise<Lookup>;
+  /** The lookup without waiting, where the store can answer so (entries.ts lookupNow); undefined: call lookup. */
+  lookupNow(primary: string, headers: IncomingHttpHeaders): Lookup | undefined;
   view(found: Found): StoredView;
   /** A check that the store still holds `found` unchanged and unvaried, answered without waiting (see holderOf); undefined: it cannot tell. */
   holder(found: Found): (() => boolean) | undefined;
@@ -258,6 +260,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     storeName: store.name,
     usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
+    lookupNow: (primary, headers) => lookupNow(store, primary, headers),
     view,
     holder: (found) => holderOf(store, found),
     age,

@@ -74,6 +74,22 @@ const plainKeys = (primary: string) => {
  * It is a vary-miss only when the URI's stored responses vary and another variant could be there:
  * a Vary index left behind by a purge or an eviction is a uri-miss.
  */
+/**
+ * The lookup answered without waiting, where the store can: both records held in this process, or
+ * a miss in a store that keeps nothing elsewhere (`holdsAll`). Undefined: a read must go out.
+ */
+export function lookupNow(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Lookup | undefined {
+  const getNow = store.getNow;
+  if (getNow === undefined) return undefined;
+  const vary = getNow.call(store, varyKey(primary)) as CacheRecord<VaryMeta> | undefined;
+  if (vary === undefined) return store.holdsAll === true ? URI_MISS : undefined;
+  const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
+  const record = getNow.call(store, key) as CacheRecord<StoredResponse> | undefined;
+  if (record !== undefined) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
+  if (store.holdsAll !== true) return undefined;
+  return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
+}
+
 export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
   const vary = await store.get<VaryMeta>(varyKey(primary));
   if (!vary) return URI_MISS;

@@ -9,7 +9,7 @@ import { isServerError } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
 import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey, secondaryKey, varyNames } from './key.ts';
-import { tagsOf, type Found } from './entries.ts';
+import { tagsOf, type Found, type Lookup } from './entries.ts';
 import { decide, mayServeStale, mayServeStaleOnError } from './decide.ts';
 import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, type StoreRules, type StoredResponse } from './policy.ts';
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
@@ -59,11 +59,15 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     try {
       return await origin(ctx);
     } catch (error) {
-      if (isOutpostError(error) && error.status >= 500) {
-        error.headers = { ...error.headers, 'cache-status': status(`${params}; detail=origin-error`) };
-      }
-      throw error;
+      throw withCacheStatus(error, params);
     }
+  }
+
+  function withCacheStatus(error: unknown, params: string): unknown {
+    if (isOutpostError(error) && error.status >= 500) {
+      error.headers = { ...error.headers, 'cache-status': status(`${params}; detail=origin-error`) };
+    }
+    return error;
   }
 
   /** Removes the fields only this cache should see (targeted Cache-Control, Cache-Tag, ...). */
@@ -72,14 +76,34 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     return reply;
   }
 
-  return async function cache(ctx) {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return forwardMethod(ctx);
+  // Not async: a lookup the memory store answers at once goes on in the same turn, and a request
+  // for an uncacheable URI reaches the origin through one async frame (passThrough), not four.
+  return function cache(ctx) {
+    try {
+      if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return forwardMethod(ctx);
+      const primary = primaryKey(ctx);
+      const now = engine.lookupNow(primary, ctx.headers);
+      if (now !== undefined) return answer(ctx, primary, now);
+      return engine.lookup(primary, ctx.headers).then((lookup) => answer(ctx, primary, lookup));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+
+  /** What the lookup calls for: the stored response, a revalidation, or the origin. Throws only as a rejection. */
+  function answer(ctx: Context, primary: string, lookup: Lookup): Promise<Reply> {
+    try {
+      return answerNow(ctx, primary, lookup);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  function answerNow(ctx: Context, primary: string, lookup: Lookup): Promise<Reply> {
     const request = parseCacheControl(ctx.headers['cache-control']);
-    const primary = primaryKey(ctx);
-    const lookup = await engine.lookup(primary, ctx.headers);
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
-      if (request.has('only-if-cached')) return onlyIfCachedReply(status('fwd=miss; detail=only-if-cached'));
+      if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('fwd=miss; detail=only-if-cached')));
       return miss(ctx, request, primary, lookup.kind);
     }
     const found = lookup.found;
@@ -92,21 +116,21 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         stats.hits++;
         const reply = serve(ctx, found, view, age, `hit; ttl=${ttl}`);
         if (reply.status === found.meta.status) reply.reuse = hitReuse({ engine, found, view, age, cacheStatus: status });
-        return reply;
+        return Promise.resolve(reply);
       }
       case 'stale-acceptable':
         stats.hits++;
-        return serve(ctx, found, view, age, `hit; ttl=${ttl}`);
+        return Promise.resolve(serve(ctx, found, view, age, `hit; ttl=${ttl}`));
       case 'stale-while-revalidate':
         stats.hits++;
         revalidateInBackground(ctx, found, view);
-        return serve(ctx, found, view, age, `hit; ttl=${ttl}; detail=stale-while-revalidate`);
+        return Promise.resolve(serve(ctx, found, view, age, `hit; ttl=${ttl}; detail=stale-while-revalidate`));
       case 'revalidate':
-        if (request.has('only-if-cached')) return onlyIfCachedReply(status('fwd=miss; detail=only-if-cached'));
+        if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('fwd=miss; detail=only-if-cached')));
         stats.misses++;
         return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale');
     }
-  };
+  }
 
   function serve(ctx: Context, found: Found, view: StoredView, age: number, params: string): Reply {
     return storedReply({ ctx, found, view, age, cacheStatus: status(params), variants: found.meta.status === 200 ? engine.variants(found) : undefined });
@@ -131,7 +155,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   // ---- nothing stored ---------------------------------------------------------------------------
 
-  async function miss(ctx: Context, request: Directives, primary: string, kind: 'uri-miss' | 'vary-miss'): Promise<Reply> {
+  function miss(ctx: Context, request: Directives, primary: string, kind: 'uri-miss' | 'vary-miss'): Promise<Reply> {
     stats.misses++;
     if (engine.hitForMiss.has(primary)) return passThrough(ctx, 'fwd=bypass');
     const flight = engine.flights.get(primary);
@@ -141,7 +165,13 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   /** The client's own request, as it sent it (Range, conditionals, HEAD), nothing stored. */
   async function passThrough(ctx: Context, params: string): Promise<Reply> {
-    const reply = hide(await fetchOrigin(ctx, params));
+    let reply: Reply;
+    try {
+      reply = await origin(ctx);
+    } catch (error) {
+      throw withCacheStatus(error, params);
+    }
+    hide(reply);
     setCacheStatus(reply, status(`${params}; fwd-status=${reply.status}`));
     return reply;
   }

@@ -60,11 +60,17 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     throw new TypeError(`compression.maxDecodedSize: expected a size > 0, got ${JSON.stringify(max)}`);
   }
 
-  return async function originDecode(ctx, next) {
-    const reply = await next(ctx);
-    const value = reply.headers['content-encoding'];
-    if (reply.status === 304 && value === undefined) return weakenedLikeTheRequest(ctx, reply);
-    if (value === undefined) return reply;
+  // Not async: most replies carry no coding and go on as they came, without an async frame each.
+  return function originDecode(ctx, next) {
+    return next(ctx).then((reply) => {
+      const value = reply.headers['content-encoding'];
+      if (reply.status === 304 && value === undefined) return weakenedLikeTheRequest(ctx, reply);
+      if (value === undefined) return reply;
+      return decode(ctx, reply, value);
+    });
+  };
+
+  async function decode(ctx: Context, reply: Reply, value: string | number | string[]): Promise<Reply> {
     const token = (Array.isArray(value) ? value.join(',') : String(value)).trim().toLowerCase();
     if (token === 'identity' || token === '') return { ...reply, headers: withoutCoding(reply.headers, false) };
     const coding = DECODABLE.get(token);
@@ -107,7 +113,7 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
       if (err) onDecodeError(ctx, err);
     });
     return { status: reply.status, headers, body: limiter };
-  };
+  }
 }
 
 /** Whether the client's Accept-Encoding takes `coding` (or `*`) with a q above 0. */

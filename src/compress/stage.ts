@@ -139,13 +139,18 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
     return encoder;
   }
 
-  return async function compress(ctx, next) {
+  // Not async: a reply with nothing to encode (the origin's own, small or of another type) goes on
+  // as it came, without an async frame per request.
+  return function compress(ctx, next) {
     const ifNoneMatch = ctx.method === 'GET' || ctx.method === 'HEAD' ? headerText(ctx.headers['if-none-match']) : undefined;
     const choice = negotiate(ctx.headers['accept-encoding']);
     const final = choice.coding !== null ? FINAL[choice.coding] : NONE;
     const widened = ifNoneMatch !== undefined ? widenIfNoneMatch(ifNoneMatch, final) : undefined;
-    const reply = await next(widened === undefined ? ctx : { ...ctx, headers: { ...ctx.headers, 'if-none-match': widened } });
+    return next(widened === undefined ? ctx : { ...ctx, headers: { ...ctx.headers, 'if-none-match': widened } })
+      .then((reply) => compressReply(ctx, reply, choice, final, ifNoneMatch));
+  };
 
+  function compressReply(ctx: Context, reply: Reply, choice: Choice, final: readonly string[], ifNoneMatch: string | undefined): Reply | Promise<Reply> {
     if (reply.status === 304) return notModified(ctx, reply, ifNoneMatch, final);
     const reason = untouched(ctx, reply);
     if (reason !== null) {
@@ -169,6 +174,10 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
       ctx.notes.set('compress', 'identity');
       return reply;
     }
+    return encodedReply(ctx, reply, coding, length, vary, ifNoneMatch);
+  }
+
+  async function encodedReply(ctx: Context, reply: Reply, coding: Encoding | null, length: number | undefined, vary: boolean, ifNoneMatch: string | undefined): Promise<Reply> {
     const headers: OutgoingHttpHeaders = { ...reply.headers };
     if (vary) headers.vary = varyWithAcceptEncoding(reply.headers.vary);
     const etag = typeof reply.headers.etag === 'string' ? reply.headers.etag : undefined;
@@ -203,7 +212,7 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
     const upgradeKey = stored !== undefined ? upgradable(ctx, reply.variants!, coding, stored, etag) : undefined;
     const body = await encodedBody(ctx, reply, coding, headers, etag, stored, upgradeKey);
     return { status: reply.status, headers, body, reuse: stored !== undefined && upgradeKey === undefined ? reuseWith(reply.reuse, stored.held) : undefined };
-  };
+  }
 }
 
 /**

@@ -15,14 +15,9 @@ export function compose(stages: readonly Stage[], last: Handler): Handler {
   for (let i = stages.length - 1; i >= 0; i--) {
     const stage = stages[i];
     const inner = handler;
-    handler = (ctx) => {
-      let called = false;
-      return stage(ctx, (c) => {
-        if (called) return Promise.reject(new Error('stage called next() twice'));
-        called = true;
-        return inner(c);
-      });
-    };
+    // `next` is the inner handler itself: a wrapper per request to catch a second call cost two
+    // closures per stage on every request (~500 B per pass-through request over five stages).
+    handler = (ctx) => stage(ctx, inner);
   }
   return handler;
 }

@@ -51,6 +51,12 @@ export interface ServerEvents {
  * client-error channel), not written to the error log, where one misbehaving client could add a
  * line per stream.
  */
+const STREAM_ABORT = Symbol('outpost.streamAbort');
+type AbortableStream = ServerHttp2Stream & { [STREAM_ABORT]?: ClientAbort };
+function abortStream(this: AbortableStream): void {
+  this[STREAM_ABORT]?.abort();
+}
+
 const CLIENT_CAUSED = new Set([
   'ERR_HTTP2_ERROR', // nghttp2 refused the peer's frames: a protocol error
   'ERR_HTTP2_SESSION_ERROR', // the peer sent GOAWAY with an error code
@@ -211,7 +217,10 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     const method = (headers[':method'] as string) ?? 'GET';
     const abort = new ClientAbort();
     // 'aborted': the client reset the stream (or the session died) before our response ended.
-    stream.once('aborted', () => abort.abort());
+    // One shared listener that finds the abort on the stream: `once` made a wrapper, its state
+    // and a closure per request (~230 B); ClientAbort.abort() is idempotent.
+    (stream as AbortableStream)[STREAM_ABORT] = abort;
+    stream.on('aborted', abortStream);
     // RFC 9113 §8.1: a response may complete before the request body; then RST_STREAM(NO_ERROR)
     // tells the client to stop sending.
     if (!stream.endAfterHeaders) {

@@ -28,6 +28,8 @@ export interface CacheStore {
    * would answer it: the same object while it is unchanged. Absent where a read must go out.
    */
   getNow?<M>(key: string): CacheRecord<M> | undefined;
+  /** Nothing is kept beyond this process (the memory store alone): what `getNow` does not hold, `get` would not find. */
+  readonly holdsAll?: boolean;
   /** ttlMs > 0; the store may evict earlier (LRU by bytes). */
   set(key: string, record: CacheRecord, ttlMs: number): Promise<void>;
   /** Deletes the keys; answers how many existed. */

@@ -101,6 +101,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       return getNow(key) as CacheRecord<M> | undefined;
     },
     getNow: <M>(key: string) => getNow(key) as CacheRecord<M> | undefined,
+    holdsAll: true,
     async set(key, record, ttlMs) {
       remove(key);
       const size = record.body.length + recordOverhead(record.meta);
