@@ -260,7 +260,13 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     storeName: store.name,
     usage: () => store.usage?.(),
     lookup: (primary, headers) => safely(lookup(store, primary, headers), { kind: 'uri-miss' }),
-    lookupNow: (primary, headers) => lookupNow(store, primary, headers),
+    lookupNow: (primary, headers) => {
+      try {
+        return lookupNow(store, primary, headers);
+      } catch {
+        return undefined; // as lookup's failures: asked again the way that falls back to a miss
+      }
+    },
     view,
     holder: (found) => holderOf(store, found),
     age,

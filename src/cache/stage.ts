@@ -164,16 +164,18 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   }
 
   /** The client's own request, as it sent it (Range, conditionals, HEAD), nothing stored. */
-  async function passThrough(ctx: Context, params: string): Promise<Reply> {
-    let reply: Reply;
+  function passThrough(ctx: Context, params: string): Promise<Reply> {
+    let fetched: Promise<Reply>;
     try {
-      reply = await origin(ctx);
+      fetched = origin(ctx);
     } catch (error) {
-      throw withCacheStatus(error, params);
+      fetched = Promise.reject(error);
     }
-    hide(reply);
-    setCacheStatus(reply, status(`${params}; fwd-status=${reply.status}`));
-    return reply;
+    return fetched.then((reply) => {
+      hide(reply);
+      setCacheStatus(reply, status(`${params}; fwd-status=${reply.status}`));
+      return reply;
+    }, (error: unknown) => { throw withCacheStatus(error, params); });
   }
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {

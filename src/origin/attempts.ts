@@ -72,18 +72,24 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
     return { mapped, failure };
   }
 
-  /** Nothing to fail over to: one attempt, without the retry bookkeeping (and one async layer, not two). */
-  async function only(ctx: Context, upstream: Upstream, forward: Forward): Promise<Reply> {
+  /**
+   * Nothing to fail over to: one attempt, without the retry bookkeeping. Not async: two handlers
+   * on the exchange's promise cost about half an async frame.
+   */
+  function only(ctx: Context, upstream: Upstream, forward: Forward): Promise<Reply> {
     pool.begin(upstream);
     const started = performance.now();
-    let reply: Reply;
-    try {
-      reply = await forward(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined);
-    } catch (err) {
+    const failed = (err: unknown): never => {
       pool.end(upstream);
       throw failedAttempt(err, upstream).mapped;
+    };
+    let sent: Promise<Reply>;
+    try {
+      sent = forward(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined);
+    } catch (err) {
+      sent = Promise.reject(err);
     }
-    return responded(upstream, started, reply);
+    return sent.then((reply) => responded(upstream, started, reply), failed);
   }
 
   // Not async itself: one promise layer less per request on the single-upstream path.

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
-import { lookup, objectsOf, purgeUrl, rewrite, save, saveVariant, variantKey } from '../../src/cache/entries.ts';
+import type { CacheStore } from '../../src/cache/store/contract.ts';
+import { lookup, lookupNow, objectsOf, purgeUrl, rewrite, save, saveVariant, variantKey } from '../../src/cache/entries.ts';
 import type { StoredResponse } from '../../src/cache/policy.ts';
 
 const meta = (headers: Record<string, string> = {}): StoredResponse => ({ status: 200, headers: { 'cache-control': 'max-age=60', ...headers }, requestTime: 0, responseTime: 0, tags: [] });
@@ -75,4 +76,25 @@ test('entries: a rewrite (a 304 refresh) keeps the Vary index as long as the res
     clock += 50_000;
     assert.equal((await lookup(store, primary, request)).kind, 'found', `refreshed, ${JSON.stringify(headers)}: still found past the first lifetime`);
   }
+});
+
+test('entries: lookupNow answers what lookup would without waiting, and leaves to lookup what only a far tier could know', async () => {
+  const store = createMemoryStore({ maxSize: 1 << 20 });
+  const primary = 'https://shop.test/now';
+  assert.equal(lookupNow(store, primary, {})?.kind, 'uri-miss', 'the memory store alone: its miss is the miss');
+  await save(store, { primary, requestHeaders: { 'accept-language': 'en' }, meta: meta({ vary: 'accept-language' }), body: body('en'), ttlMs: TTL, now: Date.now() });
+  const now = lookupNow(store, primary, { 'accept-language': 'en' });
+  const later = await lookup(store, primary, { 'accept-language': 'en' });
+  assert.equal(now?.kind, 'found');
+  assert.deepEqual(now, later);
+  assert.equal(lookupNow(store, primary, { 'accept-language': 'fr' })?.kind, 'vary-miss');
+
+  // A near tier in front of another (Redis, SQLite): what it holds is answered, a miss is not.
+  const near: CacheStore = { ...store, holdsAll: undefined };
+  assert.equal(lookupNow(near, primary, { 'accept-language': 'en' })?.kind, 'found');
+  assert.equal(lookupNow(near, primary, { 'accept-language': 'fr' }), undefined);
+  assert.equal(lookupNow(near, 'https://shop.test/elsewhere', {}), undefined);
+  // A store that cannot answer at once is always asked.
+  const far: CacheStore = { ...store, getNow: undefined, holdsAll: undefined };
+  assert.equal(lookupNow(far, primary, { 'accept-language': 'en' }), undefined);
 });
