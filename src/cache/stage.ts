@@ -77,7 +77,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   }
 
   // Not async: a lookup the memory store answers at once goes on in the same turn, and a request
-  // for an uncacheable URI reaches the origin through one async frame (passThrough), not four.
+  // for an uncacheable URI reaches the origin without an async frame of this stage (there were
+  // four: ~400 B of allocation each per request).
   return function cache(ctx) {
     try {
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return forwardMethod(ctx);
@@ -90,16 +91,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     }
   };
 
-  /** What the lookup calls for: the stored response, a revalidation, or the origin. Throws only as a rejection. */
+  /** What the lookup calls for: the stored response, a revalidation, or the origin. May throw (the callers reject). */
   function answer(ctx: Context, primary: string, lookup: Lookup): Promise<Reply> {
-    try {
-      return answerNow(ctx, primary, lookup);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  function answerNow(ctx: Context, primary: string, lookup: Lookup): Promise<Reply> {
     const request = parseCacheControl(ctx.headers['cache-control']);
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".

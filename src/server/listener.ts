@@ -46,17 +46,18 @@ export interface ServerEvents {
   timers?: Timers;
 }
 
-/**
- * Error codes a client causes, by what it sends or by going away: counted (and published on the
- * client-error channel), not written to the error log, where one misbehaving client could add a
- * line per stream.
- */
+/** The client's abort of an HTTP/2 request, kept on its stream for the one shared 'aborted' listener. */
 const STREAM_ABORT = Symbol('outpost.streamAbort');
 type AbortableStream = ServerHttp2Stream & { [STREAM_ABORT]?: ClientAbort };
 function abortStream(this: AbortableStream): void {
   this[STREAM_ABORT]?.abort();
 }
 
+/**
+ * Error codes a client causes, by what it sends or by going away: counted (and published on the
+ * client-error channel), not written to the error log, where one misbehaving client could add a
+ * line per stream.
+ */
 const CLIENT_CAUSED = new Set([
   'ERR_HTTP2_ERROR', // nghttp2 refused the peer's frames: a protocol error
   'ERR_HTTP2_SESSION_ERROR', // the peer sent GOAWAY with an error code
