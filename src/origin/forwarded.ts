@@ -23,15 +23,41 @@ function forwardedNode(address: string): string {
 
 const joined = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(', ') : value);
 
+/**
+ * The last Forwarded element and Via made, kept for the next request: the requests of one
+ * connection (and most of a site's) come from one peer to one authority, and the strings are then
+ * the same; making them again cost a regular expression and two new strings per request.
+ */
+const lastElement = { peer: '', authority: '', scheme: '', value: '' };
+function forwardedElement(peer: string, authority: string, scheme: string): string {
+  const last = lastElement;
+  if (last.peer === peer && last.authority === authority && last.scheme === scheme) return last.value;
+  const value = `for=${forwardedNode(peer)};host="${authority.replace(/["\\]/g, '')}";proto=${scheme}`;
+  last.peer = peer;
+  last.authority = authority;
+  last.scheme = scheme;
+  last.value = value;
+  return value;
+}
+const lastVia = { version: '', name: '', value: '' };
+function viaElement(httpVersion: string, name: string): string {
+  if (lastVia.version !== httpVersion || lastVia.name !== name) {
+    lastVia.version = httpVersion;
+    lastVia.name = name;
+    lastVia.value = `${httpVersion} ${name}`;
+  }
+  return lastVia.value;
+}
+
 /** Sets the forwarding fields on `headers`, the request to the origin being built; `trusted` null: none. */
 export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, trusted: BlockList | null, viaName: string): void {
   const peer = ctx.remoteAddress;
   const keep = isTrusted(trusted, peer);
   const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;
   const priorForwarded = keep ? joined(ctx.headers.forwarded) : undefined;
-  const element = `for=${forwardedNode(peer)};host="${ctx.authority.replace(/["\\]/g, '')}";proto=${ctx.scheme}`;
+  const element = forwardedElement(peer, ctx.authority, ctx.scheme);
   const priorVia = joined(ctx.headers.via);
-  const via = `${ctx.httpVersion === '2' ? '2' : ctx.httpVersion} ${viaName}`;
+  const via = viaElement(ctx.httpVersion, viaName);
   headers['x-forwarded-for'] = priorFor ? `${priorFor}, ${peer}` : peer;
   headers['x-forwarded-proto'] = (keep && joined(ctx.headers['x-forwarded-proto'])) || ctx.scheme;
   headers['x-forwarded-host'] = (keep && joined(ctx.headers['x-forwarded-host'])) || ctx.authority;
