@@ -74,6 +74,15 @@ const plainKeys = (primary: string) => {
  * It is a vary-miss only when the URI's stored responses vary and another variant could be there:
  * a Vary index left behind by a purge or an eviction is a uri-miss.
  */
+export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
+  const vary = await store.get<VaryMeta>(varyKey(primary));
+  if (!vary) return URI_MISS;
+  const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
+  const record = await store.get<StoredResponse>(key);
+  if (record) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
+  return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
+}
+
 /**
  * The lookup answered without waiting, where the store can: both records held in this process, or
  * a miss in a store that keeps nothing elsewhere (`holdsAll`). Undefined: a read must go out.
@@ -87,15 +96,6 @@ export function lookupNow(store: CacheStore, primary: string, headers: IncomingH
   const record = getNow.call(store, key) as CacheRecord<StoredResponse> | undefined;
   if (record !== undefined) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
   if (store.holdsAll !== true) return undefined;
-  return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
-}
-
-export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
-  const vary = await store.get<VaryMeta>(varyKey(primary));
-  if (!vary) return URI_MISS;
-  const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
-  const record = await store.get<StoredResponse>(key);
-  if (record) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
   return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
 }
 
