@@ -19,6 +19,7 @@ import { awaitFlight, leadFlight, type Flight, type Leader } from './flights.ts'
 import { onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
 import { hitReuse } from './reuse.ts';
+import { createOriginFetch } from './origin-fetch.ts';
 import {
   describesTarget, detachedContext, EMPTY_BODY, errorStatus, fetchContext, pragmaNoCache, readUpTo,
   settledWithin, staleIfErrorWindow, storedFields, validatorsOf, wantsLess,
@@ -54,27 +55,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   const { name, stats } = engine;
   const status = (params: string) => `${name}; ${params}`;
 
-  /** The origin, with our Cache-Status on its failures too. */
-  async function fetchOrigin(ctx: Context, params: string): Promise<Reply> {
-    try {
-      return await origin(ctx);
-    } catch (error) {
-      throw withCacheStatus(error, params);
-    }
-  }
-
-  function withCacheStatus(error: unknown, params: string): unknown {
-    if (isOutpostError(error) && error.status >= 500) {
-      error.headers = { ...error.headers, 'cache-status': status(`${params}; detail=origin-error`) };
-    }
-    return error;
-  }
-
-  /** Removes the fields only this cache should see (targeted Cache-Control, Cache-Tag, ...). */
-  function hide(reply: Reply): Reply {
-    for (const field of engine.hidden) if (reply.headers[field] !== undefined) delete reply.headers[field];
-    return reply;
-  }
+  const { fetch: fetchOrigin, passThrough, hide } = createOriginFetch(origin, engine.hidden, status);
 
   // Not async: a lookup the memory store answers at once goes on in the same turn, and a request
   // for an uncacheable URI reaches the origin without an async frame of this stage (there were
@@ -154,21 +135,6 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const flight = engine.flights.get(primary);
     if (flight) return join(ctx, request, primary, flight, `fwd=${kind}`);
     return lead(ctx, request, primary, `fwd=${kind}`);
-  }
-
-  /** The client's own request, as it sent it (Range, conditionals, HEAD), nothing stored. */
-  function passThrough(ctx: Context, params: string): Promise<Reply> {
-    let fetched: Promise<Reply>;
-    try {
-      fetched = origin(ctx);
-    } catch (error) {
-      fetched = Promise.reject(error);
-    }
-    return fetched.then((reply) => {
-      hide(reply);
-      setCacheStatus(reply, status(`${params}; fwd-status=${reply.status}`));
-      return reply;
-    }, (error: unknown) => { throw withCacheStatus(error, params); });
   }
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
