@@ -248,7 +248,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     const socket = req.socket;
     if (http1Sockets.has(socket)) http1Sockets.set(socket, http1Sockets.get(socket)! + 1);
     const abort = new ClientAbort();
-    res.once('close', () => {
+    // 'close' comes once: on() spares the wrapper once() makes per request.
+    res.on('close', () => {
       if (!res.writableFinished) abort.abort();
       const inFlight = (http1Sockets.get(socket) ?? 1) - 1;
       if (http1Sockets.has(socket)) http1Sockets.set(socket, inFlight);
