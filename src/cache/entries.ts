@@ -78,9 +78,13 @@ export async function lookup(store: CacheStore, primary: string, headers: Incomi
   const vary = await store.get<VaryMeta>(varyKey(primary));
   if (!vary) return URI_MISS;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
-  const record = await store.get<StoredResponse>(key);
+  return lookedUp(primary, vary.meta, key, await store.get<StoredResponse>(key));
+}
+
+/** The stored response read under `key`, or which miss its absence is (RFC 9211 fwd=uri-miss / vary-miss). */
+function lookedUp(primary: string, vary: VaryMeta, key: string, record: CacheRecord<StoredResponse> | undefined): Lookup {
   if (record) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
-  return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
+  return vary.vary.length === 0 ? URI_MISS : VARY_MISS;
 }
 
 /**
@@ -94,9 +98,8 @@ export function lookupNow(store: CacheStore, primary: string, headers: IncomingH
   if (vary === undefined) return store.holdsAll === true ? URI_MISS : undefined;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
   const record = getNow.call(store, key) as CacheRecord<StoredResponse> | undefined;
-  if (record !== undefined) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
-  if (store.holdsAll !== true) return undefined;
-  return vary.meta.vary.length === 0 ? URI_MISS : VARY_MISS;
+  if (record === undefined && store.holdsAll !== true) return undefined;
+  return lookedUp(primary, vary.meta, key, record);
 }
 
 /**

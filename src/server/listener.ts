@@ -214,7 +214,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     // `on`, not `once` (a wrapper, its state and a closure per request, ~230 B): abort() is
     // idempotent. Not a property on the stream for one shared listener either: a second shape of
     // stream made Node's HTTP/2 code polymorphic, 4k instructions more per response (callgrind).
-    stream.on('aborted', abort.onAborted);
+    stream.on('aborted', () => abort.abort());
     // RFC 9113 §8.1: a response may complete before the request body; then RST_STREAM(NO_ERROR)
     // tells the client to stop sending.
     if (!stream.endAfterHeaders) {

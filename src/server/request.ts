@@ -89,8 +89,6 @@ export function peerOf(stream: ServerHttp2Stream): Peer {
  */
 export class ClientAbort implements WatchableAbort {
   readonly #controller = new AbortController();
-  /** abort() as a listener of the client's stream or response ('aborted', 'close'). */
-  readonly onAborted = (): void => this.abort();
   #watcher: AbortWatcher | null = null;
   #more: AbortWatcher[] | null = null;
   constructor() {
