@@ -176,7 +176,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     const siteGuardId = site.guard ? `s${i}` : 'all';
     const fallback: Handler = site.origin ? proxyFor(`sites[${i}]`, site.origin, site.cache, site.proxy) : notFound;
     const root: Handler = guards.guard(siteGuard, siteGuardId, compose([compress], site.static
-      ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files })], fallback)
+      ? compose([createStaticStage(site.static, { fallthrough: site.origin !== undefined, encoded, files, now })], fallback)
       : fallback));
     const routes = pathTable(site.routes.map((route, j) => ({
       prefix: route.path,
@@ -200,7 +200,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   function routeHandler(site: SiteConfig, route: RouteConfig, name: string): Handler {
     if (route.redirect) return redirectHandler(route as RouteConfig & { redirect: NonNullable<RouteConfig['redirect']> });
     if (route.origin) return compose([compress], proxyFor(name, route.origin, route.cache ?? site.cache, site.proxy, route.proxy));
-    return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded, files })], notFound);
+    return compose([compress, createStaticStage(route.static!, { fallthrough: false, mountPath: route.path, encoded, files, now })], notFound);
   }
 
   const sites = hostTable(config.sites.map((site, i) => ({ hosts: site.hosts, value: siteHandler(site, i) })));

@@ -44,3 +44,20 @@ function utc(year: number, month: string, day: number, hour: number, minute: num
 
 /** An IMF-fixdate for a header (RFC 9110 §5.6.7). */
 export const httpDate = (ms: number): string => new Date(ms).toUTCString();
+
+/**
+ * The Date field of a response sent now (RFC 9110 §6.6.1), as `{ date }`: the same object for the
+ * whole of a second, so a header block kept ready is rebuilt once a second, not per response.
+ */
+export function dateFields(now: () => number): () => Readonly<{ date: string }> {
+  let second = Number.NaN;
+  let fields = { date: '' };
+  return () => {
+    const current = Math.floor(now() / 1000);
+    if (current !== second) {
+      second = current;
+      fields = { date: httpDate(current * 1000) };
+    }
+    return fields;
+  };
+}

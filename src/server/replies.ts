@@ -5,6 +5,7 @@ import type { RequestFacts } from '../observability/channels.ts';
 import { http2HeaderList, respondHttp1, respondHttp2 } from './respond.ts';
 import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
+import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
 
 /**
  * Replies kept ready to send again: the server's answer to a request whose reply is already known.
@@ -42,6 +43,8 @@ const CHANGES_THE_ANSWER = [
 interface Ready<Block> {
   fields: Readonly<OutgoingHttpHeaders> | undefined;
   block: Block;
+  /** Whether the block has a Date (else Node adds its own). */
+  dated: boolean;
 }
 
 interface Kept {
@@ -53,6 +56,8 @@ interface Kept {
   readonly body: Buffer | null;
   readonly reuse: Reuse;
   readonly h1ready: Ready<OutgoingHttpHeaders>;
+  /** The text Node made of `h1ready.block`, for the next response (see h1-head.ts). */
+  readonly h1head: KeptHead;
   readonly h2ready: Ready<string[]>;
   /** Learned or sent since the last sweep. */
   used: boolean;
@@ -68,6 +73,7 @@ function headerBlock<Block>(entry: Kept, ready: Ready<Block>, make: (status: num
   if (fields !== ready.fields) {
     ready.fields = fields;
     ready.block = make(entry.status, { ...entry.headers, ...fields });
+    ready.dated = entry.headers.date !== undefined || fields?.date !== undefined;
   }
   return ready.block;
 }
@@ -193,11 +199,12 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       }
       const list = headerBlock(entry, entry.h2ready, http2HeaderList);
       if (stream.destroyed) return true; // reset by the client already: nothing to send
-      // A copy: Node appends `date` to a list that lacks one.
+      // Node appends `date` to a list that lacks one: then it gets a copy.
+      const sent = entry.h2ready.dated ? list : list.slice();
       if (entry.body === null) {
-        stream.respond(list.slice(), { endStream: true });
+        stream.respond(sent, { endStream: true });
       } else {
-        stream.respond(list.slice());
+        stream.respond(sent);
         stream.end(entry.body);
       }
       return true;
@@ -209,7 +216,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, plainAddress(req.socket.remoteAddress), req.httpVersion));
         return true;
       }
-      res.writeHead(entry.status, headerBlock(entry, entry.h1ready, asIs));
+      writeKeptHead(res, entry.status, headerBlock(entry, entry.h1ready, asIs), entry.h1head);
       res.end(entry.body ?? undefined);
       return true;
     },
@@ -226,10 +233,13 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         drop(oldest);
       }
       const headers = { ...reply.headers };
+      const dated = headers.date !== undefined;
       const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
       kept.set(key, {
         learned, status: reply.status, headers, body, reuse,
-        h1ready: { fields: undefined, block: headers }, h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers) },
+        h1ready: { fields: undefined, block: headers, dated },
+        h1head: keptHead(),
+        h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers), dated },
         used: true,
       });
       bytes += size;

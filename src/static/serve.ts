@@ -14,6 +14,7 @@ import {
   evaluatePreconditions, fileValidators, httpDate, ifRangeHolds, parseRange, type RangeDecision,
 } from '../http/conditional.ts';
 import { contentRange, unsatisfiableRange } from '../http/range.ts';
+import { dateFields } from '../http/dates.ts';
 import { isFingerprinted, mapRequestPath, type Refusal } from './path.ts';
 
 export interface StaticStageOptions {
@@ -25,6 +26,8 @@ export interface StaticStageOptions {
   readonly encoded?: EncodedStore;
   /** Small files kept in memory (shared by the app's static stages); none: every request opens the file. */
   readonly files?: FileCache;
+  /** The clock (ms): Last-Modified is capped at it, and a reply sent again gets its Date (default Date.now). */
+  readonly now?: () => number;
 }
 
 const ALLOW = 'GET, HEAD';
@@ -52,6 +55,10 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
   const index = checkIndex(options.index);
   const base = mountBase(opts.mountPath ?? '/');
   const { fallthrough, encoded, files } = opts;
+  const now = opts.now ?? Date.now;
+  // A reply sent again without the chain (src/server/replies.ts) gets the Date of the second it is
+  // sent in; over HTTP/1.1 the head Node wrote for it is then reused whole (src/server/h1-head.ts).
+  const stampDate = dateFields(now);
   const { cacheControl, immutableCacheControl } = options;
   const realpathOf = realpathStrategy(root);
   const rootPrefix = root.endsWith(sep) ? root : root + sep;
@@ -201,8 +208,8 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
   function answer(ctx: Context, name: string | undefined, file: string, stats: FileFacts, content: Buffer | FileHandle, kept?: CachedFile): Reply {
     const get = ctx.method === 'GET';
     const size = stats.size;
-    const now = Date.now();
-    const validators = fileValidators(size, stats.mtimeMs, now);
+    const at = now();
+    const validators = fileValidators(size, stats.mtimeMs, at);
     const headers: OutgoingHttpHeaders = {
       etag: validators.etag,
       'last-modified': httpDate(validators.lastModified),
@@ -243,7 +250,7 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
     headers['content-length'] = length;
     const variants = status === 200 ? variantsFor(file, stats, validators.etag, inMemory ? content : undefined) : undefined;
     // Last-Modified is capped at now for a file dated in the future: that one changes with time.
-    const reuse = status === 200 && kept !== undefined && stats.mtimeMs <= now ? { valid: () => files!.holds(file, kept) } : undefined;
+    const reuse = status === 200 && kept !== undefined && stats.mtimeMs <= at ? { valid: () => files!.holds(file, kept), stamp: stampDate } : undefined;
     if (!get) return { status, headers, body: null, variants, reuse };
     const body = inMemory ? content.subarray(offset, offset + length) : { kind: 'file' as const, handle: content, offset, length };
     return { status, headers, body, variants, reuse };

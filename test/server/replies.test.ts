@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import { createServer } from 'node:http';
+import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import assert from 'node:assert/strict';
@@ -7,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliDecompressSync } from 'node:zlib';
-import { h1, h2, h2session, h2request, startOutpost, testClock, type RunningOutpost } from '../helpers/outpost.ts';
+import { h1, h2, h2session, h2request, startOutpost, testCa, testClock, type RunningOutpost } from '../helpers/outpost.ts';
 import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 import { frontCounters } from '../../src/server/counters.ts';
 import { createReadyReplies } from '../../src/server/replies.ts';
@@ -224,6 +225,42 @@ test('a kept static file is sent again until it changes on disk and the file cac
   assert.equal(changed.ready, 0);
   assert.equal(changed.result.body.toString(), 'second version, longer\n');
   assert.notEqual(changed.result.headers.etag, again.result.headers.etag);
+});
+
+test('a kept static file goes out with the Date of its second by the server\'s clock; over HTTP/1.1 its head is written once for many responses', async (t) => {
+  t.after(clock.hold());
+  writeFileSync(join(tmp, 'dated.txt'), 'dated\n');
+  const url = `${outpost.url}/files/dated.txt`;
+  // Keep-alive: a kept head is for connections that stay open (h1() asks to close).
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: await testCa(), servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+  t.after(() => agent.destroy());
+  const get = () => new Promise<{ headers: Record<string, unknown>; raw: string[]; body: string }>((resolve, reject) => {
+    httpsGet(url, { agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => { body += chunk; });
+      res.on('end', () => resolve({ headers: res.headers, raw: res.rawHeaders, body }));
+    }).on('error', reject);
+  });
+  await untilReady(get);
+  const first = await readyDuring(get);
+  const second = await readyDuring(get);
+  assert.equal(first.ready + second.ready, 2);
+  assert.equal(first.result.headers.date, clock.dateHeader(), 'the server\'s clock, not Node\'s');
+  assert.equal(first.result.headers.connection, 'keep-alive');
+  assert.deepEqual(second.result.raw, first.result.raw);
+  assert.equal(second.result.body, 'dated\n');
+
+  clock.advance(1_000);
+  await untilReady(get);
+  const later = await readyDuring(get);
+  assert.equal(later.ready, 1);
+  assert.equal(later.result.headers.date, clock.dateHeader(), 'a new second, a new head');
+  assert.notEqual(later.result.headers.date, first.result.headers.date);
+  await untilReady(() => h2(url));
+  const overH2 = await readyDuring(() => h2(url));
+  assert.equal(overH2.ready, 1);
+  assert.equal(overH2.result.headers.date, clock.dateHeader());
 });
 
 test('with a subscriber on the response channel (access log, metrics) a kept reply is reported as the chain\'s are', async () => {
