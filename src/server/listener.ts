@@ -205,7 +205,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     });
     const oversized = headerListSize(rawHeaders) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
-    const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(headers, stream.endAfterHeaders);
+    const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(rawHeaders, stream.endAfterHeaders);
     if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
     const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';

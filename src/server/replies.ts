@@ -81,8 +81,8 @@ function headerBlock<Block>(entry: Kept, ready: Ready<Block>, make: (status: num
 const asIs = (_status: number, headers: OutgoingHttpHeaders) => headers;
 
 export interface ReadyReplies {
-  /** The key of an HTTP/2 request that may be answered from here, or undefined. */
-  keyOfHttp2(headers: Http2Headers, endAfterHeaders: boolean): string | undefined;
+  /** The key of an HTTP/2 request that may be answered from here (from its field lines, name and value in turn), or undefined. */
+  keyOfHttp2(rawHeaders: readonly string[], endAfterHeaders: boolean): string | undefined;
   /** The key of an HTTP/1.1 request that may be answered from here, or undefined. */
   keyOfHttp1(req: IncomingMessage, scheme: 'https' | 'http'): string | undefined;
   /** Sends the kept reply for `key` if there is a valid one; false: run the chain. */
@@ -114,6 +114,20 @@ export interface ReadyRepliesOptions {
 }
 
 const isGetOrHead = (method: unknown) => method === 'GET' || method === 'HEAD';
+
+const METHOD = 0;
+const AUTHORITY = 1;
+const PATH = 2;
+const ACCEPT = 3;
+const CHAIN = 4;
+/**
+ * What an HTTP/2 request field is to the key: a part of it, or a reason to run the chain (a field
+ * that changes the answer; a Host beside :authority, which the chain checks, RFC 9113 §8.3.1).
+ */
+const H2_KEY_FIELDS = new Map<string, number>([
+  [':method', METHOD], [':authority', AUTHORITY], [':path', PATH], ['accept-encoding', ACCEPT], ['host', CHAIN],
+  ...CHANGES_THE_ANSWER.map((name) => [name, CHAIN] as const),
+]);
 
 function hasFieldThatChangesTheAnswer(headers: Readonly<Record<string, unknown>>): boolean {
   for (const name of CHANGES_THE_ANSWER) if (headers[name] !== undefined) return true;
@@ -164,17 +178,27 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
   }
 
   return {
-    keyOfHttp2(headers, endAfterHeaders) {
-      const method = headers[':method'];
-      if (!endAfterHeaders || !isGetOrHead(method)) return undefined;
-      const authority = headers[':authority'];
-      const path = headers[':path'];
-      const accept = headers['accept-encoding'];
-      // A Host beside :authority is checked by the chain (RFC 9113 §8.3.1); leave it that work.
-      if (typeof authority !== 'string' || typeof path !== 'string' || headers.host !== undefined) return undefined;
-      if (accept !== undefined && typeof accept !== 'string') return undefined;
-      if (hasFieldThatChangesTheAnswer(headers)) return undefined;
-      return `${method as string} https://${authority}${path}\n${accept ?? ''}`;
+    keyOfHttp2(rawHeaders, endAfterHeaders) {
+      if (!endAfterHeaders) return undefined;
+      // One pass over the field lines (names are lowercase in HTTP/2): a look-up per line in a
+      // small table instead of sixteen in the request's header object, a dictionary (1.6k of
+      // 107k instructions per kept file, callgrind).
+      let method: string | undefined;
+      let authority: string | undefined;
+      let path: string | undefined;
+      let accept: string | undefined;
+      for (let i = 0; i < rawHeaders.length; i += 2) {
+        const role = H2_KEY_FIELDS.get(rawHeaders[i]);
+        if (role === undefined) continue;
+        const value = rawHeaders[i + 1];
+        if (role === METHOD) method = value;
+        else if (role === AUTHORITY) authority = value;
+        else if (role === PATH) path = value;
+        else if (role === ACCEPT && accept === undefined) accept = value;
+        else return undefined; // a field that changes the answer, a Host beside :authority, a second Accept-Encoding line
+      }
+      if (!isGetOrHead(method) || authority === undefined || path === undefined) return undefined;
+      return `${method!} https://${authority}${path}\n${accept ?? ''}`;
     },
     keyOfHttp1(req, scheme) {
       const method = req.method;

@@ -170,6 +170,9 @@ test('conditionals, ranges, request directives and a Host beside :authority run 
   const noCache = await readyDuring(() => h2(url, { headers: { 'cache-control': 'no-cache' } }));
   assert.equal(noCache.ready, 0, 'no-cache: validated with the origin');
   assert.equal(origin.count(path), 2);
+  // Two Accept-Encoding lines are one list to the chain (RFC 9110 §5.3); the key takes one line.
+  const twoLines = await readyDuring(() => h2(url, { headers: { 'accept-encoding': ['identity', 'gzip'] } }));
+  assert.deepEqual([twoLines.ready, twoLines.result.status, twoLines.result.headers['content-encoding']], [0, 200, 'gzip']);
   const session = await h2session(outpost.url);
   try {
     const host = await readyDuring(() => h2request(session, path, { headers: { ':authority': new URL(outpost.url).host, host: 'elsewhere.example' } }));
