@@ -44,23 +44,6 @@
  * the soak's RSS 291, 296 MiB against 284, 285 with 16 (alternating runs), a target already
  * missed; a deployment whose API calls wait long at high concurrency can pass it.
  *
- * --min-semi-space-size=16 (the young generation's floor, the same as its ceiling: fixed): V8
- * starts the young generation at 1 MB and grows it only while much survives its collections. The
- * quiet collection of `memory.trim` (a memory-reducing full collection after 30 s without load,
- * src/runtime/malloc-trim.ts) shrinks it back to the minimum, and under a load in which little
- * survives (kept files and hits) it stays small: measured on 2026-12-01 (a kept 1 KB file over
- * HTTP/1.1, wrk with 16 connections, 4 s runs), 47 young collections per run before the quiet,
- * 176 after it (3.3 MB allocated between two, against 12.8), and 31 → 40, then 36 µs of CPU per
- * response, against 31 → 33, 32 with memory.trim off. With this floor: 12.8 MB between young
- * collections after the quiet too (19 in the run); under callgrind, all threads, 114.3k
- * instructions per response after the quiet against 117.7k without the floor (112.2k before any
- * quiet; the server then runs 50 times slower, so the collections weigh less). It is why the
- * bench's full runs, where Outpost waits ~30 s while the other systems run, measured rows well
- * below its quick runs (static small files 0.66x the ceiling against 0.96-1.27x). It costs 24 MiB
- * of RSS at start (146 against 122, the young generation committed at once); at rest after the
- * quiet collection the same as without (112-114 against 111-112 MiB): V8 keeps the size, not
- * the pages. V8 caps it at --max-semi-space-size where that is set lower.
- *
  * --no-allocation-site-pretenuring: V8 allocates straight into the old generation the objects of
  * any allocation site whose objects once survived young collections often (during a burst, or
  * while the cache fills). A request's objects made there (its context, the compress stage's
@@ -77,6 +60,17 @@
  * MiB against 726-742 with the trim alone). And request bodies ask for a young collection every
  * 8 MiB (src/runtime/body-scavenge.ts), which ends the storms of full collections under uploads
  * described below. Nothing else calls gc().
+ *
+ * Not used: --min-semi-space-size=16 (a fixed young generation), in the serving flags for one
+ * bench run on 2026-12-01. memory.trim's collection at rest shrinks the young generation to 1 MB,
+ * and a load where little survives grows it back slowly: a kept file over HTTP/1.1 (wrk, 16
+ * connections, 4 s runs) had 47 young collections per run before 30 s of quiet and 176 after
+ * (3.3 MB allocated between two, against 12.8), 31 → 40, then 36 µs of CPU per response (memory.trim
+ * off: 31 → 33, 32); the floor kept 12.8 MB after the quiet. But over HTTP/2 the next burst still
+ * cost 17 → 26 µs with it (the cost there is the full collections that come sooner after the one at
+ * rest: see README, What is not there yet), it adds 24 MiB of RSS at start, and the soak (mixed
+ * load) served fewer requests in each adjacent pair of 60 s runs: 7,117 and 5,990 req/s against
+ * 8,239 and 7,778 without (RSS 270-332 against 280-282 MiB; the host drifted that hour).
  *
  * Not used: --heap-growing-percent=50. V8 lets its old generation grow to up to 4x what survived
  * the last full collection before the next one (a factor it picks from how fast it collects), and
@@ -102,7 +96,7 @@
  * against 29-35) at 45 MB more RSS. What ends them is collecting the dead chunks before they pile
  * up: a young collection every 8 MiB of request bodies (src/runtime/body-scavenge.ts).
  */
-export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--min-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'];
+export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'];
 
 /** A flag's name, so `--foo=1`, `--foo`, `--no-foo` and `--foo_bar` / `--foo-bar` count as one (V8 reads them alike). */
 const flagName = (flag: string) => flag.split('=')[0].replace(/^--no-/, '--').replaceAll('_', '-');

@@ -5,9 +5,9 @@ import { SERVING_FLAGS, withServingFlags } from '../../src/runtime/node-flags.ts
 test('serving flags are added to a launch line that lacks them, and never override one given', () => {
   assert.deepEqual(withServingFlags([]), [...SERVING_FLAGS]);
   assert.deepEqual(withServingFlags(['--enable-source-maps']), ['--enable-source-maps', ...SERVING_FLAGS]);
-  assert.deepEqual(withServingFlags(['--max-semi-space-size=4']), ['--max-semi-space-size=4', '--min-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'], 'the operator\'s own size wins (V8 caps the floor at it)');
-  assert.deepEqual(withServingFlags(['--allocation-site-pretenuring']), ['--allocation-site-pretenuring', '--max-semi-space-size=16', '--min-semi-space-size=16', '--expose-gc'], 'so does a flag turned back on');
-  assert.deepEqual(withServingFlags(['--max_semi_space_size=2']), ['--max_semi_space_size=2', '--min-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'], 'V8 reads _ as -');
+  assert.deepEqual(withServingFlags(['--max-semi-space-size=4']), ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--expose-gc'], 'the operator\'s own size wins');
+  assert.deepEqual(withServingFlags(['--allocation-site-pretenuring']), ['--allocation-site-pretenuring', '--max-semi-space-size=16', '--expose-gc'], 'so does a flag turned back on');
+  assert.deepEqual(withServingFlags(['--max_semi_space_size=2']), ['--max_semi_space_size=2', '--no-allocation-site-pretenuring', '--expose-gc'], 'V8 reads _ as -');
 });
 
 test('npm start runs with every serving flag', async () => {
