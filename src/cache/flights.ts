@@ -1,6 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { SharedBody } from './shared-body.ts';
 import type { StoredResponse } from './policy.ts';
+import type { Found } from './entries.ts';
 
 /**
  * Collapsed forwarding: one origin request per primary key at a time. The first request for a key
@@ -22,6 +23,8 @@ export type FlightResult =
     readonly body: SharedBody;
     /** The whole body once it ended within maxObjectSize and matched its Content-Length, else null. */
     readonly completed: Promise<Buffer | null>;
+    /** The stored record once the store took it, else undefined. */
+    readonly stored: Promise<Found | undefined>;
     /** The response's Vary names and the leader's secondary key: a waiter with other values is another variant. */
     readonly vary: readonly string[];
     readonly secondary: string;

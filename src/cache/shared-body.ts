@@ -72,6 +72,9 @@ export class SharedBody {
   /** Bytes received from the origin so far. */
   get received(): number { return this.#received; }
 
+  /** The whole body is here and kept for `onDone`: a reader would only replay it. */
+  get complete(): boolean { return this.#ended && this.#keeping && this.#failed === null; }
+
   /** Whether a new reader can still start from byte 0. */
   get joinable(): boolean { return this.#base === 0 && this.#failed === null; }
 

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Handler } from '../pipeline/compose.ts';
 import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
@@ -177,6 +178,13 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
           if (body === null) return passThrough(ctx, params);
           return fromBuffer(ctx, primary, result.meta, body, cacheStatus);
         }
+        if (ctx.method === 'GET' && result.body.complete) {
+          // The body came whole: once stored, every waiter gets the stored bytes as the leader does,
+          // and the compression stage makes one encoding for all of them (a stream each, before:
+          // 200 waiters with Accept-Encoding: br cost 1.9 ms of CPU each).
+          const saved = await settledWithin(result.stored, STORED_WAIT_MS);
+          if (saved !== undefined) return storedWhole(result.meta.status, result.clientHeaders, saved, appendCacheStatus(result.clientHeaders['cache-status'], status(cacheStatus)), false);
+        }
         const reader = result.body.attach();
         if (reader === null) return passThrough(ctx, params);
         return { status: result.meta.status, headers: { ...result.clientHeaders, 'cache-status': appendCacheStatus(result.clientHeaders['cache-status'], status(cacheStatus)) }, body: reader };
@@ -268,7 +276,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const vary = varyNames(meta.headers.vary);
     const names = vary === '*' ? [] : vary;
     const clientHeaders = hide({ status: reply.status, headers: { ...reply.headers }, body: null }).headers;
-    leader?.settle({ kind: 'shared', meta, body, completed: completion, clientHeaders, vary: names, secondary: secondaryKey(names, ctx.headers) });
+    leader?.settle({ kind: 'shared', meta, body, completed: completion, stored, clientHeaders, vary: names, secondary: secondaryKey(names, ctx.headers) });
 
     if (wantsLess(ctx)) {
       const whole = await completion;
@@ -283,13 +291,20 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const saved = await settledWithin(stored, STORED_WAIT_MS);
     const cacheStatus = appendCacheStatus(clientHeaders['cache-status'], status(saved !== undefined ? `${fwdStatus}; stored` : fwdStatus));
     if (saved !== undefined && ctx.method === 'GET') {
-      // Stored: the stored bytes in one piece instead of the tee, with the stored response's
-      // variants, so the compression stage encodes once, whole, and keeps it for the next request.
       reader?.destroy();
-      const variants = reply.status === 200 ? engine.variants(saved, true) : undefined;
-      return { status: reply.status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants };
+      return storedWhole(reply.status, clientHeaders, saved, cacheStatus, true);
     }
     return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader ?? whole };
+  }
+
+  /**
+   * A response just stored, answered with the stored bytes in one piece instead of the tee, with
+   * the record's variants (a 200), so the compression stage encodes once, whole, and keeps the
+   * encoding for the next request. `forOneReply`: see engine.variants.
+   */
+  function storedWhole(code: number, clientHeaders: OutgoingHttpHeaders, saved: Found, cacheStatus: string, forOneReply: boolean): Reply {
+    const variants = code === 200 ? engine.variants(saved, forOneReply) : undefined;
+    return { status: code, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants };
   }
 
   /** Answers from a complete body that is (or was meant to be) stored: conditionals, ranges, HEAD. */

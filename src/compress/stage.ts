@@ -14,6 +14,7 @@ import { declaredLength } from '../http/content-length.ts';
 import { createEncoder, encodeBuffer, readFileBody, readableOf } from './encoders.ts';
 import { FAST, HIGH, READ_LIMIT, createFastVariants, type HighQualityEncoder } from './fast-variants.ts';
 import { encodeInBackground } from './background.ts';
+import { createEncodeOnce } from './encode-once.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
 
 /**
@@ -29,6 +30,7 @@ import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, wid
  * 2. in memory: the identity body is a Buffer (`variants.identity` on a cache hit or on a miss the
  *    cache stored, a Buffer body, or a file read when its holder can keep variants) → encode at
  *    fast quality (encoders.ts: small bodies on this thread), send that, hand it to `variants.put`;
+ *    requests encoding the same body at the same moment share one encode (encode-once.ts);
  * 3. otherwise (pass-through, no-store, too large) → stream through a fast encoder, with
  *    backpressure and flat memory.
  *
@@ -77,6 +79,7 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
   const minSize = checkMinSize(options.minSize);
   const negotiate = createNegotiator(encodings);
   const { keep, servedFast, upgradable } = createFastVariants(encodeHigh);
+  const encodeOnce = createEncodeOnce((coding, input) => encodeBuffer(coding, input, 'fast'));
 
   /**
    * 304 from an inner stage: its identity tag gets back the final tag the client presented, if that
@@ -118,8 +121,12 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
       identity = await readFileBody(body);
     }
     if (identity !== undefined) {
-      const fast = await encodeBuffer(coding, identity, 'fast');
-      if (variants?.put !== undefined) keep(ctx, variants, coding, fast);
+      const shared = encodeOnce(coding, identity);
+      const fast = await shared.fast;
+      if (variants?.put !== undefined && !shared.kept) {
+        shared.kept = true;
+        keep(ctx, variants, coding, fast);
+      }
       headers['content-length'] = fast.length;
       ctx.notes.set('compress', `${coding}/fast`);
       return head ? null : fast;

@@ -3,6 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { randomBytes } from 'node:crypto';
+import { brotliDecompressSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import type { ClientHttp2Session } from 'node:http2';
 import type { Readable } from 'node:stream';
@@ -398,4 +399,51 @@ test('an uncacheable answer (private) releases the waiters to the origin, each w
   assert.equal(byUser.get('dee')?.headers['if-none-match'], ETAG);
   assert.equal(byUser.get('eve')?.method, 'HEAD');
   assert.equal(byUser.get('bob')?.headers.range, undefined);
+});
+
+test('a body that comes whole is stored, and its waiters get the stored bytes in one piece, encoded as the leader\'s (encode-once.test.ts: one encode for all)', async () => {
+  const t0 = performance.now();
+  const page = Buffer.from(`<!doctype html><title>new</title>${'<p>the same paragraph, again and again</p>\n'.repeat(400)}`);
+  // the whole page in one write, 300 ms after the request: every waiter is woken by the stored body
+  const path = route(fresh('whole'), (_req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'max-age=60', etag: '"w1"', 'content-length': String(page.length) });
+      res.end(page);
+    }, 300);
+  });
+  const [a, b] = [await session(), await session()];
+  const br = { 'accept-encoding': 'br' };
+  const leader = openH2(a, path, { t0, headers: br });
+  await until(() => count(path) === 1, 'the leader to reach the origin');
+  const waiters = [
+    ...Array.from({ length: 6 }, (_, i) => openH2(i % 2 === 0 ? a : b, path, { t0, headers: br })),
+    openH1(path, { t0, headers: br }),
+    openH2(b, path, { t0 }), // identity
+  ];
+  const opened = await within(Promise.all([leader, ...waiters]), 5000, 'every response\'s headers');
+  const received = await within(Promise.all(opened.map((o) => o.done)), 5000, 'every body');
+
+  assert.equal(count(path), 1, 'one origin request');
+  const coded = opened.slice(0, -1);
+  const first = received[0].body;
+  assert.ok(brotliDecompressSync(first).equals(page), 'the leader: the page, in Brotli');
+  for (const [i, o] of coded.entries()) {
+    assert.equal(o.status, 200, `client ${i}`);
+    assert.equal(o.headers['content-encoding'], 'br', `client ${i}`);
+    // whole, not streamed: a waiter that read the tee through an encoder had no length
+    assert.equal(Number(o.headers['content-length']), received[i].body.length, `client ${i}: Content-Length of the stored encoding`);
+    assert.ok(received[i].body.equals(first), `client ${i}: the same encoded bytes as the leader`);
+    assert.equal(o.headers.etag, '"w1-br2"', `client ${i}: the fast encoding's tag`);
+  }
+  const identity = opened.at(-1)!;
+  assert.equal(identity.headers['content-encoding'], undefined);
+  assert.equal(Number(identity.headers['content-length']), page.length);
+  assert.ok(received.at(-1)!.body.equals(page));
+  for (const o of opened.slice(1)) assert.match(cacheStatus(o), /^Outpost; fwd=uri-miss; collapsed; fwd-status=200$/);
+  assert.match(cacheStatus(opened[0]), /^Outpost; fwd=uri-miss; fwd-status=200; stored$/);
+
+  // the encoding was kept: a hit sends it as stored
+  const hit = await within(openH2(a, path, { t0, headers: br }), 5000, 'the hit');
+  assert.ok((await hit.done).body.equals(first));
+  assert.match(cacheStatus(hit), /^Outpost; hit/);
 });
