@@ -72,6 +72,24 @@
  * load) served fewer requests in each adjacent pair of 60 s runs: 7,117 and 5,990 req/s against
  * 8,239 and 7,778 without (RSS 270-332 against 280-282 MiB; the host drifted that hour).
  *
+ * Not used: --initial-old-space-size=64, against what memory.trim's collection at rest costs the
+ * next burst (README, What is not there yet). Alternating pairs on 2026-12-01 (AMD host, a small
+ * file over HTTP/2, two runs of 150,000 requests before 36 s of quiet and two after, µs of CPU per
+ * response): without it 21, 22 → 24, 19 and 19, 20 → 27, 19; with it 18, 17 → 22, 22 and
+ * 18, 19 → 23, 22: the first run after the quiet hardly better, the second worse, and an earlier
+ * run had 17-24 MiB more RSS through static-1mb + post-1mb.
+ *
+ * Not used: --minor-ms (young collections by mark-sweep instead of copying; 13.6 has it, off by
+ * default). The 60 s soak served 12 % more requests (378k against 338k) at 471 MiB of RSS against
+ * 288 (455 with --minor-ms-max-new-space-capacity-mb=16): the old generation grew to 240 MB.
+ *
+ * Not used: earlier tier-up (--invocation-count-for-turbofan=1000
+ * --minimum-invocations-after-ic-update=100). From a fresh start, pass-through over HTTP/2 in
+ * windows of 10,000 requests: 158, 79-86, then 67-75 µs of CPU per response, against 151, 94-158,
+ * then 66-73 with V8's thresholds: the second window sooner warm, the third onwards the same. Nor
+ * is Node's isolate in V8's efficiency mode (which delays TurboFan to 15,000 calls): forcing it
+ * (--efficiency-mode) left pass-through at 108-130 µs once warm against 70-76.
+ *
  * Not used: --heap-growing-percent=50. V8 lets its old generation grow to up to 4x what survived
  * the last full collection before the next one (a factor it picks from how fast it collects), and
  * keeps the pages it frees resident for reuse: the soak's heap is ~45 MB live and grows to
