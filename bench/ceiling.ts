@@ -51,6 +51,7 @@ const GET: Record<string, ((ae: string | undefined) => Answer) | undefined> = {
   [PATHS.api]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.apiPool]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.apiH2]: variants(fixtures.api, UNCACHEABLE, false),
+  [PATHS.feed]: variants(fixtures.feed, UNCACHEABLE, false),
 };
 const notFound: Answer = { status: 404, headers: { 'content-type': 'text/plain', 'content-length': 10 }, body: Buffer.from('not found\n') };
 

@@ -64,6 +64,16 @@ function apiJson(): Buffer {
   return Buffer.from(JSON.stringify({ ok: true, kind: 'uncacheable', values }));
 }
 
+/** ~12 KB of JSON records: the answer of an API that gzips what it sends (pass-gzip). */
+function feedJson(): Buffer {
+  const rand = prng(4);
+  const items = [];
+  for (let i = 0; items.length < 120; i++) {
+    items.push({ id: 5000 + i, title: `${WORDS[Math.floor(rand() * WORDS.length)]} ${WORDS[Math.floor(rand() * WORDS.length)]}`, score: Math.floor(rand() * 1000), seen: rand() < 0.5 });
+  }
+  return Buffer.from(JSON.stringify({ ok: true, kind: 'feed', items }));
+}
+
 export interface Fixture {
   readonly body: Buffer;
   readonly type: string;
@@ -88,6 +98,7 @@ export const fixtures = {
   page: fixture(pageHtml(), 'text/html; charset=utf-8'),
   large: fixture(largeBin(), 'application/octet-stream'),
   api: fixture(apiJson(), 'application/json'),
+  feed: fixture(feedJson(), 'application/json'),
 } as const;
 
 /** The static site every system serves from disk: the small JSON, the 1 MiB file, and the page with precompressed siblings. */
@@ -120,15 +131,17 @@ export const PATHS = {
   apiPool: '/o2/api',
   /** The same API through the /o3/ route: HTTP/2 (h2c) to the origin. */
   apiH2: '/o3/api',
+  /** An uncacheable API whose origin gzips its answer for clients that take gzip (pass-gzip). */
+  feed: '/o/feed',
   upload: '/o/upload',
   burst: '/o/burst/',
 } as const;
 
 /**
  * The paths no edge may answer from memory (the uncacheable API, as is and through the pool and the
- * HTTP/2 routes): the ceiling relays them to the origin (bench/ceiling.ts).
+ * HTTP/2 routes, and the gzipped feed): the ceiling relays them to the origin (bench/ceiling.ts).
  */
-export const RELAYED_PATHS: readonly string[] = [PATHS.api, PATHS.apiPool, PATHS.apiH2];
+export const RELAYED_PATHS: readonly string[] = [PATHS.api, PATHS.apiPool, PATHS.apiH2, PATHS.feed];
 
 /** The origin holds each /burst/ answer this long, so the 200 concurrent requests overlap it. */
 export const BURST_DELAY_MS = 100;

@@ -154,6 +154,12 @@ ${o.brotliStatic ? '      brotli_static on;\n' : ''}    }
       proxy_cache_lock off;
     }
 
+    # The uncacheable feed, gzipped by the origin: passed on as it comes (nginx's gzip leaves coded answers alone).
+    location /o/feed {
+      proxy_pass http://origin;
+      proxy_cache_lock off;
+    }
+
     location /o2/ {
       proxy_pass http://origin_pool;
       proxy_cache_lock off;

@@ -60,6 +60,13 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     return send(res, 200, { 'content-type': fixtures.api.type, 'cache-control': UNCACHEABLE, 'content-length': fixtures.api.body.length },
       req.method === 'HEAD' ? undefined : fixtures.api.body);
   }
+  if (path === '/feed') {
+    // gzipped once (as an origin's compression middleware would on every response): the edge's work is what is measured
+    const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+    const body = gzip ? fixtures.feed.gzip : fixtures.feed.body;
+    return send(res, 200, { 'content-type': fixtures.feed.type, 'cache-control': UNCACHEABLE, vary: 'Accept-Encoding', 'content-length': body.length, ...(gzip ? { 'content-encoding': 'gzip' } : {}) },
+      req.method === 'HEAD' ? undefined : body);
+  }
   if (path.startsWith('/burst/')) {
     setTimeout(() => cacheable(req, res, fixtures.page), BURST_DELAY_MS);
     return;

@@ -232,6 +232,7 @@ const SCENARIOS: readonly Scenario[] = [
   { id: 'pass-crowd', what: `the same API with ${CROWD.connections} HTTP/1.1 connections, HTTP/2 ${CROWD.h2Connections} x ${CROWD.h2Streams} streams`, method: 'GET', path: PATHS.api, headers: {}, wrk: 'full', crowd: CROWD },
   { id: 'pass-pool', what: 'the same API through a pool of two upstreams (round-robin)', method: 'GET', path: PATHS.apiPool, headers: {}, wrk: 'full' },
   { id: 'pass-h2', what: 'the same API with HTTP/2 (h2c) to the origin', method: 'GET', path: PATHS.apiH2, headers: {}, wrk: 'full' },
+  { id: 'pass-gzip', what: 'an uncacheable 12 KB JSON API that gzips its answers, Accept-Encoding: br, gzip', method: 'GET', path: PATHS.feed, headers: { 'accept-encoding': 'br, gzip' }, wrk: 'full' },
   { id: 'post-1mb', what: 'POST with a 1 MiB body passed through', method: 'POST', path: PATHS.upload, headers: { 'content-type': 'application/octet-stream' }, body: fixtures.large.body, memory: true },
 ];
 

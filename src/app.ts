@@ -140,12 +140,14 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     hideHeaders: config.cache.hideHeaders,
     onError: (error, where) => publishError({ ctx: null, error, where }),
   });
-  const cached = (options: SiteConfig['cache'], inner: Handler): Handler => options?.enabled === false
-    ? inner
-    : createCacheHandler(engine, inner, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false });
+  /** The cache in front of `storing`; without a cache nothing is stored, and every request goes to `passing`. */
+  const cached = (options: SiteConfig['cache'], storing: Handler, passing: Handler): Handler => options?.enabled === false
+    ? passing
+    : createCacheHandler(engine, storing, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false, passOrigin: passing });
   // Compression: one stage (one background queue) for every chain; encoded static files share one store.
   const compress = createCompressStage(config.compression, deps.encodeHigh);
   const originDecode = createOriginDecodeStage(config.compression);
+  const originDecodePassing = createOriginDecodeStage({ ...config.compression, passAccepted: true });
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
   const files = config.staticCache.maxSize > 0 ? createFileCache({ ...config.staticCache, now }) : undefined;
   /** One upstream pool per site or route that has an origin, named by its place in the config. */
@@ -160,7 +162,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       onHealthChange: (upstream, up, why) => publishUpstream({ pool: name, upstream: upstream.name, up, why }),
     });
     proxies.set(name, proxy);
-    return cached(cacheOptions, compose([originDecode], proxy.handler));
+    return cached(cacheOptions, compose([originDecode], proxy.handler), compose([originDecodePassing], proxy.passHandler));
   };
 
   // The guard runs first in every site's and route's chain: what it refuses reaches nothing else.

@@ -10,13 +10,13 @@ import { setCacheStatus } from './status.ts';
 export interface OriginFetch {
   /** The origin's response to `ctx`; a 5xx failure carries `<params>; detail=origin-error`. */
   fetch(ctx: Context, params: string): Promise<Reply>;
-  /** The client's own request, as it sent it (Range, conditionals, HEAD), nothing stored: `<params>; fwd-status=N`. */
+  /** The client's own request, as it sent it (Range, conditionals, HEAD, Accept-Encoding), nothing stored, to `passOrigin`: `<params>; fwd-status=N`. */
   passThrough(ctx: Context, params: string): Promise<Reply>;
   /** Removes the fields only this cache should see (targeted Cache-Control, Cache-Tag, ...). */
   hide(reply: Reply): Reply;
 }
 
-export function createOriginFetch(origin: Handler, hidden: ReadonlySet<string>, status: (params: string) => string): OriginFetch {
+export function createOriginFetch(origin: Handler, passOrigin: Handler, hidden: ReadonlySet<string>, status: (params: string) => string): OriginFetch {
   function withCacheStatus(error: unknown, params: string): unknown {
     if (isOutpostError(error) && error.status >= 500) {
       error.headers = { ...error.headers, 'cache-status': status(`${params}; detail=origin-error`) };
@@ -42,7 +42,7 @@ export function createOriginFetch(origin: Handler, hidden: ReadonlySet<string>, 
     passThrough(ctx, params) {
       let fetched: Promise<Reply>;
       try {
-        fetched = origin(ctx);
+        fetched = passOrigin(ctx);
       } catch (error) {
         fetched = Promise.reject(error);
       }

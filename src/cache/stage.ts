@@ -42,7 +42,14 @@ import {
  * background revalidation that outlives the client) — which the stage contract forbids.
  */
 
-export type CacheRouteOptions = StoreRules;
+export interface CacheRouteOptions extends StoreRules {
+  /**
+   * The origin for requests whose answer will not be stored (hit-for-miss, the waiters an
+   * uncacheable answer released, Range or conditionals on what is not stored): it may hand the
+   * origin's coding on as it came (proxy.ts `passHandler`). `origin` when absent.
+   */
+  readonly passOrigin?: Handler;
+}
 
 
 /** How long a miss may wait for a small body to be complete and stored, so Cache-Status can say `stored`. */
@@ -56,7 +63,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   const { name, stats } = engine;
   const status = (params: string) => `${name}; ${params}`;
 
-  const { fetch: fetchOrigin, passThrough, hide } = createOriginFetch(origin, engine.hidden, status);
+  const { fetch: fetchOrigin, passThrough, hide } = createOriginFetch(origin, options.passOrigin ?? origin, engine.hidden, status);
 
   // Not async: a lookup the memory store answers at once goes on in the same turn, and a request
   // for an uncacheable URI reaches the origin without an async frame of this stage (there were

@@ -6,6 +6,7 @@ import { OutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { createDecoder, DECODABLE, readableOf } from './encoders.ts';
 import { parseAcceptEncoding } from './negotiate.ts';
+import { varyWithAcceptEncoding } from './validators.ts';
 import { isNoContentStatus } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
 
@@ -43,6 +44,13 @@ import { declaredLength } from '../http/content-length.ts';
 export interface OriginDecodeOptions {
   /** Bytes one response may decode to. */
   readonly maxDecodedSize: number;
+  /**
+   * For responses that will not be stored (the cache passes them through, or the route has no
+   * cache), asked for with the client's own Accept-Encoding (proxy.ts `passHandler`): a coding the
+   * client takes is passed on as it came, not decoded here to be encoded again by the compression
+   * stage, as nginx, Varnish and Caddy pass an uncached response's coding on.
+   */
+  readonly passAccepted?: boolean;
 }
 
 const ASK_ORIGIN = 'br, zstd, gzip';
@@ -56,6 +64,7 @@ export const originAcceptEncoding = (ctx: Context): string => ctx.headers.range 
 
 export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
   const max = options.maxDecodedSize;
+  const passAccepted = options.passAccepted === true;
   if (!Number.isSafeInteger(max) || max <= 0) {
     throw new TypeError(`compression.maxDecodedSize: expected a size > 0, got ${JSON.stringify(max)}`);
   }
@@ -76,6 +85,12 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     const coding = DECODABLE.get(token);
     // Unknown or stacked codings, and a 206 (a slice of coded bytes): passed on as they are.
     if (coding === undefined || reply.status === 206) return reply;
+    if (passAccepted && clientAccepts(ctx.headers['accept-encoding'], token)) {
+      ctx.notes.set('decode', 'passed-coded');
+      // The origin chose the coding by the client's Accept-Encoding.
+      reply.headers.vary = varyWithAcceptEncoding(reply.headers.vary);
+      return reply;
+    }
 
     const headers = withoutCoding(reply.headers, true);
     const declared = reply.headers['content-length'];

@@ -24,7 +24,13 @@ export interface ProxyOptions extends PoolOptions {
 }
 
 export interface ProxyHandler {
+  /** Asks the origin with `acceptEncoding`'s Accept-Encoding (for a response that may be stored). */
   handler: Handler;
+  /**
+   * Asks the origin with the client's own Accept-Encoding: for a response that will not be stored,
+   * whose coding the client can then take as it comes (origin-decode.ts, `passAccepted`).
+   */
+  passHandler: Handler;
   /** The pool's upstreams and their health, for the admin API. */
   stats(): ReturnType<UpstreamPool['stats']>;
   /** Whether each upstream takes requests now (metrics, dashboard). */
@@ -93,12 +99,15 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   /** The response's fields as the client gets them: one copy, hop-by-hop and hidden fields out, Via in. */
   const responseHeaders = (headers: Record<string, string | string[]>) => addVia(endToEnd(headers, hide));
 
-  function forward(ctx: Context, upstream: Upstream, body: Readable | undefined): Promise<Reply> {
+  const forward = (ctx: Context, upstream: Upstream, body: Readable | undefined) => send(ctx, upstream, body, acceptEncoding);
+  const forwardAsSent = (ctx: Context, upstream: Upstream, body: Readable | undefined) => send(ctx, upstream, body, undefined);
+
+  function send(ctx: Context, upstream: Upstream, body: Readable | undefined, encodings: ((ctx: Context) => string) | undefined): Promise<Reply> {
     ctx.notes.set('upstream', upstream.name); // for the access log
     const sendBody = body !== undefined && forwardsBody(ctx);
     const headers = endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody);
     // In the client's field's place: what the operator removes or sets still wins.
-    if (acceptEncoding !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = acceptEncoding(ctx);
+    if (encodings !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = encodings(ctx);
     for (const name in set) headers[name] = set[name];
     headers.host = ctx.authority;
     addForwarded(headers, ctx, trusted, options.viaName);
@@ -117,14 +126,14 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 
   const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });
 
-  const handler: Handler = (ctx) => {
-    // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
-    if (ctx.method === 'CONNECT' || ctx.method === 'TRACE') return Promise.reject(clientError.methodNotAllowed());
-    return attempts(ctx, forward);
-  };
+  // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
+  const refused = (ctx: Context) => ctx.method === 'CONNECT' || ctx.method === 'TRACE';
+  const handler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forward);
+  const passHandler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forwardAsSent);
 
   return {
     handler,
+    passHandler,
     stats: () => pool.stats(),
     // Up: its checks say so and no connection to it failed within failTimeout (a lone upstream is
     // still tried after one, having nothing to fail over to, but reads as down until then).

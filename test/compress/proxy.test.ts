@@ -22,6 +22,7 @@ const JSON_BODY = Buffer.from(JSON.stringify({ items: Array.from({ length: 500 }
 const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(8000, 3)]);
 const SMALL = Buffer.from('tiny\n'.repeat(40));
 const MAX_DECODED = 4 * 1024 * 1024;
+const API_GZIP = zlib.gzipSync(JSON_BODY, { level: 1 });
 const BOMB = zlib.gzipSync(Buffer.alloc(8 * MAX_DECODED), { level: 9 }); // 32 MB of zeros in ~32 KB
 
 const count = (path: string) => origin.seen.filter((r) => r.url === path).length;
@@ -35,7 +36,7 @@ function send(res: ServerResponse, headers: Record<string, string | number>, bod
 
 before(async () => {
   origin = await startOrigin((req, res) => {
-    const path = (req.url ?? '').replace(/\?.*$/, '');
+    const path = (req.url ?? '').replace(/\?.*$/, '').replace(/^\/uncached\//, '/'); // the /uncached/ route's requests too
     const handler = routes.get(path);
     if (handler) return handler(req, res);
     res.writeHead(404, { 'content-type': 'text/plain' });
@@ -68,11 +69,17 @@ before(async () => {
     res.write(PAGE.subarray(0, 10_000));
     setTimeout(() => res.end(PAGE.subarray(10_000)), 10);
   });
+  // an API that gzips when asked, and is never stored
+  routes.set('/api-gzip', (req, res) => {
+    const gzip = /gzip/.test(String(req.headers['accept-encoding']));
+    send(res, { 'content-type': 'application/json', etag: '"a1"', 'cache-control': 'no-store', ...(gzip ? { 'content-encoding': 'gzip' } : {}) },
+      gzip ? API_GZIP : JSON_BODY);
+  });
   routes.set('/bomb', (_req, res) => send(res, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': 'no-store' }, BOMB));
   diagnostics.subscribe('outpost:error', onError);
   outpost = await startOutpost({
     compression: { maxDecodedSize: MAX_DECODED },
-    sites: [{ hosts: ['*'], origin: origin.url }],
+    sites: [{ hosts: ['*'], origin: origin.url, routes: [{ path: '/uncached/', origin: origin.url, cache: { enabled: false } }] }],
   });
 });
 
@@ -171,6 +178,45 @@ for (const [name, request] of PROTOCOLS) {
     assert.equal(json.headers['content-encoding'], 'gzip');
     assert.deepEqual(decode('gzip', json.body), JSON_BODY);
     assert.deepEqual((await get(`/brotli?${name}`)).body, JSON_BODY, 'origin br → identity');
+  });
+
+  test(`${name}: what will not be stored is asked for with the client's Accept-Encoding, and a coding it takes is passed on as it came`, async () => {
+    const path = `/api-gzip?${name}`;
+    const both = { 'accept-encoding': 'br, gzip' };
+    // the first answer is fetched to be stored: every coding asked for, decoded, then found uncacheable
+    const first = await get(path, both);
+    assert.equal(first.headers['content-encoding'], 'br');
+    assert.deepEqual(decode('br', first.body), JSON_BODY);
+    assert.equal(seenFor(path)[0].headers['accept-encoding'], 'br, zstd, gzip');
+    // from then on the URI is passed through (hit-for-miss): the origin's gzip goes out as it came
+    const passed = await get(path, both);
+    assert.match(String(passed.headers['cache-status']), /fwd=bypass/);
+    assert.equal(seenFor(path)[1].headers['accept-encoding'], 'br, gzip', 'the client\'s own field');
+    assert.equal(passed.headers['content-encoding'], 'gzip');
+    assert.deepEqual(passed.body, API_GZIP, 'the origin\'s bytes, not decoded and encoded again');
+    assert.equal(passed.headers.etag, '"a1"', 'the origin\'s tag names its bytes');
+    assert.equal(passed.headers['content-length'], String(API_GZIP.length));
+    assert.match(header(passed.headers.vary) ?? '', /accept-encoding/i, 'the coding followed the request\'s Accept-Encoding');
+    // a client that does not take the origin's coding: identity from the origin, encoded here as before
+    const brOnly = await get(path, { 'accept-encoding': 'br' });
+    assert.equal(seenFor(path)[2].headers['accept-encoding'], 'br');
+    assert.equal(brOnly.headers['content-encoding'], 'br');
+    assert.deepEqual(decode('br', brOnly.body), JSON_BODY);
+    const none = await get(path);
+    assert.equal(none.headers['content-encoding'], undefined);
+    assert.deepEqual(none.body, JSON_BODY);
+    // an origin that sends a coding the client did not ask for is still decoded for it
+    const json = await get(`/brotli?${name}`, { 'accept-encoding': 'gzip' });
+    const again = await get(`/brotli?${name}`, { 'accept-encoding': 'gzip' });
+    assert.match(String(again.headers['cache-status']), /fwd=bypass/);
+    for (const r of [json, again]) {
+      assert.equal(r.headers['content-encoding'], 'gzip');
+      assert.deepEqual(decode('gzip', r.body), JSON_BODY);
+    }
+    // a route without a cache: every request is passed so, the first one too
+    const uncached = await get(`/uncached/api-gzip?${name}`, both);
+    assert.equal(uncached.headers['content-encoding'], 'gzip');
+    assert.deepEqual(uncached.body, API_GZIP);
   });
 
   test(`${name}: not compressed — images, small bodies, no-transform, codings we do not decode`, async () => {
