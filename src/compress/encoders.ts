@@ -156,6 +156,26 @@ export function createDecoder(encoding: Encoding): Transform {
   return zlib.createGunzip();
 }
 
+/** A coded body decoded on this thread when it comes to at most this much (~0.3 ms of inflate on the bench host). */
+export const SYNC_DECODE_LIMIT = 256 * 1024;
+
+/**
+ * A whole coded body decoded on this thread, or undefined when it would come to more than `limit`
+ * bytes (the caller streams it); throws when the bytes cannot be decoded. No stream, no thread-pool
+ * round trip: what an origin's small gzipped answers need.
+ */
+export function decodeWhole(encoding: Encoding, input: Buffer, limit: number): Buffer | undefined {
+  const maxOutputLength = Math.max(1, limit);
+  try {
+    if (encoding === 'br') return zlib.brotliDecompressSync(input, { maxOutputLength });
+    if (encoding === 'zstd') return zlib.zstdDecompressSync(input, { maxOutputLength, params: { [Z.ZSTD_d_windowLogMax]: ZSTD_WINDOW_LOG_MAX } });
+    return zlib.gunzipSync(input, { maxOutputLength });
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw error;
+  }
+}
+
 /** Content-Encoding values we decode, by their lower-case token. */
 export const DECODABLE: ReadonlyMap<string, Encoding> = new Map([
   ['br', 'br'], ['zstd', 'zstd'], ['gzip', 'gzip'],

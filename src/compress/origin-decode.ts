@@ -4,7 +4,7 @@ import type { Stage } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
-import { createDecoder, DECODABLE, readableOf } from './encoders.ts';
+import { createDecoder, decodeWhole, DECODABLE, readableOf, SYNC_DECODE_LIMIT } from './encoders.ts';
 import { parseAcceptEncoding } from './negotiate.ts';
 import { varyWithAcceptEncoding } from './validators.ts';
 import { isNoContentStatus } from '../http/status.ts';
@@ -103,8 +103,23 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
       ctx.notes.set('decode', 'passed-coded');
       return reply;
     }
+    const lookahead = Math.min(LOOKAHEAD, max);
+    if (Buffer.isBuffer(reply.body)) {
+      // A body that came whole (most answers) and decodes to less than the look-ahead: decoded in one
+      // call, as the look-ahead would have ended it. More than that takes the streaming path below.
+      let whole: Buffer | undefined;
+      try {
+        whole = decodeWhole(coding, reply.body, Math.min(lookahead - 1, SYNC_DECODE_LIMIT));
+      } catch (error) {
+        throw originError.badGateway('Bad Gateway: the origin sent a body that could not be decoded', error);
+      }
+      if (whole !== undefined) {
+        ctx.notes.set('decode', coding);
+        return { status: reply.status, headers: { ...headers, 'content-length': whole.length }, body: whole };
+      }
+    }
     const source = readableOf(reply.body);
-    const ahead = await readAhead(source, createDecoder(coding), Math.min(LOOKAHEAD, max));
+    const ahead = await readAhead(source, createDecoder(coding), lookahead);
     if (ahead.error !== undefined) throw originError.badGateway('Bad Gateway: the origin sent a body that could not be decoded', ahead.error);
     if (ahead.decodedBytes > max || (ahead.decodedBytes >= Math.min(LOOKAHEAD, max) && ahead.decodedBytes > MAX_RATIO * consumed(ahead.decoder))) {
       // A bomb, or more than may be decoded: not decoded at all.

@@ -22,6 +22,8 @@ const JSON_BODY = Buffer.from(JSON.stringify({ items: Array.from({ length: 500 }
 const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(8000, 3)]);
 const SMALL = Buffer.from('tiny\n'.repeat(40));
 const MAX_DECODED = 4 * 1024 * 1024;
+const BIG_TEXT = Buffer.from(Array.from({ length: 12_000 }, (_, i) => `line ${i} of a long log\n`).join('')); // ~300 KB
+const BIG_TEXT_GZIP = zlib.gzipSync(BIG_TEXT, { level: 9 });
 const API_GZIP = zlib.gzipSync(JSON_BODY, { level: 1 });
 const BOMB = zlib.gzipSync(Buffer.alloc(8 * MAX_DECODED), { level: 9 }); // 32 MB of zeros in ~32 KB
 
@@ -75,6 +77,10 @@ before(async () => {
     send(res, { 'content-type': 'application/json', etag: '"a1"', 'cache-control': 'no-store', ...(gzip ? { 'content-encoding': 'gzip' } : {}) },
       gzip ? API_GZIP : JSON_BODY);
   });
+  // answers that come whole (under 64 KB coded) in one piece: a page, one that decodes past what is
+  // decoded in one call (256 KB), and bytes that are no gzip at all
+  routes.set('/big-text', (_req, res) => send(res, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': 'max-age=60' }, BIG_TEXT_GZIP));
+  routes.set('/corrupt', (_req, res) => send(res, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': 'max-age=60' }, Buffer.concat([zlib.gzipSync(PAGE).subarray(0, 200), Buffer.alloc(50, 7)])));
   routes.set('/bomb', (_req, res) => send(res, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': 'no-store' }, BOMB));
   diagnostics.subscribe('outpost:error', onError);
   outpost = await startOutpost({
@@ -314,6 +320,18 @@ for (const [name, request] of PROTOCOLS) {
     assert.equal(res.headers['content-length'], undefined);
     assert.deepEqual(decode('zstd', res.body), PAGE);
     assert.deepEqual(notes.notes(`/chunked?${name}`), ['zstd/stream']);
+  });
+
+  test(`${name}: whole coded answers: decoded in one call or streamed past 256 KB, and bytes that are no gzip are a 502`, async () => {
+    assert.ok(BIG_TEXT.length > 256 * 1024 && BIG_TEXT_GZIP.length < 64 * 1024, 'past the one-call decode, yet one whole answer');
+    const big = await get(`/big-text?${name}`);
+    assert.equal(big.status, 200);
+    assert.equal(big.headers['content-encoding'], undefined);
+    assert.deepEqual(big.body, BIG_TEXT);
+    const corrupt = await get(`/corrupt?${name}`, { 'accept-encoding': 'br' });
+    assert.equal(corrupt.status, 502);
+    assert.match(corrupt.body.toString(), /could not be decoded/);
+    assert.equal((await get(`/small?${name}`)).status, 200, 'still serving');
   });
 
   test(`${name}: a decompression bomb is never decoded: 502 for a client that cannot take its coding, the coded bytes for one that can`, async () => {
