@@ -21,6 +21,16 @@ export interface ServeInput {
 }
 
 /**
+ * A response just stored, answered with the stored bytes in one piece instead of the origin's
+ * stream, with the record's variants (offered for a 200 only), so the compression stage encodes
+ * once, whole, and keeps the encoding for the next request.
+ */
+export function justStoredReply(saved: Found, clientHeaders: OutgoingHttpHeaders, cacheStatus: string, variants: Variants): Reply {
+  const status = saved.meta.status;
+  return { status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants: status === 200 ? variants : undefined };
+}
+
+/**
  * The reply made from a stored response: its fields (hidden ones removed), Age (RFC 9111 §5.1:
  * the current age in whole seconds) and Cache-Status; then, as the origin would have, the
  * client's own preconditions (RFC 9110 §13.2.2, evaluated only on a 2xx, §13.2.1), HEAD, and a

@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream';
-import type { OutgoingHttpHeaders } from 'node:http';
 import type { Handler } from '../pipeline/compose.ts';
 import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
 import { isOutpostError, originError } from '../errors.ts';
@@ -17,7 +16,7 @@ import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
 import { awaitFlight, leadFlight, type Flight, type Leader } from './flights.ts';
-import { onlyIfCachedReply, storedReply } from './serve.ts';
+import { justStoredReply, onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
 import { hitReuse } from './reuse.ts';
 import { createOriginFetch } from './origin-fetch.ts';
@@ -50,7 +49,6 @@ export interface CacheRouteOptions extends StoreRules {
    */
   readonly passOrigin?: Handler;
 }
-
 
 /** How long a miss may wait for a small body to be complete and stored, so Cache-Status can say `stored`. */
 const STORED_WAIT_MS = 20;
@@ -190,7 +188,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
           // and the compression stage makes one encoding for all of them (a stream each, before:
           // 200 waiters with Accept-Encoding: br cost 1.9 ms of CPU each).
           const saved = await settledWithin(result.stored, STORED_WAIT_MS);
-          if (saved !== undefined) return storedWhole(result.meta.status, result.clientHeaders, saved, appendCacheStatus(result.clientHeaders['cache-status'], status(cacheStatus)), false);
+          if (saved !== undefined) return justStoredReply(saved, result.clientHeaders, appendCacheStatus(result.clientHeaders['cache-status'], status(cacheStatus)), engine.variants(saved));
         }
         const reader = result.body.attach();
         if (reader === null) return passThrough(ctx, params);
@@ -299,19 +297,9 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const cacheStatus = appendCacheStatus(clientHeaders['cache-status'], status(saved !== undefined ? `${fwdStatus}; stored` : fwdStatus));
     if (saved !== undefined && ctx.method === 'GET') {
       reader?.destroy();
-      return storedWhole(reply.status, clientHeaders, saved, cacheStatus, true);
+      return justStoredReply(saved, clientHeaders, cacheStatus, engine.variants(saved, true));
     }
     return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader ?? whole };
-  }
-
-  /**
-   * A response just stored, answered with the stored bytes in one piece instead of the tee, with
-   * the record's variants (a 200), so the compression stage encodes once, whole, and keeps the
-   * encoding for the next request. `forOneReply`: see engine.variants.
-   */
-  function storedWhole(code: number, clientHeaders: OutgoingHttpHeaders, saved: Found, cacheStatus: string, forOneReply: boolean): Reply {
-    const variants = code === 200 ? engine.variants(saved, forOneReply) : undefined;
-    return { status: code, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants };
   }
 
   /** Answers from a complete body that is (or was meant to be) stored: conditionals, ranges, HEAD. */
