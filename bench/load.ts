@@ -195,16 +195,17 @@ export interface BurstResult {
  * HTTP/1.1 burst: open `count` TLS connections first (so handshakes do not spread the burst out), then
  * send `count` GETs for one cold URL at once, one per connection.
  */
-export async function burstH1(base: string, path: string, count: number, warmPath: string): Promise<BurstResult> {
+export async function burstH1(base: string, path: string, count: number, warmPath: string, headers: Record<string, string>, onWarm: () => void): Promise<BurstResult> {
   const pool = new Pool(base, { connections: count, pipelining: 1, allowH2: false, connect: { rejectUnauthorized: false, servername: 'localhost' } });
   try {
     await Promise.all(Array.from({ length: count }, () => pool.request({ path: warmPath, method: 'GET' }).then((r) => r.body.dump())));
+    onWarm(); // the connections are open: what follows is the burst's own work
     const times: number[] = [];
     let ok = 0;
     await Promise.all(Array.from({ length: count }, async () => {
       const t0 = performance.now();
       try {
-        const r = await pool.request({ path, method: 'GET', headersTimeout: 15_000, bodyTimeout: 15_000 });
+        const r = await pool.request({ path, method: 'GET', headers, headersTimeout: 15_000, bodyTimeout: 15_000 });
         await r.body.dump({ limit: Infinity });
         if (r.statusCode === 200) ok++;
       } catch { /* counted as not ok */ }
@@ -218,9 +219,10 @@ export async function burstH1(base: string, path: string, count: number, warmPat
 }
 
 /** HTTP/2 burst: one connection, `count` streams at once (the server's stream limit may queue some). */
-export async function burstH2(base: string, path: string, count: number, tmp: string, wrap: readonly string[]): Promise<BurstResult> {
+export async function burstH2(base: string, path: string, count: number, headers: Record<string, string>, tmp: string, wrap: readonly string[]): Promise<BurstResult> {
   const log = join(tmp, `h2load-${++logs}.log`);
-  const out = await run([...wrap, 'h2load', '-n', String(count), '-c', '1', '-m', String(count), '--log-file', log, base + path], 30_000);
+  const fields = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+  const out = await run([...wrap, 'h2load', '-n', String(count), '-c', '1', '-m', String(count), ...fields, '--log-file', log, base + path], 30_000);
   const requests = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded/.exec(out.stdout);
   if (!requests) throw new Error(`h2load gave no result (exit ${out.code}): ${out.stderr.trim().split('\n').slice(-2).join(' | ')}`);
   const lines = readLog(log);

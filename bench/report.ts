@@ -78,6 +78,8 @@ export interface Burst {
   p50Ms?: number;
   p99Ms?: number;
   maxMs?: number;
+  /** The server's CPU time during the burst (HTTP/1.1: after its connections were opened). */
+  cpuMs?: number;
   error?: string;
 }
 
@@ -128,10 +130,10 @@ export function resultsTable(rows: Row[]): string {
 }
 
 export function burstTable(bursts: Burst[]): string {
-  const head = ['load', 'system', 'ok/sent', 'origin requests', 'p50 ms', 'p99 ms', 'max ms'];
+  const head = ['load', 'system', 'ok/sent', 'origin requests', 'p50 ms', 'p99 ms', 'max ms', 'cpu ms'];
   return table(head, bursts.map((b) => b.error
-    ? [b.protocol, b.system, 'error', b.error.split('\n')[0].slice(0, 60), '', '', '']
-    : [b.protocol, b.system, `${b.ok}/${b.requests}`, fmt.n(b.originRequests), fmt.ms(b.p50Ms), fmt.ms(b.p99Ms), fmt.ms(b.maxMs)]),
-  [false, false, true, true, true, true, true]);
+    ? [b.protocol, b.system, 'error', b.error.split('\n')[0].slice(0, 60), '', '', '', '']
+    : [b.protocol, b.system, `${b.ok}/${b.requests}`, fmt.n(b.originRequests), fmt.ms(b.p50Ms), fmt.ms(b.p99Ms), fmt.ms(b.maxMs), fmt.ms(b.cpuMs)]),
+  [false, false, true, true, true, true, true, true]);
 }
 

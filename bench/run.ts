@@ -533,6 +533,9 @@ async function measure(system: System, s: Scenario, tool: Tool, runTag: string, 
   return row;
 }
 
+/** The burst's requests ask for what browsers take (since 2026-12-01; before, no Accept-Encoding). */
+const BURST_HEADERS = { 'accept-encoding': 'br, gzip' };
+
 async function burst(system: System, protocol: 'h1' | 'h2', runTag: string): Promise<Burst> {
   const path = `${PATHS.burst}${runTag}-${system.name}-${protocol}`;
   const out: Burst = { system: system.name, protocol, requests: SETTINGS.burst };
@@ -540,12 +543,14 @@ async function burst(system: System, protocol: 'h1' | 'h2', runTag: string): Pro
   if (down) return { ...out, error: down };
   lastStep.set(system.name, `burst ${protocol}`);
   try {
+    let cpu0 = cpuSeconds(system.child.pid);
     const r = protocol === 'h1'
-      ? await burstH1(system.base, path, SETTINGS.burst, PATHS.small)
-      : await burstH2(system.base, path, SETTINGS.burst, tmp, loaderWrap);
+      ? await burstH1(system.base, path, SETTINGS.burst, PATHS.small, BURST_HEADERS, () => { cpu0 = cpuSeconds(system.child.pid); })
+      : await burstH2(system.base, path, SETTINGS.burst, BURST_HEADERS, tmp, loaderWrap);
+    const cpuMs = (cpuSeconds(system.child.pid) - cpu0) * 1000;
     const counts = await originCounts();
     Object.assign(out, {
-      ok: r.ok, p50Ms: r.p50Ms, p99Ms: r.p99Ms, maxMs: r.maxMs,
+      ok: r.ok, p50Ms: r.p50Ms, p99Ms: r.p99Ms, maxMs: r.maxMs, cpuMs,
       originRequests: system.name === 'ceiling' ? undefined : counts.paths[path.replace(/^\/o/, '')] ?? 0,
     });
   } catch (err) {
@@ -662,7 +667,7 @@ async function main(): Promise<void> {
   console.log(resultsTable(rows));
   console.log('\nreq/s: higher is better; latency and cpu: lower is better. origin: requests that reached the origin during the run.');
   console.log(`cpu us/resp: the server's process CPU time (/proc/PID/stat utime+stime, all its processes) / responses.`);
-  console.log(`\nburst: ${SETTINGS.burst} concurrent GETs for one cold URL (the origin holds its answer ${BURST_DELAY_MS} ms; 1 is perfect coalescing)`);
+  console.log(`\nburst: ${SETTINGS.burst} concurrent GETs for one cold URL, Accept-Encoding: ${BURST_HEADERS['accept-encoding']} (the origin holds its answer ${BURST_DELAY_MS} ms; 1 is perfect coalescing; cpu: the server's, from the first request of the burst to the last answer)`);
   console.log(burstTable(bursts));
   console.log(`\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs / ${IDLE_MS / 1000} s after Outpost went quiet (${((waitedMs + IDLE_MS) / 1000).toFixed(0)} s after the runs)`);
   for (const system of systems) {
