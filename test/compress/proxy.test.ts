@@ -203,9 +203,15 @@ for (const [name, request] of PROTOCOLS) {
     assert.equal(passed.headers.etag, '"a1"', 'the origin\'s tag names its bytes');
     assert.equal(passed.headers['content-length'], String(API_GZIP.length));
     assert.match(header(passed.headers.vary) ?? '', /accept-encoding/i, 'the coding followed the request\'s Accept-Encoding');
+    // HEAD: the fields the GET would have, the origin's coding and length
+    const head = await get(path, both, 'HEAD');
+    assert.equal(seenFor(path).at(-1)!.method, 'HEAD');
+    assert.equal(head.headers['content-encoding'], 'gzip');
+    assert.equal(head.headers['content-length'], String(API_GZIP.length));
+    assert.equal(head.body.length, 0);
     // a client that does not take the origin's coding: identity from the origin, encoded here as before
     const brOnly = await get(path, { 'accept-encoding': 'br' });
-    assert.equal(seenFor(path)[2].headers['accept-encoding'], 'br');
+    assert.equal(seenFor(path).at(-1)!.headers['accept-encoding'], 'br');
     assert.equal(brOnly.headers['content-encoding'], 'br');
     assert.deepEqual(decode('br', brOnly.body), JSON_BODY);
     const none = await get(path);
