@@ -85,7 +85,8 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     const coding = DECODABLE.get(token);
     // Unknown or stacked codings, and a 206 (a slice of coded bytes): passed on as they are.
     if (coding === undefined || reply.status === 206) return reply;
-    if (passAccepted && clientAccepts(ctx.headers['accept-encoding'], token)) {
+    const accepted = clientAccepts(ctx.headers['accept-encoding'], token);
+    if (passAccepted && accepted) {
       ctx.notes.set('decode', 'passed-coded');
       // The origin chose the coding by the client's Accept-Encoding.
       reply.headers.vary = varyWithAcceptEncoding(reply.headers.vary);
@@ -98,7 +99,6 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     if (reply.body === null || ctx.method === 'HEAD' || isNoContentStatus(reply.status) || empty) {
       return { ...reply, headers };
     }
-    const accepted = clientAccepts(ctx.headers['accept-encoding'], token);
     if (accepted && declaredLength(reply.headers) > max) {
       ctx.notes.set('decode', 'passed-coded');
       return reply;
@@ -111,7 +111,7 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
       try {
         whole = decodeWhole(coding, reply.body, Math.min(lookahead - 1, SYNC_DECODE_LIMIT));
       } catch (error) {
-        throw originError.badGateway('Bad Gateway: the origin sent a body that could not be decoded', error);
+        throw undecodable(error);
       }
       if (whole !== undefined) {
         ctx.notes.set('decode', coding);
@@ -120,8 +120,8 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     }
     const source = readableOf(reply.body);
     const ahead = await readAhead(source, createDecoder(coding), lookahead);
-    if (ahead.error !== undefined) throw originError.badGateway('Bad Gateway: the origin sent a body that could not be decoded', ahead.error);
-    if (ahead.decodedBytes > max || (ahead.decodedBytes >= Math.min(LOOKAHEAD, max) && ahead.decodedBytes > MAX_RATIO * consumed(ahead.decoder))) {
+    if (ahead.error !== undefined) throw undecodable(ahead.error);
+    if (ahead.decodedBytes > max || (ahead.decodedBytes >= lookahead && ahead.decodedBytes > MAX_RATIO * consumed(ahead.decoder))) {
       // A bomb, or more than may be decoded: not decoded at all.
       ahead.decoder.destroy();
       ctx.notes.set('decode', 'refused');
@@ -145,6 +145,8 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
     return { status: reply.status, headers, body: limiter };
   }
 }
+
+const undecodable = (cause: unknown) => originError.badGateway('Bad Gateway: the origin sent a body that could not be decoded', cause);
 
 /** Whether the client's Accept-Encoding takes `coding` (or `*`) with a q above 0. */
 function clientAccepts(header: string | string[] | undefined, coding: string): boolean {
