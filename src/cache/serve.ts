@@ -22,12 +22,12 @@ export interface ServeInput {
 
 /**
  * A response just stored, answered with the stored bytes in one piece instead of the origin's
- * stream, with the record's variants (offered for a 200 only), so the compression stage encodes
- * once, whole, and keeps the encoding for the next request.
+ * stream, with the record's variants (asked of `variantsOf` for a 200 only), so the compression
+ * stage encodes once, whole, and keeps the encoding for the next request.
  */
-export function justStoredReply(saved: Found, clientHeaders: OutgoingHttpHeaders, cacheStatus: string, variants: Variants): Reply {
+export function justStoredReply(saved: Found, clientHeaders: OutgoingHttpHeaders, cacheStatus: string, variantsOf: (found: Found) => Variants): Reply {
   const status = saved.meta.status;
-  return { status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants: status === 200 ? variants : undefined };
+  return { status, headers: { ...clientHeaders, 'content-length': saved.body.length, 'cache-status': cacheStatus }, body: saved.body, variants: status === 200 ? variantsOf(saved) : undefined };
 }
 
 /**

@@ -21,6 +21,7 @@ import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpe
 type Route = OriginRoute;
 let origin: RoutedOrigin;
 let outpost: RunningOutpost;
+const ADMIN_TOKEN = 'coalescing-test-token';
 const sessions: ClientHttp2Session[] = [];
 
 const count = (path: string) => origin.count(path);
@@ -33,7 +34,7 @@ const route = (path: string, handler: Route) => origin.route(path, handler);
 
 before(async () => {
   origin = await startRoutedOrigin();
-  outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  outpost = await startOutpost({ admin: { token: ADMIN_TOKEN }, sites: [{ hosts: ['*'], origin: origin.url }] });
 });
 
 after(async () => {
@@ -446,4 +447,37 @@ test('a body that comes whole is stored, and its waiters get the stored bytes in
   const hit = await within(openH2(a, path, { t0, headers: br }), 5000, 'the hit');
   assert.ok((await hit.done).body.equals(first));
   assert.match(cacheStatus(hit), /^Outpost; hit/);
+});
+
+test('a stored 404 that comes whole: its waiters get the stored bytes and the cache keeps no coding for it (codings are kept for 200s)', async () => {
+  const t0 = performance.now();
+  const page = Buffer.from(`<!doctype html><title>gone</title>${'<p>nothing here, nothing at all</p>\n'.repeat(200)}`);
+  const path = route(fresh('missing'), (_req, res) => {
+    setTimeout(() => {
+      res.writeHead(404, { 'content-type': 'text/html', 'cache-control': 'max-age=60', 'content-length': String(page.length) });
+      res.end(page);
+    }, 200);
+  });
+  const s = await session();
+  const br = { 'accept-encoding': 'br' };
+  const leader = openH2(s, path, { t0, headers: br });
+  await until(() => count(path) === 1, 'the leader to reach the origin');
+  const waiters = Array.from({ length: 4 }, () => openH2(s, path, { t0, headers: br }));
+  const opened = await within(Promise.all([leader, ...waiters]), 5000, 'every response\'s headers');
+  const received = await within(Promise.all(opened.map((o) => o.done)), 5000, 'every body');
+  assert.equal(count(path), 1, 'one origin request');
+  for (const [i, o] of opened.entries()) {
+    assert.equal(o.status, 404, `client ${i}`);
+    const body = o.headers['content-encoding'] === 'br' ? brotliDecompressSync(received[i].body) : received[i].body;
+    assert.ok(body.equals(page), `client ${i}: the page`);
+  }
+  for (const o of opened.slice(1)) assert.match(cacheStatus(o), /^Outpost; fwd=uri-miss; collapsed; fwd-status=404$/);
+
+  const hit = await within(openH2(s, path, { t0, headers: br }), 5000, 'the hit');
+  assert.equal(hit.status, 404);
+  assert.match(cacheStatus(hit), /^Outpost; hit/);
+  await hit.done;
+  const res = await fetch(`${outpost.adminUrl}/explain?url=${encodeURIComponent(outpost.url + path)}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  const explained = await res.json() as { codings: Array<{ coding: string }> };
+  assert.deepEqual(explained.codings.map((c) => c.coding), ['identity'], 'no coding kept for a 404');
 });
