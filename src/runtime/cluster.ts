@@ -11,6 +11,7 @@ import { dashboardView, mergeSnapshots, type FeedSnapshot } from '../observabili
 import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
 import { withServingFlags } from './node-flags.ts';
+import { keepCompiledModules } from './compile-cache.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -47,6 +48,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   /** Starts a worker; resolves with its URLs once it listens, rejects if it fails first. */
   // Workers start with the serving runtime flags (node-flags.ts) besides the primary's own.
   cluster.setupPrimary({ execArgv: withServingFlags(process.execArgv) });
+  keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
     // after a crash, serves what the others serve, not whatever the file says now.

@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { createFeed, dashboardView, type Feed } from '../observability/feed.ts';
 import type { ConfigSource } from './source.ts';
 import { loadMallocHelper, startMallocTrimmer, type MallocTrimmer } from './malloc-trim.ts';
+import { keepCompiledModules } from './compile-cache.ts';
 
 /**
  * Outpost as one process (`workers: 1`): the serving instance, the admin API, the logs, and the
@@ -165,6 +166,7 @@ export async function startConfiguredAdmin(config: Config, actions: AdminActions
 export async function serveSingle(config: Config, source: ConfigSource): Promise<number> {
   const node = await startNode(config);
   console.log(`outpost: listening on ${node.instance.running.urls.join(' and ')}`);
+  keepCompiledModules();
   const reload = reloader(node.instance, source, (next) => node.logs.configure(next.log));
   let admin: RunningAdmin | null;
   try {
