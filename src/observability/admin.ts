@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../server/node-http.ts';
 import { timingSafeEqual, createHash, createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
@@ -130,7 +131,7 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
     actions.dashboard!().then((body) => send(res, 200, body), (err: Error) => send(res, 500, { error: err.message }));
   }
 
-  const server: Server = createServer({ headersTimeout: 5000, requestTimeout: 10_000 }, (req, res) => {
+  const server: Server = http.createServer({ headersTimeout: 5000, requestTimeout: 10_000 }, (req, res) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     // Split at the first '?' only: an explain URL given unencoded keeps its own query.

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { STATUS_CODES } from 'node:http';
+import { http } from './node-http.ts';
 import { responseEndChannel, NO_HEADERS, type RequestFacts } from '../observability/channels.ts';
 
 /**
@@ -37,8 +37,8 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
     socket.destroy();
     return;
   }
-  const text = `${STATUS_CODES[status]}\n`;
-  socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+  const text = `${http.STATUS_CODES[status]}\n`;
+  socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
   // Closed once the answer is flushed, whatever the client does.
   if (socket.destroySoon) socket.destroySoon();
   else socket.end(() => socket.destroy());

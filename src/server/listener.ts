@@ -1,4 +1,5 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import { http } from './node-http.ts';
 import { createSecureServer, constants as h2, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -305,7 +306,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   let httpPort: number | null = null;
   try {
     if (config.listen.http !== null) {
-      plain = createHttpServer({
+      plain = http.createServer({
         maxHeaderSize: limits.maxHeaderSize,
         headersTimeout: limits.headersTimeout,
         requestTimeout: limits.requestTimeout,

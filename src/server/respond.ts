@@ -1,10 +1,11 @@
-import { ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { Readable, type Writable } from 'node:stream';
 import { hasNoContent } from '../http/status.ts';
 import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { cacheResult } from '../observability/cache-result.ts';
+import { http } from './node-http.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -192,7 +193,7 @@ export function informationalHttp2(stream: ServerHttp2Stream, status: number, he
  * 103 with a Link field, so older runtimes forward just that. Decided once, at load.
  */
 const writeInformation: (res: ServerResponse, status: number, headers: InterimHeaders) => void =
-  typeof ServerResponse.prototype.writeInformation === 'function'
+  typeof http.ServerResponse.prototype.writeInformation === 'function'
     ? (res, status, headers) => res.writeInformation(status, headers as OutgoingHttpHeaders)
     : (res, status, headers) => { if (status === 103) res.writeEarlyHints(headers as Record<string, string | string[]>); };
 
