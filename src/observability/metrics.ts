@@ -1,7 +1,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Server as HttpServer } from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { responseEndChannel, type ResponseEndEvent } from './channels.ts';
 import type { CacheStats } from '../cache/engine.ts';
 import type { StoreUsage } from '../cache/store/contract.ts';
@@ -28,7 +28,8 @@ export interface MetricsSources {
 }
 
 export interface Metrics {
-  readonly registry: Registry;
+  /** Every metric as prom-client's JSON (a cluster worker's answer, aggregated by the primary). */
+  json(): Promise<Array<MetricObjectWithValues<MetricValue<string>>>>;
   /** Counts handshakes, connections, sessions and streams on these listeners. */
   watch(servers: { https: Http2SecureServer; http: HttpServer | null }): void;
   text(): Promise<string>;
@@ -224,7 +225,7 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
 
   const watched: Array<() => void> = [];
   return {
-    registry,
+    json: () => registry.getMetricsAsJSON(),
     watch(servers) {
       const https = servers.https;
       const onSecure = (socket: { alpnProtocol?: string | false; once(event: 'close', fn: () => void): void }) => {

@@ -1,6 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
 import type { AdminActions, ReloadAnswer, RunningAdmin } from '../observability/admin.ts';
@@ -124,7 +123,10 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   const actions: AdminActions = {
     purge: async (target, soft) => (await askAll<number>('purge', [target, soft])).reduce((a, b) => a + b, 0),
     stats: async () => ({ ...sumStats(await askAll<Record<string, unknown>>('stats')), workers: serving.size, workerPids: [...serving].map((w) => w.process.pid) }),
-    metrics: async () => AggregatorRegistry.aggregate(await askAll<any[]>('metrics')).metrics(),
+    metrics: async () => {
+      const { AggregatorRegistry } = await import('prom-client'); // loaded when metrics are first asked for
+      return AggregatorRegistry.aggregate(await askAll<any[]>('metrics')).metrics();
+    },
     explain: async (url, headers) => {
       const answers = await askAll<Record<string, unknown>>('explain', [url.href, headers]);
       const stored = answers.filter((a) => a.stored === true);
@@ -186,7 +188,7 @@ export async function runWorker(config: Config): Promise<number> {
   const stopAnswering = answerRequests({
     purge: (target, soft) => running.actions.purge(target, soft),
     stats: () => running.actions.stats(),
-    metrics: () => running.metrics.registry.getMetricsAsJSON(),
+    metrics: () => running.metrics.json(),
     explain: (url: string, headers: Record<string, string>) => running.actions.explain(new URL(url), headers),
     reload: async (next: Config) => { await running.apply(next); return true; },
     feed: () => ({ snapshot: running.feed.snapshot(), upstreams: running.instance.current().upstreams() }),

@@ -43,7 +43,7 @@ test('GET /metrics: requests by site, route, status class and cache result; cach
       { hosts: ['*'], origin: origin.url, routes: [{ path: '/static/', static: 'public' }] },
     ],
   }));
-  const metrics = nodeMetrics(instance);
+  const metrics = await nodeMetrics(instance);
   const admin = await startAdmin('127.0.0.1:0', TOKEN, {
     purge: async () => 0, stats: () => ({}), metrics: () => metrics.text(),
   });

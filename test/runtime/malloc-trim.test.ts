@@ -132,7 +132,7 @@ test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async ()
   // A collection that takes 250 ms of the injected clock.
   const collect = () => new Promise<void>((resolve) => { finish = () => { now += 250; resolve(); }; });
   const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, now: () => now, collect, timer: false });
-  const metrics = nodeMetrics(instance, trimmer);
+  const metrics = await nodeMetrics(instance, trimmer);
   try {
     trimmer.check();
     busy = 0;
