@@ -195,8 +195,6 @@ export async function runWorker(config: Config): Promise<number> {
     reopen: () => { running.logs.reopen(); return true; },
   });
   process.send?.({ outpost: 'ready', urls: running.instance.running.urls } satisfies Ready);
-  // What the primary's cache did not hold (a worker's own runtime flags key another one, lazy modules).
-  keepCompiledModules();
   // SIGHUP and SIGUSR1 are the primary's to act on (main.ts leaves them harmless here).
   await stopSignal(config.limits.shutdownTimeout, { worker: true });
   stopAnswering();

@@ -120,6 +120,8 @@ export async function startNode(config: Config): Promise<NodeProcess> {
   const observed = config.admin.listen !== null && config.admin.token !== null;
   const metrics = observed ? await nodeMetrics(instance, trimmer) : UNOBSERVED_METRICS;
   const feed = observed ? createFeed() : unobservedFeed();
+  // Listening, every module loaded (metrics.ts too when observed): into the compile cache now.
+  keepCompiledModules();
   return {
     instance,
     logs,
@@ -168,7 +170,6 @@ export async function startConfiguredAdmin(config: Config, actions: AdminActions
 export async function serveSingle(config: Config, source: ConfigSource): Promise<number> {
   const node = await startNode(config);
   console.log(`outpost: listening on ${node.instance.running.urls.join(' and ')}`);
-  keepCompiledModules();
   const reload = reloader(node.instance, source, (next) => node.logs.configure(next.log));
   let admin: RunningAdmin | null;
   try {
