@@ -4,7 +4,7 @@ import autocannon from 'autocannon';
 import { request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { prng } from './fixtures.ts';
-import { type Child, rssBytes, startChild } from './procs.ts';
+import { type Child, cpuSeconds, rssBytes, startChild } from './procs.ts';
 import { allocatorOf, type Allocator } from '../src/runtime/allocator.ts';
 
 /**
@@ -65,6 +65,13 @@ export interface SoakResult {
   readonly plateau: { readonly rssBytes: number; readonly cacheBytes: number; readonly limitBytes: number; readonly within: boolean };
   readonly rssStartBytes: number;
   readonly rssAfterBytes: number;
+  /**
+   * What the memory cost in work, for comparing runtime flags: Outpost's CPU (user + system, every
+   * thread, V8's concurrent marking included) per request over the load, and V8's collections
+   * during it by kind (prom-client's nodejs_gc_duration_seconds: count and pause seconds).
+   */
+  readonly cpuMicrosPerRequest: number;
+  readonly collections: Readonly<Record<string, { readonly count: number; readonly seconds: number }>>;
   readonly nodeFlags: readonly string[];
   /** The malloc Outpost's process had loaded (bin/pinned-node preloads jemalloc when installed). */
   readonly allocator: Allocator;
@@ -100,10 +107,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const allocator = allocatorOf(child.pid);
 
   type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; external?: number };
+  const metricsText = async (): Promise<string> => {
+    const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
+    return r.body.text();
+  };
   const cacheUsage = async (): Promise<Usage> => {
     try {
-      const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
-      const text = await r.body.text();
+      const text = await metricsText();
       const metric = (name: string) => {
         const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
         return m ? Number(m[1]) : undefined;
@@ -143,6 +153,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   });
 
   const samples: SoakSample[] = [];
+  const gcBefore = collectionsIn(await metricsText());
+  const cpuBefore = cpuSeconds(child.pid);
   const started = performance.now();
   const every = Math.min(5, Math.max(1, o.seconds / 60)) * 1000;
   const sample = async () => {
@@ -155,6 +167,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const timer = setInterval(() => { void sample(); }, every);
   const result = await instance;
   clearInterval(timer);
+  const cpu = cpuSeconds(child.pid) - cpuBefore;
+  const collections = collectionsSince(gcBefore, collectionsIn(await metricsText()));
   await sample();
   const loadSeconds = (performance.now() - started) / 1000;
   // A few seconds idle: what stays once the load is gone (the cache entries have expired by then).
@@ -178,11 +192,30 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     plateau: { rssBytes: rss, cacheBytes: cache, limitBytes, within: rss <= limitBytes },
     rssStartBytes,
     rssAfterBytes,
+    cpuMicrosPerRequest: requests > 0 ? (cpu * 1e6) / requests : 0,
+    collections,
     nodeFlags: o.nodeFlags,
     allocator,
     mallocArenaMax: process.env.MALLOC_ARENA_MAX,
     config,
   };
+}
+
+type Collections = Record<string, { count: number; seconds: number }>;
+
+/** V8's collections so far by kind (major, minor, incremental, weakcb), from prom-client's gc histogram. */
+function collectionsIn(metrics: string): Collections {
+  const found: Collections = {};
+  for (const m of metrics.matchAll(/^nodejs_gc_duration_seconds_(count|sum)\{kind="(\w+)"\} (\S+)$/gm)) {
+    const kind = (found[m[2]] ??= { count: 0, seconds: 0 });
+    if (m[1] === 'count') kind.count = Number(m[3]);
+    else kind.seconds = Number(m[3]);
+  }
+  return found;
+}
+
+function collectionsSince(before: Collections, after: Collections): Collections {
+  return Object.fromEntries(Object.entries(after).map(([kind, a]) => [kind, { count: a.count - (before[kind]?.count ?? 0), seconds: a.seconds - (before[kind]?.seconds ?? 0) }]));
 }
 
 const mib = (bytes: number | undefined) => (bytes === undefined ? '-' : (bytes / (1 << 20)).toFixed(1));
@@ -204,6 +237,8 @@ export function soakTable(r: SoakResult): string {
   const arenas = r.allocator === 'system' && r.mallocArenaMax ? ` (MALLOC_ARENA_MAX=${r.mallocArenaMax})` : '';
   lines.push(`Outpost ran with ${r.nodeFlags.length > 0 ? r.nodeFlags.join(' ') : 'no runtime flags'}, malloc: ${r.allocator}${arenas}`);
   lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
+  const gc = Object.entries(r.collections).map(([kind, c]) => `${kind} ${c.count} (${(c.seconds * 1000).toFixed(0)} ms)`).join(', ');
+  lines.push(`CPU ${r.cpuMicrosPerRequest.toFixed(0)} µs per request (all threads); V8 collections during the load: ${gc || 'not reported'}`);
   lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
     `${r.plateau.within ? 'within' : 'OVER'} the target of ${mib(r.plateau.limitBytes)} MiB (2 x cache + 150 MiB)`);
   return lines.join('\n');
