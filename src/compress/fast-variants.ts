@@ -80,11 +80,10 @@ export function createFastVariants(encodeHigh: HighQualityEncoder): FastVariants
 
   /** Queues the high-quality encode of `identity`, which replaces the fast variant when smaller. */
   function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: string, etag: string | undefined): void {
-    const put = variants.put!;
     // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
     upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
       const best = await encodeHigh(coding, identity);
-      if (best.length < fastLength) put(coding, best, HIGH[coding]);
+      if (best.length < fastLength) variants.put!(coding, best, HIGH[coding]);
       // Not smaller (repetitive input): the fast body stays, with its own token, for good.
       else popularity.settle(key);
     });

@@ -35,9 +35,33 @@ export function fieldText(value: FieldValue): string | undefined {
 
 const isSpace = (c: number) => c === 0x20 || c === 0x09;
 
+/**
+ * Parsed values by their text. A few values come back on most responses and requests ("public,
+ * max-age=300", "no-cache"), and a stored response keeps its parsed directives for as long as it
+ * is stored: one shared Map per distinct value instead of a Map and its name strings (~250 B) per
+ * stored record. Results are read-only (Directives is a ReadonlyMap). Bounded: values up to
+ * MEMO_TEXT characters, and the memo starts over when it holds MEMO_SIZE (a client sending a new
+ * value with every request empties it every 1,000 requests; the common values are back at their
+ * next use).
+ */
+const parsedByText = new Map<string, ParsedCacheControl>();
+const MEMO_SIZE = 1000;
+const MEMO_TEXT = 256;
+
 export function parseCacheControlField(value: FieldValue): ParsedCacheControl {
   const text = fieldText(value);
   if (text === undefined || text === '') return NONE; // most requests: nothing to parse, no allocation
+  const known = parsedByText.get(text);
+  if (known !== undefined) return known;
+  const parsed = parseText(text);
+  if (text.length <= MEMO_TEXT) {
+    if (parsedByText.size >= MEMO_SIZE) parsedByText.clear();
+    parsedByText.set(text, parsed);
+  }
+  return parsed;
+}
+
+function parseText(text: string): ParsedCacheControl {
   const directives = new Map<string, string | true>();
   let conflicting: Set<string> | undefined;
   let i = 0;

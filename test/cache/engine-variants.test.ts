@@ -63,3 +63,27 @@ test('engine: the codings of a response a 304 refreshed live as long as it does'
   assert.equal((await engine.lookup('https://a/x', {})).kind, 'found');
   assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'the Brotli 11 body is still there');
 });
+
+test('engine: what a stored record keeps for its hits: the stored fields themselves unless some are hidden, and one variants object with shared methods', async () => {
+  const clock = Date.UTC(2026, 0, 1);
+  const options = { store: createMemoryStore({ maxSize: 1 << 20, now: () => clock }), maxObjectSize: 1 << 20, grace: 0, targeted: [], now: () => clock };
+  const plain = createCacheEngine({ ...options, hideHeaders: [] });
+  const a = (await plain.save('https://a/x', {}, meta(clock, '"a"'), Buffer.from('a body')))!;
+  const b = (await plain.save('https://a/y', {}, meta(clock, '"b"'), Buffer.from('b body')))!;
+  const view = (await plain.inspect('https://a/x', {})).view!;
+  assert.equal(view.clientHeaders, a.meta.headers, 'nothing to leave out: no copy per record');
+  // The variants of a record: its own object, but no closures of its own (they kept the lookup's context alive).
+  const va = plain.variants(a);
+  assert.equal(plain.variants(a), va, 'one per record');
+  assert.notEqual(plain.variants(b), va);
+  assert.equal(plain.variants(b).get, va.get);
+  assert.equal(plain.variants(b).put, va.put);
+  assert.equal(va.identity, a.body);
+
+  const hiding = createCacheEngine({ ...options, store: createMemoryStore({ maxSize: 1 << 20, now: () => clock }), hideHeaders: ['X-Internal'] });
+  const withAge = { ...meta(clock, '"c"'), headers: { ...meta(clock, '"c"').headers, 'x-internal': 'secret', age: '3' } };
+  await hiding.save('https://a/z', {}, withAge, Buffer.from('c body'));
+  const hidden = (await hiding.inspect('https://a/z', {})).view!;
+  assert.deepEqual(Object.keys(hidden.clientHeaders).sort(), ['cache-control', 'date', 'etag'], 'a copy without the hidden field and Age');
+  assert.equal(withAge.headers['x-internal'], 'secret', 'the stored fields are left as they are');
+});

@@ -30,6 +30,18 @@ test('Cache-Control parsing: names are case-insensitive, lines join, quoted valu
   assert.equal(parseCacheControl(undefined).size, 0);
 });
 
+test('Cache-Control: one parse per distinct value, shared by the records and requests that send it; the memo is bounded', () => {
+  const first = parseCacheControlField('public, max-age=300');
+  assert.equal(parseCacheControlField('public, max-age=300'), first, 'the same value: the same read-only result');
+  assert.equal(parseCacheControlField(['public', 'max-age=300']), first, 'field lines join to the same value');
+  assert.equal(first.directives.get('max-age'), '300');
+  const long = `max-age=60, x=${'y'.repeat(300)}`;
+  assert.notEqual(parseCacheControlField(long), parseCacheControlField(long), 'a long value is parsed each time, never kept');
+  assert.equal(parseCacheControlField(long).directives.get('max-age'), '60');
+  for (let i = 0; i < 1000; i++) parseCacheControlField(`max-age=${i}, x-once`);
+  assert.notEqual(parseCacheControlField('public, max-age=300'), first, 'a thousand other values started the memo over');
+});
+
 // name, response fields, status, expected lifetime (s), source
 const lifetimes: Array<[string, Record<string, string | string[]>, number, number, string]> = [
   ['max-age', { 'cache-control': 'max-age=60' }, 200, 60, 'max-age'],
