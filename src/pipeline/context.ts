@@ -124,6 +124,7 @@ export interface StoredVariant {
  * Encoded forms of one identity response, offered by whoever holds them (the cache for a stored
  * response, the static stage for precompressed siblings), so compression happens once per object
  * and encoding and a hit only sends stored bytes. The compression stage is the only consumer.
+ * Call get and put on the object: the cache's are methods on a prototype (engine.ts).
  */
 export interface Variants {
   /** A ready encoded body (exact length) with its token, or undefined when none is stored. */

@@ -86,6 +86,7 @@ test('vary: names normalized, Accept-Encoding never splits, * is unstorable', ()
 });
 
 test('tags: Cache-Tag is comma-separated, Surrogate-Key space-separated', () => {
-  assert.deepEqual(tagsOf({ 'cache-tag': 'a, b', 'surrogate-key': 'c  d a' }).sort(), ['a', 'b', 'c', 'd']);
+  assert.deepEqual([...tagsOf({ 'cache-tag': 'a, b', 'surrogate-key': 'c  d a' })].sort(), ['a', 'b', 'c', 'd']);
+  assert.equal(tagsOf({}), tagsOf({ 'content-type': 'text/html' }), 'no tags: one shared empty list');
   assert.deepEqual(tagsOf({}), []);
 });
