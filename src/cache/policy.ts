@@ -96,26 +96,29 @@ export function responseFacts({ status, headers, receivedAt }: ResponseInput, op
   const date = parseHttpDate(headers.date) ?? receivedAt;
   const etag = typeof headers.etag === 'string' ? headers.etag : undefined;
   const lastModified = parseHttpDate(headers['last-modified']);
-  const base = { directives: cc, directivesFrom, date, etag, lastModified };
+  // One literal with every field: the facts are kept with each stored record, and a spread of the
+  // common fields would put the ones it adds in a property array of their own (40 B more per record).
+  const facts = (lifetime: number, lifetimeSource: LifetimeSource, explicit: boolean): ResponseFacts =>
+    ({ directives: cc, directivesFrom, date, etag, lastModified, lifetime, lifetimeSource, explicit });
 
   // §5.2.2.4 no-cache: "MUST NOT use the response to satisfy a subsequent request without
   // successful validation": stored with no freshness. A qualified no-cache="field" is treated the
   // same (§5.2.2.4 allows it: "a cache MAY ... treat as unqualified").
   const explicit = cc.has('s-maxage') || cc.has('max-age') || (!targeted && headers.expires !== undefined);
-  if (cc.has('no-cache')) return { ...base, lifetime: 0, lifetimeSource: 'none', explicit };
+  if (cc.has('no-cache')) return facts(0, 'none', explicit);
 
   // §4.2.1: contradicting values ("more than one value present for a given directive") or a value
   // that is not a delta-seconds: the response is stale.
   const conflicting = governing.conflicting.has('s-maxage') || governing.conflicting.has('max-age') ||
     invalidSeconds(cc, 's-maxage') || invalidSeconds(cc, 'max-age');
-  if (conflicting) return { ...base, lifetime: 0, lifetimeSource: 'invalid', explicit };
+  if (conflicting) return facts(0, 'invalid', explicit);
 
   // "If the cache is shared and the s-maxage response directive is present, use its value"
   const sMaxAge = seconds(cc, 's-maxage');
-  if (sMaxAge !== undefined) return { ...base, lifetime: sMaxAge, lifetimeSource: 's-maxage', explicit };
+  if (sMaxAge !== undefined) return facts(sMaxAge, 's-maxage', explicit);
   // "If the max-age response directive is present, use its value"
   const maxAge = seconds(cc, 'max-age');
-  if (maxAge !== undefined) return { ...base, lifetime: maxAge, lifetimeSource: 'max-age', explicit };
+  if (maxAge !== undefined) return facts(maxAge, 'max-age', explicit);
   // "If the Expires response header field is present, use its value minus the value of the Date
   // response header field": targeted fields replace Expires too.
   if (!targeted && headers.expires !== undefined) {
@@ -124,15 +127,15 @@ export function responseFacts({ status, headers, receivedAt }: ResponseInput, op
     // no valid date either.
     const expires = parseHttpDate(headers.expires);
     const lifetime = expires === undefined ? 0 : Math.max(0, Math.floor((expires - date) / 1000));
-    return { ...base, lifetime, lifetimeSource: expires === undefined ? 'invalid' : 'expires', explicit };
+    return facts(lifetime, expires === undefined ? 'invalid' : 'expires', explicit);
   }
   // §4.2.2: heuristic freshness, only for heuristically cacheable statuses (or `public`), from
   // Last-Modified: a fraction of the time since it last changed.
   if ((HEURISTICALLY_CACHEABLE.has(status) || cc.has('public')) && lastModified !== undefined && lastModified < date) {
     const lifetime = Math.floor(((date - lastModified) / 1000) * options.heuristicFraction);
-    return { ...base, lifetime, lifetimeSource: 'heuristic', explicit: false };
+    return facts(lifetime, 'heuristic', false);
   }
-  return { ...base, lifetime: 0, lifetimeSource: 'none', explicit: false };
+  return facts(0, 'none', false);
 }
 
 /**
