@@ -97,6 +97,14 @@
  * A fixed factor of 1.5 meets the soak's target (189-198 MiB) but made 3.8x as many full
  * collections on 20,000 misses (49 against 13) and cost 33 % more CPU per miss (1,704 against
  * 1,281-1,288 µs on a slow host). The memory goes back when the load stops instead (memory.trim).
+ * Measured again on 2026-12-02 with the young generation at 16 (the soak now prints CPU per
+ * request and V8's collections; 60 s runs): =100 (a fixed factor of 2) held the soak at 231 and
+ * 242 MiB against 270, 278 and 291 without, 9 full collections in the minute against 4 and the
+ * same CPU per request there (131 against 135 µs), but the quick bench's misses, whose cache keeps
+ * growing, cost 12-15 % more CPU (h1 / h2 µs per response, alternating: 554 / 592 and 570 / 493
+ * against 483 / 539 and 463 / 446). --max-old-space-size=2047 (V8's largest factor then 2.0
+ * instead of 4) did the same to the soak (227, 232 MiB) but caps the heap: a big cache of small
+ * objects would end in an out-of-memory crash instead of a bigger heap.
  *
  * Not used: --external-memory-accounted-in-global-limit. V8 (13.6, Node 24) counts the external
  * memory allocated since the last full collection (Buffers' backing stores) against the old
@@ -123,4 +131,17 @@ const flagName = (flag: string) => flag.split('=')[0].replace(/^--no-/, '--').re
 export function withServingFlags(flags: readonly string[]): string[] {
   const missing = SERVING_FLAGS.filter((flag) => !flags.some((given) => flagName(given) === flagName(flag)));
   return [...flags, ...missing];
+}
+
+/**
+ * The runtime flags a server started as `outpost [start] ...` (bin/outpost.js) should be started
+ * again with: the ones it was given plus the serving flags it lacks, or null when it lacks none or
+ * is not a server (`check`, `--help`: they run as they are). Flags given in NODE_OPTIONS count as
+ * given: the command line would win over the operator's choice there.
+ */
+export function servingLaunch(args: readonly string[], execArgv: readonly string[], nodeOptions = ''): string[] | null {
+  if (args.includes('check') || args.includes('-h') || args.includes('--help')) return null;
+  const given = [...nodeOptions.split(/\s+/).filter((flag) => flag.startsWith('--')), ...execArgv];
+  const missing = withServingFlags(given).slice(given.length);
+  return missing.length === 0 ? null : [...execArgv, ...missing];
 }
