@@ -9,7 +9,7 @@ import { devCertificate } from '../server/tls.ts';
 import { dashboardView, mergeSnapshots, type FeedSnapshot } from '../observability/feed.ts';
 import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
-import { withServingFlags } from './node-flags.ts';
+import { servingLaunch } from './node-flags.ts';
 import { keepCompiledModules } from './compile-cache.ts';
 
 /**
@@ -45,8 +45,9 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   let quickDeaths = 0;
 
   /** Starts a worker; resolves with its URLs once it listens, rejects if it fails first. */
-  // Workers start with the serving runtime flags (node-flags.ts) besides the primary's own.
-  cluster.setupPrimary({ execArgv: withServingFlags(process.execArgv) });
+  // Workers start with the serving runtime flags (node-flags.ts) besides the primary's own, but
+  // for those the operator set in NODE_OPTIONS (which workers inherit, and a flag would override).
+  cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv] });
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
