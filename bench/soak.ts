@@ -153,7 +153,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   });
 
   const samples: SoakSample[] = [];
-  const gcBefore = collectionsIn(await metricsText());
+  // V8's collections so far ({} when the admin API does not answer: the table says so).
+  const collectionsNow = () => metricsText().then(collectionsIn, () => ({}));
+  const gcBefore = await collectionsNow();
   const cpuBefore = cpuSeconds(child.pid);
   const started = performance.now();
   const every = Math.min(5, Math.max(1, o.seconds / 60)) * 1000;
@@ -168,7 +170,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const result = await instance;
   clearInterval(timer);
   const cpu = cpuSeconds(child.pid) - cpuBefore;
-  const collections = collectionsSince(gcBefore, collectionsIn(await metricsText()));
+  const collections = collectionsSince(gcBefore, await collectionsNow());
   await sample();
   const loadSeconds = (performance.now() - started) / 1000;
   // A few seconds idle: what stays once the load is gone (the cache entries have expired by then).

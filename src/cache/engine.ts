@@ -307,7 +307,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       return refreshed;
     },
     variants(found, forOneReply = false) {
-      // One per stored record: a hit does not build closures (the memory store hands back the same record).
+      // One per stored record: a hit builds nothing (the memory store hands back the same record).
       let offered = variantsByRecord.get(found.meta);
       if (offered === undefined && forOneReply) return new RecordVariants(found);
       if (offered === undefined) variantsByRecord.set(found.meta, offered = new RecordVariants(found));

@@ -234,10 +234,10 @@ async function dropIndexed(store: CacheStore, set: string, also: readonly string
   return store.delete([...new Set([...objects, ...members.filter((m) => m.startsWith('o:'))])]);
 }
 
-/** Tags from the origin's Cache-Tag (comma-separated) and Surrogate-Key (space-separated). */
 /** Most responses have no tags: one shared empty list, not an array per stored record. */
 const NO_TAGS: readonly string[] = Object.freeze([]);
 
+/** Tags from the origin's Cache-Tag (comma-separated) and Surrogate-Key (space-separated). */
 export function tagsOf(headers: Readonly<Record<string, string | string[] | number | undefined>>): readonly string[] {
   if (headers['cache-tag'] === undefined && headers['surrogate-key'] === undefined) return NO_TAGS;
   const tags = new Set<string>();
