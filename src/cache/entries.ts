@@ -49,7 +49,7 @@ const NO_BODY = Buffer.alloc(0);
 
 /**
  * The Vary index of a URI whose response does not vary, most of them: one record shared by every
- * such URI (the memory store keeps records as they are given), not three objects each.
+ * such URI (the memory store keeps a record's meta and body as given), not three objects each.
  */
 const NO_VARY: CacheRecord<VaryMeta> = Object.freeze({ meta: Object.freeze({ vary: Object.freeze([]) }), body: NO_BODY });
 

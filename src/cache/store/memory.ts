@@ -1,8 +1,12 @@
 import type { CacheRecord, CacheStore } from './contract.ts';
 import { ownBytes } from '../../buffers.ts';
 
-interface Slot {
-  record: CacheRecord;
+/**
+ * A record as held: its metadata and body with the store's bookkeeping, in one object (a slot
+ * around the caller's record object was 40 B more per record, three records per URL with two
+ * codings). `get` hands it out as the record: the same object while it is unchanged.
+ */
+interface Slot extends CacheRecord {
   size: number;
   expires: number;
   /** Read since it was stored or last given a second chance (CLOCK eviction). */
@@ -91,7 +95,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       return undefined;
     }
     slot.referenced = true;
-    return slot.record;
+    return slot;
   }
 
   return {
@@ -108,9 +112,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
       // What is counted is what is held: a body that is a view into a larger allocation is copied.
-      const body = ownBytes(record.body);
-      const kept = body === record.body ? record : { meta: record.meta, body };
-      slots.set(key, { record: kept, size, expires: now() + ttlMs, referenced: false });
+      slots.set(key, { meta: record.meta, body: ownBytes(record.body), size, expires: now() + ttlMs, referenced: false });
       used += size;
     },
     async delete(keys) {
