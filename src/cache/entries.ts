@@ -5,8 +5,10 @@ import type { StoredResponse } from './policy.ts';
 
 /**
  * How stored responses are laid out in a store (which knows nothing about HTTP):
- *   v:<primary>                the Vary field names of the latest stored response for that URI
- *   o:<primary>\n<secondary>   a stored response: StoredResponse metadata + identity body
+ *   o:<primary>\n             the stored response of a URI whose response does not vary (most):
+ *                              its plain key, read first by every lookup
+ *   v:<primary>                for a URI whose latest stored response varies: the Vary field names
+ *   o:<primary>\n<secondary>   a stored response that varies: StoredResponse metadata + identity body
  *   e:<object key>\n<coding>   an encoded variant of that body (metadata: the token naming its bytes)
  *   u:<primary>                set: the keys stored for that URI that vary (purge by URL, invalidation);
  *                              a response that does not vary has keys derived from the URI alone
@@ -47,12 +49,6 @@ const CODINGS = ['br', 'zstd', 'gzip'] as const;
 /** The body of a Vary index: one shared empty Buffer (it has no bytes to change), not an ArrayBuffer per stored URI. */
 const NO_BODY = Buffer.alloc(0);
 
-/**
- * The Vary index of a URI whose response does not vary, most of them: one record shared by every
- * such URI (the memory store keeps a record's meta and body as given), not three objects each.
- */
-const NO_VARY: CacheRecord<VaryMeta> = Object.freeze({ meta: Object.freeze({ vary: Object.freeze([]) }), body: NO_BODY });
-
 const URI_MISS: Lookup = { kind: 'uri-miss' };
 const VARY_MISS: Lookup = { kind: 'vary-miss' };
 
@@ -71,21 +67,30 @@ const plainKeys = (primary: string) => {
 
 /**
  * The stored response for this request, or which kind of miss (RFC 9211 fwd=uri-miss / vary-miss).
- * It is a vary-miss only when the URI's stored responses vary and another variant could be there:
- * a Vary index left behind by a purge or an eviction is a uri-miss.
+ * The plain key first: a response that does not vary is found in one read (a shared tier: one
+ * round trip), and only a URI without one has its Vary index read. It is a vary-miss only when the
+ * URI's stored responses vary and another variant could be there: a Vary index left behind by a
+ * purge or an eviction is a uri-miss.
  */
 export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
+  const plain = plainKey(primary);
+  const record = await store.get<StoredResponse>(plain);
+  if (record) return foundAt(primary, plain, record);
   const vary = await store.get<VaryMeta>(varyKey(primary));
-  if (!vary) return URI_MISS;
+  if (!varies(vary)) return URI_MISS;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
-  return lookedUp(primary, vary.meta, key, await store.get<StoredResponse>(key));
+  return lookedUp(primary, key, await store.get<StoredResponse>(key));
 }
 
-/** The stored response read under `key`, or which miss its absence is (RFC 9211 fwd=uri-miss / vary-miss). */
-function lookedUp(primary: string, vary: VaryMeta, key: string, record: CacheRecord<StoredResponse> | undefined): Lookup {
-  if (record) return { kind: 'found', found: { key, primary, meta: record.meta, body: record.body } };
-  return vary.vary.length === 0 ? URI_MISS : VARY_MISS;
-}
+/** An index that names fields (one an earlier version wrote for a URI that does not vary names none). */
+const varies = (vary: CacheRecord<VaryMeta> | undefined): vary is CacheRecord<VaryMeta> => vary !== undefined && vary.meta.vary.length > 0;
+
+const foundAt = (primary: string, key: string, record: CacheRecord<StoredResponse>): Lookup =>
+  ({ kind: 'found', found: { key, primary, meta: record.meta, body: record.body } });
+
+/** The varying response read under `key`, or a vary-miss. */
+const lookedUp = (primary: string, key: string, record: CacheRecord<StoredResponse> | undefined): Lookup =>
+  record ? foundAt(primary, key, record) : VARY_MISS;
 
 /**
  * The lookup answered without waiting, where the store can: both records held in this process, or
@@ -94,12 +99,15 @@ function lookedUp(primary: string, vary: VaryMeta, key: string, record: CacheRec
 export function lookupNow(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Lookup | undefined {
   const getNow = store.getNow;
   if (getNow === undefined) return undefined;
+  const plain = plainKey(primary);
+  const record = getNow.call(store, plain) as CacheRecord<StoredResponse> | undefined;
+  if (record !== undefined) return foundAt(primary, plain, record);
   const vary = getNow.call(store, varyKey(primary)) as CacheRecord<VaryMeta> | undefined;
-  if (vary === undefined) return store.holdsAll === true ? URI_MISS : undefined;
+  if (!varies(vary)) return store.holdsAll === true ? URI_MISS : undefined;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
-  const record = getNow.call(store, key) as CacheRecord<StoredResponse> | undefined;
-  if (record === undefined && store.holdsAll !== true) return undefined;
-  return lookedUp(primary, vary.meta, key, record);
+  const varied = getNow.call(store, key) as CacheRecord<StoredResponse> | undefined;
+  if (varied === undefined && store.holdsAll !== true) return undefined;
+  return lookedUp(primary, key, varied);
 }
 
 /**
@@ -110,12 +118,10 @@ export function lookupNow(store: CacheStore, primary: string, headers: IncomingH
 export function holderOf(store: CacheStore, found: Found): (() => boolean) | undefined {
   const getNow = store.getNow?.bind(store);
   if (getNow === undefined) return undefined;
-  const varyIndex = varyKey(found.primary);
   const { key, meta } = found;
-  return () => {
-    const vary = getNow<VaryMeta>(varyIndex);
-    return vary !== undefined && vary.meta.vary.length === 0 && getNow<StoredResponse>(key)?.meta === meta;
-  };
+  // A response that varies is not what every request finds.
+  if (key !== plainKey(found.primary)) return () => false;
+  return () => getNow<StoredResponse>(key)?.meta === meta;
 }
 
 /** A response to write: its URI, the request it answered (for the Vary key), what to keep and for how long. */
@@ -136,20 +142,26 @@ export async function save(store: CacheStore, { primary, requestHeaders: headers
   // Codings made from a body this one replaces are other bytes: they go with it.
   await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
   await store.set(key, { meta, body }, ttlMs);
-  await keepVaryIndex(store, primary, vary, ttlMs, now);
+  if (vary.length === 0) {
+    // The plain key is read first: the URI's varying responses and their index are replaced.
+    await store.delete([varyKey(primary)]);
+  } else {
+    await keepVaryIndex(store, primary, vary, ttlMs, now);
+    // A response that did not vary would be found before the index is read: it goes.
+    const plain = plainKeys(primary);
+    await store.delete([plain.object, ...plain.variants]);
+  }
   await index(store, { primary, tags: meta.tags, key, object: key, ttlMs });
   return key;
 }
 
 /**
- * Writes the Vary index a lookup reads first, so that it lives as long as the responses it leads
- * to. A URI without Vary has one response, and its index lives as that one does. A URI whose
- * responses vary keeps, in its index, until when the longest-kept of them is: a response kept
- * for a shorter time (another language's, or a refresh of one) never shortens it, else the others
- * would be missed while still stored. `current`: the index as stored now, when the caller has read it.
+ * Writes the Vary index of a URI whose responses vary, so that it lives as long as the responses it
+ * leads to: it keeps until when the longest-kept of them is, and a response kept for a shorter time
+ * (another language's, or a refresh of one) never shortens it, else the others would be missed
+ * while still stored. `current`: the index as stored now, when the caller has read it.
  */
 async function keepVaryIndex(store: CacheStore, primary: string, vary: readonly string[], ttlMs: number, now: number, current?: CacheRecord<VaryMeta>): Promise<void> {
-  if (vary.length === 0) return store.set(varyKey(primary), NO_VARY, ttlMs);
   current ??= await store.get<VaryMeta>(varyKey(primary));
   const until = Math.max(now + ttlMs, current?.meta.until ?? 0);
   await store.set(varyKey(primary), { meta: { vary, until } satisfies VaryMeta, body: NO_BODY }, until - now);
@@ -157,10 +169,10 @@ async function keepVaryIndex(store: CacheStore, primary: string, vary: readonly 
 
 /**
  * Rewrites a stored response's metadata in place (a 304 refresh, a soft purge): `found.meta` is the
- * new one, kept `ttlMs` from `now`. So is what finds it, the URI's Vary index (it was written with
- * the first response's lifetime: past that, lookups missed a response refreshed since and fetched
- * it whole again), as far as the index is this response's: the names it varies by are those the
- * index holds (a URI whose stored responses once did not vary and now do keeps the newer index).
+ * new one, kept `ttlMs` from `now`. So is what finds a varying one, the URI's Vary index (it was
+ * written with the first response's lifetime: past that, lookups missed a response refreshed since
+ * and fetched it whole again), as far as the index is this response's: the names it varies by are
+ * those the index holds.
  * Its body is the same, so are the codings made from it: they are kept as long as it is (else they
  * would be made again, Brotli 11 included).
  */
@@ -168,8 +180,10 @@ export async function rewrite(store: CacheStore, found: Found, ttlMs: number, no
   await store.set(found.key, { meta: found.meta, body: found.body }, ttlMs);
   await index(store, { primary: found.primary, tags: found.meta.tags, key: found.key, object: found.key, ttlMs });
   const vary = indexedNames(found.meta);
-  const indexed = await store.get<VaryMeta>(varyKey(found.primary));
-  if (indexed === undefined ? vary.length === 0 : sameNames(indexed.meta.vary, vary)) await keepVaryIndex(store, found.primary, vary, ttlMs, now, indexed);
+  if (vary.length > 0) {
+    const indexed = await store.get<VaryMeta>(varyKey(found.primary));
+    if (indexed !== undefined && sameNames(indexed.meta.vary, vary)) await keepVaryIndex(store, found.primary, vary, ttlMs, now, indexed);
+  }
   // Read together: one round trip to a shared tier, not one per coding.
   const codings = CODINGS.map((coding) => variantKey(found.key, coding));
   const variants = await Promise.all(codings.map((key) => store.get<VariantMeta>(key)));

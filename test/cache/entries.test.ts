@@ -30,19 +30,53 @@ test('entries: a response that does not vary is found and purged by keys derived
 test('entries: purge by URL drops every stored response of the URI, those that vary (indexed) and the one that did not', async () => {
   const store = createMemoryStore({ maxSize: 1 << 20 });
   const primary = 'https://shop.test/page';
-  // The origin answered without Vary first, then with Vary: Accept-Language for two languages.
-  const plain = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('any'), ttlMs: TTL, now: Date.now() });
+  // The origin answered with Vary: Accept-Language for two languages, then without Vary.
   const en = await save(store, { primary, requestHeaders: { 'accept-language': 'en' }, meta: meta({ vary: 'accept-language' }), body: body('en'), ttlMs: TTL, now: Date.now() });
   const fr = await save(store, { primary, requestHeaders: { 'accept-language': 'fr' }, meta: meta({ vary: 'accept-language' }), body: body('fr'), ttlMs: TTL, now: Date.now() });
   const frFound = await lookup(store, primary, { 'accept-language': 'fr' });
   assert.equal(frFound.kind, 'found');
   if (frFound.kind !== 'found') return;
   await saveVariant(store, frFound.found, { coding: 'gzip', body: body('gz'), token: 'gzip4', ttlMs: TTL });
+  const plain = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('any'), ttlMs: TTL, now: Date.now() });
   assert.deepEqual(new Set(await objectsOf(store, { primary })), new Set([plain, en, fr]));
 
   assert.equal(await purgeUrl(store, primary), 3);
   for (const key of [plain, en, fr, variantKey(fr, 'gzip')]) assert.equal(await store.get(key), undefined, key);
   assert.equal((await lookup(store, primary, { 'accept-language': 'en' })).kind, 'uri-miss');
+});
+
+/** A memory store that counts its reads (a shared tier pays a round trip for each). */
+function countingReads(store: CacheStore): { store: CacheStore; reads: () => number } {
+  let reads = 0;
+  return { store: { ...store, get: (key) => { reads++; return store.get(key); } }, reads: () => reads };
+}
+
+test('entries: a response that does not vary is found in one read and keeps no Vary index; one that varies is found through its index', async () => {
+  const { store, reads } = countingReads(createMemoryStore({ maxSize: 1 << 20 }));
+  const primary = 'https://shop.test/one-read';
+  const key = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('plain'), ttlMs: TTL, now: Date.now() });
+  assert.equal(await store.get(`v:${primary}`), undefined, 'no index record for a URI that does not vary');
+  const before = reads();
+  const found = await lookup(store, primary, { 'accept-language': 'en' });
+  assert.equal(found.kind === 'found' && found.found.key, key);
+  assert.equal(reads() - before, 1, 'one read');
+  assert.equal((await lookup(store, 'https://shop.test/other', {})).kind, 'uri-miss');
+
+  // Now the origin varies: the plain response is replaced (it would be found first), requests are told apart.
+  const en = await save(store, { primary, requestHeaders: { 'accept-language': 'en' }, meta: meta({ vary: 'accept-language' }), body: body('en'), ttlMs: TTL, now: Date.now() });
+  assert.equal(await store.get(key), undefined, 'the response that did not vary is gone');
+  const forEn = await lookup(store, primary, { 'accept-language': 'en' });
+  assert.equal(forEn.kind === 'found' && forEn.found.key, en);
+  assert.equal((await lookup(store, primary, { 'accept-language': 'fr' })).kind, 'vary-miss');
+  assert.equal(lookupNow(store, primary, { 'accept-language': 'fr' })?.kind, 'vary-miss');
+
+  // And back to no Vary: found for every request, its index gone.
+  const again = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('plain again'), ttlMs: TTL, now: Date.now() });
+  assert.equal(await store.get(`v:${primary}`), undefined);
+  for (const language of ['en', 'fr']) {
+    const now = lookupNow(store, primary, { 'accept-language': language });
+    assert.equal(now?.kind === 'found' && now.found.key, again, language);
+  }
 });
 
 test('entries: the Vary index lives as long as the longest-kept response it leads to', async () => {
