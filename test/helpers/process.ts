@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 
-/** `src/main.ts` as its own process, the way an operator runs it; output collected for assertions. */
+/** `src/main.ts` (or another entry, `bin/outpost.js`) as its own process, the way an operator runs it; output collected for assertions. */
 export interface OutpostProcess {
   readonly child: ChildProcess;
   output(): string;
@@ -11,8 +11,9 @@ export interface OutpostProcess {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
-export function spawnOutpost(args: string[], env: NodeJS.ProcessEnv = {}): OutpostProcess {
-  const child = spawn(process.execPath, ['src/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** `env` is added to this process's environment; a variable given as undefined is left out. */
+export function spawnOutpost(args: string[], env: NodeJS.ProcessEnv = {}, entry = 'src/main.ts'): OutpostProcess {
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => { output += d; });
   child.stderr!.on('data', (d: Buffer) => { output += d; });

@@ -1,13 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { spawnOutpost } from '../helpers/process.ts';
 import { SERVING_FLAGS, servingLaunch, withServingFlags } from '../../src/runtime/node-flags.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 
 test('serving flags are added to a launch line that lacks them, and never override one given', () => {
   assert.deepEqual(withServingFlags([]), [...SERVING_FLAGS]);
@@ -36,34 +34,25 @@ test('outpost [start] is relaunched with the serving flags it lacks; check and -
 const NO_PROC = existsSync('/proc/self/cmdline') ? false : 'no /proc here';
 const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 
-/** Runs `args` (a script and its arguments) on this Node with a config of `workers` until it listens, then `check`s it and stops it with SIGTERM. */
-async function whileServing(args: (config: string) => string[], workers: number, env: NodeJS.ProcessEnv, check: (pid: number, config: string) => void): Promise<void> {
+/** Outpost started from `entry` with a config of `workers` and `env`; `check` runs once it listens, then it must stop cleanly. */
+async function whileServing(entry: string, workers: number, env: NodeJS.ProcessEnv, check: (pid: number, config: string) => void): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-launch-'));
   const config = join(dir, 'outpost.yaml');
   writeFileSync(config, `workers: ${workers}\nlisten: { host: 127.0.0.1, https: 0, http: null }\nlog: { access: "off" }\nadmin: { listen: null }\ntls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }\nsites: [{ hosts: ["*"], static: ${JSON.stringify(dir)} }]\n`);
-  const child = spawn(process.execPath, args(config), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => { output += d; });
-  child.stderr.on('data', (d: Buffer) => { output += d; });
+  const outpost = spawnOutpost(['-c', config], env, entry);
   try {
-    const deadline = Date.now() + 30_000;
-    while (!/listening on https:/.test(output)) {
-      if (Date.now() > deadline || child.exitCode !== null) assert.fail(`did not start: ${output}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    check(child.pid!, config);
-    child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
-    assert.equal(code, 0, output);
+    await outpost.waitFor(/listening on https:/, 30_000);
+    check(outpost.child.pid!, config);
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    assert.equal(await outpost.stop(), 0, outpost.output());
   }
 }
 
-const { MALLOC_ARENA_MAX: _, NODE_OPTIONS: __, ...plainEnv } = process.env;
+// Left out of the children's environment: bin/pinned-node (which runs the tests) sets the first.
+const plainEnv = { MALLOC_ARENA_MAX: undefined, NODE_OPTIONS: undefined };
 
 test('npx outpost (bin/outpost.js) serves with the serving flags and two malloc arenas, in the process it was started as', { skip: NO_PROC }, async () => {
-  await whileServing((config) => [join(ROOT, 'bin/outpost.js'), '-c', config], 1, plainEnv, (pid, config) => {
+  await whileServing('bin/outpost.js', 1, plainEnv, (pid, config) => {
     const argv = argvOf(pid);
     for (const flag of SERVING_FLAGS) assert.ok(argv.includes(flag), `${flag} in ${argv.join(' ')}`);
     assert.ok(argv.includes('-c') && argv.includes(config), 'with its own arguments');
@@ -73,7 +62,7 @@ test('npx outpost (bin/outpost.js) serves with the serving flags and two malloc 
 });
 
 test('cluster workers get the serving flags the primary lacks, but not one the operator set in NODE_OPTIONS', { skip: NO_PROC }, async () => {
-  await whileServing((config) => ['src/main.ts', '-c', config], 2, { ...plainEnv, NODE_OPTIONS: '--max-semi-space-size=4' }, (pid) => {
+  await whileServing('src/main.ts', 2, { ...plainEnv, NODE_OPTIONS: '--max-semi-space-size=4' }, (pid) => {
     const workers = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
     assert.equal(workers.length, 2);
     for (const worker of workers) {
