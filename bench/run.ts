@@ -101,10 +101,11 @@ const SETTINGS = {
   burst: 200,
 } as const;
 /**
- * The last RSS reading is taken this long after Outpost's CPU went quiet: memory.trim gives memory
- * back after 30 quiet seconds (a collection at the 30th check, the trim at the 31st).
+ * The last RSS reading is taken this long after Outpost's CPU went quiet: memory.trim gives glibc's
+ * pages back after 30 quiet seconds and V8's after two minutes (a collection at the 120th check,
+ * the trim at the 121st).
  */
-const IDLE_MS = 34_000;
+const IDLE_MS = 124_000;
 
 // --- machine and tools -----------------------------------------------------------------------------
 

@@ -307,8 +307,9 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   memory: z.strictObject({
     /**
-     * Give glibc's free heap pages back to the system after 30 s without load, and under load at
-     * most once a minute when 64 MiB or more are free (malloc_trim; src/runtime/malloc-trim.ts).
+     * Give glibc's free heap pages back to the system after 30 s without load (after 2 min with a
+     * full collection first), and under load at most once a minute when 64 MiB or more are free
+     * (malloc_trim; src/runtime/malloc-trim.ts).
      * Needs the native helper built at install; with jemalloc (OUTPOST_MALLOC) it is not needed.
      */
     trim: z.boolean().default(true),

@@ -18,9 +18,12 @@ import { allocatorOf, type Allocator } from './allocator.ts';
  * is free: the way jemalloc's decay returns pages, at a coarser grain.
  *
  * When the work stops V8 has no reason to collect, so the bodies the cache let go since its last
- * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: the
- * 30th quiet check in a row asks for a full collection (where the process runs with --expose-gc,
- * one of the serving flags), the next one trims. The collection is V8's memory-reducing kind,
+ * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: after two
+ * quiet minutes a check asks for a full collection (where the process runs with --expose-gc, one
+ * of the serving flags), and the next one trims again. Not sooner: that collection leaves V8's
+ * limits low, and the next burst pays (small files over HTTP/2 right after it: 28-35 µs of CPU
+ * per response for 300,000 responses against 18-23 before it; with the trim alone at 30 s,
+ * 24-27 against 21-26 — rig, 2026-12-02): a pause of a minute is still traffic. The collection is V8's memory-reducing kind,
  * which also gives back the pages V8 itself keeps pooled after collecting (v8Collector). Java's G1
  * does the same when idle (JEP 346, periodic collections that give memory back). Measured after
  * 40,000 misses (512 MB cache, bench host): RSS 827 MiB untouched, 726-742 with the trim alone,
@@ -73,6 +76,8 @@ export interface TrimPolicy {
    * Outpost idle between its runs). Half a minute: a lull that long is a pause in the traffic.
    */
   readonly quietChecks: number;
+  /** Quiet checks in a row before the full collection that lets go of the cache's replaced bodies (see above): more than quietChecks. */
+  readonly collectChecks: number;
   /** When quiet after work, trim if at least this much is free. */
   readonly quietFreeBytes: number;
   /** Under load, trim at most this often... */
@@ -85,6 +90,7 @@ export const TRIM_POLICY: TrimPolicy = {
   checkEveryMs: 1000,
   quietUtilization: 0.1,
   quietChecks: 30,
+  collectChecks: 120,
   quietFreeBytes: 8 * MiB,
   busyEveryMs: 60_000,
   busyFreeBytes: 64 * MiB,
@@ -167,6 +173,8 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   let lastTrim = now();
   // Work since the last trim: a quiet process that trimmed once has nothing more to give back.
   let workedSinceTrim = false;
+  // Work since the last quiet collection: a quiet process that collected once has nothing more to free.
+  let workedSinceCollection = false;
   // A full collection was asked for at the last check: the trim is due at this one if still quiet.
   let collected = false;
   let quietInARow = 0;
@@ -175,13 +183,15 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     const busy = utilization() >= policy.quietUtilization;
     if (busy) {
       workedSinceTrim = true;
+      workedSinceCollection = true;
       collected = false;
       quietInARow = 0;
       return now() - lastTrim >= policy.busyEveryMs ? trim('busy') : null;
     }
-    if (++quietInARow < policy.quietChecks) return null;
-    if (workedSinceTrim && collect !== null) {
-      workedSinceTrim = false;
+    quietInARow++;
+    if (collected) return trim('quiet'); // what the collection freed
+    if (quietInARow >= policy.collectChecks && workedSinceCollection && collect !== null) {
+      workedSinceCollection = false;
       collected = true;
       collections++;
       const started = now();
@@ -189,8 +199,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
       if (done instanceof Promise) done.catch(() => {}).finally(() => { collectionSeconds += (now() - started) / 1000; });
       return 'collect';
     }
-    if (workedSinceTrim || collected) return trim('quiet');
-    return null;
+    return quietInARow >= policy.quietChecks && workedSinceTrim ? trim('quiet') : null;
   };
 
   const trim = (reason: 'quiet' | 'busy'): 'quiet' | 'busy' | null => {

@@ -17,7 +17,7 @@ if (loaded.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') t
 const skip = loaded.helper === null ? loaded.why : false;
 
 /** The policy with every free-bytes threshold at 0: each decision to trim shows as a trim. */
-const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0 };
+const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0 };
 
 test('memory.trim: trims once when the event loop goes quiet after work, and under load at most once per busyEveryMs', { skip }, () => {
   let now = 0;
@@ -65,12 +65,29 @@ test('memory.trim: a lull shorter than quietChecks is not the end of the work: n
   let now = 0;
   let busy = 0;
   let collections = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, quietChecks: 5 }, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, quietChecks: 5, collectChecks: 5 }, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
   const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
   const lull = [0.5, 0, 0, 0, 0, 0.5].map(step);
   assert.deepEqual(lull, [null, null, null, null, null, null], 'four quiet seconds between bursts');
   assert.deepEqual([0, 0, 0, 0, 0, 0].map(step), [null, null, null, null, 'collect', 'quiet'], 'five in a row: collect, then trim');
   assert.equal(collections, 1);
+  trimmer.stop();
+});
+
+test('memory.trim: glibc\'s pages go back after quietChecks, V8\'s full collection only after collectChecks (it costs the next burst), then the pages it freed', { skip }, () => {
+  let now = 0;
+  let busy = 0;
+  let collections = 0;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, quietChecks: 3, collectChecks: 6 }, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
+  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+  assert.deepEqual([0.5, 0, 0, 0, 0, 0, 0, 0, 0].map(step), [null, null, null, 'quiet', null, null, 'collect', 'quiet', null]);
+  assert.equal(collections, 1);
+  // A pause shorter than collectChecks: trimmed, not collected; the work goes on and the next pause is long.
+  assert.deepEqual([0.5, 0, 0, 0, 0, 0.5].map(step), [null, null, null, 'quiet', null, null]);
+  assert.equal(collections, 1, 'no collection in a pause of four quiet checks');
+  assert.deepEqual([0, 0, 0, 0, 0, 0, 0].map(step), [null, null, 'quiet', null, null, 'collect', 'quiet']);
+  assert.equal(collections, 2);
+  assert.ok(TRIM_POLICY.collectChecks > TRIM_POLICY.quietChecks, 'the collection waits longer than the trim');
   trimmer.stop();
 });
 
