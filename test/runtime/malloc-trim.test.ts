@@ -45,48 +45,46 @@ test('memory.trim: trims once when the event loop goes quiet after work, and und
   trimmer.stop();
 });
 
-test('memory.trim: with a collector (--expose-gc), the first quiet check asks for a full collection and the next one trims; work in between starts over', { skip }, () => {
+/** A trimmer whose collector only counts, driven one check (one second of the injected clock) at a time. */
+function collectingTrimmer(policy: TrimPolicy) {
   let now = 0;
   let busy = 0;
   let collections = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
   const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+  return { trimmer, step, collections: () => collections };
+}
+
+test('memory.trim: with a collector (--expose-gc), the first quiet check asks for a full collection and the next one trims; work in between starts over', { skip }, () => {
+  const { trimmer, step, collections } = collectingTrimmer(ALWAYS);
 
   assert.deepEqual([step(0.6), step(0.01), step(0.01), step(0.01)], [null, 'collect', 'quiet', null]);
-  assert.equal(collections, 1);
+  assert.equal(collections(), 1);
   assert.deepEqual([step(0.7), step(0.01), step(0.5), step(0.01), step(0.01)], [null, 'collect', null, 'collect', 'quiet'], 'load came back before the trim: collect again when it stops');
-  assert.equal(collections, 3);
+  assert.equal(collections(), 3);
   assert.equal(trimmer.stats().trims, 2);
   assert.equal(trimmer.stats().collections, 3);
   trimmer.stop();
 });
 
 test('memory.trim: a lull shorter than quietChecks is not the end of the work: nothing is given back until the loop stays quiet that long', { skip }, () => {
-  let now = 0;
-  let busy = 0;
-  let collections = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, quietChecks: 5, collectChecks: 5 }, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
-  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+  const { trimmer, step, collections } = collectingTrimmer({ ...ALWAYS, quietChecks: 5, collectChecks: 5 });
   const lull = [0.5, 0, 0, 0, 0, 0.5].map(step);
   assert.deepEqual(lull, [null, null, null, null, null, null], 'four quiet seconds between bursts');
   assert.deepEqual([0, 0, 0, 0, 0, 0].map(step), [null, null, null, null, 'collect', 'quiet'], 'five in a row: collect, then trim');
-  assert.equal(collections, 1);
+  assert.equal(collections(), 1);
   trimmer.stop();
 });
 
 test('memory.trim: glibc\'s pages go back after quietChecks, V8\'s full collection only after collectChecks (it costs the next burst), then the pages it freed', { skip }, () => {
-  let now = 0;
-  let busy = 0;
-  let collections = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, quietChecks: 3, collectChecks: 6 }, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
-  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+  const { trimmer, step, collections } = collectingTrimmer({ ...ALWAYS, quietChecks: 3, collectChecks: 6 });
   assert.deepEqual([0.5, 0, 0, 0, 0, 0, 0, 0, 0].map(step), [null, null, null, 'quiet', null, null, 'collect', 'quiet', null]);
-  assert.equal(collections, 1);
+  assert.equal(collections(), 1);
   // A pause shorter than collectChecks: trimmed, not collected; the work goes on and the next pause is long.
   assert.deepEqual([0.5, 0, 0, 0, 0, 0.5].map(step), [null, null, null, 'quiet', null, null]);
-  assert.equal(collections, 1, 'no collection in a pause of four quiet checks');
+  assert.equal(collections(), 1, 'no collection in a pause of four quiet checks');
   assert.deepEqual([0, 0, 0, 0, 0, 0, 0].map(step), [null, null, 'quiet', null, null, 'collect', 'quiet']);
-  assert.equal(collections, 2);
+  assert.equal(collections(), 2);
   assert.ok(TRIM_POLICY.collectChecks > TRIM_POLICY.quietChecks, 'the collection waits longer than the trim');
   trimmer.stop();
 });
