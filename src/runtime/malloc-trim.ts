@@ -21,9 +21,10 @@ import { allocatorOf, type Allocator } from './allocator.ts';
  * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: after two
  * quiet minutes a check asks for a full collection (where the process runs with --expose-gc, one
  * of the serving flags), and the next one trims again. Not sooner: that collection leaves V8's
- * limits low, and the next burst pays (small files over HTTP/2 right after it: 28-35 µs of CPU
- * per response for 300,000 responses against 18-23 before it; with the trim alone at 30 s,
- * 24-27 against 21-26 — rig, 2026-12-02): a pause of a minute is still traffic. The collection is V8's memory-reducing kind,
+ * limits low, and the next burst pays (small files over HTTP/2 right after it: 26-35 µs of CPU
+ * per response for 300,000 responses against 18-23 before it; after the trim alone at 30 s,
+ * 18-27 against 20-26; rig, 2026-12-02): a pause of a minute is still traffic. The collection
+ * is V8's memory-reducing kind,
  * which also gives back the pages V8 itself keeps pooled after collecting (v8Collector). Java's G1
  * does the same when idle (JEP 346, periodic collections that give memory back). Measured after
  * 40,000 misses (512 MB cache, bench host): RSS 827 MiB untouched, 726-742 with the trim alone,
