@@ -22,7 +22,12 @@ if (major >= 24) {
   const launch = servingLaunch(args, process.execArgv, process.env.NODE_OPTIONS);
   if (launch !== null && typeof process.execve === 'function') {
     const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', NODE_COMPILE_CACHE: compileCache };
-    process.execve(process.execPath, [process.execPath, ...launch, main, ...args], env);
+    try {
+      process.execve(process.execPath, [process.execPath, ...launch, main, ...args], env);
+    } catch (error) {
+      // Not replaced (a sandbox refusing exec): serve from this process, without the flags.
+      console.error(`outpost: starting without the serving runtime flags (${error.message})`);
+    }
   }
   if (compileCache !== '' && process.env.NODE_DISABLE_COMPILE_CACHE === undefined) module.enableCompileCache?.(compileCache);
   await import(main);

@@ -35,14 +35,14 @@ const NO_PROC = existsSync('/proc/self/cmdline') ? false : 'no /proc here';
 const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 
 /** Outpost started from `entry` with a config of `workers` and `env`; `check` runs once it listens, then it must stop cleanly. */
-async function whileServing(entry: string, workers: number, env: NodeJS.ProcessEnv, check: (pid: number, config: string) => void): Promise<void> {
+async function whileServing(entry: string, workers: number, env: NodeJS.ProcessEnv, check: (pid: number, config: string, output: string) => void): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-launch-'));
   const config = join(dir, 'outpost.yaml');
   writeFileSync(config, `workers: ${workers}\nlisten: { host: 127.0.0.1, https: 0, http: null }\nlog: { access: "off" }\nadmin: { listen: null }\ntls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }\nsites: [{ hosts: ["*"], static: ${JSON.stringify(dir)} }]\n`);
   const outpost = spawnOutpost(['-c', config], env, entry);
   try {
     await outpost.waitFor(/listening on https:/, 30_000);
-    check(outpost.child.pid!, config);
+    check(outpost.child.pid!, config, outpost.output());
   } finally {
     assert.equal(await outpost.stop(), 0, outpost.output());
   }
@@ -70,5 +70,13 @@ test('cluster workers get the serving flags the primary lacks, but not one the o
       assert.ok(argv.includes('--expose-gc') && argv.includes('--no-allocation-site-pretenuring'), argv.join(' '));
       assert.ok(!argv.some((flag) => flag.startsWith('--max-semi-space-size')), `NODE_OPTIONS' size stands: ${argv.join(' ')}`);
     }
+  });
+});
+
+test('npx outpost where the process cannot be replaced (execve refused) says so and serves from the process it has', async () => {
+  // Preloaded through NODE_OPTIONS (which splits at spaces and reads quotes): base64.
+  const refuse = `data:text/javascript;base64,${Buffer.from('process.execve = () => { throw new Error("refused"); };').toString('base64')}`;
+  await whileServing('bin/outpost.js', 1, { ...plainEnv, NODE_OPTIONS: `--import=${refuse}` }, (_pid, _config, output) => {
+    assert.match(output, /outpost: starting without the serving runtime flags \(refused\)/);
   });
 });
