@@ -37,3 +37,25 @@ test('outpost start: prints its URLs; SIGTERM lets an in-flight request finish, 
     await origin.close();
   }
 });
+
+test('a SIGTERM that comes the moment outpost says it listens drains and exits 0 (one process and the cluster primary)', async () => {
+  // A preload that sends the signal from inside console.log, as the line is written: before the
+  // fix the handler was installed only after the line (and the admin API's start), so the
+  // default action killed the process.
+  const signalAtListen = 'const log = console.log; console.log = (...a) => { log(...a); if (String(a[0]).startsWith("outpost: listening on")) process.kill(process.pid, "SIGTERM"); };';
+  const preload = `--import=data:text/javascript;base64,${Buffer.from(signalAtListen).toString('base64')}`;
+  for (const workers of [1, 2]) {
+    const dir = mkdtempSync(join(tmpdir(), 'outpost-main-'));
+    const config = join(dir, 'outpost.yaml');
+    writeFileSync(config, `workers: ${workers}\nlisten: { host: 127.0.0.1, https: 0, http: null }\nlog: { access: "off" }\nadmin: { listen: "127.0.0.1:0", token: "main-test-token-0123456789" }\ntls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }\nsites: [{ hosts: ["*"], static: ${JSON.stringify(dir)} }]\n`);
+    const child = spawn(process.execPath, ['src/main.ts', '-c', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: preload } });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => { output += d; });
+    child.stderr.on('data', (d: Buffer) => { output += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const [code, signal] = await once(child, 'exit');
+    clearTimeout(timer);
+    assert.deepEqual([code, signal], [0, null], `workers: ${workers}\n${output}`);
+    assert.match(output, /SIGTERM: finishing in-flight requests/);
+  }
+});

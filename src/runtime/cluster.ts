@@ -88,6 +88,8 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
     throw (failure as PromiseRejectedResult).reason;
   }
   const urls = (first[0] as PromiseFulfilledResult<{ urls: readonly string[] }>).value.urls;
+  // Before the line that says it listens: a SIGTERM from then on drains the workers (serve.ts).
+  const stopped = stopSignal(() => current.limits.shutdownTimeout); // as reloaded by then
   console.log(`outpost: listening on ${urls.join(' and ')} (${count} workers)`);
 
   const live = () => [...serving].filter((w) => w.isConnected());
@@ -158,7 +160,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   const onUsr1 = () => { void askAll('reopen').then(() => console.log(`outpost: SIGUSR1: access log reopened in ${workers.size} workers`)); };
   process.on('SIGHUP', onHup);
   process.on('SIGUSR1', onUsr1);
-  await stopSignal(current.limits.shutdownTimeout);
+  await stopped;
   stopping = true;
   process.off('SIGHUP', onHup);
   process.off('SIGUSR1', onUsr1);
