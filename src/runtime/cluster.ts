@@ -89,7 +89,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   }
   const urls = (first[0] as PromiseFulfilledResult<{ urls: readonly string[] }>).value.urls;
   // Before the line that says it listens: a SIGTERM from then on drains the workers (serve.ts).
-  const stopped = stopSignal(() => current.limits.shutdownTimeout); // as reloaded by then
+  const stopped = stopSignal(() => current.limits.shutdownTimeout);
   console.log(`outpost: listening on ${urls.join(' and ')} (${count} workers)`);
 
   const live = () => [...serving].filter((w) => w.isConnected());
@@ -199,7 +199,7 @@ export async function runWorker(config: Config): Promise<number> {
   });
   process.send?.({ outpost: 'ready', urls: running.instance.running.urls } satisfies Ready);
   // SIGHUP and SIGUSR1 are the primary's to act on (main.ts leaves them harmless here).
-  await stopSignal(config.limits.shutdownTimeout, { worker: true });
+  await stopSignal(() => config.limits.shutdownTimeout, { worker: true });
   stopAnswering();
   await running.close();
   // The IPC channel would keep this process alive: let go of it, and the process ends.

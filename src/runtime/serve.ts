@@ -49,8 +49,9 @@ export function reloader(instance: Instance, source: ConfigSource, onApplied: (c
 /**
  * Waits for SIGTERM or SIGINT. In a lone process a second one exits at once; a worker ignores
  * further ones (a terminal's Ctrl-C reaches it and the primary's SIGTERM follows) and stays quiet.
+ * `shutdownTimeout` is read when the signal comes (a reload may have changed it since).
  */
-export function stopSignal(shutdownTimeout: number | (() => number), options: { worker?: boolean } = {}): Promise<string> {
+export function stopSignal(shutdownTimeout: () => number, options: { worker?: boolean } = {}): Promise<string> {
   return new Promise((resolve) => {
     const stop = (signal: string) => {
       process.off('SIGTERM', onTerm);
@@ -58,8 +59,7 @@ export function stopSignal(shutdownTimeout: number | (() => number), options: { 
       if (options.worker) {
         for (const again of ['SIGTERM', 'SIGINT'] as const) process.on(again, () => {});
       } else {
-        const ms = typeof shutdownTimeout === 'function' ? shutdownTimeout() : shutdownTimeout;
-        console.log(`outpost: ${signal}: finishing in-flight requests (at most ${ms / 1000} s)`);
+        console.log(`outpost: ${signal}: finishing in-flight requests (at most ${shutdownTimeout() / 1000} s)`);
         process.once(signal, () => process.exit(1)); // a second signal does not wait
       }
       resolve(signal);
@@ -172,7 +172,7 @@ export async function serveSingle(config: Config, source: ConfigSource): Promise
   const node = await startNode(config);
   // Before the line that says it listens (what supervisors and scripts wait for): a SIGTERM from
   // then on drains and exits 0, even one that comes while the admin API is still starting.
-  const stopped = stopSignal(config.limits.shutdownTimeout);
+  const stopped = stopSignal(() => config.limits.shutdownTimeout);
   console.log(`outpost: listening on ${node.instance.running.urls.join(' and ')}`);
   const reload = reloader(node.instance, source, (next) => node.logs.configure(next.log));
   let admin: RunningAdmin | null;
