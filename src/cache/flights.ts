@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { SharedBody } from './shared-body.ts';
 import type { StoredResponse } from './policy.ts';
 import type { Found } from './entries.ts';
+import { AbortSource, unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 
 /**
  * Collapsed forwarding: one origin request per primary key at a time. The first request for a key
@@ -95,20 +96,24 @@ export function createFlights(): Flights {
 }
 
 /**
- * A flight led by the request with this `signal`. The fetch has its own abort controller: it goes
- * on when this client leaves while others wait (and, once the body flows, while it is being
- * stored); it is abandoned only when every client waiting for the answer has gone.
+ * A flight led by the request with this `signal`, and the signal of its fetch. The fetch has its
+ * own abort source: it goes on when this client leaves while others wait (and, once the body
+ * flows, while it is being stored); it is abandoned only when every client waiting for the answer
+ * has gone. Signals are watched (abort-watch.ts), not listened to: an 'abort' listener per request
+ * on the client's signal and another (the origin exchange's) on the fetch's kept their closures
+ * alive through young collections.
  */
-export function leadFlight(flights: Flights, signal: AbortSignal, primary: string, fetch: AbortController): Leader {
+export function leadFlight(flights: Flights, signal: AbortSignal, primary: string): { readonly leader: Leader; readonly fetchSignal: AbortSignal } {
+  const fetch = new AbortSource();
   const leader = flights.start(primary, () => fetch.abort());
-  signal.addEventListener('abort', () => leader.release(), { once: true });
-  return leader;
+  watchAbort(signal, { handleEvent: () => leader.release() });
+  return { leader, fetchSignal: fetch.signal };
 }
 
 /** The flight's outcome; the waiting client's interest counts until its `signal` aborts. */
 export function awaitFlight(signal: AbortSignal, flight: Flight): Promise<FlightResult> {
   flight.hold();
-  const release = () => flight.release();
-  signal.addEventListener('abort', release, { once: true });
-  return flight.outcome.finally(() => signal.removeEventListener('abort', release));
+  const watcher = { handleEvent: () => flight.release() };
+  watchAbort(signal, watcher);
+  return flight.outcome.finally(() => unwatchAbort(signal, watcher));
 }

@@ -144,12 +144,11 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   }
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
-    const fetch = new AbortController();
-    const leader = leadFlight(engine.flights, ctx.signal, primary, fetch);
+    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, primary);
     const requestTime = engine.now();
     let reply: Reply;
     try {
-      reply = await fetchOrigin(fetchContext(ctx, fetch.signal), params);
+      reply = await fetchOrigin(fetchContext(ctx, fetchSignal), params);
     } catch (error) {
       leader.settle({ kind: 'error', error });
       throw error;
@@ -322,11 +321,10 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         throw error;
       }
     }
-    const fetch = new AbortController();
-    const leader = leadFlight(engine.flights, ctx.signal, found.primary, fetch);
+    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, found.primary);
     stats.revalidations++;
     const requestTime = engine.now();
-    const conditional = fetchContext(ctx, fetch.signal, validatorsOf(view));
+    const conditional = fetchContext(ctx, fetchSignal, validatorsOf(view));
     let reply: Reply;
     try {
       reply = await origin(conditional);
@@ -345,7 +343,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       }
       // §4.3.4: the 304 is about another representation: fetch the full response.
       try {
-        reply = await fetchOrigin(fetchContext(ctx, fetch.signal), params);
+        reply = await fetchOrigin(fetchContext(ctx, fetchSignal), params);
       } catch (error) {
         leader.settle({ kind: 'error', error });
         throw error;

@@ -7,8 +7,9 @@ import type { Config } from '../config/schema.ts';
 import type { Handler } from '../pipeline/compose.ts';
 import { errorReply, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
+import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
-import { ClientAbort, contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
+import { contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
 import { limitBody } from './body.ts';
 import { answerClientError } from './client-error.ts';
@@ -210,7 +211,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
     const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';
-    const abort = new ClientAbort();
+    const abort = new AbortSource();
     // 'aborted': the client reset the stream (or the session died) before our response ended.
     // `on`, not `once` (a wrapper, its state and a closure per request, ~230 B): abort() is
     // idempotent. Not a property on the stream for one shared listener either: a second shape of
@@ -248,7 +249,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     const epoch = replies?.epoch ?? 0;
     const socket = req.socket;
     if (http1Sockets.has(socket)) http1Sockets.set(socket, http1Sockets.get(socket)! + 1);
-    const abort = new ClientAbort();
+    const abort = new AbortSource();
     // 'close' comes once: on() spares the wrapper once() makes per request.
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();

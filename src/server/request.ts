@@ -5,7 +5,7 @@ import { clientError } from '../errors.ts';
 import type { Context } from '../pipeline/context.ts';
 import { informationalHttp1, informationalHttp2 } from './respond.ts';
 import { NO_HEADERS, type RequestFacts } from '../observability/channels.ts';
-import { markWatchable, type AbortWatcher, type WatchableAbort } from '../pipeline/abort-watch.ts';
+import type { AbortSource } from '../pipeline/abort-watch.ts';
 
 /**
  * The request adapter: HTTP/2 stream headers or an HTTP/1.1 IncomingMessage become one Context.
@@ -82,46 +82,6 @@ export function peerOf(stream: ServerHttp2Stream): Peer {
 }
 
 /**
- * The client-went-away signal, as a plain data field of the context (a getter in the context's
- * object literal, to make it lazily, cost ~300 ns per request: V8 makes a new accessor pair and
- * closure for each object). Its watchers (abort-watch.ts) are kept here rather than as listeners
- * on the signal: one field for the usual single one (the origin exchange), a list beyond.
- */
-export class ClientAbort implements WatchableAbort {
-  readonly #controller = new AbortController();
-  #watcher: AbortWatcher | null = null;
-  #more: AbortWatcher[] | null = null;
-  constructor() {
-    markWatchable(this.#controller.signal, this);
-  }
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-  watch(watcher: AbortWatcher): void {
-    if (this.#watcher === null) this.#watcher = watcher;
-    else (this.#more ??= []).push(watcher);
-  }
-  unwatch(watcher: AbortWatcher): void {
-    if (this.#watcher === watcher) this.#watcher = null;
-    else if (this.#more !== null) {
-      const at = this.#more.indexOf(watcher);
-      if (at !== -1) this.#more.splice(at, 1);
-    }
-  }
-  abort(): void {
-    if (this.#controller.signal.aborted) return;
-    this.#controller.abort();
-    // Each is told once, as with a once listener.
-    const first = this.#watcher;
-    const more = this.#more;
-    this.#watcher = null;
-    this.#more = null;
-    first?.handleEvent();
-    if (more !== null) for (const watcher of more) watcher.handleEvent();
-  }
-}
-
-/**
  * Where a context's interim responses go: its HTTP/2 stream or HTTP/1.1 ServerResponse, in an own
  * enumerable symbol field, so the `{ ...ctx, headers }` copies stages hand on keep it.
  */
@@ -156,7 +116,7 @@ function sendInformationalHttp1(this: Client<ServerResponse> | undefined, status
  * (test/server/protection.test.ts) will tell when a Node upgrade lets such values through, and
  * then they are to be refused here.
  */
-export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: ClientAbort): Context {
+export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource): Context {
   const method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;
   // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
@@ -219,7 +179,7 @@ function checkFraming(req: IncomingMessage): void {
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
 }
 
-export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, scheme: 'https' | 'http', abort: ClientAbort): Context {
+export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, scheme: 'https' | 'http', abort: AbortSource): Context {
   checkFraming(req);
   const parsed = parseTarget(req.url);
   const host = req.headers.host;

@@ -5,7 +5,8 @@ import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { createServer, connect, type ClientHttp2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { h1, h2session, startOrigin, startOutpost, testCa, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
-import { ClientAbort, contextFromHttp2 } from '../../src/server/request.ts';
+import { contextFromHttp2 } from '../../src/server/request.ts';
+import { AbortSource } from '../../src/pipeline/abort-watch.ts';
 import { respondHttp2 } from '../../src/server/respond.ts';
 
 /** RFC 9110 §15.2: 1xx responses from the origin reach the client ahead of the final response. */
@@ -214,7 +215,7 @@ test('sendInformational is a no-op after the final headers, on a closed stream, 
   const server = createServer();
   const outcomes: string[] = [];
   server.on('stream', (stream: ServerHttp2Stream, headers) => {
-    const ctx = contextFromHttp2(stream, headers, new ClientAbort());
+    const ctx = contextFromHttp2(stream, headers, new AbortSource());
     const send = ctx.sendInformational!;
     try {
       // a copy of the context, as stages hand on, still reaches the client

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { createServer, type Http2Server } from 'node:http2';
 import { exchange, type ExchangeRequest } from '../../src/origin/exchange.ts';
-import { ClientAbort } from '../../src/server/request.ts';
+import { AbortSource } from '../../src/pipeline/abort-watch.ts';
 import { startOrigin, type TestOrigin } from '../helpers/outpost.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -111,15 +111,15 @@ test('the client going away before the header aborts the origin request (Request
   await waitFor(() => (closedEarly === 1 ? true : undefined));
 });
 
-test('the server\'s client signal (ClientAbort, watched without a listener) aborts the origin request too', async () => {
-  const client = new ClientAbort();
+test('the server\'s client signal (AbortSource, watched without a listener) aborts the origin request too', async () => {
+  const client = new AbortSource();
   const before = closedEarly;
   const pending = exchange(pool, request('/hang', { signal: client.signal }));
   setTimeout(() => client.abort(), 50);
   await assert.rejects(pending, (err: Error & { code?: string }) => err.code === 'UND_ERR_ABORTED');
   await waitFor(() => (closedEarly === before + 1 ? true : undefined));
   // An exchange that ended stopped watching: a later abort tells nobody and throws nothing.
-  const done = new ClientAbort();
+  const done = new AbortSource();
   assert.equal(String((await exchange(pool, request('/small', { signal: done.signal }))).body), 'small');
   done.abort();
 });

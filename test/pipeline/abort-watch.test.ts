@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { unwatchAbort, watchAbort } from '../../src/pipeline/abort-watch.ts';
-import { ClientAbort } from '../../src/server/request.ts';
+import { AbortSource, unwatchAbort, watchAbort } from '../../src/pipeline/abort-watch.ts';
 
 /** Watching a client's abort (src/pipeline/abort-watch.ts): the server's signals keep their watchers themselves. */
 
@@ -10,8 +9,8 @@ const counter = () => {
   return watcher;
 };
 
-test('a ClientAbort tells each watcher once, after its signal has aborted; one unwatched is not told', () => {
-  const client = new ClientAbort();
+test('an AbortSource tells each watcher once, after its signal has aborted; one unwatched is not told', () => {
+  const client = new AbortSource();
   const a = counter();
   const b = counter();
   const c = counter();
