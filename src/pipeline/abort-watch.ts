@@ -2,9 +2,10 @@
  * Watching a client's abort signal without an event listener on it. Adding and removing an 'abort'
  * listener on an AbortSignal for every origin exchange made V8 promote about 5 KB per request out
  * of the young generation on the pass-through path (measured with --trace-gc-nvp: 570 KB promoted
- * per scavenge, against 20 KB without the listener), and GC took a fifth of the CPU. The server's
- * signals (AbortSource, below) carry their owner, which keeps watchers in a field and
- * calls them when it aborts; any other signal (a cache fetch's own) is watched as before.
+ * per scavenge, against 20 KB without the listener), and GC took a fifth of the CPU. The signals
+ * of the server's requests and of the cache's flights (AbortSource, below) carry their owner, which
+ * keeps watchers in a field and calls them when it aborts; any other signal (a background
+ * revalidation's) is watched through an 'abort' listener.
  */
 
 /** What is told when the client goes away: an object with a method, as an EventListener object is. */
