@@ -452,15 +452,10 @@ async function warm(system: System): Promise<void> {
   }
 }
 
-/** The request body as a file for h2load's -d, written once per distinct body. */
-const warmBodies = new Map<Buffer, string>();
+/** The request body as a file for h2load's -d (as load.ts writes it for the measured runs). */
 function warmBodyFile(body: Buffer): string {
-  let file = warmBodies.get(body);
-  if (file === undefined) {
-    file = join(tmp, `warm-body-${warmBodies.size}.bin`);
-    writeFileSync(file, body);
-    warmBodies.set(body, file);
-  }
+  const file = join(tmp, 'warm-body.bin');
+  writeFileSync(file, body);
   return file;
 }
 
