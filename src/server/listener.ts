@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { http } from './node-http.ts';
-import { createSecureServer, constants as h2, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { createSecureServer, constants as h2, type Http2SecureServer, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
@@ -16,6 +16,7 @@ import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 import { clientConnectionLimit } from './client-limit.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
+import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { idleWatch, sessionWatched, socketWatched } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
@@ -197,31 +198,24 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     });
   });
 
+  /** A stream's error, counted against its session's resets (h2-confine.ts). */
+  const streamFailed = (session: Http2Session | undefined, stream: ServerHttp2Stream, err: Error) => {
+    noteStreamReset(session, stream);
+    // A stream taken down with its session is the session's event, reported by 'sessionError'.
+    if (session?.destroyed) return;
+    report('h2 stream', err, 'h2StreamErrors');
+  };
+
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    const session = stream.session;
-    stream.on('error', (err) => {
-      noteStreamReset(session, stream);
-      // A stream taken down with its session is the session's event, reported by 'sessionError'.
-      if (session?.destroyed) return;
-      report('h2 stream', err, 'h2StreamErrors');
-    });
+    // The stream's listeners hold nothing of the request (stream-listeners.ts says why).
+    watchStreamErrors(stream, streamFailed);
     const oversized = headerListSize(rawHeaders) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
     const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(rawHeaders, stream.endAfterHeaders);
     if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
     const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';
-    const abort = new AbortSource();
-    // 'aborted': the client reset the stream (or the session died) before our response ended.
-    // `on`, not `once` (a wrapper, its state and a closure per request, ~230 B): abort() is
-    // idempotent. Not a property on the stream for one shared listener either: a second shape of
-    // stream made Node's HTTP/2 code polymorphic, 4k instructions more per response (callgrind).
-    stream.on('aborted', () => abort.abort());
-    // RFC 9113 §8.1: a response may complete before the request body; then RST_STREAM(NO_ERROR)
-    // tells the client to stop sending.
-    if (!stream.endAfterHeaders) {
-      stream.once('finish', () => { if (!stream.readableEnded && !stream.destroyed) stream.close(h2.NGHTTP2_NO_ERROR); });
-    }
+    const abort = abortOnReset(stream);
     let ctx: Context;
     try {
       if (oversized) throw clientError.headersTooLarge();

@@ -70,8 +70,11 @@ interface Tally { bytes: number; failed: boolean }
  * the writable side): there `aborted` and the RST code tell.
  */
 function reportOnClose(destination: Writable, request: RequestFacts, reply: Reply, tally: Tally): void {
-  // 'close' comes once; on() spares the wrapper once() makes on every response.
-  destination.on('close', () => {
+  // 'close' comes once; on() spares the wrapper once() makes on every response. The listener takes
+  // itself off: an HTTP/2 stream can outlive its request in V8's eyes (stream-listeners.ts), and
+  // must not keep the request and the reply with it.
+  const onClose = () => {
+    destination.removeListener('close', onClose);
     const h2stream = destination as Partial<ServerHttp2Stream>;
     const reset = h2stream.rstCode !== undefined && (h2stream.aborted === true || h2stream.rstCode !== h2.NGHTTP2_NO_ERROR);
     const finished = destination.writableFinished && !reset && !tally.failed;
@@ -84,7 +87,8 @@ function reportOnClose(destination: Writable, request: RequestFacts, reply: Repl
       outcome: tally.failed ? 'body-error' : finished ? 'ok' : 'client-abort',
       cache: cacheResult(reply.headers['cache-status']),
     });
-  });
+  };
+  destination.on('close', onClose);
 }
 
 /** A response that could not be sent at all (the client was gone first). */
