@@ -106,7 +106,13 @@ export function createFlights(): Flights {
 export function leadFlight(flights: Flights, signal: AbortSignal, primary: string): { readonly leader: Leader; readonly fetchSignal: AbortSignal } {
   const fetch = new AbortSource();
   const leader = flights.start(primary, () => fetch.abort());
-  watchAbort(signal, { handleEvent: () => leader.release() });
+  const watcher = { handleEvent: () => leader.release() };
+  watchAbort(signal, watcher);
+  // Once the outcome is known the client's going away changes nothing (release() abandons only a
+  // flight still in the air): the watch ends there, or the client's signal, which its HTTP/2
+  // stream holds, would keep the flight and all it reaches (body, record, promises) as long as V8
+  // keeps the stream (server/stream-listeners.ts).
+  void leader.outcome.then(() => unwatchAbort(signal, watcher));
   return { leader, fetchSignal: fetch.signal };
 }
 
