@@ -106,19 +106,22 @@ export function createFlights(): Flights {
 export function leadFlight(flights: Flights, signal: AbortSignal, primary: string): { readonly leader: Leader; readonly fetchSignal: AbortSignal } {
   const fetch = new AbortSource();
   const leader = flights.start(primary, () => fetch.abort());
-  const watcher = { handleEvent: () => leader.release() };
-  watchAbort(signal, watcher);
   // Once the outcome is known the client's going away changes nothing (release() abandons only a
   // flight still in the air): the watch ends there, or the client's signal, which its HTTP/2
   // stream holds, would keep the flight and all it reaches (body, record, promises) as long as V8
   // keeps the stream (server/stream-listeners.ts).
-  void leader.outcome.then(() => unwatchAbort(signal, watcher));
+  void releaseOnAbort(signal, leader);
   return { leader, fetchSignal: fetch.signal };
 }
 
 /** The flight's outcome; the waiting client's interest counts until its `signal` aborts. */
 export function awaitFlight(signal: AbortSignal, flight: Flight): Promise<FlightResult> {
   flight.hold();
+  return releaseOnAbort(signal, flight);
+}
+
+/** Releases the client's interest in `flight` if `signal` aborts before the outcome; the outcome, once the watch has ended. */
+function releaseOnAbort(signal: AbortSignal, flight: Flight): Promise<FlightResult> {
   const watcher = { handleEvent: () => flight.release() };
   watchAbort(signal, watcher);
   return flight.outcome.finally(() => unwatchAbort(signal, watcher));
