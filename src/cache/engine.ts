@@ -217,11 +217,22 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
   class RecordVariants implements Variants {
     readonly key: string;
     readonly meta: StoredResponse;
-    readonly identity: Buffer;
+    /**
+     * The identity bytes, kept here only where the store parses records anew on each read (this
+     * object then lives for one request). Where the store holds records (the memory store, the
+     * near tier) they are read from it: it may move a body (body-arena.ts), and this object lives
+     * as long as the record, so a view kept here would hold a slab the store has let go.
+     */
+    readonly captured: Buffer | undefined;
     constructor(found: Found) {
       this.key = found.key;
       this.meta = found.meta;
-      this.identity = found.body;
+      this.captured = store.getNow === undefined ? found.body : undefined;
+    }
+    get identity(): Buffer | undefined {
+      if (this.captured !== undefined) return this.captured;
+      const record = store.getNow!<StoredResponse>(this.key);
+      return record !== undefined && record.meta === this.meta ? record.body : undefined;
     }
     async get(coding: Encoding): Promise<StoredVariant | undefined> {
       const key = variantKey(this.key, coding);
@@ -230,8 +241,8 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       const held = store.getNow === undefined ? undefined : () => store.getNow!(key) === record;
       return { body: record.body, token: record.meta.token, held };
     }
-    put(coding: Encoding, body: Buffer, token: string): void {
-      const found: Found = { key: this.key, primary: primaryOf(this.key), meta: this.meta, body: this.identity };
+    put(coding: Encoding, body: Buffer, token: string, from: Buffer): void {
+      const found: Found = { key: this.key, primary: primaryOf(this.key), meta: this.meta, body: from };
       void safely(putVariant(found, { coding, body, token }), undefined);
     }
   }

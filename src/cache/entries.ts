@@ -118,10 +118,15 @@ export function lookupNow(store: CacheStore, primary: string, headers: IncomingH
 export function holderOf(store: CacheStore, found: Found): (() => boolean) | undefined {
   const getNow = store.getNow?.bind(store);
   if (getNow === undefined) return undefined;
-  const { key, meta } = found;
+  const { key, meta, body } = found;
   // A response that varies is not what every request finds.
   if (key !== plainKey(found.primary)) return () => false;
-  return () => getNow<StoredResponse>(key)?.meta === meta;
+  // The same body too: the memory store moves a record's body out of a mostly emptied slab
+  // (body-arena.ts), and a reply kept with the old bytes would hold the old slab.
+  return () => {
+    const record = getNow<StoredResponse>(key);
+    return record !== undefined && record.meta === meta && record.body === body;
+  };
 }
 
 /** A response to write: its URI, the request it answered (for the Vary key), what to keep and for how long. */

@@ -36,7 +36,7 @@ export type HighQualityEncoder = (coding: Encoding, input: Buffer) => Promise<Bu
 
 /** See the functions of the same names below. */
 export interface FastVariants {
-  keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer): void;
+  keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer, from: Buffer): void;
   servedFast(ctx: Context, variants: Variants, coding: Encoding, fastLength: number, body: ReplyBody, key: string, etag: string | undefined): boolean;
   upgradable(ctx: Context, variants: Variants, coding: Encoding, stored: StoredVariant, etag: string | undefined): string | undefined;
 }
@@ -49,9 +49,9 @@ export function createFastVariants(encodeHigh: HighQualityEncoder): FastVariants
   const popularity = createPopularity({ hits: UPGRADE_AFTER, maxKeys: POPULARITY_KEYS });
 
   /** Keeps the fast encoding; the high-quality one comes only if it proves popular (`servedFast`). */
-  function keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer): void {
+  function keep(ctx: Context, variants: Variants, coding: Encoding, fast: Buffer, from: Buffer): void {
     try {
-      variants.put!(coding, fast, FAST[coding]);
+      variants.put!(coding, fast, FAST[coding], from);
     } catch (error) {
       publishError({ ctx, error, where: 'compress put' });
     }
@@ -83,7 +83,7 @@ export function createFastVariants(encodeHigh: HighQualityEncoder): FastVariants
     // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
     upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
       const best = await encodeHigh(coding, identity);
-      if (best.length < fastLength) variants.put!(coding, best, HIGH[coding]);
+      if (best.length < fastLength) variants.put!(coding, best, HIGH[coding], identity);
       // Not smaller (repetitive input): the fast body stays, with its own token, for good.
       else popularity.settle(key);
     });

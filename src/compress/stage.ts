@@ -125,7 +125,7 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
       const fast = await shared.fast;
       if (variants?.put !== undefined && !shared.kept) {
         shared.kept = true;
-        keep(ctx, variants, coding, fast);
+        keep(ctx, variants, coding, fast, identity);
       }
       headers['content-length'] = fast.length;
       ctx.notes.set('compress', `${coding}/fast`);

@@ -148,6 +148,14 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     collect() { this.set(sources.cache()?.usage?.bytes ?? 0); },
   });
   new Gauge({
+    name: 'outpost_cache_slab_bytes', help: 'The memory store\'s slabs: bytes allocated, and of those, bytes of the bodies it holds', labelNames: ['state'], registers: [registry],
+    collect() {
+      const slabs = sources.cache()?.usage?.slabs;
+      this.set({ state: 'allocated' }, slabs?.bytes ?? 0);
+      this.set({ state: 'held' }, slabs?.live ?? 0);
+    },
+  });
+  new Gauge({
     name: 'outpost_cache_entries', help: 'Records held by this process\'s cache store (responses, variants, indexes)', registers: [registry],
     collect() { this.set(sources.cache()?.usage?.entries ?? 0); },
   });

@@ -129,8 +129,8 @@ export interface StoredVariant {
 export interface Variants {
   /** A ready encoded body (exact length) with its token, or undefined when none is stored. */
   get(encoding: Encoding): StoredVariant | undefined | Promise<StoredVariant | undefined>;
-  /** Keep an encoded body made from the identity body; called off the hot path. Optional. */
-  put?(encoding: Encoding, body: Buffer, token: string): void;
+  /** Keep an encoded body made from the identity bytes `from`; called off the hot path. Optional. */
+  put?(encoding: Encoding, body: Buffer, token: string, from: Buffer): void;
   /** The complete identity body when it is in memory (a cache hit), to encode without re-reading. */
   readonly identity?: Buffer;
 }

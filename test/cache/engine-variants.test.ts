@@ -16,11 +16,11 @@ test('engine: an encoding that finishes after its response was replaced is not k
   clock += 1000;
   // The origin sent other bytes under the same key before the background encode of the first finished.
   const second = (await engine.save('https://a/x', {}, meta(clock, '"v2"'), Buffer.from('second body')))!;
-  late.put!('br', Buffer.from('br11 of the first body'), 'br11');
+  late.put!('br', Buffer.from('br11 of the first body'), 'br11', first.body);
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(await engine.variants(second).get('br'), undefined, 'the first body\'s encoding is dropped');
   // The current response's own encodings are kept.
-  engine.variants(second).put!('br', Buffer.from('br of the second body'), 'br2');
+  engine.variants(second).put!('br', Buffer.from('br of the second body'), 'br2', second.body);
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal((await engine.variants(second).get('br'))?.token, 'br2');
 });
@@ -40,7 +40,7 @@ test('engine: an encoding that finishes after a 304 refreshed its response is ke
   // ... while the response goes stale and the origin confirms it with a 304 (RFC 9111 §4.3.4: new fields, the same bytes).
   clock += 6_000;
   const refreshed = await engine.refresh(stored, short(clock));
-  upgrading.put!('br', Buffer.from('br11 of the body'), 'br11');
+  upgrading.put!('br', Buffer.from('br11 of the body'), 'br11', stored.body);
   await landed(() => engine.variants(refreshed).get('br'));
   assert.equal((await engine.variants(refreshed).get('br'))?.token, 'br11', 'kept: an encoding of the bytes still stored');
   // ... and as long as the refreshed response: past the first one's 5 s + an hour, within the refreshed one's.
@@ -53,7 +53,7 @@ test('engine: the codings of a response a 304 refreshed live as long as it does'
   const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20, now: () => clock }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock });
   const short = (at: number): StoredResponse => ({ ...meta(at, '"v1"'), headers: { 'cache-control': 'max-age=5', etag: '"v1"', date: new Date(at).toUTCString() } });
   const stored = (await engine.save('https://a/x', {}, short(clock), Buffer.from('the body')))!;
-  engine.variants(stored).put!('br', Buffer.from('br11 of the body'), 'br11');
+  engine.variants(stored).put!('br', Buffer.from('br11 of the body'), 'br11', stored.body);
   await landed(() => engine.variants(stored).get('br'));
   // Kept 5 s fresh plus an hour for revalidation (policy.ts KEEP_WITH_VALIDATORS_S); refreshed at 6 s.
   clock += 6_000;
@@ -78,7 +78,10 @@ test('engine: what a stored record keeps for its hits: the stored fields themsel
   assert.notEqual(plain.variants(b), va);
   assert.equal(plain.variants(b).get, va.get);
   assert.equal(plain.variants(b).put, va.put);
-  assert.equal(va.identity, a.body);
+  const held = await plain.lookup('https://a/x', {});
+  assert.ok(held.kind === 'found');
+  assert.equal(va.identity, held.found.body, 'the bytes as the store holds them, read from it');
+  assert.deepEqual(va.identity, a.body);
 
   const hiding = createCacheEngine({ ...options, store: createMemoryStore({ maxSize: 1 << 20, now: () => clock }), hideHeaders: ['X-Internal'] });
   const withAge = { ...meta(clock, '"c"'), headers: { ...meta(clock, '"c"').headers, 'x-internal': 'secret', age: '3' } };

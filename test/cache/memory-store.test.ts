@@ -13,11 +13,16 @@ test('memory store: a body that is a view into a larger allocation is kept as it
   await store.set('k', { meta: { a: 1 }, body }, 60_000);
   const kept = (await store.get('k'))!.body;
   assert.deepEqual(kept, body);
-  assert.equal(kept.buffer.byteLength, body.length, 'holds 3,000 bytes, not the 64 KB read');
-  // A body that owns its allocation is kept as it is (no copy).
-  const own = Buffer.allocUnsafeSlow(5000).fill(1);
+  assert.notEqual(kept.buffer, read.buffer, 'copied into the store\'s slab, not holding the 64 KB read');
+  assert.deepEqual(store.usage!().slabs, { count: 1, bytes: 64 * 1024, live: 3000 }, 'one slab of a sixteenth of maxSize');
+  // A body too large for a slab (over an eighth of it) keeps an allocation of its own: no copy when it owns it ...
+  const own = Buffer.allocUnsafeSlow(10_000).fill(1);
   await store.set('o', { meta: null, body: own }, 60_000);
   assert.equal((await store.get('o'))!.body, own);
+  // ... and a copy of just its bytes when it is a view into more.
+  const big = Buffer.alloc(200_000, 3).subarray(0, 20_000);
+  await store.set('b', { meta: null, body: big }, 60_000);
+  assert.equal((await store.get('b'))!.body.buffer.byteLength, 20_000);
 });
 
 test('encoded bodies own their bytes (zlib answers a view into its output chunk)', async () => {

@@ -419,11 +419,11 @@ describe('static stage: variants for the compression stage', () => {
     assert.equal(rewritten.token, tokenOf(join(root, 'app.css.br')));
 
     assert.equal(await variants.get('gzip'), undefined, 'no sibling, nothing kept');
-    variants.put!('gzip', Buffer.from('fast'), 'gzip4');
+    variants.put!('gzip', Buffer.from('fast'), 'gzip4', Buffer.from('identity'));
     const kept = await variants.get('gzip');
     assert.deepEqual({ body: kept?.body, token: kept?.token }, { body: Buffer.from('fast'), token: 'gzip4' });
     assert.equal(kept?.held?.(), true, 'still the kept bytes');
-    variants.put!('gzip', Buffer.from('best'), 'gzip9'); // the upgrade replaces it
+    variants.put!('gzip', Buffer.from('best'), 'gzip9', Buffer.from('identity')); // the upgrade replaces it
     assert.equal(kept?.held?.(), false, 'replaced: a reply made from it may not be sent again');
     const best = await variants.get('gzip');
     assert.deepEqual({ body: best?.body, token: best?.token }, { body: Buffer.from('best'), token: 'gzip9' });

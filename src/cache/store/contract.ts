@@ -16,6 +16,8 @@ export interface StoreUsage {
   readonly bytes: number;
   readonly entries: number;
   readonly evictions: number;
+  /** The memory store's slabs (body-arena.ts): how many, their bytes, and of those, bytes of the bodies it holds. */
+  readonly slabs?: { readonly count: number; readonly bytes: number; readonly live: number };
 }
 
 export interface CacheStore {

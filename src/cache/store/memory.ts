@@ -1,12 +1,13 @@
 import type { CacheRecord, CacheStore } from './contract.ts';
-import { ownBytes } from '../../buffers.ts';
+import { createBodyArena, slabSizeFor, type Held, type Slab } from './body-arena.ts';
 
 /**
  * A record as held: its metadata and body with the store's bookkeeping, in one object (a slot
  * around the caller's record object was 40 B more per record, three records per URL with two
  * codings). `get` hands it out as the record: the same object while it is unchanged.
  */
-interface Slot extends CacheRecord {
+interface Slot extends CacheRecord, Held {
+  body: Buffer;
   size: number;
   expires: number;
   /** Read since it was stored or last given a second chance (CLOCK eviction). */
@@ -22,7 +23,8 @@ const recordOverhead = (meta: unknown) => 2 * JSON.stringify(meta ?? null).lengt
 /**
  * The in-process store: a Map in insertion order with CLOCK eviction (see evictFor), bounded by the bytes
  * of its bodies plus a flat allowance per record. Expired records are dropped when read or when
- * space is needed. Records are kept as objects, never serialized.
+ * space is needed. Records are kept as objects, never serialized; their bodies are copied into
+ * slabs (body-arena.ts), laid down in the order the eviction hand walks the records.
  */
 export function createMemoryStore(options: { maxSize: number; now?: () => number }): CacheStore {
   const { maxSize } = options;
@@ -33,11 +35,34 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
   let used = 0;
   let evictions = 0;
 
-  const remove = (key: string): boolean => {
+  const slotOf = (key: string, meta: unknown, body: Buffer, size: number, expires: number, referenced: boolean): Slot =>
+    ({ key, meta, body, slab: undefined, size, expires, referenced });
+
+  /**
+   * The record under `slot.key` with its body copied into the open slab: a new object, so that
+   * what was made from the old one (a kept reply) stops being valid and lets go of the old slab
+   * (entries.ts `holderOf`, and a variant's `held`). Its place in the Map is the caller's to set.
+   */
+  const moved = (slot: Slot, referenced: boolean): Slot => {
+    const renewed = slotOf(slot.key, slot.meta, slot.body, slot.size, slot.expires, referenced);
+    arena.move(slot, renewed);
+    return renewed;
+  };
+  /** The records whose bodies are left in a mostly emptied slab move out, keeping their place. */
+  const moveOut = (slab: Slab) => {
+    for (const held of [...slab.members]) {
+      const slot = held as Slot;
+      slots.set(slot.key, moved(slot, slot.referenced));
+    }
+  };
+  const arena = createBodyArena({ slabSize: slabSizeFor(maxSize), onSparse: moveOut });
+
+  const remove = (key: string, byHand = false): boolean => {
     const slot = slots.get(key);
     if (!slot) return false;
     slots.delete(key);
     used -= slot.size;
+    arena.release(slot, byHand);
     return true;
   };
 
@@ -70,12 +95,18 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       }
       const [key, slot] = next.value;
       if (slot.referenced) {
-        slot.referenced = false;
+        // Its body goes to the young end with it (into the open slab), so slabs keep emptying in
+        // the order the hand walks (body-arena.ts).
         slots.delete(key);
-        slots.set(key, slot);
+        if (arena.isYoung(slot)) {
+          slot.referenced = false;
+          slots.set(key, slot);
+        } else {
+          slots.set(key, moved(slot, false));
+        }
         continue;
       }
-      remove(key);
+      remove(key, true);
       evictions++;
     }
   };
@@ -100,7 +131,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
 
   return {
     name: 'memory',
-    usage: () => ({ bytes: used, entries: slots.size, evictions }),
+    usage: () => ({ bytes: used, entries: slots.size, evictions, slabs: arena.usage() }),
     async get<M>(key: string) {
       return getNow(key) as CacheRecord<M> | undefined;
     },
@@ -111,8 +142,11 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const size = record.body.length + recordOverhead(record.meta);
       if (size > maxSize || ttlMs <= 0) return;
       evictFor(size);
-      // What is counted is what is held: a body that is a view into a larger allocation is copied.
-      slots.set(key, { meta: record.meta, body: ownBytes(record.body), size, expires: now() + ttlMs, referenced: false });
+      // What is counted is what is held: the body is copied into the arena's slabs (or, when large,
+      // into an allocation of its own when it is a view into a larger one).
+      const slot = slotOf(key, record.meta, record.body, size, now() + ttlMs, false);
+      arena.keep(slot);
+      slots.set(key, slot);
       used += size;
     },
     async delete(keys) {
@@ -139,6 +173,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       const count = slots.size;
       slots.clear();
       sets.clear();
+      arena.clear();
       hand = undefined;
       used = 0;
       return count;
