@@ -133,3 +133,29 @@ test('engine: a kept hit and a record\'s variants let go of a body the store mov
   assert.ok(now.kind === 'found' && variants.identity === now.found.body, 'the variants read the bytes where the store has them now');
   assert.deepEqual(variants.identity, bodyOf('5', 8000));
 });
+
+test('body arena: a slab the moves fill while another is emptied is let go once empty, and emptied in turn once sparse', () => {
+  const arena = createBodyArena({
+    slabSize: 1024, // bodies up to 128 bytes
+    onSparse: (slab) => {
+      for (const from of [...slab.members]) arena.move(from, { key: from.key, body: from.body, slab: undefined });
+    },
+  });
+  const held = (key: string): Held => {
+    const h: Held = { key, body: Buffer.alloc(120, key), slab: undefined };
+    arena.keep(h);
+    return h;
+  };
+  const first = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map(held); // 960 of 1,024 bytes
+  const second = ['i', 'j', 'k', 'l', 'm', 'n', 'o', 'p'].map(held); // the next slab, open
+  for (const h of second.slice(0, 7)) arena.release(h); // purged while it was open: one record left
+  // The first slab turns sparse; its last three records move into the second, which fills (a new
+  // one opens), and is then itself sparse: emptied in its turn.
+  for (const h of first.slice(0, 5)) arena.release(h);
+  assert.deepEqual(arena.usage(), { count: 1, bytes: 1024, live: 4 * 120 }, 'only the open slab, with the four records left');
+  // And one the moves filled with nothing left in it is let go.
+  const third = ['q', 'r', 's', 't', 'u', 'v', 'w'].map(held); // 7 more: the open slab is full
+  for (const h of third) arena.release(h);
+  held('x'); // opens the next
+  assert.equal(arena.usage().count, 2, 'the full slab keeps the four, the open one holds x');
+});

@@ -91,6 +91,8 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
   let open: Slab | undefined;
   /** The slab being emptied: nothing is kept in it any more. */
   let emptying: Slab | undefined;
+  /** Slabs that turned sparse while another was being emptied. */
+  const waiting = new Set<Slab>();
 
   const copyIntoOpen = (body: Buffer): { body: Buffer; slab: Slab } => {
     const length = body.length;
@@ -107,18 +109,32 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
     return { body: open.bytes.subarray(start, start + length), slab: open };
   };
 
-  /** An empty slab is let go; a sparse one is emptied (one at a time: the moves settle the rest). */
+  /**
+   * An empty slab is let go; a sparse one is emptied, one at a time: one that turns sparse while
+   * another is being emptied (the slab the moves filled) waits its turn.
+   */
   function settle(slab: Slab, compact = true): void {
-    if (slab === open || emptying !== undefined) return;
-    if (compact && slab.members.size > 0 && slab.live * 2 < slab.filled) {
-      emptying = slab;
-      try {
-        onSparse(slab);
-      } finally {
-        emptying = undefined;
-      }
+    if (slab === open) return;
+    if (slab.members.size === 0) {
+      slabs.delete(slab.bytes.buffer);
+      return;
+    }
+    if (!compact || slab.live * 2 >= slab.filled) return;
+    if (emptying !== undefined) {
+      waiting.add(slab);
+      return;
+    }
+    emptying = slab;
+    try {
+      onSparse(slab);
+    } finally {
+      emptying = undefined;
     }
     if (slab.members.size === 0) slabs.delete(slab.bytes.buffer);
+    for (const next of waiting) {
+      waiting.delete(next);
+      if (slabs.has(next.bytes.buffer)) settle(next);
+    }
   }
 
   const arena: BodyArena = {
@@ -164,6 +180,7 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
     },
     clear() {
       slabs.clear();
+      waiting.clear();
       open = undefined;
     },
     usage() {
