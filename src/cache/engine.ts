@@ -255,7 +255,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
    * long as the refreshed response is.
    */
   async function putVariant(found: Found, variant: Omit<NewVariant, 'ttlMs'>): Promise<void> {
-    const current = await store.get<StoredResponse>(found.key);
+    const current = store.peekNow?.<StoredResponse>(found.key) ?? await store.get<StoredResponse>(found.key);
     if (current === undefined || !sameBytes(current, found)) return;
     const ttlMs = ttlOf(current, viewForWrite(current.meta));
     if (ttlMs > 0) await saveVariant(store, { ...found, meta: current.meta }, { ...variant, ttlMs });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createCacheEngine } from '../../src/cache/engine.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import type { StoredResponse } from '../../src/cache/policy.ts';
+import { variantKey } from '../../src/cache/entries.ts';
 
 const meta = (at: number, etag: string): StoredResponse => ({
   status: 200, headers: { 'cache-control': 'max-age=60', etag, date: new Date(at).toUTCString() }, requestTime: at, responseTime: at, tags: [],
@@ -89,4 +90,34 @@ test('engine: what a stored record keeps for its hits: the stored fields themsel
   const hidden = (await hiding.inspect('https://a/z', {})).view!;
   assert.deepEqual(Object.keys(hidden.clientHeaders).sort(), ['cache-control', 'date', 'etag'], 'a copy without the hidden field and Age');
   assert.equal(withAge.headers['x-internal'], 'secret', 'the stored fields are left as they are');
+});
+
+test('engine: keeping an encoding does not count as a use of the response it was made from (a URL never asked for again is evicted first)', async () => {
+  const clock = Date.UTC(2026, 0, 1);
+  const engineOn = (maxSize: number) => {
+    const store = createMemoryStore({ maxSize, now: () => clock });
+    return { store, engine: createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock }) };
+  };
+  const body = (name: string) => Buffer.alloc(1000, name);
+  /** A miss: the response is stored and its fast encoding kept (the compression stage's put), nothing read. */
+  const miss = async ({ store, engine }: ReturnType<typeof engineOn>, url: string) => {
+    const found = (await engine.save(url, {}, meta(clock, '"v"'), body(url)))!;
+    engine.variants(found).put!('br', Buffer.alloc(100, 'b'), 'br2', found.body);
+    await landed(() => store.peekNow!(variantKey(found.key, 'br')));
+    return found;
+  };
+  const one = engineOn(1 << 20);
+  await miss(one, 'https://a/x');
+  const perUrl = one.store.usage!().bytes; // the response and its encoding
+  // Room for two URLs: x is stored and encoded, never asked for again; y is, and is then hit.
+  const two = engineOn(2 * perUrl + 10);
+  const { store, engine } = two;
+  await miss(two, 'https://a/x');
+  const y = await miss(two, 'https://a/y');
+  assert.equal((await engine.lookup('https://a/y', {})).kind, 'found');
+  await miss(two, 'https://a/z');
+  assert.equal((await engine.lookup('https://a/x', {})).kind, 'uri-miss', 'x went first');
+  assert.equal((await engine.lookup('https://a/y', {})).kind, 'found');
+  assert.equal((await engine.variants(y).get('br'))?.token, 'br2', 'y kept whole, with its encoding');
+  assert.equal(store.usage!().entries, 4);
 });

@@ -30,6 +30,12 @@ export interface CacheStore {
    * would answer it: the same object while it is unchanged. Absent where a read must go out.
    */
   getNow?<M>(key: string): CacheRecord<M> | undefined;
+  /**
+   * As `getNow`, without counting as a use: the cache's own reads (is the response a new encoding
+   * was made from still stored?) must not give a record nobody asked for again a second chance
+   * at eviction, or a crawl of URLs seen once would hold its own as long as the pages that are hit.
+   */
+  peekNow?<M>(key: string): CacheRecord<M> | undefined;
   /** Nothing is kept beyond this process (the memory store alone): what `getNow` does not hold, `get` would not find. */
   readonly holdsAll?: boolean;
   /** ttlMs > 0; the store may evict earlier (LRU by bytes). */

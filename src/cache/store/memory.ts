@@ -118,14 +118,18 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
     }
   };
 
-  function getNow(key: string): CacheRecord | undefined {
+  function peekNow(key: string): Slot | undefined {
     const slot = slots.get(key);
     if (!slot) return undefined;
     if (slot.expires <= now()) {
       remove(key);
       return undefined;
     }
-    slot.referenced = true;
+    return slot;
+  }
+  function getNow(key: string): CacheRecord | undefined {
+    const slot = peekNow(key);
+    if (slot !== undefined) slot.referenced = true;
     return slot;
   }
 
@@ -136,6 +140,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       return getNow(key) as CacheRecord<M> | undefined;
     },
     getNow: <M>(key: string) => getNow(key) as CacheRecord<M> | undefined,
+    peekNow: <M>(key: string) => peekNow(key) as CacheRecord<M> | undefined,
     holdsAll: true,
     async set(key, record, ttlMs) {
       remove(key);

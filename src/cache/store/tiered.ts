@@ -47,6 +47,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
     usage: near.usage === undefined ? undefined : () => near.usage!(),
     // What this process holds near; a record only the far tier has is read with get().
     getNow: near.getNow === undefined ? undefined : (key) => near.getNow!(key),
+    peekNow: near.peekNow === undefined ? undefined : (key) => near.peekNow!(key),
     async get(key) {
       const local = await near.get(key);
       if (local) return local as never;
