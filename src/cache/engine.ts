@@ -231,7 +231,9 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     }
     get identity(): Buffer | undefined {
       if (this.captured !== undefined) return this.captured;
-      const record = store.getNow!<StoredResponse>(this.key);
+      // Not a use of the record (the lookup that found it for a hit counted one; a miss that just
+      // stored it is none): a response nobody asks for again must not get a second chance at eviction.
+      const record = store.peekNow !== undefined ? store.peekNow<StoredResponse>(this.key) : store.getNow!<StoredResponse>(this.key);
       return record !== undefined && record.meta === this.meta ? record.body : undefined;
     }
     async get(coding: Encoding): Promise<StoredVariant | undefined> {

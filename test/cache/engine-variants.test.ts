@@ -121,3 +121,24 @@ test('engine: keeping an encoding does not count as a use of the response it was
   assert.equal((await engine.variants(y).get('br'))?.token, 'br2', 'y kept whole, with its encoding');
   assert.equal(store.usage!().entries, 4);
 });
+
+test('engine: the compression stage reading a stored response\'s bytes is no use of it either (the oldest never asked for goes first)', async () => {
+  const clock = Date.UTC(2026, 0, 1);
+  const engineOn = (maxSize: number) => {
+    const store = createMemoryStore({ maxSize, now: () => clock });
+    return { store, engine: createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock }) };
+  };
+  const body = (name: string) => Buffer.alloc(1000, name);
+  const one = engineOn(1 << 20);
+  await one.engine.save('https://a/x', {}, meta(clock, '"v"'), body('x'));
+  const perUrl = one.store.usage!().bytes;
+  // Room for two responses. x is stored on a miss whose reply the compression stage encodes (it
+  // reads the stored bytes through the record's variants); y is stored after it; nobody asks for either again.
+  const { engine } = engineOn(2 * perUrl + 10);
+  const x = (await engine.save('https://a/x', {}, meta(clock, '"v"'), body('x')))!;
+  assert.deepEqual(engine.variants(x).identity, body('x'));
+  await engine.save('https://a/y', {}, meta(clock, '"v"'), body('y'));
+  await engine.save('https://a/z', {}, meta(clock, '"v"'), body('z'));
+  assert.equal((await engine.lookup('https://a/x', {})).kind, 'uri-miss', 'x, the oldest, went');
+  assert.equal((await engine.lookup('https://a/y', {})).kind, 'found');
+});
