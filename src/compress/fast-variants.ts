@@ -1,6 +1,7 @@
 import { isFileBody, type Context, type Encoding, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
 import { publishError } from '../observability/channels.ts';
 import { readFileBody, tokenOf } from './encoders.ts';
+import { ownBytes } from '../buffers.ts';
 import { createPopularity, createUpgradeQueue } from './upgrades.ts';
 
 /**
@@ -80,10 +81,14 @@ export function createFastVariants(encodeHigh: HighQualityEncoder): FastVariants
 
   /** Queues the high-quality encode of `identity`, which replaces the fast variant when smaller. */
   function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: string, etag: string | undefined): void {
+    // A job may wait: it holds a copy of just these bytes, not a view into one of the cache's
+    // slabs (body-arena.ts), which would keep the whole slab however many jobs wait (the queue is
+    // bounded by the bytes of its inputs).
+    const input = ownBytes(identity);
     // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
-    upgrades.schedule(etag !== undefined ? key : identity, identity.length, async () => {
-      const best = await encodeHigh(coding, identity);
-      if (best.length < fastLength) variants.put!(coding, best, HIGH[coding], identity);
+    upgrades.schedule(etag !== undefined ? key : identity, input.length, async () => {
+      const best = await encodeHigh(coding, input);
+      if (best.length < fastLength) variants.put!(coding, best, HIGH[coding], input);
       // Not smaller (repetitive input): the fast body stays, with its own token, for good.
       else popularity.settle(key);
     });
