@@ -92,13 +92,16 @@ test('engine: what a stored record keeps for its hits: the stored fields themsel
   assert.equal(withAge.headers['x-internal'], 'secret', 'the stored fields are left as they are');
 });
 
+/** An engine on a memory store of `maxSize` bytes, at a fixed time; bodies of 1,000 bytes. */
+const EVICTION_CLOCK = Date.UTC(2026, 0, 1);
+const engineOn = (maxSize: number) => {
+  const store = createMemoryStore({ maxSize, now: () => EVICTION_CLOCK });
+  return { store, engine: createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => EVICTION_CLOCK }) };
+};
+const body = (name: string) => Buffer.alloc(1000, name);
+
 test('engine: keeping an encoding does not count as a use of the response it was made from (a URL never asked for again is evicted first)', async () => {
-  const clock = Date.UTC(2026, 0, 1);
-  const engineOn = (maxSize: number) => {
-    const store = createMemoryStore({ maxSize, now: () => clock });
-    return { store, engine: createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock }) };
-  };
-  const body = (name: string) => Buffer.alloc(1000, name);
+  const clock = EVICTION_CLOCK;
   /** A miss: the response is stored and its fast encoding kept (the compression stage's put), nothing read. */
   const miss = async ({ store, engine }: ReturnType<typeof engineOn>, url: string) => {
     const found = (await engine.save(url, {}, meta(clock, '"v"'), body(url)))!;
@@ -123,12 +126,7 @@ test('engine: keeping an encoding does not count as a use of the response it was
 });
 
 test('engine: the compression stage reading a stored response\'s bytes is no use of it either (the oldest never asked for goes first)', async () => {
-  const clock = Date.UTC(2026, 0, 1);
-  const engineOn = (maxSize: number) => {
-    const store = createMemoryStore({ maxSize, now: () => clock });
-    return { store, engine: createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock }) };
-  };
-  const body = (name: string) => Buffer.alloc(1000, name);
+  const clock = EVICTION_CLOCK;
   const one = engineOn(1 << 20);
   await one.engine.save('https://a/x', {}, meta(clock, '"v"'), body('x'));
   const perUrl = one.store.usage!().bytes;
