@@ -7,13 +7,13 @@ import { ownBytes } from '../../buffers.ts';
  * A full cache that keeps replacing bodies of tens of KB, each malloc'd between the short-lived
  * buffers of the requests that brought it (socket reads, zlib output, header blocks), leaves
  * glibc's heap full of holes: after 80,000 misses of a 30 KB page into a 512 MB cache, 93-139 MB
- * free in its arenas, resident, besides the 564 MB in use, and `malloc_trim` can give back only
+ * free in its arenas, resident, besides 520-610 MB in use, and `malloc_trim` can give back only
  * whole pages between live chunks. Bodies laid down in slabs leave the malloc heap to the
  * short-lived buffers, and a slab goes back as a whole when the bodies in it are gone: records
  * leave a cache mostly in the order they came (evicted oldest first, replaced when revalidated),
  * so slabs empty mostly in order, as in a log-structured store. Measured (rig, 120,000 misses
  * into 512 MB, fresh process each, 2026-12-02): RSS under the load 702-758 MiB against 773-809,
- * glibc's free chunks 32-57 MB against 93-128; CPU per miss within the runs' noise.
+ * glibc's free chunks 32-81 MB against 93-129; CPU per miss within the runs' noise.
  *
  * A slab whose bodies are mostly gone (less than half of it still held) is emptied by copying
  * what is left into the open slab (`onSparse`): the store moves those records, so no slab is
