@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { h1, h2request, h2session, startOrigin } from '../helpers/outpost.ts';
+import { refusedPort } from '../helpers/refused-port.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
 import { nodeMetrics } from '../../src/runtime/serve.ts';
@@ -18,14 +18,6 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-/** A port nothing listens on: bound, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 test('GET /metrics: requests by site, route, status class and cache result; cache, origin, compression, TLS and process metrics; no URL labels', async () => {
   const html = `<!doctype html><p>${'metrics '.repeat(400)}</p>`;
@@ -34,7 +26,7 @@ test('GET /metrics: requests by site, route, status class and cache result; cach
     res.setHeader('content-type', 'text/html');
     res.end(req.url?.startsWith('/page') ? html : 'x');
   });
-  const dead = `http://127.0.0.1:${await closedPort()}`;
+  const dead = `http://127.0.0.1:${await refusedPort()}`;
   const instance = await startInstance(validateConfig({
     listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },
     tls: { devCertDir: mkdtempSync(join(tmpdir(), 'outpost-metrics-cert-')) },

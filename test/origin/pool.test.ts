@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
-import { createServer } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
 import type { UpstreamEvent } from '../../src/observability/channels.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { refusedPort } from '../helpers/refused-port.ts';
 
 /**
  * Upstream pools against real origins: balancing, active health checks (their timers moved by
@@ -54,11 +54,7 @@ async function backend(name: string, onRequest?: () => void): Promise<Backend> {
 }
 
 async function deadUrl(): Promise<string> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return `http://127.0.0.1:${port}`;
+  return `http://127.0.0.1:${await refusedPort()}`;
 }
 
 const checks = { path: '/health', interval: '1s', timeout: '500ms', fails: 2, passes: 2 };

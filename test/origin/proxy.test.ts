@@ -2,9 +2,9 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { h1, h2, h2session, h2request, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { refusedPort } from '../helpers/refused-port.ts';
 
 let origin: TestOrigin;
 let lastSocket: import('node:net').Socket | null = null;
@@ -165,10 +165,7 @@ test('a 200 MB upload and a 200 MB download stream through with flat memory', as
 });
 
 test('a dead origin is a 502 with a short body that names no upstream, never a hang', async () => {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const deadPort = (probe.address() as { port: number }).port;
-  await new Promise((resolve) => probe.close(resolve));
+  const deadPort = await refusedPort();
   const dead = await startOutpost({ sites: [{ hosts: ['*'], origin: `http://127.0.0.1:${deadPort}` }] });
   try {
     for (const send of [h1, h2]) {
@@ -183,10 +180,7 @@ test('a dead origin is a 502 with a short body that names no upstream, never a h
 });
 
 test('several upstreams: round-robin; one that refuses is skipped for failTimeout (passive health)', async () => {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const deadPort = (probe.address() as { port: number }).port;
-  await new Promise((resolve) => probe.close(resolve));
+  const deadPort = await refusedPort();
   const pair = await startOutpost({ proxy: { failTimeout: '30s' }, sites: [{ hosts: ['*'], origin: [`http://127.0.0.1:${deadPort}`, origin.url] }] });
   try {
     // GETs are retried on the next upstream: none fails
