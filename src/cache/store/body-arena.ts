@@ -89,12 +89,21 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
   /** Every slab that holds a body, by its memory (a body is recognised as already in one). */
   const slabs = new Map<ArrayBufferLike, Slab>();
   let open: Slab | undefined;
-  /** The slab being emptied: nothing is kept in it any more. */
+  /** The slab being emptied (one at a time). */
   let emptying: Slab | undefined;
   /** Slabs that turned sparse while another was being emptied. */
   const waiting = new Set<Slab>();
 
-  const copyIntoOpen = (body: Buffer): { body: Buffer; slab: Slab } => {
+  /** `held` is in `slab` with `body`, a view into it. */
+  const join = (held: Held, body: Buffer, slab: Slab) => {
+    held.body = body;
+    held.slab = slab;
+    slab.live += body.length;
+    slab.members.add(held);
+  };
+
+  /** `held` gets a copy of `body` in the open slab (a new one when it is full). */
+  const copyIntoOpen = (held: Held, body: Buffer) => {
     const length = body.length;
     if (open === undefined || open.filled + length > slabSize) {
       const full = open;
@@ -106,7 +115,7 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
     const start = open.filled;
     body.copy(open.bytes, start);
     open.filled = start + length;
-    return { body: open.bytes.subarray(start, start + length), slab: open };
+    join(held, open.bytes.subarray(start, start + length), open);
   };
 
   /**
@@ -146,15 +155,8 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
         return;
       }
       const holder = slabs.get(held.body.buffer);
-      if (holder !== undefined && holder !== emptying) {
-        held.slab = holder;
-      } else {
-        const placed = copyIntoOpen(held.body);
-        held.body = placed.body;
-        held.slab = placed.slab;
-      }
-      held.slab.live += length;
-      held.slab.members.add(held);
+      if (holder !== undefined) join(held, held.body, holder);
+      else copyIntoOpen(held, held.body);
     },
     move(from, to) {
       if (arena.isYoung(from)) {
@@ -163,11 +165,7 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
         if (from.slab !== undefined && from.slab.members.delete(from)) from.slab.members.add(to);
         return;
       }
-      const placed = copyIntoOpen(from.body);
-      to.body = placed.body;
-      to.slab = placed.slab;
-      placed.slab.live += placed.body.length;
-      placed.slab.members.add(to);
+      copyIntoOpen(to, from.body);
       // A move is the hand's (a second chance) or part of emptying a slab: neither empties another.
       arena.release(from, true);
     },
