@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
+import { originError } from '../errors.ts';
 import type { Reply } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 
@@ -96,6 +97,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
     if (statusCode < 200) {
       this.#request.onInfo?.(statusCode, headers);
+      return;
+    }
+    // RFC 9110 §15: "Values outside the range 100..599 are invalid". HTTP/2 cannot carry one (Node
+    // throws), a cache must not keep one, and the client is owed a gateway's answer: 502, as nginx
+    // gives for an upstream's invalid status line.
+    if (statusCode > 599) {
+      controller.abort(originError.badGateway(`Bad Gateway: the origin sent an invalid status code (${statusCode})`));
       return;
     }
     this.#status = statusCode;

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
-import { http2HeaderList, respondHttp1, respondHttp2 } from './respond.ts';
+import { END_STREAM, http2HeaderList, respondHttp1, respondHttp2, respondOrFail } from './respond.ts';
 import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
@@ -225,12 +225,8 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       if (stream.destroyed) return true; // reset by the client already: nothing to send
       // Node appends `date` to a list that lacks one: then it gets a copy.
       const sent = entry.h2ready.dated ? list : list.slice();
-      if (entry.body === null) {
-        stream.respond(sent, { endStream: true });
-      } else {
-        stream.respond(sent);
-        stream.end(entry.body);
-      }
+      if (entry.body === null) respondOrFail(stream, sent, END_STREAM, entry.status);
+      else if (respondOrFail(stream, sent, undefined, entry.status)) stream.end(entry.body);
       return true;
     },
     sendHttp1(key, req, res) {

@@ -14,15 +14,31 @@ import { http } from './node-http.ts';
  * log and metrics; with no subscriber that costs one check.
  */
 
-// Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2); Node throws on them.
-const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+// Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2); Node throws on them (on TE
+// unless it is "trailers", which means nothing in a response).
+const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
+
+/**
+ * Fields Node sends once at most over HTTP/2 (it throws on a second: ERR_HTTP2_HEADER_SINGLE_VALUE).
+ * An origin that repeats one (two Content-Type lines, say) is wrong, and HTTP/1.1 passes the lines
+ * on as they came; over HTTP/2 the first goes, as Node's own HTTP/1.1 parser keeps the first of
+ * such duplicates. The response ones of Node's list (lib/internal/http2/util.js).
+ */
+const H2_SINGLE_VALUE = new Set([
+  'access-control-allow-credentials', 'access-control-max-age', 'age', 'content-encoding', 'content-language',
+  'content-length', 'content-location', 'content-md5', 'content-range', 'content-type', 'date', 'etag', 'expires',
+  'last-modified', 'location', 'retry-after', 'tk', 'x-content-type-options',
+  'access-control-request-method', 'authorization', 'dnt', 'from', 'host', 'if-match', 'if-modified-since',
+  'if-none-match', 'if-range', 'if-unmodified-since', 'max-forwards', 'proxy-authorization', 'range', 'referer',
+  'upgrade-insecure-requests', 'user-agent',
+]);
 
 /** The h2 header block: copied field by field (no `delete`, which turns the object into a slow dictionary). */
 export function http2Headers(status: number, source: Readonly<OutgoingHttpHeaders>): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = { [h2.HTTP2_HEADER_STATUS]: status };
   for (const name in source) {
     const value = source[name];
-    if (value !== undefined && !H2_FORBIDDEN.has(name)) headers[name] = value;
+    if (value !== undefined && !H2_FORBIDDEN.has(name)) headers[name] = Array.isArray(value) && H2_SINGLE_VALUE.has(name) ? value[0] : value;
   }
   return headers;
 }
@@ -38,8 +54,9 @@ export function http2HeaderList(status: number, source: Readonly<OutgoingHttpHea
   for (const name in source) {
     const value = source[name];
     if (value === undefined || H2_FORBIDDEN.has(name)) continue;
-    if (Array.isArray(value)) for (const v of value) list.push(name, v);
-    else list.push(name, String(value));
+    if (!Array.isArray(value)) list.push(name, String(value));
+    else if (H2_SINGLE_VALUE.has(name)) list.push(name, value[0]);
+    else for (const v of value) list.push(name, v);
   }
   return list;
 }
@@ -110,6 +127,39 @@ function fileStream(body: FileBody): Readable {
   return body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true, highWaterMark: 256 * 1024 });
 }
 
+export const END_STREAM = { endStream: true } as const;
+
+/**
+ * A header block Node refuses (a status or field the protocol cannot carry: from a record stored
+ * by another version, say, or a check missed) costs that response a bare 502 in its place, never
+ * the process: a throw here would be an unhandled rejection in the listener. The field checks
+ * Node makes anyway decide; none is repeated here on the hot path (a try costs nothing when
+ * nothing throws).
+ */
+export function respondOrFail(stream: ServerHttp2Stream, headers: string[], options: typeof END_STREAM | undefined, status: number): boolean {
+  try {
+    stream.respond(headers, options);
+    return true;
+  } catch (error) {
+    publishError({ ctx: null, error, where: `h2 response ${status}` });
+    if (!stream.destroyed && !stream.headersSent) stream.respond([h2.HTTP2_HEADER_STATUS, '502', 'content-length', '0'], END_STREAM);
+    return false;
+  }
+}
+
+/** HTTP/1.1's writeHead, with the same fallback as respondOrFail. */
+function writeHeadOrFail(res: ServerResponse, reply: Reply): boolean {
+  try {
+    res.writeHead(reply.status, reply.headers);
+    return true;
+  } catch (error) {
+    publishError({ ctx: null, error, where: `HTTP/1.1 response ${reply.status}` });
+    if (res.headersSent) res.destroy();
+    else res.writeHead(502, { 'content-length': '0' }).end();
+    return false;
+  }
+}
+
 export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts): void {
   const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (stream.destroyed || stream.headersSent) {
@@ -122,13 +172,13 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
   if (tally !== null) reportOnClose(stream, request!, reply, tally);
   if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
-    stream.respond(headers, { endStream: true });
+    respondOrFail(stream, headers, END_STREAM, reply.status);
+  } else if (!respondOrFail(stream, headers, undefined, reply.status)) {
+    disposeBody(body);
   } else if (Buffer.isBuffer(body)) {
-    stream.respond(headers);
     if (tally !== null) tally.bytes = body.length;
     stream.end(body);
   } else {
-    stream.respond(headers);
     // Files go through a read stream too: respondWithFD plus closing the handle when a client
     // resets mid-transfer crashed Node 24 (SIGSEGV, reproduced without Outpost code); a read
     // stream closes its handle itself and measured faster for 1 MB files.
@@ -149,9 +199,10 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply, 
     return;
   }
   if (tally !== null) reportOnClose(res, request!, reply, tally);
-  res.writeHead(reply.status, reply.headers);
   const body = reply.body;
-  if (body === null || hasNoContent(method, reply.status)) {
+  if (!writeHeadOrFail(res, reply)) {
+    disposeBody(body);
+  } else if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
     res.end();
   } else if (Buffer.isBuffer(body)) {

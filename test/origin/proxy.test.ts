@@ -40,6 +40,15 @@ before(async () => {
         res.end();
       };
       pump();
+    } else if (req.url === '/status-999') {
+      // Node's HTTP/1.1 server writes any three digits; RFC 9110 §15 calls 600-999 invalid
+      res.writeHead(999, { 'cache-control': 'max-age=100', 'content-length': 2 });
+      res.end('ok');
+    } else if (req.url === '/two-types') {
+      // two Content-Type lines (Node writes one per array member): a field HTTP/2 sends once at most
+      res.setHeader('content-type', ['text/plain', 'text/html']);
+      res.writeHead(200, { 'cache-control': 'max-age=100', 'content-length': 2 });
+      res.end('ok');
     } else if (req.url === '/hang') {
       // never answers: the client's abort must reach us
     } else {
@@ -177,6 +186,28 @@ test('a dead origin is a 502 with a short body that names no upstream, never a h
   } finally {
     await dead.close();
   }
+});
+
+test('an origin status outside 100-599 is a 502 on both protocols: never stored, never a crash', async () => {
+  const reached = () => origin.seen.filter((r) => r.url === '/status-999').length;
+  const before = reached();
+  for (const send of [h1, h2, h1, h2]) {
+    const res = await send(`${outpost.url}/status-999`);
+    assert.equal(res.status, 502);
+    assert.equal(res.body.toString(), 'Bad Gateway: the origin sent an invalid status code (999)\n');
+  }
+  assert.equal(reached() - before, 4, 'each request went to the origin: nothing was stored');
+  assert.equal((await h2(`${outpost.url}/after-999`)).status, 200);
+});
+
+test('an origin that repeats a field HTTP/2 sends once (two Content-Type lines): the first goes, fresh and stored', async () => {
+  for (const send of [h2, h2, h2, h1]) {
+    const res = await send(`${outpost.url}/two-types`);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString(), 'ok');
+    if (send === h2) assert.equal(res.headers['content-type'], 'text/plain');
+  }
+  assert.equal(origin.seen.filter((r) => r.url === '/two-types').length, 1);
 });
 
 test('several upstreams: round-robin; one that refuses is skipped for failTimeout (passive health)', async () => {
