@@ -52,7 +52,8 @@ export function storedReply({ ctx, found, view, age, cacheStatus, variants }: Se
     if (precondition === 'failed') return textReply(412, 'Precondition Failed', { 'cache-status': headers['cache-status'] as string });
   }
 
-  headers['content-length'] = body.length;
+  // RFC 9110 §8.6: no Content-Length on a 204.
+  if (status !== 204) headers['content-length'] = body.length;
   if (ctx.method === 'HEAD') return { status, headers, body: null, variants };
   const range = ctx.headers.range;
   const ifRange = ctx.headers['if-range'];

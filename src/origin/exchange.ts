@@ -106,6 +106,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       controller.abort(originError.badGateway(`Bad Gateway: the origin sent an invalid status code (${statusCode})`));
       return;
     }
+    // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in any response with a
+    // status code of ... 204": HTTP/2 clients reset the stream over one (nghttp2: malformed), and
+    // an HTTP/1.1 client could wait for a body that never comes.
+    if (statusCode === 204 && headers['content-length'] !== undefined) delete headers['content-length'];
     this.#status = statusCode;
     this.#headers = this.#request.responseHeaders(headers);
     this.#chunks = [];

@@ -49,6 +49,10 @@ before(async () => {
       res.setHeader('content-type', ['text/plain', 'text/html']);
       res.writeHead(200, { 'cache-control': 'max-age=100', 'content-length': 2 });
       res.end('ok');
+    } else if (req.url === '/no-content') {
+      // a 204 that declares a length (RFC 9110 §8.6: it must not); Node's server sends it as given
+      res.writeHead(204, { 'cache-control': 'max-age=100', 'content-length': 5 });
+      res.end();
     } else if (req.url === '/hang') {
       // never answers: the client's abort must reach us
     } else {
@@ -208,6 +212,15 @@ test('an origin that repeats a field HTTP/2 sends once (two Content-Type lines):
     if (send === h2) assert.equal(res.headers['content-type'], 'text/plain');
   }
   assert.equal(origin.seen.filter((r) => r.url === '/two-types').length, 1);
+});
+
+test('a 204 that declares a Content-Length reaches clients without it, over both protocols', async () => {
+  // the first from the origin, the others from the cache
+  for (const send of [h2, h1, h2, h1]) {
+    const res = await send(`${outpost.url}/no-content`);
+    assert.equal(res.status, 204);
+    assert.equal(res.headers['content-length'], undefined);
+  }
 });
 
 test('several upstreams: round-robin; one that refuses is skipped for failTimeout (passive health)', async () => {
