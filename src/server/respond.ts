@@ -22,7 +22,8 @@ const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 't
  * Fields Node sends once at most over HTTP/2 (it throws on a second: ERR_HTTP2_HEADER_SINGLE_VALUE).
  * An origin that repeats one (two Content-Type lines, say) is wrong, and HTTP/1.1 passes the lines
  * on as they came; over HTTP/2 the first goes, as Node's own HTTP/1.1 parser keeps the first of
- * such duplicates. The response ones of Node's list (lib/internal/http2/util.js).
+ * such duplicates. Node's list (kSingleValueHeaders in lib/internal/http2/util.js) without the
+ * pseudo-fields: it checks request names in responses too.
  */
 const H2_SINGLE_VALUE = new Set([
   'access-control-allow-credentials', 'access-control-max-age', 'age', 'content-encoding', 'content-language',
