@@ -20,6 +20,7 @@ import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
+import { refusedRecord } from './cache/record-check.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
 import { createGuards } from './guard/guards.ts';
@@ -110,7 +111,7 @@ async function createStore(cache: Config['cache'], now: () => number): Promise<C
   const far = where === 'sqlite'
     ? (await import('./cache/store/sqlite.ts')).createSqliteStore({ url: cache.store, onError })
     : (await import('./cache/store/redis.ts')).createRedisStore({ url: cache.store, onError });
-  return createTieredStore({ near, far, onError });
+  return createTieredStore({ near, far, onError, refuse: refusedRecord });
 }
 
 export interface AppDependencies {

@@ -4,6 +4,7 @@ import { brotliDecompressSync } from 'node:zlib';
 import { h1, h2, h2session, h2request, startOrigin, startOutpost, testClock, type RunningOutpost } from '../helpers/outpost.ts';
 import { startRoutedOrigin, type OriginRoute, type RoutedOrigin } from '../helpers/routed-origin.ts';
 import { redisSkipReason, startRedis, type TestRedis } from '../helpers/redis.ts';
+import { createRedisStore } from '../../src/cache/store/redis.ts';
 
 /**
  * The cache through the real listener, against a real origin that counts what reaches it.
@@ -404,6 +405,39 @@ describe('Redis store', { skip: redisSkipReason() }, () => {
     const after = await h2(`${shared[1].url}${path}`, { headers: host });
     assert.equal(after.body.toString(), 'tiered #2');
     assert.equal(count(path), 2);
+  });
+
+  test('a record in the shared tier that is not a stored response reads as a miss: never a 500, never its fields sent', async () => {
+    // Anyone who can write to Redis can write there: what another node reads back is input.
+    const writer = createRedisStore({ url: redis.url });
+    try {
+      const poisons: Array<[string, unknown]> = [
+        ['a status no response may carry', { status: 999 }],
+        ['no fields', { headers: null }],
+        ['a field value with a line break', { headers: { 'content-type': 'text/plain', 'x-split': 'a\r\nx-injected: 1' } }],
+        ['a field name that is no token', { headers: { 'bad name': 'x' } }],
+      ];
+      for (const [what, poison] of poisons) {
+        const path = route(fresh('redis-poison'), cacheable('clean'));
+        const host = { ':authority': 'poison.test' };
+        await h2(`${shared[0].url}${path}`, { headers: host });
+        await sleep(50); // the store write completes just after the response
+        const key = `o:https://poison.test${path}\n`;
+        const stored = await writer.get<Record<string, unknown>>(key);
+        assert.ok(stored, `${what}: node 0 stored the response`);
+        await writer.set(key, { meta: { ...stored.meta, ...(poison as object) }, body: stored.body }, 60_000);
+        // node 1 has no near copy: it reads Redis, refuses the record and asks the origin again
+        for (const send of [h2, h1]) {
+          const res = await send(`${shared[1].url}${path}`, { headers: send === h2 ? host : { host: 'poison.test' } });
+          assert.equal(res.status, 200, what);
+          assert.equal(res.headers['x-injected'], undefined, what);
+          assert.match(res.body.toString(), /^clean #\d$/, what);
+        }
+        assert.ok(count(path) >= 2, `${what}: the origin was asked again`);
+      }
+    } finally {
+      await writer.close();
+    }
   });
 
   test('Redis killed mid-run: requests still get answers, and sharing resumes when it is back', async () => {

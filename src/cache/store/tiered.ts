@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { CacheStore } from './contract.ts';
+import type { CacheRecord, CacheStore } from './contract.ts';
 import type { RedisStore } from './redis.ts';
 
 export interface TieredStoreOptions {
@@ -8,6 +8,11 @@ export interface TieredStoreOptions {
   far: RedisStore | CacheStore;
   /** How long a copy read from the far tier stays near (freshness is still decided per request). */
   nearTtlMs?: number;
+  /**
+   * Why a record read from the far tier cannot be used (undefined: it can). A shared tier is input:
+   * a refused record reads as absent, is reported, and is not kept near.
+   */
+  refuse?: (key: string, record: CacheRecord) => string | undefined;
   onError?: (err: unknown) => void;
 }
 
@@ -52,7 +57,13 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       const local = await near.get(key);
       if (local) return local as never;
       const remote = await far.get(key);
-      if (remote) await near.set(key, remote, nearTtl);
+      if (!remote) return undefined;
+      const why = options.refuse?.(key, remote);
+      if (why !== undefined) {
+        onError(new Error(`${far.name}: record ${JSON.stringify(key)} refused: ${why}`));
+        return undefined;
+      }
+      await near.set(key, remote, nearTtl);
       return remote as never;
     },
     async set(key, record, ttlMs) {
