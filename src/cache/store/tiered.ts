@@ -60,7 +60,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       if (!remote) return undefined;
       const why = options.refuse?.(key, remote);
       if (why !== undefined) {
-        onError(new Error(`${far.name}: record ${JSON.stringify(key)} refused: ${why}`));
+        onError(new Error(`record ${JSON.stringify(key)} refused: ${why}`)); // the reporter names the tier
         return undefined;
       }
       await near.set(key, remote, nearTtl);
