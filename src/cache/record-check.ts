@@ -1,4 +1,5 @@
 import type { CacheRecord } from './store/contract.ts';
+import { FIELD_NAME, FIELD_VALUE } from '../http/field-syntax.ts';
 
 /**
  * Whether a record read from the shared tier is one this cache can use (the layout is entries.ts').
@@ -23,11 +24,7 @@ export function refusedRecord(key: string, record: CacheRecord): string | undefi
   }
 }
 
-// RFC 9110 §5.1 (token; names are stored lower-case) and §5.5 (field-vchar, SP, HTAB, obs-text:
-// what Node's own check lets through; never CR, LF or NUL).
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const isToken = (value: unknown): boolean => typeof value === 'string' && TOKEN.test(value);
+const isToken = (value: unknown): boolean => typeof value === 'string' && FIELD_NAME.test(value);
 const isFieldValue = (value: unknown): boolean => typeof value === 'string' && FIELD_VALUE.test(value);
 const isList = (value: unknown, item: (v: unknown) => boolean): boolean => Array.isArray(value) && value.every(item);
 

@@ -3,6 +3,10 @@ import { byteRate, duration, hostPattern, issueMessage, port, size } from './fie
 import { originSpec } from './origin-schema.ts';
 import { passthroughRoute } from './passthrough-schema.ts';
 import { cidrProblem } from '../net/cidr.ts';
+import { FIELD_NAME } from '../http/field-syntax.ts';
+
+/** A header field name, lower-cased. */
+const fieldName = z.string().trim().toLowerCase().regex(FIELD_NAME, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` });
 
 /**
  * The configuration schema: every key, its default (with the unit and the reason), and what is
@@ -42,7 +46,7 @@ const originOptions = z.strictObject({
    * they are not in the cache key (cache poisoning); `keep` lets named ones through.
    */
   requestHeaders: z.strictObject({
-    set: z.record(z.string().trim().toLowerCase().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` }),
+    set: z.record(fieldName,
       z.string().regex(/^[^\r\n\0]*$/, { error: 'a header value cannot hold CR, LF or NUL' })).default({}),
     remove: z.array(z.string().trim().toLowerCase()).default([]),
     keep: z.array(z.string().trim().toLowerCase()).default([]),
@@ -282,7 +286,7 @@ export const configSchema = z.strictObject({
      * RFC 9213 targeted fields this cache obeys instead of Cache-Control and Expires, first present
      * wins: the origin can tell its CDN one lifetime and browsers another.
      */
-    targeted: z.array(z.string().trim().toLowerCase().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` }))
+    targeted: z.array(fieldName)
       .default(['outpost-cache-control', 'cdn-cache-control', 'surrogate-control']),
     /**
      * Response fields for this cache only, never sent to clients: our own targeted field, the
