@@ -8,6 +8,8 @@ export const HOP_BY_HOP = new Set([
   'keep-alive',          // HTTP/1.0 persistence parameters
   'proxy-connection',    // non-standard, still sent by old clients
   'proxy-authenticate',  // addressed to a proxy, not the origin
+  'proxy-authentication-info', // a proxy's answer to its own credentials (RFC 9110 §11.7.3);
+                         // RFC 9111 §3.1: a cache must not store it, nor the two above
   'proxy-authorization', // credentials for a proxy
   'te',                  // transfer codings this hop accepts
   'trailer',             // announces trailers on this hop's framing

@@ -20,6 +20,8 @@ before(async () => {
         connection: 'x-internal',
         'x-internal': 'do not forward',
         'keep-alive': 'timeout=5',
+        'proxy-authenticate': 'Basic realm="origin-side proxy"',
+        'proxy-authentication-info': 'nextnonce="abc"',
       });
       res.end(JSON.stringify(req.headers));
     } else if (req.url === '/upload') {
@@ -119,6 +121,8 @@ test('response headers: origin identity and hop-by-hop headers are dropped, Via 
     assert.equal(res.headers['x-powered-by'], undefined);
     assert.equal(res.headers['x-internal'], undefined);
     assert.equal(res.headers['keep-alive'], undefined);
+    assert.equal(res.headers['proxy-authenticate'], undefined);
+    assert.equal(res.headers['proxy-authentication-info'], undefined); // RFC 9111 §3.1
     assert.equal(res.headers.via, '1.1 outpost');
   }
 });
