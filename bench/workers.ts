@@ -7,7 +7,7 @@ import { connect } from 'node:http2';
 
 /**
  * `bin/pinned-node bench/workers.ts`: hit ratio and memory with 1 and with 2 workers, the memory
- * cache in each. 200 URLs of a 30 KB page, each asked 10 times, every request on a new connection
+ * cache (with 2, the node tier in the primary and each worker's near copies). 200 URLs of a 30 KB page, each asked 10 times, every request on a new connection
  * (connections are what the primary hands to workers in turn). Reads /stats and the resident memory
  * of the primary and its workers. Loopback only, bounded: 2000 requests per run.
  */
@@ -74,7 +74,7 @@ async function run(workers: number) {
   return { workers, hits: stats.hits as number, misses: stats.misses as number, stores: stats.stores as number, rss };
 }
 
-console.log(`${URLS} URLs x ${ROUNDS} requests, each on a new HTTP/2 connection; 30 KB page (Brotli variant kept per worker); memory cache`);
+console.log(`${URLS} URLs x ${ROUNDS} requests, each on a new HTTP/2 connection; 30 KB page (and its Brotli variant); memory cache (with 2 workers: the node tier the primary holds)`);
 console.log('workers | hit ratio | origin fetches (stores) | RSS MiB (primary + workers)');
 for (const workers of [1, 2]) {
   const r = await run(workers);

@@ -20,6 +20,7 @@ import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
+import { createNodeTierStore, NODE_TIER } from './cache/store/node-tier.ts';
 import { refusedRecord } from './cache/record-check.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
@@ -100,8 +101,19 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
   };
 }
 
-/** Memory alone, or this process's memory in front of the shared Redis tier or of this node's SQLite file. */
+/**
+ * Memory alone; in a cluster worker, this worker's memory in front of the node tier the primary
+ * holds (node-tier.ts); or this process's memory in front of the shared Redis tier or of this
+ * node's SQLite file.
+ */
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
+  const workers = Number(process.env[NODE_TIER]);
+  if (cache.store === 'memory' && workers > 1 && process.send !== undefined) {
+    // The node's cache is the primary's; each worker keeps what it served lately, its share of maxSize.
+    const near = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
+    const far = createNodeTierStore({ maxSize: cache.maxSize });
+    return createTieredStore({ near, far, refuse: refusedRecord, onError: (error) => publishError({ ctx: null, error, where: 'node tier' }) });
+  }
   const near = createMemoryStore({ maxSize: cache.maxSize, now });
   if (cache.store === 'memory') return near;
   const where = cache.store.startsWith('sqlite:') ? 'sqlite' : 'redis';

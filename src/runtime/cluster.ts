@@ -11,11 +11,14 @@ import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
 import { servingLaunch } from './node-flags.ts';
 import { keepCompiledModules } from './compile-cache.ts';
+import { createNodeTier, NODE_TIER } from '../cache/store/node-tier.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
  * node:cluster (the primary accepts and hands connections round-robin, Node's default on Linux).
- * Each worker is a whole serving process (its own app, memory cache, logs and metrics); the
+ * Each worker is a whole serving process (its own app, logs and metrics); the memory cache is the
+ * node's: the primary holds it and each worker keeps near copies of what it served (node-tier.ts),
+ * so what one worker stored is a hit in all and an invalidation in one reaches all. The
  * primary holds the admin API and answers for the node by asking every worker and combining:
  * purge and stats are summed, metrics aggregated (prom-client), explain says which workers hold
  * the URL. SIGHUP / POST /reload: the primary validates the new config once, then each worker
@@ -47,14 +50,18 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   /** Starts a worker; resolves with its URLs once it listens, rejects if it fails first. */
   // Workers start with the serving runtime flags (node-flags.ts) besides the primary's own, but
   // for those the operator set in NODE_OPTIONS (which workers inherit, and a flag would override).
-  cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv] });
+  // Advanced serialization: the node tier's records carry their bodies as bytes (not JSON arrays).
+  cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv], serialization: 'advanced' });
+  // The memory cache is the node's, held here; workers keep near copies (node-tier.ts).
+  const tier = createNodeTier();
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
     // after a crash, serves what the others serve, not whatever the file says now.
-    const worker = cluster.fork({ [WORKER_CONFIG]: JSON.stringify(current) });
+    const worker = cluster.fork({ [WORKER_CONFIG]: JSON.stringify(current), [NODE_TIER]: String(count) });
     const started = Date.now();
     workers.add(worker);
+    tier.attach(worker);
     let ready = false;
     worker.on('message', (message: unknown) => {
       if (isMessage<Ready>(message, 'ready')) { ready = true; serving.add(worker); resolve({ worker, urls: message.urls }); }
@@ -125,7 +132,11 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
 
   const actions: AdminActions = {
     purge: async (target, soft) => (await askAll<number>('purge', [target, soft])).reduce((a, b) => a + b, 0),
-    stats: async () => ({ ...sumStats(await askAll<Record<string, unknown>>('stats')), workers: serving.size, workerPids: [...serving].map((w) => w.process.pid) }),
+    stats: async () => ({
+      ...sumStats(await askAll<Record<string, unknown>>('stats')),
+      workers: serving.size, workerPids: [...serving].map((w) => w.process.pid),
+      ...(tier.usage() === undefined ? {} : { nodeTier: tier.usage() }),
+    }),
     metrics: async () => {
       const { AggregatorRegistry } = await import('prom-client'); // loaded when metrics are first asked for
       return AggregatorRegistry.aggregate(await askAll<any[]>('metrics')).metrics();
@@ -174,6 +185,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
     worker.process.kill('SIGTERM');
   })));
   await admin?.close();
+  await tier.close();
   console.log('outpost: stopped');
   return 0;
 }

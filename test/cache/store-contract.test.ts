@@ -11,6 +11,8 @@ import { createKeyvStore } from '../../src/cache/store/keyv.ts';
 import { createSqliteStore } from '../../src/cache/store/sqlite.ts';
 import { createTieredStore } from '../../src/cache/store/tiered.ts';
 import { redisSkipReason, startRedis, type TestRedis } from '../helpers/redis.ts';
+import { fork, type ChildProcess } from 'node:child_process';
+import { createNodeTierStore } from '../../src/cache/store/node-tier.ts';
 
 /** One suite, every adapter: memory and Redis must behave alike. */
 function contract(name: string, make: () => Promise<CacheStore>, opts: { skip?: string | false } = {}) {
@@ -82,6 +84,27 @@ contract('memory + sqlite (tiered, no pub/sub)', async () => createTieredStore({
   far: createSqliteStore({ url: `sqlite://${await tempFile('cache.db')}` }),
 }));
 // Any Keyv store that keeps the values it is given: here Keyv's own default, a Map.
+/** A node tier held by another process, as a cluster primary holds it, over a real IPC channel. */
+const primaries: ChildProcess[] = [];
+const forkPrimary = async (script: string[] = [new URL('../helpers/node-tier-primary.ts', import.meta.url).pathname]): Promise<ChildProcess> => {
+  const child = fork(script[0]!, script.slice(1), { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  primaries.push(child);
+  await new Promise((resolve) => child.once('spawn', resolve));
+  return child;
+};
+after(() => { for (const child of primaries) child.kill(); });
+contract('node tier (a primary process over IPC)', async () => {
+  const primary = await forkPrimary();
+  return createNodeTierStore({ maxSize: 64 * 1024 * 1024, send: (message) => primary.send(message), messages: primary });
+});
+contract('memory + node tier (a cluster worker\'s store)', async () => {
+  const primary = await forkPrimary();
+  return createTieredStore({
+    near: createMemoryStore({ maxSize: 32 * 1024 * 1024 }),
+    far: createNodeTierStore({ maxSize: 64 * 1024 * 1024, send: (message) => primary.send(message), messages: primary }),
+  });
+});
+
 contract('keyv (Map)', async () => createKeyvStore({ keyv: new Keyv({ serialize: undefined, deserialize: undefined }), name: 'keyv-map' }));
 
 const skip = redisSkipReason();
@@ -100,6 +123,16 @@ test('memory store: bounded by bytes, least recently used goes first', async () 
   assert.equal(await store.get('b'), undefined);
   assert.ok(await store.get('a'));
   assert.ok(await store.get('d'));
+});
+
+test('node tier: a primary that does not answer is a rejected read after the timeout, not a hang', async () => {
+  // A process with an IPC channel and nobody listening on it.
+  const silent = await forkPrimary([new URL('../helpers/silent-child.ts', import.meta.url).pathname]);
+  const store = createNodeTierStore({ maxSize: 1024 * 1024, timeoutMs: 200, send: (message) => silent.send(message), messages: silent });
+  const started = Date.now();
+  await assert.rejects(store.get('k'), /the primary did not answer open within 200 ms/);
+  assert.ok(Date.now() - started < 1500);
+  await store.close();
 });
 
 test('redis store: an outage fails fast, and it reconnects by itself', { skip }, async () => {
