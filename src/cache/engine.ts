@@ -87,7 +87,7 @@ export interface CacheEngine {
    * The record's variants, kept with it so a hit builds no closures; `forOneReply` (a miss): made
    * for this reply only, so a record that is never read again keeps none.
    */
-  variants(found: Found, forOneReply?: boolean): Variants;
+  variants(found: Found, forOneReply?: boolean, justStored?: boolean): Variants;
   /** Drops what a successful unsafe request invalidates (RFC 9111 §4.4). */
   invalidate(primaries: readonly string[]): Promise<void>;
   /**
@@ -126,6 +126,10 @@ const sameResponse = (a: StoredResponse, b: StoredResponse): boolean =>
  */
 const sameBytes = (current: { meta: StoredResponse; body: Buffer }, found: Found): boolean =>
   sameResponse(current.meta, found.meta) || current.body.equals(found.body);
+
+/** One bit per coding a record's variants may have (RecordVariants.absent). */
+const CODING_BITS: Readonly<Record<Encoding, number>> = { br: 1, zstd: 2, gzip: 4 };
+const ALL_CODINGS = 7;
 
 /**
  * A value worked out once per stored record (its parsed view, its variants), kept on the record's
@@ -224,10 +228,18 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
      * as long as the record, so a view kept here would hold a slab the store has let go.
      */
     readonly captured: Buffer | undefined;
-    constructor(found: Found) {
+    /**
+     * Codings known to be absent (one bit each, CODING_BITS): a record this process just stored
+     * has none but those put through this object (save() dropped the old ones), so asking the
+     * store is a read for nothing (with a shared tier, a round trip on every miss). Another
+     * process that reads the record may keep one meanwhile: this one then encodes once itself.
+     */
+    private absent: number;
+    constructor(found: Found, justStored: boolean) {
       this.key = found.key;
       this.meta = found.meta;
       this.captured = store.getNow === undefined ? found.body : undefined;
+      this.absent = justStored ? ALL_CODINGS : 0;
     }
     get identity(): Buffer | undefined {
       if (this.captured !== undefined) return this.captured;
@@ -237,6 +249,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       return record !== undefined && record.meta === this.meta ? record.body : undefined;
     }
     async get(coding: Encoding): Promise<StoredVariant | undefined> {
+      if ((this.absent & CODING_BITS[coding]) !== 0) return undefined;
       const key = variantKey(this.key, coding);
       const record = await safely(store.get<VariantMeta>(key), undefined);
       if (!record || typeof record.meta?.token !== 'string') return undefined;
@@ -244,6 +257,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       return { body: record.body, token: record.meta.token, held };
     }
     put(coding: Encoding, body: Buffer, token: string, from: Buffer): void {
+      this.absent &= ~CODING_BITS[coding];
       const found: Found = { key: this.key, primary: primaryOf(this.key), meta: this.meta, body: from };
       void safely(putVariant(found, { coding, body, token }), undefined);
     }
@@ -319,11 +333,11 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       await safely(ttl > 0 ? rewrite(store, refreshed, ttl, now()) : store.delete([found.key]).then(() => {}), undefined);
       return refreshed;
     },
-    variants(found, forOneReply = false) {
+    variants(found, forOneReply = false, justStored = false) {
       // One per stored record: a hit builds nothing (the memory store hands back the same record).
       let offered = variantsByRecord.get(found.meta);
-      if (offered === undefined && forOneReply) return new RecordVariants(found);
-      if (offered === undefined) variantsByRecord.set(found.meta, offered = new RecordVariants(found));
+      if (offered === undefined && forOneReply) return new RecordVariants(found, justStored);
+      if (offered === undefined) variantsByRecord.set(found.meta, offered = new RecordVariants(found, justStored));
       return offered;
     },
     async invalidate(primaries) {

@@ -67,16 +67,16 @@ const plainKeys = (primary: string) => {
 
 /**
  * The stored response for this request, or which kind of miss (RFC 9211 fwd=uri-miss / vary-miss).
- * The plain key first: a response that does not vary is found in one read (a shared tier: one
- * round trip), and only a URI without one has its Vary index read. It is a vary-miss only when the
- * URI's stored responses vary and another variant could be there: a Vary index left behind by a
- * purge or an eviction is a uri-miss.
+ * The plain key and the Vary index are read together: a response that does not vary is found, and
+ * a URI never stored is known a miss, in one round trip to a shared tier (Redis pipelines the two
+ * reads, the node tier sends them as one message); the index is used only when there is no plain
+ * response. It is a vary-miss only when the URI's stored responses vary and another variant could
+ * be there: a Vary index left behind by a purge or an eviction is a uri-miss.
  */
 export async function lookup(store: CacheStore, primary: string, headers: IncomingHttpHeaders): Promise<Lookup> {
   const plain = plainKey(primary);
-  const record = await store.get<StoredResponse>(plain);
+  const [record, vary] = await Promise.all([store.get<StoredResponse>(plain), store.get<VaryMeta>(varyKey(primary))]);
   if (record) return foundAt(primary, plain, record);
-  const vary = await store.get<VaryMeta>(varyKey(primary));
   if (!varies(vary)) return URI_MISS;
   const key = objectKey(primary, secondaryKey(vary.meta.vary, headers));
   return lookedUp(primary, key, await store.get<StoredResponse>(key));
@@ -140,21 +140,25 @@ export interface NewEntry {
   readonly now: number;
 }
 
+/** Deletes what a write replaces; nobody needs to know how many there were. */
+const discard = (store: CacheStore, keys: readonly string[]): Promise<unknown> =>
+  store.discard !== undefined ? store.discard(keys) : store.delete(keys);
+
 /** Writes a response and its indexes; answers its key. Vary `*` never gets here (it is not storable). */
 export async function save(store: CacheStore, { primary, requestHeaders: headers, meta, body, ttlMs, now }: NewEntry): Promise<string> {
   const vary = indexedNames(meta);
   const key = objectKey(primary, secondaryKey(vary, headers));
-  // Codings made from a body this one replaces are other bytes: they go with it.
-  await store.delete(CODINGS.map((coding) => variantKey(key, coding)));
+  // Codings made from a body this one replaces are other bytes: they go with it; and a response
+  // that does not vary replaces the URI's varying ones (their index goes). One delete, one round trip.
+  const replaced = CODINGS.map((coding) => variantKey(key, coding));
+  if (vary.length === 0) replaced.push(varyKey(primary));
+  await discard(store, replaced);
   await store.set(key, { meta, body }, ttlMs);
-  if (vary.length === 0) {
-    // The plain key is read first: the URI's varying responses and their index are replaced.
-    await store.delete([varyKey(primary)]);
-  } else {
+  if (vary.length > 0) {
     await keepVaryIndex(store, primary, vary, ttlMs, now);
-    // A response that did not vary would be found before the index is read: it goes.
+    // A response that did not vary would be preferred to the index: it goes.
     const plain = plainKeys(primary);
-    await store.delete([plain.object, ...plain.variants]);
+    await discard(store, [plain.object, ...plain.variants]);
   }
   await index(store, { primary, tags: meta.tags, key, object: key, ttlMs });
   return key;

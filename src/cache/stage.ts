@@ -187,7 +187,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
           // The body came whole: once stored, every waiter gets the stored bytes as the leader does,
           // and one encoding is made for all (a stream each before: 200 br waiters, 1.9 ms of CPU each).
           const saved = await settledWithin(result.stored, STORED_WAIT_MS);
-          if (saved !== undefined) return justStoredReply(saved, result.clientHeaders, cacheStatus, (record) => engine.variants(record));
+          if (saved !== undefined) return justStoredReply(saved, result.clientHeaders, cacheStatus, (record) => engine.variants(record, false, true));
         }
         const reader = result.body.attach();
         if (reader === null) return passThrough(ctx, params);
@@ -296,7 +296,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const cacheStatus = appendCacheStatus(clientHeaders['cache-status'], status(saved !== undefined ? `${fwdStatus}; stored` : fwdStatus));
     if (saved !== undefined && ctx.method === 'GET') {
       reader?.destroy();
-      return justStoredReply(saved, clientHeaders, cacheStatus, (record) => engine.variants(record, true));
+      return justStoredReply(saved, clientHeaders, cacheStatus, (record) => engine.variants(record, true, true));
     }
     return { status: reply.status, headers: { ...clientHeaders, 'cache-status': cacheStatus }, body: reader ?? whole };
   }

@@ -140,3 +140,23 @@ test('engine: the compression stage reading a stored response\'s bytes is no use
   assert.equal((await engine.lookup('https://a/x', {})).kind, 'uri-miss', 'x, the oldest, went');
   assert.equal((await engine.lookup('https://a/y', {})).kind, 'found');
 });
+
+test('engine: the variants of a response just stored ask the store only for codings put since (a shared tier: no read per miss)', async () => {
+  const backing = createMemoryStore({ maxSize: 1 << 20 });
+  const asked: string[] = [];
+  const store = { ...backing, get: <M>(key: string) => { asked.push(key); return backing.get<M>(key); } };
+  const engine = createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => Date.now() });
+  const saved = (await engine.save('https://a/new', {}, meta(Date.now(), '"n1"'), Buffer.from('a new body')))!;
+  asked.length = 0;
+  const justStored = engine.variants(saved, true, true);
+  assert.equal(await justStored.get('br'), undefined);
+  assert.equal(await justStored.get('gzip'), undefined);
+  assert.deepEqual(asked, [], 'save() dropped every coding of the key: nothing to read');
+  justStored.put!('br', Buffer.from('br of a new body'), 'br1', saved.body);
+  await landed(() => justStored.get('br'));
+  assert.equal((await justStored.get('br'))?.token, 'br1', 'a coding put since is read from the store');
+  assert.deepEqual([...new Set(asked)], [variantKey(saved.key, 'br')]);
+  // A record found by a lookup (not just stored here) asks the store: another process may have encoded it.
+  assert.equal((await engine.variants(saved, true).get('gzip')), undefined);
+  assert.equal(asked.at(-1), variantKey(saved.key, 'gzip'));
+});

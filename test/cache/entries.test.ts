@@ -46,21 +46,32 @@ test('entries: purge by URL drops every stored response of the URI, those that v
 });
 
 /** A memory store that counts its reads (a shared tier pays a round trip for each). */
-function countingReads(store: CacheStore): { store: CacheStore; reads: () => number } {
-  let reads = 0;
-  return { store: { ...store, get: (key) => { reads++; return store.get(key); } }, reads: () => reads };
+/** Reads started together (before any is answered) count as one round trip, as a shared tier serves them. */
+function countingTrips(store: CacheStore): { store: CacheStore; trips: () => number } {
+  let trips = 0;
+  let together = false;
+  const get: CacheStore['get'] = (key) => {
+    if (!together) {
+      trips++;
+      together = true;
+      queueMicrotask(() => { together = false; });
+    }
+    return store.get(key);
+  };
+  return { store: { ...store, get }, trips: () => trips };
 }
 
-test('entries: a response that does not vary is found in one read and keeps no Vary index; one that varies is found through its index', async () => {
-  const { store, reads } = countingReads(createMemoryStore({ maxSize: 1 << 20 }));
+test('entries: a response that does not vary is found, and a URI never stored is missed, in one round trip; it keeps no Vary index; one that varies is found through its index', async () => {
+  const { store, trips } = countingTrips(createMemoryStore({ maxSize: 1 << 20 }));
   const primary = 'https://shop.test/one-read';
   const key = await save(store, { primary, requestHeaders: {}, meta: meta(), body: body('plain'), ttlMs: TTL, now: Date.now() });
   assert.equal(await store.get(`v:${primary}`), undefined, 'no index record for a URI that does not vary');
-  const before = reads();
+  const before = trips();
   const found = await lookup(store, primary, { 'accept-language': 'en' });
   assert.equal(found.kind === 'found' && found.found.key, key);
-  assert.equal(reads() - before, 1, 'one read');
+  assert.equal(trips() - before, 1, 'one round trip');
   assert.equal((await lookup(store, 'https://shop.test/other', {})).kind, 'uri-miss');
+  assert.equal(trips() - before, 2, 'a miss: one round trip too');
 
   // Now the origin varies: the plain response is replaced (it would be found first), requests are told apart.
   const en = await save(store, { primary, requestHeaders: { 'accept-language': 'en' }, meta: meta({ vary: 'accept-language' }), body: body('en'), ttlMs: TTL, now: Date.now() });

@@ -50,6 +50,15 @@ function contract(name: string, make: () => Promise<CacheStore>, opts: { skip?: 
       assert.equal(await store.get('d1'), undefined);
     });
 
+    test('discard (where a store has it) deletes as delete does, and a read right after sees it', async () => {
+      if (store.discard === undefined) return;
+      await store.set('x1', { meta: {}, body: Buffer.from('1') }, 10_000);
+      await store.set('x2', { meta: {}, body: Buffer.from('2') }, 10_000);
+      await store.discard(['x1', 'nope']);
+      assert.equal(await store.get('x1'), undefined);
+      assert.equal((await store.get('x2'))?.body.toString(), '2');
+    });
+
     test('sets collect members', async () => {
       await store.addToSet('tag:x', 'k1', 10_000);
       await store.addToSet('tag:x', 'k2', 10_000);

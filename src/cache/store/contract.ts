@@ -42,6 +42,11 @@ export interface CacheStore {
   set(key: string, record: CacheRecord, ttlMs: number): Promise<void>;
   /** Deletes the keys; answers how many existed. */
   delete(keys: readonly string[]): Promise<number>;
+  /**
+   * Deletes the keys without counting them, where a store would otherwise wait for an answer it
+   * has to ask for (the node tier: a message instead of a round trip). Absent: `delete`.
+   */
+  discard?(keys: readonly string[]): Promise<void>;
   /** Adds `member` to the set `set`, which lives at least ttlMs. */
   addToSet(set: string, member: string, ttlMs: number): Promise<void>;
   members(set: string): Promise<string[]>;

@@ -18,6 +18,9 @@ export interface TieredStoreOptions {
 
 const CHANNEL = 'invalidate';
 
+/** How long a near copy is kept by default: the node tier's primary counts on near copies ending by then. */
+export const NEAR_TTL_MS = 60_000;
+
 /**
  * Several nodes, one shared tier: reads try this process's memory first, then Redis (and keep a
  * near copy); writes and deletes go to both. Every write or delete is announced on a Redis
@@ -27,7 +30,7 @@ const CHANNEL = 'invalidate';
  */
 export async function createTieredStore(options: TieredStoreOptions): Promise<CacheStore> {
   const { near, far } = options;
-  const nearTtl = options.nearTtlMs ?? 60_000;
+  const nearTtl = options.nearTtlMs ?? NEAR_TTL_MS;
   const onError = options.onError ?? (() => {});
   const self = randomUUID();
 
@@ -36,16 +39,40 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
   const announce = (keys: readonly string[] | '*') => {
     bus?.publish(CHANNEL, JSON.stringify({ from: self, keys })).catch(onError);
   };
+  /**
+   * Reads from the far tier under way, and those an invalidation arrived for meanwhile: such a read
+   * may hold what was just replaced (its answer and the invalidation can arrive together, the
+   * invalidation handled before the read's continuation), so it is served once and not kept near.
+   */
+  const reading = new Map<string, number>();
+  const overtaken = new Set<string>();
   const unsubscribe = !bus ? async () => {} : await bus.subscribe(CHANNEL, (message) => {
     try {
       const { from, keys } = JSON.parse(message) as { from: string; keys: string[] | '*' };
       if (from === self) return;
-      if (keys === '*') void near.clear();
-      else if (Array.isArray(keys)) void near.delete(keys.filter((k) => typeof k === 'string'));
+      if (keys === '*') {
+        void near.clear();
+        for (const key of reading.keys()) overtaken.add(key);
+      } else if (Array.isArray(keys)) {
+        const named = keys.filter((k) => typeof k === 'string');
+        void near.delete(named);
+        for (const key of named) if (reading.has(key)) overtaken.add(key);
+      }
     } catch {
       // not one of ours
     }
   });
+  const readFar = async (key: string) => {
+    reading.set(key, (reading.get(key) ?? 0) + 1);
+    try {
+      const record = await far.get(key);
+      return { record, overtaken: overtaken.has(key) };
+    } finally {
+      const left = reading.get(key)! - 1;
+      if (left > 0) reading.set(key, left);
+      else { reading.delete(key); overtaken.delete(key); }
+    }
+  };
 
   return {
     name: `memory+${far.name}`,
@@ -56,14 +83,14 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
     async get(key) {
       const local = await near.get(key);
       if (local) return local as never;
-      const remote = await far.get(key);
+      const { record: remote, overtaken: replaced } = await readFar(key);
       if (!remote) return undefined;
       const why = options.refuse?.(key, remote);
       if (why !== undefined) {
         onError(new Error(`record ${JSON.stringify(key)} refused: ${why}`)); // the reporter names the tier
         return undefined;
       }
-      await near.set(key, remote, nearTtl);
+      if (!replaced) await near.set(key, remote, nearTtl);
       return remote as never;
     },
     async set(key, record, ttlMs) {
@@ -82,6 +109,15 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       } catch (err) {
         onError(err);
         return local;
+      }
+    },
+    async discard(keys) {
+      await near.delete(keys);
+      announce(keys);
+      try {
+        await (far.discard !== undefined ? far.discard(keys) : far.delete(keys));
+      } catch (err) {
+        onError(err);
       }
     },
     async addToSet(set, member, ttlMs) {
