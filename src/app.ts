@@ -20,7 +20,8 @@ import { createCacheEngine, type CacheEngine } from './cache/engine.ts';
 import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
-import { createNodeTierStore, NODE_TIER } from './cache/store/node-tier.ts';
+import { createNodeTierStore } from './cache/store/node-tier.ts';
+import { sharedWorkers } from './runtime/primary-channel.ts';
 import { refusedRecord } from './cache/record-check.ts';
 import type { CacheStore } from './cache/store/contract.ts';
 import type { AdminActions } from './observability/admin.ts';
@@ -107,8 +108,8 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
  * node's SQLite file.
  */
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
-  const workers = Number(process.env[NODE_TIER]);
-  if (cache.store === 'memory' && workers > 1 && process.send !== undefined) {
+  const workers = sharedWorkers();
+  if (cache.store === 'memory' && workers > 1) {
     // The node's cache is the primary's; each worker keeps what it served lately, its share of maxSize.
     const near = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
     const far = createNodeTierStore({ maxSize: cache.maxSize });

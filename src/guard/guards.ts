@@ -3,6 +3,8 @@ import type { Handler } from '../pipeline/compose.ts';
 import { addressList, type AddressList } from '../net/cidr.ts';
 import { createLocalLimiter, type RateLimiter } from './rate-limit.ts';
 import { createRedisLimiter } from './redis-limiter.ts';
+import { createNodeLimiter } from './node-limiter.ts';
+import { sharedWorkers } from '../runtime/primary-channel.ts';
 import { compileRules } from './rules.ts';
 import { createGuard, type GuardParts, type GuardStats } from './stage.ts';
 
@@ -30,15 +32,18 @@ export function createGuards(options: GuardsOptions): Guards {
   // One set of parts (one limiter) per guard block, however many chains it guards.
   const built = new Map<GuardConfig, GuardParts>();
   const limiters: RateLimiter[] = [];
-  let redisFallbacks: () => number = () => 0;
+  let sharedFallbacks: () => number = () => 0;
 
+  /** Memory: this process's counters, or with several workers the node's (the primary's); else Redis's. */
   function limiterFor(config: NonNullable<GuardConfig['rateLimit']>, id: string): RateLimiter {
     const spec = { rate: config.rate, burst: config.burst ?? Math.max(1, Math.ceil(config.rate)) };
     const store = config.store ?? options.defaultStore;
-    if (store === 'memory') return createLocalLimiter(spec, { now: options.now });
-    const limiter = createRedisLimiter(spec, { url: store, prefix: `outpost:rl:${id}:`, onError: options.onError, now: options.now });
-    const before = redisFallbacks;
-    redisFallbacks = () => before() + limiter.fallbacks;
+    if (store === 'memory' && sharedWorkers() === 0) return createLocalLimiter(spec, { now: options.now });
+    const limiter = store === 'memory'
+      ? createNodeLimiter(spec, { id, onError: options.onError, now: options.now })
+      : createRedisLimiter(spec, { url: store, prefix: `outpost:rl:${id}:`, onError: options.onError, now: options.now });
+    const before = sharedFallbacks;
+    sharedFallbacks = () => before() + limiter.fallbacks;
     return limiter;
   }
 
@@ -60,7 +65,7 @@ export function createGuards(options: GuardsOptions): Guards {
       }
       return createGuard(parts, inner);
     },
-    get stats() { return { ...stats, rateLimitFallbacks: redisFallbacks() }; },
+    get stats() { return { ...stats, rateLimitFallbacks: sharedFallbacks() }; },
     close: async () => { await Promise.all(limiters.map((l) => l.close())); },
   };
 }

@@ -76,6 +76,35 @@ export function createLocalLimiter(spec: RateSpec, options: LocalLimiterOptions 
   };
 }
 
+/** A limiter shared beyond this process (Redis, the cluster primary) that can fall back on its own. */
+export interface SharedLimiter extends RateLimiter {
+  /** Decisions made locally because the shared limiter failed. */
+  readonly fallbacks: number;
+}
+
+/**
+ * What a shared limiter does when it cannot ask: this process's own limiter decides (so the limit
+ * holds per process meanwhile), the failure is counted, and reported at most once a second.
+ */
+export function localFallback(spec: RateSpec, options: { onError?: (error: unknown) => void; now?: () => number }): { local: RateLimiter; failed(error: unknown): void; readonly fallbacks: number } {
+  const onError = options.onError ?? (() => {});
+  const local = createLocalLimiter(spec, { now: options.now });
+  let lastReport = 0;
+  let fallbacks = 0;
+  return {
+    local,
+    failed(error) {
+      fallbacks++;
+      const at = Date.now();
+      if (at - lastReport > 1000) {
+        lastReport = at;
+        onError(error);
+      }
+    },
+    get fallbacks() { return fallbacks; },
+  };
+}
+
 /**
  * The key a client is limited by: its IPv4 address, or its IPv6 /64 (one subscriber line gets a
  * whole /64 and could otherwise rotate through it).

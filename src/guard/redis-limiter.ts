@@ -1,4 +1,4 @@
-import { createLocalLimiter, type RateDecision, type RateLimiter, type RateSpec } from './rate-limit.ts';
+import { localFallback, type RateDecision, type RateSpec, type SharedLimiter } from './rate-limit.ts';
 
 /**
  * A rate limiter shared by every node through Redis: one key per client holding its GCRA
@@ -34,25 +34,11 @@ export interface RedisLimiterOptions {
   readonly now?: () => number;
 }
 
-export interface RedisLimiter extends RateLimiter {
-  /** Decisions made locally because Redis failed. */
-  readonly fallbacks: number;
-}
-
-export function createRedisLimiter(spec: RateSpec, options: RedisLimiterOptions): RedisLimiter {
+export function createRedisLimiter(spec: RateSpec, options: RedisLimiterOptions): SharedLimiter {
   const timeoutMs = options.timeoutMs ?? 250;
-  const onError = options.onError ?? (() => {});
-  const local = createLocalLimiter(spec, { now: options.now });
-  let lastReport = 0;
-  let fallbacks = 0;
-  const failed = (error: unknown) => {
-    fallbacks++;
-    const at = Date.now();
-    if (at - lastReport > 1000) {
-      lastReport = at;
-      onError(error);
-    }
-  };
+  const fallback = localFallback(spec, options);
+  const { local } = fallback;
+  const failed = (error: unknown) => fallback.failed(error);
   // The Redis client is loaded when a limiter needs it, not by every process (about 25 MB of heap
   // and code); until it has connected, requests wait on it (or time out) as they did on connect().
   const connecting = import('@keyv/redis').then(({ createClient }) => {
@@ -87,7 +73,7 @@ export function createRedisLimiter(spec: RateSpec, options: RedisLimiterOptions)
 
   return {
     spec,
-    get fallbacks() { return fallbacks; },
+    get fallbacks() { return fallback.fallbacks; },
     async take(key) {
       let timer: NodeJS.Timeout | undefined;
       try {

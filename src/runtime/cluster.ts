@@ -11,7 +11,9 @@ import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
 import { servingLaunch } from './node-flags.ts';
 import { keepCompiledModules } from './compile-cache.ts';
-import { createNodeTier, NODE_TIER } from '../cache/store/node-tier.ts';
+import { createNodeTier } from '../cache/store/node-tier.ts';
+import { createPrimaryChannel, NODE_WORKERS } from './primary-channel.ts';
+import { createNodeLimits } from '../guard/node-limiter.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -52,16 +54,19 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   // for those the operator set in NODE_OPTIONS (which workers inherit, and a flag would override).
   // Advanced serialization: the node tier's records carry their bodies as bytes (not JSON arrays).
   cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv], serialization: 'advanced' });
-  // The memory cache is the node's, held here; workers keep near copies (node-tier.ts).
+  // What the workers share through the primary: the memory cache (node-tier.ts; they keep near
+  // copies) and the memory rate limits' counters (node-limiter.ts).
   const tier = createNodeTier();
+  const limits = createNodeLimits();
+  const shared = createPrimaryChannel({ cache: tier, limits }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
     // after a crash, serves what the others serve, not whatever the file says now.
-    const worker = cluster.fork({ [WORKER_CONFIG]: JSON.stringify(current), [NODE_TIER]: String(count) });
+    const worker = cluster.fork({ [WORKER_CONFIG]: JSON.stringify(current), [NODE_WORKERS]: String(count) });
     const started = Date.now();
     workers.add(worker);
-    tier.attach(worker);
+    shared.attach(worker);
     let ready = false;
     worker.on('message', (message: unknown) => {
       if (isMessage<Ready>(message, 'ready')) { ready = true; serving.add(worker); resolve({ worker, urls: message.urls }); }
@@ -186,6 +191,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   })));
   await admin?.close();
   await tier.close();
+  await limits.close();
   console.log('outpost: stopped');
   return 0;
 }

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { createNodeTier, type TierPeer } from '../../src/cache/store/node-tier.ts';
+import { createNodeTier } from '../../src/cache/store/node-tier.ts';
+import { createPrimaryChannel, type Peer } from '../../src/runtime/primary-channel.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import { createTieredStore, NEAR_TTL_MS } from '../../src/cache/store/tiered.ts';
 import type { CacheRecord, CacheStore } from '../../src/cache/store/contract.ts';
@@ -14,8 +15,8 @@ function worker() {
   const waiting = new Map<number, (value: unknown) => void>();
   const peer = {
     send: (sent: any) => {
-      for (const message of sent.outpost === 'tier-batch' ? sent.items : [sent]) {
-        if (message.outpost === 'tier-answer') waiting.get(message.id)?.(message.ok ? message.value : new Error(message.error));
+      for (const message of sent.outpost === 'batch' ? sent.items : [sent]) {
+        if (message.outpost === 'ans') waiting.get(message.id)?.(message.ok ? message.value : new Error(message.error));
         else received.push(message);
       }
       return true;
@@ -23,13 +24,13 @@ function worker() {
     on: (event: string, listener: (...args: any[]) => void) => emitter.on(event, listener),
     once: (event: string, listener: (...args: any[]) => void) => emitter.once(event, listener),
     isConnected: () => true,
-  } as unknown as TierPeer;
+  } as unknown as Peer;
   const ask = (op: string, ...args: unknown[]) => new Promise((resolve) => {
     const n = ++id;
     waiting.set(n, resolve);
-    emitter.emit('message', { outpost: 'tier', id: n, op, args });
+    emitter.emit('message', { outpost: 'req', id: n, service: 'cache', op, args });
   });
-  const drops = () => received.filter((m) => m.outpost === 'tier-drop').map((m) => m.keys);
+  const drops = () => received.filter((m) => m.outpost === 'notice' && m.service === 'cache').map((m) => m.value);
   return { peer, ask, drops };
 }
 
@@ -38,8 +39,9 @@ const record = (text: string) => ({ meta: { text }, body: Buffer.from(text) });
 test('node tier: a write or delete tells only the other workers that may hold the key near, within the near copies\' lifetime', async () => {
   let clock = 1_000_000;
   const tier = createNodeTier({ now: () => clock });
+  const channel = createPrimaryChannel({ cache: tier }, (error) => { throw error; });
   const [a, b, c] = [worker(), worker(), worker()];
-  for (const w of [a, b, c]) { tier.attach(w.peer); await w.ask('open', 1024 * 1024); }
+  for (const w of [a, b, c]) { channel.attach(w.peer); await w.ask('open', 1024 * 1024); }
 
   await a.ask('set', 'k', record('v1'), 60_000);
   assert.deepEqual([a.drops(), b.drops(), c.drops()], [[], [], []], 'a new key concerns nobody else');

@@ -33,7 +33,7 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     'log: { access: "off" }',
     `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
     `admin: { listen: "127.0.0.1:0", token: ${TOKEN} }`,
-    `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)} }]`,
+    `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)}, routes: [{ path: /limited/, origin: ${JSON.stringify(origin.url)}, guard: { rateLimit: { rate: 6/m, burst: 3 } } }] }]`,
     extra, '',
   ].join('\n'));
   write('');
@@ -86,6 +86,12 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     assert.equal((await explainPage()).storedIn, 0);
     for (let i = 0; i < 4; i++) await h2(page, { ca });
     assert.equal(served, 4, 'after the purge the node fetched once');
+
+    // A rate limit holds for the client across workers (the primary counts): a burst of 3, then
+    // one every 10 s, whichever worker each new connection lands on.
+    const limited: number[] = [];
+    for (let i = 0; i < 6; i++) limited.push((await h2(`${url}/limited/x`, { ca })).status);
+    assert.deepEqual(limited, [200, 200, 200, 429, 429, 429]);
 
     // A worker that dies is replaced; the node keeps answering meanwhile.
     const [victim] = stats.workerPids as number[];
