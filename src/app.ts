@@ -21,6 +21,7 @@ import { explain } from './cache/explain.ts';
 import { createMemoryStore } from './cache/store/memory.ts';
 import { createTieredStore } from './cache/store/tiered.ts';
 import { createNodeTierStore } from './cache/store/node-tier.ts';
+import { createNodeFlightsClient } from './cache/node-flights.ts';
 import { sharedWorkers } from './runtime/primary-channel.ts';
 import { refusedRecord } from './cache/record-check.ts';
 import type { CacheStore } from './cache/store/contract.ts';
@@ -102,6 +103,9 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
   };
 }
 
+/** Whether the cache is the node tier the cluster primary holds for its workers (node-tier.ts). */
+const onNodeTier = (cache: Config['cache']) => cache.store === 'memory' && sharedWorkers() > 1;
+
 /**
  * Memory alone; in a cluster worker, this worker's memory in front of the node tier the primary
  * holds (node-tier.ts); or this process's memory in front of the shared Redis tier or of this
@@ -109,7 +113,7 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
  */
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
   const workers = sharedWorkers();
-  if (cache.store === 'memory' && workers > 1) {
+  if (onNodeTier(cache)) {
     // The node's cache is the primary's; each worker keeps what it served lately, its share of maxSize.
     const near = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
     const far = createNodeTierStore({ maxSize: cache.maxSize });
@@ -153,6 +157,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     targeted: config.cache.targeted,
     hideHeaders: config.cache.hideHeaders,
     onError: (error, where) => publishError({ ctx: null, error, where }),
+    nodeFlights: onNodeTier(config.cache) ? createNodeFlightsClient() : undefined,
   });
   /** The cache in front of `storing`; without a cache nothing is stored, and every request goes to `passing`. */
   const cached = (options: SiteConfig['cache'], storing: Handler, passing: Handler): Handler => options?.enabled === false

@@ -6,6 +6,7 @@ import { primaryKey } from './key.ts';
 import { holderOf, lookup, lookupNow, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
+import type { NodeFlights } from './node-flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
 import type { PurgeTarget } from '../observability/admin.ts';
 
@@ -34,6 +35,8 @@ export interface CacheEngineOptions {
   /** The clock (ms since the epoch); tests inject one. */
   readonly now?: () => number;
   readonly onError?: (error: unknown, where: string) => void;
+  /** With several workers on the node tier: misses collapsed across workers (node-flights.ts). */
+  readonly nodeFlights?: NodeFlights;
 }
 
 export interface CacheStats {
@@ -67,6 +70,8 @@ export interface CacheEngine {
   readonly maxObjectSize: number;
   readonly hidden: ReadonlySet<string>;
   readonly flights: Flights;
+  /** The node's turns at a URI, when workers share the node tier. */
+  readonly nodeFlights: NodeFlights | undefined;
   readonly hitForMiss: HitForMiss;
   readonly stats: CacheStats;
   readonly storeName: string;
@@ -300,6 +305,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     maxObjectSize,
     hidden,
     flights,
+    nodeFlights: options.nodeFlights,
     hitForMiss,
     stats,
     storeName: store.name,

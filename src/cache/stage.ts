@@ -16,6 +16,7 @@ import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
 import { awaitFlight, leadFlight, type Flight, type Leader } from './flights.ts';
+import type { NodeFlights, Turn } from './node-flights.ts';
 import { justStoredReply, onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
 import { hitReuse } from './reuse.ts';
@@ -145,6 +146,15 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
     const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, primary);
+    if (engine.nodeFlights !== undefined) {
+      // Another worker may be fetching it: wait for its outcome (node-flights.ts).
+      const turn = await engine.nodeFlights.turn(primary);
+      if (turn === 'lead') releaseTurnWith(engine.nodeFlights, primary, leader);
+      else {
+        const collapsed = await collapsedElsewhere(ctx, primary, params, leader, turn);
+        if (collapsed !== undefined) return collapsed;
+      }
+    }
     const requestTime = engine.now();
     let reply: Reply;
     try {
@@ -154,6 +164,34 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       throw error;
     }
     return admit({ ctx, request, primary, reply, requestTime, params, leader });
+  }
+
+  /** Ends this worker's turn at the URI once its flight's outcome is known: stored (look), not storable (pass), or neither. */
+  function releaseTurnWith(nodeFlights: NodeFlights, primary: string, leader: Leader): void {
+    leader.outcome
+      .then((result): Turn | Promise<Turn> => {
+        if (result.kind === 'shared') return result.stored.then((found) => (found !== undefined ? 'look' : 'lead'), () => 'lead');
+        return result.kind === 'pass' ? 'pass' : result.kind === 'refreshed' ? 'look' : 'lead';
+      })
+      .then((outcome) => nodeFlights.release(primary, outcome));
+  }
+
+  /**
+   * Another worker fetched the URI while this one waited: the response it stored, shared with this
+   * worker's own waiters (they look again), or the origin alone when it is not storable.
+   * Undefined: nothing stored for this request (another variant, gone already): fetch it here.
+   */
+  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: 'look' | 'pass'): Promise<Reply | undefined> {
+    if (turn === 'pass') {
+      leader.settle({ kind: 'pass' });
+      return passThrough(ctx, 'fwd=bypass; collapsed');
+    }
+    const again = await engine.lookup(primary, ctx.headers);
+    if (again.kind !== 'found') return undefined;
+    stats.coalesced++;
+    leader.settle({ kind: 'refreshed' });
+    const view = engine.view(again.found);
+    return serve(ctx, again.found, view, engine.age(again.found, view), `${params}; collapsed; fwd-status=${again.found.meta.status}`);
   }
 
   /** Waits on the leader's fetch, then reads its body (or looks again, or goes alone). */

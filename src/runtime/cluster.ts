@@ -14,6 +14,7 @@ import { keepCompiledModules } from './compile-cache.ts';
 import { createNodeTier } from '../cache/store/node-tier.ts';
 import { createPrimaryChannel, NODE_WORKERS } from './primary-channel.ts';
 import { createNodeLimits } from '../guard/node-limiter.ts';
+import { createNodeFlights } from '../cache/node-flights.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -55,10 +56,11 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   // Advanced serialization: the node tier's records carry their bodies as bytes (not JSON arrays).
   cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv], serialization: 'advanced' });
   // What the workers share through the primary: the memory cache (node-tier.ts; they keep near
-  // copies) and the memory rate limits' counters (node-limiter.ts).
+  // copies), their turns at fetching a URI (node-flights.ts) and the memory rate limits' counters
+  // (node-limiter.ts).
   const tier = createNodeTier();
   const limits = createNodeLimits();
-  const shared = createPrimaryChannel({ cache: tier, limits }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
+  const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or

@@ -19,7 +19,14 @@ test('restart back-off doubles per quick death, capped at 30 s; stats sum number
 test('workers: 2 share the listener and one memory cache (a POST or a purge in one reaches both); purge, stats, explain and metrics cover every worker; a killed worker is replaced; SIGHUP reloads each; SIGTERM drains all', async () => {
   let served = 0;
   let version = 1; // a POST changes the page
+  let slowServed = 0;
   const origin = await startOrigin((req, res) => {
+    if (req.url === '/slow') {
+      slowServed++;
+      res.setHeader('cache-control', 'max-age=600');
+      setTimeout(() => res.end('slow page'), 300);
+      return;
+    }
     served++;
     if (req.method === 'POST') version++;
     res.setHeader('cache-control', 'max-age=600');
@@ -86,6 +93,13 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     assert.equal((await explainPage()).storedIn, 0);
     for (let i = 0; i < 4; i++) await h2(page, { ca });
     assert.equal(served, 4, 'after the purge the node fetched once');
+
+    // Misses collapse across workers: clients on both ask at once for a URI nobody has stored,
+    // the origin is asked once (the other worker waits for its turn, then reads what was stored).
+    const slow = await Promise.all(Array.from({ length: 8 }, () => h2(`${url}/slow`, { ca })));
+    assert.deepEqual(slow.map((r) => r.body.toString()), Array(8).fill('slow page'));
+    assert.equal(slowServed, 1, 'one origin request for the node');
+    assert.ok(slow.some((r) => /collapsed/.test(String(r.headers['cache-status']))), JSON.stringify(slow.map((r) => r.headers['cache-status'])));
 
     // A rate limit holds for the client across workers (the primary counts): a burst of 3, then
     // one every 10 s, whichever worker each new connection lands on.

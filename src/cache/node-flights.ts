@@ -1,0 +1,75 @@
+import { primaryChannel, type Peer, type Service, type WorkerChannel } from '../runtime/primary-channel.ts';
+
+/**
+ * Collapsed forwarding across the node's workers. Within a worker one request per URI goes to the
+ * origin (flights.ts); with several workers sharing the node tier, the leader of a miss also asks
+ * the primary for the URI's turn: the first worker to ask fetches, and a worker that asks while
+ * it does waits until the response is stored (then reads it from the tier), turned out not
+ * storable (then goes to the origin on its own), or failed (then fetches itself), as nginx's
+ * proxy_cache_lock holds its workers. A hundred clients asking at once for a URI nobody has
+ * stored cost the origin one request, not one per worker. A turn held longer than LOCK_TIMEOUT_MS
+ * (a slow origin, a large body) is not waited for any longer: the worker fetches itself, as nginx
+ * does after proxy_cache_lock_timeout (5 s).
+ */
+
+export const LOCK_TIMEOUT_MS = 5000;
+const SERVICE = 'flights';
+
+/**
+ * What a worker does when its turn comes: `lead` fetch (and release the turn with its outcome),
+ * `look` the response was stored: read it, `pass` not storable: go to the origin alone.
+ */
+export type Turn = 'lead' | 'look' | 'pass';
+
+/** The primary's side: who holds each URI's turn, and who waits for it. */
+export function createNodeFlights(options: { now?: () => number } = {}): Service & { readonly size: number } {
+  const now = options.now ?? Date.now;
+  const turns = new Map<string, { holder: Peer; since: number; waiting: Array<(turn: Turn) => void> }>();
+  const end = (key: string, outcome: Turn) => {
+    const held = turns.get(key);
+    if (held === undefined) return;
+    turns.delete(key);
+    for (const resolve of held.waiting) resolve(outcome);
+  };
+  return {
+    handle(from, op, args) {
+      const key = String(args[0]);
+      if (op === 'turn') {
+        const held = turns.get(key);
+        // Nobody holds it, or its holder has had it for longer than anyone waits: yours.
+        if (held === undefined || now() - held.since > LOCK_TIMEOUT_MS || held.holder === from) {
+          if (held !== undefined) end(key, 'lead');
+          turns.set(key, { holder: from, since: now(), waiting: [] });
+          return 'lead' satisfies Turn;
+        }
+        return new Promise<Turn>((resolve) => held.waiting.push(resolve));
+      }
+      if (op === 'release') {
+        const outcome = args[1] === 'look' || args[1] === 'pass' ? args[1] : 'lead';
+        if (turns.get(key)?.holder === from) end(key, outcome);
+        return undefined;
+      }
+      throw new Error(`node flights: unknown operation ${op}`);
+    },
+    detach(peer) {
+      // A worker that went away holding turns: whoever waits fetches.
+      for (const [key, held] of [...turns]) if (held.holder === peer) end(key, 'lead');
+    },
+    get size() { return turns.size; },
+  };
+}
+
+export interface NodeFlights {
+  /** Waits for this worker's turn to fetch `key` (at most LOCK_TIMEOUT_MS: then `lead`). */
+  turn(key: string): Promise<Turn>;
+  /** Ends this worker's turn: what the workers waiting for it should do. */
+  release(key: string, outcome: Turn): void;
+}
+
+/** A worker's side, over its channel to the primary (tests hand in another). */
+export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel()): NodeFlights {
+  return {
+    turn: (key) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key).catch(() => 'lead' as const),
+    release: (key, outcome) => channel.tell(SERVICE, 'release', key, outcome),
+  };
+}
