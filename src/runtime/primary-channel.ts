@@ -21,22 +21,53 @@ interface Batch { readonly outpost: 'batch'; readonly items: readonly Message[] 
 const isKind = <T extends { outpost: string }>(message: unknown, kind: T['outpost']): message is T =>
   message !== null && typeof message === 'object' && (message as { outpost?: unknown }).outpost === kind;
 
+/** How a channel end sends: `written` runs once the message is handed to the system (or failed). */
+type SendFunction = (message: Message | Batch, written: (error?: Error | null) => void) => unknown;
+
+/** Bytes written and not yet taken by the system past which a channel counts as backed up. */
+const BACKED_UP_BYTES = 32 * 1024 * 1024;
+
+/** What a message costs to carry, roughly: its bytes (bodies) and a little for the rest. */
+function weightOf(message: Message): number {
+  let bytes = 256;
+  if (message.outpost === 'req') {
+    for (const arg of message.args) {
+      if (arg instanceof Uint8Array) bytes += arg.byteLength;
+      else if (arg !== null && typeof arg === 'object') {
+        for (const value of Object.values(arg)) if (value instanceof Uint8Array) bytes += value.byteLength;
+      }
+    }
+  }
+  return bytes;
+}
+
 /**
  * A sender that gathers what is sent in one turn of the event loop into one message. A channel
- * that is gone drops the batch: answers are then waited for until their timeout.
+ * that is gone drops the batch: answers are then waited for until their timeout. `backedUp`: more
+ * than BACKED_UP_BYTES written and not yet taken by the system (the other side reads more slowly
+ * than this one writes).
  */
-function batching(send: (message: Message | Batch) => void): (message: Message) => void {
+function batching(send: SendFunction, backedUpBytes = BACKED_UP_BYTES): { send(message: Message): void; readonly backedUp: boolean } {
   let queue: Message[] = [];
+  let unwritten = 0;
   const flush = () => {
     const items = queue;
     queue = [];
+    let weight = 0;
+    for (const item of items) weight += weightOf(item);
+    unwritten += weight;
+    let written = false;
+    const done = () => { if (!written) { written = true; unwritten -= weight; } };
     try {
-      send(items.length === 1 ? items[0]! : { outpost: 'batch', items });
+      send(items.length === 1 ? items[0]! : { outpost: 'batch', items }, done);
     } catch {
-      // the channel closed (the process is ending)
+      done(); // the channel closed (the process is ending)
     }
   };
-  return (message) => { if (queue.push(message) === 1) setImmediate(flush); };
+  return {
+    send(message) { if (queue.push(message) === 1) setImmediate(flush); },
+    get backedUp() { return unwritten > backedUpBytes; },
+  };
 }
 
 /** Each message of `message`, a batch or a single one. */
@@ -70,7 +101,10 @@ export function createPrimaryChannel(services: Readonly<Record<string, Service>>
   const senders = new Map<Peer, (message: Message) => void>();
   const channel: PrimaryChannel = {
     attach(worker) {
-      const sendTo = batching((message) => { if (worker.isConnected()) worker.send(message); });
+      const { send: sendTo } = batching((message, written) => {
+        if (worker.isConnected()) worker.send(message, undefined, undefined, written);
+        else written();
+      });
       senders.set(worker, sendTo);
       worker.once('exit', () => {
         senders.delete(worker);
@@ -104,6 +138,11 @@ export interface WorkerChannel {
   callWithin<T>(timeoutMs: number, service: string, op: string, ...args: unknown[]): Promise<T>;
   /** A write that needs no answer: one message instead of two. */
   tell(service: string, op: string, ...args: unknown[]): void;
+  /**
+   * The primary reads more slowly than this worker writes (the channel's buffer is over Node's
+   * threshold): writes that may be skipped should be, since nothing else bounds what tells queue.
+   */
+  readonly backedUp: boolean;
   /** Receives the primary's notices for `service`; returns the function that stops it. */
   onNotice(service: string, handler: (value: unknown) => void): () => void;
   close(): void;
@@ -113,13 +152,19 @@ export interface WorkerChannelOptions {
   /** How long a call waits for its answer (default 2 s). */
   readonly timeoutMs?: number;
   /** The channel's two ends; by default this process's IPC channel (tests hand in their own). */
-  readonly send?: (message: unknown) => void;
+  readonly send?: (message: unknown, written: (error?: Error | null) => void) => unknown;
+  /** Bytes written and not yet taken by the system past which the channel is backed up (default 32 MiB). */
+  readonly backedUpBytes?: number;
   readonly messages?: NodeJS.EventEmitter;
 }
 
 /** A worker's end. */
 export function createWorkerChannel(options: WorkerChannelOptions = {}): WorkerChannel {
-  const send = batching(options.send ?? ((message) => { process.send?.(message); }));
+  const out = batching(options.send ?? ((message, written) => {
+    if (process.send === undefined) written();
+    else process.send(message, undefined, undefined, written);
+  }), options.backedUpBytes);
+  const send = out.send;
   const messages: NodeJS.EventEmitter = options.messages ?? process;
   const timeoutMs = options.timeoutMs ?? 2000;
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; what: string; within: number; deadline: number }>();
@@ -162,6 +207,7 @@ export function createWorkerChannel(options: WorkerChannelOptions = {}): WorkerC
     call: (service, op, ...args) => request(timeoutMs, service, op, args),
     callWithin: (within, service, op, ...args) => request(within, service, op, args),
     tell(service, op, ...args) { send({ outpost: 'req', id: 0, service, op, args }); },
+    get backedUp() { return out.backedUp; },
     onNotice(service, handler) {
       let handlers = noticed.get(service);
       if (handlers === undefined) noticed.set(service, handlers = new Set());

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { createNodeTier } from '../../src/cache/store/node-tier.ts';
-import { createPrimaryChannel, type Peer } from '../../src/runtime/primary-channel.ts';
+import { createNodeTier, createNodeTierStore } from '../../src/cache/store/node-tier.ts';
+import { createPrimaryChannel, createWorkerChannel, type Peer } from '../../src/runtime/primary-channel.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import { createTieredStore, NEAR_TTL_MS } from '../../src/cache/store/tiered.ts';
 import type { CacheRecord, CacheStore } from '../../src/cache/store/contract.ts';
@@ -107,4 +107,40 @@ test('tiered store: a far read that an invalidation overtook is served once and 
   assert.equal((await tiered.get('k'))?.body.toString(), 'new', 'not kept near: the next read goes to the far tier');
   assert.equal(farReads, 3);
   await tiered.close();
+});
+
+test('node tier store: a write is refused, not queued, while the primary reads more slowly than the worker writes', async () => {
+  // The primary's end of the channel: answers every call at once; while `slow`, what is written is
+  // not taken (its write callbacks wait), as when the primary falls behind.
+  const messages = new EventEmitter();
+  let slow = false;
+  const held: Array<() => void> = [];
+  const sent: any[] = [];
+  const channel = createWorkerChannel({
+    messages,
+    backedUpBytes: 4096,
+    send: (message: any, written) => {
+      for (const item of message.outpost === 'batch' ? message.items : [message]) {
+        sent.push(item);
+        if (item.id > 0) setImmediate(() => messages.emit('message', { outpost: 'ans', id: item.id, ok: true }));
+      }
+      if (slow) held.push(() => written());
+      else written();
+    },
+  });
+  const store = createNodeTierStore({ maxSize: 1 << 20, channel });
+  const flushed = () => new Promise((resolve) => setImmediate(resolve));
+  await store.set('a', record('1'), 60_000);
+  await flushed();
+  slow = true;
+  await store.set('big', { meta: {}, body: Buffer.alloc(8192) }, 60_000);
+  await flushed();
+  await assert.rejects(store.set('b', record('2'), 60_000), /backed up/);
+  slow = false;
+  for (const write of held.splice(0)) write(); // the primary caught up
+  await store.set('c', record('3'), 60_000);
+  await flushed();
+  assert.deepEqual(sent.filter((item) => item.op === 'set').map((item) => item.args[0]), ['a', 'big', 'c']);
+  await store.close();
+  channel.close();
 });

@@ -105,13 +105,13 @@ const forkPrimary = async (script: string[] = [new URL('../helpers/node-tier-pri
 after(() => { for (const child of primaries) child.kill(); });
 contract('node tier (a primary process over IPC)', async () => {
   const primary = await forkPrimary();
-  return createNodeTierStore({ maxSize: 64 * 1024 * 1024, channel: createWorkerChannel({ send: (message) => primary.send(message as never), messages: primary }) });
+  return createNodeTierStore({ maxSize: 64 * 1024 * 1024, channel: createWorkerChannel({ send: (message, written) => primary.send(message as never, written), messages: primary }) });
 });
 contract('memory + node tier (a cluster worker\'s store)', async () => {
   const primary = await forkPrimary();
   return createTieredStore({
     near: createMemoryStore({ maxSize: 32 * 1024 * 1024 }),
-    far: createNodeTierStore({ maxSize: 64 * 1024 * 1024, channel: createWorkerChannel({ send: (message) => primary.send(message as never), messages: primary }) }),
+    far: createNodeTierStore({ maxSize: 64 * 1024 * 1024, channel: createWorkerChannel({ send: (message, written) => primary.send(message as never, written), messages: primary }) }),
   });
 });
 
@@ -138,7 +138,7 @@ test('memory store: bounded by bytes, least recently used goes first', async () 
 test('node tier: a primary that does not answer is a rejected read after the timeout, not a hang', async () => {
   // A process with an IPC channel and nobody listening on it.
   const silent = await forkPrimary([new URL('../helpers/silent-child.ts', import.meta.url).pathname]);
-  const channel = createWorkerChannel({ timeoutMs: 200, send: (message) => silent.send(message as never), messages: silent });
+  const channel = createWorkerChannel({ timeoutMs: 200, send: (message, written) => silent.send(message as never, written), messages: silent });
   const store = createNodeTierStore({ maxSize: 1024 * 1024, channel });
   const started = Date.now();
   await assert.rejects(store.get('k'), /the primary did not answer cache open within 200 ms/);

@@ -17,7 +17,9 @@ import { primaryChannel, type Peer, type PrimaryChannel, type Service, type Work
  * hold one: one that stored the key or read it from the tier within the near copies' lifetime
  * (NEAR_TTL_MS). A miss for a new URL then costs its worker one round trip (the lookup that finds
  * nothing) and one message (the write), and the other workers nothing. A primary that does not
- * answer in time is a miss, as a Redis tier that is down is.
+ * answer in time is a miss, as a Redis tier that is down is; one that reads more slowly than a
+ * worker writes (32 MiB unwritten) gets no more writes from it until it catches up: those
+ * responses are not stored (counted as store errors) rather than queued without bound.
  */
 
 /** The service's name on the primary channel. */
@@ -158,6 +160,8 @@ export function createNodeTierStore(options: { maxSize: number; channel?: Worker
     },
     async set(key, record, ttlMs) {
       await opened;
+      // A store may be skipped, and a primary falling behind must not queue bodies without bound.
+      if (channel.backedUp) throw new Error('node tier: the primary is behind (its channel is backed up): not stored');
       channel.tell(SERVICE, 'set', key, { meta: record.meta, body: record.body }, ttlMs);
     },
     async delete(keys) { await opened; return call<number>('delete', [...keys]); },
