@@ -15,6 +15,7 @@ import { createNodeTier } from '../cache/store/node-tier.ts';
 import { createPrimaryChannel, NODE_WORKERS } from './primary-channel.ts';
 import { createNodeLimits } from '../guard/node-limiter.ts';
 import { createNodeFlights } from '../cache/node-flights.ts';
+import { loadMallocHelper, startMallocTrimmer } from './malloc-trim.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -61,6 +62,9 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   const tier = createNodeTier();
   const limits = createNodeLimits();
   const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
+  // The primary holds the cache's bodies too: its free pages go back when the load stops, as the workers' do.
+  const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
+  const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
@@ -143,6 +147,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
       ...sumStats(await askAll<Record<string, unknown>>('stats')),
       workers: serving.size, workerPids: [...serving].map((w) => w.process.pid),
       ...(tier.usage() === undefined ? {} : { nodeTier: tier.usage() }),
+      ...(trimmer === undefined ? {} : { primaryMalloc: trimmer.stats() }),
     }),
     metrics: async () => {
       const { AggregatorRegistry } = await import('prom-client'); // loaded when metrics are first asked for
@@ -192,6 +197,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
     worker.process.kill('SIGTERM');
   })));
   await admin?.close();
+  trimmer?.stop();
   await tier.close();
   await limits.close();
   console.log('outpost: stopped');
