@@ -116,7 +116,7 @@ async function createStore(cache: Config['cache'], now: () => number): Promise<C
   if (onNodeTier(cache)) {
     // The node's cache is the primary's; each worker keeps what it served lately, its share of maxSize.
     const near = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
-    const far = createNodeTierStore({ maxSize: cache.maxSize });
+    const far = createNodeTierStore({ maxSize: cache.maxSize, section: JSON.stringify(cache) });
     return createTieredStore({ near, far, refuse: refusedRecord, onError: (error) => publishError({ ctx: null, error, where: 'node tier' }) });
   }
   const near = createMemoryStore({ maxSize: cache.maxSize, now });

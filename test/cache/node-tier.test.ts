@@ -144,3 +144,17 @@ test('node tier store: a write is refused, not queued, while the primary reads m
   await store.close();
   channel.close();
 });
+
+test('node tier: a worker that opens it with the same cache section keeps what is stored; another section (a reload that changed it) empties it', async () => {
+  const tier = createNodeTier();
+  const channel = createPrimaryChannel({ cache: tier }, (error) => { throw error; });
+  const [a, b] = [worker(), worker()];
+  for (const w of [a, b]) channel.attach(w.peer);
+  await a.ask('open', 1024 * 1024, '{"maxSize":1048576}');
+  await a.ask('set', 'k', record('v1'), 60_000);
+  await b.ask('open', 1024 * 1024, '{"maxSize":1048576}');
+  assert.deepEqual(await b.ask('get', 'k'), record('v1'));
+  await b.ask('open', 1024 * 1024, '{"maxSize":1048576,"grace":0}');
+  assert.equal(await a.ask('get', 'k'), undefined);
+  await tier.close();
+});

@@ -39,13 +39,14 @@ export interface NodeTier extends Service {
 }
 
 /**
- * The primary's side. The store is made when the first worker opens the tier, with the size that
- * worker's config gives, and made anew (empty) when a reload changes that size.
+ * The primary's side. The store is made when the first worker opens the tier, with the size its
+ * config gives, and made anew (empty) when a worker opens it with another `cache` section (a
+ * reload that changes it starts an empty cache, as with one worker).
  */
 export function createNodeTier(options: { now?: () => number } = {}): NodeTier {
   const now = options.now ?? Date.now;
   let store: CacheStore | undefined;
-  let size = 0;
+  let opened = '';
   /**
    * Who may hold a near copy of a key, and until when (a near copy lives NEAR_TTL_MS at most from
    * the write or read that made it). Entries past their time are swept once a minute.
@@ -74,16 +75,17 @@ export function createNodeTier(options: { now?: () => number } = {}): NodeTier {
   }, NEAR_TTL_MS);
   sweep.unref();
 
-  const open = async (maxSize: number) => {
-    if (store !== undefined && size === maxSize) return;
+  const open = async (maxSize: number, section: string) => {
+    if (store !== undefined && opened === section) return;
     await store?.close();
+    holders.clear();
     store = createMemoryStore({ maxSize, now: options.now });
-    size = maxSize;
+    opened = section;
   };
 
   return {
     async handle(from, op, args, channel) {
-      if (op === 'open') return open(Number(args[0]));
+      if (op === 'open') return open(Number(args[0]), String(args[1]));
       if (store === undefined) throw new Error('node tier: not opened');
       switch (op) {
         case 'get': {
@@ -139,8 +141,11 @@ export interface NodeTierStore extends CacheStore {
   subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
 }
 
-/** The worker's side, over this process's channel to its primary (tests hand in another). */
-export function createNodeTierStore(options: { maxSize: number; channel?: WorkerChannel }): NodeTierStore {
+/**
+ * The worker's side, over this process's channel to its primary (tests hand in another). `section`:
+ * the config's `cache` section as text; opening with another one empties the tier.
+ */
+export function createNodeTierStore(options: { maxSize: number; section?: string; channel?: WorkerChannel }): NodeTierStore {
   const channel = options.channel ?? primaryChannel();
   const listeners = new Set<(message: string) => void>();
   const stopNotices = channel.onNotice(SERVICE, (keys) => {
@@ -148,7 +153,7 @@ export function createNodeTierStore(options: { maxSize: number; channel?: Worker
     for (const listener of listeners) listener(text);
   });
   const call = <T>(op: string, ...args: unknown[]) => channel.call<T>(SERVICE, op, ...args);
-  const opened = call<void>('open', options.maxSize);
+  const opened = call<void>('open', options.maxSize, options.section ?? String(options.maxSize));
   opened.catch(() => {}); // an operation that follows fails on its own
 
   return {
