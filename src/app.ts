@@ -114,10 +114,9 @@ const onNodeTier = (cache: Config['cache']) => cache.store === 'memory' && share
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
   const workers = sharedWorkers();
   if (onNodeTier(cache)) {
-    // The node's cache is the primary's; each worker keeps what it served lately, its share of maxSize.
-    const near = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
-    const far = createNodeTierStore({ maxSize: cache.maxSize, section: JSON.stringify(cache) });
-    return createTieredStore({ near, far, refuse: refusedRecord, onError: (error) => publishError({ ctx: null, error, where: 'node tier' }) });
+    // Each worker holds what it stored or served, its share of maxSize; the primary knows who holds what.
+    const local = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
+    return createNodeTierStore({ local, section: JSON.stringify(cache), maxSize: cache.maxSize });
   }
   const near = createMemoryStore({ maxSize: cache.maxSize, now });
   if (cache.store === 'memory') return near;

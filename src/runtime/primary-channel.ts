@@ -21,59 +21,86 @@ interface Batch { readonly outpost: 'batch'; readonly items: readonly Message[] 
 const isKind = <T extends { outpost: string }>(message: unknown, kind: T['outpost']): message is T =>
   message !== null && typeof message === 'object' && (message as { outpost?: unknown }).outpost === kind;
 
-/** How a channel end sends: `written` runs once the message is handed to the system (or failed). */
-type SendFunction = (message: Message | Batch, written: (error?: Error | null) => void) => unknown;
-
-/** Bytes written and not yet taken by the system past which a channel counts as backed up. */
-const BACKED_UP_BYTES = 32 * 1024 * 1024;
-
-/** What a message costs to carry, roughly: its bytes (bodies) and a little for the rest. */
-function weightOf(message: Message): number {
-  let bytes = 256;
-  if (message.outpost === 'req') {
-    for (const arg of message.args) {
-      if (arg instanceof Uint8Array) bytes += arg.byteLength;
-      else if (arg !== null && typeof arg === 'object') {
-        for (const value of Object.values(arg)) if (value instanceof Uint8Array) bytes += value.byteLength;
-      }
-    }
-  }
-  return bytes;
-}
+/** How a channel end sends. */
+type SendFunction = (message: Message | Batch) => unknown;
 
 /**
  * A sender that gathers what is sent in one turn of the event loop into one message. A channel
- * that is gone drops the batch: answers are then waited for until their timeout. `backedUp`: more
- * than BACKED_UP_BYTES written and not yet taken by the system (the other side reads more slowly
- * than this one writes).
+ * that is gone drops the batch: answers are then waited for until their timeout.
  */
-function batching(send: SendFunction, backedUpBytes = BACKED_UP_BYTES): { send(message: Message): void; readonly backedUp: boolean } {
+function batching(send: SendFunction): (message: Message) => void {
   let queue: Message[] = [];
-  let unwritten = 0;
   const flush = () => {
     const items = queue;
     queue = [];
-    let weight = 0;
-    for (const item of items) weight += weightOf(item);
-    unwritten += weight;
-    let written = false;
-    const done = () => { if (!written) { written = true; unwritten -= weight; } };
     try {
-      send(items.length === 1 ? items[0]! : { outpost: 'batch', items }, done);
+      send(items.length === 1 ? items[0]! : { outpost: 'batch', items });
     } catch {
-      done(); // the channel closed (the process is ending)
+      // the channel closed (the process is ending)
     }
   };
-  return {
-    send(message) { if (queue.push(message) === 1) setImmediate(flush); },
-    get backedUp() { return unwritten > backedUpBytes; },
-  };
+  return (message) => { if (queue.push(message) === 1) setImmediate(flush); };
 }
 
 /** Each message of `message`, a batch or a single one. */
 function eachOf(message: unknown, handle: (item: unknown) => void): void {
   if (isKind<Batch>(message, 'batch') && Array.isArray(message.items)) for (const item of message.items) handle(item);
   else handle(message);
+}
+
+/**
+ * The calls one end waits on, each with its deadline; one timer for all of them (a call's own
+ * would cost a set and a clear per operation), running only while some call waits.
+ */
+function pendingCalls(other: string) {
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; what: string; within: number; deadline: number }>();
+  let nextId = 1;
+  let expiry: NodeJS.Timeout | undefined;
+  const expire = () => {
+    const now = performance.now();
+    for (const [id, waiting] of pending) {
+      if (waiting.deadline > now) continue;
+      pending.delete(id);
+      waiting.reject(new Error(`${other} did not answer ${waiting.what} within ${waiting.within} ms`));
+    }
+    if (pending.size === 0) { clearInterval(expiry); expiry = undefined; }
+  };
+  return {
+    /** A call: `send` gets its id. */
+    call<T>(within: number, what: string, send: (id: number) => void): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        const id = nextId++;
+        pending.set(id, { resolve: resolve as (value: unknown) => void, reject, what, within, deadline: performance.now() + within });
+        if (expiry === undefined) (expiry = setInterval(expire, 10)).unref();
+        send(id);
+      });
+    },
+    settle(answer: Answer): void {
+      const waiting = pending.get(answer.id);
+      if (waiting === undefined) return;
+      pending.delete(answer.id);
+      if (answer.ok) waiting.resolve(answer.value);
+      else waiting.reject(new Error(answer.error ?? `${other} refused ${waiting.what}`));
+    },
+    close(why: string): void {
+      clearInterval(expiry);
+      expiry = undefined;
+      for (const [id, waiting] of pending) {
+        waiting.reject(new Error(why));
+        pending.delete(id);
+      }
+    },
+  };
+}
+
+/** Answers a request with `handle`'s value (or its error); id 0 wants no answer. */
+function answering(request: Request, handle: () => unknown, send: (message: Message) => void, onError: (error: unknown) => void): void {
+  const done = new Promise((resolve) => resolve(handle()));
+  if (request.id === 0) { done.catch(onError); return; }
+  done.then(
+    (value) => send({ outpost: 'ans', id: request.id, ok: true, value }),
+    (error: unknown) => send({ outpost: 'ans', id: request.id, ok: false, error: error instanceof Error ? error.message : String(error) }),
+  );
 }
 
 /** A worker as the primary sees it: a cluster Worker, or any IPC end that looks like one (tests). */
@@ -92,6 +119,8 @@ export interface PrimaryChannel {
   attach(worker: Peer): void;
   /** Sends a worker a notice for `service` (with the batch of its turn). */
   notify(peer: Peer, service: string, value: unknown): void;
+  /** Asks a worker's `service` (what it serves: WorkerChannel.serve); rejects after `within` ms. */
+  ask<T>(peer: Peer, within: number, service: string, op: string, ...args: unknown[]): Promise<T>;
   /** The workers attached. */
   peers(): Iterable<Peer>;
 }
@@ -99,33 +128,32 @@ export interface PrimaryChannel {
 /** The primary's end: dispatches each request to its service by name. */
 export function createPrimaryChannel(services: Readonly<Record<string, Service>>, onError: (error: unknown) => void): PrimaryChannel {
   const senders = new Map<Peer, (message: Message) => void>();
+  const asked = pendingCalls('a worker');
   const channel: PrimaryChannel = {
     attach(worker) {
-      const { send: sendTo } = batching((message, written) => {
-        if (worker.isConnected()) worker.send(message, undefined, undefined, written);
-        else written();
-      });
+      const sendTo = batching((message) => worker.isConnected() && worker.send(message));
       senders.set(worker, sendTo);
       worker.once('exit', () => {
         senders.delete(worker);
         for (const service of Object.values(services)) service.detach?.(worker);
       });
-      const answer = (message: unknown) => {
+      const onItem = (message: unknown) => {
+        if (isKind<Answer>(message, 'ans')) { asked.settle(message); return; }
         if (!isKind<Request>(message, 'req')) return;
         const service = services[message.service];
-        const done = new Promise((resolve) => {
+        answering(message, () => {
           if (service === undefined) throw new Error(`no service ${String(message.service)}`);
-          resolve(service.handle(worker, String(message.op), Array.isArray(message.args) ? message.args : [], channel));
-        });
-        if (message.id === 0) { done.catch(onError); return; }
-        done.then(
-          (value) => sendTo({ outpost: 'ans', id: message.id, ok: true, value }),
-          (error: unknown) => sendTo({ outpost: 'ans', id: message.id, ok: false, error: error instanceof Error ? error.message : String(error) }),
-        );
+          return service.handle(worker, String(message.op), Array.isArray(message.args) ? message.args : [], channel);
+        }, sendTo, onError);
       };
-      worker.on('message', (message: unknown) => eachOf(message, answer));
+      worker.on('message', (message: unknown) => eachOf(message, onItem));
     },
     notify(peer, service, value) { senders.get(peer)?.({ outpost: 'notice', service, value }); },
+    ask(peer, within, service, op, ...args) {
+      const sendTo = senders.get(peer);
+      if (sendTo === undefined) return Promise.reject(new Error('that worker is gone'));
+      return asked.call(within, `${service} ${op}`, (id) => sendTo({ outpost: 'req', id, service, op, args }));
+    },
     peers: () => senders.keys(),
   };
   return channel;
@@ -138,13 +166,10 @@ export interface WorkerChannel {
   callWithin<T>(timeoutMs: number, service: string, op: string, ...args: unknown[]): Promise<T>;
   /** A write that needs no answer: one message instead of two. */
   tell(service: string, op: string, ...args: unknown[]): void;
-  /**
-   * The primary reads more slowly than this worker writes (the channel's buffer is over Node's
-   * threshold): writes that may be skipped should be, since nothing else bounds what tells queue.
-   */
-  readonly backedUp: boolean;
   /** Receives the primary's notices for `service`; returns the function that stops it. */
   onNotice(service: string, handler: (value: unknown) => void): () => void;
+  /** Answers the primary's requests to `service` (PrimaryChannel.ask); returns the function that stops it. */
+  serve(service: string, handler: (op: string, args: readonly unknown[]) => unknown): () => void;
   close(): void;
 }
 
@@ -152,76 +177,53 @@ export interface WorkerChannelOptions {
   /** How long a call waits for its answer (default 2 s). */
   readonly timeoutMs?: number;
   /** The channel's two ends; by default this process's IPC channel (tests hand in their own). */
-  readonly send?: (message: unknown, written: (error?: Error | null) => void) => unknown;
-  /** Bytes written and not yet taken by the system past which the channel is backed up (default 32 MiB). */
-  readonly backedUpBytes?: number;
+  readonly send?: (message: unknown) => unknown;
   readonly messages?: NodeJS.EventEmitter;
 }
 
 /** A worker's end. */
 export function createWorkerChannel(options: WorkerChannelOptions = {}): WorkerChannel {
-  const out = batching(options.send ?? ((message, written) => {
-    if (process.send === undefined) written();
-    else process.send(message, undefined, undefined, written);
-  }), options.backedUpBytes);
-  const send = out.send;
+  const send = batching(options.send ?? ((message) => process.send?.(message)));
   const messages: NodeJS.EventEmitter = options.messages ?? process;
   const timeoutMs = options.timeoutMs ?? 2000;
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; what: string; within: number; deadline: number }>();
+  const calls = pendingCalls('the primary');
   const noticed = new Map<string, Set<(value: unknown) => void>>();
-  let nextId = 1;
-  // One timer for every call waiting (a call's own would cost a set and a clear per operation),
-  // running only while some call waits.
-  let expiry: NodeJS.Timeout | undefined;
-  const expire = () => {
-    const now = performance.now();
-    for (const [id, waiting] of pending) {
-      if (waiting.deadline > now) continue;
-      pending.delete(id);
-      waiting.reject(new Error(`the primary did not answer ${waiting.what} within ${waiting.within} ms`));
-    }
-    if (pending.size === 0) { clearInterval(expiry); expiry = undefined; }
-  };
+  const served = new Map<string, (op: string, args: readonly unknown[]) => unknown>();
 
   const onItem = (message: unknown) => {
-    if (isKind<Answer>(message, 'ans')) {
-      const waiting = pending.get(message.id);
-      if (waiting === undefined) return;
-      pending.delete(message.id);
-      if (message.ok) waiting.resolve(message.value);
-      else waiting.reject(new Error(message.error ?? `the primary refused ${waiting.what}`));
-    } else if (isKind<Notice>(message, 'notice')) {
+    if (isKind<Answer>(message, 'ans')) calls.settle(message);
+    else if (isKind<Notice>(message, 'notice')) {
       for (const handler of noticed.get(message.service) ?? []) handler(message.value);
+    } else if (isKind<Request>(message, 'req')) {
+      const handler = served.get(message.service);
+      answering(message, () => {
+        if (handler === undefined) throw new Error(`this worker serves no ${String(message.service)}`);
+        return handler(String(message.op), Array.isArray(message.args) ? message.args : []);
+      }, send, () => {});
     }
   };
   const onMessage = (message: unknown) => eachOf(message, onItem);
   messages.on('message', onMessage);
 
-  const request = <T>(within: number, service: string, op: string, args: unknown[]) => new Promise<T>((resolve, reject) => {
-    const id = nextId++;
-    pending.set(id, { resolve: resolve as (value: unknown) => void, reject, what: `${service} ${op}`, within, deadline: performance.now() + within });
-    if (expiry === undefined) (expiry = setInterval(expire, 10)).unref();
-    send({ outpost: 'req', id, service, op, args });
-  });
+  const request = <T>(within: number, service: string, op: string, args: unknown[]) =>
+    calls.call<T>(within, `${service} ${op}`, (id) => send({ outpost: 'req', id, service, op, args }));
   return {
     call: (service, op, ...args) => request(timeoutMs, service, op, args),
     callWithin: (within, service, op, ...args) => request(within, service, op, args),
     tell(service, op, ...args) { send({ outpost: 'req', id: 0, service, op, args }); },
-    get backedUp() { return out.backedUp; },
     onNotice(service, handler) {
       let handlers = noticed.get(service);
       if (handlers === undefined) noticed.set(service, handlers = new Set());
       handlers.add(handler);
       return () => { handlers.delete(handler); };
     },
+    serve(service, handler) {
+      served.set(service, handler);
+      return () => { if (served.get(service) === handler) served.delete(service); };
+    },
     close() {
       messages.off('message', onMessage);
-      clearInterval(expiry);
-      expiry = undefined;
-      for (const [id, waiting] of pending) {
-        waiting.reject(new Error('the channel to the primary closed'));
-        pending.delete(id);
-      }
+      calls.close('the channel to the primary closed');
     },
   };
 }

@@ -1,71 +1,111 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { createNodeTier, createNodeTierStore } from '../../src/cache/store/node-tier.ts';
-import { createPrimaryChannel, createWorkerChannel, type Peer } from '../../src/runtime/primary-channel.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
-import { createTieredStore, NEAR_TTL_MS } from '../../src/cache/store/tiered.ts';
+import { createTieredStore } from '../../src/cache/store/tiered.ts';
 import type { CacheRecord, CacheStore } from '../../src/cache/store/contract.ts';
-
-/** A worker as the primary sees it: what it is sent is kept; `ask` sends it a request and waits for the answer. */
-function worker() {
-  const emitter = new EventEmitter();
-  const received: any[] = [];
-  let id = 0;
-  const waiting = new Map<number, (value: unknown) => void>();
-  const peer = {
-    send: (sent: any) => {
-      for (const message of sent.outpost === 'batch' ? sent.items : [sent]) {
-        if (message.outpost === 'ans') waiting.get(message.id)?.(message.ok ? message.value : new Error(message.error));
-        else received.push(message);
-      }
-      return true;
-    },
-    on: (event: string, listener: (...args: any[]) => void) => emitter.on(event, listener),
-    once: (event: string, listener: (...args: any[]) => void) => emitter.once(event, listener),
-    isConnected: () => true,
-  } as unknown as Peer;
-  const ask = (op: string, ...args: unknown[]) => new Promise((resolve) => {
-    const n = ++id;
-    waiting.set(n, resolve);
-    emitter.emit('message', { outpost: 'req', id: n, service: 'cache', op, args });
-  });
-  const drops = () => received.filter((m) => m.outpost === 'notice' && m.service === 'cache').map((m) => m.value);
-  return { peer, ask, drops };
-}
+import type { WorkerChannel } from '../../src/runtime/primary-channel.ts';
+import { linkedWorkers } from '../helpers/linked-workers.ts';
 
 const record = (text: string) => ({ meta: { text }, body: Buffer.from(text) });
+const text = (found: CacheRecord | undefined) => found?.body.toString();
 
-test('node tier: a write or delete tells only the other workers that may hold the key near, within the near copies\' lifetime', async () => {
-  let clock = 1_000_000;
-  const tier = createNodeTier({ now: () => clock });
-  const channel = createPrimaryChannel({ cache: tier }, (error) => { throw error; });
-  const [a, b, c] = [worker(), worker(), worker()];
-  for (const w of [a, b, c]) { channel.attach(w.peer); await w.ask('open', 1024 * 1024); }
+/** Worker stores over one primary's node tier, and the drops each worker's channel received. */
+function node(count: number, tierOptions: Parameters<typeof createNodeTier>[0] = {}, section = 'cache-section') {
+  const tier = createNodeTier(tierOptions);
+  const { workers } = linkedWorkers(count, { cache: tier });
+  return workers.map(({ channel, exit }) => {
+    const drops: unknown[] = [];
+    channel.onNotice('cache', (keys) => drops.push(keys));
+    const local = createMemoryStore({ maxSize: 1 << 20 });
+    return { store: createNodeTierStore({ local, section, maxSize: 1 << 20, channel }), local, drops, channel, exit };
+  });
+}
 
-  await a.ask('set', 'k', record('v1'), 60_000);
-  assert.deepEqual([a.drops(), b.drops(), c.drops()], [[], [], []], 'a new key concerns nobody else');
-  assert.deepEqual(await b.ask('get', 'k'), record('v1'));
-  assert.equal(await c.ask('get', 'other'), undefined);
+test('node tier: what one worker stored is read by another (which then holds it too); a newer response or a delete drops every other holder\'s copy, and only theirs', async () => {
+  const [a, b, c] = node(3);
+  await a!.store.set('k', record('v1'), 60_000);
+  assert.equal(text(await b!.store.get('k')), 'v1', 'fetched from a through the primary');
+  assert.equal(text(b!.local.getNow!('k')), 'v1', 'b keeps a copy');
+  assert.equal(await c!.store.get('other'), undefined);
 
-  await a.ask('set', 'k', record('v2'), 60_000);
-  assert.deepEqual(b.drops(), [['k']], 'b read it: b drops its copy');
-  assert.deepEqual(c.drops(), [], 'c never held it');
-  assert.deepEqual(a.drops(), []);
+  await a!.store.set('k', record('v2'), 60_000);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(b!.drops, [['k']], 'b held it: told to drop it');
+  assert.deepEqual(c!.drops, [], 'c never held it: told nothing');
+  assert.equal(b!.local.getNow!('k'), undefined);
+  assert.equal(text(await b!.store.get('k')), 'v2');
 
-  // b's copy from that read is gone by now: a later write tells nobody.
-  await b.ask('get', 'k');
-  clock += NEAR_TTL_MS + 1;
-  await a.ask('set', 'k', record('v3'), 600_000);
-  assert.deepEqual(b.drops(), [['k']]);
+  assert.equal(await c!.store.delete(['k']), 1);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(a!.local.getNow!('k'), undefined, 'a dropped it');
+  assert.equal(b!.local.getNow!('k'), undefined, 'b dropped it');
+  assert.equal(await b!.store.get('k'), undefined);
+});
 
-  await c.ask('delete', ['k']);
-  assert.deepEqual(a.drops(), [['k']], 'a wrote it last: a drops it');
-  assert.equal(await b.ask('get', 'k'), undefined);
+test('node tier: a holder that no longer has a response (evicted) is struck off; another holder still serves it', async () => {
+  const [a, b, c] = node(3);
+  await a!.store.set('k', record('v1'), 60_000);
+  assert.equal(text(await b!.store.get('k')), 'v1');
+  await a!.local.delete(['k']); // a's own memory let it go
+  assert.equal(text(await c!.store.get('k')), 'v1', 'from b');
+  await b!.local.delete(['k']);
+  await c!.local.delete(['k']);
+  assert.equal(await a!.store.get('k'), undefined, 'nobody holds it any more');
+});
 
-  await a.ask('clear');
-  assert.deepEqual([b.drops().at(-1), c.drops().at(-1)], ['*', '*']);
-  await tier.close();
+test('node tier: a worker that opens it with another cache section (a reload that changed it) empties it for every worker', async () => {
+  const tier = createNodeTier();
+  const { workers: [a, b] } = linkedWorkers(2, { cache: tier });
+  const localA = createMemoryStore({ maxSize: 1 << 20 });
+  const storeA = createNodeTierStore({ local: localA, section: 'one', maxSize: 1 << 20, channel: a!.channel });
+  await storeA.set('k', record('v1'), 60_000);
+  const sameB = createNodeTierStore({ local: createMemoryStore({ maxSize: 1 << 20 }), section: 'one', maxSize: 1 << 20, channel: b!.channel });
+  assert.equal(text(await sameB.get('k')), 'v1', 'the same section keeps it');
+  await sameB.close();
+  const otherB = createNodeTierStore({ local: createMemoryStore({ maxSize: 1 << 20 }), section: 'two', maxSize: 1 << 20, channel: b!.channel });
+  assert.equal(await otherB.get('k'), undefined);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(localA.getNow!('k'), undefined, 'a was told to drop everything');
+  assert.equal(tier.usage()?.keys, 0);
+});
+
+test('node tier: the directory keeps at most maxKeys keys; the oldest go, and their holders drop them', async () => {
+  const [a] = node(1, { maxKeys: 2 });
+  for (const key of ['k1', 'k2', 'k3']) await a!.store.set(key, record(key), 60_000);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(a!.drops, [['k1']]);
+  assert.equal(a!.local.getNow!('k1'), undefined);
+  assert.equal(text(a!.local.getNow!('k3')), 'k3');
+});
+
+test('node tier: a worker that goes away is no longer asked', async () => {
+  const [a, b] = node(2);
+  await a!.store.set('k', record('v1'), 60_000);
+  a!.exit();
+  assert.equal(await b!.store.get('k'), undefined);
+});
+
+test('node tier store: a read from another worker that a drop overtook is served once and not kept', async () => {
+  // The primary's end held by the test: the answer to the read and the drop arrive together.
+  let notice: (value: unknown) => void = () => {};
+  let answerGet: (value: unknown) => void = () => {};
+  const channel: WorkerChannel = {
+    call: async <T>(_service: string, op: string) => (op === 'get' ? new Promise<T>((resolve) => { answerGet = resolve as (value: unknown) => void; }) : undefined as T),
+    callWithin: async <T>() => undefined as T,
+    tell() {},
+    onNotice(_service, handler) { notice = handler; return () => {}; },
+    serve() { return () => {}; },
+    close() {},
+  };
+  const local = createMemoryStore({ maxSize: 1 << 20 });
+  const store = createNodeTierStore({ local, section: 's', maxSize: 1 << 20, channel });
+  const reading = store.get('k');
+  await new Promise((resolve) => setImmediate(resolve));
+  answerGet({ meta: { text: 'old' }, body: Buffer.from('old'), ttlMs: 60_000 });
+  notice(['k']);
+  assert.equal(text(await reading), 'old', 'served once: it was what the node held when read');
+  assert.equal(local.getNow!('k'), undefined, 'not kept');
 });
 
 test('tiered store: a far read that an invalidation overtook is served once and not kept near', async () => {
@@ -89,8 +129,8 @@ test('tiered store: a far read that an invalidation overtook is served once and 
   await backing.set('k', record('old'), 60_000);
 
   // Undisturbed, a far read is kept near.
-  assert.equal((await tiered.get('k'))?.body.toString(), 'old');
-  assert.equal((await tiered.get('k'))?.body.toString(), 'old');
+  assert.equal(text(await tiered.get('k')), 'old');
+  assert.equal(text(await tiered.get('k')), 'old');
   assert.equal(farReads, 1);
 
   await tiered.delete(['k']);
@@ -99,62 +139,12 @@ test('tiered store: a far read that an invalidation overtook is served once and 
   hold = new Promise((resolve) => { release = resolve; });
   const reading = tiered.get('k');
   await new Promise((resolve) => setImmediate(resolve));
-  listener(JSON.stringify({ from: 'another worker', keys: ['k'] }));
+  listener(JSON.stringify({ from: 'another node', keys: ['k'] }));
   await backing.set('k', record('new'), 60_000);
   release();
-  assert.equal((await reading)?.body.toString(), 'old', 'served once: it was what the tier held when read');
+  assert.equal(text(await reading), 'old', 'served once: it was what the tier held when read');
   hold = undefined;
-  assert.equal((await tiered.get('k'))?.body.toString(), 'new', 'not kept near: the next read goes to the far tier');
+  assert.equal(text(await tiered.get('k')), 'new', 'not kept near: the next read goes to the far tier');
   assert.equal(farReads, 3);
   await tiered.close();
-});
-
-test('node tier store: a write is refused, not queued, while the primary reads more slowly than the worker writes', async () => {
-  // The primary's end of the channel: answers every call at once; while `slow`, what is written is
-  // not taken (its write callbacks wait), as when the primary falls behind.
-  const messages = new EventEmitter();
-  let slow = false;
-  const held: Array<() => void> = [];
-  const sent: any[] = [];
-  const channel = createWorkerChannel({
-    messages,
-    backedUpBytes: 4096,
-    send: (message: any, written) => {
-      for (const item of message.outpost === 'batch' ? message.items : [message]) {
-        sent.push(item);
-        if (item.id > 0) setImmediate(() => messages.emit('message', { outpost: 'ans', id: item.id, ok: true }));
-      }
-      if (slow) held.push(() => written());
-      else written();
-    },
-  });
-  const store = createNodeTierStore({ maxSize: 1 << 20, channel });
-  const flushed = () => new Promise((resolve) => setImmediate(resolve));
-  await store.set('a', record('1'), 60_000);
-  await flushed();
-  slow = true;
-  await store.set('big', { meta: {}, body: Buffer.alloc(8192) }, 60_000);
-  await flushed();
-  await assert.rejects(store.set('b', record('2'), 60_000), /backed up/);
-  slow = false;
-  for (const write of held.splice(0)) write(); // the primary caught up
-  await store.set('c', record('3'), 60_000);
-  await flushed();
-  assert.deepEqual(sent.filter((item) => item.op === 'set').map((item) => item.args[0]), ['a', 'big', 'c']);
-  await store.close();
-  channel.close();
-});
-
-test('node tier: a worker that opens it with the same cache section keeps what is stored; another section (a reload that changed it) empties it', async () => {
-  const tier = createNodeTier();
-  const channel = createPrimaryChannel({ cache: tier }, (error) => { throw error; });
-  const [a, b] = [worker(), worker()];
-  for (const w of [a, b]) channel.attach(w.peer);
-  await a.ask('open', 1024 * 1024, '{"maxSize":1048576}');
-  await a.ask('set', 'k', record('v1'), 60_000);
-  await b.ask('open', 1024 * 1024, '{"maxSize":1048576}');
-  assert.deepEqual(await b.ask('get', 'k'), record('v1'));
-  await b.ask('open', 1024 * 1024, '{"maxSize":1048576,"grace":0}');
-  assert.equal(await a.ask('get', 'k'), undefined);
-  await tier.close();
 });

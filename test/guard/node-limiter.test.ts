@@ -9,7 +9,7 @@ test('node limiter: a primary that does not answer in time leaves the decision t
   // A process with an IPC channel and nobody answering on it.
   const silent = fork(new URL('../helpers/silent-child.ts', import.meta.url).pathname, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await once(silent, 'spawn');
-  const channel = createWorkerChannel({ send: (message, written) => silent.send(message as never, written), messages: silent });
+  const channel = createWorkerChannel({ send: (message) => silent.send(message as never), messages: silent });
   const errors: unknown[] = [];
   const limiter = createNodeLimiter({ rate: 1, burst: 2 }, { id: 'all', channel, timeoutMs: 50, onError: (error) => errors.push(error) });
   try {

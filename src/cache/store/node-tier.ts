@@ -1,29 +1,34 @@
 import type { CacheRecord, CacheStore, StoreUsage } from './contract.ts';
 import { createMemoryStore } from './memory.ts';
-import { NEAR_TTL_MS } from './tiered.ts';
 import { primaryChannel, type Peer, type PrimaryChannel, type Service, type WorkerChannel } from '../../runtime/primary-channel.ts';
 
 /**
- * One memory cache for the node's workers. With `workers: N` and the memory store, the cluster
- * primary holds the cache (the node tier) and each worker keeps a near copy of what it served
- * (tiered.ts): a response one worker stored is a hit in every worker, and an invalidation (a POST,
- * a purge, a newer response) in one reaches all of them, as a cache shared by nginx's or Varnish's
- * workers would behave. Without it each worker was a cache of its own: a client whose next request
- * came over another connection found nothing, and a POST to a URL left the other worker serving
- * what it had stored (RFC 9111 §4.4).
+ * One memory cache for the node's workers. With `workers: N` and the memory store, each worker
+ * keeps the responses it stored or served in its own memory, and the cluster primary keeps a
+ * directory of who holds what: a worker that does not hold a response asks the primary, which
+ * fetches it from a worker that does (and notes the asker as holding it too). A response one
+ * worker stored is then a hit in every worker, and an invalidation (a POST, a purge, a newer
+ * response) in one makes every other holder drop its copy, as a cache shared by nginx's or
+ * Varnish's workers behaves. Without it each worker was a cache of its own: a client whose next
+ * request came over another connection found nothing, and a POST to a URL left the other worker
+ * serving what it had stored (RFC 9111 §4.4).
  *
- * The tier is a service of the primary (runtime/primary-channel.ts). The primary tells a worker to
- * drop its near copy of a key when another worker stores or deletes it, and only a worker that may
- * hold one: one that stored the key or read it from the tier within the near copies' lifetime
- * (NEAR_TTL_MS). A miss for a new URL then costs its worker one round trip (the lookup that finds
- * nothing) and one message (the write), and the other workers nothing. A primary that does not
- * answer in time is a miss, as a Redis tier that is down is; one that reads more slowly than a
- * worker writes (32 MiB unwritten) gets no more writes from it until it catches up: those
- * responses are not stored (counted as store errors) rather than queued without bound.
+ * Bodies cross between processes only when another worker asks for one (once per worker that
+ * serves it), never on a miss: a miss costs its worker one round trip to the primary (the
+ * lookup that finds nobody holding it) and one small message (now I hold it). An earlier cut kept
+ * every body in the primary too: each miss carried its bodies over, and a 30 KB page cost
+ * 750-950 µs of CPU per miss against 375-480 with a cache per worker. The primary also keeps the
+ * purge indexes (the URL and tag sets). It is a service of the primary
+ * (runtime/primary-channel.ts); a primary that does not answer in time is a miss, as a Redis
+ * tier that is down is.
  */
 
 /** The service's name on the primary channel. */
 const SERVICE = 'cache';
+/** How long the primary waits for a worker to hand over a response another asked for. */
+const GIVE_TIMEOUT_MS = 1000;
+/** Keys the directory tracks at most; past it the oldest are let go (their holders told to drop them). */
+const MAX_KEYS = 1_000_000;
 
 /** Bytes that crossed the channel: a Uint8Array view, or a Buffer, as the serializer hands it. */
 const asBuffer = (bytes: unknown): Buffer => {
@@ -32,156 +37,226 @@ const asBuffer = (bytes: unknown): Buffer => {
   throw new TypeError('node tier: a record body is not bytes');
 };
 
+/** What the primary's directory holds, for /stats. */
+export interface NodeTierUsage {
+  /** Keys some worker holds. */
+  readonly keys: number;
+  /** The purge indexes' store. */
+  readonly sets: StoreUsage | undefined;
+}
+
 export interface NodeTier extends Service {
-  /** What the tier holds (stats), once a worker has opened it. */
-  usage(): StoreUsage | undefined;
+  usage(): NodeTierUsage | undefined;
   close(): Promise<void>;
 }
 
 /**
- * The primary's side. The store is made when the first worker opens the tier, with the size its
- * config gives, and made anew (empty) when a worker opens it with another `cache` section (a
- * reload that changes it starts an empty cache, as with one worker).
+ * The primary's side. The directory and the indexes are made when the first worker opens the
+ * tier, and made anew (empty, every holder told to drop everything) when a worker opens it with
+ * another `cache` section: a reload that changes it starts an empty cache, as with one worker.
  */
-export function createNodeTier(options: { now?: () => number } = {}): NodeTier {
+export function createNodeTier(options: { now?: () => number; maxKeys?: number } = {}): NodeTier {
   const now = options.now ?? Date.now;
-  let store: CacheStore | undefined;
-  let opened = '';
-  /**
-   * Who may hold a near copy of a key, and until when (a near copy lives NEAR_TTL_MS at most from
-   * the write or read that made it). Entries past their time are swept once a minute.
-   */
+  const maxKeys = options.maxKeys ?? MAX_KEYS;
+  /** Who holds each key, and until when it is kept (its ttl at the last write). In insertion order: oldest first. */
   const holders = new Map<string, { peers: Set<Peer>; until: number }>();
-  const hold = (key: string, peer: Peer, alone: boolean) => {
-    const entry = holders.get(key);
-    const until = now() + NEAR_TTL_MS;
-    if (entry === undefined || alone) holders.set(key, { peers: new Set([peer]), until });
-    else { entry.peers.add(peer); entry.until = until; }
-  };
-  /** Tells the other workers that may hold `keys` near to drop them. */
-  const dropElsewhere = (keys: readonly string[], from: Peer, channel: PrimaryChannel) => {
+  let sets: CacheStore | undefined;
+  let opened: string | undefined;
+
+  const tell = (channel: PrimaryChannel, peer: Peer, keys: readonly string[] | '*') => channel.notify(peer, SERVICE, keys);
+  /** Tells every holder of `keys` but `from` to drop them; answers how many keys had holders. */
+  const dropElsewhere = (channel: PrimaryChannel, keys: readonly string[], from: Peer | undefined): number => {
     const told = new Map<Peer, string[]>();
-    const at = now();
+    let held = 0;
     for (const key of keys) {
       const entry = holders.get(key);
-      if (entry === undefined || entry.until < at) continue;
+      if (entry === undefined) continue;
+      holders.delete(key);
+      held++;
       for (const peer of entry.peers) if (peer !== from) told.set(peer, [...(told.get(peer) ?? []), key]);
     }
-    for (const [peer, named] of told) channel.notify(peer, SERVICE, named);
+    for (const [peer, named] of told) tell(channel, peer, named);
+    return held;
+  };
+  /** Keeps the directory within maxKeys: the oldest keys go, their holders told. */
+  const bound = (channel: PrimaryChannel) => {
+    if (holders.size <= maxKeys) return;
+    const oldest: string[] = [];
+    for (const key of holders.keys()) {
+      if (holders.size - oldest.length <= maxKeys) break;
+      oldest.push(key);
+    }
+    dropElsewhere(channel, oldest, undefined);
   };
   const sweep = setInterval(() => {
     const at = now();
     for (const [key, entry] of holders) if (entry.until < at) holders.delete(key);
-  }, NEAR_TTL_MS);
+  }, 60_000);
   sweep.unref();
 
-  const open = async (maxSize: number, section: string) => {
-    if (store !== undefined && opened === section) return;
-    await store?.close();
-    holders.clear();
-    store = createMemoryStore({ maxSize, now: options.now });
-    opened = section;
+  /** A holder's copy of `key`, asked of each holder in turn (one that no longer has it is struck off). */
+  const fetchFrom = async (channel: PrimaryChannel, key: string, from: Peer): Promise<{ meta: unknown; body: unknown; ttlMs: number } | undefined> => {
+    const entry = holders.get(key);
+    if (entry === undefined || entry.until <= now()) return undefined;
+    for (const peer of [...entry.peers]) {
+      if (peer === from) continue;
+      const record = await channel.ask<{ meta: unknown; body: unknown } | undefined>(peer, GIVE_TIMEOUT_MS, SERVICE, 'give', key).catch(() => undefined);
+      if (holders.get(key) !== entry) return undefined; // written or dropped meanwhile: ask again
+      if (record === undefined) { entry.peers.delete(peer); continue; }
+      entry.peers.add(from);
+      return { meta: record.meta, body: record.body, ttlMs: entry.until - now() };
+    }
+    return undefined;
   };
 
   return {
     async handle(from, op, args, channel) {
-      if (op === 'open') return open(Number(args[0]), String(args[1]));
-      if (store === undefined) throw new Error('node tier: not opened');
+      if (op === 'open') {
+        const section = String(args[0]);
+        const maxSize = Number(args[1]);
+        if (opened === section) return undefined;
+        if (opened !== undefined) for (const peer of channel.peers()) if (peer !== from) tell(channel, peer, '*');
+        holders.clear();
+        await sets?.close();
+        sets = createMemoryStore({ maxSize: Number.isSafeInteger(maxSize) && maxSize > 0 ? maxSize : 64 * 1024 * 1024, now: options.now });
+        opened = section;
+        return undefined;
+      }
+      if (sets === undefined) throw new Error('node tier: not opened');
       switch (op) {
-        case 'get': {
+        case 'get': return fetchFrom(channel, String(args[0]), from);
+        case 'have': {
+          // A new response under the key: the other holders' copies are another one.
           const key = String(args[0]);
-          const record = await store.get(key);
-          if (record === undefined) return undefined;
-          hold(key, from, false); // the tiered store keeps what it read near
-          return { meta: record.meta, body: record.body };
-        }
-        case 'set': {
-          const key = String(args[0]);
-          const record = args[1] as { meta: unknown; body: unknown };
-          dropElsewhere([key], from, channel);
-          hold(key, from, true);
-          return store.set(key, { meta: record.meta, body: asBuffer(record.body) }, Number(args[2]));
+          dropElsewhere(channel, [key], from);
+          holders.set(key, { peers: new Set([from]), until: now() + Number(args[1]) });
+          bound(channel);
+          return undefined;
         }
         case 'delete': {
           const keys = (args[0] as unknown[]).map(String);
-          dropElsewhere(keys, from, channel);
-          for (const key of keys) holders.delete(key);
-          return store.delete(keys);
+          return dropElsewhere(channel, keys, from) + await sets.delete(keys);
         }
-        case 'addToSet': return store.addToSet(String(args[0]), String(args[1]), Number(args[2]));
-        case 'members': return store.members(String(args[0]));
+        case 'addToSet': return sets.addToSet(String(args[0]), String(args[1]), Number(args[2]));
+        case 'members': return sets.members(String(args[0]));
         case 'clear': {
-          for (const peer of channel.peers()) if (peer !== from) channel.notify(peer, SERVICE, '*');
+          for (const peer of channel.peers()) if (peer !== from) tell(channel, peer, '*');
+          const count = holders.size;
           holders.clear();
-          return store.clear();
+          await sets.clear();
+          return count;
         }
       }
       throw new Error(`node tier: unknown operation ${op}`);
     },
     detach(peer) {
-      for (const entry of holders.values()) entry.peers.delete(peer);
+      for (const [key, entry] of holders) {
+        entry.peers.delete(peer);
+        if (entry.peers.size === 0) holders.delete(key);
+      }
     },
-    usage: () => store?.usage?.(),
+    usage: () => (opened === undefined ? undefined : { keys: holders.size, sets: sets?.usage?.() }),
     async close() {
       clearInterval(sweep);
       holders.clear();
-      await store?.close();
-      store = undefined;
+      await sets?.close();
+      sets = undefined;
+      opened = undefined;
     },
   };
 }
 
 /**
- * A worker's view of the node tier: a far store with publish/subscribe, for the tiered store. Its
- * announcements need not travel (the primary sees every write and delete and tells whom it
- * concerns), and the primary's drops reach its subscribers as the tiered store's own messages.
+ * A worker's side: its own memory store (what it holds) in front of the rest of the node. Reads
+ * it does not hold ask the primary, which fetches from a holder; writes are kept here and
+ * announced; the primary's drops reach this worker's copies. `section`: the config's `cache`
+ * section as text (another one empties the tier). The channel is this process's to its primary
+ * (tests hand in another).
  */
-export interface NodeTierStore extends CacheStore {
-  publish(channel: string, message: string): Promise<void>;
-  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
-}
-
-/**
- * The worker's side, over this process's channel to its primary (tests hand in another). `section`:
- * the config's `cache` section as text; opening with another one empties the tier.
- */
-export function createNodeTierStore(options: { maxSize: number; section?: string; channel?: WorkerChannel }): NodeTierStore {
+export function createNodeTierStore(options: { local: CacheStore; section: string; maxSize: number; channel?: WorkerChannel }): CacheStore {
+  const { local } = options;
   const channel = options.channel ?? primaryChannel();
-  const listeners = new Set<(message: string) => void>();
-  const stopNotices = channel.onNotice(SERVICE, (keys) => {
-    const text = JSON.stringify({ from: 'node tier', keys });
-    for (const listener of listeners) listener(text);
-  });
   const call = <T>(op: string, ...args: unknown[]) => channel.call<T>(SERVICE, op, ...args);
-  const opened = call<void>('open', options.maxSize, options.section ?? String(options.maxSize));
+  /**
+   * Reads from the rest of the node under way, and those a drop arrived for meanwhile: such a read
+   * may hold what was just replaced (its answer and the drop can arrive together, the drop handled
+   * before the read's continuation), so it is served once and not kept.
+   */
+  const reading = new Map<string, number>();
+  const overtaken = new Set<string>();
+  const stopNotices = channel.onNotice(SERVICE, (keys) => {
+    if (keys === '*') {
+      void local.clear();
+      for (const key of reading.keys()) overtaken.add(key);
+    } else if (Array.isArray(keys)) {
+      const named = keys.map(String);
+      void local.delete(named);
+      for (const key of named) if (reading.has(key)) overtaken.add(key);
+    }
+  });
+  // Another worker asks for what this one holds (through the primary).
+  const stopServing = channel.serve(SERVICE, (op, args) => {
+    if (op !== 'give') throw new Error(`node tier: unknown request ${op}`);
+    const key = String(args[0]);
+    const record = local.peekNow?.(key) ?? local.getNow?.(key);
+    return record === undefined ? undefined : { meta: record.meta, body: record.body };
+  });
+  const opened = call<void>('open', options.section, options.maxSize);
   opened.catch(() => {}); // an operation that follows fails on its own
+
+  const readElsewhere = async (key: string) => {
+    reading.set(key, (reading.get(key) ?? 0) + 1);
+    try {
+      const got = await call<{ meta: unknown; body: unknown; ttlMs: number } | undefined>('get', key);
+      return { got, replaced: overtaken.has(key) };
+    } finally {
+      const left = reading.get(key)! - 1;
+      if (left > 0) reading.set(key, left);
+      else { reading.delete(key); overtaken.delete(key); }
+    }
+  };
 
   return {
     name: 'node',
+    usage: local.usage === undefined ? undefined : () => local.usage!(),
+    getNow: local.getNow === undefined ? undefined : (key) => local.getNow!(key),
+    peekNow: local.peekNow === undefined ? undefined : (key) => local.peekNow!(key),
     async get<M>(key: string): Promise<CacheRecord<M> | undefined> {
+      const held = await local.get<M>(key);
+      if (held !== undefined) return held;
       await opened;
-      const record = await call<{ meta: M; body: unknown } | undefined>('get', key);
-      return record === undefined ? undefined : { meta: record.meta, body: asBuffer(record.body) };
+      const { got, replaced } = await readElsewhere(key);
+      if (got === undefined) return undefined;
+      const record: CacheRecord<M> = { meta: got.meta as M, body: asBuffer(got.body) };
+      if (!replaced && got.ttlMs > 0) await local.set(key, record, got.ttlMs);
+      return record;
     },
     async set(key, record, ttlMs) {
+      await local.set(key, record, ttlMs);
       await opened;
-      // A store may be skipped, and a primary falling behind must not queue bodies without bound.
-      if (channel.backedUp) throw new Error('node tier: the primary is behind (its channel is backed up): not stored');
-      channel.tell(SERVICE, 'set', key, { meta: record.meta, body: record.body }, ttlMs);
+      channel.tell(SERVICE, 'have', key, ttlMs);
     },
-    async delete(keys) { await opened; return call<number>('delete', [...keys]); },
-    async discard(keys) { await opened; channel.tell(SERVICE, 'delete', [...keys]); },
+    async delete(keys) {
+      const here = await local.delete(keys);
+      await opened;
+      return Math.max(here, await call<number>('delete', [...keys]));
+    },
+    async discard(keys) {
+      await local.delete(keys);
+      await opened;
+      channel.tell(SERVICE, 'delete', [...keys]);
+    },
     async addToSet(set, member, ttlMs) { await opened; channel.tell(SERVICE, 'addToSet', set, member, ttlMs); },
     async members(set) { await opened; return call<string[]>('members', set); },
-    async clear() { await opened; return call<number>('clear'); },
-    async publish() {},
-    async subscribe(_channel, onMessage) {
-      listeners.add(onMessage);
-      return async () => { listeners.delete(onMessage); };
+    async clear() {
+      const here = await local.clear();
+      await opened;
+      return Math.max(here, await call<number>('clear'));
     },
     async close() {
       stopNotices();
-      listeners.clear();
+      stopServing();
+      await local.close();
     },
   };
 }
