@@ -21,8 +21,8 @@ import { loadMallocHelper, startMallocTrimmer } from './malloc-trim.ts';
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
  * node:cluster (the primary accepts and hands connections round-robin, Node's default on Linux).
  * Each worker is a whole serving process (its own app, logs and metrics); the memory cache is the
- * node's: the primary holds it and each worker keeps near copies of what it served (node-tier.ts),
- * so what one worker stored is a hit in all and an invalidation in one reaches all. The
+ * node's: each worker holds what it stored or served and the primary knows who holds what
+ * (node-tier.ts), so what one worker stored is a hit in all and an invalidation in one reaches all. The
  * primary holds the admin API and answers for the node by asking every worker and combining:
  * purge and stats are summed, metrics aggregated (prom-client), explain says which workers hold
  * the URL. SIGHUP / POST /reload: the primary validates the new config once, then each worker
@@ -54,15 +54,14 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   /** Starts a worker; resolves with its URLs once it listens, rejects if it fails first. */
   // Workers start with the serving runtime flags (node-flags.ts) besides the primary's own, but
   // for those the operator set in NODE_OPTIONS (which workers inherit, and a flag would override).
-  // Advanced serialization: the node tier's records carry their bodies as bytes (not JSON arrays).
+  // Advanced serialization: records handed from worker to worker carry their bodies as bytes (not JSON arrays).
   cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv], serialization: 'advanced' });
-  // What the workers share through the primary: the memory cache (node-tier.ts; they keep near
-  // copies), their turns at fetching a URI (node-flights.ts) and the memory rate limits' counters
-  // (node-limiter.ts).
+  // What the workers share through the primary: the memory cache's directory (node-tier.ts), their
+  // turns at fetching a URI (node-flights.ts) and the memory rate limits' counters (node-limiter.ts).
   const tier = createNodeTier();
   const limits = createNodeLimits();
   const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
-  // The primary holds the cache's bodies too: its free pages go back when the load stops, as the workers' do.
+  // The primary's free pages (the directory's, the messages') go back when the load stops, as the workers' do.
   const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
   const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)

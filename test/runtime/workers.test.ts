@@ -72,7 +72,7 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     assert.equal(stats.hits, requests - 1);
     assert.equal(stats.misses, 1);
     assert.ok(stats.nodeTier.keys >= 1, JSON.stringify(stats.nodeTier));
-    // The primary holds bodies too: memory.trim runs there as well (when the native helper is built).
+    // memory.trim runs in the primary as well (when the native helper is built).
     if (existsSync(HELPER_PATH)) assert.equal(typeof stats.primaryMalloc.trims, 'number', JSON.stringify(stats));
 
     // Metrics are the node's totals.
