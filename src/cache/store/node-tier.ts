@@ -1,5 +1,6 @@
 import type { CacheRecord, CacheStore, StoreUsage } from './contract.ts';
 import { createMemoryStore } from './memory.ts';
+import { createReadGuard } from './overtaken.ts';
 import { primaryChannel, type Peer, type PrimaryChannel, type Service, type WorkerChannel } from '../../runtime/primary-channel.ts';
 
 /**
@@ -177,21 +178,16 @@ export function createNodeTierStore(options: { local: CacheStore; section: strin
   const { local } = options;
   const channel = options.channel ?? primaryChannel();
   const call = <T>(op: string, ...args: unknown[]) => channel.call<T>(SERVICE, op, ...args);
-  /**
-   * Reads from the rest of the node under way, and those a drop arrived for meanwhile: such a read
-   * may hold what was just replaced (its answer and the drop can arrive together, the drop handled
-   * before the read's continuation), so it is served once and not kept.
-   */
-  const reading = new Map<string, number>();
-  const overtaken = new Set<string>();
+  // A read from another worker that a drop overtook is served once and not kept (overtaken.ts).
+  const guard = createReadGuard();
   const stopNotices = channel.onNotice(SERVICE, (keys) => {
     if (keys === '*') {
       void local.clear();
-      for (const key of reading.keys()) overtaken.add(key);
+      guard.dropped('*');
     } else if (Array.isArray(keys)) {
       const named = keys.map(String);
       void local.delete(named);
-      for (const key of named) if (reading.has(key)) overtaken.add(key);
+      guard.dropped(named);
     }
   });
   // Another worker asks for what this one holds (through the primary).
@@ -204,17 +200,6 @@ export function createNodeTierStore(options: { local: CacheStore; section: strin
   const opened = call<void>('open', options.section, options.maxSize);
   opened.catch(() => {}); // an operation that follows fails on its own
 
-  const readElsewhere = async (key: string) => {
-    reading.set(key, (reading.get(key) ?? 0) + 1);
-    try {
-      const got = await call<{ meta: unknown; body: unknown; ttlMs: number } | undefined>('get', key);
-      return { got, replaced: overtaken.has(key) };
-    } finally {
-      const left = reading.get(key)! - 1;
-      if (left > 0) reading.set(key, left);
-      else { reading.delete(key); overtaken.delete(key); }
-    }
-  };
 
   return {
     name: 'node',
@@ -225,7 +210,7 @@ export function createNodeTierStore(options: { local: CacheStore; section: strin
       const held = await local.get<M>(key);
       if (held !== undefined) return held;
       await opened;
-      const { got, replaced } = await readElsewhere(key);
+      const { value: got, overtaken: replaced } = await guard.read(key, () => call<{ meta: unknown; body: unknown; ttlMs: number } | undefined>('get', key));
       if (got === undefined) return undefined;
       const record: CacheRecord<M> = { meta: got.meta as M, body: asBuffer(got.body) };
       if (!replaced && got.ttlMs > 0) await local.set(key, record, got.ttlMs);

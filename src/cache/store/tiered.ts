@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CacheRecord, CacheStore } from './contract.ts';
 import type { RedisStore } from './redis.ts';
+import { createReadGuard } from './overtaken.ts';
 
 export interface TieredStoreOptions {
   near: CacheStore;
@@ -18,9 +19,6 @@ export interface TieredStoreOptions {
 
 const CHANNEL = 'invalidate';
 
-/** How long a near copy is kept by default: the node tier's primary counts on near copies ending by then. */
-export const NEAR_TTL_MS = 60_000;
-
 /**
  * Several nodes, one shared tier: reads try this process's memory first, then Redis (and keep a
  * near copy); writes and deletes go to both. Every write or delete is announced on a Redis
@@ -30,7 +28,7 @@ export const NEAR_TTL_MS = 60_000;
  */
 export async function createTieredStore(options: TieredStoreOptions): Promise<CacheStore> {
   const { near, far } = options;
-  const nearTtl = options.nearTtlMs ?? NEAR_TTL_MS;
+  const nearTtl = options.nearTtlMs ?? 60_000;
   const onError = options.onError ?? (() => {});
   const self = randomUUID();
 
@@ -39,40 +37,24 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
   const announce = (keys: readonly string[] | '*') => {
     bus?.publish(CHANNEL, JSON.stringify({ from: self, keys })).catch(onError);
   };
-  /**
-   * Reads from the far tier under way, and those an invalidation arrived for meanwhile: such a read
-   * may hold what was just replaced (its answer and the invalidation can arrive together, the
-   * invalidation handled before the read's continuation), so it is served once and not kept near.
-   */
-  const reading = new Map<string, number>();
-  const overtaken = new Set<string>();
+  // A far read that an invalidation overtook is served once and not kept near (overtaken.ts).
+  const guard = createReadGuard();
   const unsubscribe = !bus ? async () => {} : await bus.subscribe(CHANNEL, (message) => {
     try {
       const { from, keys } = JSON.parse(message) as { from: string; keys: string[] | '*' };
       if (from === self) return;
       if (keys === '*') {
         void near.clear();
-        for (const key of reading.keys()) overtaken.add(key);
+        guard.dropped('*');
       } else if (Array.isArray(keys)) {
         const named = keys.filter((k) => typeof k === 'string');
         void near.delete(named);
-        for (const key of named) if (reading.has(key)) overtaken.add(key);
+        guard.dropped(named);
       }
     } catch {
       // not one of ours
     }
   });
-  const readFar = async (key: string) => {
-    reading.set(key, (reading.get(key) ?? 0) + 1);
-    try {
-      const record = await far.get(key);
-      return { record, overtaken: overtaken.has(key) };
-    } finally {
-      const left = reading.get(key)! - 1;
-      if (left > 0) reading.set(key, left);
-      else { reading.delete(key); overtaken.delete(key); }
-    }
-  };
 
   return {
     name: `memory+${far.name}`,
@@ -83,7 +65,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
     async get(key) {
       const local = await near.get(key);
       if (local) return local as never;
-      const { record: remote, overtaken: replaced } = await readFar(key);
+      const { value: remote, overtaken: replaced } = await guard.read(key, () => far.get(key));
       if (!remote) return undefined;
       const why = options.refuse?.(key, remote);
       if (why !== undefined) {

@@ -1,0 +1,33 @@
+/**
+ * Reads from elsewhere (a shared tier, another worker) and the drops that overtake them. A read's
+ * answer and a drop of the same key can arrive together, the drop handled before the read's
+ * continuation: the read then holds what was just replaced. It may be served once (it was what
+ * was stored when read) but must not be kept, or this process would serve it until it expires.
+ */
+export interface ReadGuard {
+  /** Runs `read` for `key`; `overtaken`: a drop of the key arrived meanwhile. */
+  read<T>(key: string, read: () => Promise<T>): Promise<{ value: T; overtaken: boolean }>;
+  /** Drops arrived for these keys (`*`: all). */
+  dropped(keys: readonly string[] | '*'): void;
+}
+
+export function createReadGuard(): ReadGuard {
+  const reading = new Map<string, number>();
+  const overtaken = new Set<string>();
+  return {
+    async read(key, read) {
+      reading.set(key, (reading.get(key) ?? 0) + 1);
+      try {
+        const value = await read();
+        return { value, overtaken: overtaken.has(key) };
+      } finally {
+        const left = reading.get(key)! - 1;
+        if (left > 0) reading.set(key, left);
+        else { reading.delete(key); overtaken.delete(key); }
+      }
+    },
+    dropped(keys) {
+      for (const key of keys === '*' ? reading.keys() : keys) if (reading.has(key)) overtaken.add(key);
+    },
+  };
+}
