@@ -103,13 +103,13 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
   };
 }
 
-/** Whether the cache is the node tier the cluster primary holds for its workers (node-tier.ts). */
+/** Whether the cache is the node tier: the workers' memory, shared through the cluster primary (node-tier.ts). */
 const onNodeTier = (cache: Config['cache']) => cache.store === 'memory' && sharedWorkers() > 1;
 
 /**
- * Memory alone; in a cluster worker, this worker's memory in front of the node tier the primary
- * holds (node-tier.ts); or this process's memory in front of the shared Redis tier or of this
- * node's SQLite file.
+ * Memory alone; in a cluster worker, this worker's memory shared with the others through the
+ * primary's directory (node-tier.ts); or this process's memory in front of the shared Redis tier
+ * or of this node's SQLite file.
  */
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
   const workers = sharedWorkers();
