@@ -60,16 +60,47 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
 }
 
 export interface NodeFlights {
-  /** Waits for this worker's turn to fetch `key` (at most LOCK_TIMEOUT_MS: then `lead`). */
+  /**
+   * Waits for this worker's turn to fetch `key` (at most LOCK_TIMEOUT_MS: then `lead`); a turn
+   * asked for ahead of the lookup is taken up rather than asked again.
+   */
   turn(key: string): Promise<Turn>;
+  /**
+   * Asks for the turn ahead, with the lookup that needs a round trip anyway (the two go as one
+   * message): a miss then waits for no second round trip. Undefined when this worker already has
+   * one asked for (one per key at a time, or the primary would see this worker ask twice).
+   */
+  ahead(key: string): Promise<Turn> | undefined;
+  /** A turn asked for ahead that no miss took up (the lookup found the response): given back. */
+  giveBack(key: string, ahead: Promise<Turn>): void;
   /** Ends this worker's turn: what the workers waiting for it should do. */
   release(key: string, outcome: Turn): void;
 }
 
 /** A worker's side, over its channel to the primary (tests hand in another). */
 export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel()): NodeFlights {
+  const ask = (key: string) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key).catch(() => 'lead' as const);
+  const release = (key: string, outcome: Turn) => channel.tell(SERVICE, 'release', key, outcome);
+  /** Turns asked for ahead and not yet taken up, by key. */
+  const asked = new Map<string, Promise<Turn>>();
   return {
-    turn: (key) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key).catch(() => 'lead' as const),
-    release: (key, outcome) => channel.tell(SERVICE, 'release', key, outcome),
+    turn(key) {
+      const early = asked.get(key);
+      if (early === undefined) return ask(key);
+      asked.delete(key);
+      return early;
+    },
+    ahead(key) {
+      if (asked.has(key)) return undefined;
+      const early = ask(key);
+      asked.set(key, early);
+      return early;
+    },
+    giveBack(key, early) {
+      if (asked.get(key) !== early) return; // taken up by a miss, which releases it
+      asked.delete(key);
+      void early.then((turn) => { if (turn === 'lead') release(key, 'lead'); });
+    },
+    release,
   };
 }

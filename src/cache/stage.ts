@@ -73,7 +73,11 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       const primary = primaryKey(ctx);
       const now = engine.lookupNow(primary, ctx.headers);
       if (now !== undefined) return answer(ctx, primary, now);
-      return engine.lookup(primary, ctx.headers).then((lookup) => answer(ctx, primary, lookup));
+      const answered = engine.lookup(primary, ctx.headers).then((lookup) => answer(ctx, primary, lookup));
+      // Across workers: the turn at fetching it, asked with the lookup (node-flights.ts).
+      const { nodeFlights } = engine;
+      const ahead = nodeFlights !== undefined && engine.flights.get(primary) === undefined && !engine.hitForMiss.has(primary) ? nodeFlights.ahead(primary) : undefined;
+      return ahead === undefined ? answered : answered.finally(() => nodeFlights!.giveBack(primary, ahead));
     } catch (error) {
       return Promise.reject(error);
     }

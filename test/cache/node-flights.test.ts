@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNodeFlights, LOCK_TIMEOUT_MS, type Turn } from '../../src/cache/node-flights.ts';
-import type { Peer } from '../../src/runtime/primary-channel.ts';
+import { createNodeFlights, createNodeFlightsClient, LOCK_TIMEOUT_MS, type Turn } from '../../src/cache/node-flights.ts';
+import type { Peer, WorkerChannel } from '../../src/runtime/primary-channel.ts';
 
 test('node flights (the primary\'s side): the first worker fetches; the others wait for its outcome, a turn held too long, or its end', async () => {
   let clock = 1_000_000;
@@ -39,4 +39,31 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   const behindC = turn(a, 'slow');
   flights.detach!(c);
   assert.equal(await behindC, 'lead');
+});
+
+test('node flights (a worker\'s side): a turn asked ahead with the lookup is taken up by the miss, or given back when the lookup found it', async () => {
+  const calls: string[] = [];
+  const told: string[] = [];
+  const channel: WorkerChannel = {
+    call: async <T>() => undefined as T,
+    callWithin: async <T>(_ms: number, _service: string, op: string, key: unknown) => { calls.push(`${op} ${String(key)}`); return 'lead' as T; },
+    tell(_service, op, key, outcome) { told.push(`${op} ${String(key)} ${String(outcome)}`); },
+    onNotice: () => () => {},
+    serve: () => () => {},
+    close() {},
+  };
+  const flights = createNodeFlightsClient(channel);
+  const ahead = flights.ahead('k')!;
+  assert.equal(flights.ahead('k'), undefined, 'one turn asked per key at a time');
+  assert.equal(flights.turn('k'), ahead, 'the miss takes it up: no second request');
+  flights.giveBack('k', ahead);
+  assert.deepEqual(calls, ['turn k']);
+  assert.deepEqual(told, [], 'taken up: the miss releases it, not the lookup');
+
+  const found = flights.ahead('j')!;
+  flights.giveBack('j', found);
+  await found;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(told, ['release j lead'], 'the lookup found it: the turn goes back');
+  assert.notEqual(flights.ahead('j'), undefined, 'and may be asked again');
 });
