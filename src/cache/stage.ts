@@ -195,7 +195,13 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     stats.coalesced++;
     leader.settle({ kind: 'refreshed' });
     const view = engine.view(again.found);
-    return serve(ctx, again.found, view, engine.age(again.found, view), `${params}; collapsed; fwd-status=${again.found.meta.status}`);
+    const age = engine.age(again.found, view);
+    // It was stored before this request may have been sent (the other worker's client may have had
+    // it already): a request that asks for validation (no-cache, max-age=0) gets it (RFC 9111 §5.2.1).
+    const request = parseCacheControl(ctx.headers['cache-control']);
+    const verdict = decide({ age, lifetime: view.lifetime }, { response: view.facts.directives, request, pragmaNoCache: pragmaNoCache(ctx, request) });
+    if (verdict.kind !== 'fresh') return answer(ctx, primary, again);
+    return serve(ctx, again.found, view, age, `${params}; collapsed; fwd-status=${again.found.meta.status}`);
   }
 
   /** Waits on the leader's fetch, then reads its body (or looks again, or goes alone). */

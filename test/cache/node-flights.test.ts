@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNodeFlights, createNodeFlightsClient, LOCK_TIMEOUT_MS, type Turn } from '../../src/cache/node-flights.ts';
+import { createNodeFlights, createNodeFlightsClient, LOCK_TIMEOUT_MS, type NodeFlights, type Turn } from '../../src/cache/node-flights.ts';
+import { createCacheEngine } from '../../src/cache/engine.ts';
+import { createMemoryStore } from '../../src/cache/store/memory.ts';
+import type { CacheStore } from '../../src/cache/store/contract.ts';
+import { h2, startOrigin, startOutpost } from '../helpers/outpost.ts';
 import type { Peer, WorkerChannel } from '../../src/runtime/primary-channel.ts';
 
 test('node flights (the primary\'s side): the first worker fetches; the others wait for its outcome, a turn held too long, or its end', async () => {
@@ -66,4 +70,56 @@ test('node flights (a worker\'s side): a turn asked ahead with the lookup is tak
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(told, ['release j lead'], 'the lookup found it: the turn goes back');
   assert.notEqual(flights.ahead('j'), undefined, 'and may be asked again');
+});
+
+test('a miss that waited for another worker\'s fetch: served as collapsed, but validated when the request asks for it (no-cache)', async () => {
+  const origin = await startOrigin((req, res) => {
+    if (req.headers['if-none-match'] === '"v1"') { res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=600' }); res.end(); return; }
+    res.writeHead(200, { etag: '"v1"', 'cache-control': 'max-age=600', 'content-type': 'text/plain' });
+    res.end('page');
+  });
+  // The record another worker stored: hidden from this worker's lookups until its turn comes back 'look'.
+  const backing = createMemoryStore({ maxSize: 1 << 20 });
+  let hidden = false;
+  const store: CacheStore = {
+    ...backing,
+    holdsAll: false,
+    getNow: (key) => (hidden ? undefined : backing.getNow!(key)),
+    peekNow: (key) => (hidden ? undefined : backing.peekNow!(key)),
+    get: async (key) => (hidden ? undefined : backing.get(key)),
+  };
+  let elsewhere = false;
+  const nodeFlights: NodeFlights = {
+    turn: async () => {
+      if (!elsewhere) return 'lead';
+      hidden = false; // the other worker stored it meanwhile
+      return 'look';
+    },
+    ahead: () => undefined,
+    giveBack() {},
+    release() {},
+  };
+  const engine = createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  try {
+    assert.equal((await h2(`${outpost.url}/page`)).body.toString(), 'page');
+    assert.equal(origin.seen.length, 1);
+    elsewhere = true;
+
+    hidden = true;
+    const collapsed = await h2(`${outpost.url}/page`);
+    assert.equal(collapsed.body.toString(), 'page');
+    assert.match(String(collapsed.headers['cache-status']), /collapsed/);
+    assert.equal(origin.seen.length, 1, 'served from what the other worker stored');
+
+    hidden = true;
+    const validated = await h2(`${outpost.url}/page`, { headers: { 'cache-control': 'no-cache' } });
+    assert.equal(validated.body.toString(), 'page');
+    assert.equal(origin.seen.length, 2, 'no-cache: validated with the origin (RFC 9111 §5.2.1.4)');
+    assert.equal(origin.seen[1]!.headers['if-none-match'], '"v1"');
+    assert.match(String(validated.headers['cache-status']), /fwd=request/);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
 });
