@@ -1,4 +1,5 @@
 import { primaryChannel, type Peer, type Service, type WorkerChannel } from '../runtime/primary-channel.ts';
+import type { Leader } from './flights.ts';
 
 /**
  * Collapsed forwarding across the node's workers. Within a worker one request per URI goes to the
@@ -103,4 +104,14 @@ export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel(
     },
     release,
   };
+}
+
+/** Ends this worker's turn at `key` once its flight's outcome is known: stored (look), not storable (pass), or neither (lead). */
+export function releaseTurnWhenLanded(nodeFlights: NodeFlights, key: string, leader: Leader): void {
+  leader.outcome
+    .then((result): Turn | Promise<Turn> => {
+      if (result.kind === 'shared') return result.stored.then((found) => (found !== undefined ? 'look' : 'lead'), () => 'lead');
+      return result.kind === 'pass' ? 'pass' : result.kind === 'refreshed' ? 'look' : 'lead';
+    })
+    .then((outcome) => nodeFlights.release(key, outcome));
 }

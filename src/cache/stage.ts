@@ -16,7 +16,7 @@ import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation
 import { mergeNotModified, selectedBy304 } from './revalidation.ts';
 import { SharedBody } from './shared-body.ts';
 import { awaitFlight, leadFlight, type Flight, type Leader } from './flights.ts';
-import type { NodeFlights, Turn } from './node-flights.ts';
+import { releaseTurnWhenLanded } from './node-flights.ts';
 import { justStoredReply, onlyIfCachedReply, storedReply } from './serve.ts';
 import { appendCacheStatus, setCacheStatus } from './status.ts';
 import { hitReuse } from './reuse.ts';
@@ -153,7 +153,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     if (engine.nodeFlights !== undefined) {
       // Another worker may be fetching it: wait for its outcome (node-flights.ts).
       const turn = await engine.nodeFlights.turn(primary);
-      if (turn === 'lead') releaseTurnWith(engine.nodeFlights, primary, leader);
+      if (turn === 'lead') releaseTurnWhenLanded(engine.nodeFlights, primary, leader);
       else {
         const collapsed = await collapsedElsewhere(ctx, primary, params, leader, turn);
         if (collapsed !== undefined) return collapsed;
@@ -168,16 +168,6 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       throw error;
     }
     return admit({ ctx, request, primary, reply, requestTime, params, leader });
-  }
-
-  /** Ends this worker's turn at the URI once its flight's outcome is known: stored (look), not storable (pass), or neither. */
-  function releaseTurnWith(nodeFlights: NodeFlights, primary: string, leader: Leader): void {
-    leader.outcome
-      .then((result): Turn | Promise<Turn> => {
-        if (result.kind === 'shared') return result.stored.then((found) => (found !== undefined ? 'look' : 'lead'), () => 'lead');
-        return result.kind === 'pass' ? 'pass' : result.kind === 'refreshed' ? 'look' : 'lead';
-      })
-      .then((outcome) => nodeFlights.release(primary, outcome));
   }
 
   /**
