@@ -90,7 +90,8 @@ export interface CacheEngine {
   refresh(found: Found, meta: StoredResponse): Promise<Found>;
   /**
    * The record's variants, kept with it so a hit builds no closures; `forOneReply` (a miss): made
-   * for this reply only, so a record that is never read again keeps none.
+   * for this reply only, so a record that is never read again keeps none; with `justStored` (this
+   * process has just saved it) it asks the store for no coding (see RecordVariants.absent).
    */
   variants(found: Found, forOneReply?: boolean, justStored?: boolean): Variants;
   /** Drops what a successful unsafe request invalidates (RFC 9111 §4.4). */
@@ -343,7 +344,8 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
       // One per stored record: a hit builds nothing (the memory store hands back the same record).
       let offered = variantsByRecord.get(found.meta);
       if (offered === undefined && forOneReply) return new RecordVariants(found, justStored);
-      if (offered === undefined) variantsByRecord.set(found.meta, offered = new RecordVariants(found, justStored));
+      // The one kept with the record serves its hits: it must see the codings any reply keeps.
+      if (offered === undefined) variantsByRecord.set(found.meta, offered = new RecordVariants(found, false));
       return offered;
     },
     async invalidate(primaries) {

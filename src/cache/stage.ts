@@ -225,7 +225,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
           // The body came whole: once stored, every waiter gets the stored bytes as the leader does,
           // and one encoding is made for all (a stream each before: 200 br waiters, 1.9 ms of CPU each).
           const saved = await settledWithin(result.stored, STORED_WAIT_MS);
-          if (saved !== undefined) return justStoredReply(saved, result.clientHeaders, cacheStatus, (record) => engine.variants(record, false, true));
+          if (saved !== undefined) return justStoredReply(saved, result.clientHeaders, cacheStatus, (record) => engine.variants(record));
         }
         const reader = result.body.attach();
         if (reader === null) return passThrough(ctx, params);

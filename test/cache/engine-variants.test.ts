@@ -160,3 +160,14 @@ test('engine: the variants of a response just stored ask the store only for codi
   assert.equal((await engine.variants(saved, true).get('gzip')), undefined);
   assert.equal(asked.at(-1), variantKey(saved.key, 'gzip'));
 });
+
+test('engine: the variants kept with a record (what its hits ask) see the codings another reply kept, even when first asked for a record just stored', async () => {
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => Date.now() });
+  const saved = (await engine.save('https://a/popular', {}, meta(Date.now(), '"p1"'), Buffer.from('a popular body')))!;
+  // The miss's own reply keeps the fast coding through an object of its own ...
+  engine.variants(saved, true, true).put!('br', Buffer.from('br of a popular body'), 'br1', saved.body);
+  // ... while coalesced waiters asked for the record's kept variants as it was just stored.
+  const kept = engine.variants(saved, false, true);
+  await landed(() => engine.variants(saved).get('br'));
+  assert.equal((await kept.get('br'))?.token, 'br1', 'every later hit finds the coding (before: none ever did, each re-encoded)');
+});
