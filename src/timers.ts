@@ -17,3 +17,17 @@ export const realTimers: Timers = {
     return () => clearTimeout(timer);
   },
 };
+
+/**
+ * `report` called at most once a second (by the wall clock): a failure that repeats per request
+ * (a store down, a primary not answering) is one log line a second, not one per request.
+ */
+export function onceASecond<A extends unknown[]>(report: (...args: A) => void): (...args: A) => void {
+  let last = 0;
+  return (...args) => {
+    const now = Date.now();
+    if (now - last <= 1000) return;
+    last = now;
+    report(...args);
+  };
+}

@@ -9,6 +9,7 @@ import { createFlights, type Flights } from './flights.ts';
 import type { NodeFlights } from './node-flights.ts';
 import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
 import type { PurgeTarget } from '../observability/admin.ts';
+import { onceASecond } from '../timers.ts';
 
 /**
  * The cache engine: one per node, made once by the composition root and shared by every route's
@@ -173,14 +174,10 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
   const flights = createFlights();
   const hitForMiss = createHitForMiss({ ...HIT_FOR_MISS, now });
 
-  let lastErrorLog = 0;
+  const logStoreError = onceASecond((error: unknown) => onError(error, `cache store (${store.name}), ${stats.storeErrors} failures so far`));
   const storeFailed = (error: unknown) => {
     stats.storeErrors++;
-    const at = Date.now();
-    if (at - lastErrorLog > 1000) {
-      lastErrorLog = at;
-      onError(error, `cache store (${store.name}), ${stats.storeErrors} failures so far`);
-    }
+    logStoreError(error);
   };
   const safely = async <T>(work: Promise<T>, fallback: T): Promise<T> => {
     try { return await work; } catch (error) { storeFailed(error); return fallback; }

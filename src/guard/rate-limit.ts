@@ -1,3 +1,5 @@
+import { onceASecond } from '../timers.ts';
+
 /**
  * Per-client rate limits as a GCRA (generic cell rate algorithm, the "leaky bucket as a meter"):
  * one number per client, its theoretical arrival time (TAT). A request conforms when it is no
@@ -87,19 +89,14 @@ export interface SharedLimiter extends RateLimiter {
  * holds per process meanwhile), the failure is counted, and reported at most once a second.
  */
 export function localFallback(spec: RateSpec, options: { onError?: (error: unknown) => void; now?: () => number }): { local: RateLimiter; failed(error: unknown): void; readonly fallbacks: number } {
-  const onError = options.onError ?? (() => {});
+  const report = onceASecond(options.onError ?? (() => {}));
   const local = createLocalLimiter(spec, { now: options.now });
-  let lastReport = 0;
   let fallbacks = 0;
   return {
     local,
     failed(error) {
       fallbacks++;
-      const at = Date.now();
-      if (at - lastReport > 1000) {
-        lastReport = at;
-        onError(error);
-      }
+      report(error);
     },
     get fallbacks() { return fallbacks; },
   };

@@ -15,6 +15,7 @@ import { createNodeTier } from '../cache/store/node-tier.ts';
 import { createPrimaryChannel, NODE_WORKERS } from './primary-channel.ts';
 import { createNodeLimits } from '../guard/node-limiter.ts';
 import { createNodeFlights } from '../cache/node-flights.ts';
+import { createNodeConnections } from '../server/node-connections.ts';
 import { loadMallocHelper, startMallocTrimmer } from './malloc-trim.ts';
 
 /**
@@ -57,10 +58,11 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   // Advanced serialization: records handed from worker to worker carry their bodies as bytes (not JSON arrays).
   cluster.setupPrimary({ execArgv: servingLaunch([], process.execArgv, process.env.NODE_OPTIONS) ?? [...process.execArgv], serialization: 'advanced' });
   // What the workers share through the primary: the memory cache's directory (node-tier.ts), their
-  // turns at fetching a URI (node-flights.ts) and the memory rate limits' counters (node-limiter.ts).
+  // turns at fetching a URI (node-flights.ts), the memory rate limits' counters (node-limiter.ts)
+  // and each client's open connections (node-connections.ts).
   const tier = createNodeTier();
   const limits = createNodeLimits();
-  const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
+  const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits, connections: createNodeConnections() }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
   // The primary's free pages (the directory's, the messages') go back when the load stops, as the workers' do.
   const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
   const trimmer = helper === null ? undefined : startMallocTrimmer(helper);

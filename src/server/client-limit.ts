@@ -2,6 +2,7 @@ import type { Server, Socket } from 'node:net';
 import { blockList, listed } from '../net/cidr.ts';
 import { frontCounters } from './counters.ts';
 import { plainAddress } from './request.ts';
+import type { NodeAdmission } from './node-connections.ts';
 
 /**
  * Open connections per client address (nginx's limit_conn), counted on the raw TCP connection so
@@ -15,26 +16,38 @@ export interface ClientConnectionLimit {
   openFrom(address: string): number;
 }
 
-/** `exempt`: peers that speak for many clients (trusted proxies, load balancers), never limited. */
-export function clientConnectionLimit(maxPerClient: number, exempt: readonly string[] = []): ClientConnectionLimit {
+/**
+ * `exempt`: peers that speak for many clients (trusted proxies, load balancers), never limited.
+ * `node`: with several workers, the node's count (node-connections.ts): a connection under this
+ * worker's own limit waits for the node's word before it is passed on (its first bytes wait in
+ * the socket's buffer, where the TLS socket or the HTTP parser then reads them).
+ */
+export function clientConnectionLimit(maxPerClient: number, exempt: readonly string[] = [], node?: NodeAdmission): ClientConnectionLimit {
   const open = new Map<string, number>();
   const exempted = exempt.length > 0 ? blockList(exempt) : null;
 
-  function admit(socket: Socket): boolean {
+  /** The socket's client address if it is to be counted, 'exempt', or null: over this worker's limit. */
+  function countLocally(socket: Socket): string | null {
     const address = socket.remoteAddress;
-    if (address === undefined) return false; // already gone
+    if (address === undefined) return null; // already gone
     const key = plainAddress(address);
-    if (exempted !== null && listed(exempted, key)) return true;
+    if (exempted !== null && listed(exempted, key)) return EXEMPT;
     const count = open.get(key) ?? 0;
-    if (count >= maxPerClient) return false;
+    if (count >= maxPerClient) return null;
     open.set(key, count + 1);
     socket.once('close', () => {
       const left = (open.get(key) ?? 1) - 1;
       if (left === 0) open.delete(key);
       else open.set(key, left);
     });
-    return true;
+    return key;
   }
+
+  const refuse = (socket: Socket) => {
+    frontCounters.connectionsRefused++;
+    // A reset rather than a FIN: nothing to linger in TIME_WAIT on our side during a flood.
+    socket.resetAndDestroy();
+  };
 
   return {
     attach(server) {
@@ -43,16 +56,29 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
       // runs first and passes only admitted sockets on.
       const handlers = server.listeners('connection') as Array<(socket: Socket) => void>;
       server.removeAllListeners('connection');
+      const passOn = (socket: Socket) => { for (const handler of handlers) handler.call(server, socket); };
       server.on('connection', (socket: Socket) => {
-        if (!admit(socket)) {
-          frontCounters.connectionsRefused++;
-          // A reset rather than a FIN: nothing to linger in TIME_WAIT on our side during a flood.
-          socket.resetAndDestroy();
-          return;
-        }
-        for (const handler of handlers) handler.call(server, socket);
+        const key = countLocally(socket);
+        if (key === null) refuse(socket);
+        else if (key === EXEMPT || node === undefined) passOn(socket);
+        else askTheNode(node, socket, key, passOn);
       });
     },
     openFrom: (address) => open.get(plainAddress(address)) ?? 0,
   };
+
+  function askTheNode(admit: NodeAdmission, socket: Socket, key: string, passOn: (socket: Socket) => void): void {
+    // Until it is passed on nobody else listens to the socket: a reset meanwhile must not throw.
+    socket.on('error', ignore);
+    admit(key, maxPerClient).then((release) => {
+      socket.off('error', ignore);
+      if (release === null) { refuse(socket); return; }
+      if (socket.destroyed) { release(); return; } // the client gave up while we asked
+      socket.once('close', release);
+      passOn(socket);
+    }, () => socket.destroy());
+  }
 }
+
+const EXEMPT = '\0exempt';
+const ignore = () => {};

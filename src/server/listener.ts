@@ -15,6 +15,8 @@ import { limitBody } from './body.ts';
 import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 import { clientConnectionLimit } from './client-limit.ts';
+import { nodeAdmission } from './node-connections.ts';
+import { sharedWorkers } from '../runtime/primary-channel.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { idleWatch, sessionWatched, socketWatched } from './idle-watch.ts';
@@ -124,7 +126,9 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     frontCounters[counter]++;
     publishClientError({ error, where });
   };
-  const perClient = clientConnectionLimit(limits.connectionsPerClient, config.trustedProxies);
+  // With several workers the limit is the node's: the cluster primary counts (node-connections.ts).
+  const node = sharedWorkers() > 1 ? nodeAdmission({ onError: (error) => onError('connections per client (the primary did not answer; this worker counted alone)', error) }) : undefined;
+  const perClient = clientConnectionLimit(limits.connectionsPerClient, config.trustedProxies, node);
   const profile = tlsProfile(config.tls.profile);
   const certificates = await loadCertificates(config.tls);
   let sni = sniSelector(certificates, profile); // replaced by updateTls

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { h2, startOrigin } from '../helpers/outpost.ts';
 import { spawnOutpost } from '../helpers/process.ts';
 import { restartDelay } from '../../src/runtime/cluster.ts';
@@ -130,6 +131,48 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     assert.match(outpost.output(), /outpost: stopped/);
     assert.doesNotMatch(outpost.output(), /\n\s+at /, 'no stack trace');
   } finally {
+    await outpost.stop();
+    await origin.close();
+  }
+});
+
+test('workers: 2 hold a client to limits.connectionsPerClient for the node, not per worker (connections go to the workers in turn)', async () => {
+  const origin = await startOrigin((_req, res) => res.end('ok'));
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-workers-'));
+  const file = join(dir, 'outpost.yaml');
+  writeFileSync(file, [
+    'workers: 2',
+    'listen: { host: 127.0.0.1, https: 0, http: null }',
+    'log: { access: "off" }',
+    `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
+    'limits: { connectionsPerClient: 3 }',
+    `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)} }]`, '',
+  ].join('\n'));
+  const outpost = spawnOutpost(['-c', file]);
+  const held: TLSSocket[] = [];
+  try {
+    const url = new URL((await outpost.waitFor(/listening on (https:\/\/127\.0\.0\.1:\d+)\/ \(2 workers\)/, 30_000))[1]!);
+    const ca = readFileSync(join(dir, 'cert', 'dev-cert.pem'), 'utf8');
+    const handshake = () => new Promise<'kept' | 'refused'>((resolve) => {
+      const socket = tlsConnect({ port: Number(url.port), host: '127.0.0.1', ca, servername: 'localhost' });
+      held.push(socket);
+      socket.once('secureConnect', () => resolve('kept'));
+      socket.once('error', () => resolve('refused'));
+      socket.once('close', () => resolve('refused'));
+    });
+    const outcomes = [];
+    for (let i = 0; i < 5; i++) outcomes.push(await handshake());
+    // Per worker, the 5 (3 on one, 2 on the other) were all under the limit of 3.
+    assert.deepEqual(outcomes, ['kept', 'kept', 'kept', 'refused', 'refused']);
+    held[0]!.destroy();
+    let again: 'kept' | 'refused' = 'refused';
+    for (let i = 0; i < 40 && again === 'refused'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25)); // the close reaches the primary
+      again = await handshake();
+    }
+    assert.equal(again, 'kept', 'a closed connection frees its place');
+  } finally {
+    for (const socket of held) socket.destroy();
     await outpost.stop();
     await origin.close();
   }
