@@ -72,8 +72,8 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
     socket.on('error', ignore);
     admit(key, maxPerClient).then((release) => {
       socket.off('error', ignore);
+      if (socket.destroyed) { release?.(); return; } // the client gave up while we asked
       if (release === null) { refuse(socket); return; }
-      if (socket.destroyed) { release(); return; } // the client gave up while we asked
       socket.once('close', release);
       passOn(socket);
     }, () => socket.destroy());

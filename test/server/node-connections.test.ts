@@ -111,8 +111,10 @@ test('a primary that does not answer in time leaves the decision to this worker\
   const channel = createWorkerChannel({ send: (message) => silent.send(message as never), messages: silent });
   const errors: unknown[] = [];
   const admission = nodeAdmission({ channel, timeoutMs: 50, onError: (error) => errors.push(error) });
-  const server = createHttpServer((_req, res) => res.end('ok'));
-  clientConnectionLimit(2, [], admission).attach(server);
+  let served = 0;
+  const server = createHttpServer((_req, res) => { served++; res.end('ok'); });
+  const limit = clientConnectionLimit(2, [], admission);
+  limit.attach(server);
   const held: Socket[] = [];
   const tryPlain = (port: number) => new Promise<'kept' | 'refused'>((resolve) => {
     const socket = netConnect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
@@ -127,6 +129,16 @@ test('a primary that does not answer in time leaves the decision to this worker\
     assert.equal(admission.fallbacks, 2, 'the third was refused by the local count before any question');
     assert.equal(errors.length, 1);
     assert.match(String(errors[0]), /did not answer connections admit within 50 ms/);
+    for (const socket of held) socket.destroy();
+    await waitFor(() => limit.openFrom('127.0.0.1') === 0 || undefined);
+
+    // A client that resets while the primary is asked: its socket's error is not thrown (an
+    // unhandled 'error' would end the process), its place is given back, nothing is passed on.
+    const reset = netConnect(port, '127.0.0.1', () => reset.resetAndDestroy());
+    await once(reset, 'close');
+    await new Promise((resolve) => setTimeout(resolve, 120)); // past the question's 50 ms
+    assert.equal(limit.openFrom('127.0.0.1'), 0);
+    assert.equal(served, 2, 'the reset connection reached no handler');
   } finally {
     for (const socket of held) socket.destroy();
     server.close();
