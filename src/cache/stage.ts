@@ -73,7 +73,11 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       const primary = primaryKey(ctx);
       const now = engine.lookupNow(primary, ctx.headers);
       if (now !== undefined) return answer(ctx, primary, now);
-      const answered = engine.lookup(primary, ctx.headers).then((lookup) => answer(ctx, primary, lookup));
+      // A miss that took a round trip (to the primary, to Redis) is checked again against what this
+      // process holds now: a fetch of its own may have landed meanwhile, and leading would fetch the
+      // URI a second time (with 2 workers, 8 clients asking for the same 500 URIs in turn made 677-694
+      // origin requests before this, 500 after).
+      const answered = engine.lookup(primary, ctx.headers).then((lookup) => answer(ctx, primary, lookup.kind === 'found' ? lookup : engine.lookupNow(primary, ctx.headers) ?? lookup));
       // Across workers: the turn at fetching it, asked with the lookup (node-flights.ts).
       const { nodeFlights } = engine;
       const ahead = nodeFlights !== undefined && engine.flights.get(primary) === undefined && !engine.hitForMiss.has(primary) ? nodeFlights.ahead(primary) : undefined;

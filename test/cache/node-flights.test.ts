@@ -123,3 +123,48 @@ test('a miss that waited for another worker\'s fetch: served as collapsed, but v
     await origin.close();
   }
 });
+
+test('a miss whose lookup answer took a round trip while this worker\'s own fetch of the URI landed: served from what that fetch stored, not fetched again', async () => {
+  let letOriginAnswer!: () => void;
+  const originHolds = new Promise<void>((resolve) => { letOriginAnswer = resolve; });
+  const origin = await startOrigin(async (_req, res) => {
+    await originHolds;
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain' });
+    res.end('page');
+  });
+  // A store whose reads are answered by another process (the primary, Redis): the answer is what
+  // it held when asked, delivered a round trip later (here: when the test opens the gate).
+  const backing = createMemoryStore({ maxSize: 1 << 20 });
+  let gate: Promise<void> | null = null;
+  let openGate!: () => void;
+  let gatedReads = 0;
+  const store: CacheStore = {
+    ...backing,
+    holdsAll: false,
+    get: <M>(key: string) => {
+      const answer = backing.get<M>(key);
+      if (gate === null) return answer;
+      gatedReads++;
+      return gate.then(() => answer);
+    },
+  };
+  const engine = createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [] });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  try {
+    const first = h2(`${outpost.url}/page`);
+    while (origin.seen.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    gate = new Promise<void>((resolve) => { openGate = resolve; });
+    const second = h2(`${outpost.url}/page`); // its lookup is answered "nothing stored", late
+    while (gatedReads === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    letOriginAnswer();
+    assert.equal((await first).body.toString(), 'page'); // stored, its flight landed
+    openGate();
+    const late = await second;
+    assert.equal(late.body.toString(), 'page');
+    assert.equal(origin.seen.length, 1, 'one origin request');
+    assert.match(String(late.headers['cache-status']), /hit/);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
