@@ -87,8 +87,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     }
   };
 
-  /** What the lookup calls for: the stored response, a revalidation, or the origin. May throw (the callers reject). */
-  function answer(ctx: Context, primary: string, lookup: Lookup): Promise<Reply> {
+  /**
+   * What the lookup calls for: the stored response, a revalidation, or the origin. May throw (the
+   * callers reject). `waited`: this request waited for another worker's fetch already (it validates
+   * on its own, without waiting for a turn again).
+   */
+  function answer(ctx: Context, primary: string, lookup: Lookup, waited = false): Promise<Reply> {
     const request = parseCacheControl(ctx.headers['cache-control']);
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
@@ -117,7 +121,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       case 'revalidate':
         if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('fwd=miss; detail=only-if-cached')));
         stats.misses++;
-        return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale');
+        return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale', waited);
     }
   }
 
@@ -154,15 +158,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
     const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, primary);
-    if (engine.nodeFlights !== undefined) {
-      // Another worker may be fetching it: wait for its outcome (node-flights.ts).
-      const turn = await engine.nodeFlights.turn(primary);
-      if (turn === 'lead') releaseTurnWhenLanded(engine.nodeFlights, primary, leader);
-      else {
-        const collapsed = await collapsedElsewhere(ctx, primary, params, leader, turn);
-        if (collapsed !== undefined) return collapsed;
-      }
-    }
+    const collapsed = engine.nodeFlights === undefined ? undefined : await afterNodeTurn(ctx, primary, params, leader);
+    if (collapsed !== undefined) return collapsed;
     const requestTime = engine.now();
     let reply: Reply;
     try {
@@ -172,6 +169,18 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       throw error;
     }
     return admit({ ctx, request, primary, reply, requestTime, params, leader });
+  }
+
+  /**
+   * With several workers: waits for this worker's turn at fetching the URI (node-flights.ts).
+   * Undefined: fetch it (the turn is released when the flight lands); else the reply another
+   * worker's fetch made.
+   */
+  async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader): Promise<Reply | undefined> {
+    const turn = await engine.nodeFlights!.turn(primary);
+    if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn);
+    releaseTurnWhenLanded(engine.nodeFlights!, primary, leader);
+    return undefined;
   }
 
   /**
@@ -194,7 +203,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     // it already): a request that asks for validation (no-cache, max-age=0) gets it (RFC 9111 §5.2.1).
     const request = parseCacheControl(ctx.headers['cache-control']);
     const verdict = decide({ age, lifetime: view.lifetime }, { response: view.facts.directives, request, pragmaNoCache: pragmaNoCache(ctx, request) });
-    if (verdict.kind !== 'fresh') return answer(ctx, primary, again);
+    if (verdict.kind !== 'fresh') return answer(ctx, primary, again, true);
     return serve(ctx, again.found, view, age, `${params}; collapsed; fwd-status=${again.found.meta.status}`);
   }
 
@@ -351,7 +360,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   // ---- stale: validate with the origin -----------------------------------------------------------
 
-  async function revalidate(ctx: Context, request: Directives, found: Found, view: StoredView, reason: 'stale' | 'request'): Promise<Reply> {
+  async function revalidate(ctx: Context, request: Directives, found: Found, view: StoredView, reason: 'stale' | 'request', waited = false): Promise<Reply> {
     const params = `fwd=${reason}`;
     const flight = engine.flights.get(found.primary);
     if (flight) {
@@ -364,6 +373,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       }
     }
     const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, found.primary);
+    // Another worker may be validating it, or fetching it anew: one request to the origin for the
+    // node. Not for a request that asks for validation itself (no-cache, max-age=0): what another
+    // worker validated may have been asked for before it was sent (see collapsedElsewhere).
+    const wait = engine.nodeFlights !== undefined && !waited && reason === 'stale';
+    const collapsed = wait ? await afterNodeTurn(ctx, found.primary, params, leader) : undefined;
+    if (collapsed !== undefined) return collapsed;
     stats.revalidations++;
     const requestTime = engine.now();
     const conditional = fetchContext(ctx, fetchSignal, validatorsOf(view));

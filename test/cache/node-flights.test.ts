@@ -168,3 +168,41 @@ test('a miss whose lookup answer took a round trip while this worker\'s own fetc
     await origin.close();
   }
 });
+
+test('a stale response another worker is validating: this worker waits for its turn and serves what that validation refreshed, without a request of its own', async () => {
+  const origin = await startOrigin((req, res) => {
+    if (req.headers['if-none-match'] === '"v1"') { res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=60' }); res.end(); return; }
+    res.writeHead(200, { etag: '"v1"', 'cache-control': 'max-age=60', 'content-type': 'text/plain' });
+    res.end('page');
+  });
+  let clock = Date.now();
+  let elsewhere = false;
+  const turns: string[] = [];
+  const nodeFlights: NodeFlights = {
+    turn: async (key) => {
+      turns.push(key);
+      if (!elsewhere) return 'lead';
+      clock -= 120_000; // the other worker's 304 made the stored response fresh again
+      return 'look';
+    },
+    ahead: () => undefined,
+    giveBack() {},
+    release() {},
+  };
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights, now: () => clock });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  try {
+    assert.equal((await h2(`${outpost.url}/page`)).body.toString(), 'page');
+    assert.equal(origin.seen.length, 1);
+    clock += 120_000; // stale
+    elsewhere = true;
+    const collapsed = await h2(`${outpost.url}/page`);
+    assert.equal(collapsed.body.toString(), 'page');
+    assert.equal(turns.length, 2, 'the validation asked for the turn');
+    assert.equal(origin.seen.length, 1, 'no validation of its own');
+    assert.match(String(collapsed.headers['cache-status']), /fwd=stale; collapsed/);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
