@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 
 /** `src/main.ts` (or another entry, `bin/outpost.js`) as its own process, the way an operator runs it; output collected for assertions. */
@@ -39,4 +42,22 @@ export function spawnOutpost(args: string[], env: NodeJS.ProcessEnv = {}, entry 
       return code as number | null;
     },
   };
+}
+
+/**
+ * A config file for Outpost with `workers: 2` on loopback (port 0, no plain HTTP, no access log,
+ * its development certificate in the directory made for it) plus `lines`; answers the file and the
+ * directory (the certificate is `cert/dev-cert.pem` in it once Outpost started).
+ */
+export function writeClusterConfig(name: string, lines: readonly string[]): { dir: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), `outpost-${name}-`));
+  const file = join(dir, 'outpost.yaml');
+  writeFileSync(file, [
+    'workers: 2',
+    'listen: { host: 127.0.0.1, https: 0, http: null }',
+    'log: { access: "off" }',
+    `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
+    ...lines, '',
+  ].join('\n'));
+  return { dir, file };
 }

@@ -1,11 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { h2, startOrigin } from '../helpers/outpost.ts';
-import { spawnOutpost } from '../helpers/process.ts';
+import { spawnOutpost, writeClusterConfig } from '../helpers/process.ts';
 import { createFeed, dashboardView, latencyBucket, mergeSnapshots, percentile, LATENCY_BOUNDS_MS } from '../../src/observability/feed.ts';
 import { responseEndChannel } from '../../src/observability/channels.ts';
 import { cacheResult } from '../../src/observability/cache-result.ts';
@@ -65,17 +64,10 @@ test('dashboard: the token opens it once (HttpOnly cookie); the page renders in 
     res.setHeader('content-type', 'text/html');
     res.end(`<p>${'dashboard '.repeat(200)} ${req.url}</p>`);
   });
-  const dir = mkdtempSync(join(tmpdir(), 'outpost-dashboard-'));
-  const file = join(dir, 'outpost.yaml');
-  writeFileSync(file, [
-    'workers: 2',
-    'listen: { host: 127.0.0.1, https: 0, http: null }',
-    'log: { access: "off" }',
-    `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
+  const { dir, file } = writeClusterConfig('dashboard', [
     `admin: { listen: "127.0.0.1:0", token: ${TOKEN} }`,
     `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)} }]`,
-    '',
-  ].join('\n'));
+  ]);
   const outpost = spawnOutpost(['-c', file]);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,

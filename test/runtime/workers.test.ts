@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { h2, startOrigin } from '../helpers/outpost.ts';
-import { spawnOutpost } from '../helpers/process.ts';
+import { spawnOutpost, writeClusterConfig } from '../helpers/process.ts';
 import { restartDelay } from '../../src/runtime/cluster.ts';
 import { sumStats } from '../../src/runtime/ipc.ts';
 import { HELPER_PATH } from '../../src/runtime/malloc-trim.ts';
@@ -138,16 +138,7 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
 
 test('workers: 2 hold a client to limits.connectionsPerClient for the node, not per worker (connections go to the workers in turn)', async () => {
   const origin = await startOrigin((_req, res) => res.end('ok'));
-  const dir = mkdtempSync(join(tmpdir(), 'outpost-workers-'));
-  const file = join(dir, 'outpost.yaml');
-  writeFileSync(file, [
-    'workers: 2',
-    'listen: { host: 127.0.0.1, https: 0, http: null }',
-    'log: { access: "off" }',
-    `tls: { devCertDir: ${JSON.stringify(join(dir, 'cert'))} }`,
-    'limits: { connectionsPerClient: 3 }',
-    `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)} }]`, '',
-  ].join('\n'));
+  const { dir, file } = writeClusterConfig('workers', ['limits: { connectionsPerClient: 3 }', `sites: [{ hosts: ["*"], origin: ${JSON.stringify(origin.url)} }]`]);
   const outpost = spawnOutpost(['-c', file]);
   const held: TLSSocket[] = [];
   try {
