@@ -33,7 +33,8 @@ export interface Found {
 export type Lookup =
   | { kind: 'found'; found: Found }
   | { kind: 'uri-miss' }
-  | { kind: 'vary-miss' };
+  /** `key`: the variant this request would find (its flights are keyed by it: stage.ts). */
+  | { kind: 'vary-miss'; key: string };
 
 /** The request fields a stored response's Vary index names (Vary `*` is never stored). */
 const indexedNames = (meta: StoredResponse): readonly string[] => {
@@ -50,9 +51,8 @@ const CODINGS = ['br', 'zstd', 'gzip'] as const;
 const NO_BODY = Buffer.alloc(0);
 
 const URI_MISS: Lookup = { kind: 'uri-miss' };
-const VARY_MISS: Lookup = { kind: 'vary-miss' };
 
-const objectKey = (primary: string, secondary: string) => flatKey('o:', primary, '\n', secondary);
+export const objectKey = (primary: string, secondary: string) => flatKey('o:', primary, '\n', secondary);
 export const variantKey = (key: string, coding: string) => flatKey('e:', key, '\n', coding);
 const urlSet = (primary: string) => flatKey('u:', primary);
 const tagSet = (tag: string) => flatKey('t:', tag);
@@ -90,7 +90,7 @@ const foundAt = (primary: string, key: string, record: CacheRecord<StoredRespons
 
 /** The varying response read under `key`, or a vary-miss. */
 const lookedUp = (primary: string, key: string, record: CacheRecord<StoredResponse> | undefined): Lookup =>
-  record ? foundAt(primary, key, record) : VARY_MISS;
+  record ? foundAt(primary, key, record) : { kind: 'vary-miss', key };
 
 /**
  * The lookup answered without waiting, where the store can: both records held in this process, or

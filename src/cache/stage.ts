@@ -9,7 +9,7 @@ import { isServerError } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
 import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey, secondaryKey, varyNames } from './key.ts';
-import { tagsOf, type Found, type Lookup } from './entries.ts';
+import { objectKey, tagsOf, type Found, type Lookup } from './entries.ts';
 import { decide, mayServeStale, mayServeStaleOnError } from './decide.ts';
 import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, type StoreRules, type StoredResponse } from './policy.ts';
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
@@ -97,7 +97,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
       if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('fwd=miss; detail=only-if-cached')));
-      return miss(ctx, request, primary, lookup.kind);
+      return miss(ctx, request, primary, lookup);
     }
     const found = lookup.found;
     const view = engine.view(found);
@@ -148,17 +148,21 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   // ---- nothing stored ---------------------------------------------------------------------------
 
-  function miss(ctx: Context, request: Directives, primary: string, kind: 'uri-miss' | 'vary-miss'): Promise<Reply> {
+  function miss(ctx: Context, request: Directives, primary: string, lookup: Exclude<Lookup, { kind: 'found' }>): Promise<Reply> {
     stats.misses++;
     if (engine.hitForMiss.has(primary)) return passThrough(ctx, 'fwd=bypass');
-    const flight = engine.flights.get(primary);
-    if (flight) return join(ctx, request, primary, flight, `fwd=${kind}`);
-    return lead(ctx, request, primary, `fwd=${kind}`);
+    // Once the URI's Vary is known (RFC 9111 §4.1), each variant has its flight: a request for
+    // another variant neither waits on this one's fetch nor goes without storing.
+    const flightKey = lookup.kind === 'vary-miss' ? lookup.key : primary;
+    const flight = engine.flights.get(flightKey);
+    if (flight) return join(ctx, request, primary, flight, `fwd=${lookup.kind}`);
+    return lead(ctx, request, primary, `fwd=${lookup.kind}`, flightKey);
   }
 
-  async function lead(ctx: Context, request: Directives, primary: string, params: string): Promise<Reply> {
-    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, primary);
-    const collapsed = engine.nodeFlights === undefined ? undefined : await afterNodeTurn(ctx, primary, params, leader);
+  /** Fetches the URI for this request and the requests that join it; `flightKey`: the URI, or the variant it is known to vary into. */
+  async function lead(ctx: Context, request: Directives, primary: string, params: string, flightKey = primary): Promise<Reply> {
+    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, flightKey);
+    const collapsed = engine.nodeFlights === undefined ? undefined : await afterNodeTurn(ctx, primary, params, leader, flightKey);
     if (collapsed !== undefined) return collapsed;
     const requestTime = engine.now();
     let reply: Reply;
@@ -176,10 +180,10 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
    * Undefined: fetch it (the turn is released when the flight lands); else the reply another
    * worker's fetch made.
    */
-  async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader): Promise<Reply | undefined> {
-    const turn = await engine.nodeFlights!.turn(primary);
-    if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn);
-    releaseTurnWhenLanded(engine.nodeFlights!, primary, leader);
+  async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader, turnKey = primary): Promise<Reply | undefined> {
+    const turn = await engine.nodeFlights!.turn(turnKey);
+    if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn, turnKey);
+    releaseTurnWhenLanded(engine.nodeFlights!, turnKey, leader);
     return undefined;
   }
 
@@ -188,12 +192,14 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
    * worker's own waiters (they look again), or the origin alone when it is not storable.
    * Undefined: nothing stored for this request (another variant, gone already): fetch it here.
    */
-  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: 'look' | 'pass'): Promise<Reply | undefined> {
+  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: 'look' | 'pass', turnKey: string): Promise<Reply | undefined> {
     if (turn === 'pass') {
       leader.settle({ kind: 'pass' });
       return passThrough(ctx, 'fwd=bypass; collapsed');
     }
     const again = await engine.lookup(primary, ctx.headers);
+    // The other worker stored another variant: this one's own turn (its fetch, or another worker's).
+    if (again.kind === 'vary-miss' && again.key !== turnKey) return afterNodeTurn(ctx, primary, params, leader, again.key);
     if (again.kind !== 'found') return undefined;
     stats.coalesced++;
     leader.settle({ kind: 'refreshed' });
@@ -226,7 +232,13 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         return passThrough(ctx, params);
       }
       case 'shared': {
-        if (secondaryKey(result.vary, ctx.headers) !== result.secondary) return passThrough(ctx, params); // another variant
+        const secondary = secondaryKey(result.vary, ctx.headers);
+        if (secondary !== result.secondary) {
+          // Another variant: its own flight, which the others asking for it join.
+          const variant = objectKey(primary, secondary);
+          const own = engine.flights.get(variant);
+          return own !== undefined ? join(ctx, request, primary, own, params) : lead(ctx, request, primary, params, variant);
+        }
         const fwd = `${collapsed}; fwd-status=${result.meta.status}`;
         if (wantsLess(ctx)) {
           const body = await result.completed;
