@@ -14,6 +14,13 @@ import type { Leader } from './flights.ts';
  */
 
 export const LOCK_TIMEOUT_MS = 5000;
+/**
+ * How long after a turn ended with the response stored a new ask is told to look rather than to
+ * fetch. A worker learns that the others' copies changed by a message of the primary's: until it
+ * has read it, it may still find its old copy (stale) or none, and fetch or validate again what
+ * was just stored. The primary sends the 'look' after that message, so the asker reads the new one.
+ */
+export const JUST_LANDED_MS = 100;
 const SERVICE = 'flights';
 
 /**
@@ -26,11 +33,26 @@ export type Turn = 'lead' | 'look' | 'pass';
 export function createNodeFlights(options: { now?: () => number } = {}): Service & { readonly size: number } {
   const now = options.now ?? Date.now;
   const turns = new Map<string, { holder: Peer; since: number; waiting: Array<(turn: Turn) => void> }>();
+  /** When each URI's last turn ended with its response stored; oldest first, none older than JUST_LANDED_MS kept. */
+  const landed = new Map<string, number>();
   const end = (key: string, outcome: Turn) => {
     const held = turns.get(key);
     if (held === undefined) return;
     turns.delete(key);
+    if (outcome === 'look') {
+      const at = now();
+      landed.delete(key);
+      landed.set(key, at);
+      for (const [old, when] of landed) {
+        if (at - when <= JUST_LANDED_MS) break;
+        landed.delete(old);
+      }
+    }
     for (const resolve of held.waiting) resolve(outcome);
+  };
+  const justLanded = (key: string) => {
+    const at = landed.get(key);
+    return at !== undefined && now() - at <= JUST_LANDED_MS;
   };
   return {
     handle(from, op, args) {
@@ -38,6 +60,7 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
       if (op === 'turn') {
         const held = turns.get(key);
         // Nobody holds it, or its holder has had it for longer than anyone waits: yours.
+        if (held === undefined && justLanded(key)) return 'look' satisfies Turn;
         if (held === undefined || now() - held.since > LOCK_TIMEOUT_MS || held.holder === from) {
           if (held !== undefined) end(key, 'lead');
           turns.set(key, { holder: from, since: now(), waiting: [] });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNodeFlights, createNodeFlightsClient, LOCK_TIMEOUT_MS, type NodeFlights, type Turn } from '../../src/cache/node-flights.ts';
+import { createNodeFlights, createNodeFlightsClient, JUST_LANDED_MS, LOCK_TIMEOUT_MS, type NodeFlights, type Turn } from '../../src/cache/node-flights.ts';
 import { createCacheEngine } from '../../src/cache/engine.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import type { CacheStore } from '../../src/cache/store/contract.ts';
@@ -25,6 +25,12 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   release(a, 'k', 'look');
   assert.deepEqual(await Promise.all([bWaits, cWaits]), ['look', 'look']);
   assert.equal(flights.size, 0);
+  // Just stored: an ask right after looks too (its worker may not have read that its copy changed:
+  // it would fetch or validate again what was just stored); a while later it fetches.
+  assert.equal(await turn(c, 'k'), 'look');
+  clock += JUST_LANDED_MS + 1;
+  assert.equal(await turn(c, 'k'), 'lead');
+  release(c, 'k', 'lead');
 
   // Not storable: the waiters go to the origin alone; the next miss leads again.
   assert.equal(await turn(a, 'u'), 'lead');
