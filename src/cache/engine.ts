@@ -3,7 +3,7 @@ import type { Encoding, StoredVariant, Variants } from '../pipeline/context.ts';
 import type { ConditionalTarget } from '../http/conditional.ts';
 import type { CacheStore, StoreUsage } from './store/contract.ts';
 import { primaryKey } from './key.ts';
-import { holderOf, lookup, lookupNow, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
+import { flightKeyOf, holderOf, lookup, lookupNow, objectsOf, primaryOf, purgeTag, purgeUrl, rewrite, save, saveVariant, variantKey, type Found, type Lookup, type NewVariant, type VariantMeta } from './entries.ts';
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import type { NodeFlights } from './node-flights.ts';
@@ -353,7 +353,9 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     },
     async inspect(primary, headers) {
       const found = await lookup(store, primary, headers);
-      const base = { uncacheable: hitForMiss.reason(primary), inFlight: flights.get(primary) !== undefined };
+      // This request's fetch flies under its URI, or its variant's key once the URI varies (stage.ts).
+      const flightKey = found.kind === 'found' ? flightKeyOf(found.found) : found.kind === 'vary-miss' ? found.key : primary;
+      const base = { uncacheable: hitForMiss.reason(primary), inFlight: flights.get(flightKey) !== undefined || flights.get(primary) !== undefined };
       if (found.kind !== 'found') return { ...base, lookup: found, codings: [] };
       const v = view(found.found);
       const codings: Array<{ coding: string; bytes: number; token?: string }> = [{ coding: 'identity', bytes: found.found.body.length }];

@@ -60,6 +60,11 @@ const varyKey = (primary: string) => flatKey('v:', primary);
 
 /** The key of a URI's response that does not vary (its secondary key is empty), and of its codings. */
 const plainKey = (primary: string) => objectKey(primary, '');
+/**
+ * The key a fetch for `found`'s request flies under (stage.ts): its URI, or its variant when the
+ * URI varies, as a vary-miss's `key` (a validation of one variant says nothing about another's).
+ */
+export const flightKeyOf = (found: Found): string => (found.key === plainKey(found.primary) ? found.primary : found.key);
 const plainKeys = (primary: string) => {
   const key = plainKey(primary);
   return { object: key, variants: CODINGS.map((coding) => variantKey(key, coding)) };

@@ -9,7 +9,7 @@ import { isServerError } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
 import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey, secondaryKey, varyNames } from './key.ts';
-import { objectKey, tagsOf, type Found, type Lookup } from './entries.ts';
+import { flightKeyOf, objectKey, tagsOf, type Found, type Lookup } from './entries.ts';
 import { decide, mayServeStale, mayServeStaleOnError } from './decide.ts';
 import { initialAge, currentAge, responseFacts, retentionMs, whyNotStorable, type StoreRules, type StoredResponse } from './policy.ts';
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
@@ -374,7 +374,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   async function revalidate(ctx: Context, request: Directives, found: Found, view: StoredView, reason: 'stale' | 'request', waited = false): Promise<Reply> {
     const params = `fwd=${reason}`;
-    const flight = engine.flights.get(found.primary);
+    const flightKey = flightKeyOf(found);
+    const flight = engine.flights.get(flightKey);
     if (flight) {
       try {
         return await join(ctx, request, found.primary, flight, params);
@@ -384,12 +385,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         throw error;
       }
     }
-    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, found.primary);
+    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, flightKey);
     // Another worker may be validating it, or fetching it anew: one request to the origin for the
     // node. Not for a request that asks for validation itself (no-cache, max-age=0): what another
     // worker validated may have been asked for before it was sent (see collapsedElsewhere).
     const wait = engine.nodeFlights !== undefined && !waited && reason === 'stale';
-    const collapsed = wait ? await afterNodeTurn(ctx, found.primary, params, leader) : undefined;
+    const collapsed = wait ? await afterNodeTurn(ctx, found.primary, params, leader, flightKey) : undefined;
     if (collapsed !== undefined) return collapsed;
     stats.revalidations++;
     const requestTime = engine.now();
@@ -458,7 +459,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
 
   /** RFC 5861 §3: one background revalidation per stored response at a time. */
   function revalidateInBackground(ctx: Context, found: Found, view: StoredView): void {
-    if (engine.flights.get(found.primary)) return;
+    if (engine.flights.get(flightKeyOf(found))) return;
     const detached = detachedContext(ctx);
     revalidate(detached, parseCacheControl(undefined), found, view, 'stale')
       .then((reply) => disposeBody(reply.body))

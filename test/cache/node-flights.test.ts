@@ -212,3 +212,43 @@ test('a stale response another worker is validating: this worker waits for its t
     await origin.close();
   }
 });
+
+test('Vary: a stale variant is validated on its own, not served as refreshed because another variant\'s validation was in flight', async () => {
+  let letEnAnswer!: () => void;
+  let enHeld: Promise<void> | null = null;
+  const origin = await startOrigin(async (req, res) => {
+    const lang = String(req.headers['accept-language']);
+    const etag = `"${lang}"`;
+    if (req.headers['if-none-match'] === etag) {
+      if (lang === 'en' && enHeld !== null) await enHeld;
+      res.writeHead(304, { etag, 'cache-control': 'max-age=60', vary: 'accept-language' });
+      res.end();
+      return;
+    }
+    res.writeHead(200, { etag, 'cache-control': 'max-age=60', vary: 'accept-language', 'content-type': 'text/plain' });
+    res.end(`page in ${lang}`);
+  });
+  let clock = Date.now();
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], now: () => clock });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  const get = (lang: string) => h2(`${outpost.url}/page`, { headers: { 'accept-language': lang } });
+  try {
+    assert.equal((await get('en')).body.toString(), 'page in en');
+    assert.equal((await get('fr')).body.toString(), 'page in fr');
+    clock += 120_000; // both stale
+    enHeld = new Promise<void>((resolve) => { letEnAnswer = resolve; });
+    const en = get('en');
+    while (origin.seen.length < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+    const fr = get('fr'); // while en's validation waits for its 304
+    // fr's own conditional request reaches the origin (given up after a second: it waits on en's)
+    for (let i = 0; i < 200 && origin.seen.length < 4; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    letEnAnswer();
+    await en;
+    assert.equal((await fr).body.toString(), 'page in fr');
+    const conditionals = origin.seen.filter((r) => r.headers['if-none-match'] !== undefined).map((r) => r.headers['accept-language']).sort();
+    assert.deepEqual(conditionals, ['en', 'fr'], 'fr validated with its own conditional request (RFC 9111 §4.3)');
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
