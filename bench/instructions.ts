@@ -103,9 +103,15 @@ export function callgrindMissing(): string | undefined {
 /** The h2load arguments for `count` requests of the scenario; unique scenarios get a URI list of fresh URLs. */
 function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count: number, tag: string, tmp: string): string[] {
   const { connections, h2Connections, h2Streams } = s.crowd ?? { connections: 16, h2Connections: 2, h2Streams: 8 };
-  const shape = load === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(h2Connections), '-m', String(h2Streams)];
   const headers = Object.entries(s.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
-  if (!s.unique) return ['h2load', '-n', String(count), ...shape, ...headers, `${base}${s.path}`];
+  if (!s.unique) {
+    const shape = load === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(h2Connections), '-m', String(h2Streams)];
+    return ['h2load', '-n', String(count), ...shape, ...headers, `${base}${s.path}`];
+  }
+  // h2load gives every client the URI list from its start: with several connections each URL
+  // would be asked once per connection, a miss and then hits. One connection asks each once
+  // (over HTTP/1.1 one request at a time; over HTTP/2 with all the streams).
+  const shape = load === 'h1' ? ['--h1', '-c', '1'] : ['-c', '1', '-m', String(h2Connections * h2Streams)];
   const list = join(tmp, `uris-${tag}.txt`);
   writeFileSync(list, Array.from({ length: count }, (_, i) => `${base}${s.path}?n=${tag}-${i}`).join('\n'));
   return ['h2load', '-n', String(count), ...shape, ...headers, '-i', list];
