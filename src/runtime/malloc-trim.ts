@@ -45,6 +45,10 @@ export interface MallocHelper {
   trim(): boolean;
   /** mallinfo2(): walks glibc's free lists (up to ~2 ms on a fragmented 600 MB heap). */
   info(): MallocInfo;
+  /** A Buffer of `length` bytes mapped from the system, unmapped when V8 collects it (the cache's slabs: src/cache/store/slab-memory.ts). */
+  mapSlab(length: number): Buffer;
+  /** Bytes mapped by mapSlab and not yet unmapped. */
+  mappedBytes(): number;
 }
 
 export const HELPER_PATH = fileURLToPath(new URL('../../native/build/malloc-trim.node', import.meta.url));

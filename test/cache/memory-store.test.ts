@@ -4,6 +4,8 @@ import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import { encodeBuffer } from '../../src/compress/encoders.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { HELPER_PATH, loadMallocHelper, type MallocHelper } from '../../src/runtime/malloc-trim.ts';
+import { allocateFromHeap, slabAllocatorOf } from '../../src/cache/store/slab-memory.ts';
 
 test('memory store: a body that is a view into a larger allocation is kept as its own bytes', async () => {
   const store = createMemoryStore({ maxSize: 1 << 20 });
@@ -23,6 +25,38 @@ test('memory store: a body that is a view into a larger allocation is kept as it
   const big = Buffer.alloc(200_000, 3).subarray(0, 20_000);
   await store.set('b', { meta: null, body: big }, 60_000);
   assert.equal((await store.get('b'))!.body.buffer.byteLength, 20_000);
+});
+
+test('memory store: slabs come from the given allocator, by default mapped from the system by the native helper', async (t) => {
+  const sizes: number[] = [];
+  const store = createMemoryStore({ maxSize: 1 << 20, allocateSlab: (size) => { sizes.push(size); return Buffer.alloc(size); } });
+  for (let i = 0; i < 40; i++) await store.set(`k${i}`, { meta: null, body: Buffer.alloc(3000, i) }, 60_000);
+  assert.deepEqual(sizes, [64 * 1024, 64 * 1024], 'a slab when the open one is full');
+  assert.deepEqual((await store.get('k39'))!.body, Buffer.alloc(3000, 39));
+
+  const { helper, why } = loadMallocHelper(HELPER_PATH, 'system');
+  if (helper === null) {
+    if (process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${why}`);
+    t.skip(why);
+    return;
+  }
+  const before = helper.mappedBytes();
+  const mapped = createMemoryStore({ maxSize: 16 << 20 });
+  await mapped.set('page', { meta: null, body: Buffer.alloc(30_000, 5) }, 60_000);
+  assert.equal(helper.mappedBytes() - before, 1 << 20, 'the store\'s one slab (1 MiB) is mapped memory');
+  assert.deepEqual((await mapped.get('page'))!.body, Buffer.alloc(30_000, 5));
+});
+
+test('slab memory: the heap when there is no helper, when it has no mapSlab, or when mapSlab fails here', () => {
+  const base = { trim: () => false, info: () => ({ heap: 0, inUse: 0, free: 0, mmapped: 0 }), mappedBytes: () => 0 };
+  assert.equal(slabAllocatorOf(null), allocateFromHeap);
+  assert.equal(slabAllocatorOf(base as unknown as MallocHelper), allocateFromHeap, 'a helper built before mapSlab');
+  assert.equal(slabAllocatorOf({ ...base, mapSlab: () => { throw new Error('mapSlab: this runtime takes no external buffers'); } }), allocateFromHeap);
+  assert.equal(slabAllocatorOf({ ...base, mapSlab: () => undefined as unknown as Buffer }), allocateFromHeap);
+  const sizes: number[] = [];
+  const mapped = slabAllocatorOf({ ...base, mapSlab: (size) => { sizes.push(size); return Buffer.alloc(size); } });
+  assert.equal(mapped(1 << 20).length, 1 << 20);
+  assert.deepEqual(sizes, [4096, 1 << 20], 'tried once, then used');
 });
 
 test('encoded bodies own their bytes (zlib answers a view into its output chunk)', async () => {

@@ -135,6 +135,45 @@ test('memory.trim: the helper gives the pages of free chunks in the middle of th
   assert.equal(r.intact, true, 'the kept Buffers still hold their bytes');
 });
 
+test('mapSlab: a slab mapped from the system, zeroed, writable, unmapped once V8 collects its last view', { skip }, () => {
+  // A child process with --expose-gc: 64 slabs of 1 MiB, one of them still viewed by a subarray.
+  const script = `
+    const helper = require(${JSON.stringify(HELPER_PATH)});
+    const rss = () => process.memoryUsage.rss();
+    const collected = async (mapped) => {
+      for (let i = 0; i < 50 && helper.mappedBytes() !== mapped; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
+      return helper.mappedBytes();
+    };
+    (async () => {
+      const start = rss();
+      let slabs = Array.from({ length: 64 }, () => helper.mapSlab(1 << 20));
+      const zeroed = slabs.every((s) => s.length === 1 << 20 && s[0] === 0 && s[(1 << 20) - 1] === 0);
+      slabs.forEach((s, i) => s.fill(i));
+      const filled = rss(), mapped = helper.mappedBytes();
+      let view = slabs[7].subarray(100, 200);
+      slabs = null;
+      const left = await collected(1 << 20);
+      const emptied = rss();
+      const intact = view.every((b) => b === 7);
+      view = null;
+      const none = await collected(0);
+      const errors = [0, -1, 2 ** 31, 'x'].map((n) => { try { helper.mapSlab(n); return 'none'; } catch (e) { return e.name + ': ' + e.message; } });
+      console.log(JSON.stringify({ start, filled, emptied, mapped, left, none, zeroed, intact, errors }));
+    })();`;
+  const out = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const r = JSON.parse(out.stdout);
+  const MiB = 2 ** 20;
+  assert.equal(r.zeroed, true);
+  assert.equal(r.mapped, 64 * MiB);
+  assert.ok(r.filled - r.start > 60 * MiB, `written pages are resident: +${((r.filled - r.start) / MiB).toFixed(0)} MiB`);
+  assert.equal(r.left, MiB, 'the slab a view still holds stays mapped');
+  assert.equal(r.intact, true);
+  assert.ok(r.filled - r.emptied > 55 * MiB, `the others went back to the system when collected: RSS ${(r.filled / MiB).toFixed(0)} -> ${(r.emptied / MiB).toFixed(0)} MiB`);
+  assert.equal(r.none, 0);
+  assert.deepEqual(r.errors, Array(4).fill('RangeError: mapSlab: expected a length from 1 to 2^30 bytes'));
+});
+
 test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async () => {
   const instance = await startInstance(validateConfig({
     listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },

@@ -1,4 +1,5 @@
 import { ownBytes } from '../../buffers.ts';
+import { allocateFromHeap, type AllocateSlab } from './slab-memory.ts';
 
 /**
  * Where the memory store keeps its bodies: copied one after another into slabs of 1 MiB, not each
@@ -19,7 +20,7 @@ import { ownBytes } from '../../buffers.ts';
  * what is left into the open slab (`onSparse`): the store moves those records, so no slab is
  * held for a few stragglers. A slab's bytes are never written over: a moved body is a new copy,
  * and the old slab is freed by V8 once nothing (a response being written, a kept reply) still
- * views it.
+ * views it (a slab mapped from the system goes back to it then: slab-memory.ts).
  *
  * Bodies larger than an eighth of a slab keep an allocation of their own (`ownBytes`), as before.
  */
@@ -82,9 +83,10 @@ export function slabSizeFor(maxSize: number): number {
 /**
  * @param onSparse called with a slab no longer open that holds less than half of what was
  *   written into it: the store moves each of its records out (`move`).
+ * @param allocate where a new slab's memory comes from (slab-memory.ts; the heap by default).
  */
-export function createBodyArena(options: { slabSize: number; onSparse: (slab: Slab) => void }): BodyArena {
-  const { slabSize, onSparse } = options;
+export function createBodyArena(options: { slabSize: number; onSparse: (slab: Slab) => void; allocate?: AllocateSlab }): BodyArena {
+  const { slabSize, onSparse, allocate = allocateFromHeap } = options;
   const largest = slabSize >> 3;
   /** Every slab that holds a body, by its memory (a body is recognised as already in one). */
   const slabs = new Map<ArrayBufferLike, Slab>();
@@ -107,7 +109,7 @@ export function createBodyArena(options: { slabSize: number; onSparse: (slab: Sl
     const length = body.length;
     if (open === undefined || open.filled + length > slabSize) {
       const full = open;
-      open = { bytes: Buffer.allocUnsafeSlow(slabSize), filled: 0, live: 0, members: new Set() };
+      open = { bytes: allocate(slabSize), filled: 0, live: 0, members: new Set() };
       slabs.set(open.bytes.buffer, open);
       // The slab just filled may be mostly gone already (records replaced while it filled).
       if (full !== undefined) settle(full);

@@ -1,5 +1,6 @@
 import type { CacheRecord, CacheStore } from './contract.ts';
 import { createBodyArena, slabSizeFor, type Held, type Slab } from './body-arena.ts';
+import { allocateSlab, type AllocateSlab } from './slab-memory.ts';
 
 /**
  * A record as held: its metadata and body with the store's bookkeeping, in one object (a slot
@@ -26,7 +27,7 @@ const recordOverhead = (meta: unknown) => 2 * JSON.stringify(meta ?? null).lengt
  * space is needed. Records are kept as objects, never serialized; their bodies are copied into
  * slabs (body-arena.ts), laid down in the order the eviction hand walks the records.
  */
-export function createMemoryStore(options: { maxSize: number; now?: () => number }): CacheStore {
+export function createMemoryStore(options: { maxSize: number; now?: () => number; allocateSlab?: AllocateSlab }): CacheStore {
   const { maxSize } = options;
   const now = options.now ?? Date.now;
   if (!Number.isSafeInteger(maxSize) || maxSize <= 0) throw new TypeError(`memory store: maxSize must be a positive byte count, got ${maxSize}`);
@@ -55,7 +56,7 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       slots.set(slot.key, moved(slot, slot.referenced));
     }
   };
-  const arena = createBodyArena({ slabSize: slabSizeFor(maxSize), onSparse: moveOut });
+  const arena = createBodyArena({ slabSize: slabSizeFor(maxSize), onSparse: moveOut, allocate: options.allocateSlab ?? allocateSlab });
 
   const remove = (key: string, byHand = false): boolean => {
     const slot = slots.get(key);
