@@ -50,7 +50,8 @@ const CODINGS = ['br', 'zstd', 'gzip'] as const;
 /** The body of a Vary index: one shared empty Buffer (it has no bytes to change), not an ArrayBuffer per stored URI. */
 const NO_BODY = Buffer.alloc(0);
 
-const URI_MISS: Lookup = { kind: 'uri-miss' };
+/** Nothing stored for the URI (one object for every such answer). */
+export const URI_MISS: Lookup = { kind: 'uri-miss' };
 
 export const objectKey = (primary: string, secondary: string) => flatKey('o:', primary, '\n', secondary);
 export const variantKey = (key: string, coding: string) => flatKey('e:', key, '\n', coding);

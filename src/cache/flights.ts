@@ -37,6 +37,8 @@ export type FlightResult =
 export interface Flight {
   /** Resolves once, when the leader knows the outcome (headers, not the whole body). */
   readonly outcome: Promise<FlightResult>;
+  /** A validation of a stored response (validate.ts), not a fetch of one: its waiters have a stale response to fall back on. */
+  readonly validating: boolean;
   /**
    * Interest in the outcome, counted per client (the leader's holds one from the start): when every
    * client that waits has gone away before the origin answered, the fetch is abandoned.
@@ -58,7 +60,7 @@ export interface Flights {
    * Starts a flight for `key` (the caller makes sure none is in the air), held once for the
    * leader's client; `abandon` runs if all interest is released before it settles.
    */
-  start(key: string, abandon: () => void): Leader;
+  start(key: string, abandon: () => void, validating?: boolean): Leader;
   readonly size: number;
 }
 
@@ -66,13 +68,14 @@ export function createFlights(): Flights {
   const inflight = new Map<string, Flight>();
   return {
     get: (key) => inflight.get(key),
-    start(key, abandon) {
+    start(key, abandon, validating = false) {
       let resolve!: (result: FlightResult) => void;
       const outcome = new Promise<FlightResult>((r) => { resolve = r; });
       let settled = false;
       let interest = 1;
       const leader: Leader = {
         outcome,
+        validating,
         hold() { interest++; },
         release() {
           if (--interest === 0 && !settled) abandon();
@@ -103,9 +106,9 @@ export function createFlights(): Flights {
  * on the client's signal and another (the origin exchange's) on the fetch's kept their closures
  * alive through young collections.
  */
-export function leadFlight(flights: Flights, signal: AbortSignal, primary: string): { readonly leader: Leader; readonly fetchSignal: AbortSignal } {
+export function leadFlight(flights: Flights, signal: AbortSignal, primary: string, validating = false): { readonly leader: Leader; readonly fetchSignal: AbortSignal } {
   const fetch = new AbortSource();
-  const leader = flights.start(primary, () => fetch.abort());
+  const leader = flights.start(primary, () => fetch.abort(), validating);
   // Once the outcome is known the client's going away changes nothing (release() abandons only a
   // flight still in the air): the watch ends there, or the client's signal, which its HTTP/2
   // stream holds, would keep the flight and all it reaches (body, record, promises) as long as V8

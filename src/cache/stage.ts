@@ -3,7 +3,7 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { parseCacheControl } from '../http/cache-control.ts';
 import type { CacheEngine, StoredView } from './engine.ts';
 import { primaryKey } from './key.ts';
-import type { Found, Lookup } from './entries.ts';
+import { URI_MISS, type Found, type Lookup } from './entries.ts';
 import { decide } from './decide.ts';
 import type { StoreRules } from './policy.ts';
 import { invalidates, invalidationTargets, isUnsafeMethod } from './invalidation.ts';
@@ -62,6 +62,12 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       const primary = primaryKey(ctx);
       const now = engine.lookupNow(primary, ctx.headers);
       if (now !== undefined) return answer(ctx, primary, now);
+      // This process is fetching the URI already (a burst for a cold URL): the request waits for
+      // that fetch as it would with a memory store, without asking the far side of the store first
+      // (with workers a round trip to the cluster primary per waiting request, with Redis a read).
+      // Not while a stored response is being validated: a waiter of that one must find the stale
+      // response, to fall back on it if the validation fails (stale-if-error, grace).
+      if (engine.flights.get(primary)?.validating === false) return answer(ctx, primary, URI_MISS);
       // A miss that took a round trip (to the primary, to Redis) is checked again against what this
       // process holds now: a fetch of its own may have landed meanwhile, and leading would fetch the
       // URI a second time (with 2 workers, 8 clients asking for the same 500 URIs in turn made 677-694

@@ -49,7 +49,7 @@ export function createValidating(route: CacheRoute, admitting: Admitting, collap
         throw error;
       }
     }
-    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, flightKey);
+    const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, flightKey, true);
     // Another worker may be validating it, or fetching it anew: one request to the origin for the
     // node. Not for a request that asks for validation itself (no-cache, max-age=0): what another
     // worker validated may have been asked for before it was sent (collapse.ts, collapsedElsewhere).

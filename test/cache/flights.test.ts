@@ -36,3 +36,12 @@ test('once the outcome is known the client signal lets go of the flight', async 
   client.abort(); // too late to matter
   assert.equal(fetchSignal.aborted, false);
 });
+
+test('flights: a validation\'s flight says so (a request that finds no stored response joins only a fetch without looking)', () => {
+  const flights = createFlights();
+  const signal = new AbortController().signal;
+  assert.equal(leadFlight(flights, signal, 'fetch').leader.validating, false);
+  assert.equal(leadFlight(flights, signal, 'validation', true).leader.validating, true);
+  assert.equal(flights.get('fetch')?.validating, false);
+  assert.equal(flights.get('validation')?.validating, true);
+});

@@ -131,6 +131,51 @@ test('a miss that waited for another worker\'s fetch: served as collapsed, but v
 });
 
 test('a miss whose lookup answer took a round trip while this worker\'s own fetch of the URI landed: served from what that fetch stored, not fetched again', async () => {
+  const origin = await startOrigin(async (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain' });
+    res.end('page');
+  });
+  // A store whose reads are answered by another process (the primary, Redis): the answer is what
+  // it held when asked, delivered a round trip later (here: when the test lets it through).
+  const backing = createMemoryStore({ maxSize: 1 << 20 });
+  let gating = true;
+  const held: Array<() => void> = [];
+  const store: CacheStore = {
+    ...backing,
+    holdsAll: false,
+    get: <M>(key: string) => {
+      const answer = backing.get<M>(key);
+      if (!gating) return answer;
+      return new Promise<void>((resolve) => { held.push(resolve); }).then(() => answer);
+    },
+  };
+  const engine = createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [] });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  const until = async (done: () => boolean) => { while (!done()) await new Promise((resolve) => setTimeout(resolve, 5)); };
+  try {
+    // Both lookups start before either request fetches: each asks the store first (two reads
+    // together, the response and the URI's Vary index: entries.ts lookup).
+    const first = h2(`${outpost.url}/page`);
+    await until(() => held.length === 2);
+    const second = h2(`${outpost.url}/page`);
+    await until(() => held.length === 4);
+    gating = false;
+    // The first's lookup is answered: it fetches, stores, lands.
+    for (const read of held.splice(0, 2)) read();
+    assert.equal((await first).body.toString(), 'page');
+    // Only now the second's answer ("nothing stored", as when it asked) arrives.
+    for (const read of held.splice(0, 2)) read();
+    const late = await second;
+    assert.equal(late.body.toString(), 'page');
+    assert.equal(origin.seen.length, 1, 'one origin request');
+    assert.match(String(late.headers['cache-status']), /hit/);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('requests that come while this process fetches the URI wait for that fetch without a read of the far store each (a round trip to the primary, or to Redis)', async () => {
   let letOriginAnswer!: () => void;
   const originHolds = new Promise<void>((resolve) => { letOriginAnswer = resolve; });
   const origin = await startOrigin(async (_req, res) => {
@@ -138,37 +183,26 @@ test('a miss whose lookup answer took a round trip while this worker\'s own fetc
     res.writeHead(200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain' });
     res.end('page');
   });
-  // A store whose reads are answered by another process (the primary, Redis): the answer is what
-  // it held when asked, delivered a round trip later (here: when the test opens the gate).
+  // A store whose reads go to another process: this process holds only what it has itself.
   const backing = createMemoryStore({ maxSize: 1 << 20 });
-  let gate: Promise<void> | null = null;
-  let openGate!: () => void;
-  let gatedReads = 0;
-  const store: CacheStore = {
-    ...backing,
-    holdsAll: false,
-    get: <M>(key: string) => {
-      const answer = backing.get<M>(key);
-      if (gate === null) return answer;
-      gatedReads++;
-      return gate.then(() => answer);
-    },
-  };
+  let reads = 0;
+  const store: CacheStore = { ...backing, holdsAll: false, get: <M>(key: string) => { reads++; return backing.get<M>(key); } };
   const engine = createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [] });
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
   try {
     const first = h2(`${outpost.url}/page`);
     while (origin.seen.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-    gate = new Promise<void>((resolve) => { openGate = resolve; });
-    const second = h2(`${outpost.url}/page`); // its lookup is answered "nothing stored", late
-    while (gatedReads === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const readsWhileFetching = reads;
+    const waiters = Array.from({ length: 5 }, () => h2(`${outpost.url}/page`));
+    while (engine.stats.coalesced < 5) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(reads - readsWhileFetching, 0, 'the waiters joined the fetch without reading the store');
     letOriginAnswer();
-    assert.equal((await first).body.toString(), 'page'); // stored, its flight landed
-    openGate();
-    const late = await second;
-    assert.equal(late.body.toString(), 'page');
-    assert.equal(origin.seen.length, 1, 'one origin request');
-    assert.match(String(late.headers['cache-status']), /hit/);
+    assert.equal((await first).body.toString(), 'page');
+    for (const waiter of await Promise.all(waiters)) {
+      assert.equal(waiter.body.toString(), 'page');
+      assert.match(String(waiter.headers['cache-status']), /fwd=uri-miss; collapsed/);
+    }
+    assert.equal(origin.seen.length, 1);
   } finally {
     await outpost.close();
     await origin.close();
