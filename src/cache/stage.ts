@@ -67,7 +67,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       // (with workers a round trip to the cluster primary per waiting request, with Redis a read).
       // Not while a stored response is being validated: a waiter of that one must find the stale
       // response, to fall back on it if the validation fails (stale-if-error, grace).
-      if (engine.flights.get(primary)?.validating === false) return answer(ctx, primary, URI_MISS);
+      const inFlight = engine.flights.get(primary);
+      if (inFlight?.validating === false) return answer(ctx, primary, URI_MISS);
       // A miss that took a round trip (to the primary, to Redis) is checked again against what this
       // process holds now: a fetch of its own may have landed meanwhile, and leading would fetch the
       // URI a second time (with 2 workers, 8 clients asking for the same 500 URIs in turn made 677-694
@@ -75,7 +76,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
       const answered = engine.lookup(primary, ctx.headers).then((lookup) => answer(ctx, primary, lookup.kind === 'found' ? lookup : engine.lookupNow(primary, ctx.headers) ?? lookup));
       // Across workers: the turn at fetching it, asked with the lookup (node-flights.ts).
       const { nodeFlights } = engine;
-      const ahead = nodeFlights !== undefined && engine.flights.get(primary) === undefined && !engine.hitForMiss.has(primary) ? nodeFlights.ahead(primary) : undefined;
+      const ahead = nodeFlights !== undefined && inFlight === undefined && !engine.hitForMiss.has(primary) ? nodeFlights.ahead(primary) : undefined;
       return ahead === undefined ? answered : answered.finally(() => nodeFlights!.giveBack(primary, ahead));
     } catch (error) {
       return Promise.reject(error);
