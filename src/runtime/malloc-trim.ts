@@ -47,8 +47,18 @@ export interface MallocHelper {
   info(): MallocInfo;
   /** A Buffer of `length` bytes mapped from the system, unmapped when V8 collects it (the cache's slabs: src/cache/store/slab-memory.ts). */
   mapSlab(length: number): Buffer;
-  /** Bytes mapped by mapSlab and not yet unmapped. */
+  /** Bytes mapped by mapSlab and not yet unmapped (spares included). */
   mappedBytes(): number;
+  /**
+   * Up to how many bytes of collected slabs of `length` bytes to keep mapped for the next mapSlab
+   * of that length (spares), instead of unmapping them; returns the bytes unmapped now (spares over
+   * the limit or of another length). Absent from a helper built before spares.
+   */
+  keepSpareSlabs?(bytes: number, length: number): number;
+  /** Unmaps every spare now (the limit stays); returns the bytes unmapped. */
+  releaseSpareSlabs?(): number;
+  /** Bytes of spares kept mapped. */
+  spareBytes?(): number;
 }
 
 export const HELPER_PATH = fileURLToPath(new URL('../../native/build/malloc-trim.node', import.meta.url));
@@ -107,7 +117,7 @@ export interface TrimStats {
   /** V8 collections asked for when quiet, and their time until done (the process pauses for most of it). */
   readonly collections: number;
   readonly collectionSeconds: number;
-  /** RSS before less RSS after, summed (what the trims gave back, as the system counts it). */
+  /** RSS before less RSS after, summed (what the trims and the spare slabs released when quiet gave back, as the system counts it). */
   readonly releasedBytes: number;
 }
 
@@ -213,13 +223,18 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     lastTrim = now();
     workedSinceTrim = false;
     collected = false;
-    if (helper.info().free < (reason === 'quiet' ? policy.quietFreeBytes : policy.busyFreeBytes)) return null;
+    // The work stopped: the cache's spare slabs (kept for the slabs it fills under load) go back too.
     const before = rss();
-    const started = performance.now();
-    helper.trim();
-    seconds += (performance.now() - started) / 1000;
+    const spares = reason === 'quiet' ? helper.releaseSpareSlabs?.() ?? 0 : 0;
+    if (helper.info().free < (reason === 'quiet' ? policy.quietFreeBytes : policy.busyFreeBytes)) {
+      if (spares === 0) return null;
+    } else {
+      const started = performance.now();
+      helper.trim();
+      seconds += (performance.now() - started) / 1000;
+      trims++;
+    }
     releasedBytes += Math.max(0, before - rss());
-    trims++;
     return reason;
   };
 

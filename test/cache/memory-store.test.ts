@@ -5,7 +5,7 @@ import { encodeBuffer } from '../../src/compress/encoders.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { HELPER_PATH, loadMallocHelper, type MallocHelper } from '../../src/runtime/malloc-trim.ts';
-import { allocateFromHeap, slabAllocatorOf } from '../../src/cache/store/slab-memory.ts';
+import { allocateFromHeap, slabAllocatorOf, spareBytesFor } from '../../src/cache/store/slab-memory.ts';
 
 test('memory store: a body that is a view into a larger allocation is kept as its own bytes', async () => {
   const store = createMemoryStore({ maxSize: 1 << 20 });
@@ -45,6 +45,34 @@ test('memory store: slabs come from the given allocator, by default mapped from 
   await mapped.set('page', { meta: null, body: Buffer.alloc(30_000, 5) }, 60_000);
   assert.equal(helper.mappedBytes() - before, 1 << 20, 'the store\'s one slab (1 MiB) is mapped memory');
   assert.deepEqual((await mapped.get('page'))!.body, Buffer.alloc(30_000, 5));
+});
+
+test('memory store: slabs V8 collects are kept as spares for the next ones, up to an eighth of maxSize (at most 64 MiB for the process)', async (t) => {
+  assert.deepEqual([16 << 20, 512 << 20, 4 * 2 ** 30].map(spareBytesFor), [2 << 20, 64 << 20, 64 << 20]);
+  const { helper, why } = loadMallocHelper(HELPER_PATH, 'system');
+  if (helper === null) {
+    if (process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${why}`);
+    t.skip(why);
+    return;
+  }
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const collected = async (done: () => boolean) => {
+    for (let i = 0; i < 50 && !done(); i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
+  };
+  const store = createMemoryStore({ maxSize: 16 << 20 });
+  for (let i = 0; i < 120; i++) await store.set(`k${i}`, { meta: null, body: Buffer.alloc(30_000, i) }, 60_000);
+  assert.equal(store.usage!().slabs?.count, 4, '3.6 MB of bodies in 1 MiB slabs');
+  helper.releaseSpareSlabs!();
+  await store.clear();
+  await collected(() => helper.spareBytes!() >= 2 << 20);
+  assert.equal(helper.spareBytes!(), 2 << 20, 'of the four slabs let go, two (an eighth of 16 MiB) are kept mapped');
+  const mapped = helper.mappedBytes();
+  await store.set('again', { meta: null, body: Buffer.alloc(30_000, 9) }, 60_000);
+  assert.equal(helper.mappedBytes(), mapped, 'the new slab is a spare: nothing more mapped');
+  assert.equal(helper.spareBytes!(), 1 << 20);
+  assert.deepEqual((await store.get('again'))!.body, Buffer.alloc(30_000, 9));
+  helper.releaseSpareSlabs!();
 });
 
 test('slab memory: the heap when there is no helper, when it has no mapSlab, or when mapSlab fails here', () => {

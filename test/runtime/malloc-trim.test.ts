@@ -174,6 +174,86 @@ test('mapSlab: a slab mapped from the system, zeroed, writable, unmapped once V8
   assert.deepEqual(r.errors, Array(4).fill('RangeError: mapSlab: expected a length from 1 to 2^30 bytes'));
 });
 
+test('mapSlab spares: a collected slab is kept, up to keepSpareSlabs, for the next slab of its length; releaseSpareSlabs unmaps them', { skip }, () => {
+  // A child process with --expose-gc: 48 slabs of 1 MiB written with a mark, let go, collected.
+  const script = `
+    const helper = require(${JSON.stringify(HELPER_PATH)});
+    const MiB = 1 << 20;
+    const rss = () => process.memoryUsage.rss();
+    const collected = async (mapped) => {
+      for (let i = 0; i < 50 && helper.mappedBytes() !== mapped; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
+      return helper.mappedBytes();
+    };
+    (async () => {
+      const unlimited = helper.keepSpareSlabs(0, MiB);
+      helper.keepSpareSlabs(40 * MiB, MiB);
+      let slabs = Array.from({ length: 48 }, () => helper.mapSlab(MiB).fill(0xab));
+      slabs = null;
+      const left = await collected(40 * MiB);
+      const spares = helper.spareBytes();
+      const held = rss();
+      const reused = helper.mapSlab(MiB);
+      const afterReuse = { mapped: helper.mappedBytes(), spares: helper.spareBytes(), oldBytes: reused[0] === 0xab && reused[MiB - 1] === 0xab };
+      const other = helper.mapSlab(64 * 1024);
+      const afterOther = { mapped: helper.mappedBytes(), spares: helper.spareBytes(), zeroed: other.every((b) => b === 0) };
+      const lowered = helper.keepSpareSlabs(16 * MiB, MiB);
+      const released = helper.releaseSpareSlabs();
+      const emptied = rss();
+      const after = { mapped: helper.mappedBytes(), spares: helper.spareBytes() };
+      const errors = [[-1, MiB], [2 ** 41, MiB], ['x', MiB], [MiB, 0], [MiB]].map((args) => { try { helper.keepSpareSlabs(...args); return 'none'; } catch (e) { return e.name + ': ' + e.message; } });
+      console.log(JSON.stringify({ unlimited, left, spares, afterReuse, afterOther, lowered, released, after, held, emptied, errors, keep: [reused.length, other.length] }));
+    })();`;
+  const out = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const r = JSON.parse(out.stdout);
+  const MiB = 2 ** 20;
+  assert.equal(r.unlimited, 0, 'no spares kept before a limit is set');
+  assert.equal(r.left, 40 * MiB, 'eight slabs unmapped when collected, forty kept mapped');
+  assert.equal(r.spares, 40 * MiB);
+  assert.deepEqual(r.afterReuse, { mapped: 40 * MiB, spares: 39 * MiB, oldBytes: true }, 'the next 1 MiB slab is a spare: its pages (and old bytes) already there, nothing new mapped');
+  assert.deepEqual(r.afterOther, { mapped: 40 * MiB + 64 * 1024, spares: 39 * MiB, zeroed: true }, 'a 64 KiB slab is not the spares\' length: a new mapping');
+  assert.equal(r.lowered, 23 * MiB, 'a lower limit unmaps the spares over it');
+  assert.equal(r.released, 16 * MiB);
+  assert.deepEqual(r.after, { mapped: MiB + 64 * 1024, spares: 0 }, 'only the two slabs in use stay mapped');
+  assert.ok(r.held - r.emptied > 30 * MiB, `the 39 MiB of spares' pages went back to the system: RSS ${(r.held / MiB).toFixed(0)} -> ${(r.emptied / MiB).toFixed(0)} MiB`);
+  assert.deepEqual(r.errors, Array(5).fill('RangeError: keepSpareSlabs: expected a byte count from 0 to 2^40 and a slab length from 1 to 2^30'));
+});
+
+test('memory.trim: a quiet trim gives the spare slabs back too; a trim under load keeps them for the slabs the load fills', { skip }, () => {
+  const script = `
+    import { startMallocTrimmer, loadMallocHelper, TRIM_POLICY } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
+    const { helper } = loadMallocHelper(${JSON.stringify(HELPER_PATH)}, 'system');
+    const MiB = 1 << 20;
+    const spareSome = async () => {
+      let slabs = Array.from({ length: 8 }, () => helper.mapSlab(MiB).fill(1));
+      slabs = null;
+      for (let i = 0; i < 50 && helper.spareBytes() < 8 * MiB; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
+      return helper.spareBytes();
+    };
+    helper.keepSpareSlabs(8 * MiB, MiB);
+    let now = 0, busy = 0;
+    const policy = { ...TRIM_POLICY, quietChecks: 1, quietFreeBytes: 2 ** 50, busyFreeBytes: 0 };
+    const trimmer = startMallocTrimmer(helper, { policy, now: () => now, utilization: () => busy, collect: null, timer: false });
+    const step = (ms, utilization) => { now += ms; busy = utilization; return trimmer.check(); };
+    const before = await spareSome();
+    const busyTrim = [step(1000, 0.9), step(TRIM_POLICY.busyEveryMs, 0.9), step(1000, 0.9)];
+    const afterBusy = helper.spareBytes();
+    const quiet = step(1000, 0);
+    const afterQuiet = helper.spareBytes();
+    console.log(JSON.stringify({ before, busyTrim, afterBusy, quiet, afterQuiet, stats: trimmer.stats() }));`;
+  const out = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const r = JSON.parse(out.stdout);
+  const MiB = 2 ** 20;
+  assert.equal(r.before, 8 * MiB);
+  assert.deepEqual(r.busyTrim, [null, 'busy', null]);
+  assert.equal(r.afterBusy, 8 * MiB, 'under load the spares stay');
+  assert.equal(r.quiet, 'quiet', 'glibc has less free than the threshold, but the spares go back');
+  assert.equal(r.afterQuiet, 0);
+  assert.equal(r.stats.trims, 1, 'one malloc_trim (the busy one): the quiet check released the spares without walking glibc\'s heap');
+  assert.ok(r.stats.releasedBytes > 4 * MiB, `released ${(r.stats.releasedBytes / MiB).toFixed(1)} MiB`);
+});
+
 test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async () => {
   const instance = await startInstance(validateConfig({
     listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },

@@ -1,6 +1,6 @@
 import type { CacheRecord, CacheStore } from './contract.ts';
 import { createBodyArena, slabSizeFor, type Held, type Slab } from './body-arena.ts';
-import { allocateSlab, type AllocateSlab } from './slab-memory.ts';
+import { allocateSlab, keepSpareSlabsFor, type AllocateSlab } from './slab-memory.ts';
 
 /**
  * A record as held: its metadata and body with the store's bookkeeping, in one object (a slot
@@ -56,7 +56,9 @@ export function createMemoryStore(options: { maxSize: number; now?: () => number
       slots.set(slot.key, moved(slot, slot.referenced));
     }
   };
-  const arena = createBodyArena({ slabSize: slabSizeFor(maxSize), onSparse: moveOut, allocate: options.allocateSlab ?? allocateSlab });
+  const slabSize = slabSizeFor(maxSize);
+  if (options.allocateSlab === undefined) keepSpareSlabsFor(maxSize, slabSize);
+  const arena = createBodyArena({ slabSize, onSparse: moveOut, allocate: options.allocateSlab ?? allocateSlab });
 
   const remove = (key: string, byHand = false): boolean => {
     const slot = slots.get(key);
