@@ -76,18 +76,21 @@ static size_t mapped_bytes = 0;
  * the spares refill at each and are used up in between. Measured (rig, 2026-12-03: 20,000 misses
  * of a 30 KB page to fill a 512 MB cache, then 18,000 more; workers: 1): 316-321 µs of CPU per
  * miss against 392-422, page faults per miss 0.16 against 9.3, RSS after within 10 MiB. The quiet
- * trim gives the spares back (releaseSpareSlabs; src/runtime/malloc-trim.ts).
+ * trim gives the spares back and keeps none until slabs are mapped again (releaseSpareSlabs;
+ * src/runtime/malloc-trim.ts).
  */
 #define SPARE_SLOTS 256
 static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct { void *data; size_t length; } spares[SPARE_SLOTS];
 static size_t spare_count = 0, spare_bytes = 0, spare_limit = 0, spare_length = 0;
+/* Set by releaseSpareSlabs (the work stopped), cleared by the next mapSlab (it started again). */
+static bool spares_paused = false;
 
 static void Unmap(napi_env env, void *data, void *hint) {
   (void)env;
   size_t length = (size_t)(uintptr_t)hint;
   pthread_mutex_lock(&spare_lock);
-  if (length == spare_length && spare_count < SPARE_SLOTS && spare_bytes + length <= spare_limit) {
+  if (!spares_paused && length == spare_length && spare_count < SPARE_SLOTS && spare_bytes + length <= spare_limit) {
     spares[spare_count].data = data;
     spares[spare_count].length = length;
     spare_count++;
@@ -104,6 +107,7 @@ static void Unmap(napi_env env, void *data, void *hint) {
 static void *TakeSpare(size_t length) {
   void *data = NULL;
   pthread_mutex_lock(&spare_lock);
+  spares_paused = false;
   if (length == spare_length && spare_count > 0) {
     data = spares[--spare_count].data;
     spare_bytes -= length;
@@ -198,11 +202,16 @@ static napi_value KeepSpareSlabs(napi_env env, napi_callback_info info) {
   return ReturnBytes(env, released);
 }
 
-/* releaseSpareSlabs() -> bytes unmapped: every spare goes back to the system now (the limit stays). */
+/*
+ * releaseSpareSlabs() -> bytes unmapped: every spare goes back to the system now, and slabs V8
+ * collects from now on are unmapped, until the next mapSlab: the work has stopped, and slabs let go
+ * then (a full collection frees many at once, and finalizes them later) are not needed.
+ */
 static napi_value ReleaseSpareSlabs(napi_env env, napi_callback_info info) {
   (void)info;
   pthread_mutex_lock(&spare_lock);
   size_t released = DropSpares(0);
+  spares_paused = true;
   pthread_mutex_unlock(&spare_lock);
   return ReturnBytes(env, released);
 }

@@ -6,6 +6,7 @@ import { responseEndChannel, type ResponseEndEvent } from './channels.ts';
 import type { CacheStats } from '../cache/engine.ts';
 import type { StoreUsage } from '../cache/store/contract.ts';
 import type { MallocInfo, TrimStats } from '../runtime/malloc-trim.ts';
+import { spareSlabBytes } from '../cache/store/slab-memory.ts';
 
 /**
  * Prometheus metrics (prom-client), served by the admin API at GET /metrics. Every label comes
@@ -148,11 +149,12 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     collect() { this.set(sources.cache()?.usage?.bytes ?? 0); },
   });
   new Gauge({
-    name: 'outpost_cache_slab_bytes', help: 'The memory store\'s slabs: bytes allocated, and of those, bytes of the bodies it holds', labelNames: ['state'], registers: [registry],
+    name: 'outpost_cache_slab_bytes', help: 'The memory store\'s slabs: bytes allocated, and of those, bytes of the bodies it holds; spare: slabs let go and kept mapped for the next ones', labelNames: ['state'], registers: [registry],
     collect() {
       const slabs = sources.cache()?.usage?.slabs;
       this.set({ state: 'allocated' }, slabs?.bytes ?? 0);
       this.set({ state: 'held' }, slabs?.live ?? 0);
+      this.set({ state: 'spare' }, spareSlabBytes());
     },
   });
   new Gauge({

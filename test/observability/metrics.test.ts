@@ -64,6 +64,9 @@ test('GET /metrics: requests by site, route, status class and cache result; cach
     assert.equal(sample(text, 'outpost_cache_misses_total'), 32);
     assert.equal(sample(text, 'outpost_cache_stores_total'), 31);
     assert.ok(sample(text, 'outpost_cache_size_bytes')! > html.length);
+    const slabs = (state: string) => sample(text, `outpost_cache_slab_bytes{state="${state}"}`);
+    assert.ok(slabs('allocated')! >= slabs('held')! && slabs('held')! > html.length, text);
+    assert.ok(Number.isFinite(slabs('spare')), 'the spare slabs the process keeps are shown (none or some, as V8 has collected)');
     assert.equal(sample(text, 'outpost_cache_evictions_total'), 0);
     assert.equal(sample(text, `outpost_origin_requests_total{upstream="${origin.url}",status_class="2xx"}`), 31);
     assert.ok(sample(text, `outpost_origin_bytes_total{upstream="${origin.url}"}`)! >= html.length + 30);

@@ -174,7 +174,7 @@ test('mapSlab: a slab mapped from the system, zeroed, writable, unmapped once V8
   assert.deepEqual(r.errors, Array(4).fill('RangeError: mapSlab: expected a length from 1 to 2^30 bytes'));
 });
 
-test('mapSlab spares: a collected slab is kept, up to keepSpareSlabs, for the next slab of its length; releaseSpareSlabs unmaps them', { skip }, () => {
+test('mapSlab spares: a collected slab is kept, up to keepSpareSlabs, for the next slab of its length; releaseSpareSlabs unmaps them, and keeps none until the next mapSlab', { skip }, () => {
   // A child process with --expose-gc: 48 slabs of 1 MiB written with a mark, let go, collected.
   const script = `
     const helper = require(${JSON.stringify(HELPER_PATH)});
@@ -200,8 +200,18 @@ test('mapSlab spares: a collected slab is kept, up to keepSpareSlabs, for the ne
       const released = helper.releaseSpareSlabs();
       const emptied = rss();
       const after = { mapped: helper.mappedBytes(), spares: helper.spareBytes() };
+      // Released: slabs collected from now on are unmapped, until the next mapSlab (the work is back).
+      let quiet = [helper.mapSlab(MiB)];
+      helper.releaseSpareSlabs();
+      const baseline = helper.mappedBytes();
+      quiet = null;
+      const whileQuiet = { mapped: await collected(baseline - MiB), spares: helper.spareBytes() };
+      let busy = [helper.mapSlab(MiB), helper.mapSlab(MiB)];
+      busy = null;
+      for (let i = 0; i < 50 && helper.spareBytes() < 2 * MiB; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
+      const afterWork = helper.spareBytes();
       const errors = [[-1, MiB], [2 ** 41, MiB], ['x', MiB], [MiB, 0], [MiB]].map((args) => { try { helper.keepSpareSlabs(...args); return 'none'; } catch (e) { return e.name + ': ' + e.message; } });
-      console.log(JSON.stringify({ unlimited, left, spares, afterReuse, afterOther, lowered, released, after, held, emptied, errors, keep: [reused.length, other.length] }));
+      console.log(JSON.stringify({ unlimited, left, spares, afterReuse, afterOther, lowered, released, after, whileQuiet, afterWork, held, emptied, errors, keep: [reused.length, other.length] }));
     })();`;
   const out = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8' });
   assert.equal(out.status, 0, out.stderr);
@@ -215,6 +225,8 @@ test('mapSlab spares: a collected slab is kept, up to keepSpareSlabs, for the ne
   assert.equal(r.lowered, 23 * MiB, 'a lower limit unmaps the spares over it');
   assert.equal(r.released, 16 * MiB);
   assert.deepEqual(r.after, { mapped: MiB + 64 * 1024, spares: 0 }, 'only the two slabs in use stay mapped');
+  assert.deepEqual(r.whileQuiet, { mapped: MiB + 64 * 1024, spares: 0 }, 'after a release a collected slab is unmapped, not kept');
+  assert.equal(r.afterWork, 2 * MiB, 'once slabs are mapped again, collected ones are kept again');
   assert.ok(r.held - r.emptied > 30 * MiB, `the 39 MiB of spares' pages went back to the system: RSS ${(r.held / MiB).toFixed(0)} -> ${(r.emptied / MiB).toFixed(0)} MiB`);
   assert.deepEqual(r.errors, Array(5).fill('RangeError: keepSpareSlabs: expected a byte count from 0 to 2^40 and a slab length from 1 to 2^30'));
 });

@@ -62,3 +62,9 @@ export function keepSpareSlabsFor(maxSize: number, slabSize: number): number {
   helper.keepSpareSlabs(bytes, slabSize);
   return (spareLimit = bytes);
 }
+
+/** Bytes of spare slabs the process keeps mapped now (0 without spares). */
+export function spareSlabBytes(): number {
+  if (spareLimit === 0) return 0;
+  return loadMallocHelper().helper?.spareBytes?.() ?? 0;
+}
