@@ -55,7 +55,7 @@ export interface MallocHelper {
    * the limit or of another length). Absent from a helper built before spares.
    */
   keepSpareSlabs?(bytes: number, length: number): number;
-  /** Unmaps every spare now (the limit stays); returns the bytes unmapped. */
+  /** Unmaps every spare now, and keeps none until the next mapSlab (the limit stays); returns the bytes unmapped. */
   releaseSpareSlabs?(): number;
   /** Bytes of spares kept mapped. */
   spareBytes?(): number;
