@@ -226,20 +226,14 @@ static napi_value SpareBytes(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "trim", NAPI_AUTO_LENGTH, Trim, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "trim", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "info", NAPI_AUTO_LENGTH, Info, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "info", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "mapSlab", NAPI_AUTO_LENGTH, MapSlab, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "mapSlab", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "mappedBytes", NAPI_AUTO_LENGTH, MappedBytes, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "mappedBytes", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "keepSpareSlabs", NAPI_AUTO_LENGTH, KeepSpareSlabs, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "keepSpareSlabs", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "releaseSpareSlabs", NAPI_AUTO_LENGTH, ReleaseSpareSlabs, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "releaseSpareSlabs", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "spareBytes", NAPI_AUTO_LENGTH, SpareBytes, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "spareBytes", fn) != napi_ok) return NULL;
+  static const struct { const char *name; napi_callback fn; } functions[] = {
+    { "trim", Trim }, { "info", Info }, { "mapSlab", MapSlab }, { "mappedBytes", MappedBytes },
+    { "keepSpareSlabs", KeepSpareSlabs }, { "releaseSpareSlabs", ReleaseSpareSlabs }, { "spareBytes", SpareBytes },
+  };
+  for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, functions[i].name, fn) != napi_ok) return NULL;
+  }
   return exports;
 }
