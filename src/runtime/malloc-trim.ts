@@ -226,9 +226,9 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     // The work stopped: the cache's spare slabs (kept for the slabs it fills under load) go back too.
     const before = rss();
     const spares = reason === 'quiet' ? helper.releaseSpareSlabs?.() ?? 0 : 0;
-    if (helper.info().free < (reason === 'quiet' ? policy.quietFreeBytes : policy.busyFreeBytes)) {
-      if (spares === 0) return null;
-    } else {
+    const worthTrimming = helper.info().free >= (reason === 'quiet' ? policy.quietFreeBytes : policy.busyFreeBytes);
+    if (!worthTrimming && spares === 0) return null;
+    if (worthTrimming) {
       const started = performance.now();
       helper.trim();
       seconds += (performance.now() - started) / 1000;

@@ -46,6 +46,8 @@ const MAX_SPARE_BYTES = 64 * 1024 * 1024;
 export const spareBytesFor = (maxSize: number): number => Math.min(MAX_SPARE_BYTES, Math.floor(maxSize / 8));
 
 let spareLimit = 0;
+/** The helper keeping them, once a store asked for spares. */
+let spareKeeper: MallocHelper | null = null;
 
 /**
  * Lets the mapped slabs of `slabSize` bytes that V8 collects be kept for reuse, up to
@@ -60,11 +62,11 @@ export function keepSpareSlabsFor(maxSize: number, slabSize: number): number {
   chosen ??= slabAllocatorOf(helper);
   if (chosen === allocateFromHeap || typeof helper?.keepSpareSlabs !== 'function') return spareLimit;
   helper.keepSpareSlabs(bytes, slabSize);
+  spareKeeper = helper;
   return (spareLimit = bytes);
 }
 
 /** Bytes of spare slabs the process keeps mapped now (0 without spares). */
 export function spareSlabBytes(): number {
-  if (spareLimit === 0) return 0;
-  return loadMallocHelper().helper?.spareBytes?.() ?? 0;
+  return spareKeeper?.spareBytes?.() ?? 0;
 }
