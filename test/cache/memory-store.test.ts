@@ -5,7 +5,7 @@ import { encodeBuffer } from '../../src/compress/encoders.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { HELPER_PATH, loadMallocHelper, type MallocHelper } from '../../src/runtime/malloc-trim.ts';
-import { allocateFromHeap, slabAllocatorOf, spareBytesFor } from '../../src/cache/store/slab-memory.ts';
+import { SPARE_IDLE_MS, allocateFromHeap, releaseIdleSpares, slabAllocatorOf, spareBytesFor } from '../../src/cache/store/slab-memory.ts';
 
 test('memory store: a body that is a view into a larger allocation is kept as its own bytes', async () => {
   const store = createMemoryStore({ maxSize: 1 << 20 });
@@ -72,6 +72,16 @@ test('memory store: slabs V8 collects are kept as spares for the next ones, up t
   assert.equal(helper.mappedBytes(), mapped, 'the new slab is a spare: nothing more mapped');
   assert.equal(helper.spareBytes!(), 1 << 20);
   assert.deepEqual((await store.get('again'))!.body, Buffer.alloc(30_000, 9));
+  // A cache that stops taking slabs (hits only, or nothing) gives its spares back after a while.
+  const taken = performance.now();
+  assert.equal(releaseIdleSpares(taken + SPARE_IDLE_MS - 1_000), 0, 'a slab taken within SPARE_IDLE_MS: the spares stay');
+  assert.equal(helper.spareBytes!(), 1 << 20);
+  assert.equal(releaseIdleSpares(taken + SPARE_IDLE_MS), 1 << 20, 'none taken for SPARE_IDLE_MS: they go back');
+  assert.equal(helper.spareBytes!(), 0);
+  const inUse = helper.mappedBytes();
+  await store.clear();
+  await collected(() => helper.mappedBytes() < inUse);
+  assert.equal(helper.spareBytes!(), 0, 'and none are kept until the next slab is mapped');
   helper.releaseSpareSlabs!();
 });
 

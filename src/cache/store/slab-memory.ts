@@ -27,15 +27,27 @@ export function slabAllocatorOf(helper: MallocHelper | null): AllocateSlab {
 }
 
 let chosen: AllocateSlab | undefined;
+/** When a store last took a slab (performance.now()). */
+let lastTaken = -Infinity;
 
 /** The process's slab allocator, chosen once. */
 export function allocateSlab(size: number): Buffer {
   chosen ??= slabAllocatorOf(loadMallocHelper().helper);
+  lastTaken = performance.now();
   return chosen(size);
 }
 
 /** The most kept as spares: the bench's 512 MB cache refills them between V8's full collections (32-64 MiB measured alike). */
 const MAX_SPARE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Spares no store took a slab from for this long go back to the system. They are for a cache
+ * filling under misses, which takes a slab every few dozen misses and gets V8's collected ones back
+ * every few seconds; a cache that took none for 10 s is not filling at a rate where a fresh mapping
+ * costs anything (~0.3 ms per slab), and its spares would sit resident through whatever load came
+ * next (the bench's pass-through and upload rows: 43 MiB, rig).
+ */
+export const SPARE_IDLE_MS = 10_000;
 
 /**
  * Spare bytes for a memory store of `maxSize` bytes: an eighth of it, at most 64 MiB. A full cache
@@ -62,8 +74,19 @@ export function keepSpareSlabsFor(maxSize: number, slabSize: number): number {
   chosen ??= slabAllocatorOf(helper);
   if (chosen === allocateFromHeap || typeof helper?.keepSpareSlabs !== 'function') return spareLimit;
   helper.keepSpareSlabs(bytes, slabSize);
+  if (spareKeeper === null) setInterval(releaseIdleSpares, SPARE_IDLE_MS).unref();
   spareKeeper = helper;
   return (spareLimit = bytes);
+}
+
+/**
+ * Gives the spares back when no slab was taken for SPARE_IDLE_MS before `now` (the helper then
+ * keeps none until the next slab is mapped); returns the bytes unmapped. Runs on a timer once a
+ * store keeps spares.
+ */
+export function releaseIdleSpares(now = performance.now()): number {
+  if (spareKeeper === null || now - lastTaken < SPARE_IDLE_MS) return 0;
+  return spareKeeper.releaseSpareSlabs?.() ?? 0;
 }
 
 /** Bytes of spare slabs the process keeps mapped now (0 without spares). */
