@@ -36,6 +36,8 @@ interface Generation {
   readonly app: App;
   readonly config: Config;
   inFlight: number;
+  /** Counts one of its requests done: one function per generation, not two closures per request. */
+  readonly settled: () => void;
   retired: boolean;
   /** Its engine went on to the next generation: closing this one must not close it. */
   engineHandedOn: boolean;
@@ -63,16 +65,19 @@ export function restartOnlyChanges(before: Config, after: Config): string[] {
 const REPLY_SWEEP_MS = 5000;
 
 export async function startInstance(config: Config, deps: AppDependencies = {}, events: ServerEvents = {}): Promise<Instance> {
-  let current: Generation = { app: await createApp(config, deps), config, inFlight: 0, retired: false, engineHandedOn: false };
   const closing = new Set<Promise<void>>();
 
   const retire = (gen: Generation) => {
     const done = gen.app.close(gen.engineHandedOn).catch((error) => events.onError?.('closing the previous configuration', error)).finally(() => closing.delete(done));
     closing.add(done);
   };
-  const settle = (gen: Generation) => {
-    if (--gen.inFlight === 0 && gen.retired) retire(gen);
+  const generation = (app: App, applied: Config): Generation => {
+    const gen: Generation = { app, config: applied, inFlight: 0, retired: false, engineHandedOn: false, settled: () => {
+      if (--gen.inFlight === 0 && gen.retired) retire(gen);
+    } };
+    return gen;
   };
+  let current = generation(await createApp(config, deps), config);
 
   // Replies the server may send again without the chain; made under one configuration, dropped on a reload.
   const replies = createReadyReplies({ reported: () => responseEndChannel.hasSubscribers });
@@ -83,7 +88,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
     const gen = current;
     gen.inFlight++;
     const reply = gen.app.handler(ctx);
-    reply.then(() => settle(gen), () => settle(gen));
+    reply.then(gen.settled, gen.settled);
     return reply;
   };
 
@@ -110,7 +115,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
       await app.close(cacheKept);
       throw err;
     }
-    current = { app, config: next, inFlight: 0, retired: false, engineHandedOn: false };
+    current = generation(app, next);
     replies.clear();
     previous.engineHandedOn = cacheKept;
     previous.retired = true;
