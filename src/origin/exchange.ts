@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { originError } from '../errors.ts';
-import type { Reply } from '../pipeline/context.ts';
+import type { Context, Reply } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 
 /**
@@ -24,8 +24,13 @@ export interface ExchangeRequest {
   readonly body: Readable | undefined;
   /** The client went away: the exchange is aborted (RequestAbortedError). */
   readonly signal: AbortSignal | undefined;
-  /** An interim (1xx) response; must not throw. */
-  readonly onInfo: ((status: number, headers: Record<string, string | string[]>) => void) | undefined;
+  /**
+   * An interim (1xx) response, told as `onInfo(infoTo, status, headers)`: one function for every
+   * request rather than a closure per request over its context; must not throw.
+   */
+  readonly onInfo: ((to: Context, status: number, headers: Record<string, string | string[]>) => void) | undefined;
+  /** The client's context, for `onInfo`. */
+  readonly infoTo?: Context;
   /** The response's fields as the client gets them (one copy: hop-by-hop removed, Via added). */
   readonly responseHeaders: (headers: Record<string, string | string[]>) => Reply['headers'];
 }
@@ -64,8 +69,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   #settled = false;
   #status = 0;
   #headers: Reply['headers'] | null = null;
-  /** The whole-body case: chunks so far. */
-  #chunks: Buffer[] | null = null;
+  /**
+   * The whole-body case (the body is gathered until it ends or streams): its chunks so far, the
+   * first in a field of its own (most bodies are one chunk: no array per response).
+   */
+  #whole = false;
+  #first: Buffer | null = null;
+  #more: Buffer[] | null = null;
   #received = 0;
   #stream: OriginBody | null = null;
   /** The declared length is at most WHOLE_LIMIT. */
@@ -96,7 +106,8 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
     if (statusCode < 200) {
-      this.#request.onInfo?.(statusCode, headers);
+      const request = this.#request;
+      if (request.onInfo !== undefined && request.infoTo !== undefined) request.onInfo(request.infoTo, statusCode, headers);
       return;
     }
     // RFC 9110 §15: "Values outside the range 100..599 are invalid". HTTP/2 cannot carry one (Node
@@ -112,7 +123,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode === 204 && headers['content-length'] !== undefined) delete headers['content-length'];
     this.#status = statusCode;
     this.#headers = this.#request.responseHeaders(headers);
-    this.#chunks = [];
+    this.#whole = true;
     this.#controller = controller;
     const length = headers['content-length'];
     this.#small = typeof length === 'string' && length.length <= 6 && Number(length) <= WHOLE_LIMIT;
@@ -123,7 +134,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** The check phase after the header came: a body still on its way streams, or gets a moment more. */
   checkPhase(): void {
-    if (this.#chunks === null || this.#settled) return; // ended, or failed
+    if (!this.#whole || this.#settled) return; // ended, or failed
     // A small body that is still on its way (an HTTP/2 origin's DATA comes after its HEADERS)
     // gets a moment more; any other streams from here on.
     if (this.#small) setTimeout(() => this.#streamUnlessEnded(), WHOLE_WAIT_MS).unref();
@@ -131,23 +142,33 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   #streamUnlessEnded(): void {
-    const chunks = this.#chunks;
-    if (chunks === null || this.#settled) return; // ended, or failed
-    this.#chunks = null;
+    if (!this.#whole || this.#settled) return; // ended, or failed
+    const first = this.#first;
+    const more = this.#more;
+    this.#stopGathering();
     const controller = this.#controller!;
     const stream = new OriginBody(controller);
     this.#stream = stream;
     stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
     stream.once('close', () => this.#detach());
-    for (const chunk of chunks) stream.push(chunk);
+    if (first !== null) stream.push(first);
+    if (more !== null) for (const chunk of more) stream.push(chunk);
     if (stream.readableLength >= stream.readableHighWaterMark) controller.pause();
     this.#settled = true;
     this.#resolve({ status: this.#status, headers: this.#headers!, body: stream });
   }
 
+  /** Out of the whole-body case: what it gathered is let go (sent on, or dropped). */
+  #stopGathering(): void {
+    this.#whole = false;
+    this.#first = null;
+    this.#more = null;
+  }
+
   onResponseData(controller: Controller, chunk: Buffer): void {
-    if (this.#chunks !== null) {
-      this.#chunks.push(chunk);
+    if (this.#whole) {
+      if (this.#first === null) this.#first = chunk;
+      else (this.#more ??= []).push(chunk);
       this.#received += chunk.length;
     } else if (this.#stream !== null && !this.#stream.push(chunk)) {
       controller.pause();
@@ -155,12 +176,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    const chunks = this.#chunks;
-    if (chunks !== null) {
-      this.#chunks = null;
+    if (this.#whole) {
+      const first = this.#first;
+      const body = first === null ? Buffer.alloc(0) : this.#more === null ? first : Buffer.concat([first, ...this.#more], this.#received);
+      this.#stopGathering();
       this.#detach();
       this.#settled = true;
-      this.#resolve({ status: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.#received) });
+      this.#resolve({ status: this.#status, headers: this.#headers!, body });
     } else {
       this.#stream?.push(null);
     }
@@ -168,7 +190,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Controller | null, err: Error): void {
     this.#detach();
-    this.#chunks = null;
+    this.#stopGathering();
     if (!this.#settled) {
       this.#settled = true;
       this.#reject(err);

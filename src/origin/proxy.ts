@@ -118,8 +118,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       // Only what the client sent: a stream that already ended would never end again for undici (h2 END_STREAM).
       body: sendBody ? body : undefined,
       signal: ctx.signal,
-      // A closure only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
-      onInfo: ctx.sendInformational === undefined ? undefined : (statusCode, info) => forwardInformational(ctx, statusCode, info),
+      // Only for contexts with a client to tell (not for HTTP/1.0 clients, see Context).
+      onInfo: ctx.sendInformational === undefined ? undefined : forwardInformational,
+      infoTo: ctx,
       responseHeaders,
     });
   }

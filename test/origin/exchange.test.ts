@@ -31,6 +31,12 @@ before(async () => {
       res.writeHead(200, { 'content-length': '10' });
       res.write('first');
       setTimeout(() => res.end('-last'), 300);
+    } else if (req.url === '/parts') {
+      // Chunked: each write is a chunk of its own, each a call of the dispatch handler.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('ab');
+      res.write('cd');
+      res.end('ef');
     } else if (req.url === '/hang') {
       res.on('close', () => { if (!res.writableFinished) closedEarly++; });
     } else if (req.url === '/echo') {
@@ -78,6 +84,16 @@ test('a response that arrives with its header is one Buffer, its fields through 
   assert.ok(Buffer.isBuffer(reply.body));
   assert.equal(String(reply.body), 'small');
   assert.deepEqual(reply.headers, { 'x-kept': 'yes', via: '1.1 test' });
+});
+
+test('a body that comes in several chunks with its header is one Buffer of them all; an empty one is an empty Buffer', async () => {
+  const parts = await exchange(pool, request('/parts'));
+  assert.ok(Buffer.isBuffer(parts.body));
+  assert.equal(String(parts.body), 'abcdef');
+  const none = await exchange(pool, request('/none'));
+  assert.equal(none.status, 404);
+  assert.ok(Buffer.isBuffer(none.body));
+  assert.equal((none.body as Buffer).length, 0);
 });
 
 test('a body still on its way after the short wait streams as it arrives, long before it ends', async () => {
