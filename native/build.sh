@@ -1,23 +1,37 @@
 #!/bin/sh
-# Builds native/malloc-trim.node (see malloc-trim.c) when npm installs the project: package.json's
-# "install" script. It needs a C compiler and glibc 2.33+, and takes Node-API's header from the
-# pinned runtime (devDependency "node"), so it works offline. It never fails the install: without
-# it Outpost runs the same, only glibc's free pages are not given back (the startup line says so).
+# Builds Outpost's two native helpers when npm installs the project (package.json's "install"
+# script), each on its own, into native/build/:
+#   malloc-trim.node        (malloc-trim.c) glibc's malloc_trim, mallinfo2 and the cache's mapped
+#                           slabs; needs glibc 2.33+. Without it Outpost runs the same, only glibc's
+#                           free pages are not given back (the startup line says so).
+#   background-encode.node  (background-encode.c) Brotli 11 / zstd 19 / gzip 9 on a low-priority
+#                           thread. Without it a worker thread does that job (~19 MiB more RSS).
+# They need a C compiler and take Node-API's and zlib's headers from the pinned runtime
+# (devDependency "node"), so the build works offline. It never fails the install.
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
-out="$root/native/build/malloc-trim.node"
 cc=${CC:-cc}
-skip() { echo "outpost: native helper not built ($1): glibc's free heap pages will not be returned (README: memory)" >&2; exit 0; }
+skip_all() { echo "outpost: native helpers not built ($1): glibc's free heap pages will not be returned, and high-quality compression runs in a worker thread (README: memory)" >&2; exit 0; }
 
-[ "$(uname -s)" = Linux ] || skip "not Linux"
+[ "$(uname -s)" = Linux ] || skip_all "not Linux"
 headers=
 for dir in "$root"/node_modules/node/node_modules/node-*/include/node; do
   [ -r "$dir/node_api.h" ] && headers=$dir && break
 done
-[ -n "$headers" ] || skip "node_api.h not found: the pinned runtime is not installed"
-command -v "$cc" >/dev/null 2>&1 || skip "no C compiler ($cc)"
-mkdir -p "$root/native/build" || skip "cannot create native/build"
-if ! errors=$("$cc" -O2 -fPIC -shared -Wall -Werror -I"$headers" -o "$out.tmp" "$root/native/malloc-trim.c" 2>&1); then
-  rm -f "$out.tmp"
-  skip "$(printf '%s\n' "$errors" | grep -m1 -i 'error' || printf '%s' "$errors" | head -n 1)"
-fi
-mv -f "$out.tmp" "$out"
+[ -n "$headers" ] || skip_all "node_api.h not found: the pinned runtime is not installed"
+command -v "$cc" >/dev/null 2>&1 || skip_all "no C compiler ($cc)"
+mkdir -p "$root/native/build" || skip_all "cannot create native/build"
+
+# build NAME WHAT-IS-LOST-WITHOUT-IT [LIBS...]
+build() {
+  name=$1 lost=$2
+  shift 2
+  out="$root/native/build/$name.node"
+  if ! errors=$("$cc" -O2 -fPIC -shared -Wall -Werror -I"$headers" -o "$out.tmp" "$root/native/$name.c" "$@" 2>&1); then
+    rm -f "$out.tmp"
+    echo "outpost: native helper $name not built ($(printf '%s\n' "$errors" | grep -m1 -i 'error' || printf '%s' "$errors" | head -n 1)): $lost" >&2
+    return 0
+  fi
+  mv -f "$out.tmp" "$out"
+}
+build malloc-trim "glibc's free heap pages will not be returned (README: memory)"
+build background-encode "high-quality compression runs in a worker thread instead (README: memory)" -lpthread -ldl

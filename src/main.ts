@@ -7,6 +7,7 @@ import { configSource } from './runtime/source.ts';
 import { serveSingle } from './runtime/serve.ts';
 import { allocatorLine, allocatorOf } from './runtime/allocator.ts';
 import { HELPER_PATH, loadMallocHelper } from './runtime/malloc-trim.ts';
+import { nativeEncoder } from './compress/background.ts';
 import cluster from 'node:cluster';
 import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
 
@@ -106,6 +107,8 @@ async function main(argv: string[]): Promise<number> {
     const { why } = loadMallocHelper(HELPER_PATH, allocator);
     if (why !== undefined) console.log(`outpost: memory.trim off: ${why}`);
   }
+  const encoder = nativeEncoder();
+  if (encoder.why !== undefined) console.log(`outpost: high-quality compression runs in a worker thread (~19 MiB more memory): ${encoder.why}`);
   try {
     return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
   } catch (err) {

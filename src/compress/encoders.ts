@@ -7,7 +7,7 @@ import { reusedBrotli, reusedGzip, type BrotliParams } from './reused-encoders.t
 /**
  * Encoders and decoders for br, zstd and gzip, all node:zlib. Small fast-quality bodies are encoded
  * on the calling thread (`SYNC_LIMIT`), larger ones on libuv's thread pool, and the high quality
- * only in the background encoder's low-priority worker (background.ts), so Brotli 11 never blocks
+ * only in the background encoder's low-priority thread (background.ts), so Brotli 11 never blocks
  * the event loop nor competes with it for the core.
  *
  * Qualities. Sizes and times measured on the 2-core dev machine (Node 24.21) with a 29 KB HTML page
@@ -121,7 +121,7 @@ export function encodeBuffer(encoding: Encoding, input: Buffer, quality: Quality
   });
 }
 
-/** The zlib options of a high-quality encoding of `size` bytes, for the background encoder's thread (background-worker.js). */
+/** The zlib options of a high-quality encoding of `size` bytes, for the background encoder's worker (background-worker.js; the native thread takes QUALITY.high and brotliWindowFor). */
 export function highQualityOptions(encoding: Encoding, size: number): zlib.ZlibOptions & zlib.BrotliOptions & zlib.ZstdOptions {
   return options(encoding, 'high', size);
 }

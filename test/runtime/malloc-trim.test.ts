@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
 import { nodeMetrics } from '../../src/runtime/serve.ts';
 import { validateConfig } from '../../src/config/load.ts';
+import { nativeEncoder } from '../../src/compress/background.ts';
 
 // The helper is built by `npm ci` (native/build.sh) where a C compiler and glibc 2.33+ exist;
 // .ci/run sets OUTPOST_REQUIRE_MALLOC_TRIM, so there these tests never skip.
@@ -321,17 +322,17 @@ test('memory.trim: a config value other than true or false is refused, naming th
   assert.throws(() => validateConfig({ memory: { trims: true } }), /memory.*trims/);
 });
 
-test('native/build.sh: builds the helper with a C compiler; without one it says so and leaves the install to go on', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
+test('native/build.sh: builds both helpers with a C compiler; without one it says so and leaves the install to go on', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-native-'));
   mkdirSync(join(dir, 'native'));
-  cpSync(join(ROOT, 'native/build.sh'), join(dir, 'native/build.sh'));
-  cpSync(join(ROOT, 'native/malloc-trim.c'), join(dir, 'native/malloc-trim.c'));
+  for (const file of ['build.sh', 'malloc-trim.c', 'background-encode.c']) cpSync(join(ROOT, 'native', file), join(dir, 'native', file));
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
 
   const none = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8', env: { ...process.env, CC: 'no-such-compiler' } });
   assert.equal(none.status, 0);
-  assert.match(none.stderr, /^outpost: native helper not built \(no C compiler \(no-such-compiler\)\): glibc's free heap pages will not be returned/);
+  assert.match(none.stderr, /^outpost: native helpers not built \(no C compiler \(no-such-compiler\)\): glibc's free heap pages will not be returned, and high-quality compression runs in a worker thread/);
   assert.equal(existsSync(join(dir, 'native/build/malloc-trim.node')), false);
+  assert.equal(existsSync(join(dir, 'native/build/background-encode.node')), false);
 
   if (skip !== false) return; // no compiler or glibc here: the first half is what this machine can show
   const built = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8' });
@@ -340,6 +341,16 @@ test('native/build.sh: builds the helper with a C compiler; without one it says 
   const helper = loadMallocHelper(join(dir, 'native/build/malloc-trim.node'), 'system');
   assert.ok(helper.helper !== null, helper.why);
   assert.equal(typeof helper.helper.trim(), 'boolean');
+  assert.notEqual(nativeEncoder(join(dir, 'native/build/background-encode.node')).encode, null);
+
+  // One that does not compile is named, and the other is still built.
+  writeFileSync(join(dir, 'native/background-encode.c'), 'this is not C\n');
+  rmSync(join(dir, 'native/build'), { recursive: true });
+  const half = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8' });
+  assert.equal(half.status, 0);
+  assert.match(half.stderr, /^outpost: native helper background-encode not built \(.*error.*\): high-quality compression runs in a worker thread instead/);
+  assert.equal(existsSync(join(dir, 'native/build/malloc-trim.node')), true);
+  assert.equal(existsSync(join(dir, 'native/build/background-encode.node')), false);
 });
 
 test('memory.trim: the collection it asks for when quiet gives back the pages V8 keeps pooled after a regular one', () => {
