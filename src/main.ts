@@ -108,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
     if (why !== undefined) console.log(`outpost: memory.trim off: ${why}`);
   }
   const encoder = nativeEncoder();
-  if (encoder.why !== undefined) console.log(`outpost: high-quality compression runs in a worker thread (~19 MiB more memory): ${encoder.why}`);
+  if (encoder.why !== undefined) console.log(`outpost: high-quality compression runs in a worker thread (12-20 MiB more memory): ${encoder.why}`);
   try {
     return workerCount(config.workers) === 1 ? await serveSingle(config, source) : await runPrimary(config, source);
   } catch (err) {

@@ -16,7 +16,8 @@ import { QUALITY, brotliWindowFor, highQualityOptions } from './encoders.ts';
  * thread running the encoders in Node's binary, the same calls as Node's zlib binding makes, so
  * the same bytes. Without the helper (no C compiler at install) it is a worker thread
  * (background-worker.js), which is a second V8 isolate: ~19 MiB more RSS for the life of the
- * process once the first object is upgraded (an idle worker, measured on Node 24.21).
+ * process once the first object is upgraded (an idle worker alone, Node 24.21; in Outpost, whose
+ * pages of Node's binary it partly shares, 12-20 MiB on the rig).
  *
  * Either starts on the first job and keeps the process alive only while it has jobs. If the worker
  * dies, the jobs it held fail (the upgrade queue reports them; the fast variants stay) and the next
