@@ -5,7 +5,7 @@
 #                           slabs; needs glibc 2.33+. Without it Outpost runs the same, only glibc's
 #                           free pages are not given back (the startup line says so).
 #   background-encode.node  (background-encode.c) Brotli 11 / zstd 19 / gzip 9 on a low-priority
-#                           thread. Without it a worker thread does that job (~19 MiB more RSS).
+#                           thread. Without it a worker thread does that job (12-20 MiB more RSS).
 # They need a C compiler and take Node-API's and zlib's headers from the pinned runtime
 # (devDependency "node"), so the build works offline. It never fails the install.
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)

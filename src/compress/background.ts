@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Encoding } from '../pipeline/context.ts';
+import { loadAddon } from '../runtime/native-addon.ts';
 import { QUALITY, brotliWindowFor, highQualityOptions } from './encoders.ts';
 
 /**
@@ -41,13 +40,8 @@ const unknownCoding = (encoding: string) => Promise.reject(new Error(`background
 
 /** The native helper's thread, or why there is none (then the worker does the job). */
 export function nativeEncoder(path = ENCODER_PATH): { encode: BackgroundEncode; why?: undefined } | { encode: null; why: string } {
-  if (!existsSync(path)) return { encode: null, why: `the native helper is not built (${path}; npm ci builds it with a C compiler)` };
-  let helper: EncoderHelper;
-  try {
-    helper = createRequire(import.meta.url)(path) as EncoderHelper;
-  } catch (error) {
-    return { encode: null, why: `the native helper did not load: ${(error as Error).message.split('\n')[0]}` };
-  }
+  const { addon: helper, why } = loadAddon<EncoderHelper>(path);
+  if (helper === null) return { encode: null, why };
   if (typeof helper.available !== 'function' || !helper.available()) return { encode: null, why: 'this runtime does not export its encoders to the native helper' };
   return {
     encode(encoding, input) {

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { allocatorOf, type Allocator } from './allocator.ts';
+import { loadAddon } from './native-addon.ts';
 
 /**
  * Gives glibc's free heap pages back to the system (`memory.trim`).
@@ -66,14 +65,10 @@ export const HELPER_PATH = fileURLToPath(new URL('../../native/build/malloc-trim
 /** The helper, or why there is none: trimming is for glibc's malloc, and needs the build. */
 export function loadMallocHelper(path = HELPER_PATH, allocator: Allocator = allocatorOf()): { helper: MallocHelper; why?: undefined } | { helper: null; why: string } {
   if (allocator === 'jemalloc') return { helper: null, why: 'jemalloc returns free pages itself' };
-  if (!existsSync(path)) return { helper: null, why: `the native helper is not built (${path}; npm ci builds it with a C compiler, glibc 2.33+)` };
-  try {
-    const helper = createRequire(import.meta.url)(path) as MallocHelper;
-    if (typeof helper.trim !== 'function' || typeof helper.info !== 'function') return { helper: null, why: `${path} is not Outpost's helper` };
-    return { helper };
-  } catch (error) {
-    return { helper: null, why: `the native helper did not load: ${(error as Error).message.split('\n')[0]}` };
-  }
+  const { addon: helper, why } = loadAddon<MallocHelper>(path, 'a C compiler, glibc 2.33+');
+  if (helper === null) return { helper, why };
+  if (typeof helper.trim !== 'function' || typeof helper.info !== 'function') return { helper: null, why: `${path} is not Outpost's helper` };
+  return { helper };
 }
 
 const MiB = 1024 * 1024;
