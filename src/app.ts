@@ -106,16 +106,20 @@ function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfi
 /** Whether the cache is the node tier: the workers' memory, shared through the cluster primary (node-tier.ts). */
 const onNodeTier = (cache: Config['cache']) => cache.store === 'memory' && sharedWorkers() > 1;
 
+/** The bytes this process's memory cache may hold: in a cluster worker, its share of maxSize. */
+export function memoryCacheBytes(cache: Config['cache']): number {
+  return onNodeTier(cache) ? Math.max(1, Math.floor(cache.maxSize / sharedWorkers())) : cache.maxSize;
+}
+
 /**
  * Memory alone; in a cluster worker, this worker's memory shared with the others through the
  * primary's directory (node-tier.ts); or this process's memory in front of the shared Redis tier
  * or of this node's SQLite file.
  */
 async function createStore(cache: Config['cache'], now: () => number): Promise<CacheStore> {
-  const workers = sharedWorkers();
   if (onNodeTier(cache)) {
     // Each worker holds what it stored or served, its share of maxSize; the primary knows who holds what.
-    const local = createMemoryStore({ maxSize: Math.max(1, Math.floor(cache.maxSize / workers)), now });
+    const local = createMemoryStore({ maxSize: memoryCacheBytes(cache), now });
     return createNodeTierStore({ local, section: JSON.stringify(cache), maxSize: cache.maxSize });
   }
   const near = createMemoryStore({ maxSize: cache.maxSize, now });

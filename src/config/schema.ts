@@ -4,6 +4,7 @@ import { originSpec } from './origin-schema.ts';
 import { passthroughRoute } from './passthrough-schema.ts';
 import { cidrProblem } from '../net/cidr.ts';
 import { FIELD_NAME } from '../http/field-syntax.ts';
+import { parseSize } from './units.ts';
 
 /** A header field name, lower-cased. */
 const fieldName = z.string().trim().toLowerCase().regex(FIELD_NAME, { error: (i) => `expected a header field name, got ${JSON.stringify(i.input)}` });
@@ -317,6 +318,20 @@ export const configSchema = z.strictObject({
      * Needs the native helper built at install; with jemalloc (OUTPOST_MALLOC) it is not needed.
      */
     trim: z.boolean().default(true),
+    /**
+     * The RSS this process aims to stay under: as it nears it, V8 collects its heap sooner (a
+     * soft limit like Go's GOMEMLIMIT; nothing is refused or evicted; src/runtime/heap-budget.ts).
+     * "auto": cache.maxSize + 224MB for a memory cache, 256MB otherwise; "off", or a size.
+     */
+    limit: z.unknown().default('auto').transform((value, ctx) => {
+      if (value === 'auto' || value === 'off') return value;
+      const bytes = parseSize(value);
+      if (bytes === undefined || bytes < 64 * 1024 * 1024) {
+        ctx.addIssue({ code: 'custom', message: `expected "auto", "off" or a size of at least 64MB such as 1GB, got ${JSON.stringify(value)}` });
+        return z.NEVER;
+      }
+      return bytes;
+    }),
   }).prefault({}),
   admin: z.strictObject({
     /** The admin API (purge, stats) listens here; keep it on loopback. null turns it off. */

@@ -6,6 +6,7 @@ import { responseEndChannel, type ResponseEndEvent } from './channels.ts';
 import type { CacheStats } from '../cache/engine.ts';
 import type { StoreUsage } from '../cache/store/contract.ts';
 import type { MallocInfo, TrimStats } from '../runtime/malloc-trim.ts';
+import type { HeapBudgetStats } from '../runtime/heap-budget.ts';
 import { spareSlabBytes } from '../cache/store/slab-memory.ts';
 
 /**
@@ -26,6 +27,8 @@ export interface MetricsSources {
   upstreams(): Array<{ upstream: string; up: boolean }>;
   /** glibc's heap and what `memory.trim` gave back, when the trimmer runs in this process. */
   malloc?(): { info: MallocInfo; stats: TrimStats };
+  /** memory.limit's state, when it is on in this process. */
+  heapBudget?(): HeapBudgetStats;
 }
 
 export interface Metrics {
@@ -182,6 +185,19 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     trimCounter('outpost_malloc_trim_released_bytes_total', 'Resident memory given back by malloc_trim (RSS before less after)', (s) => s.releasedBytes);
     trimCounter('outpost_memory_quiet_collections_total', 'Memory-reducing V8 collections asked for when the load stopped (memory.trim)', (s) => s.collections);
     trimCounter('outpost_memory_quiet_collection_seconds_total', 'Time those collections took (the process pauses for most of it)', (s) => s.collectionSeconds);
+  }
+
+  if (sources.heapBudget !== undefined) {
+    const budget = sources.heapBudget;
+    new Gauge({ name: 'outpost_memory_limit_bytes', help: 'memory.limit: the RSS this process aims to stay under', registers: [registry], collect() { this.set(budget().limit); } });
+    new Gauge({
+      name: 'outpost_memory_heap_growth_percent', help: 'How much V8\'s old generation may grow past what its last full collection left (0: V8\'s own choice, up to 300; lower near memory.limit)', registers: [registry],
+      collect() { this.set(budget().percent); },
+    });
+    new Counter({
+      name: 'outpost_memory_limit_near_seconds_total', help: 'Seconds during which memory.limit held V8\'s heap growth below its own choice', registers: [registry],
+      collect() { this.reset(); this.inc(budget().tightChecks); },
+    });
   }
 
   const handshakes = new Counter({ name: 'outpost_tls_handshakes_total', help: 'TLS handshakes completed', labelNames: ['protocol'], registers: [registry] });

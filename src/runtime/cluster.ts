@@ -7,7 +7,7 @@ import { answerRequests, ask, isMessage, sumStats, type Failed, type Ready, type
 import { restartOnlyChanges } from './instance.ts';
 import { devCertificate } from '../server/tls.ts';
 import { dashboardView, mergeSnapshots, type FeedSnapshot } from '../observability/feed.ts';
-import { startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
+import { startBudget, startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
 import { servingLaunch } from './node-flags.ts';
 import { keepCompiledModules } from './compile-cache.ts';
@@ -66,6 +66,8 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   // The primary's free pages (the directory's, the messages') go back when the load stops, as the workers' do.
   const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
   const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
+  // The primary holds no cached bodies (the workers do): its memory.limit is "auto"'s headroom alone.
+  const budget = startBudget(config, 0);
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or
@@ -199,6 +201,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   })));
   await admin?.close();
   trimmer?.stop();
+  budget?.stop();
   await tier.close();
   await limits.close();
   console.log('outpost: stopped');

@@ -9,6 +9,8 @@ import { createFeed, dashboardView, type Feed } from '../observability/feed.ts';
 import type { ConfigSource } from './source.ts';
 import { loadMallocHelper, startMallocTrimmer, type MallocTrimmer } from './malloc-trim.ts';
 import { keepCompiledModules } from './compile-cache.ts';
+import { growthSetByOperator, memoryLimitOf, startHeapBudget, type HeapBudget } from './heap-budget.ts';
+import { memoryCacheBytes } from '../app.ts';
 
 /**
  * Outpost as one process (`workers: 1`): the serving instance, the admin API, the logs, and the
@@ -76,12 +78,13 @@ export function stopSignal(shutdownTimeout: () => number, options: { worker?: bo
  * prom-client (with @opentelemetry/api: 0.7 MB of a started node's live heap, heap snapshots) is
  * loaded only here: a node without the admin API, the default, never loads it.
  */
-export async function nodeMetrics(instance: Instance, trimmer?: MallocTrimmer): Promise<Metrics> {
+export async function nodeMetrics(instance: Instance, trimmer?: MallocTrimmer, budget?: HeapBudget): Promise<Metrics> {
   const { createMetrics } = await import('../observability/metrics.ts');
   const metrics = createMetrics({
     cache: () => { const engine = instance.current().engine; return { stats: engine.stats, usage: engine.usage() }; },
     upstreams: () => instance.current().upstreams(),
     ...(trimmer && { malloc: () => ({ info: trimmer.info(), stats: trimmer.stats() }) }),
+    ...(budget && { heapBudget: () => budget.stats() }),
   });
   metrics.watch(instance.running.servers);
   return metrics;
@@ -104,6 +107,11 @@ export interface NodeProcess {
   close(): Promise<void>;
 }
 
+/** V8 collects sooner near memory.limit (heap-budget.ts): unless it is off, or the operator set V8's heap growth himself. */
+export function startBudget(config: Config, cacheBytes = memoryCacheBytes(config.cache)): HeapBudget | undefined {
+  return growthSetByOperator() ? undefined : startHeapBudget(memoryLimitOf(config.memory.limit, cacheBytes));
+}
+
 export async function startNode(config: Config): Promise<NodeProcess> {
   const logs: Logs = startLogs(config.log);
   let instance: Instance;
@@ -116,10 +124,11 @@ export async function startNode(config: Config): Promise<NodeProcess> {
   // glibc's free pages back to the system when the load stops (the startup line says when it cannot).
   const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
   const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
+  const budget = startBudget(config);
   // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
   // only when the admin API that serves them is on.
   const observed = config.admin.listen !== null && config.admin.token !== null;
-  const metrics = observed ? await nodeMetrics(instance, trimmer) : UNOBSERVED_METRICS;
+  const metrics = observed ? await nodeMetrics(instance, trimmer, budget) : UNOBSERVED_METRICS;
   const feed = observed ? createFeed() : unobservedFeed();
   // Listening, every module loaded (metrics.ts too when observed): into the compile cache now.
   keepCompiledModules();
@@ -138,10 +147,12 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     async apply(next) {
       const outcome = await instance.reload(next);
       logs.configure(next.log);
+      budget?.setLimit(memoryLimitOf(next.memory.limit, memoryCacheBytes(next.cache)));
       return outcome;
     },
     async close() {
       trimmer?.stop();
+      budget?.stop();
       await instance.close();
       metrics.close();
       feed.close();

@@ -1,0 +1,168 @@
+import v8 from 'node:v8';
+
+/**
+ * Keeps the process near or under `memory.limit` by letting V8's heap grow less as the limit
+ * nears: a soft limit, the way Go's GOMEMLIMIT works, not a cap (nothing is refused or evicted).
+ *
+ * After each full collection V8 lets its old generation grow to a multiple of what survived
+ * before it collects again: a factor from its collection speed against the allocation rate, up to
+ * 4 on a machine with memory, and under load it is the most. With ~40 MB live that is ~160 MB of
+ * heap, and the pages a collection frees stay resident in V8's page pool until a
+ * memory-reducing collection. Beside a full 512 MB cache that is what overshoots: after 20,000
+ * misses, 100,000 pass-through requests with 1,000 in flight on each protocol and 3,000 1 MiB
+ * uploads, 834-861 MiB RSS of which V8's pages 193-197 MiB (rig, 2026-12-03, three runs).
+ *
+ * Every second this looks at what is not V8's heap (RSS less V8's committed heap: the cache's
+ * slabs, Node's binary, glibc's heap, V8's pooled pages): the limit less that is the room V8's
+ * heap has, and the factor is that room over the heap in use, between MIN_FACTOR and 4 (from 4
+ * up V8 chooses its own). V8 reads it when a full collection ends (--heap-growing-percent, which
+ * V8 13.6 reads at each of them: set at runtime through v8.setFlagsFromString). Far from the limit
+ * nothing changes; near it V8 collects sooner, which costs CPU where much survives the young
+ * generation: a fixed factor of 2 on the same replay cost 5-9 % more CPU per miss and per
+ * request with 1,000 in flight over HTTP/2 (none over HTTP/1.1), for 753-762 MiB RSS.
+ */
+
+/** V8's largest growth factor (heap-controller.cc: kHighFactor). */
+const MAX_FACTOR = 4;
+/**
+ * The least it is given: a full collection per half of the live heap allocated into the old
+ * generation. Less would collect on every few MB promoted (1,000 requests in flight promote
+ * ~6 KB each: 13,000 a second would be ~80 MB/s), a cost with no bound.
+ */
+export const MIN_FACTOR = 1.5;
+
+const MiB = 1024 * 1024;
+/**
+ * What "auto" adds to the bytes this process's memory cache may hold: Node's binary (~55 MiB
+ * resident), V8's young generation (32 at --max-semi-space-size=16), a live heap of 40-60, glibc's
+ * heap (~30), and ~60 for V8's heap to grow in between two full collections.
+ */
+export const AUTO_HEADROOM = 224 * MiB;
+
+/** memory.limit in bytes for a process whose memory cache holds up to `cacheBytes`, or null when off. */
+export function memoryLimitOf(limit: 'auto' | 'off' | number, cacheBytes: number): number | null {
+  if (limit === 'off') return null;
+  return limit === 'auto' ? cacheBytes + AUTO_HEADROOM : limit;
+}
+
+export interface HeapReading {
+  /** Resident set size of the process. */
+  readonly rss: number;
+  /** V8's committed heap, all spaces. */
+  readonly committed: number;
+  /** Of it, the young generation's (new space and its large objects): fixed by --max-semi-space-size, not by the factor. */
+  readonly youngCommitted: number;
+  /** The old generation in use (its live objects and the garbage not yet collected). */
+  readonly oldUsed: number;
+}
+
+/**
+ * The growth percent for V8 (--heap-growing-percent) under `limit` bytes of RSS, with `oldLive`
+ * the old generation's live bytes (the least in use lately: what the last full collection left):
+ * 0 for V8's own choice (room for MAX_FACTOR times it or more), else (factor - 1) x 100 in steps of 10.
+ */
+export function growthPercentFor(limit: number, reading: HeapReading, oldLive: number): number {
+  const outside = Math.max(0, reading.rss - reading.committed);
+  const room = limit - outside - reading.youngCommitted;
+  const factor = oldLive > 0 ? room / oldLive : MAX_FACTOR;
+  if (factor >= MAX_FACTOR) return 0;
+  const bounded = Math.max(MIN_FACTOR, factor);
+  return Math.floor((bounded - 1) * 10) * 10;
+}
+
+/** Checks whose least old-generation use stands for the live heap. */
+const LIVE_WINDOW = 10;
+
+export interface HeapBudgetStats {
+  /** The limit in bytes (0: off). */
+  readonly limit: number;
+  /** The growth percent given to V8 now (0: V8's own). */
+  readonly percent: number;
+  /** Checks that found the process near the limit (a percent other than 0): seconds, at the default pace. */
+  readonly tightChecks: number;
+}
+
+export interface HeapBudget {
+  /** One check now (the timer calls it every second): the percent given to V8. */
+  check(): number;
+  stats(): HeapBudgetStats;
+  /** A new limit (a reload); null: off until a limit is given again (V8 has its own choice back). */
+  setLimit(limit: number | null): void;
+  /** Stops the checks and gives V8 its own choice back. */
+  stop(): void;
+}
+
+export interface HeapBudgetOptions {
+  readonly read?: () => HeapReading;
+  /** Tells V8 the growth percent (0: its own). */
+  readonly apply?: (percent: number) => void;
+  readonly everyMs?: number;
+  /** Start the check timer (tests call check() themselves). */
+  readonly timer?: boolean;
+}
+
+const YOUNG = new Set(['new_space', 'new_large_object_space']);
+
+export function readHeap(): HeapReading {
+  let committed = 0;
+  let youngCommitted = 0;
+  let oldUsed = 0;
+  for (const space of v8.getHeapSpaceStatistics()) {
+    committed += space.space_size;
+    if (YOUNG.has(space.space_name)) youngCommitted += space.space_size;
+    else oldUsed += space.space_used_size;
+  }
+  return { rss: process.memoryUsage.rss(), committed, youngCommitted, oldUsed };
+}
+
+export function applyGrowthPercent(percent: number): void {
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
+/**
+ * Whether the process was started with its own --heap-growing-percent (the operator's choice,
+ * which the budget leaves alone).
+ */
+export function growthSetByOperator(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): boolean {
+  return [...execArgv, ...nodeOptions.split(/\s+/)].some((arg) => /^--heap[-_]growing[-_]percent(=|$)/.test(arg));
+}
+
+export function startHeapBudget(initialLimit: number | null, options: HeapBudgetOptions = {}): HeapBudget {
+  const read = options.read ?? readHeap;
+  const apply = options.apply ?? applyGrowthPercent;
+  let limit = initialLimit;
+  let percent = 0;
+  let tightChecks = 0;
+  const tell = (next: number) => {
+    if (next === percent) return;
+    percent = next;
+    apply(percent);
+  };
+  // The old generation's use over the last LIVE_WINDOW checks: its least is about what the last
+  // full collection left alive (V8 tells no one when one ends; a check a second sees the drop).
+  const recent: number[] = [];
+  const check = (): number => {
+    if (limit === null) return percent;
+    const reading = read();
+    recent.push(reading.oldUsed);
+    if (recent.length > LIVE_WINDOW) recent.shift();
+    const next = growthPercentFor(limit, reading, Math.min(...recent));
+    if (next !== 0) tightChecks++;
+    tell(next);
+    return percent;
+  };
+  const timer = options.timer === false ? undefined : setInterval(check, options.everyMs ?? 1000);
+  timer?.unref();
+  return {
+    check,
+    stats: () => ({ limit: limit ?? 0, percent, tightChecks }),
+    setLimit(next) {
+      limit = next;
+      if (limit === null) tell(0);
+    },
+    stop() {
+      clearInterval(timer);
+      tell(0);
+    },
+  };
+}
