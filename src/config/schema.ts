@@ -321,7 +321,8 @@ export const configSchema = z.strictObject({
     /**
      * The RSS this process aims to stay under: as it nears it, V8 collects its heap sooner (a
      * soft limit like Go's GOMEMLIMIT; nothing is refused or evicted; src/runtime/heap-budget.ts).
-     * "auto": cache.maxSize + 224MB for a memory cache, 256MB otherwise; "off", or a size.
+     * "auto": what this process's memory cache may hold (cache.maxSize; a worker's share of it;
+     * none in the cluster primary) + 224MB; "off", or a size.
      */
     limit: z.unknown().default('auto').transform((value, ctx) => {
       if (value === 'auto' || value === 'off') return value;

@@ -17,6 +17,7 @@ import { createNodeLimits } from '../guard/node-limiter.ts';
 import { createNodeFlights } from '../cache/node-flights.ts';
 import { createNodeConnections } from '../server/node-connections.ts';
 import { loadMallocHelper, startMallocTrimmer } from './malloc-trim.ts';
+import { memoryLimitOf } from './heap-budget.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -135,6 +136,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
       }
       const restartNeeded = restartOnlyChanges(current, next);
       current = next;
+      budget?.setLimit(memoryLimitOf(next.memory.limit, 0));
       const warnings = [...report.warnings, ...restartNeeded.map((key) => `${key} changed: it takes effect on restart`)];
       console.log(`outpost: configuration reloaded (${why}) in ${workers.size} workers${warnings.length > 0 ? `; ${warnings.join('; ')}` : ''}`);
       return { reloaded: true, warnings, restartNeeded };

@@ -90,8 +90,8 @@
  * is Node's isolate in V8's efficiency mode (which delays TurboFan to 15,000 calls): forcing it
  * (--efficiency-mode) left pass-through at 108-130 µs once warm against 70-76.
  *
- * Not used as a flag: --heap-growing-percent (memory.limit sets it at runtime near the limit
- * instead: src/runtime/heap-budget.ts). --heap-growing-percent=50. V8 lets its old generation grow to up to 4x what survived
+ * Not used as a flag: --heap-growing-percent (memory.limit sets it at runtime, near the limit
+ * only: src/runtime/heap-budget.ts). =50: V8 lets its old generation grow to up to 4x what survived
  * the last full collection before the next one (a factor it picks from how fast it collects), and
  * keeps the pages it frees resident for reuse: the soak's heap is ~45 MB live and grows to
  * 95-120 MiB between collections, most of the gap between its RSS (253 MiB) and the 201 wanted.

@@ -8,7 +8,7 @@ import { AUTO_HEADROOM, MIN_FACTOR, growthPercentFor, growthSetByOperator, memor
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
-import { nodeMetrics } from '../../src/runtime/serve.ts';
+import { nodeMetrics, startNode } from '../../src/runtime/serve.ts';
 
 const MiB = 1024 * 1024;
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -120,4 +120,25 @@ test('memory.limit: metrics show the limit, what V8 is told and how long the pro
     await instance.close();
   }
   assert.deepEqual(applied, [70, 0]);
+});
+
+test('memory.limit: a reload applies a new limit, and "off"', async () => {
+  const configWith = (limit: unknown) => validateConfig({
+    listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },
+    tls: { devCertDir: mkdtempSync(join(tmpdir(), 'outpost-budget-reload-')) },
+    admin: { listen: '127.0.0.1:0', token: '0123456789abcdef0123' },
+    sites: [{ hosts: ['*'], static: 'public' }],
+    memory: { limit },
+  });
+  const node = await startNode(configWith('1GB'));
+  const limitNow = async () => Number(/^outpost_memory_limit_bytes (\d+)$/m.exec(await node.metrics.text())?.[1]);
+  try {
+    assert.equal(await limitNow(), 1024 * MiB);
+    await node.apply(configWith('2GB'));
+    assert.equal(await limitNow(), 2048 * MiB);
+    await node.apply(configWith('off'));
+    assert.equal(await limitNow(), 0);
+  } finally {
+    await node.close();
+  }
 });
