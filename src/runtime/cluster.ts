@@ -7,7 +7,7 @@ import { answerRequests, ask, isMessage, sumStats, type Failed, type Ready, type
 import { restartOnlyChanges } from './instance.ts';
 import { devCertificate } from '../server/tls.ts';
 import { dashboardView, mergeSnapshots, type FeedSnapshot } from '../observability/feed.ts';
-import { startBudget, startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
+import { processMemoryLimit, startBudget, startConfiguredAdmin, startNode, stopSignal } from './serve.ts';
 import type { ConfigSource } from './source.ts';
 import { servingLaunch } from './node-flags.ts';
 import { keepCompiledModules } from './compile-cache.ts';
@@ -17,7 +17,6 @@ import { createNodeLimits } from '../guard/node-limiter.ts';
 import { createNodeFlights } from '../cache/node-flights.ts';
 import { createNodeConnections } from '../server/node-connections.ts';
 import { loadMallocHelper, startMallocTrimmer } from './malloc-trim.ts';
-import { memoryLimitOf } from './heap-budget.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -136,7 +135,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
       }
       const restartNeeded = restartOnlyChanges(current, next);
       current = next;
-      budget?.setLimit(memoryLimitOf(next.memory.limit, 0));
+      budget?.setLimit(processMemoryLimit(next, 0));
       const warnings = [...report.warnings, ...restartNeeded.map((key) => `${key} changed: it takes effect on restart`)];
       console.log(`outpost: configuration reloaded (${why}) in ${workers.size} workers${warnings.length > 0 ? `; ${warnings.join('; ')}` : ''}`);
       return { reloaded: true, warnings, restartNeeded };

@@ -100,7 +100,6 @@ export interface HeapBudgetOptions {
   readonly read?: () => HeapReading;
   /** Tells V8 the growth percent (0: its own). */
   readonly apply?: (percent: number) => void;
-  readonly everyMs?: number;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
 }
@@ -155,7 +154,7 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
     tell(next);
     return percent;
   };
-  const timer = options.timer === false ? undefined : setInterval(check, options.everyMs ?? 1000);
+  const timer = options.timer === false ? undefined : setInterval(check, 1000);
   timer?.unref();
   return {
     check,

@@ -107,9 +107,14 @@ export interface NodeProcess {
   close(): Promise<void>;
 }
 
+/** memory.limit in bytes for a process whose memory cache holds up to `cacheBytes` (this one's by default), or null when off. */
+export function processMemoryLimit(config: Config, cacheBytes = memoryCacheBytes(config.cache)): number | null {
+  return memoryLimitOf(config.memory.limit, cacheBytes);
+}
+
 /** V8 collects sooner near memory.limit (heap-budget.ts): unless it is off, or the operator set V8's heap growth himself. */
-export function startBudget(config: Config, cacheBytes = memoryCacheBytes(config.cache)): HeapBudget | undefined {
-  return growthSetByOperator() ? undefined : startHeapBudget(memoryLimitOf(config.memory.limit, cacheBytes));
+export function startBudget(config: Config, cacheBytes?: number): HeapBudget | undefined {
+  return growthSetByOperator() ? undefined : startHeapBudget(processMemoryLimit(config, cacheBytes));
 }
 
 export async function startNode(config: Config): Promise<NodeProcess> {
@@ -147,7 +152,7 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     async apply(next) {
       const outcome = await instance.reload(next);
       logs.configure(next.log);
-      budget?.setLimit(memoryLimitOf(next.memory.limit, memoryCacheBytes(next.cache)));
+      budget?.setLimit(processMemoryLimit(next));
       return outcome;
     },
     async close() {
