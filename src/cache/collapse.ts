@@ -66,9 +66,10 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
     return admit({ ctx, request, primary, reply, requestTime, params, leader });
   }
 
-  async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader, turnKey = primary): Promise<Reply | undefined> {
-    const turn = await engine.nodeFlights!.turn(turnKey);
-    if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn, turnKey);
+  /** `looked`: told to look once already, and found nothing. */
+  async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader, turnKey = primary, looked = false): Promise<Reply | undefined> {
+    const turn = await engine.nodeFlights!.turn(turnKey, looked);
+    if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn, turnKey, looked);
     releaseTurnWhenLanded(engine.nodeFlights!, turnKey, leader);
     return undefined;
   }
@@ -76,9 +77,10 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
   /**
    * Another worker fetched the URI while this one waited: the response it stored, shared with this
    * worker's own waiters (they look again), or the origin alone when it is not storable.
-   * Undefined: nothing stored for this request (another variant, gone already): fetch it here.
+   * Nothing stored for this request (dropped since it was stored: a POST, a purge): a turn for
+   * real, so the fetch this worker makes holds it as any other. Undefined: fetch it here.
    */
-  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: 'look' | 'pass', turnKey: string): Promise<Reply | undefined> {
+  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: 'look' | 'pass', turnKey: string, looked: boolean): Promise<Reply | undefined> {
     if (turn === 'pass') {
       leader.settle({ kind: 'pass' });
       return passThrough(ctx, 'fwd=bypass; collapsed');
@@ -86,7 +88,7 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
     const again = await engine.lookup(primary, ctx.headers);
     // The other worker stored another variant: this one's own turn (its fetch, or another worker's).
     if (again.kind === 'vary-miss' && again.key !== turnKey) return afterNodeTurn(ctx, primary, params, leader, again.key);
-    if (again.kind !== 'found') return undefined;
+    if (again.kind !== 'found') return looked ? undefined : afterNodeTurn(ctx, primary, params, leader, turnKey, true);
     stats.coalesced++;
     leader.settle({ kind: 'refreshed' });
     const view = engine.view(again.found);

@@ -59,8 +59,11 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
       const key = String(args[0]);
       if (op === 'turn') {
         const held = turns.get(key);
+        // A worker that looked and found nothing (dropped since: a POST, a purge) asks for a turn
+        // that is one: without it, it would fetch holding none, and the next worker would too.
+        const looked = args[1] === true;
+        if (held === undefined && !looked && justLanded(key)) return 'look' satisfies Turn;
         // Nobody holds it, or its holder has had it for longer than anyone waits: yours.
-        if (held === undefined && justLanded(key)) return 'look' satisfies Turn;
         if (held === undefined || now() - held.since > LOCK_TIMEOUT_MS || held.holder === from) {
           if (held !== undefined) end(key, 'lead');
           turns.set(key, { holder: from, since: now(), waiting: [] });
@@ -86,9 +89,10 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
 export interface NodeFlights {
   /**
    * Waits for this worker's turn to fetch `key` (at most LOCK_TIMEOUT_MS: then `lead`); a turn
-   * asked for ahead of the lookup is taken up rather than asked again.
+   * asked for ahead of the lookup is taken up rather than asked again. `looked`: this worker was
+   * told to look and found nothing: a turn to fetch or to wait for, never `look` at once again.
    */
-  turn(key: string): Promise<Turn>;
+  turn(key: string, looked?: boolean): Promise<Turn>;
   /**
    * Asks for the turn ahead, with the lookup that needs a round trip anyway (the two go as one
    * message): a miss then waits for no second round trip. Undefined when this worker already has
@@ -103,12 +107,13 @@ export interface NodeFlights {
 
 /** A worker's side, over its channel to the primary (tests hand in another). */
 export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel()): NodeFlights {
-  const ask = (key: string) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key).catch(() => 'lead' as const);
+  const ask = (key: string, looked = false) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked).catch(() => 'lead' as const);
   const release = (key: string, outcome: Turn) => channel.tell(SERVICE, 'release', key, outcome);
   /** Turns asked for ahead and not yet taken up, by key. */
   const asked = new Map<string, Promise<Turn>>();
   return {
-    turn(key) {
+    turn(key, looked = false) {
+      if (looked) return ask(key, true);
       const early = asked.get(key);
       if (early === undefined) return ask(key);
       asked.delete(key);

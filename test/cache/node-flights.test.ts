@@ -11,7 +11,7 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   let clock = 1_000_000;
   const flights = createNodeFlights({ now: () => clock });
   const [a, b, c] = [{}, {}, {}] as Peer[];
-  const turn = (peer: Peer, key: string) => Promise.resolve(flights.handle(peer, 'turn', [key], undefined as never)) as Promise<Turn>;
+  const turn = (peer: Peer, key: string, looked = false) => Promise.resolve(flights.handle(peer, 'turn', [key, looked], undefined as never)) as Promise<Turn>;
   const release = (peer: Peer, key: string, outcome: Turn) => flights.handle(peer, 'release', [key, outcome], undefined as never);
   const settledSoon = async (p: Promise<Turn>) => Promise.race([p, new Promise((resolve) => setTimeout(resolve, 20, 'waiting'))]);
 
@@ -28,6 +28,12 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   // Just stored: an ask right after looks too (its worker may not have read that its copy changed:
   // it would fetch or validate again what was just stored); a while later it fetches.
   assert.equal(await turn(c, 'k'), 'look');
+  // ...unless it looked and found nothing (dropped since): then a turn, held as any other.
+  assert.equal(await turn(c, 'k', true), 'lead');
+  const behindLooked = turn(a, 'k');
+  assert.equal(await settledSoon(behindLooked), 'waiting');
+  release(c, 'k', 'look');
+  assert.equal(await behindLooked, 'look');
   clock += JUST_LANDED_MS + 1;
   assert.equal(await turn(c, 'k'), 'lead');
   release(c, 'k', 'lead');
@@ -162,6 +168,38 @@ test('a stale response another worker is validating: this worker waits for its t
     assert.equal(turns.length, 2, 'the validation asked for the turn');
     assert.equal(origin.seen.length, 1, 'no validation of its own');
     assert.match(String(collapsed.headers['cache-status']), /fwd=stale; collapsed/);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('a miss told to look that finds nothing (dropped since: a POST, a purge) takes a turn before it fetches, and releases it once stored', async () => {
+  const origin = await startOrigin((_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain' });
+    res.end('page v2');
+  });
+  const turns: string[] = [];
+  const released: string[] = [];
+  // The primary says the URI was just stored ('look'), but the invalidation that followed dropped it.
+  const nodeFlights: NodeFlights = {
+    turn: async (key, looked = false) => {
+      turns.push(`${new URL(key).pathname}${looked ? ' looked' : ''}`);
+      return looked ? 'lead' : 'look';
+    },
+    ahead: () => undefined,
+    giveBack() {},
+    release(key, outcome) { released.push(`${new URL(key).pathname} ${outcome}`); },
+  };
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  try {
+    const reply = await h2(`${outpost.url}/page`);
+    assert.equal(reply.body.toString(), 'page v2');
+    assert.equal(origin.seen.length, 1);
+    assert.deepEqual(turns, ['/page', '/page looked'], 'a second ask, for a turn that is one');
+    for (const deadline = Date.now() + 2000; released.length === 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(released, ['/page look'], 'held until stored: another worker asking meanwhile waits, then reads it');
   } finally {
     await outpost.close();
     await origin.close();
