@@ -70,8 +70,10 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     assert.equal(stats.workers, 2);
     assert.equal(stats.workerPids.length, 2);
     assert.equal(stats.stores, 1);
-    assert.equal(stats.hits, requests - 1);
-    assert.equal(stats.misses, 1);
+    // One miss fetched; the others were hits, or (when a request reached the other worker before the
+    // primary learnt the first one held the page) misses that waited for that fetch (coalesced).
+    assert.equal(stats.hits + stats.misses, requests);
+    assert.equal(stats.misses - stats.coalesced, 1, JSON.stringify(stats));
     assert.ok(stats.nodeTier.keys >= 1, JSON.stringify(stats.nodeTier));
     // memory.trim runs in the primary as well (when the native helper is built).
     if (existsSync(HELPER_PATH)) assert.equal(typeof stats.primaryMalloc.trims, 'number', JSON.stringify(stats));
