@@ -266,7 +266,7 @@ test('collapsed forwarding: 100 concurrent misses make one origin request', asyn
   const path = route(fresh('burst'), (_req, res, n) => {
     void released.then(() => { res.writeHead(200, { 'cache-control': 'max-age=60' }); res.end(`burst #${n}`); });
   });
-  const coalesced = async (): Promise<number> => (await (await fetch(`${outpost.adminUrl}/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()).coalesced;
+  const coalesced = async (): Promise<number> => (await (await fetch(`${outpost.adminUrl}/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json() as { coalesced: number }).coalesced;
   const before = await coalesced();
   const session = await h2session(outpost.url);
   const sent = Promise.all(Array.from({ length: 100 }, (_, i) => i % 2
