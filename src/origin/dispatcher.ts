@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { buildConnector, Client, Pool, type Dispatcher } from 'undici';
 import type { OriginOptions, UpstreamConfig, UpstreamTlsConfig } from '../config/schema.ts';
+import { BATCH_BYTES } from './upload-writes.ts';
 
 /**
  * The undici connection pool for one upstream: HTTP/1.1 keep-alive connections, or HTTP/2
@@ -33,10 +34,21 @@ function serverName(upstream: UpstreamConfig): string | undefined {
   return isIP(host) === 0 ? host : undefined;
 }
 
+/**
+ * The origin socket's buffers. undici gives a socket one highWaterMark for both directions (64 KB,
+ * 16 KB for TLS); a request body's batch (upload-writes.ts) waits in the socket's write buffer,
+ * and past the mark undici pauses the body, so the write side takes a whole batch. Node reads
+ * `highWaterMark` before the per-direction ones: it is unset here. The read side stays undici's.
+ */
+export function originSocketBuffers(tls: boolean): Record<string, number | undefined> {
+  return { highWaterMark: undefined, readableHighWaterMark: tls ? 16 * 1024 : 64 * 1024, writableHighWaterMark: BATCH_BYTES };
+}
+
 function connector(upstream: UpstreamConfig, options: OriginOptions): buildConnector.connector {
   const h2 = upstream.http2 !== null;
   const connect = buildConnector({
     ...tlsOptions(upstream.tls),
+    ...originSocketBuffers(upstream.url.startsWith('https:')),
     allowH2: h2,
     preferH2: h2,
     // HTTP/2 over cleartext needs prior knowledge (RFC 9113 §3.3): there is no ALPN to ask.

@@ -7,19 +7,19 @@ import type { Writable } from 'node:stream';
  * uncorked to send them in one writev.
  *
  * undici writes each chunk of a streamed body as it comes (cork, write, uncork: one syscall each,
- * a wakeup of the origin and a pass through Node's write machinery). How chunks gather depends on
- * how they come:
- * - 'turn' (HTTP/2 clients): DATA frames of 16 KB straddle TLS records, so a 1 MiB body comes as
- *   ~120 chunks, nearly half of them under 1 KB, several in each turn of the event loop; the
- *   chunks of one turn leave together when its immediates run.
- * - 'bytes' (HTTP/1.1 clients): one TLS record (16 KB) per read and one read per turn, so per turn
- *   there is nothing to gather (a 1 MiB body made ~64 reads and ~76 writes to the origin,
- *   strace). The chunks gather across turns until BATCH_BYTES wait in the socket (undici's TCP
- *   sockets take 64 KB before they ask to drain, when its writer would pause the body anyway), the
- *   body ends, or BATCH_WAIT_MS after the first of them, so a slow client's bytes are late by a
- *   millisecond at most: ~34 writes per MiB (strace), 2-13 % less CPU per upload in three
- *   alternating pairs of 10 s runs (1 MiB POSTs), within the noise of the benchmark's rows.
- *   Over HTTP/2 the same cost 7 % more than 'turn' (two pairs).
+ * a wakeup of the origin and a pass through Node's write machinery, and on loopback the origin's
+ * side of TCP too, in our process's time). The client's chunks are small: an HTTP/1.1 client's
+ * body comes one TLS record (16 KB) per read, an HTTP/2 client's DATA frames of 16 KB straddle
+ * TLS records, so a 1 MiB upload came as ~120 chunks, nearly half of them under 1 KB. So the
+ * chunks gather across turns of the event loop until BATCH_BYTES wait in the socket, the body
+ * ends, or BATCH_WAIT_MS after the first of them, so a slow client's bytes are late by a
+ * millisecond at most. The origin's socket lets BATCH_BYTES wait before it asks undici to pause
+ * the body (ORIGIN_WRITE_BUFFER, dispatcher.ts; undici's own 64 KB would end every batch there).
+ *
+ * Measured (rig: Outpost on one core, 1 MiB POSTs, h2load 2 connections x 8 streams): HTTP/2
+ * clients' chunks had gone out turn by turn, 72 writes per upload (strace); in 256 KB batches 11,
+ * and 1,950 µs of CPU per upload against 2,110 (18 runs against 12, alternating, the host's
+ * noise ±20 %). HTTP/1.1 clients' (64 KB batches before): 1,861 against 1,932, within the noise.
  *
  * undici does not hand the socket to a dispatch handler, but it publishes it on its diagnostics
  * channel `undici:client:sendHeaders` ({ request, headers, socket }) right before it starts
@@ -28,8 +28,8 @@ import type { Writable } from 'node:stream';
  * undici stop carrying the body there, bodies simply go out chunk by chunk again.
  */
 
-/** 'bytes': what may gather in the corked socket before it is sent (four of the client's TLS records) ... */
-const BATCH_BYTES = 64 * 1024;
+/** What may gather in the corked socket before it is sent (sixteen of the client's TLS records) ... */
+export const BATCH_BYTES = 256 * 1024;
 /** ... and how long (ms) after its first chunk a smaller batch waits. */
 const BATCH_WAIT_MS = 1;
 
@@ -54,14 +54,11 @@ export interface OriginWrites {
   flush(): void;
 }
 
-/** How a body's chunks gather before they are written (see above). */
-export type Gather = 'turn' | 'bytes';
-
 /**
  * Registers `body` for batched writes. Until undici starts writing it to an HTTP/1.1 origin (an
  * HTTP/2 origin publishes no socket) the calls do nothing.
  */
-export function batchOriginWrites(body: object, gather: Gather, waitMs = BATCH_WAIT_MS): OriginWrites {
+export function batchOriginWrites(body: object, waitMs = BATCH_WAIT_MS): OriginWrites {
   let socket: Writable | null = null;
   let corked = false;
   let timer: NodeJS.Timeout | undefined;
@@ -77,11 +74,11 @@ export function batchOriginWrites(body: object, gather: Gather, waitMs = BATCH_W
       if (corked || socket === null || socket.destroyed) return;
       corked = true;
       socket.cork();
-      if (gather === 'turn') setImmediate(flush);
-      else timer = setTimeout(flush, waitMs);
+      timer = setTimeout(flush, waitMs);
     },
     after() {
-      if (gather === 'bytes' && corked && socket!.writableLength >= BATCH_BYTES) flush();
+      // Full, or past the socket's mark: undici now waits for 'drain', which a corked socket never emits.
+      if (corked && (socket!.writableLength >= BATCH_BYTES || socket!.writableNeedDrain)) flush();
     },
     flush,
   };

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { clientError } from '../errors.ts';
 import { frontCounters } from './counters.ts';
-import { batchOriginWrites, type Gather } from '../origin/upload-writes.ts';
+import { batchOriginWrites } from '../origin/upload-writes.ts';
 import { noteBodyBytes } from '../runtime/body-scavenge.ts';
 
 export interface BodyLimits {
@@ -13,9 +13,7 @@ export interface BodyLimits {
   readonly minRate: number;
   /** Milliseconds before the rate counts. */
   readonly grace: number;
-  /** How the chunks gather for an HTTP/1.1 origin (origin/upload-writes.ts): 'turn' for HTTP/2 clients, 'bytes' (the default) for HTTP/1.1. */
-  readonly gather?: Gather;
-  /** With 'bytes', how long a partial batch waits (ms); tests set it. */
+  /** How long a partial batch of chunks for an HTTP/1.1 origin waits (ms; origin/upload-writes.ts); tests set it. */
   readonly gatherWaitMs?: number;
   /** The clock, in ms; tests inject one. */
   readonly now?: () => number;
@@ -64,7 +62,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     },
   });
 
-  const writes = batchOriginWrites(limited, limits.gather ?? 'bytes', limits.gatherWaitMs);
+  const writes = batchOriginWrites(limited, limits.gatherWaitMs);
 
   function onData(chunk: Buffer): void {
     seen += chunk.length;

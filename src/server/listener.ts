@@ -101,7 +101,6 @@ function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
   }
   const body = limitBody(ctx.body, {
     maxBytes: limits.maxBodySize, deadline: limits.requestTimeout, minRate: limits.minBodyRate, grace: limits.bodyGrace,
-    gather: ctx.httpVersion === '2' ? 'turn' : 'bytes',
   });
   return { ...ctx, body };
 }

@@ -4,15 +4,17 @@ import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { Client } from 'undici';
+import { buildConnector, Client } from 'undici';
 import { limitBody } from '../../src/server/body.ts';
+import { originSocketBuffers } from '../../src/origin/dispatcher.ts';
+import { BATCH_BYTES } from '../../src/origin/upload-writes.ts';
+import { h2, startOrigin, startOutpost } from '../helpers/outpost.ts';
 
 /**
  * A request body's chunks reach an HTTP/1.1 origin in fewer socket writes than chunks
- * (src/origin/upload-writes.ts): those of one event-loop turn ('turn', HTTP/2 clients), or up to
- * 64 KB across turns ('bytes', HTTP/1.1 clients), against a real origin through a real undici
- * client. The socket's writes are counted where Node's Writable hands them to the connection
- * (_write, _writev).
+ * (src/origin/upload-writes.ts): up to 256 KB across turns of the event loop, against a real
+ * origin through a real undici client with Outpost's origin socket buffers (dispatcher.ts). The
+ * socket's writes are counted where Node's Writable hands them to the connection (_write, _writev).
  */
 
 const CHUNKS = 20;
@@ -28,14 +30,26 @@ function inOneTurn(source: PassThrough): void {
   source.end();
 }
 
-/** `count` chunks of a TLS record's size, each in a turn of its own, as an HTTP/1.1 client's body comes. */
-const recordPerTurn = (count: number) => async (source: PassThrough): Promise<void> => {
+/**
+ * `count` TLS records' worth of chunks, each in a turn of its own, as a client's body comes: an
+ * HTTP/1.1 client's a record each; an HTTP/2 client's DATA frames straddle records (`split`: each
+ * record's bytes as a large chunk and a small one, in turns of their own).
+ */
+const recordPerTurn = (count: number, split = false) => async (source: PassThrough): Promise<void> => {
   for (let i = 0; i < count; i++) {
-    source.write(Buffer.alloc(RECORD, i));
+    if (split) {
+      source.write(Buffer.alloc(RECORD - 100, i));
+      await nextTurn();
+      source.write(Buffer.alloc(100, i));
+    } else source.write(Buffer.alloc(RECORD, i));
     await nextTurn();
   }
   source.end();
 };
+
+/** Outpost's origin sockets (dispatcher.ts), or undici's own (64 KB each way). */
+const outpostSockets = { connect: buildConnector(originSocketBuffers(false) as buildConnector.BuildOptions) };
+const undiciSockets = {};
 
 /** An origin that answers with the number of body bytes it received; `onBytes` sees the count grow. */
 async function origin(onBytes: (received: number) => void = () => {}): Promise<Server> {
@@ -50,9 +64,9 @@ async function origin(onBytes: (received: number) => void = () => {}): Promise<S
 }
 
 /** Posts `body` while `feed` writes into `source`; the socket writes made for the body, and what the origin received. */
-async function upload(source: PassThrough, body: Readable, length: number, feed: (source: PassThrough) => unknown): Promise<{ writes: number; received: string }> {
+async function upload(source: PassThrough, body: Readable, length: number, feed: (source: PassThrough) => unknown, sockets: Client.Options = outpostSockets): Promise<{ writes: number; received: string }> {
   const server = await origin();
-  const client = new Client(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+  const client = new Client(`http://127.0.0.1:${(server.address() as { port: number }).port}`, sockets);
   let writes = 0;
   let socket: Writable | null = null;
   const onHeaders = (message: unknown) => {
@@ -83,13 +97,11 @@ async function upload(source: PassThrough, body: Readable, length: number, feed:
 const limits = { maxBytes: 1e9, deadline: 60_000, minRate: 0, grace: 0 } as const;
 
 test('the chunks of one turn leave in one write to the origin, all of them', async () => {
-  for (const gather of ['turn', 'bytes'] as const) {
-    const source = new PassThrough();
-    const body = limitBody(source, { ...limits, gather });
-    const { writes, received } = await upload(source, body, CHUNKS * CHUNK, inOneTurn);
-    assert.equal(received, String(CHUNKS * CHUNK));
-    assert.ok(writes <= 2, `${gather}: ${writes} socket writes for ${CHUNKS} chunks`);
-  }
+  const source = new PassThrough();
+  const body = limitBody(source, limits);
+  const { writes, received } = await upload(source, body, CHUNKS * CHUNK, inOneTurn);
+  assert.equal(received, String(CHUNKS * CHUNK));
+  assert.ok(writes <= 2, `${writes} socket writes for ${CHUNKS} chunks`);
 });
 
 test('control: the same chunks from a plain stream are written one by one', async () => {
@@ -99,26 +111,47 @@ test('control: the same chunks from a plain stream are written one by one', asyn
   assert.ok(writes >= CHUNKS, `${writes} socket writes for ${CHUNKS} chunks`);
 });
 
-test("'bytes': an HTTP/1.1 client's records, one per turn, leave 64 KB at a time", async () => {
+for (const [client, split] of [['HTTP/1.1', false], ['HTTP/2', true]] as const) {
+  test(`an ${client} client's records, one per turn, leave 256 KB at a time`, async () => {
+    const source = new PassThrough();
+    // A wait longer than the test: only the batch's size and the body's end send anything.
+    const body = limitBody(source, { ...limits, gatherWaitMs: 60_000 });
+    const { writes, received } = await upload(source, body, 64 * RECORD, recordPerTurn(64, split));
+    assert.equal(received, String(64 * RECORD));
+    assert.ok(writes <= 6, `${writes} socket writes for 64 records (1 MiB)`);
+  });
+}
+
+test("control: through undici's own socket buffers (64 KB) the batches end at 64 KB", async () => {
   const source = new PassThrough();
-  // A wait longer than the test: only the batch's size and the body's end send anything.
-  const body = limitBody(source, { ...limits, gather: 'bytes', gatherWaitMs: 60_000 });
-  const { writes, received } = await upload(source, body, 16 * RECORD, recordPerTurn(16));
-  assert.equal(received, String(16 * RECORD));
-  assert.ok(writes <= 5, `${writes} socket writes for 16 records (256 KB)`);
+  const body = limitBody(source, { ...limits, gatherWaitMs: 60_000 });
+  const { writes, received } = await upload(source, body, 64 * RECORD, recordPerTurn(64), undiciSockets);
+  assert.equal(received, String(64 * RECORD));
+  assert.ok(writes >= 16, `${writes} socket writes for 64 records (1 MiB)`);
 });
 
-test("'turn': the same records leave turn by turn", async () => {
-  const source = new PassThrough();
-  const body = limitBody(source, { ...limits, gather: 'turn' });
-  const { writes, received } = await upload(source, body, 16 * RECORD, recordPerTurn(16));
-  assert.equal(received, String(16 * RECORD));
-  assert.ok(writes >= 16, `${writes} socket writes for 16 records`);
+test("Outpost's origin sockets take a whole batch before they ask for a pause; their read side stays undici's", async () => {
+  const origin = await startOrigin((req, res) => { req.resume(); req.on('end', () => res.end('ok')); });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  const marks: number[] = [];
+  const onHeaders = (message: unknown) => {
+    const socket = (message as { socket: Writable & Readable }).socket;
+    marks.push(socket.writableHighWaterMark, socket.readableHighWaterMark);
+  };
+  subscribe('undici:client:sendHeaders', onHeaders);
+  try {
+    assert.equal((await h2(`${outpost.url}/up`, { method: 'POST', body: 'x'.repeat(1000) })).body.toString(), 'ok');
+    assert.deepEqual(marks, [BATCH_BYTES, 64 * 1024]);
+  } finally {
+    unsubscribe('undici:client:sendHeaders', onHeaders);
+    await outpost.close();
+    await origin.close();
+  }
 });
 
-test("'bytes': a partial batch leaves after the wait, while the body goes on", { timeout: 10_000 }, async () => {
+test('a partial batch leaves after the wait, while the body goes on', { timeout: 10_000 }, async () => {
   const source = new PassThrough();
-  const body = limitBody(source, { ...limits, gather: 'bytes', gatherWaitMs: 5 });
+  const body = limitBody(source, { ...limits, gatherWaitMs: 5 });
   let arrived!: () => void;
   const originHasIt = new Promise<void>((resolve) => { arrived = resolve; });
   const server = await origin((received) => { if (received >= CHUNK) arrived(); });
