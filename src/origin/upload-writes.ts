@@ -14,12 +14,14 @@ import type { Writable } from 'node:stream';
  * chunks gather across turns of the event loop until BATCH_BYTES wait in the socket, the body
  * ends, or BATCH_WAIT_MS after the first of them, so a slow client's bytes are late by a
  * millisecond at most. The origin's socket lets BATCH_BYTES wait before it asks undici to pause
- * the body (ORIGIN_WRITE_BUFFER, dispatcher.ts; undici's own 64 KB would end every batch there).
+ * the body (originSocketBuffers, dispatcher.ts; undici's own 64 KB would end every batch there),
+ * and a batch goes as soon as the socket asks for a drain, whatever its size: a corked socket never
+ * drains, so a smaller buffer (a TLS origin's, before) left every batch waiting for the timer.
  *
- * Measured (rig: Outpost on one core, 1 MiB POSTs, h2load 2 connections x 8 streams): HTTP/2
- * clients' chunks had gone out turn by turn, 72 writes per upload (strace); in 256 KB batches 11,
- * and 1,950 µs of CPU per upload against 2,110 (18 runs against 12, alternating, the host's
- * noise ±20 %). HTTP/1.1 clients' (64 KB batches before): 1,861 against 1,932, within the noise.
+ * Measured (rig, 2026-12-03: Outpost on one core, 1,500 1 MiB POSTs a run, nine alternating runs
+ * each): HTTP/2 clients' chunks had gone out turn by turn, 72 writes per upload (strace); in
+ * 256 KB batches 11, and 1,798 µs of CPU per upload against 2,037 (h2load 2 connections x 8
+ * streams). HTTP/1.1 clients' (64 KB batches before): 1,521 against 1,621 (8 connections).
  *
  * undici does not hand the socket to a dispatch handler, but it publishes it on its diagnostics
  * channel `undici:client:sendHeaders` ({ request, headers, socket }) right before it starts
