@@ -35,20 +35,19 @@ function serverName(upstream: UpstreamConfig): string | undefined {
 }
 
 /**
- * The origin socket's buffers. undici gives a socket one highWaterMark for both directions (64 KB,
- * 16 KB for TLS); a request body's batch (upload-writes.ts) waits in the socket's write buffer,
- * and past the mark undici pauses the body, so the write side takes a whole batch. Node reads
- * `highWaterMark` before the per-direction ones: it is unset here. The read side stays undici's.
+ * The origin socket's buffers. undici gives a TCP socket one highWaterMark for both directions
+ * (64 KB); a request body's batch (upload-writes.ts) waits in the socket's write buffer, and past
+ * the mark undici pauses the body, so the write side takes a whole batch. Node reads
+ * `highWaterMark` before the per-direction ones: it is unset here; the read side stays 64 KB. (A
+ * TLS socket takes none of these from tls.connect and keeps Node's 64 KB: its batches end there.)
  */
-export function originSocketBuffers(tls: boolean): Record<string, number | undefined> {
-  return { highWaterMark: undefined, readableHighWaterMark: tls ? 16 * 1024 : 64 * 1024, writableHighWaterMark: BATCH_BYTES };
-}
+export const ORIGIN_SOCKET_BUFFERS = { highWaterMark: undefined, readableHighWaterMark: 64 * 1024, writableHighWaterMark: BATCH_BYTES } as const;
 
 function connector(upstream: UpstreamConfig, options: OriginOptions): buildConnector.connector {
   const h2 = upstream.http2 !== null;
   const connect = buildConnector({
     ...tlsOptions(upstream.tls),
-    ...originSocketBuffers(upstream.url.startsWith('https:')),
+    ...ORIGIN_SOCKET_BUFFERS,
     allowH2: h2,
     preferH2: h2,
     // HTTP/2 over cleartext needs prior knowledge (RFC 9113 §3.3): there is no ALPN to ask.

@@ -14,9 +14,9 @@ import type { Writable } from 'node:stream';
  * chunks gather across turns of the event loop until BATCH_BYTES wait in the socket, the body
  * ends, or BATCH_WAIT_MS after the first of them, so a slow client's bytes are late by a
  * millisecond at most. The origin's socket lets BATCH_BYTES wait before it asks undici to pause
- * the body (originSocketBuffers, dispatcher.ts; undici's own 64 KB would end every batch there),
+ * the body (ORIGIN_SOCKET_BUFFERS, dispatcher.ts; undici's own 64 KB would end every batch there),
  * and a batch goes as soon as the socket asks for a drain, whatever its size: a corked socket never
- * drains, so a smaller buffer (a TLS origin's, before) left every batch waiting for the timer.
+ * drains, so a smaller buffer (a TLS origin's) would leave every batch waiting for the timer.
  *
  * Measured (rig, 2026-12-03: Outpost on one core, 1,500 1 MiB POSTs a run, nine alternating runs
  * each): HTTP/2 clients' chunks had gone out turn by turn, 72 writes per upload (strace); in

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { h1, h2, startOutpost } from '../helpers/outpost.ts';
@@ -25,9 +26,16 @@ let mtlsOrigin: Server;
 let originUrl: string;
 let mtlsUrl: string;
 
-/** Answers what the TLS layer saw: the SNI name and the client certificate's CN. */
+/** Answers what the TLS layer saw: the SNI name and the client certificate's CN; for a POST, the body's size and digest. */
 function describe(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) {
   const socket = req.socket as TLSSocket;
+  if (req.method === 'POST') {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => { bytes += chunk.length; hash.update(chunk); });
+    req.on('end', () => res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') })));
+    return;
+  }
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ servername: socket.servername, client: socket.getPeerCertificate()?.subject?.CN ?? null, path: req.url }));
 }
@@ -71,6 +79,23 @@ test('an HTTPS origin with its own CA: checked against that CA and the configure
     await outpost.probesSettled();
     const stats = await (await fetch(`${outpost.adminUrl}/stats`, { headers: { authorization: 'Bearer tls-test-admin-token-012345' } })).json() as any;
     assert.equal(stats.origins['sites[0]'].upstreams[0].lastCheck, 'status 200');
+  } finally {
+    await outpost.close();
+  }
+});
+
+test('a 4 MiB upload reaches an HTTPS origin whole, from either protocol', async () => {
+  // A TLS socket keeps Node's 64 KB write buffer (tls.connect takes no buffer sizes), smaller than a
+  // batch (upload-writes.ts): each batch goes when the socket asks for a drain.
+  const outpost = await startOutpost(site({ url: originUrl, tls: { ca: ca.certFile, servername: 'origin.internal' } }));
+  const body = randomBytes(4 * 1024 * 1024);
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  try {
+    for (const send of [h1, h2]) {
+      const res = await send(`${outpost.url}/upload`, { method: 'POST', body });
+      assert.equal(res.status, 200);
+      assert.deepEqual(JSON.parse(res.body.toString()), { bytes: body.length, sha256 });
+    }
   } finally {
     await outpost.close();
   }

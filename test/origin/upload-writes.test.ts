@@ -6,7 +6,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { buildConnector, Client } from 'undici';
 import { limitBody } from '../../src/server/body.ts';
-import { originSocketBuffers } from '../../src/origin/dispatcher.ts';
+import { ORIGIN_SOCKET_BUFFERS } from '../../src/origin/dispatcher.ts';
 import { BATCH_BYTES } from '../../src/origin/upload-writes.ts';
 import { h2, startOrigin, startOutpost } from '../helpers/outpost.ts';
 
@@ -48,7 +48,7 @@ const recordPerTurn = (count: number, split = false) => async (source: PassThrou
 };
 
 /** Outpost's origin sockets (dispatcher.ts), or undici's own (64 KB each way). */
-const outpostSockets = { connect: buildConnector(originSocketBuffers(false) as buildConnector.BuildOptions) };
+const outpostSockets = { connect: buildConnector(ORIGIN_SOCKET_BUFFERS as unknown as buildConnector.BuildOptions) };
 const undiciSockets = {};
 
 /** An origin that answers with the number of body bytes it received; `onBytes` sees the count grow. */
