@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
-import { END_STREAM, http2HeaderList, respondHttp1, respondHttp2, respondOrFail } from './respond.ts';
+import { END_STREAM, http2HeaderList, reportOnClose, reportUnsent, respondOrFail, type Tally } from './respond.ts';
 import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
@@ -22,8 +22,8 @@ import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
  * The key is finer than any stage's: two requests that share it carry the same strings in every
  * field a stage reads to choose this answer, so the chain would answer them alike. A stage that
  * looks at more (the guard's address lists and rate limits) drops `reuse`. With a subscriber on
- * the response channel (access log, metrics) the response writer sends it and reports it, with
- * what the chain noted when it made the reply.
+ * the response channel (access log, metrics) it is sent the same way and reported as the response
+ * writer reports the chain's answers, with what the chain noted when it made the reply.
  *
  * Bounded by count and by body bytes (bodies are mostly shared with the cache's records); the
  * oldest entry goes first, and `sweep()` lets go of replies nobody asked for lately. `clear()` on
@@ -45,6 +45,8 @@ interface Ready<Block> {
   block: Block;
   /** Whether the block has a Date (else Node adds its own). */
   dated: boolean;
+  /** The reply as sent (the kept fields with `fields` stamped in), for the end report. */
+  sent: Reply;
 }
 
 interface Kept {
@@ -71,9 +73,11 @@ interface Kept {
 function headerBlock<Block>(entry: Kept, ready: Ready<Block>, make: (status: number, headers: OutgoingHttpHeaders) => Block): Block {
   const fields = entry.reuse.stamp?.();
   if (fields !== ready.fields) {
+    const headers = { ...entry.headers, ...fields };
     ready.fields = fields;
-    ready.block = make(entry.status, { ...entry.headers, ...fields });
+    ready.block = make(entry.status, headers);
     ready.dated = entry.headers.date !== undefined || fields?.date !== undefined;
+    ready.sent = { status: entry.status, headers, body: entry.body };
   }
   return ready.block;
 }
@@ -134,10 +138,8 @@ function hasFieldThatChangesTheAnswer(headers: Readonly<Record<string, unknown>>
   return false;
 }
 
-/** A kept reply with this response's Age and Cache-Status, for the response writer. */
-function stampedReply(entry: Kept): Reply {
-  return { status: entry.status, headers: { ...entry.headers, ...entry.reuse.stamp?.() }, body: entry.body };
-}
+/** The end report's tally for a kept body, handed to the connection whole. */
+const sentAtOnce = (entry: Kept): Tally => ({ bytes: entry.body?.length ?? 0, failed: false });
 
 /** The request facts the access log and metrics read: the learned request's, this client's address (plain) and fields. */
 function factsOf(entry: Kept, headers: IncomingHttpHeaders, remoteAddress: string, httpVersion: string): RequestFacts {
@@ -215,14 +217,15 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
     sendHttp2(key, stream, requestHeaders) {
       const entry = ready(key);
       if (entry === undefined) return false;
-      if (reported()) {
-        // The response writer reports it as it reports the chain's answers.
-        const facts = factsOf(entry, requestHeaders, peerOf(stream).address, '2');
-        respondHttp2(stream, entry.learned.method, stampedReply(entry), facts);
+      const list = headerBlock(entry, entry.h2ready, http2HeaderList);
+      // With a subscriber (access log, metrics) it is reported as the chain's answers are: when
+      // the stream closes, or at once if the client reset it already (nothing to send).
+      const facts = reported() ? factsOf(entry, requestHeaders, peerOf(stream).address, '2') : undefined;
+      if (stream.destroyed) {
+        if (facts !== undefined) reportUnsent(facts, entry.h2ready.sent);
         return true;
       }
-      const list = headerBlock(entry, entry.h2ready, http2HeaderList);
-      if (stream.destroyed) return true; // reset by the client already: nothing to send
+      if (facts !== undefined) reportOnClose(stream, facts, entry.h2ready.sent, sentAtOnce(entry));
       // Node appends `date` to a list that lacks one: then it gets a copy.
       const sent = entry.h2ready.dated ? list : list.slice();
       if (entry.body === null) respondOrFail(stream, sent, END_STREAM, entry.status);
@@ -232,11 +235,16 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
     sendHttp1(key, req, res) {
       const entry = ready(key);
       if (entry === undefined) return false;
+      const fields = headerBlock(entry, entry.h1ready, asIs);
       if (reported()) {
-        respondHttp1(res, entry.learned.method, stampedReply(entry), factsOf(entry, req.headers, plainAddress(req.socket.remoteAddress), req.httpVersion));
-        return true;
+        const facts = factsOf(entry, req.headers, plainAddress(req.socket.remoteAddress), req.httpVersion);
+        if (res.destroyed) {
+          reportUnsent(facts, entry.h1ready.sent);
+          return true;
+        }
+        reportOnClose(res, facts, entry.h1ready.sent, sentAtOnce(entry));
       }
-      writeKeptHead(res, entry.status, headerBlock(entry, entry.h1ready, asIs), entry.h1head);
+      writeKeptHead(res, entry.status, fields, entry.h1head);
       res.end(entry.body ?? undefined);
       return true;
     },
@@ -257,9 +265,9 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
       kept.set(key, {
         learned, status: reply.status, headers, body, reuse,
-        h1ready: { fields: undefined, block: headers, dated },
+        h1ready: { fields: undefined, block: headers, dated, sent: { status: reply.status, headers, body } },
         h1head: keptHead(),
-        h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers), dated },
+        h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers), dated, sent: { status: reply.status, headers, body } },
         used: true,
       });
       bytes += size;

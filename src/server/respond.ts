@@ -80,14 +80,14 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
 }
 
 /** What the end report needs to know about a body while it is sent. */
-interface Tally { bytes: number; failed: boolean }
+export interface Tally { bytes: number; failed: boolean }
 
 /**
  * Reports the response once its stream or ServerResponse closes: finished, or aborted with what
  * was buffered. An h2 stream reset by the client also reads as writableFinished (its destroy ends
  * the writable side): there `aborted` and the RST code tell.
  */
-function reportOnClose(destination: Writable, request: RequestFacts, reply: Reply, tally: Tally): void {
+export function reportOnClose(destination: Writable, request: RequestFacts, reply: Reply, tally: Tally): void {
   // 'close' comes once; on() spares the wrapper once() makes on every response. The listener takes
   // itself off: an HTTP/2 stream can outlive its request in V8's eyes (stream-listeners.ts), and
   // must not keep the request and the reply with it.
@@ -110,7 +110,7 @@ function reportOnClose(destination: Writable, request: RequestFacts, reply: Repl
 }
 
 /** A response that could not be sent at all (the client was gone first). */
-function reportUnsent(request: RequestFacts, reply: Reply): void {
+export function reportUnsent(request: RequestFacts, reply: Reply): void {
   responseEndChannel.publish({
     request, status: reply.status, headers: reply.headers, bytes: 0,
     durationMs: Number(process.hrtime.bigint() - request.startedAt) / 1e6, outcome: 'client-abort',

@@ -288,6 +288,16 @@ test('with a subscriber on the response channel (access log, metrics) a kept rep
     assert.match(last.request.remoteAddress, /^(127\.0\.0\.1|::1)$/, 'the client\'s address, plain');
     assert.equal(last.request.remoteAddress, chain.request.remoteAddress);
     assert.match(String(last.headers['cache-status']), /^Outpost; hit; ttl=\d+$/);
+    // HTTP/1.1: kept under its own key (made by a chain hit first), then sent ready and reported the same way.
+    const h1sent = await untilReady(() => h1(url, { headers: { 'accept-encoding': 'br' } }));
+    const byH1 = await readyDuring(() => h1(url, { headers: { 'accept-encoding': 'br', 'user-agent': 'reader/2' } }));
+    assert.equal(byH1.ready, 1);
+    await waitFor(() => seen.length === sent + 1 + h1sent + 1 || undefined);
+    const h1last = seen[seen.length - 1];
+    assert.deepEqual([h1last.request.httpVersion, h1last.request.headers['user-agent'], h1last.request.target], ['1.1', 'reader/2', path]);
+    assert.deepEqual([h1last.status, h1last.outcome, h1last.cache, h1last.bytes], [200, 'ok', 'hit', byH1.result.body.length]);
+    assert.equal(h1last.request.notes?.get('compress'), 'br/stored');
+    assert.equal(h1last.headers['content-encoding'], 'br');
   } finally {
     responseEndChannel.unsubscribe(listener);
   }
