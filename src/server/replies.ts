@@ -263,11 +263,12 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       const headers = { ...reply.headers };
       const dated = headers.date !== undefined;
       const learned = { method: ctx.method, target: ctx.target, host: ctx.host, notes: new Map(ctx.notes), site: ctx.site, route: ctx.route };
+      const sent: Reply = { status: reply.status, headers, body };
       kept.set(key, {
         learned, status: reply.status, headers, body, reuse,
-        h1ready: { fields: undefined, block: headers, dated, sent: { status: reply.status, headers, body } },
+        h1ready: { fields: undefined, block: headers, dated, sent },
         h1head: keptHead(),
-        h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers), dated, sent: { status: reply.status, headers, body } },
+        h2ready: { fields: undefined, block: http2HeaderList(reply.status, headers), dated, sent },
         used: true,
       });
       bytes += size;
