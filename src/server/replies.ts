@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
+import type { Writable } from 'node:stream';
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
-import { END_STREAM, http2HeaderList, reportOnClose, reportUnsent, respondOrFail, type Tally } from './respond.ts';
+import { END_STREAM, http2HeaderList, reportOnClose, reportUnsent, respondOrFail } from './respond.ts';
 import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
@@ -138,8 +139,19 @@ function hasFieldThatChangesTheAnswer(headers: Readonly<Record<string, unknown>>
   return false;
 }
 
-/** The end report's tally for a kept body, handed to the connection whole. */
-const sentAtOnce = (entry: Kept): Tally => ({ bytes: entry.body?.length ?? 0, failed: false });
+/**
+ * With a subscriber on the response channel (access log, metrics), a kept reply is reported as the
+ * response writer reports the chain's answers: when `destination` closes (its body handed over
+ * whole), or at once when the client is gone already. False: gone, nothing to send.
+ */
+function reportKept(destination: Writable, facts: RequestFacts, sent: Reply): boolean {
+  if (destination.destroyed) {
+    reportUnsent(facts, sent);
+    return false;
+  }
+  reportOnClose(destination, facts, sent, { bytes: Buffer.isBuffer(sent.body) ? sent.body.length : 0, failed: false });
+  return true;
+}
 
 /** The request facts the access log and metrics read: the learned request's, this client's address (plain) and fields. */
 function factsOf(entry: Kept, headers: IncomingHttpHeaders, remoteAddress: string, httpVersion: string): RequestFacts {
@@ -218,14 +230,8 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       const entry = ready(key);
       if (entry === undefined) return false;
       const list = headerBlock(entry, entry.h2ready, http2HeaderList);
-      // With a subscriber (access log, metrics) it is reported as the chain's answers are: when
-      // the stream closes, or at once if the client reset it already (nothing to send).
-      const facts = reported() ? factsOf(entry, requestHeaders, peerOf(stream).address, '2') : undefined;
-      if (stream.destroyed) {
-        if (facts !== undefined) reportUnsent(facts, entry.h2ready.sent);
-        return true;
-      }
-      if (facts !== undefined) reportOnClose(stream, facts, entry.h2ready.sent, sentAtOnce(entry));
+      if (reported() && !reportKept(stream, factsOf(entry, requestHeaders, peerOf(stream).address, '2'), entry.h2ready.sent)) return true;
+      if (stream.destroyed) return true; // reset by the client already: nothing to send
       // Node appends `date` to a list that lacks one: then it gets a copy.
       const sent = entry.h2ready.dated ? list : list.slice();
       if (entry.body === null) respondOrFail(stream, sent, END_STREAM, entry.status);
@@ -236,14 +242,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       const entry = ready(key);
       if (entry === undefined) return false;
       const fields = headerBlock(entry, entry.h1ready, asIs);
-      if (reported()) {
-        const facts = factsOf(entry, req.headers, plainAddress(req.socket.remoteAddress), req.httpVersion);
-        if (res.destroyed) {
-          reportUnsent(facts, entry.h1ready.sent);
-          return true;
-        }
-        reportOnClose(res, facts, entry.h1ready.sent, sentAtOnce(entry));
-      }
+      if (reported() && !reportKept(res, factsOf(entry, req.headers, plainAddress(req.socket.remoteAddress), req.httpVersion), entry.h1ready.sent)) return true;
       writeKeptHead(res, entry.status, fields, entry.h1head);
       res.end(entry.body ?? undefined);
       return true;

@@ -80,7 +80,7 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
 }
 
 /** What the end report needs to know about a body while it is sent. */
-export interface Tally { bytes: number; failed: boolean }
+interface Tally { bytes: number; failed: boolean }
 
 /**
  * Reports the response once its stream or ServerResponse closes: finished, or aborted with what
