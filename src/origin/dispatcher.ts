@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { buildConnector, Client, Pool, type Dispatcher } from 'undici';
+import type { buildConnector as Connectors, Dispatcher } from 'undici';
+import { buildConnector, Client, Pool } from './undici.ts';
 import type { OriginOptions, UpstreamConfig, UpstreamTlsConfig } from '../config/schema.ts';
 import { BATCH_BYTES } from './upload-writes.ts';
 
@@ -43,7 +44,7 @@ function serverName(upstream: UpstreamConfig): string | undefined {
  */
 export const ORIGIN_SOCKET_BUFFERS = { highWaterMark: undefined, readableHighWaterMark: 64 * 1024, writableHighWaterMark: BATCH_BYTES } as const;
 
-function connector(upstream: UpstreamConfig, options: OriginOptions): buildConnector.connector {
+function connector(upstream: UpstreamConfig, options: OriginOptions): Connectors.connector {
   const h2 = upstream.http2 !== null;
   const connect = buildConnector({
     ...tlsOptions(upstream.tls),
@@ -53,7 +54,7 @@ function connector(upstream: UpstreamConfig, options: OriginOptions): buildConne
     // HTTP/2 over cleartext needs prior knowledge (RFC 9113 §3.3): there is no ALPN to ask.
     ...(h2 && upstream.url.startsWith('http:') ? { useH2c: true } : {}),
     timeout: options.connectTimeout,
-  } as buildConnector.BuildOptions);
+  } as Connectors.BuildOptions);
   const servername = serverName(upstream);
   // undici would take SNI from each request's Host header before any configured name.
   return servername === undefined ? connect : (opts, callback) => connect({ ...opts, servername }, callback);

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { errors as undiciErrors } from './undici.ts';
 import { originError } from '../errors.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';

@@ -1,4 +1,4 @@
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors } from './undici.ts';
 import type { Readable } from 'node:stream';
 import type { BlockList } from 'node:net';
 import type { Handler } from '../pipeline/compose.ts';
