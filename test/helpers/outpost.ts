@@ -46,8 +46,10 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
     tls: { devCertDir: certDir, ...raw.tls },
   }, {}));
   const app = await createApp(config, deps);
-  // As the instance runs it: replies kept ready answer repeated hits without the chain.
-  const running = await startServers(config, app.handler, { timers: deps.timers }, createReadyReplies({ reported: () => responseEndChannel.hasSubscribers }));
+  // As the instance runs it: replies kept ready answer repeated hits without the chain. Kept from
+  // the first reusable answer (the instance waits for a shape to prove hot, replies.test.ts), so
+  // every test's second hit and on goes the kept way, which must answer as the chain does.
+  const running = await startServers(config, app.handler, { timers: deps.timers }, createReadyReplies({ reported: () => responseEndChannel.hasSubscribers, proof: 1 }));
   const admin = config.admin.token
     ? await startAdmin('127.0.0.1:0', config.admin.token, { ...app.admin, stats: () => ({ ...app.admin.stats(), listener: running.stats() }) })
     : null;

@@ -303,8 +303,44 @@ test('with a subscriber on the response channel (access log, metrics) a kept rep
   }
 });
 
+test('a reply is kept once the chain has answered its shape `proof` times within one second (8 unless told)', () => {
+  let ms = 1_000_000;
+  const ctx = { method: 'GET', target: '/', host: 'example.test', notes: new Map(), site: undefined, route: undefined } as unknown as Context;
+  const body = Buffer.from('answer');
+  const answer = (replies: ReturnType<typeof createReadyReplies>, key: string) =>
+    replies.learn(key, ctx, { status: 200, headers: { 'content-length': String(body.length) }, body, reuse: { valid: () => true } }, replies.epoch);
+  const hot = 'GET https://example.test/hot\n';
+  const warm = 'GET https://example.test/warm\nbr';
+
+  const byDefault = createReadyReplies({ now: () => ms });
+  for (let i = 1; i < 8; i++) answer(byDefault, hot);
+  assert.equal(byDefault.size, 0, 'seven answers in one second: not kept');
+  answer(byDefault, hot);
+  assert.equal(byDefault.size, 1, 'the eighth keeps it');
+
+  const replies = createReadyReplies({ proof: 3, now: () => ms });
+  // Asked for twice a second for five seconds: never three times in one of them.
+  for (let i = 0; i < 10; i++) {
+    answer(replies, warm);
+    ms += 500;
+  }
+  assert.equal(replies.size, 0);
+  // Two answers at the end of a second and one at the start of the next: the count starts again.
+  ms = 2_000_900;
+  answer(replies, hot);
+  answer(replies, hot);
+  ms = 2_001_000;
+  answer(replies, hot);
+  assert.equal(replies.size, 0);
+  answer(replies, hot);
+  answer(replies, hot);
+  assert.equal(replies.size, 1, 'three in one second: kept');
+  assert.throws(() => createReadyReplies({ proof: 0 }), /proof: expected 1-255, got 0/);
+  assert.throws(() => createReadyReplies({ proof: 256 }), /proof: expected 1-255, got 256/);
+});
+
 test('sweep() lets go of kept replies not sent since the last sweep, without reading their records', async () => {
-  const replies = createReadyReplies();
+  const replies = createReadyReplies({ proof: 1 });
   let checks = 0;
   const ctx = { method: 'GET', target: '/', host: '127.0.0.1', notes: new Map(), site: undefined, route: undefined } as unknown as Context;
   // A plain HTTP/1.1 server in front of the kept replies: what is not kept is learned from "the chain".
