@@ -1,4 +1,5 @@
 import type { BalanceKind } from '../config/schema.ts';
+import { hash32 } from '../hash.ts';
 
 /**
  * Which upstream of a group gets the next request. Pure apart from the round-robin counters kept
@@ -92,19 +93,4 @@ function hashRing<T extends Balanced>(group: readonly T[]): Picker<T> {
       return undefined;
     },
   };
-}
-
-/** FNV-1a over UTF-16 code units, then murmur3's finalizer so near keys land far apart. */
-export function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }

@@ -7,6 +7,7 @@ import { END_STREAM, http2HeaderList, reportOnClose, reportUnsent, respondOrFail
 import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
+import { hash32 } from '../hash.ts';
 
 /**
  * Replies kept ready to send again: the server's answer to a request whose reply is already known.
@@ -140,12 +141,6 @@ const PROOF = 8;
 /** Counters of chain answers this second, by a hash of the request shape: 64 KiB, so that a few thousand shapes rarely share one (those that do get kept sooner). */
 const PROOF_SLOTS = 65_536;
 
-/** FNV-1a of a string's UTF-16 code units. */
-function hashOf(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return hash >>> 0;
-}
 
 const METHOD = 0;
 const AUTHORITY = 1;
@@ -211,7 +206,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       answers.fill(0);
       countingSecond = second;
     }
-    const slot = hashOf(key) & (PROOF_SLOTS - 1);
+    const slot = hash32(key) & (PROOF_SLOTS - 1);
     if (answers[slot] + 1 >= proof) return true;
     answers[slot]++;
     return false;

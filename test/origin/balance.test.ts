@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPicker, hash32, type Balanced } from '../../src/origin/balance.ts';
+import { createPicker, type Balanced } from '../../src/origin/balance.ts';
+import { hash32 } from '../../src/hash.ts';
 
 interface Member extends Balanced { inFlight: number }
 const members = (spec: Record<string, number>): Member[] =>
