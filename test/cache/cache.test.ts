@@ -197,8 +197,11 @@ test('stale-while-revalidate: the stale response is served at once and revalidat
   // The revalidation's answer is held until the clients have theirs (or for 10 s, failing the test rather than hanging it).
   const held: Array<() => void> = [];
   const release = () => { for (const send of held.splice(0)) send(); };
+  // The revalidated answer is fresh for a minute: it was held while the clients were answered,
+  // and that wait counts toward its age (RFC 9111 §4.2.3, response_delay), so with max-age=1 a
+  // slow host could find it stale at once and revalidate it again.
   const path = route(fresh('swr'), (_req, res, n) => {
-    const reply = () => { res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=30' }); res.end(`swr #${n}`); };
+    const reply = () => { res.writeHead(200, { 'cache-control': `max-age=${n === 1 ? 1 : 60}, stale-while-revalidate=30` }); res.end(`swr #${n}`); };
     if (n === 1) reply();
     else held.push(reply);
   });
