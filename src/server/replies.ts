@@ -135,12 +135,11 @@ const isGetOrHead = (method: unknown) => method === 'GET' || method === 'HEAD';
  * V8 moves them to its old generation, which then grows between full collections. The memory
  * soak (2,000 URLs of 1-15 KB, each asked for ~2 times a second per coding) kept every one of them
  * and its RSS was 231-279 MiB; keeping none, 188-191 MiB; with this rule 202-222, each at the same
- * CPU per request within the host's noise (2026-12-03). A hot shape is kept after 8 chain answers.
+ * CPU per request within the host's noise (2026-12-03).
  */
 const PROOF = 8;
 /** Counters of chain answers this second, by a hash of the request shape: 64 KiB, so that a few thousand shapes rarely share one (those that do get kept sooner). */
 const PROOF_SLOTS = 65_536;
-
 
 const METHOD = 0;
 const AUTHORITY = 1;
