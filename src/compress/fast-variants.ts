@@ -18,10 +18,14 @@ const UPGRADES = {
   /** One background encode at a time per stage (they share the background encoder's one thread). */
   concurrency: 1,
   /**
-   * 16 MB of identity bodies may wait (a job holds its input; the cache usually holds it too);
-   * beyond that variants stay at fast quality until they are served again.
+   * 4 MB of identity bodies may wait (a job holds a copy of its input); beyond that a variant stays
+   * at fast quality and is counted afresh, so it is queued again once it has been served twice more.
+   * A longer queue is memory and no sooner upgrade: the encoder's thread runs only when the core
+   * would idle, so under full load the queue stays full. The memory soak (bench/soak.ts: 4,000
+   * kept variants, the core busy) held 16 MB of queued inputs in 2,271 jobs the whole run with 16
+   * MB here (heap snapshot, 2026-12-03), 4 MB in 863 with this.
    */
-  maxQueuedBytes: 16 * 1024 * 1024,
+  maxQueuedBytes: 4 * 1024 * 1024,
 };
 /** A kept fast variant is upgraded when it is served from its holder this many times (its second hit). */
 const UPGRADE_AFTER = 2;
@@ -81,12 +85,14 @@ export function createFastVariants(encodeHigh: HighQualityEncoder): FastVariants
 
   /** Queues the high-quality encode of `identity`, which replaces the fast variant when smaller. */
   function upgrade(variants: Variants, coding: Encoding, identity: Buffer, fastLength: number, key: string, etag: string | undefined): void {
+    // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
+    const job = etag !== undefined ? key : identity;
+    if (!upgrades.admits(job, identity.length)) return; // a full queue: served fast until it proves popular again
     // A job may wait: it holds a copy of just these bytes, not a view into one of the cache's
     // slabs (body-arena.ts), which would keep the whole slab however many jobs wait (the queue is
     // bounded by the bytes of its inputs).
     const input = ownBytes(identity);
-    // Same object and coding while an upgrade waits: the URL and its validator, else the body itself.
-    upgrades.schedule(etag !== undefined ? key : identity, input.length, async () => {
+    upgrades.schedule(job, input.length, async () => {
       const best = await encodeHigh(coding, input);
       if (best.length < fastLength) variants.put!(coding, best, HIGH[coding], input);
       // Not smaller (repetitive input): the fast body stays, with its own token, for good.

@@ -15,6 +15,8 @@
 export interface UpgradeQueue {
   /** Queues `job` (holding `bytes` of input) unless `key` is queued or running, or the queue is full. */
   schedule(key: unknown, bytes: number, job: () => Promise<void>): boolean;
+  /** Whether `schedule` would take a job for `key` holding `bytes` now: asked before its input is copied. */
+  admits(key: unknown, bytes: number): boolean;
   /** Whether a job for `key` is queued or running. */
   pending(key: unknown): boolean;
 }
@@ -48,10 +50,12 @@ export function createUpgradeQueue(options: UpgradeQueueOptions): UpgradeQueue {
     }
   }
 
+  const admits = (key: unknown, bytes: number) => !keys.has(key) && (running < concurrency || waitingBytes + bytes <= maxQueuedBytes);
+
   return {
+    admits,
     schedule(key, bytes, job) {
-      if (keys.has(key)) return false;
-      if (running >= concurrency && waitingBytes + bytes > maxQueuedBytes) return false;
+      if (!admits(key, bytes)) return false;
       keys.add(key);
       waiting.push({ key, bytes, job });
       waitingBytes += bytes;

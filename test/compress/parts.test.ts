@@ -18,10 +18,13 @@ test('upgrade queue: one job per key at a time, bounded concurrency, bounded byt
   const order: string[] = [];
   let release!: () => void;
   const gate = new Promise<void>((resolve) => { release = resolve; });
+  assert.equal(queue.admits('a', 1000), true, 'nothing running: a job starts at once, whatever its size');
   assert.equal(queue.schedule('a', 80, async () => { order.push('a start'); await gate; order.push('a end'); }), true);
   assert.equal(queue.schedule('a', 80, async () => { order.push('a again'); }), false, 'a is running');
   assert.equal(queue.schedule('b', 60, async () => { order.push('b'); }), true);
   assert.equal(queue.schedule('b', 10, async () => { order.push('b again'); }), false, 'b is queued');
+  assert.deepEqual([queue.admits('a', 1), queue.admits('b', 1), queue.admits('c', 50), queue.admits('c', 40)], [false, false, false, true],
+    'admits answers as schedule would: running, queued, over the bytes, room');
   assert.equal(queue.schedule('c', 50, async () => { order.push('c'); }), false, '60 + 50 bytes would wait: dropped');
   assert.equal(queue.schedule('d', 40, async () => { throw new Error('boom'); }), true);
   await tick();
