@@ -264,9 +264,12 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
         sessions++;
         session.once('close', () => { sessions--; });
       };
+      // One listener function for every stream, added with `on` ('close' comes once): `once` would
+      // make a wrapper and its state per stream, and a closure here one more (~300 B per request).
+      const onStreamClose = () => { streams--; };
       const onStream = (stream: ServerHttp2Stream) => {
         streams++;
-        stream.once('close', () => { streams--; });
+        stream.on('close', onStreamClose);
       };
       const onPlain = (socket: { once(event: 'close', fn: () => void): void }) => {
         connections++;

@@ -94,3 +94,41 @@ test('GET /metrics: requests by site, route, status class and cache result; cach
     await origin.close();
   }
 });
+
+test('outpost_open_h2_streams: a stream counts while its request is in progress, and not once it has closed', async () => {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  const origin = await startOrigin(async (_req, res) => {
+    await held;
+    res.setHeader('cache-control', 'no-store');
+    res.end('late');
+  });
+  const instance = await startInstance(validateConfig({
+    listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },
+    tls: { devCertDir: mkdtempSync(join(tmpdir(), 'outpost-metrics-cert-')) },
+    sites: [{ hosts: ['*'], origin: origin.url }],
+  }));
+  const metrics = await nodeMetrics(instance);
+  const openStreams = async () => sample(await metrics.text(), 'outpost_open_h2_streams');
+  const until = async (value: number) => {
+    for (let i = 0; i < 200 && await openStreams() !== value; i++) await new Promise((resolve) => setImmediate(resolve));
+    return openStreams();
+  };
+  try {
+    const cert = readFileSync(join(instance.config().tls.devCertDir, 'dev-cert.pem'), 'utf8');
+    const session = await h2session(`https://localhost:${instance.running.httpsPort}`, { ca: cert });
+    assert.equal(await openStreams(), 0);
+    const pending = h2request(session, '/slow');
+    assert.equal(await until(1), 1, 'the request waits on the origin');
+    release();
+    assert.equal((await pending).status, 200);
+    assert.equal(await until(0), 0, 'closed with its response');
+    for (let i = 0; i < 3; i++) assert.equal((await h2request(session, `/again-${i}`)).status, 200);
+    assert.equal(await until(0), 0, 'each of them closed too');
+    session.close();
+  } finally {
+    metrics.close();
+    await instance.close();
+    await origin.close();
+  }
+});
