@@ -19,6 +19,7 @@ import { nodeAdmission } from './node-connections.ts';
 import { sharedWorkers } from '../runtime/primary-channel.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
+import { renewBusySessions } from './h2-stream-tables.ts';
 import { idleWatch, sessionWatched, socketWatched } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
@@ -209,9 +210,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     report('h2 stream', err, 'h2StreamErrors');
   };
 
+  // Busy sessions get fresh stream tables each second, so that their streams die young (h2-stream-tables.ts).
+  const tables = renewBusySessions({ timers: events.timers });
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
     // The stream's listeners hold nothing of the request (stream-listeners.ts says why).
     watchStreamErrors(stream, streamFailed);
+    tables.opened(stream.session!);
     const oversized = headerListSize(rawHeaders) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
     const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(rawHeaders, stream.endAfterHeaders);
@@ -352,6 +356,7 @@ export async function startServers(config: Config, handler: Handler, events: Ser
     plainDoor?.destroyAll();
     plain?.closeAllConnections();
     idle.stop();
+    tables.stop();
     await closed;
   })());
 

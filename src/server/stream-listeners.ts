@@ -19,7 +19,9 @@ import { AbortSource } from '../pipeline/abort-watch.ts';
  * long-lived connection, young collections 6.7-8.8 µs per request (1.4-1.9 while the Map is young),
  * full collections every few seconds (--trace-gc-nvp, pass-through over HTTP/2, 2 connections x 8
  * streams); with the listeners here 0.8-1.1 KB and 4.9-5.6 µs, the rest Node's own stream objects.
- * Over HTTP/1.1 nothing like it (~60 B per request).
+ * Over HTTP/1.1 nothing like it (~60 B per request). The tables themselves are renewed once a
+ * second since (h2-stream-tables.ts), which ends the promotion of the streams; these listeners still
+ * keep what a stream reaches small while a table is old.
  */
 
 /** The stream's error: `failed` counts it against the session's resets and reports it. */

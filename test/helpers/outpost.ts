@@ -29,6 +29,8 @@ export interface RunningOutpost {
   probesSettled(): Promise<void>;
   /** The listeners' counters (PROXY headers, passthrough, connections closed before they were served). */
   listenerStats(): ReturnType<Awaited<ReturnType<typeof startServers>>['stats']>;
+  /** The listeners themselves (to watch their sessions). */
+  servers: Awaited<ReturnType<typeof startServers>>['servers'];
   close(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startOutpost(raw: Record<string, any> = {}, deps: AppDepen
     httpPort: running.httpPort,
     ca,
     listenerStats: () => running.stats(),
+    servers: running.servers,
     probesSettled: async () => { await Promise.all([...app.proxies.values()].map((p) => p.probesSettled())); },
     close: async () => { await running.close(); await admin?.close(); await app.close(); },
   };
