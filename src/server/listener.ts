@@ -215,7 +215,8 @@ export async function startServers(config: Config, handler: Handler, events: Ser
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
     // The stream's listeners hold nothing of the request (stream-listeners.ts says why).
     watchStreamErrors(stream, streamFailed);
-    tables.opened(stream.session!);
+    const session = stream.session;
+    if (session !== undefined) tables.opened(session);
     const oversized = headerListSize(rawHeaders) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
     const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(rawHeaders, stream.endAfterHeaders);
