@@ -36,18 +36,19 @@ interface StreamTables {
   pendingStreams: Set<unknown>;
 }
 
-/** The symbol Node keeps a session's state under (found on the first session), or null when there is none. */
-let stateKey: symbol | null | undefined;
+/** The symbol Node keeps a session's state under, once found on a session. */
+let stateKey: symbol | undefined;
 
 const isTable = (value: unknown, method: 'get' | 'add'): boolean =>
   typeof value === 'object' && value !== null && typeof (value as { size?: unknown }).size === 'number'
   && typeof (value as Record<string, unknown>)[method] === 'function' && typeof (value as { forEach?: unknown }).forEach === 'function';
 
 function tablesOf(session: Http2Session): StreamTables | undefined {
-  if (stateKey === undefined) stateKey = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state') ?? null;
-  if (stateKey === null) return undefined;
-  const state = (session as unknown as Record<symbol, Partial<StreamTables> | undefined>)[stateKey];
+  const key = stateKey ?? Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state');
+  if (key === undefined) return undefined;
+  const state = (session as unknown as Record<symbol, Partial<StreamTables> | undefined>)[key];
   if (state === undefined || !isTable(state.streams, 'get') || !isTable(state.pendingStreams, 'add')) return undefined;
+  stateKey = key;
   return state as StreamTables;
 }
 

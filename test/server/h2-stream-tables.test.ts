@@ -46,6 +46,10 @@ async function heldServer() {
   return { sessions, request, nextStream, close };
 }
 
+test('renewStreamTables: an object without the state Node keeps is left alone', () => {
+  assert.equal(renewStreamTables(new EventEmitter() as unknown as Http2Session), false);
+});
+
 test('renewStreamTables: the session gets new tables with the same streams, and Node goes on using them', async () => {
   const h = await heldServer();
   try {
@@ -79,10 +83,6 @@ test('renewStreamTables: the session gets new tables with the same streams, and 
   } finally {
     await h.close();
   }
-});
-
-test('renewStreamTables: an object without the state Node keeps is left alone', () => {
-  assert.equal(renewStreamTables(new EventEmitter() as unknown as Http2Session), false);
 });
 
 test('renewBusySessions: renews the sessions that opened a stream in the last period, and stops ticking when none did', () => {
