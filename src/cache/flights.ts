@@ -65,9 +65,14 @@ export interface Flights {
 }
 
 export function createFlights(): Flights {
-  const inflight = new Map<string, Flight>();
+  // A slot per flight, emptied when it lands. V8 rebuilds a Map's table as keys come and go, and
+  // the table it replaces (in the old generation, as the Map is after its first full collection)
+  // goes on pointing at what it held until the next full collection, which young collections take
+  // as alive: every flight in the air at a rebuild, and the whole response it settled with, was
+  // moved to the old generation once it landed. A replaced table now holds an empty slot.
+  const inflight = new Map<string, { flight: Flight | undefined }>();
   return {
-    get: (key) => inflight.get(key),
+    get: (key) => inflight.get(key)?.flight,
     start(key, abandon, validating = false) {
       let resolve!: (result: FlightResult) => void;
       const outcome = new Promise<FlightResult>((r) => { resolve = r; });
@@ -88,10 +93,13 @@ export function createFlights(): Flights {
           if (result.kind !== 'shared') leader.land();
         },
         land() {
-          if (inflight.get(key) === leader) inflight.delete(key);
+          const slot = inflight.get(key);
+          if (slot?.flight !== leader) return;
+          slot.flight = undefined;
+          inflight.delete(key);
         },
       };
-      inflight.set(key, leader);
+      inflight.set(key, { flight: leader });
       return leader;
     },
     get size() { return inflight.size; },

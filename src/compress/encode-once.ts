@@ -21,7 +21,7 @@ export interface SharedEncoding {
 }
 
 export function createEncodeOnce(encode: Encode): (coding: Encoding, input: Buffer) => SharedEncoding {
-  const running = new Map<Buffer, Map<Encoding, SharedEncoding>>();
+  let running = new Map<Buffer, Map<Encoding, SharedEncoding>>();
   let settled: Array<readonly [Buffer, Encoding]> = [];
 
   const forgetSettled = () => {
@@ -32,6 +32,11 @@ export function createEncodeOnce(encode: Encode): (coding: Encoding, input: Buff
       byCoding?.delete(coding);
       if (byCoding?.size === 0) running.delete(input);
     }
+    // A new Map each turn that used it, young: V8 rebuilds a Map's table as keys come and go, and
+    // a replaced table in the old generation (where a long-lived Map's is) goes on pointing at its
+    // keys until the next full collection, which young collections take as alive; every miss's
+    // whole body (a key here) was moved to the old generation (test: encode-once.test.ts).
+    running = new Map(running);
   };
 
   return (coding, input) => {

@@ -4,6 +4,9 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { brotliCompressSync } from 'node:zlib';
 import { createEncodeOnce } from '../../src/compress/encode-once.ts';
 import type { Encoding } from '../../src/pipeline/context.ts';
+import { chain, gc, promotedByTwoYoungCollections } from '../helpers/young-generation.ts';
+
+
 
 /** A real encoder (Brotli, whatever the coding: only the calls matter here) that counts its calls. */
 function countingBrotli() {
@@ -61,4 +64,27 @@ test('a failed encode fails every request that shared it, and is forgotten', asy
   await nextTurn();
   await assert.rejects(encodeOnce('br', body).fast, /refused/);
   assert.equal(calls, 2);
+});
+
+test('a body encoded at a busy moment is not kept by a table V8 rebuilt while it was being encoded: it dies young', async () => {
+  // The bodies being encoded are the keys of a Map, which V8 rebuilds as keys come and go; a
+  // replaced table in the old generation (where a long-lived Map's is) goes on pointing at its keys
+  // until the next full collection, and young collections take that as alive: every miss's whole
+  // body was moved to the old generation. The Map is made anew each turn it was used in, so it is young.
+  const encodeOnce = createEncodeOnce(async () => Buffer.alloc(0));
+  gc(); // the Map and its table are old now
+  await encodeOnce('br', Buffer.from('first')).fast;
+  await nextTurn(); // the turn's encodes are forgotten
+  gc({ type: 'minor' }); // the young generation empty, so nothing below outlives a young collection by chance
+  await (async () => {
+    const body = { chain: chain(10_000) } as unknown as Buffer; // only a key here
+    const encodes = [encodeOnce('br', body).fast];
+    // Other bodies in the same moment: the table is rebuilt while `body` is in it.
+    for (let i = 0; i < 20; i++) encodes.push(encodeOnce('br', Buffer.from(`other ${i}`)).fast);
+    await Promise.all(encodes);
+  })();
+  for (let i = 0; i < 3; i++) await nextTurn();
+  const promoted = promotedByTwoYoungCollections();
+  // ~320 KB when a replaced table held the body, a few KB when not.
+  assert.ok(promoted < 100_000, `the encoded body was moved to the old generation (${promoted} bytes)`);
 });
