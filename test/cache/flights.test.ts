@@ -42,13 +42,12 @@ test('flights: a validation\'s flight says so (a request that finds no stored re
   assert.equal(flights.get('validation')?.validating, true);
 });
 
-
 test('a landed flight is not kept by a table V8 rebuilt while it was in the air: its outcome dies young', async () => {
   // V8 rebuilds a Map's table as keys come and go, and the table it replaces, in the old generation
   // once the Map is, keeps pointing at what it held until the next full collection; young
   // collections take that as alive, so every flight in the air at a rebuild, and the response it
   // settled with, was moved to the old generation after it landed (misses over HTTP/2: 3.5 KB
-  // promoted per miss, --trace-gc-nvp; 1.6-2.3 KB with the table's slots let go on landing).
+  // promoted per miss, --trace-gc-nvp; 1.6-2.5 KB with the table's slots let go on landing).
   const flights = createFlights();
   const signal = new AbortSource().signal; // as the server's requests have: watched without a listener
   gc(); // the flights' Map and its table are old now

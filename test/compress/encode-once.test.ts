@@ -6,8 +6,6 @@ import { createEncodeOnce } from '../../src/compress/encode-once.ts';
 import type { Encoding } from '../../src/pipeline/context.ts';
 import { chain, gc, promotedByTwoYoungCollections } from '../helpers/young-generation.ts';
 
-
-
 /** A real encoder (Brotli, whatever the coding: only the calls matter here) that counts its calls. */
 function countingBrotli() {
   const calls: Array<[Encoding, Buffer]> = [];

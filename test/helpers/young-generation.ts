@@ -5,7 +5,7 @@ import { runInNewContext } from 'node:vm';
  * For tests of what outlives V8's young collections: a garbage object in the old generation that
  * points at young ones (a Map's replaced table, say) makes them look alive to a young collection,
  * and the second one moves them to the old generation. A test builds a payload with `chain`,
- * lets go of it, and reads how much `promotedBy` two young collections.
+ * lets go of it, and reads `promotedByTwoYoungCollections()`.
  */
 setFlagsFromString('--expose-gc');
 export const gc = runInNewContext('gc') as (options?: { type: 'minor' | 'major' }) => void;
