@@ -83,6 +83,12 @@
  * default). The 60 s soak served 12 % more requests (378k against 338k) at 471 MiB of RSS against
  * 288 (455 with --minor-ms-max-new-space-capacity-mb=16): the old generation grew to 240 MB.
  *
+ * Not used: --single-threaded-gc (no parallel scavenging, concurrent marking or sweeping threads:
+ * with the server pinned to one core they only take turns with it). Alternating fresh processes on
+ * the rig, 2026-12-04, µs of CPU per response (with / without): misses over HTTP/2 374, 361 / 422,
+ * 338; pass-through 2 x 8 46.5, 46.0, 39.7, 38.8 / 52.8, 50.3, 40.3, 39.7; with 1,000 in flight
+ * 72, 51 / 70, 65; Brotli hits 18.4, 16.3 / 17.4, 17.1: within the host's drift that hour.
+ *
  * Not used: earlier tier-up (--invocation-count-for-turbofan=1000
  * --minimum-invocations-after-ic-update=100). From a fresh start, pass-through over HTTP/2 in
  * windows of 10,000 requests: 158, 79-86, then 67-75 µs of CPU per response, against 151, 94-158,
