@@ -69,7 +69,20 @@ export type CompressOptions = Pick<Config['compression'], 'encodings' | 'minSize
 
 const KNOWN: ReadonlySet<string> = new Set<Encoding>(['br', 'zstd', 'gzip']);
 /** Fields that describe the identity bytes and are wrong for coded ones. */
-const IDENTITY_ONLY = ['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest'];
+const IDENTITY_ONLY: ReadonlySet<string> = new Set(['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest']);
+
+/**
+ * A copy of `headers` for a coded body: the identity-only fields left out as it is made. Not
+ * copied then deleted: a `delete` of a field in the middle (Content-Length, nearly always there)
+ * turns the object into a dictionary, slower for every reader after it (Node's serialization of
+ * the response head reads each field).
+ */
+function withoutIdentityFields(headers: Readonly<OutgoingHttpHeaders>): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name in headers) if (!IDENTITY_ONLY.has(name)) out[name] = headers[name];
+  return out;
+}
+
 /** The tokens an inner stage may confirm with a 304, by the coding the client gets: the final ones (validators.ts). */
 const FINAL: Readonly<Record<Encoding, readonly string[]>> = { br: [HIGH.br], zstd: [HIGH.zstd], gzip: [HIGH.gzip] };
 const NONE: readonly string[] = [];
@@ -185,13 +198,12 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
   }
 
   async function encodedReply(ctx: Context, reply: Reply, coding: Encoding | null, length: number | undefined, vary: boolean, ifNoneMatch: string | undefined): Promise<Reply> {
-    const headers: OutgoingHttpHeaders = { ...reply.headers };
+    const headers = coding === null ? { ...reply.headers } : withoutIdentityFields(reply.headers);
     if (vary) headers.vary = varyWithAcceptEncoding(reply.headers.vary);
     const etag = typeof reply.headers.etag === 'string' ? reply.headers.etag : undefined;
     // Looked up before the ETag is written: the tag names the stored bytes, or the fast ones made here.
     const stored = coding !== null && reply.variants !== undefined ? await storedVariant(ctx, reply.variants, coding) : undefined;
     if (coding !== null) {
-      for (const name of IDENTITY_ONLY) delete headers[name];
       headers['content-encoding'] = coding;
       // For the metrics: what the coding saved is this minus the bytes sent.
       if (length !== undefined) ctx.notes.set('identity-length', String(length));
