@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import v8 from 'node:v8';
 import { createCompressStage } from '../../src/compress/stage.ts';
-import type { Context, Reply } from '../../src/pipeline/context.ts';
-import { decode, htmlPage } from './support.ts';
+import type { Reply } from '../../src/pipeline/context.ts';
+import { decode, htmlPage, stageContext as context } from './support.ts';
 
 // V8's own answer on an object's layout: `%HasFastProperties` (natives syntax, allowed for the
 // functions compiled after the flag is set).
@@ -12,14 +11,6 @@ v8.setFlagsFromString('--allow-natives-syntax');
 const hasFastProperties = new Function('object', 'return %HasFastProperties(object)') as (object: object) => boolean;
 
 const PAGE = htmlPage(30_000);
-
-function context(headers: Record<string, string>): Context {
-  return {
-    method: 'GET', scheme: 'https', authority: 'localhost', host: 'localhost', target: '/page', path: '/page', query: '',
-    headers, remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2',
-    body: Readable.from([]), hasBody: false, signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
-  };
-}
 
 test('a coded reply leaves the identity-only fields out of its header object without turning it into a dictionary', async () => {
   const compress = createCompressStage({ encodings: ['br'], minSize: 1024 });

@@ -1,7 +1,9 @@
 import diagnostics from 'node:diagnostics_channel';
 import zlib from 'node:zlib';
 import type { ResponseEndEvent } from '../../src/observability/channels.ts';
+import { Readable } from 'node:stream';
 import { brotliWindowFor } from '../../src/compress/encoders.ts';
+import type { Context } from '../../src/pipeline/context.ts';
 
 /** A deterministic HTML page of about `size` bytes: varied words, like real markup compresses. */
 export function htmlPage(size: number): Buffer {
@@ -76,3 +78,12 @@ export async function until(check: () => Promise<boolean>, what: string, ms = 10
 }
 
 export const header = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : value);
+
+/** A request as the compression stage sees it when called directly (no sockets): GET /page over HTTP/2. */
+export function stageContext(headers: Record<string, string> = {}, method = 'GET'): Context {
+  return {
+    method, scheme: 'https', authority: 'localhost', host: 'localhost', target: '/page', path: '/page', query: '',
+    headers, remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2',
+    body: Readable.from([]), hasBody: false, signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
+  };
+}

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { createCompressStage } from '../../src/compress/stage.ts';
 import { matchesTagList } from '../../src/http/conditional.ts';
 import type { Context, Encoding, Reply, StoredVariant, Variants } from '../../src/pipeline/context.ts';
-import { fastQuality, highQuality, htmlPage, until } from './support.ts';
+import { fastQuality, highQuality, htmlPage, stageContext as context, until } from './support.ts';
 
 // The compression stage called directly, in front of a fake holder of variants that answers
 // If-None-Match the way the cache and static stages do (weakly, against its identity tag). No sockets.
@@ -14,14 +14,6 @@ import { fastQuality, highQuality, htmlPage, until } from './support.ts';
 const PAGE = htmlPage(30_000);
 const SMALL = Buffer.from('small text, not worth a coding\n'.repeat(10)); // 310 bytes < minSize
 const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(8000, 7)]);
-
-function context(headers: Record<string, string> = {}, method = 'GET'): Context {
-  return {
-    method, scheme: 'https', authority: 'localhost', host: 'localhost', target: '/page', path: '/page', query: '',
-    headers, remoteAddress: '127.0.0.1', remotePort: 1, httpVersion: '2',
-    body: Readable.from([]), hasBody: false, signal: new AbortController().signal, startedAt: process.hrtime.bigint(), notes: new Map(),
-  };
-}
 
 /** A holder of one identity body and its encodings, like a cache entry; counts what reaches it. */
 function holder(body: Buffer, headers: OutgoingHttpHeaders) {
