@@ -8,7 +8,7 @@ import { loadAddon } from './native-addon.ts';
  *
  * A cache that keeps replacing bodies leaves glibc's heap full of free chunks between live ones,
  * and glibc returns pages only from the top of its heap: after a miss load RSS stays 80-200 MiB
- * above what is in use (README: memory). `malloc_trim(0)` also releases the whole pages inside
+ * above what is in use (docs/performance.md: Giving memory back). `malloc_trim(0)` also releases the whole pages inside
  * the free chunks; Node does not expose it, so a small Node-API helper does (native/, built at
  * install). A trim walks the whole heap holding glibc's lock: 2-15 ms on a 600 MB heap (measured
  * on the bench host), and under a load that keeps allocating the pages are taken again within
