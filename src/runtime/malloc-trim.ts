@@ -8,13 +8,13 @@ import { loadAddon } from './native-addon.ts';
  *
  * A cache that keeps replacing bodies leaves glibc's heap full of free chunks between live ones,
  * and glibc returns pages only from the top of its heap: after a miss load RSS stays 80-200 MiB
- * above what is in use (docs/performance.md: Giving memory back). `malloc_trim(0)` also releases the whole pages inside
- * the free chunks; Node does not expose it, so a small Node-API helper does (native/, built at
- * install). A trim walks the whole heap holding glibc's lock: 2-15 ms on a 600 MB heap (measured
- * on the bench host), and under a load that keeps allocating the pages are taken again within
- * seconds. So it runs when the work stops (the event loop quiet for 30 s after being busy), which
- * is when the memory is no longer needed, and under steady load at most once a minute, when a lot
- * is free: the way jemalloc's decay returns pages, at a coarser grain.
+ * above what is in use (docs/performance.md: Giving memory back). `malloc_trim(0)` also releases
+ * the whole pages inside the free chunks; Node does not expose it, so a small Node-API helper does
+ * (native/, built at install). A trim walks the whole heap holding glibc's lock: 2-15 ms on a
+ * 600 MB heap (measured on the bench host), and under a load that keeps allocating the pages are
+ * taken again within seconds. So it runs when the work stops (the event loop quiet for 30 s after
+ * being busy), which is when the memory is no longer needed, and under steady load at most once a
+ * minute, when a lot is free: the way jemalloc's decay returns pages, at a coarser grain.
  *
  * When the work stops V8 has no reason to collect, so the bodies the cache let go since its last
  * full collection (evicted, replaced: tens of MB under a miss load) would stay allocated: after two

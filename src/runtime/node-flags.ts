@@ -68,15 +68,16 @@
  * (3.3 MB allocated between two, against 12.8), 31 → 40, then 36 µs of CPU per response (memory.trim
  * off: 31 → 33, 32); the floor kept 12.8 MB after the quiet. But over HTTP/2 the next burst still
  * cost 17 → 26 µs with it (the cost there is the full collections that come sooner after the one at
- * rest: see docs/performance.md, A full collection at rest), it adds 24 MiB of RSS at start, and the soak (mixed
- * load) served fewer requests in each adjacent pair of 60 s runs: 7,117 and 5,990 req/s against
- * 8,239 and 7,778 without (RSS 270-332 against 280-282 MiB; the host drifted that hour).
+ * rest: see docs/performance.md, A full collection at rest), it adds 24 MiB of RSS at start, and
+ * the soak (mixed load) served fewer requests in each adjacent pair of 60 s runs: 7,117 and 5,990
+ * req/s against 8,239 and 7,778 without (RSS 270-332 against 280-282 MiB; the host drifted that
+ * hour).
  *
  * Not used: --initial-old-space-size=64, against what memory.trim's collection at rest costs the
- * next burst (docs/performance.md, A full collection at rest). Alternating pairs on 2026-12-01 (AMD host, a small
- * file over HTTP/2, two runs of 150,000 requests before 36 s of quiet and two after, µs of CPU per
- * response): without it 21, 22 → 24, 19 and 19, 20 → 27, 19; with it 18, 17 → 22, 22 and
- * 18, 19 → 23, 22: the first run after the quiet hardly better, the second worse, and an earlier
+ * next burst (docs/performance.md, A full collection at rest). Alternating pairs on 2026-12-01 (AMD
+ * host, a small file over HTTP/2, two runs of 150,000 requests before 36 s of quiet and two after,
+ * µs of CPU per response): without it 21, 22 → 24, 19 and 19, 20 → 27, 19; with it 18, 17 → 22, 22
+ * and 18, 19 → 23, 22: the first run after the quiet hardly better, the second worse, and an earlier
  * run had 17-24 MiB more RSS through static-1mb + post-1mb.
  *
  * Not used: --minor-ms (young collections by mark-sweep instead of copying; 13.6 has it, off by
