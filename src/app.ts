@@ -1,8 +1,7 @@
 import type { Config, OriginOptions, OriginPoolConfig, RouteConfig, SiteConfig } from './config/schema.ts';
 import { compose, type Handler, type Stage } from './pipeline/compose.ts';
-import type { Context, Reply } from './pipeline/context.ts';
-import { errorReply, textReply } from './pipeline/reply.ts';
-import { clientError, isOutpostError } from './errors.ts';
+import { textReply } from './pipeline/reply.ts';
+import { clientError } from './errors.ts';
 import { hostTable, pathTable } from './router/match.ts';
 import { createStaticStage } from './static/serve.ts';
 import { createEncodedStore } from './static/encoded.ts';
@@ -34,7 +33,9 @@ import { frontStats } from './server/counters.ts';
  * The composition root: builds every stage from the validated config and compiles one handler
  * chain per site and route, once. Nothing else imports more than one stage.
  *
- *   every request: handle errors → HSTS → router (the response writer reports each response's end)
+ *   every request: HSTS → router; what the chain throws or rejects with becomes a reply where the
+ *                  response is written (replyForError in server/listener.ts: one promise reaction
+ *                  per request there, not one more per stage), which reports each response's end
  *   static route:  compress → serve static (falls through to the proxy chain when the site has one)
  *   proxy route:   compress → cache → origin decode → origin
  * One compression stage for the app (one background queue), outermost on each static and proxy
@@ -43,6 +44,7 @@ import { frontStats } from './server/counters.ts';
  */
 
 export interface App {
+  /** The request's chain; it may reject (or throw): whoever writes the response makes the error's reply (pipeline/reply.ts replyForError). */
   handler: Handler;
   /** What the admin API can do: purge and read counters. */
   admin: AdminActions;
@@ -57,28 +59,6 @@ export interface App {
 }
 
 const VIA_NAME = 'outpost';
-
-/**
- * Turns thrown errors into replies; 5xx are logged with their cause. Not async (an async frame
- * costs ~400 B per request, a rejection handler ~190): the outermost stage, it also turns an
- * inner handler's synchronous throw into a reply.
- */
-const handleErrors: Stage = (ctx, next) => {
-  let reply: Promise<Reply>;
-  try {
-    reply = next(ctx);
-  } catch (error) {
-    return Promise.resolve(replyForError(ctx, error));
-  }
-  return reply.then(undefined, (error: unknown) => replyForError(ctx, error));
-};
-
-function replyForError(ctx: Context, error: unknown): Reply {
-  const status = isOutpostError(error) ? error.status : 500;
-  if (status >= 500) publishError({ ctx, error, where: 'request' });
-  ctx.notes.set('error', isOutpostError(error) ? error.code : 'INTERNAL');
-  return errorReply(error);
-}
 
 function hstsStage(hsts: Config['hsts']): Stage | null {
   if (hsts.maxAge <= 0) return null;
@@ -230,7 +210,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const sites = hostTable(config.sites.map((site, i) => ({ hosts: site.hosts, value: siteHandler(site, i) })));
   const router: Handler = (ctx) => (sites.lookup(ctx.host) ?? notFound)(ctx);
   const hsts = hstsStage(config.hsts);
-  const handler = compose([handleErrors, ...(hsts ? [hsts] : [])], router);
+  const handler = hsts ? compose([hsts], router) : router;
 
   const admin: AdminActions = {
     purge: (target, soft) => engine.purge(target, soft),

@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import { createApp, type App, type AppDependencies } from '../app.ts';
-import type { Handler } from '../pipeline/compose.ts';
+import { chainReply, type Handler } from '../pipeline/compose.ts';
 import { startServers, type Running, type ServerEvents } from '../server/listener.ts';
 import { createReadyReplies } from '../server/replies.ts';
 import { responseEndChannel } from '../observability/channels.ts';
@@ -87,7 +87,8 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
   const handler: Handler = (ctx) => {
     const gen = current;
     gen.inFlight++;
-    const reply = gen.app.handler(ctx);
+    // A throw as well as a rejection settles the request for its generation.
+    const reply = chainReply(gen.app.handler, ctx);
     reply.then(gen.settled, gen.settled);
     return reply;
   };

@@ -4,8 +4,8 @@ import { createSecureServer, constants as h2, type Http2SecureServer, type Http2
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
-import type { Handler } from '../pipeline/compose.ts';
-import { errorReply, textReply } from '../pipeline/reply.ts';
+import { chainReply, type Handler } from '../pipeline/compose.ts';
+import { errorReply, replyForError, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
@@ -233,12 +233,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));
       return;
     }
-    handler(ctx).then(
+    chainReply(handler, ctx).then(
       (reply) => {
         if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
         respondHttp2(stream, method, reply, ctx);
       },
-      (err) => respondHttp2(stream, method, errorReply(err), ctx),
+      (err) => respondHttp2(stream, method, replyForError(ctx, err), ctx),
     );
   });
 
@@ -274,12 +274,12 @@ export async function startServers(config: Config, handler: Handler, events: Ser
       respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;
     }
-    handler(ctx).then(
+    chainReply(handler, ctx).then(
       (reply) => {
         if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
         respondHttp1(res, method, reply, ctx);
       },
-      (err) => respondHttp1(res, method, errorReply(err), ctx),
+      (err) => respondHttp1(res, method, replyForError(ctx, err), ctx),
     );
   };
   server.on('request', onHttp1('https'));
