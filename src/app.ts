@@ -34,8 +34,9 @@ import { frontStats } from './server/counters.ts';
  * chain per site and route, once. Nothing else imports more than one stage.
  *
  *   every request: HSTS → router; what the chain throws or rejects with becomes a reply where the
- *                  response is written (replyForError in server/listener.ts: one promise reaction
- *                  per request there, not one more per stage), which reports each response's end
+ *                  response is written (server/listener.ts calls pipeline/reply.ts replyForError in
+ *                  its one promise reaction per request, not one more per stage), which reports
+ *                  each response's end
  *   static route:  compress → serve static (falls through to the proxy chain when the site has one)
  *   proxy route:   compress → cache → origin decode → origin
  * One compression stage for the app (one background queue), outermost on each static and proxy

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './ports.ts';
 import { once } from 'node:events';
 
 /**
@@ -12,14 +13,6 @@ export function redisSkipReason(): string | false {
   if (found.status === 0) return false;
   if (process.env.OUTPOST_REQUIRE_REDIS === '1') throw new Error('redis-server is required (OUTPOST_REQUIRE_REDIS=1) but not installed');
   return 'redis-server is not installed (apt-get install redis-server)';
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 export interface TestRedis {

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer as createNetServer } from 'node:net';
 import { h1, h2, startOutpost } from '../helpers/outpost.ts';
 import { errorChannel, responseEndChannel, type ErrorEvent, type ResponseEndEvent } from '../../src/observability/channels.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { freePort } from '../helpers/ports.ts';
 
 /**
  * A chain that fails (here: the origin refuses the connection) is answered where the response is
@@ -12,16 +12,8 @@ import { waitFor } from '../helpers/wait.ts';
  * log's report carries the error's code. Over both protocols.
  */
 
-async function deadPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 test('a failed origin request: 502 to the client, one error event with its request, the code in the access report', async () => {
-  const port = await deadPort();
+  const port = await freePort(); // nothing listens there: the origin refuses
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: `http://127.0.0.1:${port}` }] });
   const errors: ErrorEvent[] = [];
   const ends: ResponseEndEvent[] = [];

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { createServer as createNetServer, connect as netConnect, Socket } from 'node:net';
+import { connect as netConnect, Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { h1, h2, startOrigin, startOutpost, testCa, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
@@ -13,6 +13,7 @@ import { createFrontDoor } from '../../src/server/front-door.ts';
 import type { TunnelEvent } from '../../src/server/tunnel.ts';
 import { formatPassthroughLine } from '../../src/observability/log.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { freePort } from '../helpers/ports.ts';
 
 /**
  * TLS passthrough by SNI: a TLS backend with its own certificate behind Outpost's HTTPS listener.
@@ -122,10 +123,7 @@ test('a malformed ClientHello is closed without an answer, and counted', async (
 });
 
 test('a backend that refuses: the client\'s connection is closed, the failure logged', async () => {
-  const dead = createNetServer();
-  await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
-  const deadPort = (dead.address() as { port: number }).port;
-  await new Promise((resolve) => dead.close(resolve));
+  const deadPort = await freePort();
   const broken = await startOutpost({ tls: { passthrough: [{ hosts: ['gone.test'], to: `127.0.0.1:${deadPort}` }] } });
   try {
     const before = events.length;
