@@ -8,7 +8,7 @@ import { createEncodedStore } from './static/encoded.ts';
 import { createFileCache } from './static/file-cache.ts';
 import { createCompressStage } from './compress/stage.ts';
 import type { HighQualityEncoder } from './compress/fast-variants.ts';
-import { createOriginDecodeStage, originAcceptEncoding } from './compress/origin-decode.ts';
+import { createOriginDecode, originAcceptEncoding } from './compress/origin-decode.ts';
 import { createProxyHandler, type ProxyHandler } from './origin/proxy.ts';
 import { trustList } from './origin/forwarded.ts';
 import { publishError, publishUpstream } from './observability/channels.ts';
@@ -149,8 +149,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     : createCacheHandler(engine, storing, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false, passOrigin: passing });
   // Compression: one stage (one background queue) for every chain; encoded static files share one store.
   const compress = createCompressStage(config.compression, deps.encodeHigh);
-  const originDecode = createOriginDecodeStage(config.compression);
-  const originDecodePassing = createOriginDecodeStage({ ...config.compression, passAccepted: true });
+  const decode = createOriginDecode(config.compression);
+  const decodePassing = createOriginDecode({ ...config.compression, passAccepted: true });
   const encoded = config.compression.staticMemory > 0 ? createEncodedStore(config.compression.staticMemory) : undefined;
   const files = config.staticCache.maxSize > 0 ? createFileCache({ ...config.staticCache, now }) : undefined;
   /** One upstream pool per site or route that has an origin, named by its place in the config. */
@@ -159,13 +159,15 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       ...config.proxy, ...Object.assign({}, ...overrides), pool, trusted, viaName: VIA_NAME,
       caching: cacheOptions?.enabled !== false,
       hashKey: primaryKey,
-      acceptEncoding: originAcceptEncoding, // what originDecode can decode
+      acceptEncoding: originAcceptEncoding, // what decode can decode
+      decode,
+      decodePassing,
       timers: deps.timers,
       random: deps.random,
       onHealthChange: (upstream, up, why) => publishUpstream({ pool: name, upstream: upstream.name, up, why }),
     });
     proxies.set(name, proxy);
-    return cached(cacheOptions, compose([originDecode], proxy.handler), compose([originDecodePassing], proxy.passHandler));
+    return cached(cacheOptions, proxy.handler, proxy.passHandler);
   };
 
   // The guard runs first in every site's and route's chain: what it refuses reaches nothing else.

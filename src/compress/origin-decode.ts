@@ -1,6 +1,6 @@
 import { PassThrough, pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { Stage } from '../pipeline/compose.ts';
+import type { ReplyMap } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
@@ -62,7 +62,12 @@ const MAX_RATIO = 100;
 /** The Accept-Encoding the origin is asked with, for the proxy to send in place of the client's. */
 export const originAcceptEncoding = (ctx: Context): string => ctx.headers.range === undefined ? ASK_ORIGIN : 'identity';
 
-export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
+/**
+ * The decoder, applied to each origin reply by the proxy (proxy.ts `decode`) in the reaction its
+ * attempt has anyway: as a stage around the proxy it cost a promise level per request (~4-5k
+ * instructions of ~366k per pass-through response over HTTP/2, callgrind).
+ */
+export function createOriginDecode(options: OriginDecodeOptions): ReplyMap {
   const max = options.maxDecodedSize;
   const passAccepted = options.passAccepted === true;
   if (!Number.isSafeInteger(max) || max <= 0) {
@@ -70,13 +75,11 @@ export function createOriginDecodeStage(options: OriginDecodeOptions): Stage {
   }
 
   // Not async: most replies carry no coding and go on as they came, without an async frame each.
-  return function originDecode(ctx, next) {
-    return next(ctx).then((reply) => {
-      const value = reply.headers['content-encoding'];
-      if (reply.status === 304 && value === undefined) return weakenedLikeTheRequest(ctx, reply);
-      if (value === undefined) return reply;
-      return decode(ctx, reply, value);
-    });
+  return function originDecode(ctx, reply) {
+    const value = reply.headers['content-encoding'];
+    if (reply.status === 304 && value === undefined) return weakenedLikeTheRequest(ctx, reply);
+    if (value === undefined) return reply;
+    return decode(ctx, reply, value);
   };
 
   async function decode(ctx: Context, reply: Reply, value: string | number | string[]): Promise<Reply> {

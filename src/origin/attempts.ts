@@ -1,6 +1,7 @@
 import { forwardsBody } from './hygiene.ts';
 import type { Readable } from 'node:stream';
 import type { Context, Reply } from '../pipeline/context.ts';
+import type { ReplyMap } from '../pipeline/compose.ts';
 import { disposeBody } from '../pipeline/context.ts';
 import { originError, type OutpostError } from '../errors.ts';
 import type { OriginOptions } from '../config/schema.ts';
@@ -27,7 +28,13 @@ export interface AttemptsOptions extends Pick<OriginOptions, 'retries' | 'retryO
   readonly timers?: Timers;
 }
 
-export function createAttempts(options: AttemptsOptions): (ctx: Context, forward: Forward) => Promise<Reply> {
+/**
+ * Runs one client request's attempts; `after` (the origin decoder) maps the reply the client gets,
+ * in the reaction the attempt has anyway, once (a retried attempt's reply is not mapped).
+ */
+export type Attempts = (ctx: Context, forward: Forward, after?: ReplyMap) => Promise<Reply>;
+
+export function createAttempts(options: AttemptsOptions): Attempts {
   const { pool, mapError } = options;
   const timers = options.timers ?? realTimers;
   const retryOn: ReadonlySet<number> = new Set(options.retryOn);
@@ -67,21 +74,24 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
    * Nothing to fail over to: one attempt, without the retry bookkeeping. Not async: two handlers
    * on the exchange's promise cost about half an async frame.
    */
-  function only(ctx: Context, upstream: Upstream, forward: Forward): Promise<Reply> {
+  function only(ctx: Context, upstream: Upstream, forward: Forward, after: ReplyMap | undefined): Promise<Reply> {
     const started = performance.now();
     const failed = (err: unknown): never => {
       pool.end(upstream);
       throw failedAttempt(err, upstream).mapped;
     };
-    return send(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined, forward).then((reply) => responded(upstream, started, reply), failed);
+    return send(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined, forward).then((reply) => {
+      responded(upstream, started, reply);
+      return after === undefined ? reply : after(ctx, reply);
+    }, failed);
   }
 
   // Not async itself: one promise layer less per request on the single-upstream path.
-  return (ctx, forward) => {
+  return (ctx, forward, after) => {
     const key = pool.keyed ? hashKey(ctx) : '';
     const upstream = pool.choose(key);
     if (upstream === undefined) return Promise.reject(originError.unavailable('no healthy upstream: every origin server is down'));
-    return retries === 0 ? only(ctx, upstream, forward) : withRetries(ctx, upstream, key, forward);
+    return retries === 0 ? only(ctx, upstream, forward, after) : withRetries(ctx, upstream, key, forward, after);
   };
 
   /**
@@ -90,16 +100,20 @@ export function createAttempts(options: AttemptsOptions): (ctx: Context, forward
    * attempt and that set per request allocated 0.8 KB more per pass-through request to a pool of
    * two: 18.75 against 17.94 KB, the inspector's sampling heap profile, 2026-12-02.)
    */
-  function withRetries(ctx: Context, first: Upstream, key: string, forward: Forward): Promise<Reply> {
+  function withRetries(ctx: Context, first: Upstream, key: string, forward: Forward, after: ReplyMap | undefined): Promise<Reply> {
     // Only a body that may be needed again gets stand-ins; a single upstream reads the client's directly.
     const bodies = forwardsBody(ctx) ? attemptBodies(ctx.body) : undefined;
-    return attemptOn({ ctx, key, forward, bodies, started: timers.now(), tried: null }, first);
+    return attemptOn({ ctx, key, forward, after, bodies, started: timers.now(), tried: null }, first);
   }
 
   function attemptOn(request: Retrying, upstream: Upstream): Promise<Reply> {
     const started = performance.now();
     return send(request.ctx, upstream, request.bodies?.next(), request.forward).then(
-      (reply) => afterReply(request, upstream, responded(upstream, started, reply)),
+      (reply) => {
+        const next = afterReply(request, upstream, responded(upstream, started, reply));
+        // A retry's attempt maps its own reply: only the one answered here is mapped here.
+        return next === reply && request.after !== undefined ? request.after(request.ctx, reply) : next;
+      },
       (err: unknown) => {
         pool.end(upstream);
         return afterFailure(request, upstream, err);
@@ -138,6 +152,7 @@ interface Retrying {
   readonly ctx: Context;
   readonly key: string;
   readonly forward: Forward;
+  readonly after: ReplyMap | undefined;
   /** Stand-ins for the client's body, one per attempt (undefined: no body). */
   readonly bodies: AttemptBodies | undefined;
   readonly started: number;

@@ -1,7 +1,7 @@
 import { errors as undiciErrors } from './undici.ts';
 import type { Readable } from 'node:stream';
 import type { BlockList } from 'node:net';
-import type { Handler } from '../pipeline/compose.ts';
+import type { Handler, ReplyMap } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
@@ -21,6 +21,10 @@ export interface ProxyOptions extends PoolOptions {
   hashKey?: (ctx: Context) => string;
   /** The Accept-Encoding sent in place of the client's (the origin decoder's, compress/origin-decode.ts). */
   acceptEncoding?: (ctx: Context) => string;
+  /** What `handler`'s replies go through (the origin decoder), in each attempt's own reaction. */
+  decode?: ReplyMap;
+  /** The same for `passHandler`'s (the decoder that lets a coding the client takes pass). */
+  decodePassing?: ReplyMap;
 }
 
 export interface ProxyHandler {
@@ -129,8 +133,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 
   // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
   const refused = (ctx: Context) => ctx.method === 'CONNECT' || ctx.method === 'TRACE';
-  const handler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forward);
-  const passHandler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forwardAsSent);
+  const { decode, decodePassing } = options;
+  const handler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forward, decode);
+  const passHandler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forwardAsSent, decodePassing);
 
   return {
     handler,

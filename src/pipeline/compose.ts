@@ -9,6 +9,13 @@ import type { Context, Reply } from './context.ts';
  */
 export type Handler = (ctx: Context) => Promise<Reply>;
 export type Stage = (ctx: Context, next: Handler) => Promise<Reply>;
+/**
+ * What a handler's reply goes through before it is answered, for a job that only looks at the reply
+ * (the origin decoder): given to the handler that makes the reply, which applies it in its own
+ * reaction. A stage doing the same job costs a promise, a reaction and a closure more per request.
+ * May throw or reject: the reply fails as the stage's would.
+ */
+export type ReplyMap = (ctx: Context, reply: Reply) => Reply | Promise<Reply>;
 
 export function compose(stages: readonly Stage[], last: Handler): Handler {
   let handler = last;

@@ -1,7 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import { createApp, type App, type AppDependencies } from '../app.ts';
-import { chainReply, type Handler } from '../pipeline/compose.ts';
-import { startServers, type Running, type ServerEvents } from '../server/listener.ts';
+import { startServers, type Dispatch, type Running, type Served, type ServerEvents } from '../server/listener.ts';
 import { createReadyReplies } from '../server/replies.ts';
 import { responseEndChannel } from '../observability/channels.ts';
 
@@ -32,7 +31,8 @@ export interface Instance {
   close(): Promise<void>;
 }
 
-interface Generation {
+/** One configuration's app, and its requests still open (the listener tells each one's end: Served). */
+interface Generation extends Served {
   readonly app: App;
   readonly config: Config;
   inFlight: number;
@@ -72,7 +72,7 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
     closing.add(done);
   };
   const generation = (app: App, applied: Config): Generation => {
-    const gen: Generation = { app, config: applied, inFlight: 0, retired: false, engineHandedOn: false, settled: () => {
+    const gen: Generation = { app, handler: app.handler, config: applied, inFlight: 0, retired: false, engineHandedOn: false, settled: () => {
       if (--gen.inFlight === 0 && gen.retired) retire(gen);
     } };
     return gen;
@@ -84,18 +84,19 @@ export async function startInstance(config: Config, deps: AppDependencies = {}, 
   // Kept replies nobody asked for in a sweep period are let go, and their bodies with them.
   const sweeper = setInterval(() => replies.sweep(), REPLY_SWEEP_MS);
   sweeper.unref();
-  const handler: Handler = (ctx) => {
-    const gen = current;
-    gen.inFlight++;
-    // A throw as well as a rejection settles the request for its generation.
-    const reply = chainReply(gen.app.handler, ctx);
-    reply.then(gen.settled, gen.settled);
-    return reply;
+  // Each request runs on the generation current when it arrives, counted open until the listener
+  // has its reply or its failure (a throw included: the listener makes it a rejection).
+  const dispatch: Dispatch = {
+    begin: () => {
+      const gen = current;
+      gen.inFlight++;
+      return gen;
+    },
   };
 
   let running: Running;
   try {
-    running = await startServers(config, handler, events, replies);
+    running = await startServers(config, dispatch, events, replies);
   } catch (err) {
     clearInterval(sweeper);
     await current.app.close();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createPopularity, createUpgradeQueue } from '../../src/compress/upgrades.ts';
 import { createEncodedStore } from '../../src/static/encoded.ts';
 import { createCompressStage } from '../../src/compress/stage.ts';
-import { createOriginDecodeStage } from '../../src/compress/origin-decode.ts';
+import { createOriginDecode } from '../../src/compress/origin-decode.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from '../../src/compress/validators.ts';
@@ -167,7 +167,7 @@ test('bad options are refused at creation, naming the option', () => {
   assert.throws(() => createCompressStage({ encodings: ['br', 'deflate' as 'br'], minSize: 1024 }), /compression\.encodings: unknown coding "deflate"/);
   assert.throws(() => createCompressStage({ encodings: ['br', 'br'], minSize: 1024 }), /listed twice/);
   assert.throws(() => createCompressStage({ encodings: ['br'], minSize: -1 }), /compression\.minSize/);
-  assert.throws(() => createOriginDecodeStage({ maxDecodedSize: 0 }), /compression\.maxDecodedSize/);
+  assert.throws(() => createOriginDecode({ maxDecodedSize: 0 }), /compression\.maxDecodedSize/);
   assert.throws(() => validateConfig({ compression: { maxDecodedSize: 0, encodings: ['lzma'] } }), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.ok(err.problems.some((p) => p.startsWith('compression.maxDecodedSize')), err.message);

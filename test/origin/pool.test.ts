@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
+import { gzipSync } from 'node:zlib';
 import type { ServerResponse } from 'node:http';
 import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
@@ -204,6 +205,35 @@ test('a 502/503/504 answer: an idempotent request gets another upstream\'s answe
     const once = [];
     for (let i = 0; i < 4; i++) once.push((await h1(`${outpost.url}/once/${i}`)).status);
     assert.deepEqual(once.sort(), [200, 200, 503, 503]);
+  } finally {
+    await outpost.close();
+    await f.close();
+    await a.close();
+  }
+});
+
+test('a retried request\'s answer goes through the origin decoder like any other: gzip from the origin, identity to a client that did not ask for it', async () => {
+  let failed = 0;
+  const f = await startOrigin((_req, res) => {
+    failed++;
+    res.writeHead(503, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+    res.end(gzipSync('F failing'));
+  });
+  const a = await startOrigin((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': req.url!.startsWith('/cached') ? 'max-age=60' : 'no-store' });
+    res.end(gzipSync(`A ${req.url}`));
+  });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: [f.url, a.url] }] });
+  try {
+    // Round-robin: every other request tries F first and is retried on A. Stored (decoded for the
+    // cache) and passed through (decoded for a client that takes no coding) alike.
+    for (const path of ['/cached/1', '/pass/1', '/cached/2', '/pass/2']) {
+      const res = await h1(`${outpost.url}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers['content-encoding'], undefined, path);
+      assert.equal(res.body.toString(), `A ${path}`);
+    }
+    assert.equal(failed, 2, 'two of the four went to F first');
   } finally {
     await outpost.close();
     await f.close();
