@@ -313,7 +313,7 @@ export const configSchema = z.strictObject({
   memory: z.strictObject({
     /**
      * Give glibc's free heap pages back to the system after 30 s without load (after 2 min with a
-     * full collection first), and under load at most once a minute when 64 MiB or more are free
+     * full collection first), and under load at most once a minute when 16 MiB or more are free
      * (malloc_trim; src/runtime/malloc-trim.ts).
      * Needs the native helper built at install; with jemalloc (OUTPOST_MALLOC) it is not needed.
      */

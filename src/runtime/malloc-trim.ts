@@ -92,7 +92,14 @@ export interface TrimPolicy {
   readonly quietFreeBytes: number;
   /** Under load, trim at most this often... */
   readonly busyEveryMs: number;
-  /** ...and only when at least this much is free. */
+  /**
+   * ...and only when at least this much is free. 16 MiB: the 5-minute soak (bench/soak.ts: ~8,500
+   * requests/s, 25 MiB cached) holds 25-28 MiB free in glibc's arenas, which the 64 MiB of before
+   * never trimmed; trimmed once a minute its RSS fell by 4-16 MiB at each trim and grew back
+   * 3-5 MiB in the minute after: 192.7-197.9 MiB in its second half against 217.3-217.8 with V8's
+   * heap the same size (65-68 MiB committed), 2026-12-04. A trim of that heap takes well under a
+   * millisecond; of the bench's after 40,000 misses (~70 MB, the slabs apart) a few.
+   */
   readonly busyFreeBytes: number;
 }
 
@@ -103,7 +110,7 @@ export const TRIM_POLICY: TrimPolicy = {
   collectChecks: 120,
   quietFreeBytes: 8 * MiB,
   busyEveryMs: 60_000,
-  busyFreeBytes: 64 * MiB,
+  busyFreeBytes: 16 * MiB,
 };
 
 export interface TrimStats {
