@@ -97,8 +97,9 @@ export interface TrimPolicy {
    * requests/s, 25 MiB cached) holds 25-28 MiB free in glibc's arenas, which the 64 MiB of before
    * never trimmed; trimmed once a minute its RSS fell by 4-16 MiB at each trim and grew back
    * 3-5 MiB in the minute after: 192.7-197.9 MiB in its second half against 217.3-217.8 with V8's
-   * heap the same size (65-68 MiB committed), 2026-12-04. A trim of that heap takes well under a
-   * millisecond; of the bench's after 40,000 misses (~70 MB, the slabs apart) a few.
+   * heap the same size (65-68 MiB committed), 2026-12-04. A trim walks the whole heap (2-15 ms
+   * on a 600 MB one, above); the soak's is ~40 MB, the bench's after 40,000 misses ~70 MB (the
+   * slabs are mapped apart).
    */
   readonly busyFreeBytes: number;
 }
