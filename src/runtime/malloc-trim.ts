@@ -97,9 +97,10 @@ export interface TrimPolicy {
    * requests/s, 25 MiB cached) holds 25-28 MiB free in glibc's arenas, which the 64 MiB of before
    * never trimmed; trimmed once a minute its RSS fell by 4-16 MiB at each trim and grew back
    * 3-5 MiB in the minute after: 192.7-197.9 MiB in its second half against 217.3-217.8 with V8's
-   * heap the same size (65-68 MiB committed), 2026-12-04. A trim walks the whole heap (2-15 ms
-   * on a 600 MB one, above); the soak's is ~40 MB, the bench's after 40,000 misses ~70 MB (the
-   * slabs are mapped apart).
+   * heap the same size (65-68 MiB committed), 2026-12-04; a second run 183-197 until V8's heap
+   * grew (docs/performance.md: Trimming under load from 16 MiB free). A trim walks the whole
+   * heap (2-15 ms on a 600 MB one, above); the soak's is ~40 MB, the bench's after 40,000 misses
+   * ~70 MB (the slabs are mapped apart).
    */
   readonly busyFreeBytes: number;
 }
