@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.ts';
 import { createApp, type App, type AppDependencies } from '../app.ts';
-import { startServers, type Dispatch, type Running, type Served, type ServerEvents } from '../server/listener.ts';
+import { startServers, type Running, type ServerEvents } from '../server/listener.ts';
+import type { Dispatch, Served } from '../server/dispatch.ts';
 import { createReadyReplies } from '../server/replies.ts';
 import { responseEndChannel } from '../observability/channels.ts';
 

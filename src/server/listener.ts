@@ -29,6 +29,7 @@ import { publishClientError, publishError } from '../observability/channels.ts';
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
 import type { ReadyReplies } from './replies.ts';
+import { fixedChain, type Dispatch } from './dispatch.ts';
 import type { FrontDoorStats } from './front-door.ts';
 
 export interface Running {
@@ -44,30 +45,6 @@ export interface Running {
   /** The listeners themselves, for metrics (handshakes, connections, sessions, streams). */
   readonly servers: { readonly https: Http2SecureServer; readonly http: HttpServer | null };
 }
-
-/**
- * What runs each request: the chain of the configuration current when it arrived, and who to tell
- * once that chain's reply (or failure) is in — runtime/instance.ts counts each configuration's
- * open requests, to close a replaced one after its last. Told in the one reaction the listener
- * attaches to the chain anyway: a reaction of its own per request cost a promise, a reaction
- * record and a microtask more (a promise level: ~4-5k instructions of ~366k per pass-through
- * response over HTTP/2, callgrind).
- */
-export interface Dispatch {
-  begin(): Served;
-}
-
-export interface Served {
-  readonly handler: Handler;
-  /** Called once per begin(), when the reply is made or the chain failed. */
-  settled(): void;
-}
-
-/** A fixed chain (tests, tools): nothing to count. */
-const fixedChain = (handler: Handler): Dispatch => {
-  const served: Served = { handler, settled: () => {} };
-  return { begin: () => served };
-};
 
 export interface ServerEvents {
   /** Errors with no client to tell (a failed write), for the log; the error channel by default. */
