@@ -15,7 +15,7 @@ import v8 from 'node:v8';
  * Every second this looks at what is not V8's heap (RSS less V8's committed heap: the cache's
  * slabs, Node's binary, glibc's heap, V8's pooled pages): the limit less that and less the young
  * generation is the room V8's old generation has, and the factor is that room over its live size
- * (the least it used over the last LIVE_WINDOW checks), between MIN_FACTOR and 4 (from 4 up V8
+ * (the least it used over the last LIVE_WINDOW checks), between MIN_FACTOR (and MIN_GROWTH bytes) and 4 (from 4 up V8
  * chooses its own). V8 reads it when a full collection ends (--heap-growing-percent, which V8
  * 13.6 reads at each of them; set at runtime through v8.setFlagsFromString). Far from the limit
  * nothing changes; near it V8 collects sooner, which costs CPU where much survives the young
@@ -36,6 +36,19 @@ const MAX_FACTOR = 4;
 export const MIN_FACTOR = 1.5;
 
 const MiB = 1024 * 1024;
+/**
+ * And the least growth in bytes, whatever the live size: room for three young generations' worth
+ * of promotion (--max-semi-space-size=16, node-flags.ts). V8 starts marking as soon as the old
+ * generation has less room left than the young generation could promote, so a small live heap
+ * held at MIN_FACTOR is marked again the moment a collection ends. Seen (rig, 2026-12-04, a full
+ * 512 MB cache taking 30 KB misses at ~2,300 a second, 34 MB live, the budget at 50 %): a full
+ * collection every ~120 ms and no young one between, 408-420 µs of CPU per miss; with 100 %, 7-8
+ * full collections per 5,000 misses and 342-396 µs; with 150 %, 4-5 and 300-310 µs, as with V8's
+ * own choice; V8's committed heap 71-73 MB in each, RSS 708, 724 and 732 MiB (limit 736). The
+ * commit before and this one the same hour: 422-496 µs, RSS 758-760 against 296-326 µs (140 %),
+ * 743-747: RSS moves by ~20 MiB from one process to the next, the CPU does not.
+ */
+export const MIN_GROWTH = 48 * MiB;
 /**
  * What "auto" adds to the bytes this process's memory cache may hold: Node's binary (~55 MiB
  * resident), V8's young generation (32 at --max-semi-space-size=16), a live heap of 40-60, glibc's
@@ -63,15 +76,16 @@ export interface HeapReading {
 /**
  * The growth percent for V8 (--heap-growing-percent) under `limit` bytes of RSS, with `oldLive`
  * the old generation's live bytes (the least in use lately: what the last full collection left):
- * 0 for V8's own choice (room for MAX_FACTOR times it or more), else (factor - 1) x 100 in steps of 10.
+ * 0 for V8's own choice (room for MAX_FACTOR times it or more), else (factor - 1) x 100 in steps
+ * of 10, never under MIN_FACTOR nor under MIN_GROWTH bytes.
  */
 export function growthPercentFor(limit: number, reading: HeapReading, oldLive: number): number {
   const outside = Math.max(0, reading.rss - reading.committed);
   const room = limit - outside - reading.youngCommitted;
   const factor = oldLive > 0 ? room / oldLive : MAX_FACTOR;
   if (factor >= MAX_FACTOR) return 0;
-  const bounded = Math.max(MIN_FACTOR, factor);
-  return Math.floor((bounded - 1) * 10) * 10;
+  const tenths = Math.max(Math.floor((factor - 1) * 10), Math.round((MIN_FACTOR - 1) * 10), Math.ceil(MIN_GROWTH / oldLive * 10));
+  return 1 + tenths / 10 >= MAX_FACTOR ? 0 : tenths * 10;
 }
 
 /** Checks whose least old-generation use stands for the live heap. */

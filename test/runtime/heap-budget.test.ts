@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AUTO_HEADROOM, MIN_FACTOR, growthPercentFor, growthSetByOperator, memoryLimitOf, startHeapBudget, type HeapReading } from '../../src/runtime/heap-budget.ts';
+import { AUTO_HEADROOM, MIN_FACTOR, MIN_GROWTH, growthPercentFor, growthSetByOperator, memoryLimitOf, startHeapBudget, type HeapReading } from '../../src/runtime/heap-budget.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
@@ -25,8 +25,20 @@ test('memory.limit: far from the limit V8 chooses its own growth; nearer, the ol
   // Room 368 for 200 live: 1.84x -> 80 %.
   assert.equal(growthPercentFor(1000 * MiB, reading(850, 250, 220), 200 * MiB), 80);
   // Over the limit: never under MIN_FACTOR (a full collection per half of the live heap promoted).
-  assert.equal(growthPercentFor(1000 * MiB, reading(1200, 100, 90), 80 * MiB), Math.round((MIN_FACTOR - 1) * 100));
-  assert.equal(growthPercentFor(500 * MiB, reading(900, 100, 90), 80 * MiB), Math.round((MIN_FACTOR - 1) * 100));
+  assert.equal(growthPercentFor(1000 * MiB, reading(1200, 250, 210), 200 * MiB), Math.round((MIN_FACTOR - 1) * 100));
+  assert.equal(growthPercentFor(500 * MiB, reading(900, 250, 210), 200 * MiB), Math.round((MIN_FACTOR - 1) * 100));
+});
+
+test('memory.limit: a small live heap near the limit still gets MIN_GROWTH bytes of room, else V8 marks again as soon as it has collected', () => {
+  // A full 512 MB cache (limit 736 MiB) whose process keeps 34 MiB live: room 736 - 668 - 32 = 36
+  // MiB, 1.06x. At MIN_FACTOR (50 %) V8 would have 17 MiB to grow into, less than the young
+  // generation can promote: a full collection every ~120 ms (heap-budget.ts, MIN_GROWTH).
+  assert.ok(34 * MiB * (MIN_FACTOR - 1) < MIN_GROWTH);
+  assert.equal(growthPercentFor(736 * MiB, reading(740, 72, 40), 34 * MiB), 150, '1 + 48 / 34 = 2.41x, rounded up to 2.5x');
+  assert.equal(growthPercentFor(736 * MiB, reading(800, 120, 100), 96 * MiB), 50, '96 MiB live: half of it is MIN_GROWTH');
+  assert.equal(growthPercentFor(736 * MiB, reading(800, 120, 100), 80 * MiB), 60, '80 MiB live: 48 / 80 = 0.6');
+  // 12 MiB live: MIN_GROWTH is four times it, V8's own choice anyway.
+  assert.equal(growthPercentFor(736 * MiB, reading(740, 50, 14), 12 * MiB), 0);
 });
 
 test('memory.limit: the live heap is the least the old generation used over the last checks, and V8 hears only of changes', () => {
@@ -62,7 +74,7 @@ test('memory.limit: V8 uses the growth the budget sets while running (--trace-gc
   // full collection; without the budget, V8's own factor (not 1.5).
   const script = `
     import { startHeapBudget } from './src/runtime/heap-budget.ts';
-    const budget = startHeapBudget(1, { timer: false, read: () => ({ rss: 1, committed: 1, youngCommitted: 0, oldUsed: 1 }) });
+    const budget = startHeapBudget(1, { timer: false, read: () => ({ rss: 1, committed: 1, youngCommitted: 0, oldUsed: 200 * 1024 * 1024 }) });
     if (process.argv[1] === 'on') budget.check();
     const keep = [];
     for (let i = 0; i < 200000; i++) keep.push({ i, s: 'x' + i });
