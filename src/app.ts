@@ -1,5 +1,5 @@
 import type { Config, OriginOptions, OriginPoolConfig, RouteConfig, SiteConfig } from './config/schema.ts';
-import { compose, type Handler, type Stage } from './pipeline/compose.ts';
+import { compose, type Handler, type MappingHandler, type Stage } from './pipeline/compose.ts';
 import { textReply } from './pipeline/reply.ts';
 import { clientError } from './errors.ts';
 import { hostTable, pathTable } from './router/match.ts';
@@ -144,9 +144,9 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     nodeFlights: onNodeTier(config.cache) ? createNodeFlightsClient() : undefined,
   });
   /** The cache in front of `storing`; without a cache nothing is stored, and every request goes to `passing`. */
-  const cached = (options: SiteConfig['cache'], storing: Handler, passing: Handler): Handler => options?.enabled === false
+  const cached = (options: SiteConfig['cache'], storing: Handler, passing: Handler, passMapped: MappingHandler): Handler => options?.enabled === false
     ? passing
-    : createCacheHandler(engine, storing, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false, passOrigin: passing });
+    : createCacheHandler(engine, storing, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false, passOrigin: passing, passMapped });
   // Compression: one stage (one background queue) for every chain; encoded static files share one store.
   const compress = createCompressStage(config.compression, deps.encodeHigh);
   const decode = createOriginDecode(config.compression);
@@ -167,7 +167,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       onHealthChange: (upstream, up, why) => publishUpstream({ pool: name, upstream: upstream.name, up, why }),
     });
     proxies.set(name, proxy);
-    return cached(cacheOptions, proxy.handler, proxy.passHandler);
+    return cached(cacheOptions, proxy.handler, proxy.passHandler, proxy.passMapped);
   };
 
   // The guard runs first in every site's and route's chain: what it refuses reaches nothing else.

@@ -1,4 +1,4 @@
-import type { Handler } from '../pipeline/compose.ts';
+import { mappingOf, type Handler, type MappingHandler } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { parseCacheControl } from '../http/cache-control.ts';
 import type { CacheEngine, StoredView } from './engine.ts';
@@ -42,13 +42,15 @@ export interface CacheRouteOptions extends StoreRules {
    * origin's coding on as it came (proxy.ts `passHandler`). `origin` when absent.
    */
   readonly passOrigin?: Handler;
+  /** `passOrigin` applying the cache's maps in its own reaction (proxy.ts `passMapped`): preferred when given. */
+  readonly passMapped?: MappingHandler;
 }
 
 export function createCacheHandler(engine: CacheEngine, origin: Handler, options: CacheRouteOptions): Handler {
   const rules: StoreRules = { storeSetCookie: options.storeSetCookie, heuristicWithCredentials: options.heuristicWithCredentials };
   const { name, stats } = engine;
   const status = (params: string) => `${name}; ${params}`;
-  const route: CacheRoute = { engine, rules, origin, status, serve, ...createOriginFetch(origin, options.passOrigin ?? origin, engine.hidden, status) };
+  const route: CacheRoute = { engine, rules, origin, status, serve, ...createOriginFetch(origin, options.passMapped ?? mappingOf(options.passOrigin ?? origin), engine.hidden, status) };
   const admitting = createAdmitting(route);
   const collapsing = createCollapsing(route, admitting, answer);
   const { revalidate, revalidateInBackground } = createValidating(route, admitting, collapsing);

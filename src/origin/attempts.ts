@@ -1,7 +1,7 @@
 import { forwardsBody } from './hygiene.ts';
 import type { Readable } from 'node:stream';
 import type { Context, Reply } from '../pipeline/context.ts';
-import type { ReplyMap } from '../pipeline/compose.ts';
+import { mapReply, type ErrorMap, type ReplyMap } from '../pipeline/compose.ts';
 import { disposeBody } from '../pipeline/context.ts';
 import { originError, type OutpostError } from '../errors.ts';
 import type { OriginOptions } from '../config/schema.ts';
@@ -29,10 +29,12 @@ export interface AttemptsOptions extends Pick<OriginOptions, 'retries' | 'retryO
 }
 
 /**
- * Runs one client request's attempts; `after` (the origin decoder) maps the reply the client gets,
- * in the reaction the attempt has anyway, once (a retried attempt's reply is not mapped).
+ * Runs one client request's attempts; `after` (the origin decoder), then `then` (the caller's map,
+ * compose.ts MappingHandler), map the reply the client gets, in the reaction the attempt has
+ * anyway, once (a retried attempt's reply is not mapped); `failed` maps the failure the client
+ * gets, the decoder's included.
  */
-export type Attempts = (ctx: Context, forward: Forward, after?: ReplyMap) => Promise<Reply>;
+export type Attempts = (ctx: Context, forward: Forward, after?: ReplyMap, then?: ReplyMap, failed?: ErrorMap) => Promise<Reply>;
 
 export function createAttempts(options: AttemptsOptions): Attempts {
   const { pool, mapError } = options;
@@ -74,24 +76,28 @@ export function createAttempts(options: AttemptsOptions): Attempts {
    * Nothing to fail over to: one attempt, without the retry bookkeeping. Not async: two handlers
    * on the exchange's promise cost about half an async frame.
    */
-  function only(ctx: Context, upstream: Upstream, forward: Forward, after: ReplyMap | undefined): Promise<Reply> {
+  function only(ctx: Context, upstream: Upstream, forward: Forward, after: ReplyMap | undefined, then: ReplyMap | undefined, failed: ErrorMap | undefined): Promise<Reply> {
     const started = performance.now();
-    const failed = (err: unknown): never => {
+    const attemptFailed = (err: unknown): never => {
       pool.end(upstream);
-      throw failedAttempt(err, upstream).mapped;
+      const mapped = failedAttempt(err, upstream).mapped;
+      throw failed === undefined ? mapped : failed(ctx, mapped);
     };
     return send(ctx, upstream, forwardsBody(ctx) ? ctx.body : undefined, forward).then((reply) => {
       responded(upstream, started, reply);
-      return after === undefined ? reply : after(ctx, reply);
-    }, failed);
+      return mapReply(ctx, reply, after, then, failed);
+    }, attemptFailed);
   }
 
   // Not async itself: one promise layer less per request on the single-upstream path.
-  return (ctx, forward, after) => {
+  return (ctx, forward, after, then, failed) => {
     const key = pool.keyed ? hashKey(ctx) : '';
     const upstream = pool.choose(key);
-    if (upstream === undefined) return Promise.reject(originError.unavailable('no healthy upstream: every origin server is down'));
-    return retries === 0 ? only(ctx, upstream, forward, after) : withRetries(ctx, upstream, key, forward, after);
+    if (upstream === undefined) {
+      const unavailable = originError.unavailable('no healthy upstream: every origin server is down');
+      return Promise.reject(failed === undefined ? unavailable : failed(ctx, unavailable));
+    }
+    return retries === 0 ? only(ctx, upstream, forward, after, then, failed) : withRetries(ctx, upstream, key, forward, after, then, failed);
   };
 
   /**
@@ -100,10 +106,10 @@ export function createAttempts(options: AttemptsOptions): Attempts {
    * attempt and that set per request allocated 0.8 KB more per pass-through request to a pool of
    * two: 18.75 against 17.94 KB, the inspector's sampling heap profile, 2026-12-02.)
    */
-  function withRetries(ctx: Context, first: Upstream, key: string, forward: Forward, after: ReplyMap | undefined): Promise<Reply> {
+  function withRetries(ctx: Context, first: Upstream, key: string, forward: Forward, after: ReplyMap | undefined, then: ReplyMap | undefined, failed: ErrorMap | undefined): Promise<Reply> {
     // Only a body that may be needed again gets stand-ins; a single upstream reads the client's directly.
     const bodies = forwardsBody(ctx) ? attemptBodies(ctx.body) : undefined;
-    return attemptOn({ ctx, key, forward, after, bodies, started: timers.now(), tried: null }, first);
+    return attemptOn({ ctx, key, forward, after, then, failed, bodies, started: timers.now(), tried: null }, first);
   }
 
   function attemptOn(request: Retrying, upstream: Upstream): Promise<Reply> {
@@ -112,7 +118,7 @@ export function createAttempts(options: AttemptsOptions): Attempts {
       (reply) => {
         const next = afterReply(request, upstream, responded(upstream, started, reply));
         // A retry's attempt maps its own reply: only the one answered here is mapped here.
-        return next === reply && request.after !== undefined ? request.after(request.ctx, reply) : next;
+        return next === reply ? mapReply(request.ctx, reply, request.after, request.then, request.failed) : next;
       },
       (err: unknown) => {
         pool.end(upstream);
@@ -134,7 +140,7 @@ export function createAttempts(options: AttemptsOptions): Attempts {
     const { mapped, failure } = failedAttempt(err, upstream);
     // Whether this attempt consumed any of the client's body is known only now.
     const next = failure !== null && mayRetryFailure(failure, retryFacts(request)) ? nextUpstream(request, upstream) : undefined;
-    if (next === undefined) throw mapped;
+    if (next === undefined) throw request.failed === undefined ? mapped : request.failed(request.ctx, mapped);
     return attemptOn(request, next);
   }
 
@@ -153,6 +159,8 @@ interface Retrying {
   readonly key: string;
   readonly forward: Forward;
   readonly after: ReplyMap | undefined;
+  readonly then: ReplyMap | undefined;
+  readonly failed: ErrorMap | undefined;
   /** Stand-ins for the client's body, one per attempt (undefined: no body). */
   readonly bodies: AttemptBodies | undefined;
   readonly started: number;

@@ -1,7 +1,7 @@
 import { errors as undiciErrors } from './undici.ts';
 import type { Readable } from 'node:stream';
 import type { BlockList } from 'node:net';
-import type { Handler, ReplyMap } from '../pipeline/compose.ts';
+import type { Handler, MappingHandler, ReplyMap } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
@@ -35,6 +35,8 @@ export interface ProxyHandler {
    * whose coding the client can then take as it comes (origin-decode.ts, `passAccepted`).
    */
   passHandler: Handler;
+  /** `passHandler`, with the caller's maps applied in its attempt's own reaction (the cache's Cache-Status: compose.ts MappingHandler). */
+  passMapped: MappingHandler;
   /** The pool's upstreams and their health, for the admin API. */
   stats(): ReturnType<UpstreamPool['stats']>;
   /** Whether each upstream takes requests now (metrics, dashboard). */
@@ -136,10 +138,14 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const { decode, decodePassing } = options;
   const handler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forward, decode);
   const passHandler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forwardAsSent, decodePassing);
+  const passMapped: MappingHandler = (ctx, then, failed) => refused(ctx)
+    ? Promise.reject(failed(ctx, clientError.methodNotAllowed()))
+    : attempts(ctx, forwardAsSent, decodePassing, then, failed);
 
   return {
     handler,
     passHandler,
+    passMapped,
     stats: () => pool.stats(),
     // Up: its checks say so and no connection to it failed within failTimeout (a lone upstream is
     // still tried after one, having nothing to fail over to, but reads as down until then).

@@ -315,6 +315,35 @@ test('purge reaches every route, hit-for-miss included; soft purge marks stale s
   assert.equal((await admin({ all: true, soft: true })).status, 400);
 });
 
+test('Cache-Status on what is passed through (hit-for-miss): fwd=bypass with the origin\'s status, hidden fields left out; detail=origin-error on our own 502', async () => {
+  let up = true;
+  const api = await startOrigin((_req, res) => {
+    if (!up) { res.socket?.destroy(); return; }
+    res.writeHead(200, { 'cache-control': 'no-store', 'cache-tag': 'api', date: clock.dateHeader() });
+    res.end('fresh answer');
+  });
+  const node = await startOutpost({ sites: [{ hosts: ['*'], origin: api.url }] }, { now: clock.now });
+  try {
+    for (const [name, client] of clients) {
+      const learnt = await client(`${node.url}/api-${name}`);
+      assert.match(cacheStatus(learnt), /^Outpost; fwd=uri-miss; fwd-status=200/, `${name}: the first answer teaches the cache the URI is uncacheable`);
+      const passed = await client(`${node.url}/api-${name}`);
+      assert.equal(passed.body.toString(), 'fresh answer');
+      assert.equal(cacheStatus(passed), 'Outpost; fwd=bypass; fwd-status=200', `${name}: passed through`);
+      assert.equal(passed.headers['cache-tag'], undefined, `${name}: Cache-Tag is for this cache only`);
+    }
+    up = false;
+    for (const [name, client] of clients) {
+      const failed = await client(`${node.url}/api-${name}`);
+      assert.equal(failed.status, 502, name);
+      assert.equal(cacheStatus(failed), 'Outpost; fwd=bypass; detail=origin-error', `${name}: the pass-through's failure`);
+    }
+  } finally {
+    await node.close();
+    await api.close();
+  }
+});
+
 test('grace (10 s by default) serves stale while the origin is down; must-revalidate gets 504, not 502', async () => {
   let up = true;
   const flaky = await startOrigin((_req, res) => {
