@@ -338,6 +338,22 @@ test('Cache-Status on what is passed through (hit-for-miss): fwd=bypass with the
       assert.equal(failed.status, 502, name);
       assert.equal(cacheStatus(failed), 'Outpost; fwd=bypass; detail=origin-error', `${name}: the pass-through's failure`);
     }
+    // The same through a pool of two (the attempts that may retry): every failure the client gets carries it.
+    up = true;
+    const pooled = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [api.url, 'http://127.0.0.1:1'] } }] }, { now: clock.now });
+    try {
+      await h2(`${pooled.url}/api-pool`);
+      const passed = await h2(`${pooled.url}/api-pool`);
+      assert.equal(cacheStatus(passed), 'Outpost; fwd=bypass; fwd-status=200');
+      up = false;
+      for (const [name, client] of clients) {
+        const failed = await client(`${pooled.url}/api-pool`);
+        assert.equal(failed.status >= 500, true, `${name}: ${failed.status}`);
+        assert.equal(cacheStatus(failed), 'Outpost; fwd=bypass; detail=origin-error', `${name}: the pool's failure`);
+      }
+    } finally {
+      await pooled.close();
+    }
   } finally {
     await node.close();
     await api.close();
