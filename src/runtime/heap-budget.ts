@@ -15,9 +15,10 @@ import v8 from 'node:v8';
  * Every second this looks at what is not V8's heap (RSS less V8's committed heap: the cache's
  * slabs, Node's binary, glibc's heap, V8's pooled pages): the limit less that and less the young
  * generation is the room V8's old generation has, and the factor is that room over its live size
- * (the least it used over the last LIVE_WINDOW checks), between MIN_FACTOR (and MIN_GROWTH bytes) and 4 (from 4 up V8
- * chooses its own). V8 reads it when a full collection ends (--heap-growing-percent, which V8
- * 13.6 reads at each of them; set at runtime through v8.setFlagsFromString). Far from the limit
+ * (the least it used over the last LIVE_WINDOW checks), between MIN_FACTOR (and MIN_GROWTH bytes)
+ * and 4 (from 4 up V8 chooses its own). V8 reads it when a full collection ends
+ * (--heap-growing-percent, which V8 13.6 reads at each of them; set at runtime through
+ * v8.setFlagsFromString). Far from the limit
  * nothing changes; near it V8 collects sooner, which costs CPU where much survives the young
  * generation. The same replay with the "auto" limit (736 MiB): 731-754 MiB, 68 full collections
  * against 28, and CPU per response +0-10 % but with 1,000 in flight over HTTP/2, +15-20 % (the
@@ -37,8 +38,8 @@ export const MIN_FACTOR = 1.5;
 
 const MiB = 1024 * 1024;
 /**
- * And the least growth in bytes, whatever the live size: room for three young generations' worth
- * of promotion (--max-semi-space-size=16, node-flags.ts). V8 starts marking as soon as the old
+ * And the least growth in bytes, whatever the live size: three semi-spaces' worth of promotion
+ * (--max-semi-space-size=16, node-flags.ts). V8 starts marking as soon as the old
  * generation has less room left than the young generation could promote, so a small live heap
  * held at MIN_FACTOR is marked again the moment a collection ends. Seen (rig, 2026-12-04, a full
  * 512 MB cache taking 30 KB misses at ~2,300 a second, 34 MB live, the budget at 50 %): a full
