@@ -289,6 +289,10 @@ test('backups serve only when no primary is healthy; with everything down a quic
     assert.equal(down.status, 503);
     assert.match(down.body.toString(), /no healthy upstream/);
     assert.ok(performance.now() - started < 1000);
+    // A URI the cache learnt is uncacheable (no-store) goes straight to the pool: its 503 carries the cache's word too.
+    const passed = await h2(`${outpost.url}/w/0`);
+    assert.equal(passed.status, 503);
+    assert.equal(String(passed.headers['cache-status']), 'Outpost; fwd=bypass; detail=origin-error');
     // the stored copy, now stale, is served within the grace period instead
     clock.advance(3000);
     const stale = await h2(`${outpost.url}/cached`);
