@@ -143,10 +143,10 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     onError: (error, where) => publishError({ ctx: null, error, where }),
     nodeFlights: onNodeTier(config.cache) ? createNodeFlightsClient() : undefined,
   });
-  /** The cache in front of `storing`; without a cache nothing is stored, and every request goes to `passing`. */
+  /** The cache in front of `storing`, passing what it will not store to `passMapped`; without a cache nothing is stored, and every request goes to `passing`. */
   const cached = (options: SiteConfig['cache'], storing: Handler, passing: Handler, passMapped: MappingHandler): Handler => options?.enabled === false
     ? passing
-    : createCacheHandler(engine, storing, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false, passOrigin: passing, passMapped });
+    : createCacheHandler(engine, storing, { storeSetCookie: options?.storeSetCookie ?? false, heuristicWithCredentials: options?.heuristicWithCredentials ?? false, passMapped });
   // Compression: one stage (one background queue) for every chain; encoded static files share one store.
   const compress = createCompressStage(config.compression, deps.encodeHigh);
   const decode = createOriginDecode(config.compression);
