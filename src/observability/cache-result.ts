@@ -20,18 +20,21 @@ export const CACHE_RESULTS: readonly CacheResult[] = ['hit', 'stale', 'revalidat
 
 export function cacheResult(value: OutgoingHttpHeaders[string], name = 'Outpost'): CacheResult {
   if (value === undefined) return 'none';
-  const text = Array.isArray(value) ? value.join(', ') : String(value);
-  // Ours is the last member we appended: the one nearest the client.
-  const at = text.lastIndexOf(`${name};`);
+  const text = typeof value === 'string' ? value : Array.isArray(value) ? value.join(', ') : String(value);
+  // Ours is the last member we appended: the one nearest the client. Searched from there on, no
+  // copy of it made (this runs once per response for the access log and the metrics).
+  const at = text.lastIndexOf(name === 'Outpost' ? OURS : `${name};`);
   if (at === -1) return 'none';
-  const ours = text.slice(at);
-  if (ours.includes('; hit')) return ours.includes('detail=stale-while-revalidate') ? 'stale' : 'hit';
-  if (ours.includes('fwd=stale')) {
-    if (ours.includes('detail=stale-if-error') || ours.includes('detail=grace')) return 'stale';
-    if (ours.includes('fwd-status=304')) return 'revalidated';
+  if (has(text, at, '; hit')) return has(text, at, 'detail=stale-while-revalidate') ? 'stale' : 'hit';
+  if (has(text, at, 'fwd=stale')) {
+    if (has(text, at, 'detail=stale-if-error') || has(text, at, 'detail=grace')) return 'stale';
+    if (has(text, at, 'fwd-status=304')) return 'revalidated';
   }
-  if (ours.includes('collapsed')) return 'collapsed';
-  if (ours.includes('fwd=bypass')) return 'bypass';
-  if (ours.includes('fwd=method')) return 'pass';
+  if (has(text, at, 'collapsed')) return 'collapsed';
+  if (has(text, at, 'fwd=bypass')) return 'bypass';
+  if (has(text, at, 'fwd=method')) return 'pass';
   return 'miss';
 }
+
+const OURS = 'Outpost;';
+const has = (text: string, from: number, part: string) => text.indexOf(part, from) !== -1;

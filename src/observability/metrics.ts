@@ -40,7 +40,9 @@ export interface Metrics {
   close(): void;
 }
 
-const statusClass = (status: number) => (status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other');
+const STATUS_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'];
+/** A status's class label, from a table: no string made per response. */
+const statusClass = (status: number) => (status >= 100 && status < 600 ? STATUS_CLASSES[Math.floor(status / 100)] : 'other');
 /** A site's label: its first host pattern; a route's: its path prefix ("/" for the site's root). */
 const siteLabel = (event: ResponseEndEvent) => event.request.site?.hosts[0] ?? 'none';
 const routeLabel = (event: ResponseEndEvent) => event.request.route?.path ?? (event.request.site ? '/' : 'none');
@@ -49,6 +51,29 @@ const errorCode = (error: unknown) => {
   const code = (error as { code?: unknown })?.code;
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code) ? code : 'other';
 };
+
+/** Counts by label values: one map per label, in the order of the metric's label names. */
+type Tally = Map<string, Tally | number>;
+
+/** The map for the next label under `value`, made on first use. */
+function below(tally: Tally, value: string): Tally {
+  let next = tally.get(value) as Tally | undefined;
+  if (next === undefined) tally.set(value, next = new Map());
+  return next;
+}
+
+/** Adds `n` under the last label's value. */
+function count(tally: Tally, value: string, n = 1): void {
+  tally.set(value, ((tally.get(value) as number | undefined) ?? 0) + n);
+}
+
+/** Every count with its label values, `depth` labels deep. */
+function* leaves(tally: Tally, depth: number, values: readonly string[] = []): Generator<[readonly string[], number]> {
+  for (const [value, next] of tally) {
+    if (depth === 1) yield [[...values, value], next as number];
+    else yield* leaves(next as Tally, depth - 1, [...values, value]);
+  }
+}
 
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const DURATION = 'outpost_request_duration_seconds';
@@ -90,21 +115,23 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
 
-  // The per-response metrics are counted in plain maps (a prom-client inc with labels hashes its
-  // label object: 750 ns per response for these, measured) and handed to prom-client when scraped.
-  const tallied = (name: string, help: string, labelNames: readonly string[]) => {
-    const counts = new Map<string, number>();
+  // The per-response and per-origin-request metrics are counted in plain maps and handed to
+  // prom-client when scraped: a prom-client inc with labels hashes its label object (750 ns per
+  // response for these, measured), and a key joined from the labels costs a concatenation and a
+  // hash of the result per count; one map per label, keyed by strings that keep their hash (config
+  // values, constants), costs neither.
+  const tallied = (name: string, help: string, labelNames: readonly string[]): Tally => {
+    const counts: Tally = new Map();
     new Counter({
       name, help, labelNames, registers: [registry],
       collect() {
         this.reset();
-        for (const [key, n] of counts) {
-          const values = key.split('\t');
+        for (const [values, n] of leaves(counts, labelNames.length)) {
           this.inc(Object.fromEntries(labelNames.map((label, i) => [label, values[i]])), n);
         }
       },
     });
-    return (key: string, n = 1) => { counts.set(key, (counts.get(key) ?? 0) + n); };
+    return counts;
   };
   const requests = tallied('outpost_requests_total', 'Responses sent, by site, route, status class and cache result', ['site', 'route', 'status_class', 'cache']);
   const bytesSent = tallied('outpost_response_bytes_total', 'Response body bytes sent to clients', ['cache']);
@@ -113,9 +140,9 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
   const compressionOut = tallied('outpost_compression_bytes_out_total', 'Encoded bytes sent for them, per coding', ['coding']);
   const duration = durationHistogram(registry);
 
-  const originRequests = new Counter({ name: 'outpost_origin_requests_total', help: 'Requests to the origin, by upstream and response status class', labelNames: ['upstream', 'status_class'], registers: [registry] });
-  const originErrors = new Counter({ name: 'outpost_origin_errors_total', help: 'Origin requests that failed (connect, timeout, reset), by upstream and code', labelNames: ['upstream', 'code'], registers: [registry] });
-  const originBytes = new Counter({ name: 'outpost_origin_bytes_total', help: 'Response body bytes fetched from the origin, by upstream', labelNames: ['upstream'], registers: [registry] });
+  const originRequests = tallied('outpost_origin_requests_total', 'Requests to the origin, by upstream and response status class', ['upstream', 'status_class']);
+  const originErrors = tallied('outpost_origin_errors_total', 'Origin requests that failed (connect, timeout, reset), by upstream and code', ['upstream', 'code']);
+  const originBytes = tallied('outpost_origin_bytes_total', 'Response body bytes fetched from the origin, by upstream', ['upstream']);
   new Gauge({
     name: 'outpost_upstream_up', help: 'Passive health: 1 while the upstream is used, 0 while it is skipped after a failed connect', labelNames: ['upstream'], registers: [registry],
     aggregator: 'min',
@@ -212,15 +239,15 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
   const onEnd = (message: unknown) => {
     const event = message as ResponseEndEvent;
     const cache = event.cache;
-    requests(`${siteLabel(event)}\t${routeLabel(event)}\t${statusClass(event.status)}\t${cache}`);
+    count(below(below(below(requests, siteLabel(event)), routeLabel(event)), statusClass(event.status)), cache);
     duration.observe(cache, event.durationMs / 1000);
-    bytesSent(cache, event.bytes);
-    if (event.outcome !== 'ok') aborted(event.outcome);
+    count(bytesSent, cache, event.bytes);
+    if (event.outcome !== 'ok') count(aborted, event.outcome);
     const coding = event.headers['content-encoding'];
     const identity = event.request.notes?.get('identity-length');
     if (typeof coding === 'string' && identity !== undefined && event.outcome === 'ok' && event.bytes > 0) {
-      compressionIn(coding, Number(identity));
-      compressionOut(coding, event.bytes);
+      count(compressionIn, coding, Number(identity));
+      count(compressionOut, coding, event.bytes);
     }
   };
   responseEndChannel.subscribe(onEnd);
@@ -230,21 +257,21 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
   const undiciHandlers: Record<string, (message: unknown) => void> = {
     'undici:request:headers': (message) => {
       const { request, response } = message as { request: { origin?: unknown }; response: { statusCode: number } };
-      originRequests.inc({ upstream: upstreamOf(request), status_class: statusClass(response.statusCode) });
+      count(below(originRequests, upstreamOf(request)), statusClass(response.statusCode));
     },
     'undici:request:error': (message) => {
       const { request, error } = message as { request: { origin?: unknown }; error: unknown };
       // A client that went away aborts its origin request: not the origin's failure.
       if ((error as { name?: string })?.name === 'AbortError' || (error as { code?: string })?.code === 'UND_ERR_ABORTED') return;
-      originErrors.inc({ upstream: upstreamOf(request), code: errorCode(error) });
+      count(below(originErrors, upstreamOf(request)), errorCode(error));
     },
     'undici:client:connectError': (message) => {
       const { connectParams, error } = message as { connectParams: { protocol: string; host: string }; error: unknown };
-      originErrors.inc({ upstream: `${connectParams.protocol}//${connectParams.host}`, code: errorCode(error) });
+      count(below(originErrors, `${connectParams.protocol}//${connectParams.host}`), errorCode(error));
     },
     'undici:request:bodyChunkReceived': (message) => {
       const { request, chunk } = message as { request: { origin?: unknown }; chunk: Buffer };
-      originBytes.inc({ upstream: upstreamOf(request) }, chunk.length);
+      count(originBytes, upstreamOf(request), chunk.length);
     },
   };
   for (const [name, handler] of Object.entries(undiciHandlers)) diagnostics.subscribe(name, handler);

@@ -19,6 +19,33 @@ function chromiumSkipReason(): string | false {
   return 'chromium is not installed (apt-get install chromium)';
 }
 
+test('feed: the missed URLs stay bounded; when full, the least missed half goes and the most missed stay', () => {
+  const feed = createFeed(() => 1_000_000_000_000);
+  const miss = (host: string, target: string) => responseEndChannel.publish({
+    request: { method: 'GET', target, host, remoteAddress: '127.0.0.1', httpVersion: '2', headers: {}, startedAt: 0n },
+    status: 200, headers: {}, bytes: 10, durationMs: 1, outcome: 'ok', cache: 'bypass',
+  });
+  try {
+    for (let i = 0; i < 5; i++) miss('a.test', '/hot');
+    for (let i = 0; i < 3; i++) miss('b.test', '/warm');
+    // 998 more, once each, over two hosts: 1,000 in all, the limit.
+    for (let i = 0; i < 998; i++) miss(i % 2 === 0 ? 'a.test' : 'b.test', `/once/${i}`);
+    miss('c.test', '/new'); // the 1,001st: the least missed 500 go first
+    miss('c.test', '/new');
+    for (let i = 0; i < 998; i++) miss('a.test', `/once/${i}`); // counted from one again where forgotten
+  } finally {
+    feed.close();
+  }
+  const missed = new Map(feed.snapshot().missed);
+  assert.equal(missed.get('a.test/hot'), 5);
+  assert.equal(missed.get('b.test/warm'), 3);
+  assert.equal(missed.get('c.test/new'), 2);
+  // A long URL is cut at 200 characters (host and target together).
+  const long = createFeed(() => 1_000_000_000_000);
+  try { miss('l.test', `/${'x'.repeat(300)}`); } finally { long.close(); }
+  assert.deepEqual(long.snapshot().missed, [[`l.test/${'x'.repeat(193)}`, 1]]);
+});
+
 test('feed: latency percentiles from buckets; snapshots of several processes add up', () => {
   assert.equal(latencyBucket(0.2), 0);
   assert.equal(latencyBucket(3), 3);
