@@ -53,7 +53,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     },
     destroy(err, callback) {
       stopTimers();
-      writes.flush();
+      writes.end();
       // Stop reading, but leave the client's stream alone: it still has to carry our 413/408.
       body.off('data', onData);
       body.off('end', onEnd);
@@ -79,7 +79,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
 
   function onEnd(): void {
     stopTimers();
-    writes.flush();
+    writes.end();
     if (!limited.destroyed) limited.push(null);
   }
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { channel, subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { buildConnector, Client } from 'undici';
 import { limitBody } from '../../src/server/body.ts';
@@ -166,6 +166,43 @@ test('a partial batch leaves after the wait, while the body goes on', { timeout:
     assert.equal(await reply.text(), String(2 * CHUNK));
   } finally {
     await client.close();
+    server.close();
+  }
+});
+
+test('undici\'s sendHeaders channel is subscribed only while a body waits for its socket', async () => {
+  const sendHeaders = channel('undici:client:sendHeaders');
+  // With a subscriber, undici joins every HTTP/2 origin request's fields into a string for it.
+  assert.equal(sendHeaders.hasSubscribers, false, 'no body registered: no subscriber');
+
+  const ended = new PassThrough();
+  const a = limitBody(ended, limits);
+  const destroyed = new PassThrough();
+  const b = limitBody(destroyed, limits);
+  assert.equal(sendHeaders.hasSubscribers, true);
+  ended.end('done');
+  a.resume();
+  await once(a, 'end');
+  assert.equal(sendHeaders.hasSubscribers, true, 'one body still waits');
+  b.destroy();
+  assert.equal(sendHeaders.hasSubscribers, false, 'ended and destroyed: none waits');
+
+  // A body that reached its origin's socket waits no more, though it is still being sent.
+  let received = 0;
+  const server = await origin((bytes) => { received = bytes; });
+  const client = new Client(`http://127.0.0.1:${(server.address() as { port: number }).port}`, outpostSockets);
+  try {
+    const source = new PassThrough();
+    const body = limitBody(source, limits);
+    assert.equal(sendHeaders.hasSubscribers, true);
+    const response = client.request({ method: 'POST', path: '/', body, headers: { 'content-length': String(2 * CHUNK) } });
+    source.write(Buffer.alloc(CHUNK));
+    while (received === 0) await nextTurn();
+    assert.equal(sendHeaders.hasSubscribers, false, 'half sent, attached: no longer waiting');
+    source.end(Buffer.alloc(CHUNK));
+    assert.equal(await (await response).body.text(), String(2 * CHUNK));
+  } finally {
+    await client.destroy(); // not close(): a failed check above leaves the request unfinished
     server.close();
   }
 });
