@@ -1,5 +1,6 @@
 import { errorChannel, responseEndChannel, type ErrorEvent, type ResponseEndEvent } from './channels.ts';
 import { isOutpostError } from '../errors.ts';
+import { below, count, leaves, type Tally } from './tally.ts';
 
 /**
  * The dashboard's data, per process: a ring of one-second buckets over the last minutes
@@ -67,41 +68,33 @@ export function percentile(latency: readonly number[], fraction: number): number
 
 export function createFeed(now: () => number = Date.now): Feed {
   const ring: Second[] = [];
-  // Missed URLs by host, then target: a key joined from the two would be a new string to flatten
-  // and hash on every miss (a third of the feed's cost per response, measured).
-  const missed = new Map<string, Map<string, number>>();
+  // Missed URLs by host, then target (tally.ts: no joined key per miss).
+  const missed: Tally = new Map();
   let missedUrls = 0;
   const errors: RecentError[] = [];
   const missedList = (): Array<[string, number]> => {
     const urls = new Map<string, number>();
-    for (const [host, targets] of missed) {
-      for (const [target, n] of targets) {
-        const url = `${host}${target}`.slice(0, 200);
-        urls.set(url, (urls.get(url) ?? 0) + n);
-      }
+    for (const [[host, target], n] of leaves(missed, 2)) {
+      const url = `${host}${target}`.slice(0, 200);
+      urls.set(url, (urls.get(url) ?? 0) + n);
     }
     return [...urls];
   };
-  const countMiss = (host: string, target: string) => {
-    let targets = missed.get(host);
-    const n = targets?.get(target);
-    if (n !== undefined) return void targets!.set(target, n + 1);
-    if (missedUrls >= MAX_URLS) {
-      // Full: forget the least missed half (rarely; keeps the frequent ones).
-      const order: Array<[string, string, number]> = [];
-      for (const [h, ts] of missed) for (const [t, count] of ts) order.push([h, t, count]);
-      order.sort((x, y) => x[2] - y[2]);
-      for (const [h, t] of order.slice(0, MAX_URLS / 2)) {
-        const ts = missed.get(h)!;
-        ts.delete(t);
-        if (ts.size === 0) missed.delete(h);
-      }
-      missedUrls -= MAX_URLS / 2;
-      targets = missed.get(host);
+  /** Full: forget the least missed half (rarely; keeps the frequent ones). */
+  const forgetLeastMissed = () => {
+    const order = [...leaves(missed, 2)].sort((x, y) => x[1] - y[1]);
+    for (const [[host, target]] of order.slice(0, MAX_URLS / 2)) {
+      const targets = missed.get(host) as Tally;
+      targets.delete(target);
+      if (targets.size === 0) missed.delete(host);
     }
-    if (targets === undefined) missed.set(host, targets = new Map());
-    targets.set(target, 1);
-    missedUrls++;
+    missedUrls -= MAX_URLS / 2;
+  };
+  const countMiss = (host: string, target: string) => {
+    if (missedUrls >= MAX_URLS && (missed.get(host) as Tally | undefined)?.has(target) !== true) forgetLeastMissed();
+    const targets = below(missed, host);
+    if (!targets.has(target)) missedUrls++;
+    count(targets, target);
   };
 
   const bucket = (): Second => {

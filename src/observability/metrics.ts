@@ -8,6 +8,7 @@ import type { StoreUsage } from '../cache/store/contract.ts';
 import type { MallocInfo, TrimStats } from '../runtime/malloc-trim.ts';
 import type { HeapBudgetStats } from '../runtime/heap-budget.ts';
 import { spareSlabBytes } from '../cache/store/slab-memory.ts';
+import { below, count, leaves, type Tally } from './tally.ts';
 
 /**
  * Prometheus metrics (prom-client), served by the admin API at GET /metrics. Every label comes
@@ -52,29 +53,6 @@ const errorCode = (error: unknown) => {
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code) ? code : 'other';
 };
 
-/** Counts by label values: one map per label, in the order of the metric's label names. */
-type Tally = Map<string, Tally | number>;
-
-/** The map for the next label under `value`, made on first use. */
-function below(tally: Tally, value: string): Tally {
-  let next = tally.get(value) as Tally | undefined;
-  if (next === undefined) tally.set(value, next = new Map());
-  return next;
-}
-
-/** Adds `n` under the last label's value. */
-function count(tally: Tally, value: string, n = 1): void {
-  tally.set(value, ((tally.get(value) as number | undefined) ?? 0) + n);
-}
-
-/** Every count with its label values, `depth` labels deep. */
-function* leaves(tally: Tally, depth: number, values: readonly string[] = []): Generator<[readonly string[], number]> {
-  for (const [value, next] of tally) {
-    if (depth === 1) yield [[...values, value], next as number];
-    else yield* leaves(next as Tally, depth - 1, [...values, value]);
-  }
-}
-
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const DURATION = 'outpost_request_duration_seconds';
 
@@ -115,11 +93,9 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
 
-  // The per-response and per-origin-request metrics are counted in plain maps and handed to
-  // prom-client when scraped: a prom-client inc with labels hashes its label object (750 ns per
-  // response for these, measured), and a key joined from the labels costs a concatenation and a
-  // hash of the result per count; one map per label, keyed by strings that keep their hash (config
-  // values, constants), costs neither.
+  // The per-response and per-origin-request metrics are counted in tallies (tally.ts) and handed
+  // to prom-client when scraped: a prom-client inc with labels hashes its label object (750 ns per
+  // response for these, measured).
   const tallied = (name: string, help: string, labelNames: readonly string[]): Tally => {
     const counts: Tally = new Map();
     new Counter({
