@@ -54,12 +54,9 @@ function onSendHeaders(message: unknown): void {
 function register(body: object, attach: (socket: Writable) => void): () => void {
   waiting.set(body, attach);
   if (registered++ === 0) subscribe('undici:client:sendHeaders', onSendHeaders);
-  let settled = false;
+  // Once: the first release finds the body still waiting.
   return () => {
-    if (settled) return;
-    settled = true;
-    waiting.delete(body);
-    if (--registered === 0) unsubscribe('undici:client:sendHeaders', onSendHeaders);
+    if (waiting.delete(body) && --registered === 0) unsubscribe('undici:client:sendHeaders', onSendHeaders);
   };
 }
 
