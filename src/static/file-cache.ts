@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { stat as statFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 
 /**
@@ -7,6 +7,11 @@ import type { Stats } from 'node:fs';
  * CPU). An entry is trusted for `validMs`, then checked with one stat(): same device, inode, size
  * and mtime, or it is dropped and the file is opened (and checked against the root) again. A file
  * swapped for a symlink has another inode, so it never slips past the open-time checks.
+ *
+ * One stat per file at a time: the requests that find an entry out of its window while its check
+ * is under way wait for that check's answer. Each asking for its own made a herd at every window's
+ * end, as many stats through the thread pool as requests in flight (h2load -c100 -m10 on a kept
+ * file: 4,985 stats in 150,000 requests, ~620 a second, where one a second is the design).
  */
 export interface CachedFile {
   readonly body: Buffer;
@@ -25,11 +30,23 @@ export interface FileCache {
   readonly maxFileSize: number;
 }
 
-export function createFileCache(options: { maxSize: number; maxFileSize: number; validMs?: number; now?: () => number }): FileCache {
+export interface FileCacheOptions {
+  readonly maxSize: number;
+  readonly maxFileSize: number;
+  readonly validMs?: number;
+  readonly now?: () => number;
+  /** The stat of a re-check (node:fs/promises' by default; tests count the calls). */
+  readonly stat?: (file: string) => Promise<Stats>;
+}
+
+export function createFileCache(options: FileCacheOptions): FileCache {
   const { maxSize, maxFileSize } = options;
   const validMs = options.validMs ?? 1000;
   const now = options.now ?? Date.now;
+  const stat = options.stat ?? ((file: string) => statFile(file));
   const files = new Map<string, CachedFile>();
+  /** Re-checks under way, by file: what the requests that find the entry out of its window wait for. */
+  const checks = new Map<string, Promise<CachedFile | undefined>>();
   let used = 0;
 
   const drop = (file: string) => {
@@ -43,28 +60,38 @@ export function createFileCache(options: { maxSize: number; maxFileSize: number;
   /** Checked recently enough to be served without a stat. */
   const trusted = (entry: CachedFile) => now() - entry.checkedAt < validMs;
 
+  /** The entry if the file is still the one it holds (one stat), else undefined with the entry dropped. */
+  async function recheck(file: string, entry: CachedFile): Promise<CachedFile | undefined> {
+    let current: Stats | undefined;
+    try {
+      current = await stat(file);
+    } catch {
+      current = undefined;
+    }
+    // Kept again or dropped while the stat ran: that newer state stands, and this entry is not it.
+    if (files.get(file) !== entry) return undefined;
+    const s = entry.stats;
+    if (current === undefined || current.ino !== s.ino || current.dev !== s.dev || current.size !== s.size || current.mtimeMs !== s.mtimeMs) {
+      drop(file);
+      return undefined;
+    }
+    entry.checkedAt = now();
+    files.delete(file); // most recently used goes last
+    files.set(file, entry);
+    return entry;
+  }
+
   return {
     maxFileSize,
-    async get(file) {
+    get(file) {
       const entry = files.get(file);
-      if (!entry) return undefined;
-      if (trusted(entry)) return entry;
-      let current: Stats;
-      try {
-        current = await stat(file);
-      } catch {
-        drop(file);
-        return undefined;
-      }
-      const s = entry.stats;
-      if (current.ino !== s.ino || current.dev !== s.dev || current.size !== s.size || current.mtimeMs !== s.mtimeMs) {
-        drop(file);
-        return undefined;
-      }
-      entry.checkedAt = now();
-      files.delete(file); // most recently used goes last
-      files.set(file, entry);
-      return entry;
+      if (!entry) return Promise.resolve(undefined);
+      if (trusted(entry)) return Promise.resolve(entry);
+      const under = checks.get(file);
+      if (under !== undefined) return under;
+      const check = recheck(file, entry).finally(() => checks.delete(file));
+      checks.set(file, check);
+      return check;
     },
     holds: (file, entry) => files.get(file) === entry && trusted(entry),
     keep(file, body, stats) {

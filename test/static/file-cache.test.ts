@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -75,4 +76,58 @@ test('file cache: bounded by bytes, large files never kept', async () => {
   assert.equal(await files.get('/x'), undefined);
   assert.ok(await files.get('/y'));
   assert.equal(await files.get('/z'), undefined);
+});
+
+test('file cache: the requests that find an entry out of its window wait for one stat between them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-filecache-'));
+  const file = join(dir, 'a.txt');
+  writeFileSync(file, 'first');
+  let clock = 1_000_000;
+  let stats = 0;
+  const files = createFileCache({ maxSize: 1024, maxFileSize: 64, validMs: 1000, now: () => clock, stat: (f) => { stats++; return stat(f); } });
+  try {
+    const entry = files.keep(file, Buffer.from('first'), statSync(file))!;
+    assert.equal(await files.get(file), entry, 'within its window: no stat');
+    assert.equal(stats, 0);
+
+    clock += 1000;
+    const answers = await Promise.all(Array.from({ length: 50 }, () => files.get(file)));
+    assert.equal(stats, 1, '50 requests in flight, one stat');
+    assert.ok(answers.every((answer) => answer === entry), 'the file is unchanged: every one of them gets the entry');
+    assert.equal(await files.get(file), entry);
+    assert.equal(stats, 1, 'checked again: trusted for another window');
+
+    clock += 1000;
+    writeFileSync(file, 'second, longer');
+    const changed = await Promise.all(Array.from({ length: 50 }, () => files.get(file)));
+    assert.equal(stats, 2);
+    assert.ok(changed.every((answer) => answer === undefined), 'changed on disk: none of them gets the old bytes');
+    assert.equal(await files.get(file), undefined, 'and the entry is gone');
+    assert.equal(stats, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file cache: a file kept again while its old entry is being checked stays kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-filecache-'));
+  const file = join(dir, 'a.txt');
+  writeFileSync(file, 'first');
+  let clock = 1_000_000;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  const files = createFileCache({ maxSize: 1024, maxFileSize: 64, validMs: 1000, now: () => clock, stat: async (f) => { await held; return stat(f); } });
+  try {
+    files.keep(file, Buffer.from('first'), statSync(file));
+    clock += 1000;
+    const checking = files.get(file);
+    // Meanwhile a request opened the file (it changed) and kept what it read.
+    writeFileSync(file, 'second');
+    const newer = files.keep(file, Buffer.from('second'), statSync(file))!;
+    release();
+    assert.equal(await checking, undefined, 'the old entry is not answered');
+    assert.equal(await files.get(file), newer, 'the newer entry is neither dropped nor replaced by the old one');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
