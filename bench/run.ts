@@ -223,6 +223,7 @@ const CROWD: Crowd = { connections: 200, h2Connections: 100, h2Streams: 10 };
 
 const SCENARIOS: readonly Scenario[] = [
   { id: 'static-small', what: '1 KB JSON from disk', method: 'GET', path: PATHS.small, headers: {}, wrk: 'full' },
+  { id: 'static-crowd', what: `the same file with ${CROWD.connections} HTTP/1.1 connections, HTTP/2 ${CROWD.h2Connections} x ${CROWD.h2Streams} streams`, method: 'GET', path: PATHS.small, headers: {}, wrk: 'full', crowd: CROWD },
   { id: 'static-br', what: '30 KB HTML from disk with a precompressed .br sibling, Accept-Encoding: br', method: 'GET', path: PATHS.staticPage, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
   { id: 'static-1mb', what: '1 MiB incompressible file from disk', method: 'GET', path: PATHS.large, headers: {}, wrk: 'always', memory: true },
   { id: 'hit-br', what: 'cached 30 KB HTML, Accept-Encoding: br', method: 'GET', path: PATHS.page, headers: { 'accept-encoding': 'br' }, wrk: 'full' },
