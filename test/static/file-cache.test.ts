@@ -131,3 +131,43 @@ test('file cache: a file kept again while its old entry is being checked stays k
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a file not kept yet is opened and read once for the requests that come while it is read, its sibling too', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-filecache-'));
+  writeFileSync(join(dir, 'page.html'), 'page '.repeat(200));
+  writeFileSync(join(dir, 'page.html.br'), 'not really brotli');
+  const files = createFileCache({ maxSize: 1024 * 1024, maxFileSize: 64 * 1024 });
+  const kept: string[] = [];
+  const counted = { ...files, keep: (file: string, body: Buffer, stats: import('node:fs').Stats) => { kept.push(file); return files.keep(file, body, stats); } };
+  const stage = createStaticStage({ root: dir, index: 'index.html', cacheControl: null, immutableCacheControl: 'x' }, { fallthrough: false, files: counted });
+  try {
+    const replies = await Promise.all(Array.from({ length: 50 }, () => serve(stage, '/page.html') as Promise<Reply>));
+    assert.deepEqual(kept, [join(dir, 'page.html')], '50 requests at once: one read, kept once');
+    assert.ok(replies.every((r) => r.status === 200 && (r.body as Buffer).toString() === 'page '.repeat(200)), 'every one of them answered with the file');
+    const siblings = await Promise.all(replies.map((r) => r.variants!.get!('br')));
+    assert.deepEqual(kept, [join(dir, 'page.html'), join(dir, 'page.html.br')], 'and its .br sibling read once for all of them');
+    assert.ok(siblings.every((v) => v !== undefined && (v.body as Buffer).toString() === 'not really brotli'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('requests for a file that is not there do not wait for one another\'s trip to the origin', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-filecache-'));
+  const files = createFileCache({ maxSize: 1024 * 1024, maxFileSize: 64 * 1024 });
+  const stage = createStaticStage({ root: dir, index: 'index.html', cacheControl: null, immutableCacheControl: 'x' }, { fallthrough: true, files });
+  let release!: () => void;
+  const origin = new Promise<void>((resolve) => { release = resolve; });
+  let passedOn = 0;
+  const next = async () => { passedOn++; await origin; return { status: 200, headers: {}, body: null } as Reply; };
+  try {
+    const both = Promise.all([stage(context('/missing.js'), next), stage(context('/missing.js'), next)]);
+    for (let i = 0; i < 50 && passedOn < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(passedOn, 2, 'the second is passed on while the first still waits for the origin');
+    release();
+    assert.deepEqual((await both).map((r) => r.status), [200, 200]);
+  } finally {
+    release();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
