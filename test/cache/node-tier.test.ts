@@ -148,3 +148,50 @@ test('tiered store: a far read that an invalidation overtook is served once and 
   assert.equal(farReads, 3);
   await tiered.close();
 });
+
+test('tiered store: the requests that miss near while one reads the far tier share its read, until the key is dropped', async () => {
+  const backing = createMemoryStore({ maxSize: 1024 * 1024 });
+  let listener: (message: string) => void = () => {};
+  let farReads = 0;
+  let release!: () => void;
+  let hold: Promise<void> | undefined;
+  const far: CacheStore & { publish(): Promise<void>; subscribe(c: string, l: (m: string) => void): Promise<() => Promise<void>> } = {
+    ...backing,
+    name: 'far',
+    async get<M>(key: string) {
+      farReads++;
+      const found = await backing.get<M>(key);
+      await hold;
+      return found as CacheRecord<M> | undefined;
+    },
+    async publish() {},
+    async subscribe(_channel, onMessage) { listener = onMessage; return async () => {}; },
+  };
+  const near = createMemoryStore({ maxSize: 1024 * 1024 });
+  const tiered = await createTieredStore({ near, far });
+  await backing.set('k', record('v1'), 60_000);
+
+  hold = new Promise((resolve) => { release = resolve; });
+  const together = Array.from({ length: 50 }, () => tiered.get('k'));
+  await new Promise((resolve) => setImmediate(resolve));
+  release();
+  assert.deepEqual((await Promise.all(together)).map(text), Array(50).fill('v1'), 'every one of them answered');
+  assert.equal(farReads, 1, '50 misses near at once, one read of the far tier');
+  assert.equal(text(near.getNow!('k')), 'v1', 'and one near copy');
+
+  // Another node replaces the record while a read is under way: a request after the drop reads anew.
+  await tiered.delete(['k']);
+  await backing.set('k', record('v2'), 60_000);
+  hold = new Promise((resolve) => { release = resolve; });
+  const before = tiered.get('k');
+  await new Promise((resolve) => setImmediate(resolve));
+  await backing.set('k', record('v3'), 60_000);
+  listener(JSON.stringify({ from: 'another node', keys: ['k'] }));
+  const after = tiered.get('k');
+  await new Promise((resolve) => setImmediate(resolve));
+  release();
+  assert.equal(text(await before), 'v2', 'the read under way answers what it read');
+  assert.equal(text(await after), 'v3', 'the request after the drop does not share it');
+  assert.equal(farReads, 3);
+  await tiered.close();
+});
