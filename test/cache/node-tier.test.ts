@@ -86,6 +86,32 @@ test('node tier: a worker that goes away is no longer asked', async () => {
   assert.equal(await b!.store.get('k'), undefined);
 });
 
+test('node tier store: the requests that miss in one worker together make one read from another worker, until the key is written', async () => {
+  const tier = createNodeTier({});
+  const { workers: [a, b] } = linkedWorkers(2, { cache: tier });
+  let gets = 0;
+  const counted: WorkerChannel = { ...b!.channel, call: (service, op, ...args) => { if (op === 'get') gets++; return b!.channel.call(service, op, ...args); } };
+  const storeA = createNodeTierStore({ local: createMemoryStore({ maxSize: 1 << 20 }), section: 's', maxSize: 1 << 20, channel: a!.channel });
+  const localB = createMemoryStore({ maxSize: 1 << 20 });
+  const storeB = createNodeTierStore({ local: localB, section: 's', maxSize: 1 << 20, channel: counted });
+  await storeA.set('k', record('v1'), 60_000);
+  const together = await Promise.all(Array.from({ length: 50 }, () => storeB.get('k')));
+  assert.deepEqual(together.map(text), Array(50).fill('v1'));
+  assert.equal(gets, 1, '50 misses in worker b at once, one read through the primary');
+  assert.equal(text(localB.getNow!('k')), 'v1', 'and one copy kept');
+
+  // A write in b while its read is under way: a miss after it does not share that read.
+  await localB.delete(['k']);
+  const reading = storeB.get('k');
+  await new Promise((resolve) => setImmediate(resolve)); // its request is on its way to the primary
+  assert.equal(gets, 2);
+  const writing = storeB.set('k', record('v2'), 60_000);
+  await localB.delete(['k']);
+  const after = storeB.get('k');
+  await Promise.all([reading, writing, after]);
+  assert.equal(gets, 3, 'the miss after the write read on its own');
+});
+
 test('node tier store: a read from another worker that a drop overtook is served once and not kept', async () => {
   // The primary's end held by the test: the answer to the read and the drop arrive together.
   let notice: (value: unknown) => void = () => {};

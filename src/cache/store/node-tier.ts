@@ -200,6 +200,16 @@ export function createNodeTierStore(options: { local: CacheStore; section: strin
   const opened = call<void>('open', options.section, options.maxSize);
   opened.catch(() => {}); // an operation that follows fails on its own
 
+  /** Another worker's copy, through the primary, kept here unless a drop overtook the read. */
+  async function fetchElsewhere<M>(key: string): Promise<CacheRecord<M> | undefined> {
+    await opened;
+    const { value: got, overtaken: replaced } = await guard.read(key, () => call<{ meta: unknown; body: unknown; ttlMs: number } | undefined>('get', key));
+    if (got === undefined) return undefined;
+    const record: CacheRecord<M> = { meta: got.meta as M, body: asBuffer(got.body) };
+    if (!replaced && got.ttlMs > 0) await local.set(key, record, got.ttlMs);
+    return record;
+  }
+
 
   return {
     name: 'node',
@@ -209,24 +219,23 @@ export function createNodeTierStore(options: { local: CacheStore; section: strin
     async get<M>(key: string): Promise<CacheRecord<M> | undefined> {
       const held = await local.get<M>(key);
       if (held !== undefined) return held;
-      await opened;
-      const { value: got, overtaken: replaced } = await guard.read(key, () => call<{ meta: unknown; body: unknown; ttlMs: number } | undefined>('get', key));
-      if (got === undefined) return undefined;
-      const record: CacheRecord<M> = { meta: got.meta as M, body: asBuffer(got.body) };
-      if (!replaced && got.ttlMs > 0) await local.set(key, record, got.ttlMs);
-      return record;
+      return guard.shared(key, () => fetchElsewhere<M>(key));
     },
     async set(key, record, ttlMs) {
+      // A read from another worker under way holds what this write replaces: not kept, not shared from now.
+      guard.dropped([key]);
       await local.set(key, record, ttlMs);
       await opened;
       channel.tell(SERVICE, 'have', key, ttlMs);
     },
     async delete(keys) {
+      guard.dropped(keys);
       const here = await local.delete(keys);
       await opened;
       return Math.max(here, await call<number>('delete', [...keys]));
     },
     async discard(keys) {
+      guard.dropped(keys);
       await local.delete(keys);
       await opened;
       channel.tell(SERVICE, 'delete', [...keys]);
@@ -234,6 +243,7 @@ export function createNodeTierStore(options: { local: CacheStore; section: strin
     async addToSet(set, member, ttlMs) { await opened; channel.tell(SERVICE, 'addToSet', set, member, ttlMs); },
     async members(set) { await opened; return call<string[]>('members', set); },
     async clear() {
+      guard.dropped('*');
       const here = await local.clear();
       await opened;
       return Math.max(here, await call<number>('clear'));

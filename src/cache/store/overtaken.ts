@@ -7,13 +7,22 @@
 export interface ReadGuard {
   /** Runs `read` for `key`; `overtaken`: a drop of the key arrived meanwhile. */
   read<T>(key: string, read: () => Promise<T>): Promise<{ value: T; overtaken: boolean }>;
-  /** Drops arrived for these keys (`*`: all). */
+  /**
+   * `work` for `key` (a guarded read and what is done with its answer), shared with the callers
+   * that ask for the same key before it settles: the requests that miss here together make one
+   * read from elsewhere and keep one copy, not one each (every hot object once its copy here has
+   * ended, with as many reads as requests in flight). A drop of the key ends the sharing: a
+   * caller after it runs its own.
+   */
+  shared<T>(key: string, work: () => Promise<T>): Promise<T>;
+  /** Drops arrived for these keys (`*`: all), or writes made here: reads under way are overtaken, and no longer shared. */
   dropped(keys: readonly string[] | '*'): void;
 }
 
 export function createReadGuard(): ReadGuard {
   const reading = new Map<string, number>();
   const overtaken = new Set<string>();
+  const sharing = new Map<string, Promise<unknown>>();
   return {
     async read(key, read) {
       reading.set(key, (reading.get(key) ?? 0) + 1);
@@ -26,8 +35,19 @@ export function createReadGuard(): ReadGuard {
         else { reading.delete(key); overtaken.delete(key); }
       }
     },
+    shared<T>(key: string, work: () => Promise<T>): Promise<T> {
+      const under = sharing.get(key);
+      if (under !== undefined) return under as Promise<T>;
+      const done: Promise<T> = work().finally(() => {
+        if (sharing.get(key) === done) sharing.delete(key);
+      });
+      sharing.set(key, done);
+      return done;
+    },
     dropped(keys) {
       for (const key of keys === '*' ? reading.keys() : keys) if (reading.has(key)) overtaken.add(key);
+      if (keys === '*') sharing.clear();
+      else for (const key of keys) sharing.delete(key);
     },
   };
 }

@@ -39,18 +39,6 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
   };
   // A far read that an invalidation overtook is served once and not kept near (overtaken.ts).
   const guard = createReadGuard();
-  /**
-   * Far reads under way, by key: the requests that miss the near tier while one reads the far
-   * tier share its read (and its one near copy) instead of each reading the whole record from
-   * Redis. That is every hot object on a node once its near copy ends (nearTtl), with as many
-   * reads as requests in flight. A read is shared only until the key is written or dropped: a
-   * request that comes after that reads again.
-   */
-  const farReads = new Map<string, Promise<CacheRecord | undefined>>();
-  const forgetReads = (keys: readonly string[] | '*') => {
-    if (keys === '*') farReads.clear();
-    else for (const key of keys) farReads.delete(key);
-  };
   const unsubscribe = !bus ? async () => {} : await bus.subscribe(CHANNEL, (message) => {
     try {
       const { from, keys } = JSON.parse(message) as { from: string; keys: string[] | '*' };
@@ -58,12 +46,10 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       if (keys === '*') {
         void near.clear();
         guard.dropped('*');
-        forgetReads('*');
       } else if (Array.isArray(keys)) {
         const named = keys.filter((k) => typeof k === 'string');
         void near.delete(named);
         guard.dropped(named);
-        forgetReads(named);
       }
     } catch {
       // not one of ours
@@ -92,16 +78,11 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
     async get(key) {
       const local = await near.get(key);
       if (local) return local as never;
-      const under = farReads.get(key);
-      if (under !== undefined) return under as never;
-      const read = readFar(key).finally(() => {
-        if (farReads.get(key) === read) farReads.delete(key);
-      });
-      farReads.set(key, read);
-      return read as never;
+      return guard.shared(key, () => readFar(key)) as never;
     },
     async set(key, record, ttlMs) {
-      forgetReads([key]);
+      // A far read under way holds what this write replaces: not kept near, not shared from now.
+      guard.dropped([key]);
       await near.set(key, record, Math.min(ttlMs, nearTtl));
       try {
         await far.set(key, record, ttlMs);
@@ -110,7 +91,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       }
     },
     async delete(keys) {
-      forgetReads(keys);
+      guard.dropped(keys);
       const local = await near.delete(keys);
       announce(keys);
       try {
@@ -121,7 +102,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       }
     },
     async discard(keys) {
-      forgetReads(keys);
+      guard.dropped(keys);
       await near.delete(keys);
       announce(keys);
       try {
@@ -137,7 +118,7 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Ca
       return far.members(set);
     },
     async clear() {
-      forgetReads('*');
+      guard.dropped('*');
       await near.clear();
       announce('*');
       return far.clear();
