@@ -1,5 +1,6 @@
 import { stat as statFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
+import { createSharedWork } from '../shared-work.ts';
 
 /**
  * Small files kept in memory, like nginx's open_file_cache but with the bytes: a hit costs no
@@ -46,7 +47,7 @@ export function createFileCache(options: FileCacheOptions): FileCache {
   const stat = options.stat ?? ((file: string) => statFile(file));
   const files = new Map<string, CachedFile>();
   /** Re-checks under way, by file: what the requests that find the entry out of its window wait for. */
-  const checks = new Map<string, Promise<CachedFile | undefined>>();
+  const checks = createSharedWork<CachedFile | undefined>();
   let used = 0;
 
   const drop = (file: string) => {
@@ -87,11 +88,7 @@ export function createFileCache(options: FileCacheOptions): FileCache {
       const entry = files.get(file);
       if (!entry) return Promise.resolve(undefined);
       if (trusted(entry)) return Promise.resolve(entry);
-      const under = checks.get(file);
-      if (under !== undefined) return under;
-      const check = recheck(file, entry).finally(() => checks.delete(file));
-      checks.set(file, check);
-      return check;
+      return checks.run(file, () => recheck(file, entry));
     },
     holds: (file, entry) => files.get(file) === entry && trusted(entry),
     keep(file, body, stats) {

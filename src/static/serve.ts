@@ -16,6 +16,7 @@ import {
 import { contentRange, unsatisfiableRange } from '../http/range.ts';
 import { dateFields } from '../http/dates.ts';
 import { isFingerprinted, mapRequestPath, type Refusal } from './path.ts';
+import { createSharedWork } from '../shared-work.ts';
 
 export interface StaticStageOptions {
   /** true: what is not a file here goes to `next` (the proxy behind); false: 404 / 405 here. */
@@ -74,20 +75,17 @@ export function createStaticStage(options: StaticOptions, opts: StaticStageOptio
    * there is no file to use (a precompressed sibling absent or older than its file: ~490 failed
    * opens in those 1,000 otherwise).
    */
-  const loads = new Map<string, Promise<Loaded>>();
+  const loads = createSharedWork<Loaded>();
   /**
    * The read under way for `path` (`waiting`), or `done` when `path` is now this caller's to read:
    * it calls `done` as soon as it knows what it keeps (before passing a request on to the origin,
-   * which the waiters must not wait for), and again, harmlessly, whatever happens.
+   * which the waiters must not wait for), and again, harmlessly (the first call settles), whatever
+   * happens.
    */
   function loadOf(path: string): { readonly waiting: Promise<Loaded>; readonly done?: undefined } | { readonly waiting?: undefined; readonly done: (kept: Loaded) => void } {
-    const waiting = loads.get(path);
-    if (waiting !== undefined) return { waiting };
-    let settle!: (kept: Loaded) => void;
-    const load = new Promise<Loaded>((resolve) => { settle = resolve; });
-    loads.set(path, load);
-    // Once: the first call tells the waiters; a later one (the safety net of a finally) is a no-op.
-    return { done: (kept) => { if (loads.get(path) === load) loads.delete(path); settle(kept); } };
+    const lead: { done?: (kept: Loaded) => void } = {};
+    const waiting = loads.run(path, () => new Promise<Loaded>((resolve) => { lead.done = resolve; }));
+    return lead.done === undefined ? { waiting } : { done: lead.done };
   }
 
   /** Refusals: passed on when they only mean "not a file here", else the error. */

@@ -4,6 +4,8 @@
  * continuation: the read then holds what was just replaced. It may be served once (it was what
  * was stored when read) but must not be kept, or this process would serve it until it expires.
  */
+import { createSharedWork } from '../../shared-work.ts';
+
 export interface ReadGuard {
   /** Runs `read` for `key`; `overtaken`: a drop of the key arrived meanwhile. */
   read<T>(key: string, read: () => Promise<T>): Promise<{ value: T; overtaken: boolean }>;
@@ -22,7 +24,7 @@ export interface ReadGuard {
 export function createReadGuard(): ReadGuard {
   const reading = new Map<string, number>();
   const overtaken = new Set<string>();
-  const sharing = new Map<string, Promise<unknown>>();
+  const sharing = createSharedWork<unknown>();
   return {
     async read(key, read) {
       reading.set(key, (reading.get(key) ?? 0) + 1);
@@ -35,19 +37,10 @@ export function createReadGuard(): ReadGuard {
         else { reading.delete(key); overtaken.delete(key); }
       }
     },
-    shared<T>(key: string, work: () => Promise<T>): Promise<T> {
-      const under = sharing.get(key);
-      if (under !== undefined) return under as Promise<T>;
-      const done: Promise<T> = work().finally(() => {
-        if (sharing.get(key) === done) sharing.delete(key);
-      });
-      sharing.set(key, done);
-      return done;
-    },
+    shared: <T>(key: string, work: () => Promise<T>) => sharing.run(key, work) as Promise<T>,
     dropped(keys) {
       for (const key of keys === '*' ? reading.keys() : keys) if (reading.has(key)) overtaken.add(key);
-      if (keys === '*') sharing.clear();
-      else for (const key of keys) sharing.delete(key);
+      sharing.forget(keys);
     },
   };
 }
