@@ -1,5 +1,5 @@
-import { closeSync, constants, openSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
-import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { extname, join, sep } from 'node:path';
 import { contentType } from 'mime-types';
@@ -17,6 +17,7 @@ import { contentRange, unsatisfiableRange } from '../http/range.ts';
 import { dateFields } from '../http/dates.ts';
 import { isFingerprinted, mapRequestPath, type Refusal } from './path.ts';
 import { createSharedWork } from '../shared-work.ts';
+import { checkIndex, mountBase, realpathStrategy, resolveRoot } from './root.ts';
 
 export interface StaticStageOptions {
   /** true: what is not a file here goes to `next` (the proxy behind); false: 404 / 405 here. */
@@ -394,51 +395,4 @@ async function closeQuietly(handle: FileHandle): Promise<void> {
   } catch {
     // ignored on purpose
   }
-}
-
-type RealpathOf = (handle: FileHandle, file: string) => Promise<string>;
-
-/**
- * How to learn where an opened file really is. Linux: /proc/self/fd/N names the descriptor itself,
- * so the check is on the file that will be sent (no race with a symlink swapped after open).
- * Elsewhere: realpath of the name, a moment after open.
- */
-function realpathStrategy(root: string): RealpathOf {
-  try {
-    const fd = openSync(root, 'r');
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === root) return (handle) => readlink(`/proc/self/fd/${handle.fd}`);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // no procfs: fall back below
-  }
-  return (_handle, file) => realpath(file);
-}
-
-function resolveRoot(root: string): string {
-  let real: string;
-  try {
-    real = realpathSync(root);
-  } catch (err) {
-    throw new TypeError(`static.root: cannot resolve ${JSON.stringify(root)}: ${(err as Error).message}`);
-  }
-  if (!statSync(real).isDirectory()) throw new TypeError(`static.root: ${JSON.stringify(root)} is not a directory`);
-  return real;
-}
-
-function checkIndex(index: string): string {
-  if (index === '' || index === '.' || index === '..' || /[/\\\0]/.test(index)) {
-    throw new TypeError(`static.index: expected a file name, got ${JSON.stringify(index)}`);
-  }
-  return index;
-}
-
-/** '/' → '', '/assets/' and '/assets' → '/assets'. */
-function mountBase(mountPath: string): string {
-  if (!mountPath.startsWith('/')) {
-    throw new TypeError(`mountPath: expected a path prefix starting with "/", got ${JSON.stringify(mountPath)}`);
-  }
-  return mountPath.replace(/\/+$/, '');
 }

@@ -134,90 +134,86 @@ test('node tier store: a read from another worker that a drop overtook is served
   assert.equal(local.getNow!('k'), undefined, 'not kept');
 });
 
-test('tiered store: a far read that an invalidation overtook is served once and not kept near', async () => {
+/**
+ * A far tier for the tiered store: a memory store behind it, its reads counted and, while `hold`
+ * is set, answered only once the test lets them go (the answer has arrived; what the test does
+ * meanwhile is handled before the read goes on); `notify` is another node's announcement.
+ */
+function heldFarTier() {
   const backing = createMemoryStore({ maxSize: 1024 * 1024 });
-  let listener: (message: string) => void = () => {};
-  let farReads = 0;
-  let hold: Promise<void> | undefined;
+  const state = { reads: 0, hold: undefined as Promise<void> | undefined, listener: (_message: string) => {} };
   const far: CacheStore & { publish(): Promise<void>; subscribe(c: string, l: (m: string) => void): Promise<() => Promise<void>> } = {
     ...backing,
     name: 'far',
     async get<M>(key: string) {
-      farReads++;
+      state.reads++;
       const found = await backing.get<M>(key);
-      await hold; // the answer has arrived; the invalidation is handled before the read goes on
+      await state.hold;
       return found as CacheRecord<M> | undefined;
     },
     async publish() {},
-    async subscribe(_channel, onMessage) { listener = onMessage; return async () => {}; },
+    async subscribe(_channel, onMessage) { state.listener = onMessage; return async () => {}; },
   };
+  /** Holds the far tier's answers until the returned function is called. */
+  const hold = () => {
+    let release!: () => void;
+    state.hold = new Promise((resolve) => { release = resolve; });
+    return () => { release(); state.hold = undefined; };
+  };
+  return { backing, far, hold, reads: () => state.reads, notify: (keys: string[]) => state.listener(JSON.stringify({ from: 'another node', keys })) };
+}
+
+test('tiered store: a far read that an invalidation overtook is served once and not kept near', async () => {
+  const { backing, far, hold, reads, notify } = heldFarTier();
   const tiered = await createTieredStore({ near: createMemoryStore({ maxSize: 1024 * 1024 }), far });
   await backing.set('k', record('old'), 60_000);
 
   // Undisturbed, a far read is kept near.
   assert.equal(text(await tiered.get('k')), 'old');
   assert.equal(text(await tiered.get('k')), 'old');
-  assert.equal(farReads, 1);
+  assert.equal(reads(), 1);
 
   await tiered.delete(['k']);
   await backing.set('k', record('old'), 60_000);
-  let release!: () => void;
-  hold = new Promise((resolve) => { release = resolve; });
+  const release = hold();
   const reading = tiered.get('k');
   await new Promise((resolve) => setImmediate(resolve));
-  listener(JSON.stringify({ from: 'another node', keys: ['k'] }));
+  notify(['k']);
   await backing.set('k', record('new'), 60_000);
   release();
   assert.equal(text(await reading), 'old', 'served once: it was what the tier held when read');
-  hold = undefined;
   assert.equal(text(await tiered.get('k')), 'new', 'not kept near: the next read goes to the far tier');
-  assert.equal(farReads, 3);
+  assert.equal(reads(), 3);
   await tiered.close();
 });
 
 test('tiered store: the requests that miss near while one reads the far tier share its read, until the key is dropped', async () => {
-  const backing = createMemoryStore({ maxSize: 1024 * 1024 });
-  let listener: (message: string) => void = () => {};
-  let farReads = 0;
-  let release!: () => void;
-  let hold: Promise<void> | undefined;
-  const far: CacheStore & { publish(): Promise<void>; subscribe(c: string, l: (m: string) => void): Promise<() => Promise<void>> } = {
-    ...backing,
-    name: 'far',
-    async get<M>(key: string) {
-      farReads++;
-      const found = await backing.get<M>(key);
-      await hold;
-      return found as CacheRecord<M> | undefined;
-    },
-    async publish() {},
-    async subscribe(_channel, onMessage) { listener = onMessage; return async () => {}; },
-  };
+  const { backing, far, hold, reads, notify } = heldFarTier();
   const near = createMemoryStore({ maxSize: 1024 * 1024 });
   const tiered = await createTieredStore({ near, far });
   await backing.set('k', record('v1'), 60_000);
 
-  hold = new Promise((resolve) => { release = resolve; });
+  let release = hold();
   const together = Array.from({ length: 50 }, () => tiered.get('k'));
   await new Promise((resolve) => setImmediate(resolve));
   release();
   assert.deepEqual((await Promise.all(together)).map(text), Array(50).fill('v1'), 'every one of them answered');
-  assert.equal(farReads, 1, '50 misses near at once, one read of the far tier');
+  assert.equal(reads(), 1, '50 misses near at once, one read of the far tier');
   assert.equal(text(near.getNow!('k')), 'v1', 'and one near copy');
 
   // Another node replaces the record while a read is under way: a request after the drop reads anew.
   await tiered.delete(['k']);
   await backing.set('k', record('v2'), 60_000);
-  hold = new Promise((resolve) => { release = resolve; });
+  release = hold();
   const before = tiered.get('k');
   await new Promise((resolve) => setImmediate(resolve));
   await backing.set('k', record('v3'), 60_000);
-  listener(JSON.stringify({ from: 'another node', keys: ['k'] }));
+  notify(['k']);
   const after = tiered.get('k');
   await new Promise((resolve) => setImmediate(resolve));
   release();
   assert.equal(text(await before), 'v2', 'the read under way answers what it read');
   assert.equal(text(await after), 'v3', 'the request after the drop does not share it');
-  assert.equal(farReads, 3);
+  assert.equal(reads(), 3);
   await tiered.close();
 });
