@@ -49,6 +49,8 @@ export interface SoakSample {
   /** Outpost's own view (prom-client's default metrics): V8 heap used and total, and memory outside the V8 heap (Buffers, ArrayBuffers). */
   readonly heapUsedBytes?: number;
   readonly heapTotalBytes?: number;
+  /** Of heap total, the young generation (V8's new space, both semi-spaces): sized by --max-semi-space-size, not by what is live. */
+  readonly youngBytes?: number;
   readonly externalBytes?: number;
   /** Where the rest goes: the memory store's slabs mapped for bodies, the spares among them (outpost_cache_slab_bytes), glibc's heap in use and free (outpost_malloc_bytes). */
   readonly slabBytes?: number;
@@ -111,7 +113,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const rssStartBytes = rssBytes(child.pid);
   const allocator = allocatorOf(child.pid);
 
-  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; external?: number; slabs?: number; spare?: number; mallocInUse?: number; mallocFree?: number };
+  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; young?: number; external?: number; slabs?: number; spare?: number; mallocInUse?: number; mallocFree?: number };
   const metricsText = async (): Promise<string> => {
     const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
     return r.body.text();
@@ -119,14 +121,15 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const cacheUsage = async (): Promise<Usage> => {
     try {
       const text = await metricsText();
-      const metric = (name: string, state?: string) => {
-        const labels = state === undefined ? '(?:\\{[^}]*\\})?' : `\\{state="${state}"\\}`;
+      const metric = (name: string, state?: string, label = 'state') => {
+        const labels = state === undefined ? '(?:\\{[^}]*\\})?' : `\\{${label}="${state}"\\}`;
         const m = new RegExp(`^${name}${labels} (\\S+)$`, 'm').exec(text);
         return m ? Number(m[1]) : undefined;
       };
       return {
         bytes: metric('outpost_cache_size_bytes'), entries: metric('outpost_cache_entries'),
-        heapUsed: metric('nodejs_heap_size_used_bytes'), heapTotal: metric('nodejs_heap_size_total_bytes'), external: metric('nodejs_external_memory_bytes'),
+        heapUsed: metric('nodejs_heap_size_used_bytes'), heapTotal: metric('nodejs_heap_size_total_bytes'),
+        young: metric('nodejs_heap_space_size_total_bytes', 'new', 'space'), external: metric('nodejs_external_memory_bytes'),
         slabs: metric('outpost_cache_slab_bytes', 'allocated'), spare: metric('outpost_cache_slab_bytes', 'spare'),
         mallocInUse: metric('outpost_malloc_bytes', 'in_use'), mallocFree: metric('outpost_malloc_bytes', 'free'),
       };
@@ -172,7 +175,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const rss = rssBytes(child.pid);
     const usage = await cacheUsage();
     samples.push({ t: Math.round(t * 10) / 10, requests, rssBytes: rss, cacheBytes: usage.bytes, cacheEntries: usage.entries,
-      heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external,
+      heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, youngBytes: usage.young, externalBytes: usage.external,
       slabBytes: usage.slabs, spareBytes: usage.spare, mallocInUseBytes: usage.mallocInUse, mallocFreeBytes: usage.mallocFree });
   };
   const timer = setInterval(() => { void sample(); }, every);
@@ -236,13 +239,13 @@ export function soakTable(r: SoakResult): string {
     `soak: ${r.seconds} s, ${r.urls.toLocaleString('en-US')} URLs of 1-15 KB (max-age=5, every tenth no-store), clients sending br and gzip, ${r.connections} HTTP/1.1 connections`,
     `${r.requests.toLocaleString('en-US')} requests (${Math.round(r.rps).toLocaleString('en-US')}/s), ${r.errors} errors`,
     '',
-    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB   heap used   heap total   external   slabs   spare   malloc used   malloc free',
-    '  ------  ----------  --------  ----------  --------  --------------------  ----------  -----------  ---------  ------  ------  ------------  -----------',
+    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB   heap used   heap total   young   external   slabs   spare   malloc used   malloc free',
+    '  ------  ----------  --------  ----------  --------  --------------------  ----------  -----------  ------  ---------  ------  ------  ------------  -----------',
   ];
   for (const s of r.samples) {
     const limit = s.cacheBytes === undefined ? undefined : 2 * s.cacheBytes + HEADROOM;
     lines.push(`  ${s.t.toFixed(0).padStart(6)}  ${s.requests.toLocaleString('en-US').padStart(10)}  ${mib(s.rssBytes).padStart(8)}  ${mib(s.cacheBytes).padStart(10)}  ${(s.cacheEntries?.toLocaleString('en-US') ?? '-').padStart(8)}  ${mib(limit).padStart(20)}  ` +
-      `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.externalBytes).padStart(9)}  ${mib(s.slabBytes).padStart(6)}  ${mib(s.spareBytes).padStart(6)}  ` +
+      `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.youngBytes).padStart(6)}  ${mib(s.externalBytes).padStart(9)}  ${mib(s.slabBytes).padStart(6)}  ${mib(s.spareBytes).padStart(6)}  ` +
       `${mib(s.mallocInUseBytes).padStart(12)}  ${mib(s.mallocFreeBytes).padStart(11)}`);
   }
   lines.push('');
