@@ -16,7 +16,7 @@ import { createPrimaryChannel, NODE_WORKERS } from './primary-channel.ts';
 import { createNodeLimits } from '../guard/node-limiter.ts';
 import { createNodeFlights } from '../cache/node-flights.ts';
 import { createNodeConnections } from '../server/node-connections.ts';
-import { loadMallocHelper, startMallocTrimmer } from './malloc-trim.ts';
+import { startConfiguredTrimmer } from './malloc-trim.ts';
 
 /**
  * `workers: N` (or auto): a primary process supervises N workers that share the listeners through
@@ -64,8 +64,7 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   const limits = createNodeLimits();
   const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits, connections: createNodeConnections() }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
   // The primary's free pages (the directory's, the messages') go back when the load stops, as the workers' do.
-  const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
-  const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
+  const trimmer = startConfiguredTrimmer(config.memory);
   // The primary holds no cached bodies (the workers do): its memory.limit is "auto"'s headroom alone.
   const budget = startBudget(config, 0);
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)

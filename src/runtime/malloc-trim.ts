@@ -61,6 +61,19 @@ export interface MallocHelper {
 }
 
 export const HELPER_PATH = fileURLToPath(new URL('../../native/build/malloc-trim.node', import.meta.url));
+export const PRESSURE_HELPER_PATH = fileURLToPath(new URL('../../native/build/heap-pressure.node', import.meta.url));
+
+/** The helper that gives V8's memory-pressure signal (native/heap-pressure.cc). */
+export interface PressureHelper {
+  /** A memory-reducing full collection, started now and done in steps: V8's pooled pages go back when it ends. */
+  moderate(): void;
+}
+
+/** V8's memory-pressure signal, or null (not built: V8's freed pages then stay resident until the load stops). */
+export function loadPressureHelper(path = PRESSURE_HELPER_PATH): PressureHelper | null {
+  const { addon } = loadAddon<PressureHelper>(path, 'a C++ compiler');
+  return addon !== null && typeof addon.moderate === 'function' ? addon : null;
+}
 
 /** The helper, or why there is none: trimming is for glibc's malloc, and needs the build. */
 export function loadMallocHelper(path = HELPER_PATH, allocator: Allocator = allocatorOf()): { helper: MallocHelper; why?: undefined } | { helper: null; why: string } {
@@ -103,6 +116,22 @@ export interface TrimPolicy {
    * ~70 MB (the slabs are mapped apart).
    */
   readonly busyFreeBytes: number;
+  /**
+   * Under load, ask V8 for a memory-reducing collection this often (`memory.pressure`,
+   * native/heap-pressure.cc), or never (null, the default). A regular full collection keeps the
+   * pages it frees resident in V8's page pool, so without it RSS follows the highest the old
+   * generation reached since the load began. Measured on the 5-minute soak (bench/soak.ts,
+   * 2026-12-05, one run each, second half): without it RSS 203-209 MiB, V8's heap 66-86 MiB
+   * committed; every 20 s 163-166 MiB right after each signal and 185-200 between (217.0 once, at
+   * a peak of the old generation just before one); every 10 s 140-147 and 166-169 (169.2 at most
+   * against the target of 198.9), V8's heap 32-35 and 63-66 MiB; CPU per request the same in the
+   * three (52-53 µs), full collections in the 5 minutes 59, 75 and 120. But not free: a reducing
+   * collection also shrinks the young generation to its least, and the quick bench every 10 s
+   * (its cache full after the misses) spent 15-40 % more CPU per pass-through response (pass over
+   * HTTP/1.1 44 → 55 µs, with 1,000 in flight over HTTP/2 70 → 99), 2-4 µs more per hit, while
+   * its RSS after all runs was 648.7 MiB against 738.7. So it is the operator's choice.
+   */
+  readonly busyPressureEveryMs: number | null;
 }
 
 export const TRIM_POLICY: TrimPolicy = {
@@ -113,6 +142,7 @@ export const TRIM_POLICY: TrimPolicy = {
   quietFreeBytes: 8 * MiB,
   busyEveryMs: 60_000,
   busyFreeBytes: 16 * MiB,
+  busyPressureEveryMs: null,
 };
 
 export interface TrimStats {
@@ -123,14 +153,17 @@ export interface TrimStats {
   readonly collectionSeconds: number;
   /** RSS before less RSS after, summed (what the trims and the spare slabs released when quiet gave back, as the system counts it). */
   readonly releasedBytes: number;
+  /** Memory-reducing collections asked of V8 under load (busyPressureEveryMs). */
+  readonly pressures: number;
 }
 
 export interface MallocTrimmer {
   /**
    * One check now (the timer calls it every `checkEveryMs`): returns why it trimmed, 'collect'
-   * when it asked V8 for a full collection (the trim follows at the next quiet check), or null.
+   * when it asked V8 for a full collection (the trim follows at the next quiet check), 'pressure'
+   * when, under load, it asked V8 for a memory-reducing one, or null.
    */
-  check(): 'quiet' | 'busy' | 'collect' | null;
+  check(): 'quiet' | 'busy' | 'collect' | 'pressure' | null;
   stats(): TrimStats;
   /** glibc's heap now (the helper's mallinfo2). */
   info(): MallocInfo;
@@ -146,6 +179,8 @@ export interface TrimmerOptions {
   readonly rss?: () => number;
   /** Starts a full garbage collection (a promise: timed until it settles); by default V8's memory-reducing one when exposed (--expose-gc, v8Collector), else none. */
   readonly collect?: (() => void | Promise<void>) | null;
+  /** Tells V8 memory is short, under load (busyPressureEveryMs); by default the helper's when the policy asks for it (loadPressureHelper), else none. */
+  readonly pressure?: (() => void) | null;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
 }
@@ -159,6 +194,11 @@ export function loopUtilization(): () => number {
     last = now;
     return utilization;
   };
+}
+
+function pressureSignal(): (() => void) | null {
+  const helper = loadPressureHelper();
+  return helper === null ? null : () => helper.moderate();
 }
 
 type ExposedGc = (options: { type: 'major'; execution: 'async'; flavor: 'last-resort' }) => Promise<void>;
@@ -178,18 +218,27 @@ export function v8Collector(): (() => Promise<void>) | null {
   return typeof gc === 'function' ? () => gc({ type: 'major', execution: 'async', flavor: 'last-resort' }) : null;
 }
 
+/** The trimmer `memory` asks for (memory.trim, memory.pressure), or none: trim off, or no helper (the startup line says why). */
+export function startConfiguredTrimmer(memory: { readonly trim: boolean; readonly pressure: number | null }): MallocTrimmer | undefined {
+  const { helper } = memory.trim ? loadMallocHelper() : { helper: null };
+  return helper === null ? undefined : startMallocTrimmer(helper, { policy: { ...TRIM_POLICY, busyPressureEveryMs: memory.pressure } });
+}
+
 export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions = {}): MallocTrimmer {
   const policy = options.policy ?? TRIM_POLICY;
   const now = options.now ?? (() => performance.now());
   const utilization = options.utilization ?? loopUtilization();
   const rss = options.rss ?? (() => process.memoryUsage.rss());
   const collect = options.collect !== undefined ? options.collect : v8Collector();
+  const pressure = options.pressure !== undefined ? options.pressure : policy.busyPressureEveryMs === null ? null : pressureSignal();
   let trims = 0;
   let seconds = 0;
   let releasedBytes = 0;
   let collections = 0;
   let collectionSeconds = 0;
+  let pressures = 0;
   let lastTrim = now();
+  let lastPressure = now();
   // Work since the last trim: a quiet process that trimmed once has nothing more to give back.
   let workedSinceTrim = false;
   // Work since the last quiet collection: a quiet process that collected once has nothing more to free.
@@ -198,14 +247,19 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   let collected = false;
   let quietInARow = 0;
 
-  const check = (): 'quiet' | 'busy' | 'collect' | null => {
+  const check = (): 'quiet' | 'busy' | 'collect' | 'pressure' | null => {
     const busy = utilization() >= policy.quietUtilization;
     if (busy) {
       workedSinceTrim = true;
       workedSinceCollection = true;
       collected = false;
       quietInARow = 0;
-      return now() - lastTrim >= policy.busyEveryMs ? trim('busy') : null;
+      if (now() - lastTrim >= policy.busyEveryMs) return trim('busy');
+      if (pressure === null || policy.busyPressureEveryMs === null || now() - lastPressure < policy.busyPressureEveryMs) return null;
+      lastPressure = now();
+      pressures++;
+      pressure();
+      return 'pressure';
     }
     quietInARow++;
     if (collected) return trim('quiet'); // what the collection freed
@@ -246,7 +300,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   timer?.unref();
   return {
     check,
-    stats: () => ({ trims, seconds, releasedBytes, collections, collectionSeconds }),
+    stats: () => ({ trims, seconds, releasedBytes, collections, collectionSeconds, pressures }),
     info: () => helper.info(),
     stop: () => clearInterval(timer),
   };

@@ -7,7 +7,7 @@ import { startInstance, type Instance, type ReloadOutcome } from './instance.ts'
 import type { Metrics } from '../observability/metrics.ts';
 import { createFeed, dashboardView, type Feed } from '../observability/feed.ts';
 import type { ConfigSource } from './source.ts';
-import { loadMallocHelper, startMallocTrimmer, type MallocTrimmer } from './malloc-trim.ts';
+import { startConfiguredTrimmer, type MallocTrimmer } from './malloc-trim.ts';
 import { keepCompiledModules } from './compile-cache.ts';
 import { growthSetByOperator, memoryLimitOf, startHeapBudget, type HeapBudget } from './heap-budget.ts';
 import { memoryCacheBytes } from '../app.ts';
@@ -127,8 +127,7 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     throw err;
   }
   // glibc's free pages back to the system when the load stops (the startup line says when it cannot).
-  const { helper } = config.memory.trim ? loadMallocHelper() : { helper: null };
-  const trimmer = helper === null ? undefined : startMallocTrimmer(helper);
+  const trimmer = startConfiguredTrimmer(config.memory);
   const budget = startBudget(config);
   // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
   // only when the admin API that serves them is on.

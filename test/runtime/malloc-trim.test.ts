@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
+import { HELPER_PATH, PRESSURE_HELPER_PATH, TRIM_POLICY, loadMallocHelper, loadPressureHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
 import { nodeMetrics } from '../../src/runtime/serve.ts';
 import { validateConfig } from '../../src/config/load.ts';
@@ -16,6 +16,10 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const loaded = loadMallocHelper(HELPER_PATH, 'system');
 if (loaded.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${loaded.why}`);
 const skip = loaded.helper === null ? loaded.why : false;
+// The memory-pressure helper (native/heap-pressure.cc) needs a C++ compiler as well.
+const pressureHelper = loadPressureHelper();
+if (pressureHelper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${PRESSURE_HELPER_PATH} is not built or does not load`);
+const skipPressure = pressureHelper === null ? `${PRESSURE_HELPER_PATH} is not built (a C++ compiler)` : false;
 
 /** The policy with every free-bytes threshold at 0: each decision to trim shows as a trim. */
 const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0 };
@@ -23,7 +27,7 @@ const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, q
 test('memory.trim: trims once when the event loop goes quiet after work, and under load at most once per busyEveryMs', { skip }, () => {
   let now = 0;
   let busy = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: null, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: null, pressure: null, timer: false });
   const step = (ms: number, utilization: number) => { now += ms; busy = utilization; return trimmer.check(); };
 
   assert.equal(step(1000, 0), null, 'quiet from the start: nothing was used, nothing to give back');
@@ -51,7 +55,7 @@ function collectingTrimmer(policy: TrimPolicy) {
   let now = 0;
   let busy = 0;
   let collections = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { collections++; }, pressure: null, timer: false });
   const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
   return { trimmer, step, collections: () => collections };
 }
@@ -90,12 +94,64 @@ test('memory.trim: glibc\'s pages go back after quietChecks, V8\'s full collecti
   trimmer.stop();
 });
 
+test('memory.trim: under load it asks V8 for a memory-reducing collection every busyPressureEveryMs, never when quiet; a due busy trim goes first', { skip }, () => {
+  let now = 0;
+  let busy = 0;
+  let signals = 0;
+  const policy: TrimPolicy = { ...ALWAYS, busyEveryMs: 60_000, busyPressureEveryMs: 20_000 };
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: null, pressure: () => { signals++; }, timer: false });
+  const step = (ms: number, utilization: number) => { now += ms; busy = utilization; return trimmer.check(); };
+
+  assert.equal(step(19_000, 0.9), null, 'busy, 19 s after the start');
+  assert.equal(step(1000, 0.9), 'pressure', '20 s');
+  assert.equal(signals, 1);
+  assert.equal(step(1000, 0.9), null);
+  assert.equal(step(18_000, 0.9), null, '39 s');
+  assert.equal(step(1000, 0.9), 'pressure', '40 s');
+  assert.equal(step(20_000, 0.9), 'busy', '60 s: the trim is due, and it is the one done at this check');
+  assert.equal(step(1000, 0.9), 'pressure', 'the signal due at 60 s comes at the next check');
+  assert.equal(step(1000, 0.05), 'quiet', 'the load stopped');
+  assert.equal(step(60_000, 0), null, 'a minute of quiet: no signal (the collection at rest is the quiet path\'s)');
+  assert.equal(signals, 3);
+  assert.equal(trimmer.stats().pressures, 3);
+  trimmer.stop();
+});
+
+test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps pooled after a regular collection, as the load goes on', { skip: skipPressure }, () => {
+  // A child process with --expose-gc: 1,000,000 small objects (~200 MB of V8 heap), let go and
+  // collected the regular way, which leaves V8's freed pages resident in its page pool; then the
+  // helper's signal, and small allocations (a load going on) while the collection it starts
+  // marks in steps, at most 2,000 turns of the loop.
+  const script = `
+    import { loadPressureHelper } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
+    const rss = () => process.memoryUsage.rss();
+    let all = [];
+    for (let i = 0; i < 1e6; i++) all.push({ a: 'x' + i, b: [i, i + 1], c: { d: i } });
+    all = null;
+    globalThis.gc();
+    const regular = rss();
+    loadPressureHelper().moderate();
+    let turns = 0, junk = [];
+    while (turns < 2000 && rss() > regular - 100 * 2 ** 20) {
+      for (let i = 0; i < 1000; i++) junk.push({ i });
+      if (junk.length > 50000) junk = [];
+      await new Promise((r) => setImmediate(r));
+      turns++;
+    }
+    console.log(JSON.stringify({ regular, after: rss(), turns }));`;
+  const out = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const r = JSON.parse(out.stdout);
+  const MiB = 2 ** 20;
+  assert.ok(r.regular > r.after + 100 * MiB, `RSS after a regular collection ${(r.regular / MiB).toFixed(0)} MiB, ${r.turns} turns after the signal ${(r.after / MiB).toFixed(0)}`);
+});
+
 test('memory.trim: no trim while less than the threshold is free (each decision looks at glibc\'s free bytes)', { skip }, () => {
   let now = 0;
   let busy = 0.5;
   const free = loaded.helper!.info().free;
   const policy: TrimPolicy = { ...TRIM_POLICY, quietFreeBytes: free + 2 ** 40, busyFreeBytes: free + 2 ** 40 };
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: null, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: null, pressure: null, timer: false });
   trimmer.check();
   busy = 0;
   now += 1000;
@@ -246,7 +302,7 @@ test('memory.trim: a quiet trim gives the spare slabs back too; a trim under loa
     helper.keepSpareSlabs(8 * MiB, MiB);
     let now = 0, busy = 0;
     const policy = { ...TRIM_POLICY, quietChecks: 1, quietFreeBytes: 2 ** 50, busyFreeBytes: 0 };
-    const trimmer = startMallocTrimmer(helper, { policy, now: () => now, utilization: () => busy, collect: null, timer: false });
+    const trimmer = startMallocTrimmer(helper, { policy, now: () => now, utilization: () => busy, collect: null, pressure: null, timer: false });
     const step = (ms, utilization) => { now += ms; busy = utilization; return trimmer.check(); };
     const before = await spareSome();
     const busyTrim = [step(1000, 0.9), step(TRIM_POLICY.busyEveryMs, 0.9), step(1000, 0.9)];
@@ -278,7 +334,7 @@ test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async ()
   let finish = () => {};
   // A collection that takes 250 ms of the injected clock.
   const collect = () => new Promise<void>((resolve) => { finish = () => { now += 250; resolve(); }; });
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, now: () => now, collect, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, now: () => now, collect, pressure: null, timer: false });
   const metrics = await nodeMetrics(instance, trimmer);
   try {
     trimmer.check();
@@ -291,6 +347,7 @@ test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async ()
     assert.match(text, /^outpost_memory_quiet_collections_total 1$/m);
     assert.match(text, /^outpost_memory_quiet_collection_seconds_total 0.25$/m);
     assert.match(text, /^outpost_malloc_trims_total 1$/m);
+    assert.match(text, /^outpost_memory_pressure_collections_total 0$/m);
     assert.match(text, /^outpost_malloc_trim_seconds_total \d/m);
     assert.match(text, /^outpost_malloc_trim_released_bytes_total \d+$/m);
     const inUse = Number(/^outpost_malloc_bytes\{state="in_use"\} (\d+)$/m.exec(text)?.[1]);
@@ -322,10 +379,29 @@ test('memory.trim: a config value other than true or false is refused, naming th
   assert.throws(() => validateConfig({ memory: { trims: true } }), /memory.*trims/);
 });
 
-test('native/build.sh: builds both helpers with a C compiler; without one it says so and leaves the install to go on', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
+test('memory.pressure: "off" by default, else a duration of at least 1s; anything else is refused, naming the key', () => {
+  assert.equal(validateConfig({}).memory.pressure, null);
+  assert.equal(validateConfig({ memory: { pressure: 'off' } }).memory.pressure, null);
+  assert.equal(validateConfig({ memory: { pressure: '10s' } }).memory.pressure, 10_000);
+  assert.throws(() => validateConfig({ memory: { pressure: '500ms' } }), /memory\.pressure.*at least 1s/);
+  assert.throws(() => validateConfig({ memory: { pressure: true } }), /memory\.pressure/);
+  assert.throws(() => validateConfig({ memory: { pressure: 'often' } }), /memory\.pressure/);
+});
+
+test('memory.pressure: with the default policy no signal is sent under load, whatever the helper', { skip }, () => {
+  let now = 0;
+  let signals = 0;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, busyEveryMs: Infinity }, now: () => now, utilization: () => 0.9, collect: null, pressure: () => { signals++; }, timer: false });
+  for (let i = 0; i < 120; i++) { now += 1000; assert.equal(trimmer.check(), null); }
+  assert.equal(signals, 0);
+  assert.equal(trimmer.stats().pressures, 0);
+  trimmer.stop();
+});
+
+test('native/build.sh: builds the helpers with a C compiler (and heap-pressure with a C++ one); without one it says so and leaves the install to go on', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-native-'));
   mkdirSync(join(dir, 'native'));
-  for (const file of ['build.sh', 'malloc-trim.c', 'background-encode.c']) cpSync(join(ROOT, 'native', file), join(dir, 'native', file));
+  for (const file of ['build.sh', 'malloc-trim.c', 'background-encode.c', 'heap-pressure.cc']) cpSync(join(ROOT, 'native', file), join(dir, 'native', file));
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
 
   const none = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8', env: { ...process.env, CC: 'no-such-compiler' } });
@@ -342,6 +418,16 @@ test('native/build.sh: builds both helpers with a C compiler; without one it say
   assert.ok(helper.helper !== null, helper.why);
   assert.equal(typeof helper.helper.trim(), 'boolean');
   assert.notEqual(nativeEncoder(join(dir, 'native/build/background-encode.node')).encode, null);
+  assert.notEqual(loadPressureHelper(join(dir, 'native/build/heap-pressure.node')), null);
+
+  // Without a C++ compiler only heap-pressure is missing, and it says so.
+  rmSync(join(dir, 'native/build'), { recursive: true });
+  const noCxx = spawnSync('sh', [join(dir, 'native/build.sh')], { encoding: 'utf8', env: { ...process.env, CXX: 'no-such-compiler' } });
+  assert.equal(noCxx.status, 0);
+  assert.match(noCxx.stderr, /^outpost: native helper heap-pressure not built \(no compiler: no-such-compiler\): V8's freed pages stay resident under load/);
+  assert.equal(existsSync(join(dir, 'native/build/malloc-trim.node')), true);
+  assert.equal(existsSync(join(dir, 'native/build/background-encode.node')), true);
+  assert.equal(existsSync(join(dir, 'native/build/heap-pressure.node')), false);
 
   // One that does not compile is named, and the other is still built.
   writeFileSync(join(dir, 'native/background-encode.c'), 'this is not C\n');
