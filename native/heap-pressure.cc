@@ -10,7 +10,7 @@
  * offers for that ("last resort": full collections in a row until nothing more is freed) stops the
  * process 60-100 ms with 40 MB live, too long under load; this one marks in steps between requests
  * and pauses about as long as a regular full collection's finish. src/runtime/malloc-trim.ts
- * decides when (memory.trim, under load); measured there.
+ * sends it under load when memory.pressure asks (off by default); measured there.
  *
  * C++ because the signal is in V8's C++ API only, so this helper is built against the headers of
  * the runtime it runs on (the pinned one, native/build.sh), unlike the Node-API-only C helpers.

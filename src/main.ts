@@ -6,7 +6,7 @@ import type { Config } from './config/schema.ts';
 import { configSource } from './runtime/source.ts';
 import { serveSingle } from './runtime/serve.ts';
 import { allocatorLine, allocatorOf } from './runtime/allocator.ts';
-import { HELPER_PATH, PRESSURE_HELPER_PATH, loadMallocHelper, loadPressureHelper } from './runtime/malloc-trim.ts';
+import { HELPER_PATH, loadMallocHelper, loadPressureHelper } from './runtime/malloc-trim.ts';
 import { nativeEncoder } from './compress/background.ts';
 import cluster from 'node:cluster';
 import { runPrimary, runWorker, workerCount, WORKER_CONFIG } from './runtime/cluster.ts';
@@ -106,7 +106,10 @@ async function main(argv: string[]): Promise<number> {
   if (config.memory.trim && allocator !== 'jemalloc') {
     const { why } = loadMallocHelper(HELPER_PATH, allocator);
     if (why !== undefined) console.log(`outpost: memory.trim off: ${why}`);
-    else if (config.memory.pressure !== null && loadPressureHelper() === null) console.log(`outpost: memory.pressure off: ${PRESSURE_HELPER_PATH} is not built (npm ci builds it with a C++ compiler)`);
+    else if (config.memory.pressure !== null) {
+      const pressure = loadPressureHelper();
+      if (pressure.why !== undefined) console.log(`outpost: memory.pressure off: ${pressure.why}`);
+    }
   }
   const encoder = nativeEncoder();
   if (encoder.why !== undefined) console.log(`outpost: high-quality compression runs in a worker thread (12-20 MiB more memory): ${encoder.why}`);

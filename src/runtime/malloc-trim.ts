@@ -69,10 +69,11 @@ export interface PressureHelper {
   moderate(): void;
 }
 
-/** V8's memory-pressure signal, or null (not built: V8's freed pages then stay resident until the load stops). */
-export function loadPressureHelper(path = PRESSURE_HELPER_PATH): PressureHelper | null {
-  const { addon } = loadAddon<PressureHelper>(path, 'a C++ compiler');
-  return addon !== null && typeof addon.moderate === 'function' ? addon : null;
+/** V8's memory-pressure signal, or why there is none (not built, or not Outpost's helper). */
+export function loadPressureHelper(path = PRESSURE_HELPER_PATH): { helper: PressureHelper; why?: undefined } | { helper: null; why: string } {
+  const { addon: helper, why } = loadAddon<PressureHelper>(path, 'a C++ compiler');
+  if (helper === null) return { helper, why };
+  return typeof helper.moderate === 'function' ? { helper } : { helper: null, why: `${path} is not Outpost's helper` };
 }
 
 /** The helper, or why there is none: trimming is for glibc's malloc, and needs the build. */
@@ -197,7 +198,7 @@ export function loopUtilization(): () => number {
 }
 
 function pressureSignal(): (() => void) | null {
-  const helper = loadPressureHelper();
+  const { helper } = loadPressureHelper();
   return helper === null ? null : () => helper.moderate();
 }
 

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HELPER_PATH, PRESSURE_HELPER_PATH, TRIM_POLICY, loadMallocHelper, loadPressureHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
+import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, loadPressureHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
 import { nodeMetrics } from '../../src/runtime/serve.ts';
 import { validateConfig } from '../../src/config/load.ts';
@@ -18,8 +18,8 @@ if (loaded.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') t
 const skip = loaded.helper === null ? loaded.why : false;
 // The memory-pressure helper (native/heap-pressure.cc) needs a C++ compiler as well.
 const pressureHelper = loadPressureHelper();
-if (pressureHelper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${PRESSURE_HELPER_PATH} is not built or does not load`);
-const skipPressure = pressureHelper === null ? `${PRESSURE_HELPER_PATH} is not built (a C++ compiler)` : false;
+if (pressureHelper.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${pressureHelper.why}`);
+const skipPressure = pressureHelper.why ?? false;
 
 /** The policy with every free-bytes threshold at 0: each decision to trim shows as a trim. */
 const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0 };
@@ -130,7 +130,7 @@ test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps po
     all = null;
     globalThis.gc();
     const regular = rss();
-    loadPressureHelper().moderate();
+    loadPressureHelper().helper.moderate();
     let turns = 0, junk = [];
     while (turns < 2000 && rss() > regular - 100 * 2 ** 20) {
       for (let i = 0; i < 1000; i++) junk.push({ i });
@@ -370,6 +370,9 @@ test('memory.trim: no helper under jemalloc, when it is not built, or when the f
   const bad = loadMallocHelper(join(dir, 'bad.node'), 'system');
   assert.equal(bad.helper, null);
   assert.match(bad.why!, /^the native helper did not load: /);
+  // The memory-pressure helper (memory.pressure) says why in the same words.
+  assert.match(loadPressureHelper(join(dir, 'none.node')).why!, /the native helper is not built \(.*none\.node; npm ci builds it with a C\+\+ compiler\)/);
+  if (skip === false) assert.match(loadPressureHelper(HELPER_PATH).why!, /malloc-trim\.node is not Outpost's helper/);
 });
 
 test('memory.trim: a config value other than true or false is refused, naming the key', () => {
@@ -418,7 +421,7 @@ test('native/build.sh: builds the helpers with a C compiler (and heap-pressure w
   assert.ok(helper.helper !== null, helper.why);
   assert.equal(typeof helper.helper.trim(), 'boolean');
   assert.notEqual(nativeEncoder(join(dir, 'native/build/background-encode.node')).encode, null);
-  assert.notEqual(loadPressureHelper(join(dir, 'native/build/heap-pressure.node')), null);
+  assert.notEqual(loadPressureHelper(join(dir, 'native/build/heap-pressure.node')).helper, null);
 
   // Without a C++ compiler only heap-pressure is missing, and it says so.
   rmSync(join(dir, 'native/build'), { recursive: true });
