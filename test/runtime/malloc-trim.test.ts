@@ -27,7 +27,7 @@ const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, q
 test('memory.trim: trims once when the event loop goes quiet after work, and under load at most once per busyEveryMs', { skip }, () => {
   let now = 0;
   let busy = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: null, pressure: null, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => busy, collect: null, timer: false });
   const step = (ms: number, utilization: number) => { now += ms; busy = utilization; return trimmer.check(); };
 
   assert.equal(step(1000, 0), null, 'quiet from the start: nothing was used, nothing to give back');
@@ -55,7 +55,7 @@ function collectingTrimmer(policy: TrimPolicy) {
   let now = 0;
   let busy = 0;
   let collections = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { collections++; }, pressure: null, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { collections++; }, timer: false });
   const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
   return { trimmer, step, collections: () => collections };
 }
@@ -94,6 +94,24 @@ test('memory.trim: glibc\'s pages go back after quietChecks, V8\'s full collecti
   trimmer.stop();
 });
 
+/**
+ * Runs `then` in a child process with --expose-gc (ESM, `name` imported from malloc-trim.ts) after
+ * 1,000,000 small objects (~200 MB of V8 heap) were made (RSS `filled`), let go and collected the
+ * regular way, which leaves V8's freed pages resident in its page pool (RSS `regular`).
+ */
+function afterPooledPages(name: string, then: string) {
+  const script = `
+    import { ${name} } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
+    const rss = () => process.memoryUsage.rss();
+    let all = [];
+    for (let i = 0; i < 1e6; i++) all.push({ a: 'x' + i, b: [i, i + 1], c: { d: i } });
+    const filled = rss();
+    all = null;
+    globalThis.gc();
+    const regular = rss();${then}`;
+  return spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+}
+
 test('memory.trim: under load it asks V8 for a memory-reducing collection every busyPressureEveryMs, never when quiet; a due busy trim goes first', { skip }, () => {
   let now = 0;
   let busy = 0;
@@ -118,18 +136,9 @@ test('memory.trim: under load it asks V8 for a memory-reducing collection every 
 });
 
 test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps pooled after a regular collection, as the load goes on', { skip: skipPressure }, () => {
-  // A child process with --expose-gc: 1,000,000 small objects (~200 MB of V8 heap), let go and
-  // collected the regular way, which leaves V8's freed pages resident in its page pool; then the
-  // helper's signal, and small allocations (a load going on) while the collection it starts
-  // marks in steps, at most 2,000 turns of the loop.
-  const script = `
-    import { loadPressureHelper } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
-    const rss = () => process.memoryUsage.rss();
-    let all = [];
-    for (let i = 0; i < 1e6; i++) all.push({ a: 'x' + i, b: [i, i + 1], c: { d: i } });
-    all = null;
-    globalThis.gc();
-    const regular = rss();
+  // After V8's pages went to its pool: the helper's signal, and small allocations (a load going on)
+  // while the collection it starts marks in steps, at most 2,000 turns of the loop.
+  const out = afterPooledPages('loadPressureHelper', `
     loadPressureHelper().helper.moderate();
     let turns = 0, junk = [];
     while (turns < 2000 && rss() > regular - 100 * 2 ** 20) {
@@ -138,8 +147,7 @@ test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps po
       await new Promise((r) => setImmediate(r));
       turns++;
     }
-    console.log(JSON.stringify({ regular, after: rss(), turns }));`;
-  const out = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    console.log(JSON.stringify({ regular, after: rss(), turns }));`);
   assert.equal(out.status, 0, out.stderr);
   const r = JSON.parse(out.stdout);
   const MiB = 2 ** 20;
@@ -151,7 +159,7 @@ test('memory.trim: no trim while less than the threshold is free (each decision 
   let busy = 0.5;
   const free = loaded.helper!.info().free;
   const policy: TrimPolicy = { ...TRIM_POLICY, quietFreeBytes: free + 2 ** 40, busyFreeBytes: free + 2 ** 40 };
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: null, pressure: null, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: null, timer: false });
   trimmer.check();
   busy = 0;
   now += 1000;
@@ -302,7 +310,7 @@ test('memory.trim: a quiet trim gives the spare slabs back too; a trim under loa
     helper.keepSpareSlabs(8 * MiB, MiB);
     let now = 0, busy = 0;
     const policy = { ...TRIM_POLICY, quietChecks: 1, quietFreeBytes: 2 ** 50, busyFreeBytes: 0 };
-    const trimmer = startMallocTrimmer(helper, { policy, now: () => now, utilization: () => busy, collect: null, pressure: null, timer: false });
+    const trimmer = startMallocTrimmer(helper, { policy, now: () => now, utilization: () => busy, collect: null, timer: false });
     const step = (ms, utilization) => { now += ms; busy = utilization; return trimmer.check(); };
     const before = await spareSome();
     const busyTrim = [step(1000, 0.9), step(TRIM_POLICY.busyEveryMs, 0.9), step(1000, 0.9)];
@@ -334,7 +342,7 @@ test('memory.trim: metrics show glibc\'s heap and the trims', { skip }, async ()
   let finish = () => {};
   // A collection that takes 250 ms of the injected clock.
   const collect = () => new Promise<void>((resolve) => { finish = () => { now += 250; resolve(); }; });
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, now: () => now, collect, pressure: null, timer: false });
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, utilization: () => busy, now: () => now, collect, timer: false });
   const metrics = await nodeMetrics(instance, trimmer);
   try {
     trimmer.check();
@@ -443,21 +451,10 @@ test('native/build.sh: builds the helpers with a C compiler (and heap-pressure w
 });
 
 test('memory.trim: the collection it asks for when quiet gives back the pages V8 keeps pooled after a regular one', () => {
-  // A child process with --expose-gc: 1,000,000 small objects (~200 MB of V8 heap), let go and
-  // collected the regular way, which leaves V8's freed pages resident in its page pool; then the
-  // trimmer's collector (v8Collector).
-  const script = `
-    import { v8Collector } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
-    const rss = () => process.memoryUsage.rss();
-    let all = [];
-    for (let i = 0; i < 1e6; i++) all.push({ a: 'x' + i, b: [i, i + 1], c: { d: i } });
-    const filled = rss();
-    all = null;
-    globalThis.gc();
-    const regular = rss();
+  // After V8's pages went to its pool: the trimmer's collector (v8Collector).
+  const out = afterPooledPages('v8Collector', `
     await v8Collector()();
-    console.log(JSON.stringify({ filled, regular, after: rss(), heapTotal: process.memoryUsage().heapTotal }));`;
-  const out = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    console.log(JSON.stringify({ filled, regular, after: rss(), heapTotal: process.memoryUsage().heapTotal }));`);
   assert.equal(out.status, 0, out.stderr);
   const r = JSON.parse(out.stdout);
   const MiB = 2 ** 20;
