@@ -6,9 +6,9 @@
 #                           free pages are not given back (the startup line says so).
 #   background-encode.node  (background-encode.c) Brotli 11 / zstd 19 / gzip 9 on a low-priority
 #                           thread. Without it a worker thread does that job (12-20 MiB more RSS).
-#   heap-pressure.node      (heap-pressure.cc) V8's memory-pressure signal, for memory.pressure
-#                           (off by default); C++ (V8's API). Without it that setting does nothing
-#                           (the startup line says so).
+#   heap-pressure.node      (heap-pressure.cc) V8's memory-pressure signal and the size of its
+#                           heap at each full collection's start, for memory.pressure; C++ (V8's
+#                           API). Without it that setting does nothing (the startup line says so).
 # They need a C compiler (and a C++ one for heap-pressure) and take Node-API's, V8's and zlib's
 # headers from the pinned runtime (devDependency "node"), so the build works offline. It never
 # fails the install.

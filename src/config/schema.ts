@@ -319,17 +319,19 @@ export const configSchema = z.strictObject({
      */
     trim: z.boolean().default(true),
     /**
-     * With trim on, under load, tell V8 this often that memory is short (native/heap-pressure.cc):
-     * its next full collection then reduces memory and gives back the pages V8 keeps pooled after
-     * a regular one, which otherwise stay resident until the load stops. "off" (the default), or a
-     * duration of at least 1s. A trade, measured in src/runtime/malloc-trim.ts: the soak's RSS
-     * 140-169 MiB against 203-209 with "10s", for 15-40 % more CPU per pass-through response.
+     * With trim on, when to tell V8 that memory is short (native/heap-pressure.cc): its next full
+     * collection then reduces memory and gives back the pages V8 keeps pooled after a regular one,
+     * which otherwise stay resident until the load stops. "auto" (the default): whenever 32 MiB
+     * or more are pooled (a heap that grew and fell); a duration of at least 1s: that often under
+     * load as well (a trade, measured in src/runtime/malloc-trim.ts: the soak's RSS 140-169 MiB
+     * against 203-209 with "10s", for 15-40 % more CPU per pass-through response); "off": never.
      */
-    pressure: z.unknown().default('off').transform((value, ctx) => {
+    pressure: z.unknown().default('auto').transform((value, ctx) => {
       if (value === 'off') return null;
+      if (value === 'auto') return 'auto';
       const ms = parseDuration(value);
       if (ms === undefined || ms < 1000) {
-        ctx.addIssue({ code: 'custom', message: `expected "off" or a duration of at least 1s such as 10s, got ${JSON.stringify(value)}` });
+        ctx.addIssue({ code: 'custom', message: `expected "auto", "off" or a duration of at least 1s such as 10s, got ${JSON.stringify(value)}` });
         return z.NEVER;
       }
       return ms;

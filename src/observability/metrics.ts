@@ -188,7 +188,7 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     trimCounter('outpost_malloc_trim_released_bytes_total', 'Resident memory given back by malloc_trim (RSS before less after)', (s) => s.releasedBytes);
     trimCounter('outpost_memory_quiet_collections_total', 'Memory-reducing V8 collections asked for when the load stopped (memory.trim)', (s) => s.collections);
     trimCounter('outpost_memory_quiet_collection_seconds_total', 'Time those collections took (the process pauses for most of it)', (s) => s.collectionSeconds);
-    trimCounter('outpost_memory_pressure_collections_total', 'Memory-reducing V8 collections asked for under load, to give back the pages V8 keeps pooled (memory.pressure)', (s) => s.pressures);
+    trimCounter('outpost_memory_pressure_collections_total', 'Memory-reducing V8 collections asked for, to give back the pages V8 keeps pooled (memory.pressure)', (s) => s.pressures);
   }
 
   if (sources.heapBudget !== undefined) {

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { allocatorOf, type Allocator } from './allocator.ts';
 import { loadAddon } from './native-addon.ts';
 
@@ -67,6 +68,8 @@ export const PRESSURE_HELPER_PATH = fileURLToPath(new URL('../../native/build/he
 export interface PressureHelper {
   /** A memory-reducing full collection, started now and done in steps: V8's pooled pages go back when it ends. */
   moderate(): void;
+  /** The largest size of V8's pooling spaces (pagedHeapBytes) at a full collection's start since the last call, 0 for none; absent from a helper built before it. */
+  pagedPeak?(): number;
 }
 
 /** V8's memory-pressure signal, or why there is none (not built, or not Outpost's helper). */
@@ -133,6 +136,19 @@ export interface TrimPolicy {
    * its RSS after all runs was 648.7 MiB against 738.7. So it is the operator's choice.
    */
   readonly busyPressureEveryMs: number | null;
+  /**
+   * Busy or quiet, ask V8 for a memory-reducing collection as soon as the pages it keeps pooled
+   * reach this many bytes (estimated: pagedHeapBytes, pooledOverLimit), or never (null). Where busyPressureEveryMs
+   * signals on a clock and pays for it whether or not anything is pooled, this signals once per
+   * drop of the heap: a load that made V8's heap grow (1 MiB uploads over HTTP/2 took it from 68
+   * to 181 MB committed) and then fell (to 91: 90 MB pooled) otherwise leaves those pages resident
+   * until the load stops (quick bench with --trace-gc, 2026-12-05: 90 MB pooled from the
+   * large-body rows to the quiet collection two minutes after the last run). A steady load pools
+   * little (the soak: 0-8 MB), so it is never signalled, and pays nothing.
+   */
+  readonly pooledPressureBytes: number | null;
+  /** After a pooled signal, at least this long before the next: the reducing collection ends, and the heap's peak is tracked again from what it left. */
+  readonly pooledPressureGapMs: number;
 }
 
 export const TRIM_POLICY: TrimPolicy = {
@@ -144,6 +160,8 @@ export const TRIM_POLICY: TrimPolicy = {
   busyEveryMs: 60_000,
   busyFreeBytes: 16 * MiB,
   busyPressureEveryMs: null,
+  pooledPressureBytes: 32 * MiB,
+  pooledPressureGapMs: 10_000,
 };
 
 export interface TrimStats {
@@ -154,7 +172,7 @@ export interface TrimStats {
   readonly collectionSeconds: number;
   /** RSS before less RSS after, summed (what the trims and the spare slabs released when quiet gave back, as the system counts it). */
   readonly releasedBytes: number;
-  /** Memory-reducing collections asked of V8 under load (busyPressureEveryMs). */
+  /** Memory-reducing collections asked of V8 (busyPressureEveryMs, pooledPressureBytes). */
   readonly pressures: number;
 }
 
@@ -180,8 +198,12 @@ export interface TrimmerOptions {
   readonly rss?: () => number;
   /** Starts a full garbage collection (a promise: timed until it settles); by default V8's memory-reducing one when exposed (--expose-gc, v8Collector), else none. */
   readonly collect?: (() => void | Promise<void>) | null;
-  /** Tells V8 memory is short, under load (busyPressureEveryMs); by default the helper's when the policy asks for it (loadPressureHelper), else none. */
+  /** Tells V8 memory is short (busyPressureEveryMs, pooledPressureBytes); by default the helper's when the policy asks for it (loadPressureHelper), else none. */
   readonly pressure?: (() => void) | null;
+  /** The bytes V8's pooling spaces commit now (pagedHeapBytes). */
+  readonly pagedBytes?: () => number;
+  /** Their size at the start of the full collections since the last call, 0 for none (by default the pressure helper's pagedPeak, where it has one). */
+  readonly pagedPeak?: () => number;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
 }
@@ -195,11 +217,6 @@ export function loopUtilization(): () => number {
     last = now;
     return utilization;
   };
-}
-
-function pressureSignal(): (() => void) | null {
-  const { helper } = loadPressureHelper();
-  return helper === null ? null : () => helper.moderate();
 }
 
 type ExposedGc = (options: { type: 'major'; execution: 'async'; flavor: 'last-resort' }) => Promise<void>;
@@ -219,10 +236,29 @@ export function v8Collector(): (() => Promise<void>) | null {
   return typeof gc === 'function' ? () => gc({ type: 'major', execution: 'async', flavor: 'last-resort' }) : null;
 }
 
+/**
+ * The bytes V8's heap commits in the spaces whose freed pages it pools: all but the large-object
+ * spaces, which give their pages back as they free them. V8 does not say how much it keeps pooled
+ * (--trace-gc prints it), but a pooled page is one these spaces committed and let go, and they
+ * take pooled pages before new ones: so the most they committed since the pool was last emptied,
+ * less what they commit now, is what the pool holds (within what they grew between two looks).
+ */
+export function pagedHeapBytes(): number {
+  let bytes = 0;
+  for (const space of getHeapSpaceStatistics()) if (!space.space_name.endsWith('large_object_space')) bytes += space.space_size;
+  return bytes;
+}
+
+/** The pooledPressureBytes and busyPressureEveryMs of `memory.pressure`: "auto", a duration (ms) or off (null). */
+export function pressurePolicy(pressure: 'auto' | number | null): Pick<TrimPolicy, 'busyPressureEveryMs' | 'pooledPressureBytes'> {
+  if (pressure === null) return { busyPressureEveryMs: null, pooledPressureBytes: null };
+  return { busyPressureEveryMs: pressure === 'auto' ? null : pressure, pooledPressureBytes: TRIM_POLICY.pooledPressureBytes };
+}
+
 /** The trimmer `memory` asks for (memory.trim, memory.pressure), or none: trim off, or no helper (the startup line says why). */
-export function startConfiguredTrimmer(memory: { readonly trim: boolean; readonly pressure: number | null }): MallocTrimmer | undefined {
+export function startConfiguredTrimmer(memory: { readonly trim: boolean; readonly pressure: 'auto' | number | null }): MallocTrimmer | undefined {
   const { helper } = memory.trim ? loadMallocHelper() : { helper: null };
-  return helper === null ? undefined : startMallocTrimmer(helper, { policy: { ...TRIM_POLICY, busyPressureEveryMs: memory.pressure } });
+  return helper === null ? undefined : startMallocTrimmer(helper, { policy: { ...TRIM_POLICY, ...pressurePolicy(memory.pressure) } });
 }
 
 export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions = {}): MallocTrimmer {
@@ -231,7 +267,11 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   const utilization = options.utilization ?? loopUtilization();
   const rss = options.rss ?? (() => process.memoryUsage.rss());
   const collect = options.collect !== undefined ? options.collect : v8Collector();
-  const pressure = options.pressure !== undefined ? options.pressure : policy.busyPressureEveryMs === null ? null : pressureSignal();
+  const wantsPressure = policy.busyPressureEveryMs !== null || policy.pooledPressureBytes !== null;
+  const pressureHelper = options.pressure === undefined && wantsPressure ? loadPressureHelper().helper : null;
+  const pressure = options.pressure !== undefined ? options.pressure : pressureHelper === null ? null : () => pressureHelper.moderate();
+  const pagedBytes = pressure === null || policy.pooledPressureBytes === null ? null : options.pagedBytes ?? pagedHeapBytes;
+  const pagedPeak = options.pagedPeak ?? (typeof pressureHelper?.pagedPeak === 'function' ? () => pressureHelper.pagedPeak!() : () => 0);
   let trims = 0;
   let seconds = 0;
   let releasedBytes = 0;
@@ -247,8 +287,39 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   // A full collection was asked for at the last check: the trim is due at this one if still quiet.
   let collected = false;
   let quietInARow = 0;
+  // The most V8's pooling spaces committed since its pool was last emptied (pagedHeapBytes), and
+  // until when it is not tracked: a reducing collection asked for is still under way.
+  let pagedPeakSeen = 0;
+  let untrackedUntil = -Infinity;
+
+  const signal = (): 'pressure' => {
+    lastPressure = now();
+    pressures++;
+    pressure!();
+    return 'pressure';
+  };
+
+  /**
+   * Whether V8 keeps at least pooledPressureBytes pooled; tracks the peak on the way: the spaces'
+   * size now, and at each full collection's start since the last check (the helper's, which sees
+   * the peaks a look once a second misses).
+   */
+  const pooledOverLimit = (): boolean => {
+    if (pagedBytes === null) return false;
+    const paged = pagedBytes();
+    const atCollections = pagedPeak();
+    if (now() < untrackedUntil) {
+      pagedPeakSeen = paged; // the reducing collection's own start is not a peak to give back
+      return false;
+    }
+    pagedPeakSeen = Math.max(pagedPeakSeen, atCollections, paged);
+    return pagedPeakSeen - paged >= policy.pooledPressureBytes!;
+  };
+  /** The pool is emptied (a reducing collection asked for): tracked again once it is done. */
+  const poolEmptied = () => { untrackedUntil = now() + policy.pooledPressureGapMs; };
 
   const check = (): 'quiet' | 'busy' | 'collect' | 'pressure' | null => {
+    const pooled = pooledOverLimit();
     const busy = utilization() >= policy.quietUtilization;
     if (busy) {
       workedSinceTrim = true;
@@ -256,11 +327,13 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
       collected = false;
       quietInARow = 0;
       if (now() - lastTrim >= policy.busyEveryMs) return trim('busy');
+      if (pooled) {
+        poolEmptied();
+        return signal();
+      }
       if (pressure === null || policy.busyPressureEveryMs === null || now() - lastPressure < policy.busyPressureEveryMs) return null;
-      lastPressure = now();
-      pressures++;
-      pressure();
-      return 'pressure';
+      poolEmptied();
+      return signal();
     }
     quietInARow++;
     if (collected) return trim('quiet'); // what the collection freed
@@ -268,10 +341,15 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
       workedSinceCollection = false;
       collected = true;
       collections++;
+      poolEmptied();
       const started = now();
       const done = collect();
       if (done instanceof Promise) done.catch(() => {}).finally(() => { collectionSeconds += (now() - started) / 1000; });
       return 'collect';
+    }
+    if (pooled) {
+      poolEmptied();
+      return signal();
     }
     return quietInARow >= policy.quietChecks && workedSinceTrim ? trim('quiet') : null;
   };

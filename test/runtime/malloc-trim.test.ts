@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, loadPressureHelper, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
+import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, loadPressureHelper, pagedHeapBytes, pressurePolicy, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
 import { nodeMetrics } from '../../src/runtime/serve.ts';
 import { validateConfig } from '../../src/config/load.ts';
@@ -21,8 +21,10 @@ const pressureHelper = loadPressureHelper();
 if (pressureHelper.helper === null && process.env.OUTPOST_REQUIRE_MALLOC_TRIM === '1') throw new Error(`OUTPOST_REQUIRE_MALLOC_TRIM=1 but ${pressureHelper.why}`);
 const skipPressure = pressureHelper.why ?? false;
 
+const MiB = 2 ** 20;
+
 /** The policy with every free-bytes threshold at 0: each decision to trim shows as a trim. */
-const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0 };
+const ALWAYS: TrimPolicy = { ...TRIM_POLICY, quietChecks: 1, collectChecks: 1, quietFreeBytes: 0, busyFreeBytes: 0, pooledPressureBytes: null };
 
 test('memory.trim: trims once when the event loop goes quiet after work, and under load at most once per busyEveryMs', { skip }, () => {
   let now = 0;
@@ -99,13 +101,13 @@ test('memory.trim: glibc\'s pages go back after quietChecks, V8\'s full collecti
  * 1,000,000 small objects (~200 MB of V8 heap) were made (RSS `filled`), let go and collected the
  * regular way, which leaves V8's freed pages resident in its page pool (RSS `regular`).
  */
-function afterPooledPages(name: string, then: string) {
+function afterPooledPages(name: string, then: string, whileFilled = '') {
   const script = `
     import { ${name} } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
     const rss = () => process.memoryUsage.rss();
     let all = [];
     for (let i = 0; i < 1e6; i++) all.push({ a: 'x' + i, b: [i, i + 1], c: { d: i } });
-    const filled = rss();
+    const filled = rss();${whileFilled}
     all = null;
     globalThis.gc();
     const regular = rss();${then}`;
@@ -151,6 +153,29 @@ test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps po
   assert.equal(out.status, 0, out.stderr);
   const r = JSON.parse(out.stdout);
   const MiB = 2 ** 20;
+  assert.ok(r.regular > r.after + 100 * MiB, `RSS after a regular collection ${(r.regular / MiB).toFixed(0)} MiB, ${r.turns} turns after the signal ${(r.after / MiB).toFixed(0)}`);
+});
+
+test('memory.pressure auto: the configured trimmer sees the pages a regular collection pooled, signals, and they go back', { skip: skipPressure }, () => {
+  // The default config's trimmer looks at the filled heap (its peak), then, after a regular
+  // collection, signals at its next check; the load goes on as above until RSS falls.
+  const out = afterPooledPages('startConfiguredTrimmer', `
+    const first = trimmer.check();
+    let turns = 0, junk = [];
+    while (turns < 2000 && rss() > regular - 100 * 2 ** 20) {
+      for (let i = 0; i < 1000; i++) junk.push({ i });
+      if (junk.length > 50000) junk = [];
+      await new Promise((r) => setImmediate(r));
+      turns++;
+    }
+    trimmer.stop();
+    console.log(JSON.stringify({ first, regular, after: rss(), turns, pressures: trimmer.stats().pressures }));`, `
+    const trimmer = startConfiguredTrimmer({ trim: true, pressure: 'auto' });
+    if (trimmer.check() === 'pressure') throw new Error('signalled before anything was pooled');`);
+  assert.equal(out.status, 0, out.stderr);
+  const r = JSON.parse(out.stdout);
+  assert.equal(r.first, 'pressure');
+  assert.equal(r.pressures, 1);
   assert.ok(r.regular > r.after + 100 * MiB, `RSS after a regular collection ${(r.regular / MiB).toFixed(0)} MiB, ${r.turns} turns after the signal ${(r.after / MiB).toFixed(0)}`);
 });
 
@@ -390,23 +415,113 @@ test('memory.trim: a config value other than true or false is refused, naming th
   assert.throws(() => validateConfig({ memory: { trims: true } }), /memory.*trims/);
 });
 
-test('memory.pressure: "off" by default, else a duration of at least 1s; anything else is refused, naming the key', () => {
-  assert.equal(validateConfig({}).memory.pressure, null);
+test('memory.pressure: "auto" by default, "off", or a duration of at least 1s; anything else is refused, naming the key', () => {
+  assert.equal(validateConfig({}).memory.pressure, 'auto');
+  assert.equal(validateConfig({ memory: { pressure: 'auto' } }).memory.pressure, 'auto');
   assert.equal(validateConfig({ memory: { pressure: 'off' } }).memory.pressure, null);
   assert.equal(validateConfig({ memory: { pressure: '10s' } }).memory.pressure, 10_000);
   assert.throws(() => validateConfig({ memory: { pressure: '500ms' } }), /memory\.pressure.*at least 1s/);
   assert.throws(() => validateConfig({ memory: { pressure: true } }), /memory\.pressure/);
-  assert.throws(() => validateConfig({ memory: { pressure: 'often' } }), /memory\.pressure/);
+  assert.throws(() => validateConfig({ memory: { pressure: 'often' } }), /memory\.pressure.*"auto", "off"/);
+  // What each asks of the trimmer.
+  assert.deepEqual(pressurePolicy('auto'), { busyPressureEveryMs: null, pooledPressureBytes: TRIM_POLICY.pooledPressureBytes });
+  assert.deepEqual(pressurePolicy(10_000), { busyPressureEveryMs: 10_000, pooledPressureBytes: TRIM_POLICY.pooledPressureBytes });
+  assert.deepEqual(pressurePolicy(null), { busyPressureEveryMs: null, pooledPressureBytes: null });
 });
 
-test('memory.pressure: with the default policy no signal is sent under load, whatever the helper', { skip }, () => {
+test('memory.pressure: with the default policy no signal is sent under load while V8 pools less than pooledPressureBytes', { skip }, () => {
   let now = 0;
   let signals = 0;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...ALWAYS, busyEveryMs: Infinity }, now: () => now, utilization: () => 0.9, collect: null, pressure: () => { signals++; }, timer: false });
-  for (let i = 0; i < 120; i++) { now += 1000; assert.equal(trimmer.check(), null); }
+  let paged = 60 * MiB;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...TRIM_POLICY, busyEveryMs: Infinity }, now: () => now, utilization: () => 0.9, collect: null, pressure: () => { signals++; }, pagedBytes: () => paged, timer: false });
+  // A steady load's heap: up and down by less than the threshold, for two minutes.
+  for (let i = 0; i < 120; i++) {
+    now += 1000;
+    paged = 60 * MiB + (i % 10) * 3 * MiB;
+    assert.equal(trimmer.check(), null, `second ${i + 1}`);
+  }
   assert.equal(signals, 0);
   assert.equal(trimmer.stats().pressures, 0);
   trimmer.stop();
+});
+
+test('memory.pressure auto: one signal when V8\'s heap falls by pooledPressureBytes from its peak, busy or quiet; none again until the peak is tracked anew', { skip }, () => {
+  let now = 0;
+  let busy = 0.9;
+  let signals = 0;
+  let paged = 68 * MiB;
+  const policy: TrimPolicy = { ...TRIM_POLICY, busyEveryMs: Infinity, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000 };
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => {}, pressure: () => { signals++; }, pagedBytes: () => paged, timer: false });
+  const step = (bytes: number, utilization = 0.9) => { now += 1000; paged = bytes; busy = utilization; return trimmer.check(); };
+
+  // Large uploads take the heap up; a full collection takes it down and pools what it freed.
+  assert.equal(step(123 * MiB), null);
+  assert.equal(step(181 * MiB), null, 'the peak');
+  assert.equal(step(160 * MiB), null, '21 MiB pooled: under the threshold');
+  assert.equal(step(91 * MiB), 'pressure', '90 MiB pooled');
+  assert.equal(signals, 1);
+  // The reducing collection runs: its own fall is not a new peak's.
+  assert.equal(step(91 * MiB), null);
+  assert.equal(step(40 * MiB), null, 'the collection gave the pages back');
+  for (let i = 0; i < 8; i++) assert.equal(step(40 * MiB), null);
+  // Tracked again from what it left: the heap regrows into the pool-less heap and falls back by less than the threshold.
+  assert.equal(step(70 * MiB), null);
+  assert.equal(step(45 * MiB), null, '25 MiB pooled');
+  assert.equal(signals, 1);
+  // Grown again and fallen by more, while quiet: signalled all the same (V8 keeps them until a reducing collection).
+  assert.equal(step(110 * MiB), null);
+  assert.equal(step(60 * MiB, 0), 'pressure', 'quiet, 50 MiB pooled');
+  assert.equal(signals, 2);
+  assert.equal(trimmer.stats().pressures, 2);
+  trimmer.stop();
+});
+
+test('memory.pressure auto: a peak only the full collection\'s start saw (between two checks) is signalled; the reducing collection\'s own start is not', { skip }, () => {
+  let now = 0;
+  let signals = 0;
+  let paged = 68 * MiB;
+  let atCollections = 0;
+  const policy: TrimPolicy = { ...TRIM_POLICY, busyEveryMs: Infinity, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000 };
+  const trimmer = startMallocTrimmer(loaded.helper!, {
+    policy, now: () => now, utilization: () => 0.9, collect: null, pressure: () => { signals++; }, pagedBytes: () => paged,
+    pagedPeak: () => { const peak = atCollections; atCollections = 0; return peak; }, timer: false,
+  });
+  const step = (bytes: number, peak = 0) => { now += 1000; paged = bytes; atCollections = peak; return trimmer.check(); };
+  assert.equal(step(70 * MiB), null);
+  // Within one second the heap grew to 126.8 MB and a full collection took it to 88.3: a look once a second sees 70, then 88.
+  assert.equal(step(88 * MiB, 126 * MiB), 'pressure', '38 MiB pooled, seen at the collection\'s start');
+  // The reducing collection begins at 88 and ends at 40; after the gap nothing is pooled.
+  assert.equal(step(88 * MiB, 88 * MiB), null);
+  assert.equal(step(40 * MiB, 88 * MiB), null);
+  for (let i = 0; i < 12; i++) assert.equal(step(40 * MiB), null, `${i}`);
+  assert.equal(signals, 1);
+  trimmer.stop();
+});
+
+test('memory.pressure auto: the collection at rest empties the pool too, so a peak from before it is not signalled', { skip }, () => {
+  let now = 0;
+  let busy = 0.9;
+  let signals = 0;
+  let paged = 100 * MiB;
+  const policy: TrimPolicy = { ...ALWAYS, quietChecks: 30, collectChecks: 120, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000, busyEveryMs: Infinity };
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { paged = 20 * MiB; }, pressure: () => { signals++; }, pagedBytes: () => paged, timer: false });
+  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
+  step(0.9);
+  const results = [];
+  for (let i = 0; i < 140; i++) results.push(step(0));
+  assert.equal(results.filter((r) => r === 'collect').length, 1);
+  assert.equal(signals, 0, 'the fall from 100 to 20 MiB is the collection\'s, not a pool to signal');
+  trimmer.stop();
+});
+
+test('memory.pressure auto: pagedHeapBytes reads V8\'s paged spaces, large-object spaces apart', () => {
+  const bytes = pagedHeapBytes();
+  assert.ok(bytes > 0 && bytes <= process.memoryUsage().heapTotal, `${bytes} of ${process.memoryUsage().heapTotal}`);
+  // A large object grows a large-object space, not what pagedHeapBytes counts.
+  const before = pagedHeapBytes();
+  const large = new Array(4 * 1024 * 1024).fill(0); // 32 MB of elements: a large object
+  assert.ok(pagedHeapBytes() - before < 8 * MiB, `${pagedHeapBytes() - before}`);
+  assert.equal(large.length, 4 * 1024 * 1024);
 });
 
 test('native/build.sh: builds the helpers with a C compiler (and heap-pressure with a C++ one); without one it says so and leaves the install to go on', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
