@@ -10,16 +10,17 @@
  * offers for that ("last resort": full collections in a row until nothing more is freed) stops the
  * process 60-100 ms with 40 MB live, too long under load; this one marks in steps between requests
  * and pauses about as long as a regular full collection's finish. src/runtime/malloc-trim.ts
- * sends it under load when memory.pressure asks (off by default); measured there.
+ * sends it when memory.pressure asks (by default once 32 MiB or more are pooled); measured there.
  *
  * pagedPeak() says how large V8's pooling spaces were when its latest full collections began (a
  * GC prologue callback, once per full collection): the pages such a collection frees go to the
  * pool, so that size less what the spaces commit after it is what it pooled. Read from
- * JavaScript once a second instead, the peak is missed: 1 MiB uploads grew the heap by 60 MB in a
- * second and a collection took it down within the same second.
+ * JavaScript once a second instead, the peak is missed: 1,000 requests in flight grew the heap
+ * by 40 MB and a collection took it down within one second.
  *
- * C++ because the signal and the callbacks are in V8's C++ API only, so this helper is built against the headers of
- * the runtime it runs on (the pinned one, native/build.sh), unlike the Node-API-only C helpers.
+ * C++ because the signal and the callbacks are in V8's C++ API only, so this helper is built
+ * against the headers of the runtime it runs on (the pinned one, native/build.sh), unlike the
+ * Node-API-only C helpers.
  */
 #include <node_api.h>
 #include <v8.h>

@@ -138,12 +138,12 @@ export interface TrimPolicy {
   readonly busyPressureEveryMs: number | null;
   /**
    * Busy or quiet, ask V8 for a memory-reducing collection as soon as the pages it keeps pooled
-   * reach this many bytes (estimated: pagedHeapBytes, pooledOverLimit), or never (null). Where busyPressureEveryMs
-   * signals on a clock and pays for it whether or not anything is pooled, this signals once per
-   * drop of the heap: a load that made V8's heap grow (1 MiB uploads over HTTP/2 took it from 68
-   * to 181 MB committed) and then fell (to 91: 90 MB pooled) otherwise leaves those pages resident
-   * until the load stops (quick bench with --trace-gc, 2026-12-05: 90 MB pooled from the
-   * large-body rows to the quiet collection two minutes after the last run). A steady load pools
+   * reach this many bytes (estimated: pagedHeapBytes, pooledOverLimit), or never (null). Where
+   * busyPressureEveryMs signals on a clock and pays for it whether or not anything is pooled, this
+   * signals once per drop of the heap: a load that made V8's heap grow (1,000 requests in flight
+   * took it from 68 to 181 MB committed) and then fell (to 91: 90 MB pooled) otherwise leaves those
+   * pages resident until the load stops (quick bench with --trace-gc, 2026-12-05: 90 MB pooled from
+   * the pass-through rows to the quiet collection two minutes after the last run). A steady load pools
    * little (the soak: 0-8 MB), so it is never signalled, and pays nothing.
    */
   readonly pooledPressureBytes: number | null;

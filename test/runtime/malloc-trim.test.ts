@@ -137,18 +137,24 @@ test('memory.trim: under load it asks V8 for a memory-reducing collection every 
   trimmer.stop();
 });
 
-test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps pooled after a regular collection, as the load goes on', { skip: skipPressure }, () => {
-  // After V8's pages went to its pool: the helper's signal, and small allocations (a load going on)
-  // while the collection it starts marks in steps, at most 2,000 turns of the loop.
-  const out = afterPooledPages('loadPressureHelper', `
-    loadPressureHelper().helper.moderate();
+/**
+ * For afterPooledPages: small allocations (a load going on) while a reducing collection marks in
+ * steps, until RSS is 100 MiB under \`regular\` or 2,000 turns of the loop have passed (\`turns\`).
+ */
+const LOAD_UNTIL_RSS_FALLS = `
     let turns = 0, junk = [];
     while (turns < 2000 && rss() > regular - 100 * 2 ** 20) {
       for (let i = 0; i < 1000; i++) junk.push({ i });
       if (junk.length > 50000) junk = [];
       await new Promise((r) => setImmediate(r));
       turns++;
-    }
+    }`;
+
+test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps pooled after a regular collection, as the load goes on', { skip: skipPressure }, () => {
+  // After V8's pages went to its pool: the helper's signal, and small allocations (a load going on)
+  // while the collection it starts marks in steps, at most 2,000 turns of the loop.
+  const out = afterPooledPages('loadPressureHelper', `
+    loadPressureHelper().helper.moderate();${LOAD_UNTIL_RSS_FALLS}
     console.log(JSON.stringify({ regular, after: rss(), turns }));`);
   assert.equal(out.status, 0, out.stderr);
   const r = JSON.parse(out.stdout);
@@ -160,14 +166,7 @@ test('memory.pressure auto: the configured trimmer sees the pages a regular coll
   // The default config's trimmer looks at the filled heap (its peak), then, after a regular
   // collection, signals at its next check; the load goes on as above until RSS falls.
   const out = afterPooledPages('startConfiguredTrimmer', `
-    const first = trimmer.check();
-    let turns = 0, junk = [];
-    while (turns < 2000 && rss() > regular - 100 * 2 ** 20) {
-      for (let i = 0; i < 1000; i++) junk.push({ i });
-      if (junk.length > 50000) junk = [];
-      await new Promise((r) => setImmediate(r));
-      turns++;
-    }
+    const first = trimmer.check();${LOAD_UNTIL_RSS_FALLS}
     trimmer.stop();
     console.log(JSON.stringify({ first, regular, after: rss(), turns, pressures: trimmer.stats().pressures }));`, `
     const trimmer = startConfiguredTrimmer({ trim: true, pressure: 'auto' });
@@ -429,37 +428,44 @@ test('memory.pressure: "auto" by default, "off", or a duration of at least 1s; a
   assert.deepEqual(pressurePolicy(null), { busyPressureEveryMs: null, pooledPressureBytes: null });
 });
 
-test('memory.pressure: with the default policy no signal is sent under load while V8 pools less than pooledPressureBytes', { skip }, () => {
+/**
+ * A trimmer whose pressure signal only counts, fed the size of V8's paged spaces now and at the
+ * full collections' starts since the last check, one check (a second) at a time.
+ */
+function pooledTrimmer(policy: TrimPolicy, collect: (() => void) | null = null) {
   let now = 0;
+  let busy = 0.9;
   let signals = 0;
-  let paged = 60 * MiB;
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy: { ...TRIM_POLICY, busyEveryMs: Infinity }, now: () => now, utilization: () => 0.9, collect: null, pressure: () => { signals++; }, pagedBytes: () => paged, timer: false });
+  let paged = 0;
+  let atCollections = 0;
+  const trimmer = startMallocTrimmer(loaded.helper!, {
+    policy, now: () => now, utilization: () => busy, collect, pressure: () => { signals++; }, pagedBytes: () => paged,
+    pagedPeak: () => { const peak = atCollections; atCollections = 0; return peak; }, timer: false,
+  });
+  const step = (bytes: number, { utilization = 0.9, peak = 0 } = {}) => { now += 1000; paged = bytes; busy = utilization; atCollections = peak; return trimmer.check(); };
+  return { trimmer, step, signals: () => signals };
+}
+
+const POOLED: TrimPolicy = { ...TRIM_POLICY, busyEveryMs: Infinity, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000 };
+
+test('memory.pressure: with the default policy no signal is sent under load while V8 pools less than pooledPressureBytes', { skip }, () => {
+  const { trimmer, step, signals } = pooledTrimmer({ ...TRIM_POLICY, busyEveryMs: Infinity });
   // A steady load's heap: up and down by less than the threshold, for two minutes.
-  for (let i = 0; i < 120; i++) {
-    now += 1000;
-    paged = 60 * MiB + (i % 10) * 3 * MiB;
-    assert.equal(trimmer.check(), null, `second ${i + 1}`);
-  }
-  assert.equal(signals, 0);
+  for (let i = 0; i < 120; i++) assert.equal(step(60 * MiB + (i % 10) * 3 * MiB), null, `second ${i + 1}`);
+  assert.equal(signals(), 0);
   assert.equal(trimmer.stats().pressures, 0);
   trimmer.stop();
 });
 
 test('memory.pressure auto: one signal when V8\'s heap falls by pooledPressureBytes from its peak, busy or quiet; none again until the peak is tracked anew', { skip }, () => {
-  let now = 0;
-  let busy = 0.9;
-  let signals = 0;
-  let paged = 68 * MiB;
-  const policy: TrimPolicy = { ...TRIM_POLICY, busyEveryMs: Infinity, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000 };
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => {}, pressure: () => { signals++; }, pagedBytes: () => paged, timer: false });
-  const step = (bytes: number, utilization = 0.9) => { now += 1000; paged = bytes; busy = utilization; return trimmer.check(); };
-
-  // Large uploads take the heap up; a full collection takes it down and pools what it freed.
+  const { trimmer, step, signals } = pooledTrimmer(POOLED, () => {});
+  // 1,000 requests in flight take the heap up; a full collection takes it down and pools what it freed.
+  assert.equal(step(68 * MiB), null);
   assert.equal(step(123 * MiB), null);
   assert.equal(step(181 * MiB), null, 'the peak');
   assert.equal(step(160 * MiB), null, '21 MiB pooled: under the threshold');
   assert.equal(step(91 * MiB), 'pressure', '90 MiB pooled');
-  assert.equal(signals, 1);
+  assert.equal(signals(), 1);
   // The reducing collection runs: its own fall is not a new peak's.
   assert.equal(step(91 * MiB), null);
   assert.equal(step(40 * MiB), null, 'the collection gave the pages back');
@@ -467,50 +473,36 @@ test('memory.pressure auto: one signal when V8\'s heap falls by pooledPressureBy
   // Tracked again from what it left: the heap regrows into the pool-less heap and falls back by less than the threshold.
   assert.equal(step(70 * MiB), null);
   assert.equal(step(45 * MiB), null, '25 MiB pooled');
-  assert.equal(signals, 1);
+  assert.equal(signals(), 1);
   // Grown again and fallen by more, while quiet: signalled all the same (V8 keeps them until a reducing collection).
   assert.equal(step(110 * MiB), null);
-  assert.equal(step(60 * MiB, 0), 'pressure', 'quiet, 50 MiB pooled');
-  assert.equal(signals, 2);
+  assert.equal(step(60 * MiB, { utilization: 0 }), 'pressure', 'quiet, 50 MiB pooled');
+  assert.equal(signals(), 2);
   assert.equal(trimmer.stats().pressures, 2);
   trimmer.stop();
 });
 
 test('memory.pressure auto: a peak only the full collection\'s start saw (between two checks) is signalled; the reducing collection\'s own start is not', { skip }, () => {
-  let now = 0;
-  let signals = 0;
-  let paged = 68 * MiB;
-  let atCollections = 0;
-  const policy: TrimPolicy = { ...TRIM_POLICY, busyEveryMs: Infinity, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000 };
-  const trimmer = startMallocTrimmer(loaded.helper!, {
-    policy, now: () => now, utilization: () => 0.9, collect: null, pressure: () => { signals++; }, pagedBytes: () => paged,
-    pagedPeak: () => { const peak = atCollections; atCollections = 0; return peak; }, timer: false,
-  });
-  const step = (bytes: number, peak = 0) => { now += 1000; paged = bytes; atCollections = peak; return trimmer.check(); };
+  const { trimmer, step, signals } = pooledTrimmer(POOLED);
   assert.equal(step(70 * MiB), null);
   // Within one second the heap grew to 126.8 MB and a full collection took it to 88.3: a look once a second sees 70, then 88.
-  assert.equal(step(88 * MiB, 126 * MiB), 'pressure', '38 MiB pooled, seen at the collection\'s start');
+  assert.equal(step(88 * MiB, { peak: 126 * MiB }), 'pressure', '38 MiB pooled, seen at the collection\'s start');
   // The reducing collection begins at 88 and ends at 40; after the gap nothing is pooled.
-  assert.equal(step(88 * MiB, 88 * MiB), null);
-  assert.equal(step(40 * MiB, 88 * MiB), null);
+  assert.equal(step(88 * MiB, { peak: 88 * MiB }), null);
+  assert.equal(step(40 * MiB, { peak: 88 * MiB }), null);
   for (let i = 0; i < 12; i++) assert.equal(step(40 * MiB), null, `${i}`);
-  assert.equal(signals, 1);
+  assert.equal(signals(), 1);
   trimmer.stop();
 });
 
 test('memory.pressure auto: the collection at rest empties the pool too, so a peak from before it is not signalled', { skip }, () => {
-  let now = 0;
-  let busy = 0.9;
-  let signals = 0;
-  let paged = 100 * MiB;
-  const policy: TrimPolicy = { ...ALWAYS, quietChecks: 30, collectChecks: 120, pooledPressureBytes: 32 * MiB, pooledPressureGapMs: 10_000, busyEveryMs: Infinity };
-  const trimmer = startMallocTrimmer(loaded.helper!, { policy, now: () => now, utilization: () => busy, collect: () => { paged = 20 * MiB; }, pressure: () => { signals++; }, pagedBytes: () => paged, timer: false });
-  const step = (utilization: number) => { now += 1000; busy = utilization; return trimmer.check(); };
-  step(0.9);
+  let collected = false;
+  const { trimmer, step, signals } = pooledTrimmer({ ...POOLED, quietChecks: 30, collectChecks: 120 }, () => { collected = true; });
+  step(100 * MiB);
   const results = [];
-  for (let i = 0; i < 140; i++) results.push(step(0));
+  for (let i = 0; i < 140; i++) results.push(step(collected ? 20 * MiB : 100 * MiB, { utilization: 0 }));
   assert.equal(results.filter((r) => r === 'collect').length, 1);
-  assert.equal(signals, 0, 'the fall from 100 to 20 MiB is the collection\'s, not a pool to signal');
+  assert.equal(signals(), 0, 'the fall from 100 to 20 MiB is the collection\'s, not a pool to signal');
   trimmer.stop();
 });
 
