@@ -11,7 +11,7 @@ import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResul
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { withServingFlags } from '../src/runtime/node-flags.ts';
 import { allocatorOf } from '../src/runtime/allocator.ts';
-import { type Child, cpuSeconds, machineBusy, quietAfter, rssBytes, rssSampler, startChild } from './procs.ts';
+import { type Child, cpuSeconds, machineBusy, quietAfter, rssBytes, rssSampler, startChild, warmCompileCache } from './procs.ts';
 import { burstTable, combineRounds, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
 import { callgrindMissing, instructionTable, runInstructions, type Crowd } from './instructions.ts';
@@ -369,6 +369,7 @@ async function launchOutpost(cert: string, key: string, origins: readonly [strin
   configs.outpost = stringifyYaml(raw);
   writeFileSync(config, configs.outpost);
   const nodeFlags = outpostNodeFlags();
+  warmCompileCache(nodeFlags, config, ROOT);
   const { child, match } = await startChild('outpost', [...wrap, process.execPath, ...nodeFlags, 'src/main.ts', '--config', config],
     /https:\/\/[^\s'"]+/, timeoutMs, ROOT);
   return { child, base: `https://127.0.0.1:${new URL(match![0]).port}` };

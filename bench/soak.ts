@@ -4,7 +4,7 @@ import autocannon from 'autocannon';
 import { request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { prng } from './fixtures.ts';
-import { type Child, cpuSeconds, rssBytes, startChild } from './procs.ts';
+import { type Child, cpuSeconds, rssBytes, startChild, warmCompileCache } from './procs.ts';
 import { allocatorOf, type Allocator } from '../src/runtime/allocator.ts';
 
 /**
@@ -107,6 +107,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const config = stringifyYaml(raw);
   const file = join(o.tmp, 'outpost-soak.yaml');
   writeFileSync(file, config);
+  warmCompileCache(o.nodeFlags, file, o.root);
   const { child, match } = await startChild('outpost', [...o.serverWrap, process.execPath, ...o.nodeFlags, 'src/main.ts', '--config', file], /listening on (https:\/\/[^\s'"]+)/, 20_000, o.root);
   o.track(child);
   const base = `https://127.0.0.1:${new URL(match![1]).port}`;
