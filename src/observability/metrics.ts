@@ -189,6 +189,10 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     trimCounter('outpost_memory_quiet_collections_total', 'Memory-reducing V8 collections asked for when the load stopped (memory.trim)', (s) => s.collections);
     trimCounter('outpost_memory_quiet_collection_seconds_total', 'Time those collections took (the process pauses for most of it)', (s) => s.collectionSeconds);
     trimCounter('outpost_memory_pressure_collections_total', 'Memory-reducing V8 collections asked for, to give back the pages V8 keeps pooled (memory.pressure)', (s) => s.pressures);
+    new Gauge({
+      name: 'outpost_memory_v8_pooled_bytes', help: 'V8\'s freed pages kept pooled and resident, as memory.pressure estimated them at its last check (0 while a reducing collection runs, or with memory.pressure off)', registers: [registry],
+      collect() { this.set(malloc().stats.pooledBytes); },
+    });
   }
 
   if (sources.heapBudget !== undefined) {

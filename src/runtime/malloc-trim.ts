@@ -174,6 +174,8 @@ export interface TrimStats {
   readonly releasedBytes: number;
   /** Memory-reducing collections asked of V8 (busyPressureEveryMs, pooledPressureBytes). */
   readonly pressures: number;
+  /** The bytes V8 keeps pooled as the last check estimated them (pooledPressureBytes; 0 when not tracked). */
+  readonly pooledBytes: number;
 }
 
 export interface MallocTrimmer {
@@ -291,6 +293,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   // until when it is not tracked: a reducing collection asked for is still under way.
   let pagedPeakSeen = 0;
   let untrackedUntil = -Infinity;
+  let pooledBytes = 0;
 
   const signal = (): 'pressure' => {
     lastPressure = now();
@@ -310,10 +313,12 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     const atCollections = pagedPeak();
     if (now() < untrackedUntil) {
       pagedPeakSeen = paged; // the reducing collection's own start is not a peak to give back
+      pooledBytes = 0;
       return false;
     }
     pagedPeakSeen = Math.max(pagedPeakSeen, atCollections, paged);
-    return pagedPeakSeen - paged >= policy.pooledPressureBytes!;
+    pooledBytes = pagedPeakSeen - paged;
+    return pooledBytes >= policy.pooledPressureBytes!;
   };
   /** The pool is emptied (a reducing collection asked for): tracked again once it is done. */
   const poolEmptied = () => { untrackedUntil = now() + policy.pooledPressureGapMs; };
@@ -379,7 +384,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   timer?.unref();
   return {
     check,
-    stats: () => ({ trims, seconds, releasedBytes, collections, collectionSeconds, pressures }),
+    stats: () => ({ trims, seconds, releasedBytes, collections, collectionSeconds, pressures, pooledBytes }),
     info: () => helper.info(),
     stop: () => clearInterval(timer),
   };

@@ -506,6 +506,29 @@ test('memory.pressure auto: the collection at rest empties the pool too, so a pe
   trimmer.stop();
 });
 
+test('memory.pressure: the pool the trimmer estimates is on /metrics', { skip }, async () => {
+  const instance = await startInstance(validateConfig({
+    listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },
+    tls: { devCertDir: mkdtempSync(join(tmpdir(), 'outpost-trim-cert-')) },
+    sites: [{ hosts: ['*'], static: 'public' }],
+  }));
+  const { trimmer, step } = pooledTrimmer(POOLED);
+  const metrics = await nodeMetrics(instance, trimmer);
+  try {
+    step(100 * MiB);
+    assert.equal(step(80 * MiB), null, 'under the threshold: no signal');
+    assert.equal(trimmer.stats().pooledBytes, 20 * MiB);
+    assert.match(await metrics.text(), new RegExp(`^outpost_memory_v8_pooled_bytes ${20 * MiB}$`, 'm'));
+    assert.equal(step(60 * MiB), 'pressure');
+    assert.equal(step(60 * MiB), null);
+    assert.match(await metrics.text(), /^outpost_memory_v8_pooled_bytes 0$/m, 'while the reducing collection runs');
+  } finally {
+    trimmer.stop();
+    metrics.close();
+    await instance.close();
+  }
+});
+
 test('memory.pressure auto: pagedHeapBytes reads V8\'s paged spaces, large-object spaces apart', () => {
   const bytes = pagedHeapBytes();
   assert.ok(bytes > 0 && bytes <= process.memoryUsage().heapTotal, `${bytes} of ${process.memoryUsage().heapTotal}`);
