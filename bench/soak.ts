@@ -51,6 +51,8 @@ export interface SoakSample {
   readonly heapTotalBytes?: number;
   /** Of heap total, the young generation (V8's new space, both semi-spaces): sized by --max-semi-space-size, not by what is live. */
   readonly youngBytes?: number;
+  /** V8's freed pages kept pooled and resident, as memory.pressure estimates them (outpost_memory_v8_pooled_bytes). */
+  readonly pooledBytes?: number;
   readonly externalBytes?: number;
   /** Where the rest goes: the memory store's slabs mapped for bodies, the spares among them (outpost_cache_slab_bytes), glibc's heap in use and free (outpost_malloc_bytes). */
   readonly slabBytes?: number;
@@ -114,7 +116,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const rssStartBytes = rssBytes(child.pid);
   const allocator = allocatorOf(child.pid);
 
-  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; young?: number; external?: number; slabs?: number; spare?: number; mallocInUse?: number; mallocFree?: number };
+  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; young?: number; pooled?: number; external?: number; slabs?: number; spare?: number; mallocInUse?: number; mallocFree?: number };
   const metricsText = async (): Promise<string> => {
     const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
     return r.body.text();
@@ -130,7 +132,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       return {
         bytes: metric('outpost_cache_size_bytes'), entries: metric('outpost_cache_entries'),
         heapUsed: metric('nodejs_heap_size_used_bytes'), heapTotal: metric('nodejs_heap_size_total_bytes'),
-        young: metric('nodejs_heap_space_size_total_bytes', 'new', 'space'), external: metric('nodejs_external_memory_bytes'),
+        young: metric('nodejs_heap_space_size_total_bytes', 'new', 'space'), pooled: metric('outpost_memory_v8_pooled_bytes'),
+        external: metric('nodejs_external_memory_bytes'),
         slabs: metric('outpost_cache_slab_bytes', 'allocated'), spare: metric('outpost_cache_slab_bytes', 'spare'),
         mallocInUse: metric('outpost_malloc_bytes', 'in_use'), mallocFree: metric('outpost_malloc_bytes', 'free'),
       };
@@ -176,7 +179,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const rss = rssBytes(child.pid);
     const usage = await cacheUsage();
     samples.push({ t: Math.round(t * 10) / 10, requests, rssBytes: rss, cacheBytes: usage.bytes, cacheEntries: usage.entries,
-      heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, youngBytes: usage.young, externalBytes: usage.external,
+      heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, youngBytes: usage.young, pooledBytes: usage.pooled, externalBytes: usage.external,
       slabBytes: usage.slabs, spareBytes: usage.spare, mallocInUseBytes: usage.mallocInUse, mallocFreeBytes: usage.mallocFree });
   };
   const timer = setInterval(() => { void sample(); }, every);
@@ -240,13 +243,13 @@ export function soakTable(r: SoakResult): string {
     `soak: ${r.seconds} s, ${r.urls.toLocaleString('en-US')} URLs of 1-15 KB (max-age=5, every tenth no-store), clients sending br and gzip, ${r.connections} HTTP/1.1 connections`,
     `${r.requests.toLocaleString('en-US')} requests (${Math.round(r.rps).toLocaleString('en-US')}/s), ${r.errors} errors`,
     '',
-    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB   heap used   heap total   young   external   slabs   spare   malloc used   malloc free',
-    '  ------  ----------  --------  ----------  --------  --------------------  ----------  -----------  ------  ---------  ------  ------  ------------  -----------',
+    '     t s    requests   RSS MiB   cache MiB   entries   2 x cache + 150 MiB   heap used   heap total   young   pooled   external   slabs   spare   malloc used   malloc free',
+    '  ------  ----------  --------  ----------  --------  --------------------  ----------  -----------  ------  ------  ---------  ------  ------  ------------  -----------',
   ];
   for (const s of r.samples) {
     const limit = s.cacheBytes === undefined ? undefined : 2 * s.cacheBytes + HEADROOM;
     lines.push(`  ${s.t.toFixed(0).padStart(6)}  ${s.requests.toLocaleString('en-US').padStart(10)}  ${mib(s.rssBytes).padStart(8)}  ${mib(s.cacheBytes).padStart(10)}  ${(s.cacheEntries?.toLocaleString('en-US') ?? '-').padStart(8)}  ${mib(limit).padStart(20)}  ` +
-      `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.youngBytes).padStart(6)}  ${mib(s.externalBytes).padStart(9)}  ${mib(s.slabBytes).padStart(6)}  ${mib(s.spareBytes).padStart(6)}  ` +
+      `${mib(s.heapUsedBytes).padStart(10)}  ${mib(s.heapTotalBytes).padStart(11)}  ${mib(s.youngBytes).padStart(6)}  ${mib(s.pooledBytes).padStart(6)}  ${mib(s.externalBytes).padStart(9)}  ${mib(s.slabBytes).padStart(6)}  ${mib(s.spareBytes).padStart(6)}  ` +
       `${mib(s.mallocInUseBytes).padStart(12)}  ${mib(s.mallocFreeBytes).padStart(11)}`);
   }
   lines.push('');
