@@ -182,7 +182,7 @@ export interface MallocTrimmer {
   /**
    * One check now (the timer calls it every `checkEveryMs`): returns why it trimmed, 'collect'
    * when it asked V8 for a full collection (the trim follows at the next quiet check), 'pressure'
-   * when, under load, it asked V8 for a memory-reducing one, or null.
+   * when it asked V8 for a memory-reducing one (on the clock under load, or for a pool), or null.
    */
   check(): 'quiet' | 'busy' | 'collect' | 'pressure' | null;
   stats(): TrimStats;
@@ -295,9 +295,14 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   let untrackedUntil = -Infinity;
   let pooledBytes = 0;
 
+  /** The pool is emptied (a reducing collection asked for): tracked again once it is done. */
+  const poolEmptied = () => { untrackedUntil = now() + policy.pooledPressureGapMs; };
+
+  /** V8's memory-pressure signal: a reducing collection, which empties the pool. */
   const signal = (): 'pressure' => {
     lastPressure = now();
     pressures++;
+    poolEmptied();
     pressure!();
     return 'pressure';
   };
@@ -320,9 +325,6 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     pooledBytes = pagedPeakSeen - paged;
     return pooledBytes >= policy.pooledPressureBytes!;
   };
-  /** The pool is emptied (a reducing collection asked for): tracked again once it is done. */
-  const poolEmptied = () => { untrackedUntil = now() + policy.pooledPressureGapMs; };
-
   const check = (): 'quiet' | 'busy' | 'collect' | 'pressure' | null => {
     const pooled = pooledOverLimit();
     const busy = utilization() >= policy.quietUtilization;
@@ -332,12 +334,8 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
       collected = false;
       quietInARow = 0;
       if (now() - lastTrim >= policy.busyEveryMs) return trim('busy');
-      if (pooled) {
-        poolEmptied();
-        return signal();
-      }
+      if (pooled) return signal();
       if (pressure === null || policy.busyPressureEveryMs === null || now() - lastPressure < policy.busyPressureEveryMs) return null;
-      poolEmptied();
       return signal();
     }
     quietInARow++;
@@ -352,10 +350,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
       if (done instanceof Promise) done.catch(() => {}).finally(() => { collectionSeconds += (now() - started) / 1000; });
       return 'collect';
     }
-    if (pooled) {
-      poolEmptied();
-      return signal();
-    }
+    if (pooled) return signal();
     return quietInARow >= policy.quietChecks && workedSinceTrim ? trim('quiet') : null;
   };
 
