@@ -144,7 +144,8 @@ export interface TrimPolicy {
    * took it from 68 to 181 MB committed) and then fell (to 91: 90 MB pooled) otherwise leaves those
    * pages resident until the load stops (quick bench with --trace-gc, 2026-12-05: 90 MB pooled from
    * the pass-through rows to the quiet collection two minutes after the last run). A steady load pools
-   * little (the soak: 0-8 MB), so it is never signalled, and pays nothing.
+   * little (the soak: 0-8 MB at its full collections, up to 16 as estimated here), so it is never
+   * signalled, and pays nothing.
    */
   readonly pooledPressureBytes: number | null;
   /** After a pooled signal, at least this long before the next: the reducing collection ends, and the heap's peak is tracked again from what it left. */
