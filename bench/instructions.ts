@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './load.ts';
 import { quietAfter, type Child } from './procs.ts';
+import { apartFromServing } from './callgrind.ts';
 
 /**
  * `npm run bench -- --instructions [--scenarios a,b]`: machine instructions per response, counted by
@@ -11,8 +12,9 @@ import { quietAfter, type Child } from './procs.ts';
  * run); an instruction count does not drift with the host, only with the work. What still moves
  * it is garbage collection: one full collection of the heap costs ~145M instructions (2 in a
  * window of 400 uploads added 0.7M per upload), a window of 1,000 hits ~200M, so a window that
- * holds one reads up to twice another (seen: 183k, 396k and 277k per Brotli hit over HTTP/2 in
- * one row). The table gives the median window and the range; the same command twice gave
+ * held one read up to twice another (seen: 183k, 396k and 277k per Brotli hit over HTTP/2 in
+ * one row), which is why full collections are now left out of the counts (below). The table
+ * gives the median window and the range; the same command twice gave
  * 198.9k and 198.5k per gzip hit over HTTP/1.1 (the ceiling 175.9k and 175.2k), and 404k and
  * 423k per pass-through response (the relaying ceiling 284k and 385k). Read a row against its
  * range and over runs. It counts every thread of the process (collection and the optimizing
@@ -30,6 +32,8 @@ import { quietAfter, type Child } from './procs.ts';
  * instructions per response with 26 %, 240k with none), and 0 to 11 % in the ceiling's, however
  * long the warm-up. So each row also gives the compilers' share of its median window (their jobs'
  * inclusive cost, read with callgrind_annotate), and the table's counts and ratio leave it out.
+ * Full collections the same (callgrind.ts says which functions): under valgrind most are the ones
+ * V8 starts on timers, and one in a window added ~130k per response to a Brotli hit's ~175k.
  *
  * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
  * `warm` requests (the JIT tiers up), waits once for the process to go idle, then counts `windows`
@@ -69,6 +73,10 @@ export interface InstructionRow {
   readonly compiler?: number;
   /** ... and of each window's. */
   readonly compilers?: readonly number[];
+  /** Of the median window's instructions, those full collections ran (marking and sweeping, all threads) ... */
+  readonly fullCollection?: number;
+  /** ... and of each window's. */
+  readonly fullCollections?: readonly number[];
   readonly error?: string;
 }
 
@@ -131,17 +139,9 @@ function dumped(pid: number, dir: string): { total: number; file: string } {
   return { total: Number(total[1]), file: join(dir, dumps.at(-1)!.f) };
 }
 
-/** The optimizing compilers' background jobs (Turbofan, Maglev): their work is the JIT warming up, not serving. */
-const COMPILER_JOBS = /OptimizingCompileTaskExecutor::CompileTask::Run|MaglevConcurrentDispatcher::JobTask::Run/;
-
-/** Instructions the optimizing compilers ran in a dump (their jobs' inclusive costs, read by callgrind_annotate). */
-function compilerInstructions(file: string): number {
-  const out = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
-  let sum = 0;
-  for (const line of out.split('\n')) {
-    if (COMPILER_JOBS.test(line)) sum += Number(/^\s*([\d,]+)/.exec(line)?.[1].replaceAll(',', '') ?? 0);
-  }
-  return sum;
+/** What a dump's instructions hold apart from serving (apartFromServing). */
+function notServing(file: string): { compilers: number; fullCollections: number } {
+  return apartFromServing(execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }));
 }
 
 export async function runInstructions(systems: readonly InstructionSystem[], scenarios: readonly InstructionScenario[], options: InstructionOptions): Promise<InstructionRow[]> {
@@ -164,6 +164,7 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           await quietAfter(child.pid, { share: 0.05, maxMs: 120_000 });
           const counts: number[] = [];
           const compiler: number[] = [];
+          const collection: number[] = [];
           let failed = 0;
           for (let w = 0; w < options.windows; w++) {
             control('-z');
@@ -173,18 +174,24 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
             failed += measured - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0);
             const { total, file } = dumped(child.pid, tmp);
             counts.push(total);
-            compiler.push(compilerInstructions(file));
+            const apart = notServing(file);
+            compiler.push(apart.compilers);
+            collection.push(apart.fullCollections);
           }
-          // A full collection of the heap falls in one window or another: the median window is the
-          // steady cost, the spread says how much the collections add. Windows are ranked by what
-          // is left without the compilers' work (see above).
-          const median = [...counts.keys()].sort((a, b) => (counts[a] - compiler[a]) - (counts[b] - compiler[b]))[Math.floor(counts.length / 2)];
+          // Windows are ranked by what is left without the compilers' work and full collections
+          // (see above); the median window is the steady cost.
+          const serving = (i: number) => counts[i] - compiler[i] - collection[i];
+          const median = [...counts.keys()].sort((a, b) => serving(a) - serving(b))[Math.floor(counts.length / 2)];
           const instructions = counts[median];
-          const fields = { scenario: s.id, load, system: system.name, responses: measured, instructions, windows: counts, compiler: compiler[median], compilers: compiler };
+          const fields = {
+            scenario: s.id, load, system: system.name, responses: measured, instructions, windows: counts,
+            compiler: compiler[median], compilers: compiler, fullCollection: collection[median], fullCollections: collection,
+          };
           const row: InstructionRow = failed === 0 ? fields : { ...fields, error: `${failed} of ${measured * options.windows} requests failed` };
           rows.push(row);
-          const each = counts.map((c, i) => `${Math.round((c - compiler[i]) / measured / 1000)}k + ${Math.round(compiler[i] / c * 100)} % compilers`).join(', ');
-          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round((instructions - compiler[median]) / measured).toLocaleString('en-US')} instructions per response, the compilers' work left out (windows: ${each})`}`);
+          const share = (part: number, c: number) => Math.round(part / c * 100);
+          const each = counts.map((c, i) => `${Math.round(serving(i) / measured / 1000)}k + ${share(compiler[i], c)} % compilers + ${share(collection[i], c)} % full collections`).join(', ');
+          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round(serving(median) / measured).toLocaleString('en-US')} instructions per response, the compilers' and full collections' work left out (windows: ${each})`}`);
         } catch (error) {
           rows.push({ scenario: s.id, load, system: system.name, responses: 0, instructions: 0, windows: [], error: (error as Error).message.split('\n')[0] });
           console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} error: ${(error as Error).message.split('\n')[0]}`);
@@ -198,7 +205,8 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
 
 /**
  * Outpost's count per response next to the ceiling's (the median window and the windows' range,
- * each less the compilers' work), their ratio, and the compilers' share of each median window.
+ * each less the compilers' work and full collections'), their ratio, and those two shares of each
+ * median window.
  */
 export function instructionTable(rows: readonly InstructionRow[]): string {
   const find = (scenario: string, load: string, system: string) => {
@@ -206,23 +214,25 @@ export function instructionTable(rows: readonly InstructionRow[]): string {
     return r === undefined || r.error !== undefined || r.responses === 0 ? undefined : r;
   };
   const k = (v: number) => `${Math.round(v / 1000)}k`;
-  /** The median window less the compilers' work, per response. */
-  const serving = (r: InstructionRow) => (r.instructions - (r.compiler ?? 0)) / r.responses;
-  /** Every window's count less its compilers' work (older results: the raw counts). */
+  /** The median window less the compilers' work and full collections', per response. */
+  const serving = (r: InstructionRow) => (r.instructions - (r.compiler ?? 0) - (r.fullCollection ?? 0)) / r.responses;
+  /** Every window's count less the same (older results: less the compilers' work, or the raw counts). */
   const range = (r: InstructionRow) => {
-    const each = r.windows.map((w, i) => (w - (r.compilers?.[i] ?? 0)) / r.responses);
+    const each = r.windows.map((w, i) => (w - (r.compilers?.[i] ?? 0) - (r.fullCollections?.[i] ?? 0)) / r.responses);
     return `${k(Math.min(...each))}-${k(Math.max(...each))}`;
   };
   const cell = (r: InstructionRow | undefined) => r === undefined ? '-'
     : `${k(serving(r))} (${range(r)})`;
-  const jit = (r: InstructionRow | undefined) => r?.compiler === undefined ? '-' : `${(r.compiler / r.instructions * 100).toFixed(0)} %`;
-  const lines = [['scenario', 'load', 'Outpost instr/resp (windows)', 'ceiling instr/resp (windows)', 'Outpost ÷ ceiling', 'compilers (Outpost / ceiling)']];
+  const share = (r: InstructionRow | undefined, part: number | undefined) => r === undefined || part === undefined ? '-' : `${(part / r.instructions * 100).toFixed(0)} %`;
+  const lines = [['scenario', 'load', 'Outpost instr/resp (windows)', 'ceiling instr/resp (windows)', 'Outpost ÷ ceiling', 'compilers (Outpost / ceiling)', 'full collections (Outpost / ceiling)']];
   for (const key of new Set(rows.map((r) => `${r.scenario} ${r.load}`))) {
     const [scenario, load] = key.split(' ');
     const outpost = find(scenario, load, 'outpost');
     const ceiling = find(scenario, load, 'ceiling');
     const ratio = outpost !== undefined && ceiling !== undefined ? `${(serving(outpost) / serving(ceiling)).toFixed(2)}x` : '-';
-    lines.push([scenario, load, cell(outpost), cell(ceiling), ratio, `${jit(outpost)} / ${jit(ceiling)}`]);
+    lines.push([scenario, load, cell(outpost), cell(ceiling), ratio,
+      `${share(outpost, outpost?.compiler)} / ${share(ceiling, ceiling?.compiler)}`,
+      `${share(outpost, outpost?.fullCollection)} / ${share(ceiling, ceiling?.fullCollection)}`]);
   }
   const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   return lines.map((l, j) => l.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + (j === 0 ? `\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : '')).join('\n');
