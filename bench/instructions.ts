@@ -139,6 +139,10 @@ function dumped(pid: number, dir: string): { total: number; file: string } {
   return { total: Number(total[1]), file: join(dir, dumps.at(-1)!.f) };
 }
 
+/** Window `i`'s instructions less the compilers' jobs and full collections (older results lack either: less what they have). */
+const servingIn = (r: Pick<InstructionRow, 'windows' | 'compilers' | 'fullCollections'>, i: number): number =>
+  r.windows[i] - (r.compilers?.[i] ?? 0) - (r.fullCollections?.[i] ?? 0);
+
 /** What a dump's instructions hold apart from serving (apartFromServing). */
 function notServing(file: string): { compilers: number; fullCollections: number } {
   return apartFromServing(execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }));
@@ -180,7 +184,7 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           }
           // Windows are ranked by what is left without the compilers' work and full collections
           // (see above); the median window is the steady cost.
-          const serving = (i: number) => counts[i] - compiler[i] - collection[i];
+          const serving = (i: number) => servingIn({ windows: counts, compilers: compiler, fullCollections: collection }, i);
           const median = [...counts.keys()].sort((a, b) => serving(a) - serving(b))[Math.floor(counts.length / 2)];
           const instructions = counts[median];
           const fields = {
@@ -218,7 +222,7 @@ export function instructionTable(rows: readonly InstructionRow[]): string {
   const serving = (r: InstructionRow) => (r.instructions - (r.compiler ?? 0) - (r.fullCollection ?? 0)) / r.responses;
   /** Every window's count less the same (older results: less the compilers' work, or the raw counts). */
   const range = (r: InstructionRow) => {
-    const each = r.windows.map((w, i) => (w - (r.compilers?.[i] ?? 0) - (r.fullCollections?.[i] ?? 0)) / r.responses);
+    const each = r.windows.map((_, i) => servingIn(r, i) / r.responses);
     return `${k(Math.min(...each))}-${k(Math.max(...each))}`;
   };
   const cell = (r: InstructionRow | undefined) => r === undefined ? '-'
