@@ -33,3 +33,39 @@ export function apartFromServing(annotated: string): { compilers: number; fullCo
   }
   return { compilers, fullCollections };
 }
+
+/**
+ * The functions a server process runs once per response, by protocol: a window's responses are
+ * counted by the calls to it in the window's dump (instructions.ts), not by what the load tool
+ * was asked for, since one load spans every window. HTTP/2: the native half of `stream.respond`;
+ * HTTP/1.1: Node's parser completing a request (undici parses with its own WebAssembly llhttp, so
+ * the origin side does not count).
+ */
+export const RESPONSE_MARKS = {
+  h2: 'node::http2::Http2Stream::Respond(v8::FunctionCallbackInfo<v8::Value> const&)',
+  h1: 'node::http_parser::Parser::Proxy<int (node::http_parser::Parser::*)(), &node::http_parser::Parser::on_message_complete>::Raw(llhttp__internal_s*)',
+} as const;
+
+/**
+ * The calls to the function named `name` (exactly) in a callgrind dump: the sum of the `calls=`
+ * lines under each `cfn=` that names it. Names are compressed (`fn=(7) name` once, `(7)` after),
+ * and either kind of line may bring a name in.
+ */
+export function callsTo(dump: string, name: string): number {
+  let id: string | undefined;
+  let calls = 0;
+  let counting = false;
+  for (const line of dump.split('\n')) {
+    const named = /^c?fn=\((\d+)\)(?: (.*))?$/.exec(line);
+    if (named !== null) {
+      if (named[2] === name) id = named[1];
+      counting = line.startsWith('cfn=') && named[1] === id;
+      continue;
+    }
+    if (counting && line.startsWith('calls=')) {
+      calls += Number(line.slice(6).split(' ')[0]);
+      counting = false;
+    }
+  }
+  return calls;
+}

@@ -3,7 +3,8 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './load.ts';
 import { quietAfter, type Child } from './procs.ts';
-import { apartFromServing } from './callgrind.ts';
+import { RESPONSE_MARKS, apartFromServing, callsTo } from './callgrind.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * `npm run bench -- --instructions [--scenarios a,b]`: machine instructions per response, counted by
@@ -36,11 +37,21 @@ import { apartFromServing } from './callgrind.ts';
  * V8 starts on timers, and one in a window added ~130k per response to a Brotli hit's ~175k.
  *
  * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
- * `warm` requests (the JIT tiers up), waits once for the process to go idle, then counts `windows`
- * times `measured` requests back to back (zeroing the counters, reading each total from a dump)
- * and keeps the median window, with all of them in the row. Load: h2load, HTTP/2 (2 connections
- * x 8 streams) and HTTP/1.1 (`--h1`, 16 connections). Valgrind runs a process 20-50x slower, so
- * counts are few and the run takes minutes.
+ * `warm` requests (the JIT tiers up), waits once for the process to go idle, then starts one load
+ * that spans every window: after a window's time to settle, `windows` windows back to back
+ * (zeroing the counters, reading each total from a dump), each as long as `measured` responses took
+ * while warming, its responses counted by the calls to a function every response runs once
+ * (callgrind.ts RESPONSE_MARKS); it keeps the median window, with all of them in the row. One load,
+ * because a new set of connections is not free for V8: at speed the first streams of the second
+ * set deoptimize the stream code ("wrong map", 20-40 bailouts with `--trace-deopt`, in both
+ * servers) and V8 compiles it again; under valgrind every new set kept Outpost's compilers busy
+ * (5-15 % of its windows) and its code a tier lower. Until 2026-12-05 every window was a load of
+ * its own, on connections of its own: a Brotli hit over HTTP/2 read 145k per response in Outpost
+ * and 128k in the ceiling then, 130k and 118-127k
+ * with one load; pass-through 241-245k against the relay's 180-195k then, 202-204k against
+ * 186-205k with one load. Load: h2load, HTTP/2 (2 connections x 8 streams) and HTTP/1.1
+ * (`--h1`, 16 connections). Valgrind runs a process 20-50x slower, so counts are few and the run
+ * takes minutes.
  */
 
 export interface InstructionScenario {
@@ -67,8 +78,10 @@ export interface InstructionRow {
   /** Responses counted, and the instructions their process ran meanwhile (all threads), in the median window. */
   readonly responses: number;
   readonly instructions: number;
-  /** Each window's instruction count (`responses` requests each). */
+  /** Each window's instruction count ... */
   readonly windows: readonly number[];
+  /** ... and responses (results before 2026-12-05 lack it: every window had `responses`). */
+  readonly windowResponses?: readonly number[];
   /** Of the median window's instructions, those the optimizing compilers' background jobs ran ... */
   readonly compiler?: number;
   /** ... and of each window's. */
@@ -108,13 +121,18 @@ export function callgrindMissing(): string | undefined {
   return undefined;
 }
 
-/** The h2load arguments for `count` requests of the scenario; unique scenarios get a URI list of fresh URLs. */
-function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count: number, tag: string, tmp: string): string[] {
+/**
+ * The h2load arguments for the scenario: `count` requests, or as many as `seconds` allow (then
+ * `count` is the length of a unique scenario's URL list, which must outlast the run: h2load would
+ * start it again, and those requests would be hits).
+ */
+function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count: number, tag: string, tmp: string, seconds?: number): string[] {
   const { connections, h2Connections, h2Streams } = s.crowd ?? { connections: 16, h2Connections: 2, h2Streams: 8 };
   const headers = Object.entries(s.headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+  const amount = seconds === undefined ? ['-n', String(count)] : ['-D', String(seconds)];
   if (!s.unique) {
     const shape = load === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(h2Connections), '-m', String(h2Streams)];
-    return ['h2load', '-n', String(count), ...shape, ...headers, `${base}${s.path}`];
+    return ['h2load', ...amount, ...shape, ...headers, `${base}${s.path}`];
   }
   // h2load gives every client the URI list from its start: with several connections each URL
   // would be asked once per connection, a miss and then hits. One connection asks each once
@@ -122,11 +140,11 @@ function loadArgs(s: InstructionScenario, base: string, load: 'h1' | 'h2', count
   const shape = load === 'h1' ? ['--h1', '-c', '1'] : ['-c', '1', '-m', String(h2Connections * h2Streams)];
   const list = join(tmp, `uris-${tag}.txt`);
   writeFileSync(list, Array.from({ length: count }, (_, i) => `${base}${s.path}?n=${tag}-${i}`).join('\n'));
-  return ['h2load', '-n', String(count), ...shape, ...headers, '-i', list];
+  return ['h2load', ...amount, ...shape, ...headers, '-i', list];
 }
 
 /** The instructions counted since the last zeroing: the total of the newest dump of process `pid`, and that dump. */
-function dumped(pid: number, dir: string): { total: number; file: string } {
+function dumped(pid: number, dir: string): { total: number; file: string; text: string } {
   execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
   // callgrind.<pid>.<n>: the n-th dump (callgrind.<pid> itself is written at exit).
   const part = new RegExp(`^callgrind\\.${pid}\\.(\\d+)$`);
@@ -136,8 +154,13 @@ function dumped(pid: number, dir: string): { total: number; file: string } {
   // `totals:` sums the cost lines of this dump (its `summary:` line reads 0 with --instr-atstart=no).
   const total = /^totals: (\d+)/m.exec(text);
   if (!total) throw new Error(`no total in callgrind's dump ${dumps.at(-1)!.f}`);
-  return { total: Number(total[1]), file: join(dir, dumps.at(-1)!.f) };
+  return { total: Number(total[1]), file: join(dir, dumps.at(-1)!.f), text };
 }
+
+/** What a dump between two windows may take under valgrind (the load goes on meanwhile, counted in no window). */
+const DUMP_ALLOWANCE_MS = 5000;
+/** The least time a load runs before its first window (its connections open, its first streams served). */
+const SETTLE_MS = 5000;
 
 /** Window `i`'s instructions less the compilers' jobs and full collections (older results lack either: less what they have). */
 const servingIn = (r: Pick<InstructionRow, 'windows' | 'compilers' | 'fullCollections'>, i: number): number =>
@@ -162,40 +185,62 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
       for (const load of ['h1', 'h2'] as const) {
         const tag = `${system.name}-${s.id}-${load}`;
         try {
+          const warmStart = performance.now();
           await run([...loaderWrap, ...loadArgs(s, base, load, warm, `${tag}-warm`, tmp)], 600_000);
+          const warmWindowMs = measured / warm * (performance.now() - warmStart);
           // Work the warm-up left behind (Outpost's Brotli 11 upgrade of the page, which waits for
           // a quiet loop) is not this scenario's: counting starts once the process is idle.
           await quietAfter(child.pid, { share: 0.05, maxMs: 120_000 });
+          // One load for the settling and every window, on the same connections (see above), long
+          // enough for them and the dumps between them (counting runs a process 2-4x slower than
+          // the warm-up did), ended by its own clock, which is when its failures are known.
+          const settleMs = Math.max(SETTLE_MS, 2 * warmWindowMs);
+          const seconds = Math.ceil((settleMs + options.windows * (4 * warmWindowMs + DUMP_ALLOWANCE_MS)) / 1000) + 5;
+          const loadStart = performance.now();
+          const loading = run([...loaderWrap, ...loadArgs(s, base, load, Math.ceil(measured / warmWindowMs * seconds * 1000 * 2), tag, tmp, seconds)], (seconds + 60) * 1000);
+          // Settling: the new connections' first requests, and the rate while counting, by which a
+          // window is made as long as `measured` responses take (within what is left of the load).
+          control('-i', 'on');
+          control('-z');
+          await sleep(settleMs);
+          const settled = callsTo(dumped(child.pid, tmp).text, RESPONSE_MARKS[load]);
+          if (settled === 0) throw new Error(`no response while settling (${Math.round(settleMs)} ms)`);
+          const left = seconds * 1000 - (performance.now() - loadStart) - 3000;
+          const windowMs = Math.min(Math.max(1000, measured / settled * settleMs), left / options.windows - DUMP_ALLOWANCE_MS);
           const counts: number[] = [];
-          const compiler: number[] = [];
-          const collection: number[] = [];
-          let failed = 0;
+          const responses: number[] = [];
+          const files: string[] = [];
           for (let w = 0; w < options.windows; w++) {
             control('-z');
-            control('-i', 'on');
-            const out = await run([...loaderWrap, ...loadArgs(s, base, load, measured, `${tag}-${w}`, tmp)], 600_000);
-            control('-i', 'off');
-            failed += measured - Number(/(\d+) succeeded/.exec(out.stdout)?.[1] ?? 0);
-            const { total, file } = dumped(child.pid, tmp);
+            await sleep(windowMs);
+            const { total, file, text } = dumped(child.pid, tmp);
             counts.push(total);
-            const apart = notServing(file);
-            compiler.push(apart.compilers);
-            collection.push(apart.fullCollections);
+            responses.push(callsTo(text, RESPONSE_MARKS[load]));
+            files.push(file);
           }
+          control('-i', 'off');
+          const out = await loading;
+          const apart = files.map(notServing);
+          const compiler = apart.map((a) => a.compilers);
+          const collection = apart.map((a) => a.fullCollections);
+          const failed = Number(/(\d+) failed/.exec(out.stdout)?.[1] ?? 0) + Number(/(\d+) errored/.exec(out.stdout)?.[1] ?? 0);
+          const short = responses.findIndex((n) => n < measured / 4);
           // Windows are ranked by what is left without the compilers' work and full collections
           // (see above); the median window is the steady cost.
-          const serving = (i: number) => servingIn({ windows: counts, compilers: compiler, fullCollections: collection }, i);
+          const serving = (i: number) => servingIn({ windows: counts, compilers: compiler, fullCollections: collection }, i) / responses[i];
           const median = [...counts.keys()].sort((a, b) => serving(a) - serving(b))[Math.floor(counts.length / 2)];
           const instructions = counts[median];
           const fields = {
-            scenario: s.id, load, system: system.name, responses: measured, instructions, windows: counts,
+            scenario: s.id, load, system: system.name, responses: responses[median], instructions, windows: counts, windowResponses: responses,
             compiler: compiler[median], compilers: compiler, fullCollection: collection[median], fullCollections: collection,
           };
-          const row: InstructionRow = failed === 0 ? fields : { ...fields, error: `${failed} of ${measured * options.windows} requests failed` };
+          const error = failed > 0 ? `${failed} requests failed`
+            : short !== -1 ? `window ${short + 1} counted ${responses[short]} responses (the load ended early or stalled)` : undefined;
+          const row: InstructionRow = error === undefined ? fields : { ...fields, error };
           rows.push(row);
           const share = (part: number, c: number) => Math.round(part / c * 100);
-          const each = counts.map((c, i) => `${Math.round(serving(i) / measured / 1000)}k + ${share(compiler[i], c)} % compilers + ${share(collection[i], c)} % full collections`).join(', ');
-          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round(serving(median) / measured).toLocaleString('en-US')} instructions per response, the compilers' and full collections' work left out (windows: ${each})`}`);
+          const each = counts.map((c, i) => `${responses[i]} responses, ${Math.round(serving(i) / 1000)}k + ${share(compiler[i], c)} % compilers + ${share(collection[i], c)} % full collections`).join('; ');
+          console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round(serving(median)).toLocaleString('en-US')} instructions per response, the compilers' and full collections' work left out (windows: ${each})`}`);
         } catch (error) {
           rows.push({ scenario: s.id, load, system: system.name, responses: 0, instructions: 0, windows: [], error: (error as Error).message.split('\n')[0] });
           console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} error: ${(error as Error).message.split('\n')[0]}`);
@@ -222,7 +267,7 @@ export function instructionTable(rows: readonly InstructionRow[]): string {
   const serving = (r: InstructionRow) => (r.instructions - (r.compiler ?? 0) - (r.fullCollection ?? 0)) / r.responses;
   /** Every window's count less the same (older results: less the compilers' work, or the raw counts). */
   const range = (r: InstructionRow) => {
-    const each = r.windows.map((_, i) => servingIn(r, i) / r.responses);
+    const each = r.windows.map((_, i) => servingIn(r, i) / (r.windowResponses?.[i] ?? r.responses));
     return `${k(Math.min(...each))}-${k(Math.max(...each))}`;
   };
   const cell = (r: InstructionRow | undefined) => r === undefined ? '-'

@@ -57,7 +57,7 @@ if (flags.help) {
   console.log(`  --workers N: Outpost with N worker processes and nginx with N worker_processes (default 1); the ceiling stays one process`);
   console.log(`  --log text|json: Outpost writes its access log in that format to a file in the temp directory (default: off)`);
   console.log(`  --rounds N: every run N times, the systems in a different order each round, figures combined (for a noisy machine; N times as long)`);
-  console.log(`  --warm N: requests per scenario and system before anything is measured (default 200 with --quick, else 1000; --instructions: 3000 / 6000)`);
+  console.log(`  --warm N: requests per scenario and system before anything is measured (default 200 with --quick, else 1000; --instructions: 10000 / 20000)`);
   console.log(`  --soak: only the memory soak (bench/soak.ts): Outpost under a mixed load for --seconds (default 300), RSS sampled`);
   console.log(`  --instructions: instructions per response under valgrind's callgrind, Outpost and the ceiling (bench/instructions.ts): a count that moves with the work and with garbage collection, not with the host`);
   process.exit(0);
@@ -767,13 +767,13 @@ async function instructions(cert: string, key: string, origins: readonly [string
     return;
   }
   const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && !s.crowd && s.path !== PATHS.large);
-  const counts = { warm: flags.warm !== undefined ? Number(flags.warm) : QUICK ? 3000 : 6000, measured: 1000, windows: QUICK ? 1 : 3 };
+  const counts = { warm: flags.warm !== undefined ? Number(flags.warm) : QUICK ? 10000 : 20000, measured: 1000, windows: QUICK ? 1 : 3 };
   const wanted = new Set((flags.systems ?? 'ceiling,outpost').split(','));
   const launchers = [
     { name: 'outpost', launch: (wrap: readonly string[]) => launchOutpost(cert, key, origins, site, wrap, 300_000) },
     { name: 'ceiling', launch: (wrap: readonly string[]) => launchCeiling(cert, key, origins, wrap, 300_000) },
   ].filter((s) => wanted.has(s.name));
-  console.log(`instructions: ${launchers.map((s) => s.name).join(' and ')} under callgrind; per scenario and protocol ${counts.warm} requests to warm, then ${counts.windows} x ${counts.measured} counted (the median window kept)`);
+  console.log(`instructions: ${launchers.map((s) => s.name).join(' and ')} under callgrind; per scenario and protocol ${counts.warm} requests to warm, then one load: time to settle and ${counts.windows} window(s) of ~${counts.measured} responses counted (the median window kept)`);
   const rows = await runInstructions(launchers, scenarios, { tmp, loaderWrap, ...counts, track: (child) => { children.push(child); } });
   console.log(`\n${instructionTable(rows)}`);
   writeResults(t0, {

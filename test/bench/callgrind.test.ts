@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { apartFromServing } from '../../bench/callgrind.ts';
+import { RESPONSE_MARKS, apartFromServing, callsTo } from '../../bench/callgrind.ts';
 
 // Lines as callgrind_annotate --inclusive=yes prints them (node's path shortened).
 const NODE = '[/usr/bin/node]';
@@ -32,4 +32,29 @@ test('the compilers\' jobs and full collections are counted apart from serving, 
 
 test('a dump with neither has nothing apart', () => {
   assert.deepEqual(apartFromServing(`1,000 (100.0%)  PROGRAM TOTALS\n 900 (90.0%)  ???:main ${NODE}\n`), { compilers: 0, fullCollections: 0 });
+});
+
+test('a window\'s responses are the calls to the marked function, wherever its name was first given', () => {
+  const dump = [
+    'fn=(1) main',
+    'cfn=(2) node::http2::Http2Stream::Respond(v8::FunctionCallbackInfo<v8::Value> const&)',
+    'calls=3 0x10',
+    '0x5 900',
+    'fn=(3) other',
+    'cfi=(4) /usr/bin/node',
+    'cfn=(2)',
+    'calls=2 0x10',
+    '0x6 600',
+    'cfn=(5) node::http2::Http2Stream::Respond(v8::FunctionCallbackInfo<v8::Value> const&) [clone .cold]',
+    'calls=7 0x20',
+    '0x7 70',
+    'fn=(2)',
+    '0x10 50',
+    'cfn=(6) callee',
+    'calls=11 0x30',
+    '0x11 10',
+  ].join('\n');
+  // The cold clone is called from inside Respond: not a response of its own.
+  assert.equal(callsTo(dump, RESPONSE_MARKS.h2), 5);
+  assert.equal(callsTo(dump, RESPONSE_MARKS.h1), 0);
 });
