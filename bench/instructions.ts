@@ -38,9 +38,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *
  * Each system runs under callgrind with counting off; per scenario and protocol the runner sends
  * `warm` requests (the JIT tiers up), waits once for the process to go idle, then starts one load
- * that spans every window: after a window's time to settle, `windows` windows back to back
- * (zeroing the counters, reading each total from a dump), each as long as `measured` responses took
- * while warming, its responses counted by the calls to a function every response runs once
+ * that spans every window: after 5 s or more to settle (where the rate while counting is read),
+ * `windows` windows back to back (zeroing the counters, reading each total from a dump), each as
+ * long as `measured` responses take at that rate, its responses counted by the calls to a function
+ * every response runs once
  * (callgrind.ts RESPONSE_MARKS); it keeps the median window, with all of them in the row. One load,
  * because a new set of connections is not free for V8: at speed the first streams of the second
  * set deoptimize the stream code ("wrong map", 20-40 bailouts with `--trace-deopt`, in both
@@ -184,6 +185,7 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
     for (const s of scenarios) {
       for (const load of ['h1', 'h2'] as const) {
         const tag = `${system.name}-${s.id}-${load}`;
+        let loading: ReturnType<typeof run> | undefined;
         try {
           const warmStart = performance.now();
           await run([...loaderWrap, ...loadArgs(s, base, load, warm, `${tag}-warm`, tmp)], 600_000);
@@ -197,7 +199,7 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           const settleMs = Math.max(SETTLE_MS, 2 * warmWindowMs);
           const seconds = Math.ceil((settleMs + options.windows * (4 * warmWindowMs + DUMP_ALLOWANCE_MS)) / 1000) + 5;
           const loadStart = performance.now();
-          const loading = run([...loaderWrap, ...loadArgs(s, base, load, Math.ceil(measured / warmWindowMs * seconds * 1000 * 2), tag, tmp, seconds)], (seconds + 60) * 1000);
+          loading = run([...loaderWrap, ...loadArgs(s, base, load, Math.ceil(measured / warmWindowMs * seconds * 1000 * 2), tag, tmp, seconds)], (seconds + 60) * 1000);
           // Settling: the new connections' first requests, and the rate while counting, by which a
           // window is made as long as `measured` responses take (within what is left of the load).
           control('-i', 'on');
@@ -220,6 +222,7 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           }
           control('-i', 'off');
           const out = await loading;
+          loading = undefined;
           const apart = files.map(notServing);
           const compiler = apart.map((a) => a.compilers);
           const collection = apart.map((a) => a.fullCollections);
@@ -242,6 +245,11 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           const each = counts.map((c, i) => `${responses[i]} responses, ${Math.round(serving(i) / 1000)}k + ${share(compiler[i], c)} % compilers + ${share(collection[i], c)} % full collections`).join('; ');
           console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} ${row.error ?? `${Math.round(serving(median)).toLocaleString('en-US')} instructions per response, the compilers' and full collections' work left out (windows: ${each})`}`);
         } catch (error) {
+          if (loading !== undefined) {
+            // Failed while the load ran: counting off, and the load ended before the next row's warm-up.
+            try { control('-i', 'off'); } catch { /* the process is gone */ }
+            await loading;
+          }
           rows.push({ scenario: s.id, load, system: system.name, responses: 0, instructions: 0, windows: [], error: (error as Error).message.split('\n')[0] });
           console.log(`  ${s.id.padEnd(13)} ${load} ${system.name.padEnd(8)} error: ${(error as Error).message.split('\n')[0]}`);
         }
