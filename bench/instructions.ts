@@ -41,18 +41,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * that spans every window: after 5 s or more to settle (where the rate while counting is read),
  * `windows` windows back to back (zeroing the counters, reading each total from a dump), each as
  * long as `measured` responses take at that rate, its responses counted by the calls to a function
- * every response runs once
- * (callgrind.ts RESPONSE_MARKS); it keeps the median window, with all of them in the row. One load,
- * because a new set of connections is not free for V8: at speed the first streams of the second
- * set deoptimize the stream code ("wrong map", 20-40 bailouts with `--trace-deopt`, in both
- * servers) and V8 compiles it again; under valgrind every new set kept Outpost's compilers busy
- * (5-15 % of its windows) and its code a tier lower. Until 2026-12-05 every window was a load of
- * its own, on connections of its own: a Brotli hit over HTTP/2 read 145k per response in Outpost
- * and 128k in the ceiling then, 130k and 118-127k
- * with one load; pass-through 241-245k against the relay's 180-195k then, 202-204k against
- * 186-205k with one load. Load: h2load, HTTP/2 (2 connections x 8 streams) and HTTP/1.1
- * (`--h1`, 16 connections). Valgrind runs a process 20-50x slower, so counts are few and the run
- * takes minutes.
+ * every response runs once (callgrind.ts RESPONSE_MARKS); it keeps the median window, with all of
+ * them in the row. One load, because a new set of connections is not free for V8: at speed the
+ * first streams of the second set deoptimize the stream code ("wrong map", 20-40 bailouts with
+ * `--trace-deopt`, in both servers) and V8 compiles it again; under valgrind every new set kept
+ * Outpost's compilers busy (5-15 % of its windows) and its code a tier lower. Until 2026-12-05
+ * every window was a load of its own, on connections of its own: a Brotli hit over HTTP/2 read
+ * 145k per response in Outpost and 128k in the ceiling then, 130k and 118-127k with one load;
+ * pass-through 241-245k against the relay's 180-195k then, 202-204k against 186-205k with one
+ * load. Load: h2load, HTTP/2 (2 connections x 8 streams) and HTTP/1.1 (`--h1`, 16 connections).
+ * Valgrind runs a process 20-50x slower, so counts are few and the run takes minutes.
  */
 
 export interface InstructionScenario {
