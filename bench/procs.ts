@@ -208,3 +208,35 @@ export async function machineBusy(ms: number): Promise<number> {
   const b = sample();
   return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
 }
+
+/** 4 KiB: the page the fault cost is given per (the usual size; with huge pages a fault covers more). */
+const PAGE = 4096;
+
+/**
+ * Microseconds this machine takes to hand a process fresh memory, per 4 KiB page: the first write
+ * to `bytes` of new memory less a second write of the same bytes, divided by its pages. A fraction
+ * of a microsecond on bare metal; 11-18 µs on the VMs of 2026-12-05 (docs/performance.md, "page
+ * faults"), where every row in which a system takes fresh pages (misses into a filling cache,
+ * nginx's per-response compression buffers, large bodies) measures the host's memory as much as the
+ * system's code. 64 MiB is above glibc's largest mmap threshold, so the allocation is a new mapping
+ * whose pages nobody touched yet.
+ */
+export function pageFaultMicros(bytes = 64 * 1024 * 1024): number {
+  const fresh = Buffer.allocUnsafeSlow(bytes);
+  const t0 = process.hrtime.bigint();
+  fresh.fill(1);
+  const t1 = process.hrtime.bigint();
+  fresh.fill(2);
+  const t2 = process.hrtime.bigint();
+  return Math.max(0, Number(t1 - t0 - (t2 - t1)) / 1000 / Math.ceil(bytes / PAGE));
+}
+
+/** Above this many µs per fresh page the bench says so: ten times what bare metal takes. */
+export const SLOW_PAGE_FAULT_MICROS = 2;
+
+/** The bench's warning for a machine whose fresh pages cost `micros` each, or undefined when they are cheap. */
+export function pageFaultWarning(micros: number): string | undefined {
+  if (!(micros > SLOW_PAGE_FAULT_MICROS)) return undefined;
+  return `fresh memory costs ${micros.toFixed(1)} µs per 4 KiB page here (bare metal: under 0.5): rows where a system ` +
+    'takes new pages (miss, nginx compressing per response, large bodies) measure this host as much as the code';
+}

@@ -11,7 +11,7 @@ import { burstH1, burstH2, run, runAutocannon, runH2load, runWrk, type LoadResul
 import { brotliAvailable, brotliStaticAvailable, nginxConfig } from './nginx.ts';
 import { withServingFlags } from '../src/runtime/node-flags.ts';
 import { allocatorOf } from '../src/runtime/allocator.ts';
-import { type Child, cpuSeconds, machineBusy, quietAfter, rssBytes, rssSampler, startChild, warmCompileCache } from './procs.ts';
+import { type Child, cpuSeconds, machineBusy, pageFaultMicros, pageFaultWarning, quietAfter, rssBytes, rssSampler, startChild, warmCompileCache } from './procs.ts';
 import { burstTable, combineRounds, fmt, formatBytes, resultsTable, type Burst, type Row, type SystemName } from './report.ts';
 import { runSoak, soakTable } from './soak.ts';
 import { callgrindMissing, instructionTable, runInstructions, type Crowd } from './instructions.ts';
@@ -158,6 +158,8 @@ const machine = {
   outpostDirty: (spawnSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout ?? '').trim() !== '',
   /** Share of all cores busy in the second before start: other work on the machine makes every number noisy. */
   busyBeforeStart: Number((await machineBusy(1000)).toFixed(2)),
+  /** µs per fresh 4 KiB page (procs.ts pageFaultMicros): a VM that backs memory lazily slows every row that takes new pages. */
+  pageFaultMicros: Number(pageFaultMicros().toFixed(2)),
   pinning: pin ? `server on cpu ${serverCpus}, runner/origin/loaders on cpu 0-${cores - WORKERS - 1}`
     : WORKERS >= cores ? `off: ${WORKERS} server workers on ${cores} cores share them with the runner, origin and load tools` : 'off',
   workers: WORKERS,
@@ -591,6 +593,8 @@ async function main(): Promise<void> {
   if (machine.busyBeforeStart > 0.1) {
     console.log(`  the machine was ${Math.round(machine.busyBeforeStart * 100)}% busy before start (other processes): expect noisy numbers`);
   }
+  const slowPages = pageFaultWarning(machine.pageFaultMicros);
+  if (slowPages !== undefined) console.log(`  ${slowPages}`);
 
   // One self-signed certificate for every system.
   const cert = join(tmp, 'cert.pem');
