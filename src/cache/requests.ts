@@ -5,6 +5,7 @@ import { isOutpostError } from '../errors.ts';
 import type { Directives } from '../http/cache-control.ts';
 import type { StoredView } from './engine.ts';
 import { SURROGATE_DEVICE, type StoreRules } from './policy.ts';
+import { storedValue } from './shared-values.ts';
 
 /**
  * The requests the cache sends to the origin and what it reads from the answers: request shapes
@@ -60,14 +61,14 @@ export function validatorsOf(view: StoredView): Record<string, string> {
   return out;
 }
 
-/** The fields stored with a response: Set-Cookie goes only to the client that caused the fetch. */
+/** The fields stored with a response: Set-Cookie goes only to the client that caused the fetch; common values shared (shared-values.ts). */
 export function storedFields(headers: OutgoingHttpHeaders, rules: StoreRules): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined) continue;
     if (name === 'set-cookie' && rules.storeSetCookie) continue;
-    out[name] = typeof value === 'number' ? String(value) : value;
+    out[name] = typeof value === 'number' ? String(value) : storedValue(name, value);
   }
   return out;
 }

@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { parseHttpDate } from '../http/dates.ts';
 import type { StoredResponse } from './policy.ts';
 import { tagsOf } from './entries.ts';
+import { storedValue } from './shared-values.ts';
 
 /**
  * What a 304 does to a stored response (RFC 9111 §4.3.4 and §3.2), pure.
@@ -42,7 +43,7 @@ export function mergeNotModified(stored: StoredResponse, notModified: OutgoingHt
   const headers: Record<string, string | string[]> = { ...stored.headers };
   for (const name in notModified) {
     const value = notModified[name];
-    if (value !== undefined && !NOT_UPDATED.has(name)) headers[name] = typeof value === 'number' ? String(value) : value;
+    if (value !== undefined && !NOT_UPDATED.has(name)) headers[name] = typeof value === 'number' ? String(value) : storedValue(name, value);
   }
   // An Age on the 304 is about the 304; a stored one from the first response would now be wrong.
   if (notModified.age === undefined) delete headers.age;
