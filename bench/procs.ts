@@ -215,11 +215,11 @@ const PAGE = 4096;
 /**
  * Microseconds this machine takes to hand a process fresh memory, per 4 KiB page: the first write
  * to `bytes` of new memory less a second write of the same bytes, divided by its pages. A fraction
- * of a microsecond on bare metal; 11-18 µs on the VMs of 2026-12-05 (docs/performance.md, "page
- * faults"), where every row in which a system takes fresh pages (misses into a filling cache,
- * nginx's per-response compression buffers, large bodies) measures the host's memory as much as the
- * system's code. 64 MiB is above glibc's largest mmap threshold, so the allocation is a new mapping
- * whose pages nobody touched yet.
+ * of a microsecond on bare metal; 11-18 µs on the VMs of 2026-12-05 (docs/performance.md, "what
+ * fresh memory costs here"), where every row in which a system takes fresh pages (misses into a
+ * filling cache, nginx's per-response compression buffers, large bodies) measures the host's memory
+ * as much as the system's code. 64 MiB is above glibc's largest mmap threshold, so the allocation
+ * is a new mapping whose pages nobody touched yet.
  */
 export function pageFaultMicros(bytes = 64 * 1024 * 1024): number {
   const fresh = Buffer.allocUnsafeSlow(bytes);
