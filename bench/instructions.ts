@@ -161,9 +161,13 @@ const DUMP_ALLOWANCE_MS = 5000;
 /** The least time a load runs before its first window (its connections open, its first streams served). */
 const SETTLE_MS = 5000;
 
-/** Window `i`'s instructions less the compilers' jobs and full collections (older results lack either: less what they have). */
-const servingIn = (r: Pick<InstructionRow, 'windows' | 'compilers' | 'fullCollections'>, i: number): number =>
-  r.windows[i] - (r.compilers?.[i] ?? 0) - (r.fullCollections?.[i] ?? 0);
+/**
+ * Window `i`'s instructions per response, less the compilers' jobs and full collections (older
+ * results lack either: less what they have; and the window's own responses, which they lack too:
+ * every window had `responses`).
+ */
+const servingPerResponse = (r: Pick<InstructionRow, 'windows' | 'compilers' | 'fullCollections' | 'windowResponses' | 'responses'>, i: number): number =>
+  (r.windows[i] - (r.compilers?.[i] ?? 0) - (r.fullCollections?.[i] ?? 0)) / (r.windowResponses?.[i] ?? r.responses);
 
 /** What a dump's instructions hold apart from serving (apartFromServing). */
 function notServing(file: string): { compilers: number; fullCollections: number } {
@@ -228,7 +232,7 @@ export async function runInstructions(systems: readonly InstructionSystem[], sce
           const short = responses.findIndex((n) => n < measured / 4);
           // Windows are ranked by what is left without the compilers' work and full collections
           // (see above); the median window is the steady cost.
-          const serving = (i: number) => servingIn({ windows: counts, compilers: compiler, fullCollections: collection }, i) / responses[i];
+          const serving = (i: number) => servingPerResponse({ windows: counts, compilers: compiler, fullCollections: collection, windowResponses: responses, responses: 0 /* unread: every window has its own */ }, i);
           const median = [...counts.keys()].sort((a, b) => serving(a) - serving(b))[Math.floor(counts.length / 2)];
           const instructions = counts[median];
           const fields = {
@@ -273,7 +277,7 @@ export function instructionTable(rows: readonly InstructionRow[]): string {
   const serving = (r: InstructionRow) => (r.instructions - (r.compiler ?? 0) - (r.fullCollection ?? 0)) / r.responses;
   /** Every window's count less the same (older results: less the compilers' work, or the raw counts). */
   const range = (r: InstructionRow) => {
-    const each = r.windows.map((_, i) => servingIn(r, i) / (r.windowResponses?.[i] ?? r.responses));
+    const each = r.windows.map((_, i) => servingPerResponse(r, i));
     return `${k(Math.min(...each))}-${k(Math.max(...each))}`;
   };
   const cell = (r: InstructionRow | undefined) => r === undefined ? '-'
