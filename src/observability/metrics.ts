@@ -204,7 +204,7 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
     });
     new Counter({
       name: 'outpost_memory_limit_near_seconds_total', help: 'Seconds during which memory.limit held V8\'s heap growth below its own choice', registers: [registry],
-      collect() { this.reset(); this.inc(budget().tightChecks); },
+      collect() { this.reset(); this.inc(budget().tightSeconds); },
     });
   }
 

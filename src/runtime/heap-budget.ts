@@ -12,11 +12,12 @@ import v8 from 'node:v8';
  * misses, 100,000 pass-through requests with 1,000 in flight on each protocol and 3,000 1 MiB
  * uploads, 834-861 MiB RSS of which V8's pages 193-197 MiB (rig, 2026-12-03, three runs).
  *
- * Every second this looks at what is not V8's heap (RSS less V8's committed heap: the cache's
- * slabs, Node's binary, glibc's heap, V8's pooled pages): the limit less that and less the young
- * generation is the room V8's old generation has, and the factor is that room over its live size
- * (the least it used over the last LIVE_WINDOW checks), between MIN_FACTOR (and MIN_GROWTH bytes)
- * and 4 (from 4 up V8 chooses its own). V8 reads it when a full collection ends
+ * Five times a second (CHECK_MS) this looks at what is not V8's heap (RSS less V8's committed
+ * heap: the cache's slabs, Node's binary, glibc's heap, V8's pooled pages): the limit less that
+ * and less the young generation is the room V8's old generation has, and the factor is that room
+ * over its live size (the least it used over the last LIVE_WINDOW checks, 10 s), between
+ * MIN_FACTOR (and MIN_GROWTH bytes) and 4 (from 4 up V8 chooses its own, up to 4; but see
+ * filling, below). V8 reads it when a full collection ends
  * (--heap-growing-percent, which V8 13.6 reads at each of them; set at runtime through
  * v8.setFlagsFromString). Far from the limit
  * nothing changes; near it V8 collects sooner, which costs CPU where much survives the young
@@ -25,6 +26,12 @@ import v8 from 'node:v8';
  * factor at its floor, a full collection every ~370 ms: there nearly every request waits long
  * enough to be promoted, ~7 KB each). A floor of 2 instead: 753-762 MiB, +5-9 % on misses and
  * on that crowd.
+ *
+ * While the memory cache fills, far from the limit, V8 gets its largest factor instead of its own
+ * choice (FILLING_BYTES). V8 counts the external memory allocated since its last full collection
+ * against its old generation's limit, and the cache's bodies are external memory (its slabs) that
+ * no collection can free: with its own factor, under 4 while the heap is small and busy, V8 marked
+ * the whole heap every 10-25 MB of new cache, for a few MB of garbage each time.
  */
 
 /** V8's largest growth factor (heap-controller.cc: kHighFactor). */
@@ -77,32 +84,48 @@ export interface HeapReading {
 /**
  * The growth percent for V8 (--heap-growing-percent) under `limit` bytes of RSS, with `oldLive`
  * the old generation's live bytes (the least in use lately: what the last full collection left):
- * 0 for V8's own choice (room for MAX_FACTOR times it or more), else (factor - 1) x 100 in steps
- * of 10, never under MIN_FACTOR nor under MIN_GROWTH bytes.
+ * with room for MAX_FACTOR times it or more, 0 for V8's own choice, or FILLING_PERCENT while the
+ * memory cache fills (`filling`); else (factor - 1) x 100 in steps of 10, never under MIN_FACTOR
+ * nor under MIN_GROWTH bytes.
  */
-export function growthPercentFor(limit: number, reading: HeapReading, oldLive: number): number {
+export function growthPercentFor(limit: number, reading: HeapReading, oldLive: number, filling = false): number {
   const outside = Math.max(0, reading.rss - reading.committed);
   const room = limit - outside - reading.youngCommitted;
   const factor = oldLive > 0 ? room / oldLive : MAX_FACTOR;
-  if (factor >= MAX_FACTOR) return 0;
+  if (factor >= MAX_FACTOR) return filling ? FILLING_PERCENT : 0;
   const tenths = Math.max(Math.floor((factor - 1) * 10), Math.round((MIN_FACTOR - 1) * 10), Math.ceil(MIN_GROWTH / oldLive * 10));
   return 1 + tenths / 10 >= MAX_FACTOR ? 0 : tenths * 10;
 }
 
-/** Checks whose least old-generation use stands for the live heap. */
-const LIVE_WINDOW = 10;
+/** How often the budget looks: a cache that starts to fill is seen before V8 has marked its heap many times. */
+export const CHECK_MS = 200;
+
+/**
+ * The memory cache's growth a second from which it counts as filling (over one check: a fifth of
+ * it). Measured (2026-12-05, rig: a fresh process, 8,000 misses of the 30 KB page into the bench's 512 MB cache
+ * over HTTP/2, ~75 MB of bodies a second, four alternating pairs): V8's own factor made 11-17 full
+ * collections and 495-541 µs of CPU per miss, factor 4 (--heap-growing-percent=300) made 5 and
+ * 467-485 µs.
+ */
+export const FILLING_BYTES = 8 * MiB;
+
+/** What V8 is told while the cache fills far from the limit: its largest factor, 4. */
+export const FILLING_PERCENT = (MAX_FACTOR - 1) * 100;
+
+/** Checks whose least old-generation use stands for the live heap: 10 s of them. */
+const LIVE_WINDOW = 10_000 / CHECK_MS;
 
 export interface HeapBudgetStats {
   /** The limit in bytes (0: off). */
   readonly limit: number;
   /** The growth percent given to V8 now (0: V8's own). */
   readonly percent: number;
-  /** Checks that found the process near the limit (a percent other than 0): seconds, at the default pace. */
-  readonly tightChecks: number;
+  /** Seconds the checks found the process near the limit (a percent other than 0 and FILLING_PERCENT). */
+  readonly tightSeconds: number;
 }
 
 export interface HeapBudget {
-  /** One check now (the timer calls it every second): the percent given to V8. */
+  /** One check now (the timer calls it every CHECK_MS): the percent given to V8. */
   check(): number;
   stats(): HeapBudgetStats;
   /** A new limit (a reload); null: off until a limit is given again (V8 has its own choice back). */
@@ -115,6 +138,11 @@ export interface HeapBudgetOptions {
   readonly read?: () => HeapReading;
   /** Tells V8 the growth percent (0: its own). */
   readonly apply?: (percent: number) => void;
+  /**
+   * Bytes the process's memory cache holds now (undefined: it has none): its growth between checks
+   * says it fills, and one empty at the start fills until the first check says otherwise.
+   */
+  readonly cacheHeld?: () => number | undefined;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
 }
@@ -148,6 +176,8 @@ export function growthSetByOperator(execArgv: readonly string[] = process.execAr
 export function startHeapBudget(initialLimit: number | null, options: HeapBudgetOptions = {}): HeapBudget {
   const read = options.read ?? readHeap;
   const apply = options.apply ?? applyGrowthPercent;
+  const cacheHeld = options.cacheHeld ?? (() => undefined);
+  let held = cacheHeld();
   let limit = initialLimit;
   let percent = 0;
   let tightChecks = 0;
@@ -157,23 +187,29 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
     apply(percent);
   };
   // The old generation's use over the last LIVE_WINDOW checks: its least is about what the last
-  // full collection left alive (V8 tells no one when one ends; a check a second sees the drop).
+  // full collection left alive (V8 tells no one when one ends; a check sees the drop).
   const recent: number[] = [];
   const check = (): number => {
+    const heldBefore = held ?? 0;
+    held = cacheHeld();
     if (limit === null) return percent;
     const reading = read();
     recent.push(reading.oldUsed);
     if (recent.length > LIVE_WINDOW) recent.shift();
-    const next = growthPercentFor(limit, reading, Math.min(...recent));
-    if (next !== 0) tightChecks++;
+    const filling = (held ?? 0) - heldBefore >= FILLING_BYTES * CHECK_MS / 1000;
+    const next = growthPercentFor(limit, reading, Math.min(...recent), filling);
+    if (next !== 0 && next !== FILLING_PERCENT) tightChecks++;
     tell(next);
     return percent;
   };
-  const timer = options.timer === false ? undefined : setInterval(check, 1000);
+  // An empty memory cache fills from its first requests: V8 reads the factor when its next full
+  // collection ends, which may come before the first check.
+  if (limit !== null && held === 0) tell(FILLING_PERCENT);
+  const timer = options.timer === false ? undefined : setInterval(check, CHECK_MS);
   timer?.unref();
   return {
     check,
-    stats: () => ({ limit: limit ?? 0, percent, tightChecks }),
+    stats: () => ({ limit: limit ?? 0, percent, tightSeconds: tightChecks * CHECK_MS / 1000 }),
     setLimit(next) {
       limit = next;
       if (limit === null) tell(0);

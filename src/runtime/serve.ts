@@ -112,9 +112,15 @@ export function processMemoryLimit(config: Config, cacheBytes = memoryCacheBytes
   return memoryLimitOf(config.memory.limit, cacheBytes);
 }
 
-/** V8 collects sooner near memory.limit (heap-budget.ts): unless it is off, or the operator set V8's heap growth himself. */
-export function startBudget(config: Config, cacheBytes?: number): HeapBudget | undefined {
-  return growthSetByOperator() ? undefined : startHeapBudget(processMemoryLimit(config, cacheBytes));
+/**
+ * V8 collects sooner near memory.limit, and later while the memory cache fills (heap-budget.ts):
+ * unless it is off, or the operator set V8's heap growth himself. `instance`: the serving one,
+ * whose cache's bytes are read (a cluster's primary has none).
+ */
+export function startBudget(config: Config, instance?: Instance, cacheBytes?: number): HeapBudget | undefined {
+  if (growthSetByOperator()) return undefined;
+  const cacheHeld = instance && (() => instance.current().engine.usage()?.bytes);
+  return startHeapBudget(processMemoryLimit(config, cacheBytes), { ...(cacheHeld && { cacheHeld }) });
 }
 
 export async function startNode(config: Config): Promise<NodeProcess> {
@@ -128,7 +134,7 @@ export async function startNode(config: Config): Promise<NodeProcess> {
   }
   // glibc's free pages back to the system when the load stops (the startup line says when it cannot).
   const trimmer = startConfiguredTrimmer(config.memory);
-  const budget = startBudget(config);
+  const budget = startBudget(config, instance);
   // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
   // only when the admin API that serves them is on.
   const observed = config.admin.listen !== null && config.admin.token !== null;

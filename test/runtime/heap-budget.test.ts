@@ -4,11 +4,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AUTO_HEADROOM, MIN_FACTOR, MIN_GROWTH, growthPercentFor, growthSetByOperator, memoryLimitOf, startHeapBudget, type HeapReading } from '../../src/runtime/heap-budget.ts';
+import { AUTO_HEADROOM, CHECK_MS, FILLING_BYTES, FILLING_PERCENT, MIN_FACTOR, MIN_GROWTH, growthPercentFor, growthSetByOperator, memoryLimitOf, startHeapBudget, type HeapReading } from '../../src/runtime/heap-budget.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
-import { nodeMetrics, startNode } from '../../src/runtime/serve.ts';
+import { nodeMetrics, startBudget, startNode } from '../../src/runtime/serve.ts';
 
 const MiB = 1024 * 1024;
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -57,16 +57,69 @@ test('memory.limit: the live heap is the least the old generation used over the 
   readings.push(reading(900, 100, 95));
   assert.equal(budget.check(), 180);
   assert.deepEqual(applied, [180], 'told once');
-  assert.equal(budget.stats().tightChecks, 2);
+  assert.equal(budget.stats().tightSeconds, 2 * CHECK_MS / 1000);
   budget.setLimit(null);
   assert.deepEqual(applied, [180, 0], 'turned off by a reload: V8 has its own choice back');
   assert.equal(budget.check(), 0);
-  assert.deepEqual(budget.stats(), { limit: 0, percent: 0, tightChecks: 2 });
+  assert.deepEqual(budget.stats(), { limit: 0, percent: 0, tightSeconds: 2 * CHECK_MS / 1000 });
   budget.setLimit(1000 * MiB);
   readings.push(reading(900, 100, 95));
   assert.equal(budget.check(), 180, 'on again');
   budget.stop();
   assert.deepEqual(applied, [180, 0, 180, 0], 'stopped: V8 has its own choice back');
+});
+
+test('memory.limit: while the memory cache fills far from the limit V8 gets its largest factor; near the limit the limit decides', () => {
+  assert.equal(FILLING_PERCENT, 300, 'a factor of 4, the most V8 gives itself');
+  assert.equal(growthPercentFor(1000 * MiB, reading(200, 100, 60), 40 * MiB, true), FILLING_PERCENT);
+  // Room 368 for 100 live: 3.68x whether or not the cache fills.
+  assert.equal(growthPercentFor(1000 * MiB, reading(750, 150, 120), 100 * MiB, true), 260);
+  assert.equal(growthPercentFor(1000 * MiB, reading(1200, 250, 210), 200 * MiB, true), Math.round((MIN_FACTOR - 1) * 100));
+});
+
+test('memory.limit: the cache fills when it grew by FILLING_BYTES a second since the last check; an empty one at the start fills', () => {
+  const applied: number[] = [];
+  let held: number | undefined = 0;
+  const perCheck = FILLING_BYTES * CHECK_MS / 1000;
+  const budget = startHeapBudget(1000 * MiB, { read: () => reading(200, 100, 60), apply: (p) => applied.push(p), cacheHeld: () => held, timer: false });
+  assert.deepEqual(applied, [FILLING_PERCENT], 'empty at the start: told before the first check');
+  held = perCheck;
+  assert.equal(budget.check(), FILLING_PERCENT);
+  held += perCheck - 1;
+  assert.equal(budget.check(), 0, 'slower than FILLING_BYTES a second: V8\'s own choice');
+  held += 10 * perCheck;
+  assert.equal(budget.check(), FILLING_PERCENT);
+  held -= 5 * MiB; // evictions, a purge
+  assert.equal(budget.check(), 0);
+  held = undefined; // a reload to a store with no memory tier
+  assert.equal(budget.check(), 0);
+  assert.deepEqual(applied, [FILLING_PERCENT, 0, FILLING_PERCENT, 0]);
+  assert.equal(budget.stats().tightSeconds, 0, 'filling is not near the limit');
+  budget.stop();
+
+  const kept = startHeapBudget(1000 * MiB, { read: () => reading(200, 100, 60), apply: (p) => applied.push(p), cacheHeld: () => 64 * MiB, timer: false });
+  const none = startHeapBudget(1000 * MiB, { read: () => reading(200, 100, 60), apply: (p) => applied.push(p), cacheHeld: () => undefined, timer: false });
+  const off = startHeapBudget(null, { read: () => reading(200, 100, 60), apply: (p) => applied.push(p), cacheHeld: () => 0, timer: false });
+  assert.deepEqual(applied, [FILLING_PERCENT, 0, FILLING_PERCENT, 0], 'a cache holding something, no memory cache, or memory.limit off: nothing at the start');
+  for (const b of [kept, none, off]) b.stop();
+});
+
+test('memory.limit: the serving process\'s budget reads its memory cache', async () => {
+  const config = validateConfig({
+    listen: { host: '127.0.0.1', https: 0, http: null }, log: { access: 'off' },
+    tls: { devCertDir: mkdtempSync(join(tmpdir(), 'outpost-budget-fill-')) },
+    sites: [{ hosts: ['*'], static: 'public' }],
+  });
+  const instance = await startInstance(config);
+  const budget = startBudget(config, instance);
+  try {
+    assert.ok(budget !== undefined);
+    assert.equal(budget.stats().percent, FILLING_PERCENT, 'its memory cache is empty');
+    assert.equal(budget.check(), 0, 'and did not grow');
+  } finally {
+    budget?.stop();
+    await instance.close();
+  }
 });
 
 test('memory.limit: V8 uses the growth the budget sets while running (--trace-gc-verbose prints the factor of each full collection)', () => {
@@ -125,7 +178,7 @@ test('memory.limit: metrics show the limit, what V8 is told and how long the pro
     assert.match(text, new RegExp(`^outpost_memory_limit_bytes ${1000 * MiB}$`, 'm'));
     // Room 1000 - 800 - 32 = 168 MiB for the 95 used: 1.77x -> 70 %.
     assert.match(text, /^outpost_memory_heap_growth_percent 70$/m);
-    assert.match(text, /^outpost_memory_limit_near_seconds_total 2$/m);
+    assert.match(text, new RegExp(`^outpost_memory_limit_near_seconds_total ${2 * CHECK_MS / 1000}$`, 'm'));
   } finally {
     budget.stop();
     metrics.close();
