@@ -16,7 +16,7 @@ import v8 from 'node:v8';
  * heap: the cache's slabs, Node's binary, glibc's heap, V8's pooled pages): the limit less that
  * and less the young generation is the room V8's old generation has, and the factor is that room
  * over its live size (the least it used over the last LIVE_WINDOW checks, 10 s), between
- * MIN_FACTOR (and MIN_GROWTH bytes) and 4 (from 4 up V8 chooses its own, up to 4; but see
+ * MIN_FACTOR (and MIN_GROWTH bytes) and 4 (from 4 up, V8's own choice, which is at most 4; but see
  * filling, below). V8 reads it when a full collection ends
  * (--heap-growing-percent, which V8 13.6 reads at each of them; set at runtime through
  * v8.setFlagsFromString). Far from the limit
