@@ -28,7 +28,7 @@ import v8 from 'node:v8';
  * on that crowd.
  *
  * While the memory cache fills, far from the limit, V8 gets its largest factor instead of its own
- * choice (FILLING_BYTES). V8 counts the external memory allocated since its last full collection
+ * choice (FILLING_BYTES a second). V8 counts the external memory allocated since its last full collection
  * against its old generation's limit, and the cache's bodies are external memory (its slabs) that
  * no collection can free: with its own factor, under 4 while the heap is small and busy, V8 marked
  * the whole heap every 10-25 MB of new cache, for a few MB of garbage each time.
@@ -101,13 +101,20 @@ export function growthPercentFor(limit: number, reading: HeapReading, oldLive: n
 export const CHECK_MS = 200;
 
 /**
- * The memory cache's growth a second from which it counts as filling (over one check: a fifth of
- * it). Measured (2026-12-05, rig: a fresh process, 8,000 misses of the 30 KB page into the bench's 512 MB cache
- * over HTTP/2, ~75 MB of bodies a second, four alternating pairs): V8's own factor made 11-17 full
- * collections and 495-541 µs of CPU per miss, factor 4 (--heap-growing-percent=300) made 5 and
- * 467-485 µs.
+ * The memory cache's growth over the last second (FILL_WINDOW checks) from which it counts as
+ * filling: V8 marking its heap a few times a second for it. Measured (2026-12-05, rig: a fresh
+ * process, 8,000 misses of the 30 KB page into the bench's 512 MB cache over HTTP/2, ~75 MB of
+ * bodies a second, four alternating pairs): V8's own factor made 11-17 full collections and
+ * 495-541 µs of CPU per miss, factor 4 (--heap-growing-percent=300) made 5 and 467-485 µs. Not
+ * less: V8 reads the factor when a full collection ends and keeps it until the next, so a short
+ * fill seen as filling leaves the heap free to grow to 4x its live size for one cycle (the soak,
+ * whose cache takes ~25 MB in its first 2 s: RSS up to 209 MiB for 30 s against 198 with V8's
+ * choice, when any growth of 8 MB a second counted).
  */
-export const FILLING_BYTES = 8 * MiB;
+export const FILLING_BYTES = 32 * MiB;
+
+/** Checks over which the cache's growth is measured: a second of them. */
+const FILL_WINDOW = 1000 / CHECK_MS;
 
 /** What V8 is told while the cache fills far from the limit: its largest factor, 4. */
 export const FILLING_PERCENT = (MAX_FACTOR - 1) * 100;
@@ -138,10 +145,7 @@ export interface HeapBudgetOptions {
   readonly read?: () => HeapReading;
   /** Tells V8 the growth percent (0: its own). */
   readonly apply?: (percent: number) => void;
-  /**
-   * Bytes the process's memory cache holds now (undefined: it has none): its growth between checks
-   * says it fills, and one empty at the start fills until the first check says otherwise.
-   */
+  /** Bytes the process's memory cache holds now (undefined: it has none): its growth says it fills. */
   readonly cacheHeld?: () => number | undefined;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
@@ -177,7 +181,8 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
   const read = options.read ?? readHeap;
   const apply = options.apply ?? applyGrowthPercent;
   const cacheHeld = options.cacheHeld ?? (() => undefined);
-  let held = cacheHeld();
+  // What the cache held at the last FILL_WINDOW checks and now (0 for none), oldest first.
+  const held: number[] = [cacheHeld() ?? 0];
   let limit = initialLimit;
   let percent = 0;
   let tightChecks = 0;
@@ -190,21 +195,18 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
   // full collection left alive (V8 tells no one when one ends; a check sees the drop).
   const recent: number[] = [];
   const check = (): number => {
-    const heldBefore = held ?? 0;
-    held = cacheHeld();
+    held.push(cacheHeld() ?? 0);
+    if (held.length > FILL_WINDOW + 1) held.shift();
     if (limit === null) return percent;
     const reading = read();
     recent.push(reading.oldUsed);
     if (recent.length > LIVE_WINDOW) recent.shift();
-    const filling = (held ?? 0) - heldBefore >= FILLING_BYTES * CHECK_MS / 1000;
+    const filling = held[held.length - 1] - held[0] >= FILLING_BYTES;
     const next = growthPercentFor(limit, reading, Math.min(...recent), filling);
     if (next !== 0 && next !== FILLING_PERCENT) tightChecks++;
     tell(next);
     return percent;
   };
-  // An empty memory cache fills from its first requests: V8 reads the factor when its next full
-  // collection ends, which may come before the first check.
-  if (limit !== null && held === 0) tell(FILLING_PERCENT);
   const timer = options.timer === false ? undefined : setInterval(check, CHECK_MS);
   timer?.unref();
   return {
