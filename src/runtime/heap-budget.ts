@@ -28,10 +28,10 @@ import v8 from 'node:v8';
  * on that crowd.
  *
  * While the memory cache fills, far from the limit, V8 gets its largest factor instead of its own
- * choice (FILLING_BYTES a second). V8 counts the external memory allocated since its last full collection
- * against its old generation's limit, and the cache's bodies are external memory (its slabs) that
- * no collection can free: with its own factor, under 4 while the heap is small and busy, V8 marked
- * the whole heap every 10-25 MB of new cache, for a few MB of garbage each time.
+ * choice (FILLING_BYTES a second). V8 counts the external memory allocated since its last full
+ * collection against its old generation's limit, and the cache's bodies are external memory (its
+ * slabs) that no collection can free: with its own factor, under 4 while the heap is small and
+ * busy, V8 marked the whole heap every 10-25 MB of new cache, for a few MB of garbage each time.
  */
 
 /** V8's largest growth factor (heap-controller.cc: kHighFactor). */
@@ -105,7 +105,8 @@ export const CHECK_MS = 200;
  * filling: V8 marking its heap a few times a second for it. Measured (2026-12-05, rig: a fresh
  * process, 8,000 misses of the 30 KB page into the bench's 512 MB cache over HTTP/2, ~75 MB of
  * bodies a second, four alternating pairs): V8's own factor made 11-17 full collections and
- * 495-541 µs of CPU per miss, factor 4 (--heap-growing-percent=300) made 5 and 467-485 µs. Not
+ * 495-541 µs of CPU per miss, factor 4 (--heap-growing-percent=300) made 5 and 467-485 µs; this
+ * budget, which sees the fill ~0.5 s in, 8-10 and 505-508 µs against 23-28 and 575-580. Not
  * less: V8 reads the factor when a full collection ends and keeps it until the next, so a short
  * fill seen as filling leaves the heap free to grow to 4x its live size for one cycle (the soak,
  * whose cache takes ~25 MB in its first 2 s: RSS up to 209 MiB for 30 s against 198 with V8's
