@@ -108,9 +108,10 @@ export const CHECK_MS = 200;
  * 495-541 µs of CPU per miss, factor 4 (--heap-growing-percent=300) made 5 and 467-485 µs; this
  * budget, which sees the fill ~0.5 s in, 8-10 and 505-508 µs against 23-28 and 575-580. Not
  * less: V8 reads the factor when a full collection ends and keeps it until the next, so a short
- * fill seen as filling leaves the heap free to grow to 4x its live size for one cycle (the soak,
- * whose cache takes ~25 MB in its first 2 s: RSS up to 209 MiB for 30 s against 198 with V8's
- * choice, when any growth of 8 MB a second counted).
+ * fill seen as filling leaves the heap free to grow to 4x its live size for one cycle. At 32 MB
+ * the memory soak's whole cache (~25 MB, taken in its first 2 s) never counts; with 8 MB a
+ * second it did (a 60 s soak at 209 MiB against 198 before, inside the 182-207 such runs read
+ * when it cannot count).
  */
 export const FILLING_BYTES = 32 * MiB;
 
