@@ -80,3 +80,42 @@ test('HTTP/1.1: a reply Node refuses to send is a bare 502 in its place, and the
     server.close();
   }
 });
+
+test('HTTP/2: a reply to a request whose body was read ends the stream once its body\'s write has reported back', async () => {
+  // Node destroys a stream as soon as the end we send closes it; a write that reports back after
+  // that makes Node's Writable build an ERR_STREAM_DESTROYED (respond.ts endWith). Seen here as
+  // when each write's callback runs: before the stream is destroyed, for a request with a body as
+  // for one without.
+  const writesAfterDestroy: string[] = [];
+  const server = createH2Server();
+  server.on('stream', (stream: ServerHttp2Stream, headers) => {
+    const path = String(headers[':path']);
+    const write = stream._write.bind(stream);
+    stream._write = (chunk, encoding, callback) => write(chunk, encoding, (err?: Error | null) => {
+      if (stream.destroyed) writesAfterDestroy.push(path);
+      callback(err);
+    });
+    const answer = () => respondHttp2(stream, String(headers[':method']), { status: 200, headers: { 'content-type': 'text/plain' }, body: Buffer.from(`answer to ${path}`) });
+    if (stream.endAfterHeaders) return answer();
+    stream.resume().on('end', answer); // the request's body, read to its end first
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const session = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  try {
+    const send = (method: string, path: string, body?: Buffer) => new Promise<string>((resolve, reject) => {
+      const req = session.request({ ':method': method, ':path': path }, { endStream: body === undefined });
+      let text = '';
+      req.setEncoding('utf8').on('data', (c) => { text += c; }).on('error', reject).on('end', () => resolve(text));
+      if (body !== undefined) req.end(body);
+    });
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await send('POST', `/upload/${i}`, Buffer.alloc(64 * 1024, 'u')), `answer to /upload/${i}`);
+      assert.equal(await send('GET', `/get/${i}`), `answer to /get/${i}`);
+    }
+    assert.deepEqual(writesAfterDestroy, []);
+  } finally {
+    session.close();
+    server.close();
+  }
+});
