@@ -114,13 +114,14 @@ export function processMemoryLimit(config: Config, cacheBytes = memoryCacheBytes
 
 /**
  * V8 collects sooner near memory.limit, and later while the memory cache fills (heap-budget.ts):
- * unless it is off, or the operator set V8's heap growth himself. `instance`: the serving one,
- * whose cache's bytes are read (a cluster's primary has none).
+ * unless it is off, or the operator set V8's heap growth himself. `serving`: the instance whose
+ * memory cache this process holds (its bytes are read), or a cluster's primary, which holds no
+ * cached bodies (its memory.limit is "auto"'s headroom alone).
  */
-export function startBudget(config: Config, instance?: Instance, cacheBytes?: number): HeapBudget | undefined {
+export function startBudget(config: Config, serving: Instance | 'primary'): HeapBudget | undefined {
   if (growthSetByOperator()) return undefined;
-  const cacheHeld = instance && (() => instance.current().engine.usage()?.bytes);
-  return startHeapBudget(processMemoryLimit(config, cacheBytes), { ...(cacheHeld && { cacheHeld }) });
+  if (serving === 'primary') return startHeapBudget(processMemoryLimit(config, 0));
+  return startHeapBudget(processMemoryLimit(config), { cacheHeld: () => serving.current().engine.usage()?.bytes });
 }
 
 export async function startNode(config: Config): Promise<NodeProcess> {
