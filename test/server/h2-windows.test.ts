@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import { h2session, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -54,5 +55,47 @@ test('four 1 MiB uploads at once on one connection all reach the origin whole', 
     for (const answer of answers) assert.deepEqual(answer, { status: 200, body: { received: body.length } });
   } finally {
     session.close();
+  }
+});
+
+test('an upload to an origin that reads nothing stops its client: what Outpost takes ahead is bounded', async () => {
+  // The origin takes the request and never reads its body: only the kernel's buffers, the origin
+  // socket's write buffer (one 1 MiB batch, origin/upload-writes.ts), the body limiter and the
+  // stream's 1 MiB window lie between it and the client, which must then stall.
+  const held: Array<{ destroy(): void }> = [];
+  const stuck = await startOrigin((req) => { req.pause(); held.push(req.socket); });
+  const edge = await startOutpost({ sites: [{ hosts: ['*'], origin: stuck.url, cache: { enabled: false } }] });
+  const session = await h2session(edge.url);
+  const total = 64 * 1024 * 1024;
+  const piece = Buffer.alloc(64 * 1024, 3);
+  let pulled = 0;
+  const body = new Readable({
+    read() {
+      pulled += piece.length;
+      this.push(pulled >= total ? null : piece);
+    },
+  });
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/upload', 'content-length': String(total) });
+    stream.on('error', () => {});
+    body.pipe(stream);
+    // Until the client has stopped: no more bytes taken in 40 polls in a row (200 ms). Measured:
+    // ~6 MB taken, kernel buffers included (5.4 with 256 KB batches); all 64 MiB without the
+    // limiter pausing the client's stream.
+    let last = -1;
+    let still = 0;
+    await waitFor(() => {
+      if (pulled === last) still++;
+      else { still = 0; last = pulled; }
+      return still >= 40 ? true : undefined;
+    }, 20_000);
+    assert.equal(held.length, 1, 'the request reached the origin');
+    assert.ok(pulled < 16 * 1024 * 1024, `the client sent ${pulled} of ${total} bytes to an origin that reads nothing`);
+  } finally {
+    body.destroy();
+    session.destroy();
+    for (const socket of held) socket.destroy();
+    await edge.close();
+    await stuck.close();
   }
 });
