@@ -229,7 +229,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     let ctx: Context;
     try {
       if (oversized) throw clientError.headersTooLarge();
-      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort), limits);
+      ctx = withBodyLimits(contextFromHttp2(stream, headers, abort, rawHeaders), limits);
     } catch (err) {
       countRefused(err);
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));

@@ -260,6 +260,33 @@ test('HTTP/2: a :path that is not origin-form is refused (nghttp2 resets it; a 4
   }
 });
 
+test('HTTP/2 requests: a field sent on several lines reaches the origin merged as Node merges it, the others as they came', async () => {
+  const origin = await startOrigin((_req, res) => res.end('ok'));
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url, cache: { enabled: false } }] });
+  try {
+    const res = await h2(`${outpost.url}/fields`, {
+      headers: {
+        cookie: ['a=1', 'b=2'], // RFC 9113 §8.2.3: crumbs joined with "; "
+        accept: ['text/html', 'application/json'],
+        'x-trace': ['one', 'two', 'three'],
+        'x-plain': 'alone',
+        'user-agent': 'first-agent',
+      },
+    });
+    assert.equal(res.status, 200);
+    const seen = origin.seen[0].headers;
+    assert.equal(seen.cookie, 'a=1; b=2');
+    assert.equal(seen.accept, 'text/html, application/json');
+    assert.equal(seen['x-trace'], 'one, two, three');
+    assert.equal(seen['x-plain'], 'alone');
+    assert.equal(seen['user-agent'], 'first-agent');
+    assert.equal(seen[':path'], undefined);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
 test('HTTP/2 responses: a field with several lines keeps each, connection-specific fields are left out', async () => {
   const origin = await startOrigin((_req, res) => {
     res.setHeader('set-cookie', ['a=1; Secure', 'b=2; Secure']);
