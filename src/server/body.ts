@@ -3,6 +3,8 @@ import { clientError } from '../errors.ts';
 import { frontCounters } from './counters.ts';
 import { batchOriginWrites } from '../origin/upload-writes.ts';
 import { noteBodyBytes } from '../runtime/body-scavenge.ts';
+import type { Config } from '../config/schema.ts';
+import type { Context } from '../pipeline/context.ts';
 
 export interface BodyLimits {
   /** Bytes at most (413 beyond). */
@@ -117,4 +119,21 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
   body.on('data', onData);
   body.once('end', onEnd);
   return limited;
+}
+
+/**
+ * The context with its body limited (`limits`: the config's), or a 413 thrown at once for a
+ * declared length over maxBodySize. Only a request that has a body is touched, so the GET hit
+ * path pays nothing.
+ */
+export function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
+  if (!ctx.hasBody) return ctx;
+  const length = ctx.headers['content-length'];
+  if (length !== undefined && Number(length) > limits.maxBodySize) {
+    throw clientError.tooLarge(`request body over ${limits.maxBodySize} bytes`);
+  }
+  const body = limitBody(ctx.body, {
+    maxBytes: limits.maxBodySize, deadline: limits.requestTimeout, minRate: limits.minBodyRate, grace: limits.bodyGrace,
+  });
+  return { ...ctx, body };
 }

@@ -11,7 +11,7 @@ import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
 import { contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
 import { respondHttp1, respondHttp2 } from './respond.ts';
-import { limitBody } from './body.ts';
+import { withBodyLimits } from './body.ts';
 import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
 import { clientConnectionLimit } from './client-limit.ts';
@@ -93,19 +93,6 @@ function headerListSize(rawHeaders: readonly string[]): number {
  */
 const H2_STREAM_WINDOW = 1024 * 1024;
 const H2_SESSION_WINDOW = 8 * 1024 * 1024;
-
-/** Bodies are limited only when the request has one, so the GET hit path pays nothing. */
-function withBodyLimits(ctx: Context, limits: Config['limits']): Context {
-  if (!ctx.hasBody) return ctx;
-  const length = ctx.headers['content-length'];
-  if (length !== undefined && Number(length) > limits.maxBodySize) {
-    throw clientError.tooLarge(`request body over ${limits.maxBodySize} bytes`);
-  }
-  const body = limitBody(ctx.body, {
-    maxBytes: limits.maxBodySize, deadline: limits.requestTimeout, minRate: limits.minBodyRate, grace: limits.bodyGrace,
-  });
-  return { ...ctx, body };
-}
 
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
 function countRefused(err: unknown): void {
