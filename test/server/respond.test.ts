@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { connect, createServer as createH2Server, type ServerHttp2Stream } from 'node:http2';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { respondHttp1, respondHttp2 } from '../../src/server/respond.ts';
 import type { Reply } from '../../src/pipeline/context.ts';
 
@@ -81,7 +82,7 @@ test('HTTP/1.1: a reply Node refuses to send is a bare 502 in its place, and the
   }
 });
 
-test('HTTP/2: a reply to a request whose body was read ends the stream once its body\'s write has reported back', async () => {
+test('HTTP/2: a reply to a request whose body was read ends the stream once its body\'s writes have reported back, whole or streamed', async () => {
   // Node destroys a stream as soon as the end we send closes it; a write that reports back after
   // that makes Node's Writable build an ERR_STREAM_DESTROYED (respond.ts endWith). Seen here as
   // when each write's callback runs: before the stream is destroyed, for a request with a body as
@@ -95,7 +96,9 @@ test('HTTP/2: a reply to a request whose body was read ends the stream once its 
       if (stream.destroyed) writesAfterDestroy.push(path);
       callback(err);
     });
-    const answer = () => respondHttp2(stream, String(headers[':method']), { status: 200, headers: { 'content-type': 'text/plain' }, body: Buffer.from(`answer to ${path}`) });
+    // Under /streamed/ the reply's body is a stream (piped), as an origin's slow or large answer is.
+    const body = () => path.startsWith('/streamed/') ? Readable.from([Buffer.from('answer '), Buffer.from(`to ${path}`)]) : Buffer.from(`answer to ${path}`);
+    const answer = () => respondHttp2(stream, String(headers[':method']), { status: 200, headers: { 'content-type': 'text/plain' }, body: body() });
     if (stream.endAfterHeaders) return answer();
     stream.resume().on('end', answer); // the request's body, read to its end first
   });
@@ -112,6 +115,8 @@ test('HTTP/2: a reply to a request whose body was read ends the stream once its 
     for (let i = 0; i < 20; i++) {
       assert.equal(await send('POST', `/upload/${i}`, Buffer.alloc(64 * 1024, 'u')), `answer to /upload/${i}`);
       assert.equal(await send('GET', `/get/${i}`), `answer to /get/${i}`);
+      assert.equal(await send('POST', `/streamed/${i}`, Buffer.alloc(64 * 1024, 'u')), `answer to /streamed/${i}`);
+      assert.equal(await send('GET', `/streamed/get/${i}`), `answer to /streamed/get/${i}`);
     }
     assert.deepEqual(writesAfterDestroy, []);
   } finally {
