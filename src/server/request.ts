@@ -104,17 +104,11 @@ function sendInformationalHttp1(this: Client<ServerResponse> | undefined, status
   if (res !== undefined) informationalHttp1(res, status, headers);
 }
 
-/** The request's fields without the pseudo-fields, from Node's object. */
-function regularFields(headers: Http2Headers): IncomingHttpHeaders {
-  const plain: IncomingHttpHeaders = {};
-  for (const name in headers) if (name.charCodeAt(0) !== 58 /* ':' */) plain[name] = headers[name] as string;
-  return plain;
-}
-
 /**
- * The same from the flat list the 'stream' event also hands over ([name, value, ...], in the order
- * received): Node's object has a null prototype, a dictionary to V8, and a for-in over it cost ~250
- * ns for seven fields against ~40 for this loop (micro-benchmark, Node 24). A field that comes more
+ * The request's fields without the pseudo-fields, from the flat list the 'stream' event hands over
+ * beside Node's object ([name, value, ...], in the order received): that object has a null
+ * prototype, a dictionary to V8, and a for-in over it cost ~250 ns for seven fields against ~40
+ * for this loop (micro-benchmark, Node 24). A field that comes more
  * than once (and Set-Cookie, always a list) is taken from Node's object, which merged it: Cookie
  * lines joined with "; " (RFC 9113 §8.2.3), a single-value field's first line kept, others joined
  * with ", ".
@@ -141,7 +135,7 @@ function regularFieldsOf(rawHeaders: readonly string[], merged: Http2Headers): I
  * (test/server/protection.test.ts) will tell when a Node upgrade lets such values through, and
  * then they are to be refused here.
  */
-export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource, rawHeaders?: readonly string[]): Context {
+export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource, rawHeaders: readonly string[]): Context {
   const method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;
   // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
@@ -154,7 +148,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   if (headers[':authority'] !== undefined && typeof hostHeader === 'string' && hostHeader.toLowerCase() !== authority.toLowerCase()) {
     throw clientError.badRequest('Host and :authority differ');
   }
-  const plain = rawHeaders === undefined ? regularFields(headers) : regularFieldsOf(rawHeaders, headers);
+  const plain = regularFieldsOf(rawHeaders, headers);
   const peer = peerOf(stream);
   const ctx: Context & Client<ServerHttp2Stream> = {
     method,

@@ -80,12 +80,19 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
   else {
     source.pipe(destination, { end: false });
     // Writable runs write callbacks in order: this one reports back after every chunk before it.
-    source.once('end', () => destination.write(NO_BYTES, (err) => { if (err == null) destination.end(); }));
+    source.once('end', () => writeThenEnd(destination, NO_BYTES));
   }
   if (tally !== null) source.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
 }
 
 const NO_BYTES = Buffer.alloc(0);
+
+/** Writes `chunk`, and ends `destination` once that write (and so every one before it) has reported back. */
+function writeThenEnd(destination: Writable, chunk: Buffer): void {
+  destination.write(chunk, (err) => {
+    if (err == null) destination.end();
+  });
+}
 
 /** What the end report needs to know about a body while it is sent. */
 interface Tally { bytes: number; failed: boolean }
@@ -185,9 +192,7 @@ function endWith(stream: ServerHttp2Stream, body: Buffer): void {
     stream.end(body);
     return;
   }
-  stream.write(body, (err) => {
-    if (err == null) stream.end();
-  });
+  writeThenEnd(stream, body);
 }
 
 export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts): void {

@@ -214,8 +214,8 @@ test('responses without 1xx are unchanged', async () => {
 test('sendInformational is a no-op after the final headers, on a closed stream, and detached from its context', async () => {
   const server = createServer();
   const outcomes: string[] = [];
-  server.on('stream', (stream: ServerHttp2Stream, headers) => {
-    const ctx = contextFromHttp2(stream, headers, new AbortSource());
+  server.on('stream', (stream: ServerHttp2Stream, headers, _flags, rawHeaders: string[]) => {
+    const ctx = contextFromHttp2(stream, headers, new AbortSource(), rawHeaders);
     const send = ctx.sendInformational!;
     try {
       // a copy of the context, as stages hand on, still reaches the client
