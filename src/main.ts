@@ -1,3 +1,5 @@
+// First: Node settles its async context before anything runs (runtime/async-context.ts says why).
+import './runtime/async-context.ts';
 import { parseArgs } from 'node:util';
 import { configWarnings, overridesFromEnv, type Overrides } from './config/load.ts';
 import { ConfigError } from './errors.ts';
