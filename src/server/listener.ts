@@ -199,6 +199,26 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     report('h2 stream', err, 'h2StreamErrors');
   };
 
+  /**
+   * The chain's answer to `ctx`, written to `destination` by `respond` (either protocol's writer);
+   * a reply the server may keep ready for the next request of its shape is learned first. The one
+   * reaction per request (a failed chain's reply is made here: pipeline/reply.ts replyForError).
+   */
+  const answerFromChain = <D>(ctx: Context, readyKey: string | undefined, epoch: number, respond: (destination: D, method: string, reply: Reply, request: Context) => void, destination: D, method: string): void => {
+    const served = dispatch.begin();
+    chainReply(served.handler, ctx).then(
+      (reply) => {
+        served.settled();
+        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
+        respond(destination, method, reply, ctx);
+      },
+      (err) => {
+        served.settled();
+        respond(destination, method, replyForError(ctx, err), ctx);
+      },
+    );
+  };
+
   // Busy sessions get fresh stream tables each second, so that their streams die young (h2-stream-tables.ts).
   const tables = renewBusySessions({ timers: events.timers });
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
@@ -222,18 +242,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));
       return;
     }
-    const served = dispatch.begin();
-    chainReply(served.handler, ctx).then(
-      (reply) => {
-        served.settled();
-        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
-        respondHttp2(stream, method, reply, ctx);
-      },
-      (err) => {
-        served.settled();
-        respondHttp2(stream, method, replyForError(ctx, err), ctx);
-      },
-    );
+    answerFromChain(ctx, readyKey, epoch, respondHttp2, stream, method);
   });
 
   // Listening on 'request' would make Node wrap every h2 stream in compat req/res objects too.
@@ -268,18 +277,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;
     }
-    const served = dispatch.begin();
-    chainReply(served.handler, ctx).then(
-      (reply) => {
-        served.settled();
-        if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
-        respondHttp1(res, method, reply, ctx);
-      },
-      (err) => {
-        served.settled();
-        respondHttp1(res, method, replyForError(ctx, err), ctx);
-      },
-    );
+    answerFromChain(ctx, readyKey, epoch, respondHttp1, res, method);
   };
   server.on('request', onHttp1('https'));
   // HTTP/1.1 CONNECT: we are not a forward proxy. A precise 405 instead of Node's silent close.
