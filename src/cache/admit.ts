@@ -71,12 +71,11 @@ export function createAdmitting(route: CacheRoute): Admitting {
       // (unless it was only this request that asked for nothing to be stored).
       if (a.replaces !== undefined && reason !== 'request-no-store') await engine.invalidate([primary]);
       if (wantsLess(ctx) && reply.status === 200) {
-        // This fetch left out the client's Range / conditionals / HEAD. A Range goes to the origin
-        // as the client sent it (the origin's 206, not a slice of a body read in full); HEAD and
-        // conditionals are answered from this response when it is small enough to read, so the
-        // origin is not asked twice.
-        const readable = ctx.headers.range === undefined && declaredLength(reply.headers) <= engine.maxObjectSize;
-        const whole = readable ? await readUpTo(reply.body, engine.maxObjectSize) : null;
+        // This fetch left out the client's Range / conditionals / HEAD. The client is answered from
+        // this response when it is small enough to read (a Range sliced from it, as nginx and
+        // Varnish do), so the origin is not asked twice for one request; a larger one is dropped
+        // and the request forwarded as the client sent it (a Range then gets the origin's 206).
+        const whole = declaredLength(reply.headers) <= engine.maxObjectSize ? await readUpTo(reply.body, engine.maxObjectSize) : null;
         if (whole !== null) return fromBuffer(ctx, primary, meta, whole, `${fwdStatus}; detail=${reason}`);
         disposeBody(reply.body);
         return passThrough(ctx, a.params);
