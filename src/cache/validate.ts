@@ -31,7 +31,7 @@ export interface Validating {
 }
 
 export function createValidating(route: CacheRoute, admitting: Admitting, collapsing: Collapsing): Validating {
-  const { engine, status, serve, origin, fetch: fetchOrigin } = route;
+  const { engine, status, serve, origin } = route;
   const { stats } = engine;
   const { admit } = admitting;
   const { join, afterNodeTurn } = collapsing;
@@ -75,14 +75,16 @@ export function createValidating(route: CacheRoute, admitting: Admitting, collap
         const refreshedView = engine.view(refreshed);
         return serve(ctx, refreshed, refreshedView, engine.age(refreshed, refreshedView), `${params}; fwd-status=304`);
       }
-      // §4.3.4: the 304 is about another representation: fetch the full response.
+      // §4.3.4: the 304 is about another representation: fetch the full response. It is part of
+      // this validation: its failure serves the stored response stale as the first request's would.
       try {
-        reply = await fetchOrigin(fetchContext(ctx, fetchSignal), params);
+        reply = await origin(fetchContext(ctx, fetchSignal));
       } catch (error) {
         leader.settle({ kind: 'error', error });
-        throw error;
+        return onValidationError(ctx, request, found, view, error, params);
       }
-    } else if (isServerError(reply.status)) {
+    }
+    if (isServerError(reply.status)) {
       const stale = staleOnError(ctx, request, found, view, reply.status);
       if (stale) {
         disposeBody(reply.body);

@@ -96,6 +96,35 @@ test('a 304 with another strong ETag is for another representation: the full res
   assert.match(cacheStatus(await get(p)), /hit/, 'and the new response is stored');
 });
 
+test('the full fetch after a 304 for another representation is part of the validation: its failure serves the stored response within grace', async (t) => {
+  t.after(clock.hold());
+  for (const [name, client] of clients) {
+    for (const failure of ['503', 'reset'] as const) {
+      const p = path(`other-etag-fails-${failure}-${name}`, (req, res, n) => {
+        if (n === 1) {
+          res.writeHead(200, { etag: '"v1"', 'cache-control': 'max-age=1' });
+          return void res.end('version 1');
+        }
+        if (req.headers['if-none-match'] !== undefined) {
+          res.writeHead(304, { etag: '"v2"', 'cache-control': 'max-age=60' });
+          return void res.end();
+        }
+        // The unconditional refetch fails.
+        if (failure === 'reset') return void res.socket?.destroy();
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('down');
+      });
+      assert.equal((await get(p, {}, client)).body.toString(), 'version 1');
+      clock.advance(3000);
+      const res = await get(p, {}, client);
+      assert.equal(res.status, 200, `${name}, ${failure}: the stale copy, not the failure (a 502 or the 503 before)`);
+      assert.equal(res.body.toString(), 'version 1', `${name}, ${failure}`);
+      assert.match(cacheStatus(res), new RegExp(`fwd=stale; fwd-status=${failure === 'reset' ? 502 : 503}; ttl=-\\d+; detail=grace`), `${name}, ${failure}`);
+      assert.equal(seenFor(p)[2].headers['if-none-match'], undefined, `${name}, ${failure}: the refetch was unconditional`);
+    }
+  }
+});
+
 test('background revalidation (stale-while-revalidate) refreshes the stored response', async () => {
   const p = path('swr-refresh', (req, res, n) => {
     if (req.headers['if-none-match'] === '"s"') {
