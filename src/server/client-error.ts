@@ -28,20 +28,48 @@ function requestLine(raw: Buffer | undefined): { method: string; target: string;
   return match ? { method: match[1], target: match[2], httpVersion: match[3] } : { method: '-', target: '-', httpVersion: '1.1' };
 }
 
-type ClientSocket = Duplex & { remoteAddress?: string; destroySoon?: () => void; _httpMessage?: { headersSent?: boolean } };
+/** The response Node has attached to the connection, not yet finished, and its request. */
+interface AttachedResponse {
+  readonly headersSent: boolean;
+  readonly writableFinished: boolean;
+  readonly req?: { readonly complete: boolean };
+  once(event: 'finish', listener: () => void): unknown;
+}
+type ClientSocket = Duplex & { remoteAddress?: string; destroySoon?: () => void; _httpMessage?: AttachedResponse | null };
+
+/** Closes `socket` once what is written to it is flushed, whatever the client does. */
+function closeSoon(socket: ClientSocket): void {
+  if (socket.destroySoon) socket.destroySoon();
+  else socket.end(() => socket.destroy());
+}
 
 export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: ClientSocket): void {
   const status = clientErrorStatus(err.code);
-  // A response already on its way on this connection cannot be followed by another status line.
-  if (status === null || !socket.writable || socket._httpMessage?.headersSent) {
+  if (status === null || !socket.writable) {
     socket.destroy();
     return;
   }
+  const attached = socket._httpMessage;
+  if (attached != null) {
+    // A pipelined request the parser refused behind one still being answered (whose request was
+    // received whole): responses go in request order (RFC 9112 §9.3.2), so an answer now would be
+    // read as the earlier request's. That response is finished first; then the connection closes
+    // with no answer to this one.
+    if (attached.req?.complete === true) {
+      if (attached.writableFinished) closeSoon(socket);
+      else attached.once('finish', () => closeSoon(socket));
+      return;
+    }
+    // The attached request's own failure (its body malformed or too slow): answered, unless its
+    // response is on its way already, which cannot be followed by another status line.
+    if (attached.headersSent) {
+      socket.destroy();
+      return;
+    }
+  }
   const text = `${http.STATUS_CODES[status]}\n`;
   socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
-  // Closed once the answer is flushed, whatever the client does.
-  if (socket.destroySoon) socket.destroySoon();
-  else socket.end(() => socket.destroy());
+  closeSoon(socket);
   if (!responseEndChannel.hasSubscribers) return;
   const line = requestLine(err.rawPacket);
   const address = socket.remoteAddress ?? '';

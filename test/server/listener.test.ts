@@ -129,6 +129,29 @@ test('limits: oversized headers are refused alike on HTTP/1.1 (431) and HTTP/2',
   }
 });
 
+test('HTTP/1.1 pipelining: a request the parser refuses is not answered before the one ahead of it (RFC 9112 §9.3.2)', async () => {
+  const { outpost, close } = await proxied({ limits: { maxHeaderSize: '4KB' } });
+  try {
+    for (const second of [`GET /b HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'x'.repeat(6000)}\r\n\r\n`, 'GARBAGE\r\n\r\n']) {
+      const socket = await handshake(outpost.httpsPort, { ALPNProtocols: ['http/1.1'] });
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      // The first request waits 400 ms at the origin; the second cannot be parsed.
+      socket.write(`GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n${second}`);
+      await once(socket, 'close');
+      const text = Buffer.concat(chunks).toString('latin1');
+      // The first status line is the first request's answer, whole; then the connection closes
+      // without a status for what could not be parsed (before, its 431 or 400 came first, read by
+      // the client as the answer to GET /slow).
+      assert.match(text, /^HTTP\/1\.1 200 OK\r\n/, text.slice(0, 80));
+      assert.ok(text.endsWith('slow done'), text.slice(-80));
+      assert.equal(text.match(/HTTP\/1\.1 \d{3}/g)?.length, 1, text);
+    }
+  } finally {
+    await close();
+  }
+});
+
 test('limits: a client trickling its headers is cut off by the headers timeout', async () => {
   const { outpost, close } = await proxied({ limits: { headersTimeout: '1s' } });
   try {
