@@ -33,7 +33,12 @@ export const clientError = {
   badRequest: (message: string) => new OutpostError('BAD_REQUEST', 400, message),
   forbidden: (message = 'Forbidden') => new OutpostError('FORBIDDEN', 403, message),
   notFound: (message = 'Not Found') => new OutpostError('NOT_FOUND', 404, message),
-  methodNotAllowed: (message = 'Method Not Allowed') => new OutpostError('METHOD_NOT_ALLOWED', 405, message),
+  /** `allow`: the methods that are (RFC 9110 §15.5.6: a 405 MUST carry an Allow field). */
+  methodNotAllowed: (allow: string, message = 'Method Not Allowed') => {
+    const error = new OutpostError('METHOD_NOT_ALLOWED', 405, message);
+    error.headers = { allow };
+    return error;
+  },
   timeout: (message = 'Request Timeout') => new OutpostError('REQUEST_TIMEOUT', 408, message),
   tooLarge: (message = 'Content Too Large') => new OutpostError('PAYLOAD_TOO_LARGE', 413, message),
   headersTooLarge: (message = 'Request Header Fields Too Large') => new OutpostError('HEADERS_TOO_LARGE', 431, message),

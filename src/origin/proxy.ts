@@ -5,6 +5,7 @@ import type { Handler, MappingHandler, ReplyMap } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
+import { PROXIED_METHODS } from '../http/methods.ts';
 import { addForwarded } from './forwarded.ts';
 import { exchange } from './exchange.ts';
 import { droppedFields, forwardsBody } from './hygiene.ts';
@@ -68,6 +69,32 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
   return withDetail(originError.badGateway('Bad Gateway: the origin could not be reached', err), detail);
 }
 
+/**
+ * Requests the proxy answers itself instead of forwarding, or undefined. CONNECT would make us a
+ * tunnel and TRACE would echo credentials back (cross-site tracing): 405, as nginx refuses both.
+ * An OPTIONS whose Max-Forwards is 0 is answered as its final recipient (RFC 9110 §7.6.2: an
+ * intermediary MUST NOT forward it); a larger one goes on decremented (`forwardedMaxForwards`).
+ */
+function answeredHere(ctx: Context): Promise<Reply> | undefined {
+  const method = ctx.method;
+  if (method === 'CONNECT' || method === 'TRACE') return Promise.reject(clientError.methodNotAllowed(PROXIED_METHODS));
+  if (method === 'OPTIONS' && maxForwards(ctx.headers['max-forwards']) === 0) {
+    return Promise.resolve({ status: 200, headers: { allow: PROXIED_METHODS, 'content-length': 0 }, body: null });
+  }
+  return undefined;
+}
+
+/** Max-Forwards (RFC 9110 §7.6.2: 1*DIGIT), or undefined when absent or not a number. */
+function maxForwards(value: string | string[] | undefined): number | undefined {
+  return typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : undefined;
+}
+
+/** The Max-Forwards an OPTIONS request goes on with: one less than received (absent or invalid: not sent). */
+function forwardedMaxForwards(ctx: Context): string | undefined {
+  const received = maxForwards(ctx.headers['max-forwards']);
+  return received === undefined ? undefined : String(received - 1);
+}
+
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   if (options.pool.upstreams.length === 0) throw new TypeError('proxy: upstreams must name at least one origin');
   const hide = new Set(options.hideHeaders);
@@ -115,6 +142,11 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     // In the client's field's place: what the operator removes or sets still wins.
     if (encodings !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = encodings(ctx);
     for (const name in set) headers[name] = set[name];
+    if (ctx.method === 'OPTIONS' && headers['max-forwards'] !== undefined) {
+      const next = forwardedMaxForwards(ctx);
+      if (next === undefined) delete headers['max-forwards'];
+      else headers['max-forwards'] = next;
+    }
     headers.host = ctx.authority;
     addForwarded(headers, ctx, trusted, options.viaName);
     return exchange(upstream.dispatcher, {
@@ -133,14 +165,13 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 
   const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });
 
-  // CONNECT would make us a tunnel; TRACE would echo credentials back (cross-site tracing). nginx refuses both too.
-  const refused = (ctx: Context) => ctx.method === 'CONNECT' || ctx.method === 'TRACE';
   const { decode, decodePassing } = options;
-  const handler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forward, decode);
-  const passHandler: Handler = (ctx) => refused(ctx) ? Promise.reject(clientError.methodNotAllowed()) : attempts(ctx, forwardAsSent, decodePassing);
-  const passMapped: MappingHandler = (ctx, then, failed) => refused(ctx)
-    ? Promise.reject(failed(ctx, clientError.methodNotAllowed()))
-    : attempts(ctx, forwardAsSent, decodePassing, then, failed);
+  const handler: Handler = (ctx) => answeredHere(ctx) ?? attempts(ctx, forward, decode);
+  const passHandler: Handler = (ctx) => answeredHere(ctx) ?? attempts(ctx, forwardAsSent, decodePassing);
+  const passMapped: MappingHandler = (ctx, then, failed) => {
+    const here = answeredHere(ctx);
+    return here === undefined ? attempts(ctx, forwardAsSent, decodePassing, then, failed) : here.then((reply) => then(ctx, reply), (error: unknown) => { throw failed(ctx, error); });
+  };
 
   return {
     handler,

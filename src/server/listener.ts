@@ -28,6 +28,7 @@ import { publishClientError, publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
+import { PROXIED_METHODS } from '../http/methods.ts';
 import type { ReadyReplies } from './replies.ts';
 import { fixedChain, type Dispatch } from './dispatch.ts';
 import type { FrontDoorStats } from './front-door.ts';
@@ -282,7 +283,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   server.on('request', onHttp1('https'));
   // HTTP/1.1 CONNECT: we are not a forward proxy. A precise 405 instead of Node's silent close.
   const refuseConnect = (_req: IncomingMessage, socket: import('node:stream').Duplex) => {
-    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PROXIED_METHODS}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
   };
   server.on('connect', refuseConnect);
   server.on('clientError', answerClientError); // HTTP/1.1 requests the parser refused: answered and logged

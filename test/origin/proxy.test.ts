@@ -293,10 +293,32 @@ async function waitFor(predicate: () => boolean, ms = 5000) {
   }
 }
 
-test('TRACE is refused with 405 and never reaches the origin', async () => {
+test('TRACE is refused with 405 and its Allow field (RFC 9110 §15.5.6), and never reaches the origin', async () => {
   const before = origin.seen.length;
-  assert.equal((await h1(`${outpost.url}/trace-me`, { method: 'TRACE' })).status, 405);
+  for (const client of [h1, h2]) {
+    const res = await client(`${outpost.url}/trace-me`, { method: 'TRACE' });
+    assert.equal(res.status, 405);
+    assert.equal(res.headers.allow, 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
+  }
   assert.equal(origin.seen.length, before);
+});
+
+test('OPTIONS with Max-Forwards: 0 is answered here, a larger one goes on decremented (RFC 9110 §7.6.2)', async () => {
+  for (const client of [h1, h2]) {
+    const before = origin.seen.length;
+    const last = await client(`${outpost.url}/options-here`, { method: 'OPTIONS', headers: { 'max-forwards': '0' } });
+    assert.equal(last.status, 200);
+    assert.equal(last.headers.allow, 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
+    assert.equal(origin.seen.length, before, 'not forwarded');
+    await client(`${outpost.url}/options-on`, { method: 'OPTIONS', headers: { 'max-forwards': '5' } });
+    assert.equal(origin.seen.length, before + 1);
+    assert.equal(origin.seen.at(-1)!.headers['max-forwards'], '4');
+    // Without one it goes on without one; other methods carry theirs untouched (§7.6.2 is about OPTIONS and TRACE).
+    await client(`${outpost.url}/options-plain`, { method: 'OPTIONS' });
+    assert.equal(origin.seen.at(-1)!.headers['max-forwards'], undefined);
+    await client(`${outpost.url}/get-with-max-forwards`, { headers: { 'max-forwards': '0' } });
+    assert.equal(origin.seen.at(-1)!.headers['max-forwards'], '0');
+  }
 });
 
 test('a malformed request gets a precise 400, and the server keeps serving', async () => {
