@@ -94,6 +94,8 @@ function headerListSize(rawHeaders: readonly string[]): number {
  */
 const H2_STREAM_WINDOW = 1024 * 1024;
 const H2_SESSION_WINDOW = 8 * 1024 * 1024;
+/** The fields of a request head Node's HTTP/1.1 parser reads (its maxHeadersCount default): HTTP/2 gets as many. */
+const H1_MAX_HEADERS = 2000;
 
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
 function countRefused(err: unknown): void {
@@ -129,13 +131,19 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     cert: sni.defaultPair.cert,
     key: sni.defaultPair.key,
     SNICallback: (servername, cb) => cb(null, sni.select(servername)),
-    // RFC 9113 §6.5.2: advertise our limits; the header list gets the same cap as HTTP/1.1 headers.
+    // RFC 9113 §6.5.2: advertise our limits. The header list gets the same cap as HTTP/1.1 headers,
+    // checked by the 'stream' handler below, which answers 431 as HTTP/1.1 does; Node resets a
+    // stream past the advertised size or pair count itself (ENHANCE_YOUR_CALM, no status), so both
+    // are set above what the check lets through: twice the size, and as many fields as HTTP/1.1
+    // reads (Node's default of 128 pairs refused ordinary requests with many cookie crumbs, which
+    // RFC 9113 §8.2.3 lets a client split into one field each).
     settings: {
       maxConcurrentStreams: limits.maxConcurrentStreams,
-      maxHeaderListSize: limits.maxHeaderSize,
+      maxHeaderListSize: 2 * limits.maxHeaderSize,
       enablePush: false,
       initialWindowSize: H2_STREAM_WINDOW,
     },
+    maxHeaderListPairs: H1_MAX_HEADERS,
     maxSessionMemory: 32, // MB of buffered frames per session before it is refused
     // A connection that does not finish its TLS handshake in time is dropped (Node's default is 120 s).
     handshakeTimeout: limits.headersTimeout,

@@ -129,6 +129,28 @@ test('limits: oversized headers are refused alike on HTTP/1.1 (431) and HTTP/2',
   }
 });
 
+test('limits (defaults): HTTP/2 gets 431 for a header list over maxHeaderSize, not a bare reset, and takes as many fields as HTTP/1.1', async () => {
+  const { outpost, close } = await proxied();
+  try {
+    const session = await h2session(outpost.url);
+    try {
+      // 20 KB against the default 16 KB: before, Node reset the stream (ENHANCE_YOUR_CALM) at the
+      // advertised size, with no status for the client to read.
+      assert.equal((await h2request(session, '/big', { headers: { 'x-big': 'x'.repeat(20_000) } })).status, 431);
+      // 200 cookie crumbs (RFC 9113 §8.2.3) and 300 small fields: Node's own limit was 128 fields.
+      const crumbs = await h2request(session, '/crumbs', { headers: { cookie: Array.from({ length: 200 }, (_, i) => `c${i}=v`) as unknown as string } });
+      assert.equal(crumbs.status, 200);
+      const many = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`x-field-${i}`, 'v']));
+      assert.equal((await h2request(session, '/many', { headers: many })).status, 200);
+      assert.equal((await h1(`${outpost.url}/many`, { headers: many })).status, 200, 'as HTTP/1.1 does');
+    } finally {
+      session.close();
+    }
+  } finally {
+    await close();
+  }
+});
+
 test('HTTP/1.1 pipelining: a request the parser refuses is not answered before the one ahead of it (RFC 9112 §9.3.2)', async () => {
   const { outpost, close } = await proxied({ limits: { maxHeaderSize: '4KB' } });
   try {
