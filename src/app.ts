@@ -2,7 +2,7 @@ import type { Config, OriginOptions, OriginPoolConfig, RouteConfig, SiteConfig }
 import { compose, type Handler, type MappingHandler, type Stage } from './pipeline/compose.ts';
 import { textReply } from './pipeline/reply.ts';
 import { clientError } from './errors.ts';
-import { hostTable, pathTable } from './router/match.ts';
+import { hostTable, pathTable, routingPath } from './router/match.ts';
 import { createStaticStage } from './static/serve.ts';
 import { createEncodedStore } from './static/encoded.ts';
 import { createFileCache } from './static/file-cache.ts';
@@ -78,7 +78,7 @@ const notFound: Handler = async () => { throw clientError.notFound(); };
 function redirectHandler(route: RouteConfig & { redirect: NonNullable<RouteConfig['redirect']> }): Handler {
   const { to, status } = route.redirect;
   return async (ctx) => {
-    const rest = ctx.path.slice(route.path.length).replace(/^\//, '');
+    const rest = routingPath(ctx.path).slice(route.path.length).replace(/^\//, '');
     const location = to.endsWith('/') ? `${to}${rest}${ctx.query}` : to;
     return textReply(status, `Moved to ${location}`, { location });
   };
@@ -197,7 +197,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     return (ctx) => {
       // Context says so: the router sets them (the access log and metrics label by them).
       ctx.site = site;
-      const matched = routes.lookup(ctx.path);
+      const matched = routes.lookup(routingPath(ctx.path));
       if (matched === undefined) return root(ctx);
       ctx.route = matched.route;
       return matched.handler(ctx);

@@ -117,6 +117,17 @@ describe('guard through the listener', () => {
     assert.equal((await h2(`${node.url}${open}`)).status, 200, 'the route replaced the rule list');
   });
 
+  test('a route\'s guard is not stepped around by another spelling of its path (escapes, repeated slashes, dot-segments)', async () => {
+    const admin = origin.route('/admin/secret', (_req, res) => { res.writeHead(200); res.end('secret'); });
+    const node = await start({ routes: [{ path: '/admin/', origin: origin.url, guard: { deny: ['127.0.0.0/8', '::1'] } }] });
+    // Before 2026-12-05 each of these but the first went by the catch-all route, unguarded, to an
+    // origin that may well read it as /admin/secret (RFC 3986 §6.2.2: the same URI).
+    for (const spelling of [admin, '/%61dmin/secret', '/%61%64min/secret', '//admin/secret', '/x/../admin/secret', '/./admin/secret', '/admin%2fsecret', '/x/%2e%2e/admin/secret']) {
+      for (const client of [h1, h2]) assert.equal((await client(`${node.url}${spelling}`)).status, 403, spelling);
+    }
+    assert.equal(origin.count(admin), 0);
+  });
+
   test('rate limit: 429 with Retry-After and RateLimit fields; refilled as time passes (clock injected)', async () => {
     const p = origin.fresh('limited', (_req, res) => { res.writeHead(200, { 'cache-control': 'no-store' }); res.end('ok'); });
     const node = await start({ guard: { rateLimit: { rate: '1/s', burst: 3 } } });
