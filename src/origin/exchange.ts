@@ -4,6 +4,7 @@ import { errors as undiciErrors } from './undici.ts';
 import { originError } from '../errors.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
+import type { Timers } from '../timers.ts';
 
 /**
  * One request to an upstream and its response as a Reply, through undici's `dispatch` with a
@@ -34,6 +35,22 @@ export interface ExchangeRequest {
   readonly infoTo?: Context;
   /** The response's fields as the client gets them (one copy: hop-by-hop removed, Via added). */
   readonly responseHeaders: (headers: Record<string, string | string[]>) => Reply['headers'];
+  /**
+   * Given when every connection to the upstream is busy, so that the request waits in undici's
+   * queue, where none of undici's timeouts runs (they start when it is sent): unless it has been
+   * sent `ms` after it was queued, it fails with a 504 (see `QueueDeadline`).
+   */
+  readonly queued?: QueueDeadline;
+}
+
+/**
+ * How long a request may wait for a connection. Without one, clients that stop reading large
+ * pass-through responses could hold every connection (each response paced by its client) and
+ * every other request to that upstream waited, unanswered, for as long as they held on.
+ */
+export interface QueueDeadline {
+  readonly ms: number;
+  readonly timers: Timers;
 }
 
 /** A body declared this small may be waited for whole ... */
@@ -81,6 +98,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #stream: OriginBody | null = null;
   /** The declared length is at most WHOLE_LIMIT. */
   #small = false;
+  /** Cancels the queue deadline's timer (`expireInQueue`), while one runs. */
+  #cancelDeadline: (() => void) | null = null;
 
   constructor(request: ExchangeRequest, resolve: (reply: Reply) => void, reject: (err: unknown) => void) {
     this.#request = request;
@@ -102,7 +121,25 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Controller): void {
     this.#controller = controller;
+    if (this.#cancelDeadline !== null) {
+      this.#cancelDeadline();
+      this.#cancelDeadline = null;
+    }
     if (this.#abortedEarly !== null) controller.abort(this.#abortedEarly as Error);
+  }
+
+  /** Fails the request with a 504 unless undici has started it within `deadline.ms`. */
+  expireInQueue(deadline: QueueDeadline): void {
+    this.#cancelDeadline = deadline.timers.setTimeout(() => {
+      this.#cancelDeadline = null;
+      if (this.#controller !== null || this.#settled) return;
+      const error = originError.gatewayTimeout('Gateway Timeout: no connection to the origin became free in time');
+      // Still in undici's queue: it is dropped the moment undici starts it (onRequestStart).
+      this.#abortedEarly = error;
+      this.#settled = true;
+      this.#detach();
+      this.#reject(error);
+    }, deadline.ms);
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
@@ -222,6 +259,7 @@ export function exchange(dispatcher: Dispatcher, request: ExchangeRequest): Prom
   return new Promise<Reply>((resolve, reject) => {
     const handler = new Exchange(request, resolve, reject);
     if (signal !== undefined) watchAbort(signal, handler);
+    if (request.queued !== undefined) handler.expireInQueue(request.queued);
     dispatcher.dispatch({
       method: request.method as Dispatcher.HttpMethod,
       path: request.path,

@@ -20,6 +20,8 @@ export interface Upstream extends Balanced, Probed {
   readonly backup: boolean;
   readonly http2: boolean;
   readonly dispatcher: Dispatcher;
+  /** Requests its connections carry at once (HTTP/1.1: one per connection); past it they wait in undici's queue. */
+  readonly capacity: number;
   inFlight: number;
   /** Passive health: skipped until this time (timers clock) after a failed connection. */
   downUntil: number;
@@ -99,6 +101,7 @@ function upstreamOf(config: UpstreamConfig, options: OriginOptions): Upstream {
     backup: config.backup,
     http2: config.http2 !== null,
     dispatcher: createDispatcher(config, options),
+    capacity: config.http2 !== null ? config.http2.connections * config.http2.maxConcurrentStreams : options.connections,
     current: 0,
     inFlight: 0,
     checkedUp: true,

@@ -7,7 +7,8 @@ import { OutpostError, clientError, isOutpostError, originError, withDetail } fr
 import { endToEnd } from './hop-by-hop.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import { addForwarded } from './forwarded.ts';
-import { exchange } from './exchange.ts';
+import { exchange, type QueueDeadline } from './exchange.ts';
+import { realTimers } from '../timers.ts';
 import { droppedFields, forwardsBody } from './hygiene.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
 import { createAttempts } from './attempts.ts';
@@ -128,6 +129,8 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     ctx.sendInformational?.(statusCode, addVia(endToEnd(headers, hideInterim)));
   }
   const pool = createUpstreamPool(options);
+  /** A request that waits for a connection gets as long as one that waits for its response's header. */
+  const queueDeadline: QueueDeadline = { ms: options.headersTimeout, timers: options.timers ?? realTimers };
 
   /** The response's fields as the client gets them: one copy, hop-by-hop and hidden fields out, Via in. */
   const responseHeaders = (headers: Record<string, string | string[]>) => addVia(endToEnd(headers, hide));
@@ -160,6 +163,8 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       onInfo: ctx.sendInformational === undefined ? undefined : forwardInformational,
       infoTo: ctx,
       responseHeaders,
+      // pool.begin counted this one: past the upstream's capacity it waits for a connection.
+      queued: upstream.inFlight > upstream.capacity ? queueDeadline : undefined,
     });
   }
 

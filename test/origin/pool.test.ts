@@ -371,3 +371,47 @@ test('hash: each URL keeps one upstream; when one leaves, only its URLs move', a
     await b.close();
   }
 });
+
+test('a request waiting for a connection (every one busy) gets a 504 after proxy.headersTimeout, not an endless wait; it never reaches the origin', async () => {
+  const timers = manualTimers();
+  const held: ServerResponse[] = [];
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/hold') {
+      // Its header and a first chunk now, the rest when the test lets go: undici's header
+      // timeout is over, and its body timeout is far away (30 s).
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('held ');
+      held.push(res);
+    }
+    else res.end(`quick ${req.url}`);
+  });
+  const outpost = await startOutpost({
+    proxy: { connections: 1, headersTimeout: '5s' },
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
+  }, { timers });
+  try {
+    // The only connection is taken by a response that is not coming yet (a client that stopped
+    // reading a pass-through body holds one the same way).
+    const holding = h1(`${outpost.url}/hold`);
+    await waitFor(() => held.length === 1);
+    for (const [name, client] of [['h2', h2], ['h1', h1]] as const) {
+      const waiting = client(`${outpost.url}/queued-${name}`);
+      await new Promise((r) => setTimeout(r, 50)); // dispatched and queued in undici
+      timers.advance(4999);
+      await new Promise((r) => setTimeout(r, 20));
+      timers.advance(1);
+      const res = await waiting;
+      assert.equal(res.status, 504, name);
+      assert.match(res.body.toString(), /no connection to the origin became free in time/, name);
+    }
+    held[0].end('to the end');
+    assert.equal((await holding).body.toString(), 'held to the end');
+    // The queued ones were dropped when undici got to them: the origin never saw them.
+    assert.equal((await h2(`${outpost.url}/after`)).body.toString(), 'quick /after');
+    assert.deepEqual(origin.seen.map((s) => s.url), ['/hold', '/after']);
+  } finally {
+    for (const res of held) if (!res.writableEnded) res.end();
+    await outpost.close();
+    await origin.close();
+  }
+});
