@@ -230,6 +230,12 @@ export const configSchema = z.strictObject({
     keepAliveTimeout: duration('75s'),
     /** 120 s without a byte closes an HTTP/2 session or an HTTPS connection (src/server/idle-watch.ts: within 1.25x). */
     idleTimeout: duration('120s'),
+    /**
+     * 60 s without a byte of a streamed response body taken by the client cuts that response off
+     * (nginx's send_timeout): the origin response it paces, and the origin connection it holds, are
+     * let go (checked as idleTimeout is: within 1.25x).
+     */
+    sendTimeout: duration('60s'),
     /** Concurrent streams per HTTP/2 session: 128 like nginx (Node's default is practically unlimited). */
     maxConcurrentStreams: z.number().int().min(1).max(1000).default(128),
     /** Open client connections per listener; more are refused (nginx's worker_connections, per process). */

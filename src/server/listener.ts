@@ -10,7 +10,7 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
 import { contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
-import { respondHttp1, respondHttp2 } from './respond.ts';
+import { SEND_TIMEOUT, respondHttp1, respondHttp2 } from './respond.ts';
 import { withBodyLimits } from './body.ts';
 import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
@@ -20,7 +20,7 @@ import { sharedWorkers } from '../runtime/primary-channel.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { renewBusySessions } from './h2-stream-tables.ts';
-import { idleWatch, sessionWatched, socketWatched } from './idle-watch.ts';
+import { idleWatch, sessionWatched, socketWatched, type IdleWatch } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
 import { frontCounters, type FrontCounters } from './counters.ts';
@@ -67,6 +67,7 @@ const CLIENT_CAUSED = new Set([
   'ERR_HTTP2_STREAM_CANCEL',
   'ERR_STREAM_PREMATURE_CLOSE',
   'ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT',
+  SEND_TIMEOUT, // the client took nothing of a response for limits.sendTimeout
 ]);
 
 const isClientCaused = (error: unknown) => CLIENT_CAUSED.has((error as { code?: string } | undefined)?.code ?? '');
@@ -161,6 +162,8 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   });
   // Idle connections are closed by idleWatch, not by Node's per-read, per-write timers (server.setTimeout).
   const idle = idleWatch(limits.idleTimeout, events.timers);
+  // Streamed response bodies whose client takes nothing are cut off the same way (respond.ts watchProgress).
+  const stalls = idleWatch(limits.sendTimeout, events.timers);
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
 
@@ -213,17 +216,17 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
    * a reply the server may keep ready for the next request of its shape is learned first. The one
    * reaction per request (a failed chain's reply is made here: pipeline/reply.ts replyForError).
    */
-  const answerFromChain = <D>(ctx: Context, readyKey: string | undefined, epoch: number, respond: (destination: D, method: string, reply: Reply, request: Context) => void, destination: D, method: string): void => {
+  const answerFromChain = <D>(ctx: Context, readyKey: string | undefined, epoch: number, respond: (destination: D, method: string, reply: Reply, request: Context, stalls: IdleWatch) => void, destination: D, method: string): void => {
     const served = dispatch.begin();
     chainReply(served.handler, ctx).then(
       (reply) => {
         served.settled();
         if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
-        respond(destination, method, reply, ctx);
+        respond(destination, method, reply, ctx, stalls);
       },
       (err) => {
         served.settled();
-        respond(destination, method, replyForError(ctx, err), ctx);
+        respond(destination, method, replyForError(ctx, err), ctx, stalls);
       },
     );
   };
@@ -363,6 +366,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     plainDoor?.destroyAll();
     plain?.closeAllConnections();
     idle.stop();
+    stalls.stop();
     tables.stop();
     await closed;
   })());

@@ -6,6 +6,7 @@ import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
+import type { IdleWatch } from './idle-watch.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -68,13 +69,17 @@ export function http2HeaderList(status: number, source: Readonly<OutgoingHttpHea
  * on the pass-through path). A failing source fails the response; a client that goes away stops the source.
  * `endOnceWritten`: the destination is ended only after its writes have reported back (see endWith).
  */
-function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, endOnceWritten = false): void {
+function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, stalls: IdleWatch | undefined, endOnceWritten = false): void {
   // A source that failed or was destroyed before it ended, now or earlier, fails the response.
   const failed = () => { if (!destination.destroyed) fail(source.errored ?? new Error('body ended prematurely')); };
   if (source.errored || source.destroyed) return failed();
   source.once('close', () => { if (!source.readableEnded) failed(); });
   source.on('error', () => {}); // handled through 'close'
-  destination.once('close', () => { if (!source.readableEnded) source.destroy(); });
+  const progress = stalls === undefined ? null : watchProgress(source, destination, stalls);
+  destination.once('close', () => {
+    if (progress !== null) stalls!.delete(progress);
+    if (!source.readableEnded) source.destroy();
+  });
   destination.on('error', () => {}); // reported by the server's own listeners
   if (!endOnceWritten) source.pipe(destination);
   else {
@@ -86,6 +91,27 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
 }
 
 const NO_BYTES = Buffer.alloc(0);
+
+/** Why a response was cut off: its client took no byte of it for limits.sendTimeout. */
+export const SEND_TIMEOUT = 'ERR_SEND_TIMEOUT';
+
+/**
+ * A streamed body's progress, for `stalls` (limits.sendTimeout): the bytes its client has taken,
+ * counted as the source hands them on (a client that reads nothing stops the source through
+ * backpressure). One that stops moving is destroyed, which stops the source: the origin response
+ * it was pacing, and the connection it held, go. A connection's own idle watch cannot see this:
+ * an HTTP/2 client's PINGs, or its other streams, keep bytes moving on it.
+ */
+function watchProgress(source: Readable, destination: Writable, stalls: IdleWatch) {
+  const progress = {
+    taken: 0,
+    bytes: () => progress.taken,
+    close: () => destination.destroy(Object.assign(new Error('the client took no byte of the response for limits.sendTimeout'), { code: SEND_TIMEOUT })),
+  };
+  source.on('data', (chunk: Buffer) => { progress.taken += chunk.length; });
+  stalls.add(progress);
+  return progress;
+}
 
 /** Writes `chunk`, and ends `destination` once that write (and so every one before it) has reported back. */
 function writeThenEnd(destination: Writable, chunk: Buffer): void {
@@ -195,7 +221,11 @@ function endWith(stream: ServerHttp2Stream, body: Buffer): void {
   writeThenEnd(stream, body);
 }
 
-export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts): void {
+/**
+ * `stalls`: where a streamed body's progress is watched (limits.sendTimeout); the chain's answers
+ * pass it, the listener's own small ones need none.
+ */
+export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts, stalls?: IdleWatch): void {
   const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (stream.destroyed || stream.headersSent) {
     disposeBody(reply.body);
@@ -222,11 +252,11 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
     sendBody(isFileBody(body) ? fileStream(body) : body, stream, (err) => {
       if (tally !== null) tally.failed = true;
       stream.destroy(err);
-    }, tally, stream.readableEnded);
+    }, tally, stalls, stream.readableEnded);
   }
 }
 
-export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts): void {
+export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts, stalls?: IdleWatch): void {
   const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (res.destroyed || res.headersSent) {
     disposeBody(reply.body);
@@ -248,7 +278,7 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply, 
     sendBody(isFileBody(body) ? fileStream(body) : body, res, (err) => {
       if (tally !== null) tally.failed = true;
       res.destroy(err);
-    }, tally);
+    }, tally, stalls);
   }
 }
 

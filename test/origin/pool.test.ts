@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { once } from 'node:events';
+import { connect as tlsConnect } from 'node:tls';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { gzipSync } from 'node:zlib';
@@ -393,7 +395,7 @@ test('a request waiting for a connection (every one busy) gets a 504 after proxy
     // The only connection is taken by a response that is not coming yet (a client that stopped
     // reading a pass-through body holds one the same way).
     const holding = h1(`${outpost.url}/hold`);
-    await waitFor(() => held.length === 1);
+    await until(() => held.length === 1);
     for (const [name, client] of [['h2', h2], ['h1', h1]] as const) {
       const waiting = client(`${outpost.url}/queued-${name}`);
       await new Promise((r) => setTimeout(r, 50)); // dispatched and queued in undici
@@ -415,3 +417,63 @@ test('a request waiting for a connection (every one busy) gets a 504 after proxy
     await origin.close();
   }
 });
+
+test('a client that takes no byte of a streamed response for limits.sendTimeout is cut off, and the origin connection it held is let go', async () => {
+  const timers = manualTimers();
+  let originClosed = false;
+  let originWritten = 0;
+  const origin = await startOrigin((req, res) => {
+    if (req.url !== '/endless') return void res.end(`quick ${req.url}`);
+    // A large body written as fast as the proxy takes it: paced by the client through Outpost.
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    const pump = () => {
+      while (!originClosed && originWritten < 256 * 1024 * 1024) {
+        originWritten += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+    };
+    res.once('close', () => { originClosed = true; });
+    pump();
+  });
+  const outpost = await startOutpost({
+    proxy: { connections: 1 },
+    limits: { sendTimeout: '20s' },
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
+  }, { timers });
+  try {
+    // An HTTP/1.1 client that reads the response's head and then nothing more.
+    const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+    socket.write('GET /endless HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const [head] = await once(socket, 'data') as [Buffer];
+    assert.match(head.toString('latin1'), /^HTTP\/1\.1 200 /);
+    socket.pause();
+    // Until every buffer between the origin and the client is full, the count moves.
+    let last = -1;
+    await until(() => { const stalled = originWritten === last; last = originWritten; return stalled; }, 10_000, 200);
+    assert.equal(originClosed, false);
+    for (let i = 0; i < 6 && !originClosed; i++) {
+      timers.advance(5000); // the watch looks every quarter of sendTimeout
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await until(() => originClosed);
+    const closed = once(socket, 'close');
+    socket.resume();
+    await closed;
+    // The connection is free for the next request.
+    assert.equal((await h2(`${outpost.url}/after`)).body.toString(), 'quick /after');
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+/** Polls `predicate` every `step` ms until it holds, at most `ms`. */
+async function until(predicate: () => boolean, ms = 5000, step = 5): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, step));
+  }
+}
