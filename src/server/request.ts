@@ -187,11 +187,14 @@ export function hostLines(req: IncomingMessage): number {
 
 /**
  * HTTP/1.1 framing checks Node leaves to us:
+ * - a request line naming another major version (`HTTP/2.0`, which Node's parser reads as
+ *   2.0 and would have served as 1.1) → 505 (RFC 9110 §15.6.6), as nginx answers;
  * - RFC 9112 §3.2: "more than one Host header field line" → 400 (Node keeps the first);
  * - RFC 9112 §6.1: a transfer coding other than chunked is not understood → 501 (Node passes
  *   `gzip, chunked` bodies through still coded).
  */
 function checkFraming(req: IncomingMessage): void {
+  if (req.httpVersionMajor !== 1) throw clientError.versionNotSupported(`HTTP/${req.httpVersion} is not supported: use HTTP/1.1 or HTTP/2 (ALPN)`);
   if (hostLines(req) > 1) throw clientError.badRequest('more than one Host header');
   const te = req.headers['transfer-encoding'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);

@@ -174,6 +174,23 @@ test('HTTP/1.1 pipelining: a request the parser refuses is not answered before t
   }
 });
 
+test('HTTP/1.1: a request line naming another major version gets 505 (RFC 9110 §15.6.6), not an HTTP/1.1 answer', async () => {
+  const { outpost, origin, close } = await proxied();
+  try {
+    for (const [line, status] of [['GET /v HTTP/2.0', 505], ['GET /v', 505], ['GET /v HTTP/1.0', 200], ['GET /v HTTP/1.1', 200]] as const) {
+      const socket = await handshake(outpost.httpsPort, { ALPNProtocols: ['http/1.1'] });
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      socket.write(`${line}\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      await once(socket, 'close');
+      assert.match(Buffer.concat(chunks).toString('latin1'), new RegExp(`^HTTP/1\\.1 ${status} `), line);
+    }
+    assert.equal(origin.seen.length, 2, 'only the HTTP/1.x ones reached the origin');
+  } finally {
+    await close();
+  }
+});
+
 test('limits: a client trickling its headers is cut off by the headers timeout', async () => {
   const { outpost, close } = await proxied({ limits: { headersTimeout: '1s' } });
   try {
