@@ -9,8 +9,8 @@ import { errorReply, replyForError, textReply } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
-import { contextFromHttp1, contextFromHttp2, factsFromHttp1, factsFromHttp2 } from './request.ts';
-import { SEND_TIMEOUT, respondHttp1, respondHttp2 } from './respond.ts';
+import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2 } from './request.ts';
+import { SEND_TIMEOUT, informationalHttp2, respondHttp1, respondHttp2 } from './respond.ts';
 import { withBodyLimits } from './body.ts';
 import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
@@ -97,6 +97,7 @@ const H2_STREAM_WINDOW = 1024 * 1024;
 const H2_SESSION_WINDOW = 8 * 1024 * 1024;
 /** The fields of a request head Node's HTTP/1.1 parser reads (its maxHeadersCount default): HTTP/2 gets as many. */
 const H1_MAX_HEADERS = 2000;
+const NO_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
 function countRefused(err: unknown): void {
@@ -249,6 +250,9 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     try {
       if (oversized) throw clientError.headersTooLarge();
       ctx = withBodyLimits(contextFromHttp2(stream, headers, abort, rawHeaders), limits);
+      // A client that waits for 100 (Continue) before its body is told to go on at once, as Node's
+      // HTTP/1.1 server does: otherwise it would wait out a timer of its own (curl: 1 s).
+      if (!stream.endAfterHeaders && expectsContinue(headers)) informationalHttp2(stream, 100, NO_FIELDS);
     } catch (err) {
       countRefused(err);
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));

@@ -135,6 +135,12 @@ function regularFieldsOf(rawHeaders: readonly string[], merged: Http2Headers): I
  * (test/server/protection.test.ts) will tell when a Node upgrade lets such values through, and
  * then they are to be refused here.
  */
+/** An HTTP/2 request that waits for a 100 (Continue) before it sends its body (RFC 9110 §10.1.1). */
+export function expectsContinue(headers: Http2Headers): boolean {
+  const expect = headers.expect;
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue';
+}
+
 export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource, rawHeaders: readonly string[]): Context {
   const method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;
@@ -148,6 +154,9 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   if (headers[':authority'] !== undefined && typeof hostHeader === 'string' && hostHeader.toLowerCase() !== authority.toLowerCase()) {
     throw clientError.badRequest('Host and :authority differ');
   }
+  // RFC 9110 §10.1.1: 100-continue is the only expectation; any other gets 417, as Node's
+  // HTTP/1.1 server answers it (the 100 itself: the listener, expectsContinue).
+  if (headers.expect !== undefined && !expectsContinue(headers)) throw clientError.expectationFailed();
   const plain = regularFieldsOf(rawHeaders, headers);
   const peer = peerOf(stream);
   const ctx: Context & Client<ServerHttp2Stream> = {

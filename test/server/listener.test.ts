@@ -210,6 +210,32 @@ test('limits: a client trickling its headers is cut off by the headers timeout',
   }
 });
 
+test('HTTP/2: Expect: 100-continue gets its 100 before the body is sent; another expectation gets 417, as over HTTP/1.1', async () => {
+  const { outpost, origin, close } = await proxied();
+  try {
+    const session = await h2session(outpost.url);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/upload', expect: '100-continue' }, { endStream: false });
+      // Before: no 100 ever came, and a client waited out a timer of its own before sending.
+      const [status] = await once(stream, 'continue').then(() => [100], () => [0]);
+      assert.equal(status, 100);
+      stream.end('the body');
+      const [headers] = await once(stream, 'response') as [Record<string, unknown>];
+      assert.equal(headers[':status'], 200);
+      stream.resume();
+      await once(stream, 'end');
+      const other = await h2request(session, '/other', { method: 'POST', headers: { expect: 'something-else' }, body: 'x' });
+      assert.equal(other.status, 417);
+      assert.equal(origin.seen.filter((r) => r.url === '/other').length, 0);
+    } finally {
+      session.close();
+    }
+    assert.equal((await h1(`${outpost.url}/other`, { method: 'POST', headers: { expect: 'something-else' }, body: 'x' })).status, 417, 'as HTTP/1.1 answers');
+  } finally {
+    await close();
+  }
+});
+
 test('limits: a request body trickled past the deadline is cut off (HTTP/2)', async () => {
   const { outpost, close } = await proxied({ limits: { requestTimeout: '1s' } });
   try {
