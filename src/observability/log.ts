@@ -60,13 +60,16 @@ export function formatAccessJson({ request, status, headers, bytes, durationMs, 
 
 const errorCode = (error: unknown): string => (isOutpostError(error) ? error.code : (error as { code?: string })?.code ?? 'ERROR');
 
+const oneLine = (text: string) => text.replace(/\s*[\r\n]+\s*/g, ' ');
+
 export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   const request = ctx ? ` ${ctx.method} ${ctx.host}${ctx.target}` : '';
   const code = isOutpostError(error) ? `${error.code} ${error.status}` : errorCode(error);
   const message = isOutpostError(error) && error.detail !== undefined ? `${error.message} (${error.detail})` : (error as Error)?.message ?? String(error);
   const cause = (error as { cause?: { message?: string; code?: string } })?.cause;
   const causeText = cause ? ` (cause: ${cause.code ?? ''} ${cause.message ?? ''})` : '';
-  return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${causeText}\n`;
+  // One line per error, whatever the messages hold (undici's assertion texts span several).
+  return `${new Date().toISOString()} error ${where}${request}: ${code}: ${oneLine(message)}${oneLine(causeText)}\n`;
 }
 
 /** At most this many error lines per second for one kind of error; the rest are counted and summed up in one line. */

@@ -12,6 +12,7 @@ import { realTimers } from '../timers.ts';
 import { droppedFields, forwardsBody } from './hygiene.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
 import { createAttempts } from './attempts.ts';
+import { classifyFailure, type Failure } from './retry.ts';
 
 export interface ProxyOptions extends PoolOptions {
   trusted: BlockList;
@@ -67,8 +68,17 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
   if (err instanceof undiciErrors.RequestAbortedError || (err as Error)?.name === 'AbortError') {
     return new OutpostError('CLIENT_CLOSED', 499, 'client closed the request', { cause: err });
   }
-  return withDetail(originError.badGateway('Bad Gateway: the origin could not be reached', err), detail);
+  return withDetail(originError.badGateway(BAD_GATEWAY[classifyFailure(err)], err), detail);
 }
+
+/** What a client reads of a failed exchange, by how it failed (retry.ts classifyFailure); the log has the rest. */
+const BAD_GATEWAY: Readonly<Record<Failure, string>> = {
+  unreached: 'Bad Gateway: the origin could not be reached',
+  reset: 'Bad Gateway: the origin closed the connection before its answer was complete',
+  // An answer that is not HTTP (a bad status line, fields or framing), a TLS failure: before
+  // 2026-12-05 these read "could not be reached" too, which sent operators after the network.
+  other: 'Bad Gateway: the origin\'s answer could not be used',
+};
 
 /**
  * Requests the proxy answers itself instead of forwarding, or undefined. CONNECT would make us a

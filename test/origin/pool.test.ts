@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import { once } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
+import { connect as connectH2 } from 'node:http2';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { gzipSync } from 'node:zlib';
@@ -477,3 +478,42 @@ async function until(predicate: () => boolean, ms = 5000, step = 5): Promise<voi
     await new Promise((resolve) => setTimeout(resolve, step));
   }
 }
+
+test('an upload the client breaks (malformed chunks, a cut HTTP/2 body) is the client\'s doing: not counted against the upstream, nor logged as the origin\'s failure', async () => {
+  const origin = await startOrigin((req, res) => {
+    req.resume();
+    req.once('end', () => res.end('stored'));
+  });
+  const outpost = await startOutpost({ admin: { token: TOKEN }, sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }] });
+  const errors: unknown[] = [];
+  const onError = (event: unknown) => errors.push(event);
+  diagnostics.subscribe('outpost:error', onError);
+  try {
+    // HTTP/1.1: a chunk size that is not hex, after a first good chunk went on to the origin.
+    const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+    socket.write('POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    socket.write('zz\r\nbroken\r\n');
+    socket.resume();
+    await once(socket, 'close');
+    // HTTP/2: a content-length the DATA does not reach.
+    const session = connectH2(outpost.url, { ca: outpost.ca });
+    const stream = session.request({ ':method': 'POST', ':path': '/upload', 'content-length': '100' }, { endStream: false });
+    stream.on('error', () => {});
+    stream.write('only ten b');
+    await new Promise((r) => setTimeout(r, 100));
+    stream.end();
+    await new Promise((resolve) => stream.once('close', resolve));
+    session.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const upstream = (await stats(outpost)).origins['sites[0]'].upstreams[0];
+    assert.equal(upstream.failures, 0, `the client's doing: ${upstream.lastError}`);
+    assert.deepEqual(errors.filter((e) => /origin/i.test(String((e as { error?: Error }).error?.message))), [], 'no "origin could not be reached" in the error log');
+    assert.equal((await h2(`${outpost.url}/still`)).status, 200);
+  } finally {
+    diagnostics.unsubscribe('outpost:error', onError);
+    await outpost.close();
+    await origin.close();
+  }
+});
