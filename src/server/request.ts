@@ -154,9 +154,10 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   if (headers[':authority'] !== undefined && typeof hostHeader === 'string' && hostHeader.toLowerCase() !== authority.toLowerCase()) {
     throw clientError.badRequest('Host and :authority differ');
   }
-  // RFC 9110 §10.1.1: 100-continue is the only expectation; any other gets 417, as Node's
-  // HTTP/1.1 server answers it (the 100 itself: the listener, expectsContinue).
-  if (headers.expect !== undefined && !expectsContinue(headers)) throw clientError.expectationFailed();
+  // RFC 9110 §10.1.1: 100-continue is the only expectation; any other on a request with content
+  // gets 417, as Node's HTTP/1.1 server answers it (the 100 itself: the listener, expectsContinue).
+  // Looked at only then: a field read from Node's header object costs every GET a dictionary look-up.
+  if (!stream.endAfterHeaders && headers.expect !== undefined && !expectsContinue(headers)) throw clientError.expectationFailed();
   const plain = regularFieldsOf(rawHeaders, headers);
   const peer = peerOf(stream);
   const ctx: Context & Client<ServerHttp2Stream> = {
