@@ -20,6 +20,7 @@ import { sharedWorkers } from '../runtime/primary-channel.ts';
 import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { renewBusySessions } from './h2-stream-tables.ts';
+import { H2_SESSION_WINDOW, h2Limits, headerListSize } from './h2-limits.ts';
 import { idleWatch, sessionWatched, socketWatched, type IdleWatch } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
@@ -72,31 +73,6 @@ const CLIENT_CAUSED = new Set([
 
 const isClientCaused = (error: unknown) => CLIENT_CAUSED.has((error as { code?: string } | undefined)?.code ?? '');
 
-/**
- * RFC 9113 §6.5.2: the size of a header list is its names and values plus 32 octets per field.
- * Counted on the fields as received (Node's flat raw list: names and values alternate), which is
- * also cheaper than walking the merged headers object.
- */
-function headerListSize(rawHeaders: readonly string[]): number {
-  let size = 16 * rawHeaders.length; // 32 per name/value pair
-  for (let i = 0; i < rawHeaders.length; i++) size += rawHeaders[i].length;
-  return size;
-}
-
-/**
- * HTTP/2 flow-control windows for request bodies (RFC 9113 §6.9). With the protocol's 65,535 bytes,
- * for each stream and for the whole connection, a client uploading 1 MiB stops every 64 KB until
- * our WINDOW_UPDATE comes back, and parallel uploads on one connection share that one window.
- * What a client may send ahead stays bounded: a stream's window refills only as its body is read
- * (the limiter pauses the stream when the origin is slow), so an unread stream holds at most 1 MiB
- * (measured; Node refills the connection window on receipt, so that one is no bound), and
- * maxSessionMemory (32 MB) refuses a session that buffers more. 256 KB per stream cost ~15 % more
- * CPU per 1 MiB upload than 1 MiB did.
- */
-const H2_STREAM_WINDOW = 1024 * 1024;
-const H2_SESSION_WINDOW = 8 * 1024 * 1024;
-/** The fields of a request head Node's HTTP/1.1 parser reads (its maxHeadersCount default): HTTP/2 gets as many. */
-const H1_MAX_HEADERS = 2000;
 const NO_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
@@ -133,20 +109,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     cert: sni.defaultPair.cert,
     key: sni.defaultPair.key,
     SNICallback: (servername, cb) => cb(null, sni.select(servername)),
-    // RFC 9113 §6.5.2: advertise our limits. The header list gets the same cap as HTTP/1.1 headers,
-    // checked by the 'stream' handler below, which answers 431 as HTTP/1.1 does; Node resets a
-    // stream past the advertised size or pair count itself (ENHANCE_YOUR_CALM, no status), so both
-    // are set above what the check lets through: twice the size, and as many fields as HTTP/1.1
-    // reads (Node's default of 128 pairs refused ordinary requests with many cookie crumbs, which
-    // RFC 9113 §8.2.3 lets a client split into one field each).
-    settings: {
-      maxConcurrentStreams: limits.maxConcurrentStreams,
-      maxHeaderListSize: 2 * limits.maxHeaderSize,
-      enablePush: false,
-      initialWindowSize: H2_STREAM_WINDOW,
-    },
-    maxHeaderListPairs: H1_MAX_HEADERS,
-    maxSessionMemory: 32, // MB of buffered frames per session before it is refused
+    ...h2Limits(limits),
     // A connection that does not finish its TLS handshake in time is dropped (Node's default is 120 s).
     handshakeTimeout: limits.headersTimeout,
     unknownProtocolTimeout: limits.headersTimeout,
