@@ -68,8 +68,9 @@ export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   const message = isOutpostError(error) && error.detail !== undefined ? `${error.message} (${error.detail})` : (error as Error)?.message ?? String(error);
   const cause = (error as { cause?: { message?: string; code?: string } })?.cause;
   const causeText = cause ? ` (cause: ${cause.code ?? ''} ${cause.message ?? ''})` : '';
-  // One line per error, whatever the messages hold (undici's assertion texts span several).
-  return `${new Date().toISOString()} error ${where}${request}: ${code}: ${oneLine(message)}${oneLine(causeText)}\n`;
+  // The cause on the error's line, whatever it holds (undici's assertion texts span several lines);
+  // the message keeps its own lines (a refused configuration lists one problem per line).
+  return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${oneLine(causeText)}\n`;
 }
 
 /** At most this many error lines per second for one kind of error; the rest are counted and summed up in one line. */

@@ -16,7 +16,7 @@ test('origin failures: clients read what happened in general terms; the log says
   }
 });
 
-test('a 502 says how the exchange failed: unreached, closed early, or an answer that could not be used; the log line stays one line', () => {
+test('a 502 says how the exchange failed: unreached, closed early, or an answer that could not be used; its cause stays on the log line', () => {
   const cases: Array<[Error, string]> = [
     [Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 'Bad Gateway: the origin could not be reached'],
     [Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }), 'Bad Gateway: the origin closed the connection before its answer was complete'],
