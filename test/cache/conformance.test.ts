@@ -407,6 +407,7 @@ test('grace (10 s by default) serves stale while the origin is down; must-revali
       assert.equal(lenient.status, 200);
       assert.equal(lenient.body.toString(), 'cached copy');
       assert.match(cacheStatus(lenient), /fwd=stale; fwd-status=502; ttl=-\d+; detail=grace/);
+      assert.ok(Number(lenient.headers.age) >= 3, `its Age says how old it is (RFC 9111 §5.1): ${lenient.headers.age}`);
       const strict = await client(`${node.url}/strict`);
       assert.equal(strict.status, 504);
       assert.match(cacheStatus(strict), /detail=origin-error/);
