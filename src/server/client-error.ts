@@ -14,16 +14,24 @@ import { responseEndChannel, NO_HEADERS, type RequestFacts } from '../observabil
  * (a reset connection, a TLS handshake that failed or timed out): no HTTP to answer with, the
  * socket is dropped as Node would without this listener.
  */
-export function clientErrorStatus(code: string | undefined): number | null {
+export function clientErrorStatus(code: string | undefined, raw?: Buffer): number | null {
   if (code === 'HPE_HEADER_OVERFLOW') return 431;
+  // RFC 9110 §9.1: a method the server does not know, in an otherwise well-formed request line,
+  // is 501 (Node's parser knows a fixed list); garbage that only fails at its method stays a 400.
+  if (code === 'HPE_INVALID_METHOD' && raw !== undefined && WELL_FORMED_LINE.test(firstLine(raw))) return 501;
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 408;
   if (code !== undefined && code.startsWith('HPE_')) return 400;
   return null;
 }
 
+/** A request line with a method token (RFC 9110 §9.1: any token), a target and HTTP/1.x. */
+const WELL_FORMED_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} [\x21-\x7e]{1,8000} HTTP\/1\.[01]$/;
+
+const firstLine = (raw: Buffer): string => raw.subarray(0, 8192).toString('latin1').split('\r\n', 1)[0];
+
 /** "GET /path HTTP/1.1" from the bytes received, when they start with a plausible request line. */
 function requestLine(raw: Buffer | undefined): { method: string; target: string; httpVersion: string } {
-  const line = raw === undefined ? '' : raw.subarray(0, 2048).toString('latin1').split('\r\n', 1)[0];
+  const line = raw === undefined ? '' : firstLine(raw);
   const match = /^([A-Z]{1,20}) ([\x21-\x7e]{1,2000}) HTTP\/(1\.[01])$/.exec(line);
   return match ? { method: match[1], target: match[2], httpVersion: match[3] } : { method: '-', target: '-', httpVersion: '1.1' };
 }
@@ -44,7 +52,7 @@ function closeSoon(socket: ClientSocket): void {
 }
 
 export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: ClientSocket): void {
-  const status = clientErrorStatus(err.code);
+  const status = clientErrorStatus(err.code, err.rawPacket);
   if (status === null || !socket.writable) {
     socket.destroy();
     return;
