@@ -9,7 +9,7 @@ import type { ServerResponse } from 'node:http';
 import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
 import type { UpstreamEvent } from '../../src/observability/channels.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { until, waitFor } from '../helpers/wait.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
 
 /**
@@ -385,8 +385,7 @@ test('a request waiting for a connection (every one busy) gets a 504 after proxy
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('held ');
       held.push(res);
-    }
-    else res.end(`quick ${req.url}`);
+    } else res.end(`quick ${req.url}`);
   });
   const outpost = await startOutpost({
     proxy: { connections: 1, headersTimeout: '5s' },
@@ -469,15 +468,6 @@ test('a client that takes no byte of a streamed response for limits.sendTimeout 
     await origin.close();
   }
 });
-
-/** Polls `predicate` every `step` ms until it holds, at most `ms`. */
-async function until(predicate: () => boolean, ms = 5000, step = 5): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, step));
-  }
-}
 
 test('an upload the client breaks (malformed chunks, a cut HTTP/2 body) is the client\'s doing: not counted against the upstream, nor logged as the origin\'s failure', async () => {
   const origin = await startOrigin((req, res) => {

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
 import { h1, h2, h2session, h2request, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
+import { until } from '../helpers/wait.ts';
 
 let origin: TestOrigin;
 let lastSocket: import('node:net').Socket | null = null;
@@ -266,7 +267,7 @@ test('a client that goes away cancels the origin request (the cache\'s flight is
       const session = await h2session(outpost.url);
       const stream = session.request({ ':path': '/hang' });
       stream.on('error', () => {});
-      await waitFor(() => origin.seen.length > before);
+      await until(() => origin.seen.length > before);
       const closed = once(lastOriginRequestSocket(), 'close');
       stream.close();
       await within(closed, protocol);
@@ -275,7 +276,7 @@ test('a client that goes away cancels the origin request (the cache\'s flight is
       const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
       await once(socket, 'secureConnect');
       socket.write('GET /hang HTTP/1.1\r\nHost: localhost\r\n\r\n');
-      await waitFor(() => origin.seen.length > before);
+      await until(() => origin.seen.length > before);
       const closed = once(lastOriginRequestSocket(), 'close');
       socket.destroy();
       await within(closed, protocol);
@@ -285,13 +286,6 @@ test('a client that goes away cancels the origin request (the cache\'s flight is
 
 const lastOriginRequestSocket = () => lastSocket!;
 
-async function waitFor(predicate: () => boolean, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 test('TRACE is refused with 405 and its Allow field (RFC 9110 §15.5.6), and never reaches the origin', async () => {
   const before = origin.seen.length;
