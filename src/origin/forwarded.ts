@@ -12,7 +12,7 @@ import type { Context } from '../pipeline/context.ts';
 export const trustList = (entries: readonly string[]): BlockList => blockList(entries);
 
 /** Whether the peer (a socket's address: a valid IP, or empty once the socket is gone) is a trusted proxy. */
-function isTrusted(list: BlockList | null, address: string): boolean {
+export function isTrusted(list: BlockList | null, address: string): boolean {
   return list !== null && address !== '' && listed(list, address);
 }
 
@@ -49,10 +49,9 @@ function viaElement(httpVersion: string, name: string): string {
   return lastVia.value;
 }
 
-/** Sets the forwarding fields on `headers`, the request to the origin being built; `trusted` null: none. */
-export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, trusted: BlockList | null, viaName: string): void {
+/** Sets the forwarding fields on `headers`, the request to the origin being built; `keep`: the peer is a trusted proxy (isTrusted). */
+export function addForwarded(headers: Record<string, string | string[]>, ctx: Context, keep: boolean, viaName: string): void {
   const peer = ctx.remoteAddress;
-  const keep = isTrusted(trusted, peer);
   const priorFor = keep ? joined(ctx.headers['x-forwarded-for']) : undefined;
   const priorForwarded = keep ? joined(ctx.headers.forwarded) : undefined;
   const element = forwardedElement(peer, ctx.authority, ctx.scheme);

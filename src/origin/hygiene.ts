@@ -17,6 +17,18 @@ export const OVERRIDE_FIELDS: readonly string[] = [
   'x-http-method-override', 'x-http-method', 'x-method-override', // method
 ];
 
+/**
+ * Fields that name the client's address, set by proxies and CDNs (nginx's common X-Real-IP,
+ * Akamai's True-Client-IP, Cloudflare's CF-Connecting-IP, Fastly's Fastly-Client-IP, ...) and read
+ * by origins as the truth. Sent by a client that is not a trusted proxy, each is a lie about who
+ * asked (rate limits, allow lists, logs at the origin): removed, as X-Forwarded-For and Forwarded
+ * are replaced (forwarded.ts); a trusted proxy's pass on. `proxy.requestHeaders.keep` keeps one.
+ */
+export const CLIENT_ADDRESS_FIELDS: readonly string[] = [
+  'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-client-ip', 'client-ip',
+  'x-cluster-client-ip', 'x-originating-ip',
+];
+
 export interface RequestHeaderRules {
   /** Fields set (or replaced) on every request to the origin; names lower-case. */
   readonly set: Readonly<Record<string, string>>;
@@ -32,6 +44,12 @@ export function droppedFields(rules: RequestHeaderRules, caching: boolean): Set<
   const drop = new Set(rules.remove);
   if (caching) for (const field of OVERRIDE_FIELDS) if (!keep.has(field)) drop.add(field);
   return drop;
+}
+
+/** `drop` plus the client-address fields the rules do not keep: for requests from peers that are not trusted proxies. */
+export function droppedFromClients(drop: ReadonlySet<string>, rules: RequestHeaderRules): Set<string> {
+  const keep = new Set(rules.keep);
+  return new Set([...drop, ...CLIENT_ADDRESS_FIELDS.filter((field) => !keep.has(field))]);
 }
 
 /**

@@ -6,10 +6,10 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
-import { addForwarded } from './forwarded.ts';
+import { addForwarded, isTrusted } from './forwarded.ts';
 import { exchange, type QueueDeadline } from './exchange.ts';
 import { realTimers } from '../timers.ts';
-import { droppedFields, forwardsBody } from './hygiene.ts';
+import { droppedFields, droppedFromClients, forwardsBody } from './hygiene.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
 import { createAttempts } from './attempts.ts';
 import { classifyFailure, type Failure } from './retry.ts';
@@ -116,7 +116,13 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const trusted = options.trusted.rules.length > 0 ? options.trusted : null;
   // A GET or HEAD body has no defined meaning (RFC 9110 §9.3.1) and would be shared through the
   // cache key's blind spot: it is not sent, nor its framing.
-  const dropWithoutBody = new Set([...drop, 'content-length', 'transfer-encoding']);
+  const withoutBody = (fields: ReadonlySet<string>) => new Set([...fields, 'content-length', 'transfer-encoding']);
+  // What is dropped, by whether the peer is a trusted proxy and the request's content is sent.
+  const fromClients = droppedFromClients(drop, options.requestHeaders);
+  const dropped = {
+    trusted: { body: drop, noBody: withoutBody(drop) },
+    untrusted: { body: fromClients, noBody: withoutBody(fromClients) },
+  };
   // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in any response with a
   // status code of 1xx (Informational)".
   const hideInterim = new Set([...hide, 'content-length']);
@@ -151,7 +157,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   function send(ctx: Context, upstream: Upstream, body: Readable | undefined, encodings: ((ctx: Context) => string) | undefined): Promise<Reply> {
     ctx.notes.set('upstream', upstream.name); // for the access log
     const sendBody = body !== undefined && forwardsBody(ctx);
-    const headers = endToEnd(ctx.headers, sendBody ? drop : dropWithoutBody);
+    const fromTrusted = isTrusted(trusted, ctx.remoteAddress);
+    const drops = fromTrusted ? dropped.trusted : dropped.untrusted;
+    const headers = endToEnd(ctx.headers, sendBody ? drops.body : drops.noBody);
     // In the client's field's place: what the operator removes or sets still wins.
     if (encodings !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = encodings(ctx);
     for (const name in set) headers[name] = set[name];
@@ -161,7 +169,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       else headers['max-forwards'] = next;
     }
     headers.host = ctx.authority;
-    addForwarded(headers, ctx, trusted, options.viaName);
+    addForwarded(headers, ctx, fromTrusted, options.viaName);
     return exchange(upstream.dispatcher, {
       method: ctx.method,
       path: upstream.basePath + ctx.target,

@@ -8,7 +8,7 @@ const ctx = (remoteAddress: string, authority: string, httpVersion: string, sche
 
 const forwarded = (c: Context) => {
   const headers: Record<string, string | string[]> = {};
-  addForwarded(headers, c, null, 'outpost');
+  addForwarded(headers, c, false, 'outpost');
   return { forwarded: headers.forwarded, via: headers.via, for: headers['x-forwarded-for'], host: headers['x-forwarded-host'], proto: headers['x-forwarded-proto'] };
 };
 

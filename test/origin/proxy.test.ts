@@ -140,6 +140,29 @@ test('trusted proxies: their X-Forwarded-For chain is kept and extended', async 
   }
 });
 
+test('fields naming the client\'s address (X-Real-IP, True-Client-IP, ...) reach the origin only from trusted proxies, or when kept', async () => {
+  const claims = { 'x-real-ip': '203.0.113.66', 'true-client-ip': '203.0.113.66', 'cf-connecting-ip': '203.0.113.66', 'x-client-ip': '203.0.113.66' };
+  const seenBy = async (url: string, client = h1) => JSON.parse((await client(`${url}/echo-headers`, { headers: claims })).body.toString()) as Record<string, string>;
+  // Before 2026-12-05 a client's own claim went to the origin as it was, where X-Forwarded-For was replaced.
+  for (const client of [h1, h2]) {
+    const seen = await seenBy(outpost.url, client);
+    for (const field of Object.keys(claims)) assert.equal(seen[field], undefined, field);
+    assert.notEqual(seen['x-forwarded-for'], '203.0.113.66');
+  }
+  const trusting = await startOutpost({ trustedProxies: ['127.0.0.0/8', '::1'], sites: [{ hosts: ['*'], origin: origin.url }] });
+  const keeping = await startOutpost({ proxy: { requestHeaders: { keep: ['x-real-ip'] } }, sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const fromProxy = await seenBy(trusting.url);
+    for (const field of Object.keys(claims)) assert.equal(fromProxy[field], '203.0.113.66', `${field} from a trusted proxy`);
+    const kept = await seenBy(keeping.url);
+    assert.equal(kept['x-real-ip'], '203.0.113.66', 'kept by the operator');
+    assert.equal(kept['true-client-ip'], undefined);
+  } finally {
+    await trusting.close();
+    await keeping.close();
+  }
+});
+
 const MB = 1024 * 1024;
 function generated(total: number): Readable {
   const chunk = Buffer.alloc(256 * 1024, 1);
