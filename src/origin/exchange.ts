@@ -53,6 +53,13 @@ export interface QueueDeadline {
   readonly timers: Timers;
 }
 
+/**
+ * Interim (1xx) responses passed on per request: an origin may send any number (RFC 9110 §15.2
+ * sets none), and each costs the client a frame or a status line to read; a few 103s with their
+ * Link fields are what clients use. Past this many the rest are dropped, the final response not.
+ */
+const MAX_INTERIM = 8;
+
 /** A body declared this small may be waited for whole ... */
 const WHOLE_LIMIT = 64 * 1024;
 /** ... for this long (ms) after its header, before it streams. */
@@ -100,6 +107,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #small = false;
   /** Cancels the queue deadline's timer (`expireInQueue`), while one runs. */
   #cancelDeadline: (() => void) | null = null;
+  /** Interim responses told so far (MAX_INTERIM). */
+  #interim = 0;
 
   constructor(request: ExchangeRequest, resolve: (reply: Reply) => void, reject: (err: unknown) => void) {
     this.#request = request;
@@ -145,7 +154,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
     if (statusCode < 200) {
       const request = this.#request;
-      if (request.onInfo !== undefined && request.infoTo !== undefined) request.onInfo(request.infoTo, statusCode, headers);
+      if (request.onInfo !== undefined && request.infoTo !== undefined && ++this.#interim <= MAX_INTERIM) request.onInfo(request.infoTo, statusCode, headers);
       return;
     }
     // RFC 9110 §15: "Values outside the range 100..599 are invalid". HTTP/2 cannot carry one (Node

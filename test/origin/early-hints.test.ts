@@ -37,6 +37,9 @@ before(async () => {
         'x-kept': 'end to end',
       });
       res.end('hop body');
+    } else if (req.url === '/storm') {
+      for (let i = 0; i < 50; i++) res.writeEarlyHints({ link: `</s${i}.css>; rel=preload; as=style` });
+      res.end('after the storm');
     } else if (req.url === '/processing') {
       res.writeProcessing();
       res.writeEarlyHints({ link: LINK });
@@ -246,5 +249,19 @@ test('sendInformational is a no-op after the final headers, on a closed stream, 
   } finally {
     session.close();
     server.close();
+  }
+});
+
+test('an origin\'s storm of 1xx is passed on only up to 8 per request; the final response comes whole', async () => {
+  const session = await h2session(outpost.url);
+  try {
+    const seen = await h2Seen(session, '/storm');
+    // Before: all 50, each a HEADERS frame the client had to read.
+    assert.equal(seen.interim.length, 8);
+    assert.equal(seen.interim[7].headers.link, '</s7.css>; rel=preload; as=style');
+    assert.equal(seen.status, 200);
+    assert.equal(seen.body, 'after the storm');
+  } finally {
+    session.close();
   }
 });
