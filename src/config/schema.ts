@@ -140,14 +140,15 @@ const guardSchema = z.strictObject({
   /**
    * Ordered; the first match decides (deny → 403, allow → stop here). The default denies version
    * control and environment files (`/.git/config`, `/.env`) that should never be served from an
-   * origin's document root; /.well-known/ is untouched.
+   * origin's document root, at any depth (`/app/.git/HEAD`) and in any case (`/.GIT/config`: an
+   * origin on a case-insensitive file system serves the same file); /.well-known/ is untouched.
    */
   rules: z.array(z.strictObject({
     path: regex.optional(),
     method: z.array(z.string().toUpperCase()).min(1).optional(),
     action: z.enum(['deny', 'allow']),
   }).refine((r) => r.path !== undefined || r.method !== undefined, { error: 'a rule needs a path or a method' }))
-    .default([{ path: '^/\\.(git|svn|hg|bzr|env|htaccess|htpasswd|DS_Store)(/|$)', action: 'deny' }]),
+    .default([{ path: '(^|/)\\.(?i:git|svn|hg|bzr|env|htaccess|htpasswd|ds_store)(/|$)', action: 'deny' }]),
 });
 
 const routeSchema = z.strictObject({

@@ -113,6 +113,14 @@ describe('guard through the listener', () => {
     assert.equal((await h2(`${node.url}${secret}`)).status, 403);
     assert.equal((await h1(`${node.url}/%2egit/config`)).status, 403);
     assert.equal(origin.count(secret), 0);
+    // At any depth and in any case (an origin on a case-insensitive file system serves the same
+    // file): before 2026-12-05 these reached the origin. /.well-known/ and .gitignore-like names stay open.
+    const deep = origin.route('/app/.git/HEAD', (_req, res) => { res.writeHead(200); res.end('ref: refs/heads/main'); });
+    const shouting = origin.route('/.GIT/config', (_req, res) => { res.writeHead(200); res.end('[core]'); });
+    for (const p of [deep, shouting, '/x/.Env']) assert.equal((await h2(`${node.url}${p}`)).status, 403, p);
+    assert.equal(origin.count(deep) + origin.count(shouting), 0);
+    const known = origin.route('/.well-known/security.txt', (_req, res) => { res.writeHead(200); res.end('Contact: x'); });
+    assert.equal((await h2(`${node.url}${known}`)).status, 200);
     const open = origin.route('/open/.env', (_req, res) => { res.writeHead(200); res.end('A=1'); });
     assert.equal((await h2(`${node.url}${open}`)).status, 200, 'the route replaced the rule list');
   });
