@@ -123,6 +123,12 @@ function regularFieldsOf(rawHeaders: readonly string[], merged: Http2Headers): I
   return plain;
 }
 
+/** An HTTP/2 request that waits for a 100 (Continue) before it sends its body (RFC 9110 §10.1.1). */
+export function expectsContinue(headers: Http2Headers): boolean {
+  const expect = headers.expect;
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue';
+}
+
 /**
  * RFC 9113 §8.2.1 field validity, as far as it can be checked here. nghttp2 checks every field of
  * a HEADERS frame before Node builds `headers`: an invalid name or pseudo-header value resets the
@@ -135,12 +141,6 @@ function regularFieldsOf(rawHeaders: readonly string[], merged: Http2Headers): I
  * (test/server/protection.test.ts) will tell when a Node upgrade lets such values through, and
  * then they are to be refused here.
  */
-/** An HTTP/2 request that waits for a 100 (Continue) before it sends its body (RFC 9110 §10.1.1). */
-export function expectsContinue(headers: Http2Headers): boolean {
-  const expect = headers.expect;
-  return typeof expect === 'string' && expect.toLowerCase() === '100-continue';
-}
-
 export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource, rawHeaders: readonly string[]): Context {
   const method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;
