@@ -6,7 +6,7 @@ import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
-import type { IdleWatch } from './idle-watch.ts';
+import type { IdleWatch, Watched } from './idle-watch.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -75,7 +75,9 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
   if (source.errored || source.destroyed) return failed();
   source.once('close', () => { if (!source.readableEnded) failed(); });
   source.on('error', () => {}); // handled through 'close'
-  const progress = stalls === undefined ? null : watchProgress(source, destination, stalls);
+  // One count of the bytes handed on, for the end report (tally) and the stall watch alike.
+  const count: Tally | null = tally ?? (stalls === undefined ? null : { bytes: 0, failed: false });
+  const progress = stalls === undefined ? null : watchProgress(count!, destination, stalls);
   destination.once('close', () => {
     if (progress !== null) stalls!.delete(progress);
     if (!source.readableEnded) source.destroy();
@@ -87,7 +89,7 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
     // Writable runs write callbacks in order: this one reports back after every chunk before it.
     source.once('end', () => writeThenEnd(destination, NO_BYTES));
   }
-  if (tally !== null) source.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
+  if (count !== null) source.on('data', (chunk: Buffer) => { count.bytes += chunk.length; });
 }
 
 const NO_BYTES = Buffer.alloc(0);
@@ -97,18 +99,16 @@ export const SEND_TIMEOUT = 'ERR_SEND_TIMEOUT';
 
 /**
  * A streamed body's progress, for `stalls` (limits.sendTimeout): the bytes its client has taken,
- * counted as the source hands them on (a client that reads nothing stops the source through
+ * `count`ed as the source hands them on (a client that reads nothing stops the source through
  * backpressure). One that stops moving is destroyed, which stops the source: the origin response
  * it was pacing, and the connection it held, go. A connection's own idle watch cannot see this:
  * an HTTP/2 client's PINGs, or its other streams, keep bytes moving on it.
  */
-function watchProgress(source: Readable, destination: Writable, stalls: IdleWatch) {
-  const progress = {
-    taken: 0,
-    bytes: () => progress.taken,
+function watchProgress(count: Tally, destination: Writable, stalls: IdleWatch): Watched {
+  const progress: Watched = {
+    bytes: () => count.bytes,
     close: () => destination.destroy(Object.assign(new Error('the client took no byte of the response for limits.sendTimeout'), { code: SEND_TIMEOUT })),
   };
-  source.on('data', (chunk: Buffer) => { progress.taken += chunk.length; });
   stalls.add(progress);
   return progress;
 }
