@@ -84,7 +84,7 @@ const BAD_GATEWAY: Readonly<Record<Failure, string>> = {
  * Requests the proxy answers itself instead of forwarding, or undefined. CONNECT would make us a
  * tunnel and TRACE would echo credentials back (cross-site tracing): 405, as nginx refuses both.
  * An OPTIONS whose Max-Forwards is 0 is answered as its final recipient (RFC 9110 §7.6.2: an
- * intermediary MUST NOT forward it); a larger one goes on decremented (`forwardedMaxForwards`).
+ * intermediary MUST NOT forward it); a larger one goes on decremented (send).
  */
 function answeredHere(ctx: Context): Promise<Reply> | undefined {
   const method = ctx.method;
@@ -98,12 +98,6 @@ function answeredHere(ctx: Context): Promise<Reply> | undefined {
 /** Max-Forwards (RFC 9110 §7.6.2: 1*DIGIT), or undefined when absent or not a number. */
 function maxForwards(value: string | string[] | undefined): number | undefined {
   return typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : undefined;
-}
-
-/** The Max-Forwards an OPTIONS request goes on with: one less than received (absent or invalid: not sent). */
-function forwardedMaxForwards(ctx: Context): string | undefined {
-  const received = maxForwards(ctx.headers['max-forwards']);
-  return received === undefined ? undefined : String(received - 1);
 }
 
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
@@ -164,9 +158,10 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     if (encodings !== undefined && !drop.has('accept-encoding')) headers['accept-encoding'] = encodings(ctx);
     for (const name in set) headers[name] = set[name];
     if (ctx.method === 'OPTIONS' && headers['max-forwards'] !== undefined) {
-      const next = forwardedMaxForwards(ctx);
-      if (next === undefined) delete headers['max-forwards'];
-      else headers['max-forwards'] = next;
+      // One less than received (answeredHere took 0); one that is not a number is not sent.
+      const received = maxForwards(headers['max-forwards']);
+      if (received === undefined) delete headers['max-forwards'];
+      else headers['max-forwards'] = String(received - 1);
     }
     headers.host = ctx.authority;
     addForwarded(headers, ctx, fromTrusted, options.viaName);
