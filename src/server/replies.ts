@@ -146,12 +146,13 @@ const AUTHORITY = 1;
 const PATH = 2;
 const ACCEPT = 3;
 const CHAIN = 4;
+const SCHEME = 5;
 /**
  * What an HTTP/2 request field is to the key: a part of it, or a reason to run the chain (a field
  * that changes the answer; a Host beside :authority, which the chain checks, RFC 9113 §8.3.1).
  */
 const H2_KEY_FIELDS = new Map<string, number>([
-  [':method', METHOD], [':authority', AUTHORITY], [':path', PATH], ['accept-encoding', ACCEPT], ['host', CHAIN],
+  [':method', METHOD], [':scheme', SCHEME], [':authority', AUTHORITY], [':path', PATH], ['accept-encoding', ACCEPT], ['host', CHAIN],
   ...CHANGES_THE_ANSWER.map((name) => [name, CHAIN] as const),
 ]);
 
@@ -250,6 +251,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
         else if (role === AUTHORITY) authority = value;
         else if (role === PATH) path = value;
         else if (role === ACCEPT && accept === undefined) accept = value;
+        else if (role === SCHEME) { if (value !== 'https') return undefined; } // the chain answers another
         else return undefined; // a field that changes the answer, a Host beside :authority, a second Accept-Encoding line
       }
       if (!isGetOrHead(method) || authority === undefined || path === undefined) return undefined;

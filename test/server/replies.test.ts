@@ -161,7 +161,7 @@ test('a purge, the end of freshness and a changed record end a kept reply', asyn
   assert.equal(origin.count(path), 3);
 });
 
-test('conditionals, ranges, request directives and a Host beside :authority run the chain', async () => {
+test('conditionals, ranges, request directives, a Host beside :authority and a :scheme other than https run the chain', async () => {
   const { path, url } = await keptUrl('shapes', cacheable('shapes'));
   const notModified = await readyDuring(() => h2(url, { headers: { 'if-none-match': '"v1"' } }));
   assert.deepEqual([notModified.ready, notModified.result.status], [0, 304]);
@@ -177,6 +177,11 @@ test('conditionals, ranges, request directives and a Host beside :authority run 
   try {
     const host = await readyDuring(() => h2request(session, path, { headers: { ':authority': new URL(outpost.url).host, host: 'elsewhere.example' } }));
     assert.deepEqual([host.ready, host.result.status], [0, 400], 'Host and :authority differ: the chain refuses it');
+    // RFC 9113 §8.3.1: :scheme may name a scheme only a translating proxy serves; this is none.
+    const ftp = await readyDuring(() => h2request(session, path, { headers: { ':scheme': 'ftp' } }));
+    assert.deepEqual([ftp.ready, ftp.result.status], [0, 400], ':scheme ftp: the chain refuses it');
+    const http = await readyDuring(() => h2request(session, path, { headers: { ':scheme': 'http' } }));
+    assert.deepEqual([http.ready, http.result.status], [0, 200], ':scheme http: served by the chain');
   } finally {
     session.close();
   }
