@@ -2,6 +2,7 @@ import type { ErrorMap, Handler, MappingHandler, ReplyMap } from '../pipeline/co
 import type { Context, Reply } from '../pipeline/context.ts';
 import { isOutpostError } from '../errors.ts';
 import { setCacheStatus } from './status.ts';
+import { ageValue } from './policy.ts';
 
 /**
  * The cache stage's requests to its origin, with this cache's Cache-Status (RFC 9211) on what
@@ -12,7 +13,10 @@ export interface OriginFetch {
   fetch(ctx: Context, params: string): Promise<Reply>;
   /** The client's own request, as it sent it (Range, conditionals, HEAD, Accept-Encoding), nothing stored, to `passOrigin`: `<params>; fwd-status=N`. */
   passThrough(ctx: Context, params: string): Promise<Reply>;
-  /** Removes the fields only this cache should see (targeted Cache-Control, Cache-Tag, ...). */
+  /**
+   * Removes the fields only this cache should see (targeted Cache-Control, Cache-Tag, ...), and
+   * passes on an Age as this cache read it (§5.1): of a list the first value, an invalid one not at all.
+   */
   hide(reply: Reply): Reply;
 }
 
@@ -25,7 +29,13 @@ export function createOriginFetch(origin: Handler, passOrigin: MappingHandler, h
   }
 
   function hide(reply: Reply): Reply {
-    for (const field of hidden) if (reply.headers[field] !== undefined) delete reply.headers[field];
+    const headers = reply.headers;
+    for (const field of hidden) if (headers[field] !== undefined) delete headers[field];
+    if (headers.age !== undefined) {
+      const age = ageValue(headers.age);
+      if (age === undefined) delete headers.age;
+      else headers.age = age;
+    }
     return reply;
   }
 

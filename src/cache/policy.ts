@@ -148,14 +148,21 @@ export function responseFacts({ status, headers, receivedAt }: ResponseInput, op
  * the first member counts.
  */
 export function initialAge(stored: Pick<StoredResponse, 'headers' | 'requestTime' | 'responseTime'>, date: number): number {
-  const ageField = stored.headers.age;
-  // Several values (`Age: 7200, 0` or two lines): the first counts; parameters are ignored.
-  const line = Array.isArray(ageField) ? ageField[0] : ageField;
-  const first = typeof line === 'string' ? line.split(/[,;]/, 1)[0].trim() : undefined;
-  const ageValue = first !== undefined && /^\d+$/.test(first) ? Math.min(Number(first), 2 ** 31) : 0;
+  const age = ageValue(stored.headers.age);
+  const ageSeconds = age !== undefined ? Math.min(Number(age), 2 ** 31) : 0;
   const apparent = Math.max(0, (stored.responseTime - date) / 1000);
   const delay = Math.max(0, (stored.responseTime - stored.requestTime) / 1000);
-  return Math.max(apparent, ageValue + delay);
+  return Math.max(apparent, ageSeconds + delay);
+}
+
+/**
+ * The Age a cache reads from `field` (§5.1): of several values (`Age: 7200, 0` or two lines) the
+ * first, parameters ignored; undefined when that is no non-negative integer ("-5", "7200.0").
+ */
+export function ageValue(field: string | readonly string[] | number | undefined): string | undefined {
+  const line = Array.isArray(field) ? field[0] : field;
+  const first = typeof line === 'string' ? line.split(/[,;]/, 1)[0].trim() : undefined;
+  return first !== undefined && /^\d+$/.test(first) ? first : undefined;
 }
 
 /** current_age = corrected_initial_age + resident_time (§4.2.3), in seconds. */

@@ -177,6 +177,23 @@ test('Expires that is no valid HTTP-date means already expired (§5.3); Age that
   assert.equal(count(oldAge), 2, 'Age: 7200 is older than max-age=3600');
 });
 
+test('an Age this cache ignores is not passed on either; of a list, the first value goes on (§5.1)', async () => {
+  for (const [name, client] of clients) {
+    for (const cc of ['no-store', 'max-age=60']) {
+      const negative = path(`negative-age-${name}`, answer({ 'cache-control': cc, age: '-5' }));
+      const res = await get(negative, {}, client);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.age, undefined, `${name}, ${cc}: Age -5 is no age`);
+    }
+    const listed = path(`listed-age-${name}`, (_req, res, n) => {
+      res.setHeader('age', ['30', '5']);
+      res.writeHead(200, { 'cache-control': 'no-store' });
+      res.end(`listed #${n}`);
+    });
+    assert.equal((await get(listed, {}, client)).headers.age, '30', `${name}: two Age lines`);
+  }
+});
+
 test('any final status with explicit freshness is stored (204, 299, 400, 500, 503, 599), and says so truthfully', async () => {
   for (const status of [204, 299, 400, 500, 503, 599]) {
     const p = path(`status-${status}`, answer({ 'cache-control': 'max-age=60' }, 'x', status));
