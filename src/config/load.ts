@@ -115,21 +115,25 @@ function checkFiles(raw: unknown, reported: readonly string[]): string[] {
     value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : null;
   const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
   const flagged = (key: string) => reported.some((p) => p.startsWith(`${key}:`) || p.startsWith(`${key}.`));
-  const staticRoot = (key: string, spec: unknown) => {
-    const root = typeof spec === 'string' ? spec : object(spec)?.root;
-    if (typeof root === 'string' && root !== '' && !flagged(key) && !isDir(root)) problems.push(`${key}: not a directory: ${JSON.stringify(root)}`);
+  const directory = (key: string, dir: unknown) => {
+    if (typeof dir === 'string' && dir !== '' && !flagged(key) && !isDir(dir)) problems.push(`${key}: not a directory: ${JSON.stringify(dir)}`);
   };
+  const staticRoot = (key: string, spec: unknown) => directory(key, typeof spec === 'string' ? spec : object(spec)?.root);
+  const tempPath = (key: string, proxy: unknown) => directory(`${key}.tempPath`, object(proxy)?.tempPath);
   const data = object(raw);
   if (data === null) return problems;
+  tempPath('proxy', data.proxy);
   // The default catch-all site serves public/ when the file names no sites.
   const sites = data.sites === undefined ? [{ static: 'public' }] : list(data.sites);
   sites.forEach((site, i) => {
     const s = object(site);
     if (s === null) return;
     if (s.static !== undefined) staticRoot(`sites[${i}].static`, s.static);
+    tempPath(`sites[${i}].proxy`, s.proxy);
     list(s.routes).forEach((route, j) => {
       const r = object(route);
       if (r?.static !== undefined) staticRoot(`sites[${i}].routes[${j}].static`, r.static);
+      tempPath(`sites[${i}].routes[${j}].proxy`, r?.proxy);
     });
   });
   list(object(data.tls)?.certificates).forEach((entry, i) => {

@@ -36,6 +36,14 @@ const originOptions = z.strictObject({
   failTimeout: duration('10s'),
   /** Keep-alive connections per upstream: bounded so a burst cannot open thousands of sockets. */
   connections: z.number().int().min(1).max(10_000).default(128),
+  /**
+   * A streamed response its client takes more slowly than the origin sends it goes on into a
+   * temporary file, up to this size, so the origin's connection is let go instead of being held at
+   * the client's pace (nginx's proxy_max_temp_file_size, 1 GB); 0: the client paces the origin.
+   */
+  maxTempFileSize: size('1GB'),
+  /** Where those files go (each is unlinked as soon as it is open): the system's temporary directory unless set. */
+  tempPath: z.string().min(1).nullable().default(null),
   /** 60 s idle keep-alive towards the origin; undici lowers it when the origin's Keep-Alive hint says less. */
   keepAliveTimeout: duration('60s'),
   /** Response headers that reveal the origin's software; dropped unless listed as []. */

@@ -5,6 +5,8 @@ import { originError } from '../errors.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 import type { Timers } from '../timers.ts';
+import { publishError } from '../observability/channels.ts';
+import { TempFile } from './temp-file.ts';
 
 /**
  * One request to an upstream and its response as a Reply, through undici's `dispatch` with a
@@ -41,6 +43,8 @@ export interface ExchangeRequest {
    * sent `ms` after it was queued, it fails with a 504 (see `QueueDeadline`).
    */
   readonly queued?: QueueDeadline;
+  /** Where a body its client is slow to take goes meanwhile; without, the client paces the origin. */
+  readonly spill?: SpillOptions;
 }
 
 /**
@@ -67,20 +71,94 @@ const WHOLE_WAIT_MS = 2;
 
 type Controller = Dispatcher.DispatchController;
 
-/** The streamed body of a response: read on demand, and destroying it aborts the exchange. */
+/**
+ * Where a streamed body goes while its client is slower than the origin: a temporary file in
+ * `directory`, up to `maxSize` bytes (nginx's proxy_temp_path, proxy_max_temp_file_size), so that
+ * the origin is read at its own pace and its connection let go.
+ */
+export interface SpillOptions {
+  readonly directory: string;
+  readonly maxSize: number;
+}
+
+/**
+ * The streamed body of a response: read on demand, and destroying it aborts the exchange.
+ * Chunks are held in memory up to the stream's high-water mark (64 KiB); past it they go on into a
+ * temp file (`SpillOptions`) while the client catches up, and only past that (or without one)
+ * does the origin wait for the client. Once the file is read out the body is back in memory, and
+ * the file is gone.
+ */
 class OriginBody extends Readable {
   readonly #controller: Controller;
-  constructor(controller: Controller) {
+  readonly #spill: SpillOptions | undefined;
+  #file: TempFile | null = null;
+  #originEnded = false;
+  constructor(controller: Controller, spill: SpillOptions | undefined) {
     super();
     this.#controller = controller;
+    this.#spill = spill;
   }
+
+  /** A chunk from the origin. */
+  receive(chunk: Buffer): void {
+    const file = this.#file;
+    if (file === null) {
+      if (this.push(chunk)) return;
+      if (this.#spill === undefined) this.#controller.pause();
+      else this.#file = new TempFile(this.#spill.directory, this.#writesCaughtUp);
+    } else if (file.failed !== null) {
+      this.destroy(tempFileError(file.failed));
+    } else if (!file.append(chunk) || file.size >= this.#spill!.maxSize) {
+      // The disk is behind (resumed by #writesCaughtUp), or the file is as large as it may be
+      // (resumed once it is read out): the origin waits.
+      this.#controller.pause();
+    }
+  }
+
+  readonly #writesCaughtUp = (): void => {
+    if (this.#file !== null && this.#file.size < this.#spill!.maxSize) this.#controller.resume();
+  };
+
+  /** The origin's response has ended: the body ends once what was spilled is read. */
+  complete(): void {
+    this.#originEnded = true;
+    if (this.#file === null) this.push(null);
+  }
+
   override _read(): void {
-    this.#controller.resume();
+    const file = this.#file;
+    if (file === null) this.#controller.resume();
+    else file.readNext(this.#fromFile);
   }
+
+  readonly #fromFile = (err: Error | null, chunk: Buffer | null): void => {
+    if (this.destroyed) return;
+    if (err !== null) {
+      this.destroy(tempFileError(err));
+    } else if (chunk !== null) {
+      this.push(chunk);
+    } else {
+      // Everything spilled has been read and nothing waits to be written: back to memory.
+      this.#file!.close();
+      this.#file = null;
+      if (this.#originEnded) this.push(null);
+      else this.#controller.resume();
+    }
+  };
+
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.readableEnded) this.#controller.abort(err ?? new undiciErrors.RequestAbortedError());
+    this.#file?.close();
+    this.#file = null;
+    // Once the origin's response has ended there is nothing left to abort (its connection may serve another).
+    if (!this.#originEnded) this.#controller.abort(err ?? new undiciErrors.RequestAbortedError());
     callback(err);
   }
+}
+
+/** A temp file that failed (a full disk, a directory gone): said in the log, as nginx does. */
+function tempFileError(err: Error): Error {
+  publishError({ ctx: null, error: err, where: 'proxy temp file' });
+  return err;
 }
 
 /** The dispatch handler of one exchange: an object with methods rather than a closure per callback. */
@@ -194,10 +272,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     const more = this.#more;
     this.#stopGathering();
     const controller = this.#controller!;
-    const stream = new OriginBody(controller);
+    const stream = new OriginBody(controller, this.#request.spill);
     this.#stream = stream;
     stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
     stream.once('close', () => this.#detach());
+    // What came before anyone reads the body is no sign of a slow client: it waits in memory,
+    // the origin meanwhile; spilling starts only with what comes after.
     if (first !== null) stream.push(first);
     if (more !== null) for (const chunk of more) stream.push(chunk);
     if (stream.readableLength >= stream.readableHighWaterMark) controller.pause();
@@ -212,13 +292,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#more = null;
   }
 
-  onResponseData(controller: Controller, chunk: Buffer): void {
+  onResponseData(_controller: Controller, chunk: Buffer): void {
     if (this.#whole) {
       if (this.#first === null) this.#first = chunk;
       else (this.#more ??= []).push(chunk);
       this.#received += chunk.length;
-    } else if (this.#stream !== null && !this.#stream.push(chunk)) {
-      controller.pause();
+    } else {
+      this.#stream?.receive(chunk);
     }
   }
 
@@ -231,7 +311,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#settled = true;
       this.#resolve({ status: this.#status, headers: this.#headers!, body });
     } else {
-      this.#stream?.push(null);
+      this.#stream?.complete();
     }
   }
 

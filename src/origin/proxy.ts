@@ -1,13 +1,14 @@
 import { errors as undiciErrors } from './undici.ts';
 import type { Readable } from 'node:stream';
 import type { BlockList } from 'node:net';
+import { tmpdir } from 'node:os';
 import type { Handler, MappingHandler, ReplyMap } from '../pipeline/compose.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import { addForwarded, isTrusted } from './forwarded.ts';
-import { exchange, type QueueDeadline } from './exchange.ts';
+import { exchange, type QueueDeadline, type SpillOptions } from './exchange.ts';
 import { realTimers } from '../timers.ts';
 import { droppedFields, droppedFromClients, forwardsBody } from './hygiene.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
@@ -141,6 +142,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const pool = createUpstreamPool(options);
   /** A request that waits for a connection gets as long as one that waits for its response's header. */
   const queueDeadline: QueueDeadline = { ms: options.headersTimeout, timers: options.timers ?? realTimers };
+  const spill: SpillOptions | undefined = options.maxTempFileSize > 0 ? { directory: options.tempPath ?? tmpdir(), maxSize: options.maxTempFileSize } : undefined;
 
   /** The response's fields as the client gets them: one copy, hop-by-hop and hidden fields out, Via in. */
   const responseHeaders = (headers: Record<string, string | string[]>) => addVia(endToEnd(headers, hide));
@@ -178,6 +180,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       responseHeaders,
       // pool.begin counted this one: past the upstream's capacity it waits for a connection.
       queued: upstream.inFlight > upstream.capacity ? queueDeadline : undefined,
+      spill,
     });
   }
 

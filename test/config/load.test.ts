@@ -53,6 +53,21 @@ test('a route needs exactly one of static, origin, redirect; static roots must e
   assert.deepEqual(problemsOf({ sites: [{ static: 'no/such/dir' }] }), ['sites[0].static: not a directory: "no/such/dir"']);
 });
 
+test('proxy temp files: tempPath must be a directory, wherever proxy options are given; maxTempFileSize a size', () => {
+  assert.deepEqual(problemsOf({
+    proxy: { tempPath: 'no/such/dir', maxTempFileSize: 'lots' },
+    sites: [{ hosts: ['*'], origin: 'http://127.0.0.1:3000', proxy: { tempPath: 'package.json' }, routes: [{ path: '/a/', origin: 'http://127.0.0.1:3000', proxy: { tempPath: '/nowhere' } }] }],
+  }), [
+    'proxy.maxTempFileSize: expected a size such as 16KB or 1MB, got "lots"',
+    'proxy.tempPath: not a directory: "no/such/dir"',
+    'sites[0].proxy.tempPath: not a directory: "package.json"',
+    'sites[0].routes[0].proxy.tempPath: not a directory: "/nowhere"',
+  ]);
+  const config = validateConfig({ proxy: { tempPath: '.', maxTempFileSize: '0' } });
+  assert.deepEqual([config.proxy.tempPath, config.proxy.maxTempFileSize], ['.', 0]);
+  assert.deepEqual([validateConfig({}).proxy.tempPath, validateConfig({}).proxy.maxTempFileSize], [null, 1024 ** 3]);
+});
+
 test('overrides: --origin and --root change the catch-all site; ports are validated too', () => {
   const config = validateConfig(applyOverrides({}, { origin: 'http://127.0.0.1:3000', httpsPort: 9443, httpPort: null }));
   assert.deepEqual(config.sites[0].origin?.upstreams.map((u) => u.url), ['http://127.0.0.1:3000']);

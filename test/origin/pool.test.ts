@@ -5,6 +5,10 @@ import { connect as connectH2 } from 'node:http2';
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { gzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
@@ -437,7 +441,8 @@ test('a client that takes no byte of a streamed response for limits.sendTimeout 
     pump();
   });
   const outpost = await startOutpost({
-    proxy: { connections: 1 },
+    // No temp file: the client paces the origin, as it did before they came (the test after this one).
+    proxy: { connections: 1, maxTempFileSize: 0 },
     limits: { sendTimeout: '20s' },
     sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
   }, { timers });
@@ -466,6 +471,70 @@ test('a client that takes no byte of a streamed response for limits.sendTimeout 
   } finally {
     await outpost.close();
     await origin.close();
+  }
+});
+
+test('a client slower than the origin: the response goes on into a temp file and the origin connection is let go; past maxTempFileSize the client paces the origin again', async () => {
+  const SIZE = 24 * 1024 * 1024; // more than every socket buffer between origin and client can hold
+  const body = randomBytes(SIZE);
+  let flushed = 0;
+  const origin = await startOrigin((req, res) => {
+    if (req.url !== '/big') return void res.end(`quick ${req.url}`);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': SIZE });
+    res.end(body, () => { flushed++; });
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-spill-'));
+  /** An HTTP/1.1 client that reads the response's head, then nothing until `read()`. */
+  async function slowClient(outpost: RunningOutpost) {
+    const socket = tlsConnect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+    socket.write('GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const [first] = await once(socket, 'data') as [Buffer];
+    socket.pause();
+    return async () => {
+      const chunks = [first];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.resume();
+      await once(socket, 'end');
+      const response = Buffer.concat(chunks);
+      const head = response.indexOf('\r\n\r\n') + 4;
+      assert.match(response.subarray(0, head).toString('latin1'), /^HTTP\/1\.1 200 /);
+      assert.ok(response.subarray(head).equals(body), `the body, whole and in order (${response.length - head} of ${SIZE} bytes)`);
+    };
+  }
+  const timers = manualTimers();
+  const spilling = await startOutpost({
+    proxy: { connections: 1, headersTimeout: '5s', tempPath: dir },
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
+  }, { timers });
+  const limited = await startOutpost({
+    proxy: { connections: 1, headersTimeout: '5s', tempPath: dir, maxTempFileSize: '1MB' },
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
+  }, { timers });
+  try {
+    const read = await slowClient(spilling);
+    // The origin's whole answer was taken while the client reads nothing ...
+    await until(() => flushed === 1, 10_000);
+    assert.deepEqual(readdirSync(dir), [], 'the temp file is unlinked as soon as it is open');
+    // ... so its only connection serves the next request at once.
+    assert.equal((await h2(`${spilling.url}/next`)).body.toString(), 'quick /next');
+    await read();
+
+    // 1 MB of temp file: the origin is paced by the client again, and the next request waits for
+    // the connection (504 after headersTimeout). The body still arrives whole once read.
+    const readLimited = await slowClient(limited);
+    const waiting = h2(`${limited.url}/queued`);
+    await new Promise((r) => setTimeout(r, 300)); // dispatched and queued in undici
+    timers.advance(5000);
+    assert.equal((await waiting).status, 504);
+    assert.equal(flushed, 1);
+    await readLimited();
+    await until(() => flushed === 2);
+  } finally {
+    await spilling.close();
+    await limited.close();
+    await origin.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
