@@ -156,7 +156,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   /** One upstream pool per site or route that has an origin, named by its place in the config. */
   const proxyFor = (name: string, pool: OriginPoolConfig, cacheOptions: SiteConfig['cache'], ...overrides: Array<Partial<OriginOptions> | undefined>): Handler => {
     const proxy = createProxyHandler({
-      ...config.proxy, ...Object.assign({}, ...overrides), pool, trusted, viaName: VIA_NAME,
+      ...config.proxy, ...Object.assign({}, ...overrides), pool, trusted, viaName: VIA_NAME, tempFileSpace: config.limits.tempFileSpace,
       caching: cacheOptions?.enabled !== false,
       hashKey: primaryKey,
       acceptEncoding: originAcceptEncoding, // what decode can decode

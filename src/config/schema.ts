@@ -245,6 +245,12 @@ export const configSchema = z.strictObject({
      * let go (checked as idleTimeout is: within 1.25x).
      */
     sendTimeout: duration('60s'),
+    /**
+     * Disk space this process's proxy temp files may take together (proxy.maxTempFileSize is per
+     * response): past it, clients that read slowly pace their origins again, so clients that read
+     * nothing cannot fill the disk. 0: no temp files.
+     */
+    tempFileSpace: size('4GB'),
     /** Concurrent streams per HTTP/2 session: 128 like nginx (Node's default is practically unlimited). */
     maxConcurrentStreams: z.number().int().min(1).max(1000).default(128),
     /** Open client connections per listener; more are refused (nginx's worker_connections, per process). */

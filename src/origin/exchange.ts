@@ -6,7 +6,7 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 import type { Timers } from '../timers.ts';
 import { publishError } from '../observability/channels.ts';
-import { TempFile } from './temp-file.ts';
+import { TempFile, tempSpace } from './temp-file.ts';
 
 /**
  * One request to an upstream and its response as a Reply, through undici's `dispatch` with a
@@ -79,6 +79,8 @@ type Controller = Dispatcher.DispatchController;
 export interface SpillOptions {
   readonly directory: string;
   readonly maxSize: number;
+  /** Bytes this process's temp files may hold together (`tempSpace`): past it, clients pace origins. */
+  readonly space: number;
 }
 
 /**
@@ -104,19 +106,24 @@ class OriginBody extends Readable {
     const file = this.#file;
     if (file === null) {
       if (this.push(chunk)) return;
-      if (this.#spill === undefined) this.#controller.pause();
+      if (this.#spill === undefined || tempSpace.used >= this.#spill.space) this.#controller.pause();
       else this.#file = new TempFile(this.#spill.directory, this.#writesCaughtUp);
     } else if (file.failed !== null) {
       this.destroy(tempFileError(file.failed));
-    } else if (!file.append(chunk) || file.size >= this.#spill!.maxSize) {
-      // The disk is behind (resumed by #writesCaughtUp), or the file is as large as it may be
-      // (resumed once it is read out): the origin waits.
+    } else if (!file.append(chunk) || !this.#roomFor(file)) {
+      // The disk is behind (resumed by #writesCaughtUp), or the file may grow no more (resumed
+      // once it is read out): the origin waits.
       this.#controller.pause();
     }
   }
 
+  /** Whether `file` may grow: under maxTempFileSize, and all temp files under limits.tempFileSpace. */
+  #roomFor(file: TempFile): boolean {
+    return file.size < this.#spill!.maxSize && tempSpace.used < this.#spill!.space;
+  }
+
   readonly #writesCaughtUp = (): void => {
-    if (this.#file !== null && this.#file.size < this.#spill!.maxSize) this.#controller.resume();
+    if (this.#file !== null && this.#roomFor(this.#file)) this.#controller.resume();
   };
 
   /** The origin's response has ended: the body ends once what was spilled is read. */

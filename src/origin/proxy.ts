@@ -19,6 +19,8 @@ export interface ProxyOptions extends PoolOptions {
   trusted: BlockList;
   /** Name in Via. */
   viaName: string;
+  /** limits.tempFileSpace: bytes all proxy temp files of this process may hold together. */
+  tempFileSpace: number;
   /** The route caches: fields that override the URL are not sent (hygiene.ts). */
   caching: boolean;
   /** The key hash balancing keeps on one upstream: the cache's primary key, so each URL has one home. */
@@ -142,7 +144,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const pool = createUpstreamPool(options);
   /** A request that waits for a connection gets as long as one that waits for its response's header. */
   const queueDeadline: QueueDeadline = { ms: options.headersTimeout, timers: options.timers ?? realTimers };
-  const spill: SpillOptions | undefined = options.maxTempFileSize > 0 ? { directory: options.tempPath ?? tmpdir(), maxSize: options.maxTempFileSize } : undefined;
+  const spill: SpillOptions | undefined = options.maxTempFileSize > 0 && options.tempFileSpace > 0
+    ? { directory: options.tempPath ?? tmpdir(), maxSize: options.maxTempFileSize, space: options.tempFileSpace }
+    : undefined;
 
   /** The response's fields as the client gets them: one copy, hop-by-hop and hidden fields out, Via in. */
   const responseHeaders = (headers: Record<string, string | string[]>) => addVia(endToEnd(headers, hide));

@@ -12,6 +12,12 @@ import { join } from 'node:path';
  * neither is in flight: a number closed under a queued write could be reused by the next socket
  * or file, and the write would land there.
  */
+/**
+ * The bytes this process's temp files hold together (each file's bytes count until it is closed),
+ * for `limits.tempFileSpace` and the metrics.
+ */
+export const tempSpace = { used: 0 };
+
 export class TempFile {
   readonly #path: string;
   #fd = -1;
@@ -26,6 +32,8 @@ export class TempFile {
   /** Bytes in the file, and how far it has been read back. */
   #written = 0;
   #readOffset = 0;
+  /** What this file adds to `tempSpace.used`. */
+  #charged = 0;
   /** A read that found everything written already read: answered when the next write lands. */
   #waiting: ReadCallback | null = null;
   /** `append` said the queue was full: `onDrain` is owed once it is not. */
@@ -64,6 +72,8 @@ export class TempFile {
     if (this.#closed || this.#error !== null) return true;
     this.#queue.push(chunk);
     this.#queued += chunk.length;
+    this.#charged += chunk.length;
+    tempSpace.used += chunk.length;
     this.#flush();
     if (this.#queued < WRITE_QUEUE_LIMIT) return true;
     this.#drainOwed = true;
@@ -98,6 +108,8 @@ export class TempFile {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    tempSpace.used -= this.#charged;
+    this.#charged = 0;
     this.#queue = [];
     this.#queued = 0;
     this.#waiting = null;

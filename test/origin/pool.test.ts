@@ -15,6 +15,7 @@ import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
 import type { UpstreamEvent } from '../../src/observability/channels.ts';
 import { until, waitFor } from '../helpers/wait.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
+import { tempSpace } from '../../src/origin/temp-file.ts';
 
 /**
  * Upstream pools against real origins: balancing, active health checks (their timers moved by
@@ -474,7 +475,7 @@ test('a client that takes no byte of a streamed response for limits.sendTimeout 
   }
 });
 
-test('a client slower than the origin: the response goes on into a temp file and the origin connection is let go; past maxTempFileSize the client paces the origin again', async () => {
+test('a client slower than the origin: the response goes on into a temp file and the origin connection is let go; past maxTempFileSize or limits.tempFileSpace the client paces the origin again', async (t) => {
   const SIZE = 24 * 1024 * 1024; // more than every socket buffer between origin and client can hold
   const body = randomBytes(SIZE);
   let flushed = 0;
@@ -503,38 +504,50 @@ test('a client slower than the origin: the response goes on into a temp file and
     };
   }
   const timers = manualTimers();
-  const spilling = await startOutpost({
-    proxy: { connections: 1, headersTimeout: '5s', tempPath: dir },
+  const start = (more: Record<string, unknown> = {}, limits: Record<string, unknown> = {}) => startOutpost({
+    proxy: { connections: 1, headersTimeout: '5s', tempPath: dir, ...more },
+    limits,
     sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
   }, { timers });
-  const limited = await startOutpost({
-    proxy: { connections: 1, headersTimeout: '5s', tempPath: dir, maxTempFileSize: '1MB' },
-    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
-  }, { timers });
+  const spilling = await start();
+  t.after(async () => {
+    await origin.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   try {
     const read = await slowClient(spilling);
     // The origin's whole answer was taken while the client reads nothing ...
     await until(() => flushed === 1, 10_000);
     assert.deepEqual(readdirSync(dir), [], 'the temp file is unlinked as soon as it is open');
+    assert.ok(tempSpace.used > SIZE / 2, `counted: ${tempSpace.used}`);
     // ... so its only connection serves the next request at once.
     assert.equal((await h2(`${spilling.url}/next`)).body.toString(), 'quick /next');
     await read();
-
-    // 1 MB of temp file: the origin is paced by the client again, and the next request waits for
-    // the connection (504 after headersTimeout). The body still arrives whole once read.
-    const readLimited = await slowClient(limited);
-    const waiting = h2(`${limited.url}/queued`);
-    await new Promise((r) => setTimeout(r, 300)); // dispatched and queued in undici
-    timers.advance(5000);
-    assert.equal((await waiting).status, 504);
-    assert.equal(flushed, 1);
-    await readLimited();
-    await until(() => flushed === 2);
+    assert.equal(tempSpace.used, 0, 'the file is closed once read out');
   } finally {
     await spilling.close();
-    await limited.close();
-    await origin.close();
-    rmSync(dir, { recursive: true, force: true });
+  }
+  // 1 MB of temp file, or of temp files in all: the origin is paced by the client again, and the
+  // next request waits for the connection (504 after headersTimeout). The body still arrives
+  // whole once read.
+  for (const [more, limits] of [[{ maxTempFileSize: '1MB' }, {}], [{}, { tempFileSpace: '1MB' }]]) {
+    const limited = await start(more, limits);
+    try {
+      const before = flushed;
+      const read = await slowClient(limited);
+      const waiting = h2(`${limited.url}/queued`);
+      await new Promise((r) => setTimeout(r, 300)); // dispatched and queued in undici
+      timers.advance(5000);
+      assert.equal((await waiting).status, 504, JSON.stringify([more, limits]));
+      assert.equal(flushed, before);
+      // Checked after each chunk: the one that crosses the limit (up to 64 KiB), and any undici hands on in the same read.
+      assert.ok(tempSpace.used <= 1024 * 1024 + 256 * 1024, `within the limit: ${tempSpace.used}`);
+      await read();
+      await until(() => flushed === before + 1);
+      assert.equal(tempSpace.used, 0);
+    } finally {
+      await limited.close();
+    }
   }
 });
 
