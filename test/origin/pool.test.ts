@@ -492,7 +492,7 @@ test('a client slower than the origin: the response goes on into a temp file and
     socket.write('GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     const [first] = await once(socket, 'data') as [Buffer];
     socket.pause();
-    return async () => {
+    return Object.assign(async () => {
       const chunks = [first];
       socket.on('data', (chunk: Buffer) => chunks.push(chunk));
       socket.resume();
@@ -501,7 +501,7 @@ test('a client slower than the origin: the response goes on into a temp file and
       const head = response.indexOf('\r\n\r\n') + 4;
       assert.match(response.subarray(0, head).toString('latin1'), /^HTTP\/1\.1 200 /);
       assert.ok(response.subarray(head).equals(body), `the body, whole and in order (${response.length - head} of ${SIZE} bytes)`);
-    };
+    }, { socket });
   }
   const timers = manualTimers();
   const start = (more: Record<string, unknown> = {}, limits: Record<string, unknown> = {}) => startOutpost({
@@ -524,6 +524,12 @@ test('a client slower than the origin: the response goes on into a temp file and
     assert.equal((await h2(`${spilling.url}/next`)).body.toString(), 'quick /next');
     await read();
     assert.equal(tempSpace.used, 0, 'the file is closed once read out');
+    // A client that goes away with its response in a temp file: the file goes with it.
+    const gone = await slowClient(spilling);
+    await until(() => flushed === 2, 10_000);
+    assert.ok(tempSpace.used > 0);
+    gone.socket.destroy();
+    await until(() => tempSpace.used === 0);
   } finally {
     await spilling.close();
   }
