@@ -1,6 +1,7 @@
 import { close, open, read, unlink, write } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { noteMovedBytes } from '../runtime/young-buffers.ts';
 
 /**
  * A response body's overflow on disk: the bytes an origin sent that the client has not taken yet,
@@ -100,6 +101,7 @@ export class TempFile {
       if (err === null && bytes === 0) err = new Error('proxy temp file: ended before the bytes written to it');
       if (err !== null) return this.#fail(err, callback);
       this.#readOffset += bytes;
+      noteMovedBytes(bytes);
       callback(null, bytes === length ? buffer : buffer.subarray(0, bytes));
     });
   }

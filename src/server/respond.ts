@@ -7,6 +7,7 @@ import { publishError, responseEndChannel, type RequestFacts } from '../observab
 import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
 import type { IdleWatch, Watched } from './idle-watch.ts';
+import { noteMovedBytes } from '../runtime/young-buffers.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -166,8 +167,13 @@ function fileStream(body: FileBody): Readable {
     return Readable.from([]);
   }
   // 256 KB reads: a quarter of the syscalls and callbacks of the 64 KB default for large files.
-  return body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true, highWaterMark: 256 * 1024 });
+  const stream = body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true, highWaterMark: 256 * 1024 });
+  // Each read is a fresh Buffer (runtime/young-buffers.ts). Listening before the pipe is attached
+  // loses nothing: the first read reports back on a later turn.
+  return stream.on('data', countMoved);
 }
+
+const countMoved = (chunk: Buffer | string) => noteMovedBytes(chunk.length);
 
 export const END_STREAM = { endStream: true } as const;
 
