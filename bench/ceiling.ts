@@ -52,6 +52,7 @@ const GET: Record<string, ((ae: string | undefined) => Answer) | undefined> = {
   [PATHS.apiPool]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.apiH2]: variants(fixtures.api, UNCACHEABLE, false),
   [PATHS.feed]: variants(fixtures.feed, UNCACHEABLE, false),
+  [PATHS.download]: variants(fixtures.large, UNCACHEABLE, false),
 };
 const notFound: Answer = { status: 404, headers: { 'content-type': 'text/plain', 'content-length': 10 }, body: Buffer.from('not found\n') };
 

@@ -134,14 +134,16 @@ export const PATHS = {
   /** An uncacheable API whose origin gzips its answer for clients that take gzip (pass-gzip). */
   feed: '/o/feed',
   upload: '/o/upload',
+  /** A 1 MiB answer no edge may keep (pass-1mb): the large file's bytes, uncacheable. */
+  download: '/o/download',
   burst: '/o/burst/',
 } as const;
 
 /**
  * The paths no edge may answer from memory (the uncacheable API, as is and through the pool and the
- * HTTP/2 routes, and the gzipped feed): the ceiling relays them to the origin (bench/ceiling.ts).
+ * HTTP/2 routes, the gzipped feed and the 1 MiB download): the ceiling relays them to the origin (bench/ceiling.ts).
  */
-export const RELAYED_PATHS: readonly string[] = [PATHS.api, PATHS.apiPool, PATHS.apiH2, PATHS.feed];
+export const RELAYED_PATHS: readonly string[] = [PATHS.api, PATHS.apiPool, PATHS.apiH2, PATHS.feed, PATHS.download];
 
 /** The origin holds each /burst/ answer this long, so the 200 concurrent requests overlap it. */
 export const BURST_DELAY_MS = 100;

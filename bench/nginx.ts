@@ -160,6 +160,13 @@ ${o.brotliStatic ? '      brotli_static on;\n' : ''}    }
       proxy_cache_lock off;
     }
 
+    # The uncacheable 1 MiB download (pass-1mb): read from the origin into nginx's buffers (and temp
+    # files past them, its defaults), as Outpost reads it into memory and temp files.
+    location /o/download {
+      proxy_pass http://origin;
+      proxy_cache_lock off;
+    }
+
     location /o2/ {
       proxy_pass http://origin_pool;
       proxy_cache_lock off;

@@ -60,6 +60,10 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     return send(res, 200, { 'content-type': fixtures.api.type, 'cache-control': UNCACHEABLE, 'content-length': fixtures.api.body.length },
       req.method === 'HEAD' ? undefined : fixtures.api.body);
   }
+  if (path === '/download') {
+    return send(res, 200, { 'content-type': fixtures.large.type, 'cache-control': UNCACHEABLE, 'content-length': fixtures.large.body.length },
+      req.method === 'HEAD' ? undefined : fixtures.large.body);
+  }
   if (path === '/feed') {
     // gzipped once (as an origin's compression middleware would on every response): the edge's work is what is measured
     const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));

@@ -237,6 +237,7 @@ const SCENARIOS: readonly Scenario[] = [
   { id: 'pass-pool', what: 'the same API through a pool of two upstreams (round-robin)', method: 'GET', path: PATHS.apiPool, headers: {}, wrk: 'full' },
   { id: 'pass-h2', what: 'the same API with HTTP/2 (h2c) to the origin', method: 'GET', path: PATHS.apiH2, headers: {}, wrk: 'full' },
   { id: 'pass-gzip', what: 'an uncacheable 12 KB JSON API that gzips its answers, Accept-Encoding: br, gzip', method: 'GET', path: PATHS.feed, headers: { 'accept-encoding': 'br, gzip' }, wrk: 'full' },
+  { id: 'pass-1mb', what: 'an uncacheable 1 MiB download passed through', method: 'GET', path: PATHS.download, headers: {}, wrk: 'always', memory: true },
   { id: 'post-1mb', what: 'POST with a 1 MiB body passed through', method: 'POST', path: PATHS.upload, headers: { 'content-type': 'application/octet-stream' }, body: fixtures.large.body, memory: true },
 ];
 
@@ -438,7 +439,7 @@ function requestFor(s: Scenario, tag: string, i: number): Parameters<Pool['reque
  * both protocols: with a tenth over HTTP/1.1 only, Outpost's upload path was still being compiled
  * when its rows ran (figures in bench/README.md). nginx and the ceiling get the same.
  */
-const warmCount = (s: Scenario) => (s.body || s.path === PATHS.large ? Math.ceil(SETTINGS.warmRequests / 2) : SETTINGS.warmRequests);
+const warmCount = (s: Scenario) => (s.body || s.path === PATHS.large || s.path === PATHS.download ? Math.ceil(SETTINGS.warmRequests / 2) : SETTINGS.warmRequests);
 
 async function warm(system: System): Promise<void> {
   for (const s of selected) {
@@ -690,7 +691,7 @@ async function main(): Promise<void> {
   console.log(`cpu us/resp: the server's process CPU time (/proc/PID/stat utime+stime, all its processes) / responses.`);
   console.log(`\nburst: ${SETTINGS.burst} concurrent GETs for one cold URL, Accept-Encoding: ${BURST_HEADERS['accept-encoding']} (the origin holds its answer ${BURST_DELAY_MS} ms; 1 is perfect coalescing; cpu: the server's, from the first request of the burst to the last answer)`);
   console.log(burstTable(bursts));
-  console.log(`\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb and post-1mb / after all runs / ${IDLE_MS / 1000} s after Outpost went quiet (${((waitedMs + IDLE_MS) / 1000).toFixed(0)} s after the runs)`);
+  console.log(`\nresident memory (RSS, MiB): at start / after warm-up / peak during static-1mb, pass-1mb and post-1mb / after all runs / ${IDLE_MS / 1000} s after Outpost went quiet (${((waitedMs + IDLE_MS) / 1000).toFixed(0)} s after the runs)`);
   for (const system of systems) {
     const mb = (v?: number) => (v === undefined ? '-' : (v / (1 << 20)).toFixed(1));
     const restarts = system.restarts ? `  (restarted ${system.restarts}x after crashes: later figures are of a new process)` : '';
@@ -770,7 +771,7 @@ async function instructions(cert: string, key: string, origins: readonly [string
     process.exitCode = 1;
     return;
   }
-  const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && !s.crowd && s.path !== PATHS.large);
+  const scenarios = flags.scenarios ? selected.filter((s) => s.method === 'GET') : selected.filter((s) => s.method === 'GET' && !s.unique && !s.crowd && s.path !== PATHS.large && s.path !== PATHS.download);
   const counts = { warm: flags.warm !== undefined ? Number(flags.warm) : QUICK ? 10000 : 20000, measured: 1000, windows: QUICK ? 1 : 3 };
   const wanted = new Set((flags.systems ?? 'ceiling,outpost').split(','));
   const launchers = [
