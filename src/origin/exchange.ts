@@ -7,7 +7,7 @@ import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 import type { Timers } from '../timers.ts';
 import { publishError } from '../observability/channels.ts';
 import { TempFile, tempSpace } from './temp-file.ts';
-import { noteMovedBytes } from '../runtime/young-buffers.ts';
+import { noteBodyBytes } from '../runtime/body-scavenge.ts';
 
 /**
  * One request to an upstream and its response as a Reply, through undici's `dispatch` with a
@@ -301,7 +301,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(_controller: Controller, chunk: Buffer): void {
-    noteMovedBytes(chunk.length);
+    noteBodyBytes(chunk.length);
     if (this.#whole) {
       if (this.#first === null) this.#first = chunk;
       else (this.#more ??= []).push(chunk);

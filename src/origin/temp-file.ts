@@ -1,7 +1,7 @@
 import { close, open, read, unlink, write } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { noteMovedBytes } from '../runtime/young-buffers.ts';
+import { noteBodyBytes } from '../runtime/body-scavenge.ts';
 
 /**
  * A response body's overflow on disk: the bytes an origin sent that the client has not taken yet,
@@ -101,7 +101,7 @@ export class TempFile {
       if (err === null && bytes === 0) err = new Error('proxy temp file: ended before the bytes written to it');
       if (err !== null) return this.#fail(err, callback);
       this.#readOffset += bytes;
-      noteMovedBytes(bytes);
+      noteBodyBytes(bytes);
       callback(null, bytes === length ? buffer : buffer.subarray(0, bytes));
     });
   }

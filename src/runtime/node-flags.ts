@@ -57,9 +57,9 @@
  * --expose-gc: lets `memory.trim` ask for a full collection when the load stops, before it gives
  * glibc's free pages back (src/runtime/malloc-trim.ts): the bodies let go since V8's last full
  * collection are freed then, not whenever the next load comes (after 40,000 misses: RSS 663-680
- * MiB against 726-742 with the trim alone). And request bodies ask for a young collection every
- * 8 MiB (src/runtime/body-scavenge.ts), which ends the storms of full collections under uploads
- * described below. Nothing else calls gc().
+ * MiB against 726-742 with the trim alone). And bodies (uploads, origin responses, files streamed
+ * from disk) ask for a young collection every 8 MiB (src/runtime/body-scavenge.ts), which ends the
+ * storms of full collections under large bodies described below. Nothing else calls gc().
  *
  * Not used: --min-semi-space-size=16 (a fixed young generation), in the serving flags for one
  * bench run on 2026-12-01. memory.trim's collection at rest shrinks the young generation to 1 MB,
@@ -128,7 +128,7 @@
  * against 804-814 without it. Neither --max-semi-space-size=2, 8 nor a fixed young generation
  * stopped the storms; --initial-old-space-size=64 made them rarer (MCs 3-10 per 10 s of uploads
  * against 29-35) at 45 MB more RSS. What ends them is collecting the dead chunks before they pile
- * up: a young collection every 8 MiB of request bodies (src/runtime/body-scavenge.ts).
+ * up: a young collection every 8 MiB of bodies, requests' and responses' (src/runtime/body-scavenge.ts).
  */
 export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'];
 

@@ -7,7 +7,7 @@ import { publishError, responseEndChannel, type RequestFacts } from '../observab
 import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
 import type { IdleWatch, Watched } from './idle-watch.ts';
-import { noteMovedBytes } from '../runtime/young-buffers.ts';
+import { noteBodyBytes } from '../runtime/body-scavenge.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -168,12 +168,12 @@ function fileStream(body: FileBody): Readable {
   }
   // 256 KB reads: a quarter of the syscalls and callbacks of the 64 KB default for large files.
   const stream = body.handle.createReadStream({ start: body.offset, end: body.offset + body.length - 1, autoClose: true, highWaterMark: 256 * 1024 });
-  // Each read is a fresh Buffer (runtime/young-buffers.ts). Listening before the pipe is attached
+  // Each read is a fresh Buffer (runtime/body-scavenge.ts). Listening before the pipe is attached
   // loses nothing: the first read reports back on a later turn.
-  return stream.on('data', countMoved);
+  return stream.on('data', countBodyBytes);
 }
 
-const countMoved = (chunk: Buffer | string) => noteMovedBytes(chunk.length);
+const countBodyBytes = (chunk: Buffer | string) => noteBodyBytes(chunk.length);
 
 export const END_STREAM = { endStream: true } as const;
 

@@ -11,12 +11,12 @@ import type { AddressInfo } from 'node:net';
 import { h1 } from '../helpers/outpost.ts';
 
 /**
- * Large bodies pass through in fresh Buffers (a file read stream's chunks, an origin's socket
- * reads on the proxy, a temp file's reads). Without a minor collection every few MiB
- * (src/runtime/young-buffers.ts), V8 reached its external-memory limit every ~15-20 MiB and ran a
- * full mark-compact for buffers that were already garbage: 8-10 for four 32 MiB responses. Counted
- * in --trace-gc of an Outpost started with `npm start`'s flags. The proxied route has no temp file,
- * so that the origin's reads are what is counted.
+ * Large response bodies pass through in fresh Buffers (a file read stream's chunks, an origin's
+ * socket reads on the proxy, a temp file's reads). Before src/runtime/body-scavenge.ts counted
+ * them (it counted request bodies only), V8 reached its external-memory limit every ~15-20 MiB and
+ * ran a full mark-compact for buffers that were already garbage: 8-10 for four 32 MiB responses.
+ * Counted in --trace-gc of an Outpost started with `npm start`'s flags. The proxied route has no
+ * temp file, so that the origin's reads are what is counted.
  */
 test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times bring no full collection for their buffers', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-young-'));
