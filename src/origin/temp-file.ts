@@ -4,6 +4,12 @@ import { join } from 'node:path';
 import { noteBodyBytes } from '../runtime/body-scavenge.ts';
 
 /**
+ * The bytes this process's temp files hold together (each file's bytes count until it is closed),
+ * for `limits.tempFileSpace` and the metrics.
+ */
+export const tempSpace = { used: 0 };
+
+/**
  * A response body's overflow on disk: the bytes an origin sent that the client has not taken yet,
  * appended to a file and read back in order (nginx's proxy temp files). The file is unlinked as
  * soon as it is open, so nothing is left behind whatever happens to the process; its space goes
@@ -13,12 +19,6 @@ import { noteBodyBytes } from '../runtime/body-scavenge.ts';
  * neither is in flight: a number closed under a queued write could be reused by the next socket
  * or file, and the write would land there.
  */
-/**
- * The bytes this process's temp files hold together (each file's bytes count until it is closed),
- * for `limits.tempFileSpace` and the metrics.
- */
-export const tempSpace = { used: 0 };
-
 export class TempFile {
   readonly #path: string;
   #fd = -1;
