@@ -147,7 +147,8 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
   if (path === undefined || path.charCodeAt(0) !== 47 /* '/' */) throw clientError.badRequest('invalid :path');
   // RFC 9113 §8.3.1 lets :scheme name other schemes for a proxy that translates them; this is no
-  // forward proxy, and a request for ftp://... is not one for this site (nginx: 400).
+  // forward proxy, and a request for ftp://... is not one for this site, nor to be cached as an
+  // https one (nginx 1.22 serves it as if it were).
   const scheme = headers[':scheme'];
   if (scheme !== 'https' && scheme !== 'http') throw clientError.badRequest('invalid :scheme');
   const parsed = parseTarget(path);
