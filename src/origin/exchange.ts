@@ -279,16 +279,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     const first = this.#first;
     const more = this.#more;
     this.#stopGathering();
-    const controller = this.#controller!;
-    const stream = new OriginBody(controller, this.#request.spill);
-    this.#stream = stream;
-    stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
-    stream.once('close', () => this.#detach());
     // What came before anyone reads the body is no sign of a slow client: it waits in memory,
     // the origin meanwhile; spilling starts only with what comes after.
-    if (first !== null) stream.push(first);
-    if (more !== null) for (const chunk of more) stream.push(chunk);
-    if (stream.readableLength >= stream.readableHighWaterMark) controller.pause();
+    const stream = this.#bodyOf(first, more, this.#request.spill);
+    this.#stream = stream;
+    stream.once('close', () => this.#detach());
+    if (stream.readableLength >= stream.readableHighWaterMark) this.#controller!.pause();
     this.#settled = true;
     this.#resolve({ status: this.#status, headers: this.#headers!, body: stream });
   }
@@ -332,11 +328,17 @@ class Exchange implements Dispatcher.DispatchHandler {
    */
   #joined(first: Buffer, more: Buffer[]): Buffer | Readable {
     if (this.#received <= WHOLE_LIMIT) return Buffer.concat([first, ...more], this.#received);
-    const stream = new OriginBody(this.#controller!, undefined);
-    stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
-    stream.push(first);
-    for (const chunk of more) stream.push(chunk);
+    const stream = this.#bodyOf(first, more, undefined);
     stream.complete();
+    return stream;
+  }
+
+  /** The streamed body, holding the chunks gathered so far. */
+  #bodyOf(first: Buffer | null, more: Buffer[] | null, spill: SpillOptions | undefined): OriginBody {
+    const stream = new OriginBody(this.#controller!, spill);
+    stream.on('error', () => {}); // whoever pipes it handles its errors; unread it must not crash
+    if (first !== null) stream.push(first);
+    if (more !== null) for (const chunk of more) stream.push(chunk);
     return stream;
   }
 
