@@ -14,9 +14,12 @@ export interface OutpostProcess {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
-/** `env` is added to this process's environment; a variable given as undefined is left out. */
-export function spawnOutpost(args: string[], env: NodeJS.ProcessEnv = {}, entry = 'src/main.ts'): OutpostProcess {
-  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/**
+ * `env` is added to this process's environment; a variable given as undefined is left out.
+ * `nodeFlags` go before the entry (V8's flags, which NODE_OPTIONS does not all take).
+ */
+export function spawnOutpost(args: string[], env: NodeJS.ProcessEnv = {}, entry = 'src/main.ts', nodeFlags: readonly string[] = []): OutpostProcess {
+  const child = spawn(process.execPath, [...nodeFlags, entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => { output += d; });
   child.stderr!.on('data', (d: Buffer) => { output += d; });

@@ -1,7 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { h1 } from '../helpers/outpost.ts';
+import { spawnOutpost } from '../helpers/process.ts';
 
 /**
  * Large response bodies pass through in fresh Buffers (a file read stream's chunks, an origin's
@@ -39,28 +38,18 @@ test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times br
     `sites: [{ hosts: ["*"], static: ${JSON.stringify(dir)}, routes: [{ path: /o/, origin: "http://127.0.0.1:${(origin.address() as AddressInfo).port}", proxy: { maxTempFileSize: 0 } }] }]`,
     '',
   ].join('\n'));
-  const child = spawn(process.execPath, ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc', '--trace-gc', 'src/main.ts', '-c', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const outpost = spawnOutpost(['-c', config], {}, 'src/main.ts', ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc', '--trace-gc']);
   t.after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    }
+    await outpost.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => { output += d; });
-  const deadline = Date.now() + 30_000;
-  while (!/listening on (https:\S+)/.test(output)) {
-    assert.ok(Date.now() < deadline && child.exitCode === null, output);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  const base = /listening on (https:\S+?)\/?(\s|$)/.exec(output)![1];
+  const base = (await outpost.waitFor(/listening on (https:\S+?)\/?(\s|$)/, 30_000))[1];
   const ca = readFileSync(join(dir, 'cert', 'dev-cert.pem'), 'utf8');
   for (const path of ['/big.bin', '/o/big']) {
     assert.equal((await h1(`${base}${path}`, { ca })).body.length, size); // warm: code compiled, pools made
-    const from = output.length;
+    const from = outpost.output().length;
     for (let i = 0; i < 4; i++) assert.equal((await h1(`${base}${path}`, { ca })).body.length, size);
-    const fullCollections = output.slice(from).split('\n').filter((line) => line.includes('Mark-Compact'));
+    const fullCollections = outpost.output().slice(from).split('\n').filter((line) => line.includes('Mark-Compact'));
     assert.ok(fullCollections.length <= 1, `${path}: ${fullCollections.length} full collections:\n${fullCollections.join('\n')}`);
   }
 });
