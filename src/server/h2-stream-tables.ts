@@ -52,6 +52,11 @@ function tablesOf(session: Http2Session): StreamTables | undefined {
   return state as StreamTables;
 }
 
+/** The session's open streams (Node's own table, read, not copied); undefined when Node's state has another shape. */
+export function openStreamsOf(session: Http2Session): Iterable<unknown> | undefined {
+  return tablesOf(session)?.streams.values();
+}
+
 /** A copy of `table` of its own class (Node's SafeMap, SafeSet). */
 const copyOf = <T extends Map<unknown, unknown> | Set<unknown>>(table: T): T =>
   new (table.constructor as new (entries: T) => T)(table);

@@ -10,7 +10,8 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
 import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2 } from './request.ts';
-import { SEND_TIMEOUT, informationalHttp2, respondHttp1, respondHttp2 } from './respond.ts';
+import { SEND_TIMEOUT, informationalHttp2, progressWatched, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
+import { stalledStreamWatch } from './h2-stalls.ts';
 import { withBodyLimits } from './body.ts';
 import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
@@ -126,8 +127,10 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   });
   // Idle connections are closed by idleWatch, not by Node's per-read, per-write timers (server.setTimeout).
   const idle = idleWatch(limits.idleTimeout, events.timers);
-  // Streamed response bodies whose client takes nothing are cut off the same way (respond.ts watchProgress).
+  // Streamed response bodies whose client takes nothing are cut off the same way (respond.ts watchProgress),
+  // and HTTP/2 responses written whole whose client holds them back by flow control (h2-stalls.ts).
   const stalls = idleWatch(limits.sendTimeout, events.timers);
+  const stalledStreams = stalledStreamWatch(limits.sendTimeout, { timedOut: sendTimeoutError, watchedElsewhere: progressWatched, timers: events.timers });
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
 
@@ -139,9 +142,11 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     sessions.add(session);
     const watched = sessionWatched(session);
     idle.add(watched);
+    stalledStreams.add(session);
     session.once('close', () => {
       sessions.delete(session);
       idle.delete(watched);
+      stalledStreams.delete(session);
     });
     // Session errors reach the log through the server's 'sessionError' below, once; Node keeps its
     // own 'error' listener on every server session, so none is needed here.
@@ -205,7 +210,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     const oversized = headerListSize(rawHeaders) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
     const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(rawHeaders, stream.endAfterHeaders);
-    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
+    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers, stalls)) return;
     const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';
     const abort = abortOnReset(stream);
@@ -334,6 +339,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     plain?.closeAllConnections();
     idle.stop();
     stalls.stop();
+    stalledStreams.stop();
     tables.stop();
     await closed;
   })());

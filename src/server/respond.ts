@@ -108,10 +108,43 @@ export const SEND_TIMEOUT = 'ERR_SEND_TIMEOUT';
 function watchProgress(count: Tally, destination: Writable, stalls: IdleWatch): Watched {
   const progress: Watched = {
     bytes: () => count.bytes,
-    close: () => destination.destroy(Object.assign(new Error('the client took no byte of the response for limits.sendTimeout'), { code: SEND_TIMEOUT })),
+    close: () => destination.destroy(sendTimeoutError()),
   };
   stalls.add(progress);
+  progressWatched.add(destination);
   return progress;
+}
+
+/** The error a response its client stopped taking is destroyed with (counted as the client's doing, not logged). */
+export const sendTimeoutError = (): Error => Object.assign(new Error('the client took no byte of the response for limits.sendTimeout'), { code: SEND_TIMEOUT });
+
+/** Destinations whose streamed body watchProgress follows: the stalled-stream watch (h2-stalls.ts) leaves them to it. */
+export const progressWatched = new WeakSet<object>();
+
+/**
+ * The largest body an HTTP/2 response writes whole. Flow control lets a client take a write a few
+ * bytes at a time, and nothing shows how far one has got until it is all sent; the stalled-stream
+ * watch (h2-stalls.ts) gives each write limits.sendTimeout, so a larger body goes as a stream of
+ * slices of this size, each a step the stall watch sees (a client has to take 256 KiB per
+ * sendTimeout, 4.4 KB/s at the default, to keep it).
+ */
+export const WHOLE_WRITE_LIMIT = 256 * 1024;
+
+/** `body` as a stream of WHOLE_WRITE_LIMIT slices (views, not copies), one handed on at a time. */
+function inSlices(body: Buffer): Readable {
+  let at = 0;
+  return new Readable({
+    highWaterMark: WHOLE_WRITE_LIMIT,
+    read() {
+      if (at >= body.length) {
+        this.push(null);
+        return;
+      }
+      const end = Math.min(at + WHOLE_WRITE_LIMIT, body.length);
+      this.push(body.subarray(at, end));
+      at = end;
+    },
+  });
 }
 
 /** Writes `chunk`, and ends `destination` once that write (and so every one before it) has reported back. */
@@ -122,7 +155,7 @@ function writeThenEnd(destination: Writable, chunk: Buffer): void {
 }
 
 /** What the end report needs to know about a body while it is sent. */
-interface Tally { bytes: number; failed: boolean }
+export interface Tally { bytes: number; failed: boolean }
 
 /**
  * Reports the response once its stream or ServerResponse closes: finished, or aborted with what
@@ -247,19 +280,37 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
   } else if (!respondOrFail(stream, headers, undefined, reply.status)) {
     disposeBody(body);
   } else if (Buffer.isBuffer(body)) {
-    if (tally !== null) tally.bytes = body.length;
-    endWith(stream, body);
+    sendWholeHttp2(stream, body, stalls, tally);
   } else {
     // Files go through a read stream too: respondWithFD plus closing the handle when a client
     // resets mid-transfer crashed Node 24 (SIGSEGV, reproduced without Outpost code); a read
     // stream closes its handle itself and measured faster for 1 MB files.
-    // A body that fails half-way must not look complete: reset the stream.
-    // (close(code) would first end the stream cleanly; destroy(err) resets it with INTERNAL_ERROR.)
-    sendBody(isFileBody(body) ? fileStream(body) : body, stream, (err) => {
-      if (tally !== null) tally.failed = true;
-      stream.destroy(err);
-    }, tally, stalls, stream.readableEnded);
+    sendHttp2Stream(stream, isFileBody(body) ? fileStream(body) : body, stalls, tally);
   }
+}
+
+/**
+ * A body that is all in memory, after the headers: one write up to WHOLE_WRITE_LIMIT (or with no
+ * stall watch to follow it), else as slices whose progress `stalls` follows.
+ */
+export function sendWholeHttp2(stream: ServerHttp2Stream, body: Buffer, stalls: IdleWatch | undefined, tally: Tally | null): void {
+  if (body.length <= WHOLE_WRITE_LIMIT || stalls === undefined) {
+    if (tally !== null) tally.bytes = body.length;
+    endWith(stream, body);
+  } else {
+    sendHttp2Stream(stream, inSlices(body), stalls, tally);
+  }
+}
+
+/**
+ * A streamed body, after the headers. One that fails half-way must not look complete: the stream
+ * is reset (close(code) would first end it cleanly; destroy(err) resets it with INTERNAL_ERROR).
+ */
+function sendHttp2Stream(stream: ServerHttp2Stream, body: Readable, stalls: IdleWatch | undefined, tally: Tally | null): void {
+  sendBody(body, stream, (err) => {
+    if (tally !== null) tally.failed = true;
+    stream.destroy(err);
+  }, tally, stalls, stream.readableEnded);
 }
 
 export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts, stalls?: IdleWatch): void {

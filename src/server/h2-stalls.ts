@@ -1,0 +1,91 @@
+import type { Http2Session } from 'node:http2';
+import type { Writable } from 'node:stream';
+import { realTimers, type Timers } from '../timers.ts';
+import { openStreamsOf } from './h2-stream-tables.ts';
+
+/**
+ * limits.sendTimeout for HTTP/2 responses written whole: a cache hit, a kept file, a small origin
+ * answer, an error page. Their body goes to the stream in one write, which HTTP/2 flow control can
+ * hold forever: a client that opens its streams with a window of 0 (SETTINGS_INITIAL_WINDOW_SIZE)
+ * and never grants more gets the headers and no byte of any body, and the PINGs it sends keep its
+ * connection from looking idle (idle-watch.ts counts the bytes of the connection). Each such
+ * stream holds its body and one of the session's maxConcurrentStreams for as long as the client
+ * likes; nginx resets it after `send_timeout`. Streamed bodies have their own watch, which counts
+ * the bytes handed on (respond.ts watchProgress); bodies too large to be one write go that way too
+ * (respond.ts WHOLE_WRITE_LIMIT), so a write found here is at most that size, and a client that
+ * takes nothing of it for sendTimeout has stalled, not slowed.
+ *
+ * Nothing is added per request: every sendTimeout / 4 the watch walks the open streams of each
+ * session (Node's own table, h2-stream-tables.ts) and looks at what each has queued and not yet
+ * sent (`writableLength`, which falls only when a write has gone out whole). A stream whose queue
+ * stayed the same, and not empty, for sendTimeout is destroyed with `timedOut()`, as a stalled
+ * streamed body is, so it ends within 1 to 1.25 times sendTimeout; its session and other streams
+ * go on. Where Node's state has another shape (another version) the watch sees no streams.
+ */
+
+export interface StalledStreamWatch {
+  add(session: Http2Session): void;
+  delete(session: Http2Session): void;
+  stop(): void;
+}
+
+export interface StalledStreamOptions {
+  /** The error a stalled stream is destroyed with (respond.ts sendTimeoutError). */
+  readonly timedOut: () => Error;
+  /** Streams some other watch follows already (streamed bodies): left to it. */
+  readonly watchedElsewhere: WeakSet<object>;
+  readonly timers?: Timers;
+  /** The session's open streams (tests may give their own). */
+  readonly streamsOf?: (session: Http2Session) => Iterable<unknown> | undefined;
+}
+
+interface Seen { queued: number; since: number }
+
+export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOptions): StalledStreamWatch {
+  const { timedOut, watchedElsewhere } = options;
+  const timers = options.timers ?? realTimers;
+  const streamsOf = options.streamsOf ?? openStreamsOf;
+  const sessions = new Set<Http2Session>();
+  const seen = new WeakMap<object, Seen>();
+  const period = sendTimeout / 4;
+  let cancel: (() => void) | null = null;
+
+  const look = (stream: Writable, now: number) => {
+    const queued = stream.destroyed || watchedElsewhere.has(stream) ? 0 : stream.writableLength;
+    const last = seen.get(stream);
+    if (queued === 0) {
+      if (last !== undefined) seen.delete(stream);
+    } else if (last === undefined || last.queued !== queued) {
+      seen.set(stream, { queued, since: now });
+    } else if (now - last.since >= sendTimeout) {
+      seen.delete(stream);
+      stream.destroy(timedOut());
+    }
+  };
+
+  const check = () => {
+    cancel = null;
+    const now = timers.now();
+    for (const session of sessions) {
+      if (session.destroyed) continue;
+      const streams = streamsOf(session);
+      if (streams !== undefined) for (const stream of streams) look(stream as Writable, now);
+    }
+    if (sessions.size > 0) cancel = timers.setTimeout(check, period);
+  };
+
+  return {
+    add(session) {
+      sessions.add(session);
+      cancel ??= timers.setTimeout(check, period);
+    },
+    delete(session) {
+      sessions.delete(session);
+    },
+    stop() {
+      cancel?.();
+      cancel = null;
+      sessions.clear();
+    },
+  };
+}

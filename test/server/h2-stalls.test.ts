@@ -1,0 +1,168 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Http2Session } from 'node:http2';
+import { startOutpost, testCa } from '../helpers/outpost.ts';
+import { manualTimers } from '../helpers/timers.ts';
+import { until } from '../helpers/wait.ts';
+import { stalledStreamWatch } from '../../src/server/h2-stalls.ts';
+import { WHOLE_WRITE_LIMIT } from '../../src/server/respond.ts';
+
+/**
+ * limits.sendTimeout for HTTP/2 responses written whole (h2-stalls.ts): a client that holds a
+ * stream back by flow control gets it reset, whatever else moves on its connection; a slow one
+ * that keeps taking bytes keeps its response, large bodies included (respond.ts WHOLE_WRITE_LIMIT).
+ */
+
+const SEND_TIMEOUT = 20_000;
+const STEP = SEND_TIMEOUT / 4; // the watch looks every quarter of sendTimeout
+
+async function withSite<T>(run: (site: { url: string; timers: ReturnType<typeof manualTimers>; large: Buffer }) => Promise<T>): Promise<T> {
+  const root = mkdtempSync(join(tmpdir(), 'outpost-stalls-'));
+  writeFileSync(join(root, 'small.txt'), 'x'.repeat(10_000));
+  const large = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < large.length; i++) large[i] = (i * 7) & 0xff;
+  writeFileSync(join(root, 'large.bin'), large);
+  const timers = manualTimers();
+  const outpost = await startOutpost({ limits: { sendTimeout: '20s' }, sites: [{ hosts: ['*'], static: root }] }, { timers });
+  try {
+    return await run({ url: outpost.url, timers, large });
+  } finally {
+    await outpost.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+async function session(url: string, initialWindowSize?: number): Promise<ClientHttp2Session> {
+  const client = connect(url, { ca: await testCa(), ...(initialWindowSize === undefined ? {} : { settings: { initialWindowSize } }) });
+  await once(client, 'connect');
+  return client;
+}
+
+/** Lets the server's sockets and the watch's turn run after the clock moved. */
+const turns = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+test('a stream its client grants no window gets no byte and is reset after sendTimeout; the connection goes on', async () => {
+  await withSite(async ({ url, timers }) => {
+    const client = await session(url, 0);
+    try {
+      const stream = client.request({ ':path': '/small.txt' });
+      stream.on('error', () => {});
+      const [headers] = await once(stream, 'response');
+      assert.equal(headers[':status'], 200);
+      let closed = false;
+      stream.on('close', () => { closed = true; });
+      // Its PINGs keep the connection busy: that is no progress of the stream.
+      for (let i = 0; i < 3; i++) {
+        client.ping(() => {});
+        timers.advance(STEP);
+        await turns();
+      }
+      assert.equal(closed, false, 'held for less than sendTimeout: still open');
+      for (let i = 0; i < 3 && !closed; i++) {
+        timers.advance(STEP);
+        await turns();
+      }
+      await until(() => closed);
+      assert.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR);
+      // The connection itself is not closed: once the client opens its windows, it is served.
+      client.settings({ initialWindowSize: 65_535 });
+      const next = client.request({ ':path': '/small.txt' });
+      const chunks: Buffer[] = [];
+      next.on('data', (chunk: Buffer) => chunks.push(chunk));
+      await once(next, 'end');
+      assert.equal(Buffer.concat(chunks).length, 10_000);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** Reads `stream` (paused) until `total` bytes have come, or it ends. */
+async function readUpTo(stream: ClientHttp2Stream, chunks: Buffer[], total: () => number, goal: number): Promise<void> {
+  while (total() < goal && !stream.readableEnded) {
+    const chunk = stream.read() as Buffer | null;
+    if (chunk !== null) chunks.push(chunk);
+    else await new Promise<void>((resolve) => {
+      const done = () => {
+        stream.off('readable', done);
+        stream.off('end', done);
+        resolve();
+      };
+      stream.on('readable', done);
+      stream.on('end', done);
+    });
+  }
+}
+
+test('a slow client that keeps taking a large body is not cut off, however long the whole takes', async () => {
+  await withSite(async ({ url, timers, large }) => {
+    const client = await session(url);
+    try {
+      // Twice: the chain's answer (the file read and kept), then the reply kept ready for it.
+      for (let round = 0; round < 2; round++) {
+        const stream = client.request({ ':path': '/large.bin' });
+        stream.pause();
+        const [headers] = await once(stream, 'response');
+        assert.equal(headers[':status'], 200);
+        let closed = false;
+        stream.on('close', () => { closed = true; });
+        stream.on('error', () => {});
+        const chunks: Buffer[] = [];
+        const total = () => chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+        // Half a slice per quarter of sendTimeout: the whole body takes twice sendTimeout, and a
+        // body written whole would be cut off after one (its queue does not move until all of it
+        // is sent).
+        let steps = 0;
+        while (!stream.readableEnded && !closed) {
+          await readUpTo(stream, chunks, total, Math.min(large.length, (steps + 1) * WHOLE_WRITE_LIMIT / 2));
+          timers.advance(STEP);
+          await turns();
+          steps++;
+        }
+        assert.ok(steps >= 6, `it took ${steps} quarters of sendTimeout`);
+        assert.equal(closed && !stream.readableEnded, false, `cut off after ${total()} bytes`);
+        assert.ok(Buffer.concat(chunks).equals(large), 'the body, whole and in order');
+      }
+    } finally {
+      client.close();
+    }
+  });
+});
+
+test('the watch: a queue that stays the same and not empty for sendTimeout; moved, empty, or followed elsewhere it is left alone', () => {
+  const timers = manualTimers();
+  const streams = new Map<string, { destroyed: boolean; writableLength: number; destroyedWith?: Error; destroy(err: Error): void }>();
+  const stream = (name: string, writableLength: number) => {
+    const s = { destroyed: false, writableLength, destroyedWith: undefined as Error | undefined, destroy(err: Error) { this.destroyed = true; this.destroyedWith = err; } };
+    streams.set(name, s);
+    return s;
+  };
+  const stalled = stream('stalled', 5000);
+  const moving = stream('moving', 5000);
+  const empty = stream('empty', 0);
+  const elsewhere = stream('elsewhere', 5000);
+  const timedOut = new Error('timed out');
+  const session = { destroyed: false } as Http2Session;
+  const watch = stalledStreamWatch(1000, { timedOut: () => timedOut, watchedElsewhere: new WeakSet([elsewhere]), timers, streamsOf: () => streams.values() });
+  watch.add(session);
+  for (let i = 0; i < 4; i++) {
+    moving.writableLength -= 1000;
+    timers.advance(250);
+  }
+  assert.equal(stalled.destroyed, false, 'first seen at 250 ms: not yet a whole sendTimeout');
+  for (let i = 0; i < 2; i++) timers.advance(250);
+  assert.equal(stalled.destroyedWith, timedOut);
+  assert.equal(moving.destroyed, false);
+  assert.equal(empty.destroyed, false);
+  assert.equal(elsewhere.destroyed, false);
+  // A session let go is no longer looked at, and with none left no timer waits.
+  watch.delete(session);
+  timers.advance(250);
+  assert.equal(timers.pending, 0);
+  watch.stop();
+});
