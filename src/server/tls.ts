@@ -1,5 +1,5 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, constants as crypto } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -15,10 +15,19 @@ const TLS12_AEAD = [
   'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/**
+ * No renegotiation (TLS 1.2; 1.3 has none): a client that asks for one gets the no_renegotiation
+ * alert and its connection fails, as with nginx, which refuses it since 0.8.23. Each renegotiation
+ * is a full handshake the server pays for on a connection already admitted (Node allows three per
+ * ten minutes, tls.CLIENT_RENEG_LIMIT, and then closes); HTTP/2 forbids it outright (RFC 9113
+ * §9.2.1), and TLS scanners report it as a denial-of-service risk.
+ */
+const NO_RENEGOTIATION = crypto.SSL_OP_NO_RENEGOTIATION;
+
 export function tlsProfile(profile: Config['tls']['profile']) {
   return profile === 'modern'
-    ? { minVersion: 'TLSv1.3' as const, ciphers: TLS13_SUITES, ecdhCurve: 'X25519:prime256v1:secp384r1' }
-    : { minVersion: 'TLSv1.2' as const, ciphers: `${TLS13_SUITES}:${TLS12_AEAD}`, ecdhCurve: 'X25519:prime256v1:secp384r1' };
+    ? { minVersion: 'TLSv1.3' as const, ciphers: TLS13_SUITES, ecdhCurve: 'X25519:prime256v1:secp384r1', secureOptions: NO_RENEGOTIATION }
+    : { minVersion: 'TLSv1.2' as const, ciphers: `${TLS13_SUITES}:${TLS12_AEAD}`, ecdhCurve: 'X25519:prime256v1:secp384r1', secureOptions: NO_RENEGOTIATION };
 }
 
 export interface CertificatePair { hosts: readonly string[]; cert: string; key: string }

@@ -63,6 +63,22 @@ test('TLS: 1.0/1.1 and CBC suites are refused; modern profile is TLS 1.3 only', 
   }
 });
 
+test('TLS 1.2: a client that asks to renegotiate gets the no_renegotiation alert and its connection fails; over a fresh connection it is served', async () => {
+  const { outpost, close } = await proxied();
+  try {
+    const socket = await handshake(outpost.httpsPort, { maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] });
+    const outcome = await new Promise<string | undefined>((resolve) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code));
+      socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err ? (err as NodeJS.ErrnoException).code : 'renegotiated'));
+    });
+    assert.equal(outcome, 'ERR_SSL_NO_RENEGOTIATION');
+    socket.destroy();
+    assert.equal((await h1(`${outpost.url}/after`)).body.toString(), 'ok /after');
+  } finally {
+    await close();
+  }
+});
+
 test('SNI picks the certificate: exact host, one-label wildcard, else the first', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-sni-'));
   const make = async (name: string, cn: string) => {
