@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { Http2Session, ServerHttp2Stream, IncomingHttpHeaders as Http2Headers } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { clientError } from '../errors.ts';
+import { PROXIED_METHODS } from '../http/methods.ts';
 import type { Context } from '../pipeline/context.ts';
 import { informationalHttp1, informationalHttp2 } from './respond.ts';
 import { NO_HEADERS, type RequestFacts } from '../observability/channels.ts';
@@ -144,6 +145,9 @@ export function expectsContinue(headers: Http2Headers): boolean {
 export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource, rawHeaders: readonly string[]): Context {
   const method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;
+  // RFC 9113 §8.5: CONNECT comes without :path; this is no forward proxy, and HTTP/1.1's CONNECT
+  // gets the same 405 (listener.ts refuseConnect).
+  if (method === 'CONNECT') throw clientError.methodNotAllowed(PROXIED_METHODS);
   // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
   if (path === undefined || path.charCodeAt(0) !== 47 /* '/' */) throw clientError.badRequest('invalid :path');
   // RFC 9113 §8.3.1 lets :scheme name other schemes for a proxy that translates them; this is no

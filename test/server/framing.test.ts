@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:tls';
-import { startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { once } from 'node:events';
+import { h2session, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
 
 /** Hostile HTTP/1.1 framing sent byte for byte; each gets its precise status and nothing reaches the origin. */
 let origin: TestOrigin;
@@ -53,4 +54,20 @@ test('HTTP/1.1: pipelined requests are answered in order; chunked bodies are re-
   const out = await send('GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /p2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
   const bodies = [...out.matchAll(/origin \w+ \/p\d/g)].map((m) => m[0]);
   assert.deepEqual(bodies, ['origin GET /p1', 'origin POST /p2']);
+});
+
+test('HTTP/2 CONNECT (RFC 9113 §8.5: no :path) gets the 405 with Allow that HTTP/1.1 gets; nothing reaches the origin', async () => {
+  const before = origin.seen.length;
+  const session = await h2session(outpost.url);
+  try {
+    const stream = session.request({ ':method': 'CONNECT', ':authority': 'example.com:443' }, { endStream: true });
+    const [headers] = await once(stream, 'response');
+    stream.resume();
+    await once(stream, 'end');
+    assert.equal(headers[':status'], 405);
+    assert.match(String(headers.allow), /^GET, HEAD/);
+    assert.equal(origin.seen.length, before);
+  } finally {
+    session.close();
+  }
 });
