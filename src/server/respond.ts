@@ -283,8 +283,9 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
     sendWholeHttp2(stream, body, stalls, tally);
   } else {
     // Files go through a read stream too: respondWithFD plus closing the handle when a client
-    // resets mid-transfer crashed Node 24 (SIGSEGV, reproduced without Outpost code); a read
-    // stream closes its handle itself and measured faster for 1 MB files.
+    // resets mid-transfer crashed Node 24 (SIGSEGV, reproduced without Outpost code: the script is
+    // in docs/performance.md, Large files over HTTP/2); a read stream closes its handle itself and
+    // measured faster for 1 MB files.
     sendHttp2Stream(stream, isFileBody(body) ? fileStream(body) : body, stalls, tally);
   }
 }
