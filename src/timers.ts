@@ -18,6 +18,32 @@ export const realTimers: Timers = {
   },
 };
 
+/** A check run every `period` ms (`arm` starts it when it is not running), for as long as it answers true. */
+export interface Recurring {
+  arm(): void;
+  stop(): void;
+}
+
+/**
+ * `check(now)` every `period` ms from the first `arm()`, again for as long as it answers true (it
+ * still has something to watch), after which the next `arm()` starts it again: a sweep over a set
+ * that costs nothing while the set is empty.
+ */
+export function recurring(timers: Timers, period: number, check: (now: number) => boolean): Recurring {
+  let cancel: (() => void) | null = null;
+  const run = () => {
+    cancel = null;
+    if (check(timers.now())) cancel = timers.setTimeout(run, period);
+  };
+  return {
+    arm() { cancel ??= timers.setTimeout(run, period); },
+    stop() {
+      cancel?.();
+      cancel = null;
+    },
+  };
+}
+
 /**
  * `report` called at most once a second (by the wall clock): a failure that repeats per request
  * (a store down, a primary not answering) is one log line a second, not one per request.

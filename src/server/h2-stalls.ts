@@ -1,6 +1,6 @@
 import type { Http2Session } from 'node:http2';
 import type { Writable } from 'node:stream';
-import { realTimers, type Timers } from '../timers.ts';
+import { realTimers, recurring, type Timers } from '../timers.ts';
 import { openStreamsOf } from './h2-stream-tables.ts';
 
 /**
@@ -47,8 +47,6 @@ export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOp
   const streamsOf = options.streamsOf ?? openStreamsOf;
   const sessions = new Set<Http2Session>();
   const seen = new WeakMap<object, Seen>();
-  const period = sendTimeout / 4;
-  let cancel: (() => void) | null = null;
 
   const look = (stream: Writable, now: number) => {
     const queued = stream.destroyed || watchedElsewhere.has(stream) ? 0 : stream.writableLength;
@@ -63,28 +61,25 @@ export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOp
     }
   };
 
-  const check = () => {
-    cancel = null;
-    const now = timers.now();
+  const sweep = recurring(timers, sendTimeout / 4, (now) => {
     for (const session of sessions) {
       if (session.destroyed) continue;
       const streams = streamsOf(session);
       if (streams !== undefined) for (const stream of streams) look(stream as Writable, now);
     }
-    if (sessions.size > 0) cancel = timers.setTimeout(check, period);
-  };
+    return sessions.size > 0;
+  });
 
   return {
     add(session) {
       sessions.add(session);
-      cancel ??= timers.setTimeout(check, period);
+      sweep.arm();
     },
     delete(session) {
       sessions.delete(session);
     },
     stop() {
-      cancel?.();
-      cancel = null;
+      sweep.stop();
       sessions.clear();
     },
   };

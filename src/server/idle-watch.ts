@@ -1,6 +1,6 @@
 import type { Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
-import { realTimers, type Timers } from '../timers.ts';
+import { realTimers, recurring, type Timers } from '../timers.ts';
 
 /**
  * Closes the connections (HTTP/2 sessions, HTTP/1.1 sockets) through which no byte has passed for
@@ -34,12 +34,7 @@ export interface IdleWatch {
 
 export function idleWatch(idleTimeout: number, timers: Timers = realTimers): IdleWatch {
   const watched = new Map<Watched, { bytes: number; since: number }>();
-  const period = idleTimeout / 4;
-  let cancel: (() => void) | null = null;
-
-  const check = () => {
-    cancel = null;
-    const now = timers.now();
+  const sweep = recurring(timers, idleTimeout / 4, (now) => {
     for (const [connection, seen] of watched) {
       const bytes = connection.bytes();
       if (bytes !== seen.bytes) {
@@ -50,20 +45,19 @@ export function idleWatch(idleTimeout: number, timers: Timers = realTimers): Idl
         connection.close();
       }
     }
-    if (watched.size > 0) cancel = timers.setTimeout(check, period);
-  };
+    return watched.size > 0;
+  });
 
   return {
     add(connection) {
       watched.set(connection, { bytes: connection.bytes(), since: timers.now() });
-      cancel ??= timers.setTimeout(check, period);
+      sweep.arm();
     },
     delete(connection) {
       watched.delete(connection);
     },
     stop() {
-      cancel?.();
-      cancel = null;
+      sweep.stop();
       watched.clear();
     },
     get size() { return watched.size; },
