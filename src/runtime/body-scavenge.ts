@@ -24,7 +24,8 @@
  * bench's pass-1mb row 4,697 -> 2,066 µs over HTTP/2 and 3,032 -> 1,856 with wrk. A scavenge costs
  * what the live young objects cost to copy (0.4-0.7 ms here); one per 8 MiB is little beside the
  * 8 MiB's TLS and copies. 4 MiB bought no more, 32 MiB was too late. Without --expose-gc this does
- * nothing.
+ * nothing, and it needs the chunks freed at the scavenge itself, not by V8's background sweeper
+ * once it gets a core (--no-concurrent-array-buffer-sweeping, node-flags.ts).
  */
 const SCAVENGE_EVERY = 8 * 1024 * 1024;
 

@@ -61,6 +61,22 @@
  * from disk) ask for a young collection every 8 MiB (src/runtime/body-scavenge.ts), which ends the
  * storms of full collections under large bodies described below. Nothing else calls gc().
  *
+ * --no-concurrent-array-buffer-sweeping: after a collection, the ArrayBuffers it found dead (the
+ * chunks of bodies) are freed on the main thread at once, not by a background task later. V8
+ * counts external memory against its limit until the sweeper has freed it, so the young
+ * collection body-scavenge.ts asks for every 8 MiB of bodies only helps if the sweep follows it;
+ * when the background task has to wait for a core (the server pinned to one, a worker on each, a
+ * busy machine), the chunks stay counted, V8 reaches its limit and marks the whole heap. Seen
+ * (2026-12-05, AMD EPYC, test/runtime/response-scavenge.test.ts with two busy loops beside it):
+ * 7-8 full collections for four 32 MiB files in two of three runs; with the flag none over one in
+ * four of four. On the rig (Outpost pinned to one core, its helper threads with it, alternating,
+ * --trace-gc): a 32 MiB file over HTTP/1.1 from 4 connections 36-65 full collections per 400
+ * responses against 69-137, 31-38 ms of CPU each against 34-46; 1 MiB uploads over HTTP/2 2-6 per
+ * 1,500 against 5-14 (1,773-2,173 µs against 1,867-2,360), over HTTP/1.1 1-5 against 8-15; 1 MiB
+ * pass-through over HTTP/2 27-54 per 2,000 against 41-52 (chunks queued on a stream survive the
+ * scavenge: see docs/performance.md); Brotli hits, pass-through and misses the same within the
+ * host's noise (hits 23.7-43.2 µs against 29.5-41.8; misses 473-617 against 460-555).
+ *
  * Not used: --min-semi-space-size=16 (a fixed young generation), in the serving flags for one
  * bench run on 2026-12-01. memory.trim's collection at rest shrinks the young generation to 1 MB,
  * and a load where little survives grows it back slowly: a kept file over HTTP/1.1 (wrk, 16
@@ -130,7 +146,7 @@
  * against 29-35) at 45 MB more RSS. What ends them is collecting the dead chunks before they pile
  * up: a young collection every 8 MiB of bodies, requests' and responses' (src/runtime/body-scavenge.ts).
  */
-export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'];
+export const SERVING_FLAGS: readonly string[] = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc', '--no-concurrent-array-buffer-sweeping'];
 
 /** A flag's name, so `--foo=1`, `--foo`, `--no-foo` and `--foo_bar` / `--foo-bar` count as one (V8 reads them alike). */
 const flagName = (flag: string) => flag.split('=')[0].replace(/^--no-/, '--').replaceAll('_', '-');

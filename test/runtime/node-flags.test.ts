@@ -11,9 +11,10 @@ import { SERVING_FLAGS, servingLaunch, withServingFlags } from '../../src/runtim
 test('serving flags are added to a launch line that lacks them, and never override one given', () => {
   assert.deepEqual(withServingFlags([]), [...SERVING_FLAGS]);
   assert.deepEqual(withServingFlags(['--enable-source-maps']), ['--enable-source-maps', ...SERVING_FLAGS]);
-  assert.deepEqual(withServingFlags(['--max-semi-space-size=4']), ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--expose-gc'], 'the operator\'s own size wins');
-  assert.deepEqual(withServingFlags(['--allocation-site-pretenuring']), ['--allocation-site-pretenuring', '--max-semi-space-size=16', '--expose-gc'], 'so does a flag turned back on');
-  assert.deepEqual(withServingFlags(['--max_semi_space_size=2']), ['--max_semi_space_size=2', '--no-allocation-site-pretenuring', '--expose-gc'], 'V8 reads _ as -');
+  assert.deepEqual(withServingFlags(['--max-semi-space-size=4']), ['--max-semi-space-size=4', '--no-allocation-site-pretenuring', '--expose-gc', '--no-concurrent-array-buffer-sweeping'], 'the operator\'s own size wins');
+  assert.deepEqual(withServingFlags(['--allocation-site-pretenuring']), ['--allocation-site-pretenuring', '--max-semi-space-size=16', '--expose-gc', '--no-concurrent-array-buffer-sweeping'], 'so does a flag turned back on');
+  assert.deepEqual(withServingFlags(['--max_semi_space_size=2']), ['--max_semi_space_size=2', '--no-allocation-site-pretenuring', '--expose-gc', '--no-concurrent-array-buffer-sweeping'], 'V8 reads _ as -');
+  assert.deepEqual(withServingFlags(['--concurrent-array-buffer-sweeping']), ['--concurrent-array-buffer-sweeping', '--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc'], 'and the sweeper turned back on');
 });
 
 test('npm start and npm run check run with every serving flag (a check leaves the compile cache the start reads)', async () => {
@@ -30,7 +31,7 @@ test('outpost [start] and outpost check are relaunched with the serving flags th
   assert.equal(servingLaunch([], [...SERVING_FLAGS]), null, 'started with them: nothing to do');
   assert.deepEqual(servingLaunch(['check', '-c', 'x.yaml'], []), [...SERVING_FLAGS], 'V8\'s flags key the compile cache: a check warms the start\'s');
   assert.equal(servingLaunch(['--help'], []), null);
-  assert.deepEqual(servingLaunch([], [], '--max-semi-space-size=4  --expose-gc'), ['--no-allocation-site-pretenuring'], 'NODE_OPTIONS counts as given: the command line would override it');
+  assert.deepEqual(servingLaunch([], [], '--max-semi-space-size=4  --expose-gc'), ['--no-allocation-site-pretenuring', '--no-concurrent-array-buffer-sweeping'], 'NODE_OPTIONS counts as given: the command line would override it');
 });
 
 // /proc shows what a process was started with (and the relaunch keeps the PID: execve).

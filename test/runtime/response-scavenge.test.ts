@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { h1 } from '../helpers/outpost.ts';
 import { spawnOutpost } from '../helpers/process.ts';
+import { SERVING_FLAGS } from '../../src/runtime/node-flags.ts';
 
 /**
  * Large response bodies pass through in fresh Buffers (a file read stream's chunks, an origin's
@@ -15,7 +16,9 @@ import { spawnOutpost } from '../helpers/process.ts';
  * them (it counted request bodies only), V8 reached its external-memory limit every ~15-20 MiB and
  * ran a full mark-compact for buffers that were already garbage: 8-10 for four 32 MiB responses.
  * Counted in --trace-gc of an Outpost started with `npm start`'s flags. The proxied route has no
- * temp file, so that the origin's reads are what is counted.
+ * temp file, so that the origin's reads are what is counted. Without --no-concurrent-array-buffer-
+ * sweeping (node-flags.ts) this failed whenever the machine was busy (two busy loops beside it: 7-8
+ * full collections in two runs of three), which the test runner's other files can make it.
  */
 test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times bring no full collection for their buffers', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-young-'));
@@ -38,7 +41,7 @@ test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times br
     `sites: [{ hosts: ["*"], static: ${JSON.stringify(dir)}, routes: [{ path: /o/, origin: "http://127.0.0.1:${(origin.address() as AddressInfo).port}", proxy: { maxTempFileSize: 0 } }] }]`,
     '',
   ].join('\n'));
-  const outpost = spawnOutpost(['-c', config], {}, 'src/main.ts', ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--expose-gc', '--trace-gc']);
+  const outpost = spawnOutpost(['-c', config], {}, 'src/main.ts', [...SERVING_FLAGS, '--trace-gc']);
   t.after(async () => {
     await outpost.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -47,9 +50,15 @@ test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times br
   const ca = readFileSync(join(dir, 'cert', 'dev-cert.pem'), 'utf8');
   for (const path of ['/big.bin', '/o/big']) {
     assert.equal((await h1(`${base}${path}`, { ca })).body.length, size); // warm: code compiled, pools made
-    const from = outpost.output().length;
-    for (let i = 0; i < 4; i++) assert.equal((await h1(`${base}${path}`, { ca })).body.length, size);
-    const fullCollections = outpost.output().slice(from).split('\n').filter((line) => line.includes('Mark-Compact'));
-    assert.ok(fullCollections.length <= 1, `${path}: ${fullCollections.length} full collections:\n${fullCollections.join('\n')}`);
+    // Up to three tries of four responses, one of them without more than one full collection: a
+    // machine crowded enough (the runner's other files) can still starve V8's helper threads for a
+    // try; without the count every try has 8-10.
+    const tries: string[][] = [];
+    while (tries.length < 3 && (tries.length === 0 || tries.at(-1)!.length > 1)) {
+      const from = outpost.output().length;
+      for (let i = 0; i < 4; i++) assert.equal((await h1(`${base}${path}`, { ca })).body.length, size);
+      tries.push(outpost.output().slice(from).split('\n').filter((line) => line.includes('Mark-Compact')));
+    }
+    assert.ok(tries.at(-1)!.length <= 1, `${path}: ${tries.map((t) => t.length).join(', ')} full collections in ${tries.length} tries:\n${tries.flat().join('\n')}`);
   }
 });
