@@ -21,7 +21,19 @@ import { openStreamsOf } from './h2-stream-tables.ts';
  * stayed the same, and not empty, for sendTimeout is destroyed with `timedOut()`, as a stalled
  * streamed body is, so it ends within 1 to 1.25 times sendTimeout; its session and other streams
  * go on. Where Node's state has another shape (another version) the watch sees no streams.
+ *
+ * But only while its connection is not moving either. A slow client with many responses queued (a
+ * phone loading a page's images) takes them one after another or a slice of each in turn, and a
+ * stream can wait longer than sendTimeout for its whole write to go while the connection carries
+ * the others: that is a slow client, not a stalled one. So a connection that sent MOVING bytes in
+ * a quarter of sendTimeout (one full DATA frame; PING answers and other control frames are a few
+ * bytes each) keeps its streams for another sendTimeout. A client that keeps one stream flowing
+ * while it holds the others back keeps them too, no longer than it goes on taking bytes, and for
+ * no more streams than maxConcurrentStreams.
  */
+
+/** Bytes a connection sends in a quarter of sendTimeout to count as moving: one DATA frame of the default size (RFC 9113 §4.2). */
+export const MOVING = 16 * 1024;
 
 export interface StalledStreamWatch {
   add(session: Http2Session): void;
@@ -37,42 +49,59 @@ export interface StalledStreamOptions {
   readonly timers?: Timers;
   /** The session's open streams (tests may give their own). */
   readonly streamsOf?: (session: Http2Session) => Iterable<unknown> | undefined;
+  /** Bytes the session's connection has sent so far (tests may give their own). */
+  readonly sentBy?: (session: Http2Session) => number;
 }
 
 interface Seen { queued: number; since: number }
+/** A connection's bytes sent at the last look, and when it last moved MOVING bytes between two looks. */
+interface Moving { sent: number; movedAt: number }
+
+function bytesSent(session: Http2Session): number {
+  try {
+    return session.socket.bytesWritten;
+  } catch {
+    return -1; // the session has let go of its socket: it is closing
+  }
+}
 
 export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOptions): StalledStreamWatch {
   const { timedOut, watchedElsewhere } = options;
   const timers = options.timers ?? realTimers;
   const streamsOf = options.streamsOf ?? openStreamsOf;
-  const sessions = new Set<Http2Session>();
+  const sentBy = options.sentBy ?? bytesSent;
+  const sessions = new Map<Http2Session, Moving>();
   const seen = new WeakMap<object, Seen>();
 
-  const look = (stream: Writable, now: number) => {
+  /** `stream`'s queue, looked at `now`; `idleSince`: since when its connection has not moved. */
+  const look = (stream: Writable, now: number, idleSince: number) => {
     const queued = stream.destroyed || watchedElsewhere.has(stream) ? 0 : stream.writableLength;
     const last = seen.get(stream);
     if (queued === 0) {
       if (last !== undefined) seen.delete(stream);
     } else if (last === undefined || last.queued !== queued) {
       seen.set(stream, { queued, since: now });
-    } else if (now - last.since >= sendTimeout) {
+    } else if (now - Math.max(last.since, idleSince) >= sendTimeout) {
       seen.delete(stream);
       stream.destroy(timedOut());
     }
   };
 
   const sweep = recurring(timers, sendTimeout / 4, (now) => {
-    for (const session of sessions) {
+    for (const [session, moving] of sessions) {
       if (session.destroyed) continue;
+      const sent = sentBy(session);
+      if (sent - moving.sent >= MOVING) moving.movedAt = now;
+      moving.sent = sent;
       const streams = streamsOf(session);
-      if (streams !== undefined) for (const stream of streams) look(stream as Writable, now);
+      if (streams !== undefined) for (const stream of streams) look(stream as Writable, now, moving.movedAt);
     }
     return sessions.size > 0;
   });
 
   return {
     add(session) {
-      sessions.add(session);
+      sessions.set(session, { sent: sentBy(session), movedAt: timers.now() });
       sweep.arm();
     },
     delete(session) {

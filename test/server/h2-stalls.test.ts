@@ -9,7 +9,7 @@ import type { Http2Session } from 'node:http2';
 import { startOutpost, testCa } from '../helpers/outpost.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { until } from '../helpers/wait.ts';
-import { stalledStreamWatch } from '../../src/server/h2-stalls.ts';
+import { MOVING, stalledStreamWatch } from '../../src/server/h2-stalls.ts';
 import { WHOLE_WRITE_LIMIT } from '../../src/server/respond.ts';
 
 /**
@@ -21,16 +21,19 @@ import { WHOLE_WRITE_LIMIT } from '../../src/server/respond.ts';
 const SEND_TIMEOUT = 20_000;
 const STEP = SEND_TIMEOUT / 4; // the watch looks every quarter of sendTimeout
 
-async function withSite<T>(run: (site: { url: string; timers: ReturnType<typeof manualTimers>; large: Buffer }) => Promise<T>): Promise<T> {
+async function withSite<T>(run: (site: { url: string; timers: ReturnType<typeof manualTimers>; large: Buffer; medium: Buffer[] }) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'outpost-stalls-'));
   writeFileSync(join(root, 'small.txt'), 'x'.repeat(10_000));
   const large = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < large.length; i++) large[i] = (i * 7) & 0xff;
   writeFileSync(join(root, 'large.bin'), large);
+  // Eight bodies under WHOLE_WRITE_LIMIT, each its own bytes.
+  const medium = Array.from({ length: 8 }, (_, n) => Buffer.from(large.subarray(n * 1000, n * 1000 + 200_000)));
+  medium.forEach((body, n) => writeFileSync(join(root, `medium-${n}.bin`), body));
   const timers = manualTimers();
   const outpost = await startOutpost({ limits: { sendTimeout: '20s' }, sites: [{ hosts: ['*'], static: root }] }, { timers });
   try {
-    return await run({ url: outpost.url, timers, large });
+    return await run({ url: outpost.url, timers, large, medium });
   } finally {
     await outpost.close();
     rmSync(root, { recursive: true, force: true });
@@ -134,6 +137,51 @@ test('a slow client that keeps taking a large body is not cut off, however long 
   });
 });
 
+test('a slow client with many responses queued on one connection keeps them all while it takes bytes, however long each waits', async () => {
+  await withSite(async ({ url, timers, medium }) => {
+    const client = await session(url);
+    try {
+      const paths = medium.map((_, i) => `/medium-${i}.bin`);
+      // Each read once first, so that all are kept in memory and go in one write each.
+      for (const path of paths) {
+        const warm = client.request({ ':path': path });
+        warm.resume();
+        await once(warm, 'end');
+      }
+      const streams = paths.map((path) => {
+        const stream = client.request({ ':path': path });
+        stream.pause();
+        return { stream, chunks: [] as Buffer[], got: 0, reset: false };
+      });
+      for (const s of streams) s.stream.on('error', () => { s.reset = true; });
+      // 32 KiB a quarter of sendTimeout in all, taken from whichever stream has bytes: the last
+      // responses wait many times sendTimeout for their one write to go.
+      let steps = 0;
+      while (streams.some((s, i) => s.got < medium[i].length && !s.reset) && steps < 400) {
+        let budget = 32 * 1024;
+        for (const s of streams) {
+          const take = Math.min(budget, s.stream.readableLength);
+          const chunk = take > 0 ? s.stream.read(take) as Buffer | null : null;
+          if (chunk === null) continue;
+          s.chunks.push(chunk);
+          s.got += chunk.length;
+          budget -= chunk.length;
+        }
+        timers.advance(STEP);
+        await turns();
+        steps++;
+      }
+      assert.ok(steps >= 20, `it took ${steps} quarters of sendTimeout`);
+      streams.forEach((s, i) => {
+        assert.equal(s.reset, false, `${paths[i]} reset after ${s.got} bytes`);
+        assert.ok(Buffer.concat(s.chunks).equals(medium[i]), `${paths[i]} whole`);
+      });
+    } finally {
+      client.destroy(); // the streams' ends are not read
+    }
+  });
+});
+
 test('the watch: a queue that stays the same and not empty for sendTimeout; moved, empty, or followed elsewhere it is left alone', () => {
   const timers = manualTimers();
   const streams = new Map<string, { destroyed: boolean; writableLength: number; destroyedWith?: Error; destroy(err: Error): void }>();
@@ -148,7 +196,7 @@ test('the watch: a queue that stays the same and not empty for sendTimeout; move
   const elsewhere = stream('elsewhere', 5000);
   const timedOut = new Error('timed out');
   const session = { destroyed: false } as Http2Session;
-  const watch = stalledStreamWatch(1000, { timedOut: () => timedOut, watchedElsewhere: new WeakSet([elsewhere]), timers, streamsOf: () => streams.values() });
+  const watch = stalledStreamWatch(1000, { timedOut: () => timedOut, watchedElsewhere: new WeakSet([elsewhere]), timers, streamsOf: () => streams.values(), sentBy: () => 100 });
   watch.add(session);
   for (let i = 0; i < 4; i++) {
     moving.writableLength -= 1000;
@@ -164,5 +212,29 @@ test('the watch: a queue that stays the same and not empty for sendTimeout; move
   watch.delete(session);
   timers.advance(250);
   assert.equal(timers.pending, 0);
+  watch.stop();
+});
+
+test('the watch: a stream that waits while its connection moves a DATA frame a quarter is kept; once the connection stops, it goes', () => {
+  const timers = manualTimers();
+  const waiting = { destroyed: false, writableLength: 5000, destroy() { this.destroyed = true; } };
+  let sent = 0;
+  const watch = stalledStreamWatch(1000, { timedOut: () => new Error('timed out'), watchedElsewhere: new WeakSet(), timers, streamsOf: () => [waiting], sentBy: () => sent });
+  watch.add({ destroyed: false } as Http2Session);
+  // Three times sendTimeout with the others' bytes going out: its own write has not gone, but the client takes what comes.
+  for (let i = 0; i < 12; i++) {
+    sent += MOVING;
+    timers.advance(250);
+  }
+  assert.equal(waiting.destroyed, false);
+  // PING answers and the like are not a DATA frame's worth: a sendTimeout later it is reset.
+  for (let i = 0; i < 3; i++) {
+    sent += 17;
+    timers.advance(250);
+  }
+  assert.equal(waiting.destroyed, false, 'the connection last moved 750 ms ago');
+  sent += 17;
+  timers.advance(250);
+  assert.equal(waiting.destroyed, true);
   watch.stop();
 });
