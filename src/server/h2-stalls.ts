@@ -25,14 +25,15 @@ import { openStreamsOf } from './h2-stream-tables.ts';
  * But only while its connection is not moving either. A slow client with many responses queued (a
  * phone loading a page's images) takes them one after another or a slice of each in turn, and a
  * stream can wait longer than sendTimeout for its whole write to go while the connection carries
- * the others: that is a slow client, not a stalled one. So a connection that sent MOVING bytes in
- * a quarter of sendTimeout (one full DATA frame; PING answers and other control frames are a few
- * bytes each) keeps its streams for another sendTimeout. A client that keeps one stream flowing
- * while it holds the others back keeps them too, no longer than it goes on taking bytes, and for
- * no more streams than maxConcurrentStreams.
+ * the others: that is a slow client, not a stalled one. So a connection that passed another MOVING
+ * bytes mark since the last look (`connectionSteps`: a DATA frame's worth; PING answers and other
+ * control frames are a few bytes each) keeps its streams for another sendTimeout; streamed bodies
+ * get the same (respond.ts watchProgress). A client that keeps one stream flowing while it holds
+ * the others back keeps them too, no longer than it goes on taking bytes, and for no more streams
+ * than maxConcurrentStreams.
  */
 
-/** Bytes a connection sends in a quarter of sendTimeout to count as moving: one DATA frame of the default size (RFC 9113 §4.2). */
+/** The connection's step: one DATA frame of the default size (RFC 9113 §4.2). */
 export const MOVING = 16 * 1024;
 
 export interface StalledStreamWatch {
@@ -54,8 +55,8 @@ export interface StalledStreamOptions {
 }
 
 interface Seen { queued: number; since: number }
-/** A connection's bytes sent at the last look, and when it last moved MOVING bytes between two looks. */
-interface Moving { sent: number; movedAt: number }
+/** A connection's step at the last look, and when it last took one. */
+interface Moving { steps: number; movedAt: number }
 
 function bytesSent(session: Http2Session): number {
   try {
@@ -64,6 +65,10 @@ function bytesSent(session: Http2Session): number {
     return -1; // the session has let go of its socket: it is closing
   }
 }
+
+/** How many MOVING marks `session`'s connection has passed in what it sent: moves when it sends, hardly when it only answers PINGs. */
+export const connectionSteps = (session: Http2Session, sentBy: (session: Http2Session) => number = bytesSent): number =>
+  Math.floor(sentBy(session) / MOVING);
 
 export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOptions): StalledStreamWatch {
   const { timedOut, watchedElsewhere } = options;
@@ -90,9 +95,9 @@ export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOp
   const sweep = recurring(timers, sendTimeout / 4, (now) => {
     for (const [session, moving] of sessions) {
       if (session.destroyed) continue;
-      const sent = sentBy(session);
-      if (sent - moving.sent >= MOVING) moving.movedAt = now;
-      moving.sent = sent;
+      const steps = connectionSteps(session, sentBy);
+      if (steps !== moving.steps) moving.movedAt = now;
+      moving.steps = steps;
       const streams = streamsOf(session);
       if (streams !== undefined) for (const stream of streams) look(stream as Writable, now, moving.movedAt);
     }
@@ -101,7 +106,7 @@ export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOp
 
   return {
     add(session) {
-      sessions.set(session, { sent: sentBy(session), movedAt: timers.now() });
+      sessions.set(session, { steps: connectionSteps(session, sentBy), movedAt: timers.now() });
       sweep.arm();
     },
     delete(session) {

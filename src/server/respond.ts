@@ -8,6 +8,7 @@ import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
 import type { IdleWatch, Watched } from './idle-watch.ts';
 import { noteBodyBytes } from '../runtime/body-scavenge.ts';
+import { connectionSteps } from './h2-stalls.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -70,7 +71,7 @@ export function http2HeaderList(status: number, source: Readonly<OutgoingHttpHea
  * on the pass-through path). A failing source fails the response; a client that goes away stops the source.
  * `endOnceWritten`: the destination is ended only after its writes have reported back (see endWith).
  */
-function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, stalls: IdleWatch | undefined, endOnceWritten = false): void {
+function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, stalls: IdleWatch | undefined, endOnceWritten = false, connectionMoved?: () => number): void {
   // A source that failed or was destroyed before it ended, now or earlier, fails the response.
   const failed = () => { if (!destination.destroyed) fail(source.errored ?? new Error('body ended prematurely')); };
   if (source.errored || source.destroyed) return failed();
@@ -78,7 +79,7 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
   source.on('error', () => {}); // handled through 'close'
   // One count of the bytes handed on, for the end report (tally) and the stall watch alike.
   const count: Tally | null = tally ?? (stalls === undefined ? null : { bytes: 0, failed: false });
-  const progress = stalls === undefined ? null : watchProgress(count!, destination, stalls);
+  const progress = stalls === undefined ? null : watchProgress(count!, destination, stalls, connectionMoved);
   destination.once('close', () => {
     if (progress !== null) stalls!.delete(progress);
     if (!source.readableEnded) source.destroy();
@@ -105,9 +106,11 @@ export const SEND_TIMEOUT = 'ERR_SEND_TIMEOUT';
  * it was pacing, and the connection it held, go. A connection's own idle watch cannot see this:
  * an HTTP/2 client's PINGs, or its other streams, keep bytes moving on it.
  */
-function watchProgress(count: Tally, destination: Writable, stalls: IdleWatch): Watched {
+function watchProgress(count: Tally, destination: Writable, stalls: IdleWatch, connectionMoved?: () => number): Watched {
   const progress: Watched = {
-    bytes: () => count.bytes,
+    // With `connectionMoved` (an HTTP/2 stream's connection: h2-stalls.ts connectionSteps), a stream
+    // waiting while its connection sends the others' bytes is not stalled either.
+    bytes: connectionMoved === undefined ? () => count.bytes : () => count.bytes + connectionMoved(),
     close: () => destination.destroy(sendTimeoutError()),
   };
   stalls.add(progress);
@@ -308,10 +311,11 @@ export function sendWholeHttp2(stream: ServerHttp2Stream, body: Buffer, stalls: 
  * is reset (close(code) would first end it cleanly; destroy(err) resets it with INTERNAL_ERROR).
  */
 function sendHttp2Stream(stream: ServerHttp2Stream, body: Readable, stalls: IdleWatch | undefined, tally: Tally | null): void {
+  const session = stream.session;
   sendBody(body, stream, (err) => {
     if (tally !== null) tally.failed = true;
     stream.destroy(err);
-  }, tally, stalls, stream.readableEnded);
+  }, tally, stalls, stream.readableEnded, session === undefined ? undefined : () => connectionSteps(session));
 }
 
 export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts, stalls?: IdleWatch): void {

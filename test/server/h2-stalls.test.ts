@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Http2Session } from 'node:http2';
-import { startOutpost, testCa } from '../helpers/outpost.ts';
+import { startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { until } from '../helpers/wait.ts';
 import { MOVING, stalledStreamWatch } from '../../src/server/h2-stalls.ts';
@@ -180,6 +180,52 @@ test('a slow client with many responses queued on one connection keeps them all 
       client.destroy(); // the streams' ends are not read
     }
   });
+});
+
+test('streamed responses too: one waiting while its connection carries another is not cut off', async () => {
+  const SIZE = 600_000;
+  const bodies = [0, 1, 2].map((n) => Buffer.alloc(SIZE, 65 + n));
+  const origin = await startOrigin((req, res) => {
+    const body = bodies[Number(req.url!.slice(-1))];
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', 'content-length': body.length });
+    res.end(body);
+  });
+  const timers = manualTimers();
+  const outpost = await startOutpost({ limits: { sendTimeout: '20s' }, sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }] }, { timers });
+  const client = await session(outpost.url);
+  try {
+    const streams = bodies.map((_, n) => {
+      const stream = client.request({ ':path': `/big/${n}` });
+      stream.pause();
+      return { stream, chunks: [] as Buffer[], got: 0, reset: false };
+    });
+    for (const s of streams) s.stream.on('error', () => { s.reset = true; });
+    // One after the other, 32 KiB a quarter of sendTimeout: the last waits ~9 x sendTimeout.
+    let steps = 0;
+    while (streams.some((s) => s.got < SIZE && !s.reset) && steps < 400) {
+      let budget = 32 * 1024;
+      for (const s of streams) {
+        const take = Math.min(budget, s.stream.readableLength);
+        const chunk = take > 0 ? s.stream.read(take) as Buffer | null : null;
+        if (chunk === null) continue;
+        s.chunks.push(chunk);
+        s.got += chunk.length;
+        budget -= chunk.length;
+      }
+      timers.advance(STEP);
+      await turns();
+      steps++;
+    }
+    assert.ok(steps >= 20, `it took ${steps} quarters of sendTimeout`);
+    streams.forEach((s, n) => {
+      assert.equal(s.reset, false, `/big/${n} reset after ${s.got} bytes`);
+      assert.ok(Buffer.concat(s.chunks).equals(bodies[n]), `/big/${n} whole`);
+    });
+  } finally {
+    client.destroy();
+    await outpost.close();
+    await origin.close();
+  }
 });
 
 test('the watch: a queue that stays the same and not empty for sendTimeout; moved, empty, or followed elsewhere it is left alone', () => {
