@@ -137,6 +137,40 @@ test('a slow client that keeps taking a large body is not cut off, however long 
   });
 });
 
+/**
+ * Requests `paths` at once on `client` and reads the answers in turn, 32 KiB a quarter of
+ * sendTimeout in all, taken from the first stream that has bytes: the later ones wait many times
+ * sendTimeout. Then checks that none was reset and each came whole; at least 20 quarters went by.
+ */
+async function readInTurn(client: ClientHttp2Session, paths: string[], bodies: Buffer[], timers: ReturnType<typeof manualTimers>): Promise<void> {
+  const streams = paths.map((path) => {
+    const stream = client.request({ ':path': path });
+    stream.pause();
+    return { stream, chunks: [] as Buffer[], got: 0, reset: false };
+  });
+  for (const s of streams) s.stream.on('error', () => { s.reset = true; });
+  let steps = 0;
+  while (streams.some((s, i) => s.got < bodies[i].length && !s.reset) && steps < 400) {
+    let budget = 32 * 1024;
+    for (const s of streams) {
+      const take = Math.min(budget, s.stream.readableLength);
+      const chunk = take > 0 ? s.stream.read(take) as Buffer | null : null;
+      if (chunk === null) continue;
+      s.chunks.push(chunk);
+      s.got += chunk.length;
+      budget -= chunk.length;
+    }
+    timers.advance(STEP);
+    await turns();
+    steps++;
+  }
+  assert.ok(steps >= 20, `it took ${steps} quarters of sendTimeout`);
+  streams.forEach((s, i) => {
+    assert.equal(s.reset, false, `${paths[i]} reset after ${s.got} bytes`);
+    assert.ok(Buffer.concat(s.chunks).equals(bodies[i]), `${paths[i]} whole`);
+  });
+}
+
 test('a slow client with many responses queued on one connection keeps them all while it takes bytes, however long each waits', async () => {
   await withSite(async ({ url, timers, medium }) => {
     const client = await session(url);
@@ -148,34 +182,8 @@ test('a slow client with many responses queued on one connection keeps them all 
         warm.resume();
         await once(warm, 'end');
       }
-      const streams = paths.map((path) => {
-        const stream = client.request({ ':path': path });
-        stream.pause();
-        return { stream, chunks: [] as Buffer[], got: 0, reset: false };
-      });
-      for (const s of streams) s.stream.on('error', () => { s.reset = true; });
-      // 32 KiB a quarter of sendTimeout in all, taken from whichever stream has bytes: the last
-      // responses wait many times sendTimeout for their one write to go.
-      let steps = 0;
-      while (streams.some((s, i) => s.got < medium[i].length && !s.reset) && steps < 400) {
-        let budget = 32 * 1024;
-        for (const s of streams) {
-          const take = Math.min(budget, s.stream.readableLength);
-          const chunk = take > 0 ? s.stream.read(take) as Buffer | null : null;
-          if (chunk === null) continue;
-          s.chunks.push(chunk);
-          s.got += chunk.length;
-          budget -= chunk.length;
-        }
-        timers.advance(STEP);
-        await turns();
-        steps++;
-      }
-      assert.ok(steps >= 20, `it took ${steps} quarters of sendTimeout`);
-      streams.forEach((s, i) => {
-        assert.equal(s.reset, false, `${paths[i]} reset after ${s.got} bytes`);
-        assert.ok(Buffer.concat(s.chunks).equals(medium[i]), `${paths[i]} whole`);
-      });
+      // The last responses wait many times sendTimeout for their one write to go.
+      await readInTurn(client, paths, medium, timers);
     } finally {
       client.destroy(); // the streams' ends are not read
     }
@@ -194,33 +202,8 @@ test('streamed responses too: one waiting while its connection carries another i
   const outpost = await startOutpost({ limits: { sendTimeout: '20s' }, sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }] }, { timers });
   const client = await session(outpost.url);
   try {
-    const streams = bodies.map((_, n) => {
-      const stream = client.request({ ':path': `/big/${n}` });
-      stream.pause();
-      return { stream, chunks: [] as Buffer[], got: 0, reset: false };
-    });
-    for (const s of streams) s.stream.on('error', () => { s.reset = true; });
-    // One after the other, 32 KiB a quarter of sendTimeout: the last waits ~9 x sendTimeout.
-    let steps = 0;
-    while (streams.some((s) => s.got < SIZE && !s.reset) && steps < 400) {
-      let budget = 32 * 1024;
-      for (const s of streams) {
-        const take = Math.min(budget, s.stream.readableLength);
-        const chunk = take > 0 ? s.stream.read(take) as Buffer | null : null;
-        if (chunk === null) continue;
-        s.chunks.push(chunk);
-        s.got += chunk.length;
-        budget -= chunk.length;
-      }
-      timers.advance(STEP);
-      await turns();
-      steps++;
-    }
-    assert.ok(steps >= 20, `it took ${steps} quarters of sendTimeout`);
-    streams.forEach((s, n) => {
-      assert.equal(s.reset, false, `/big/${n} reset after ${s.got} bytes`);
-      assert.ok(Buffer.concat(s.chunks).equals(bodies[n]), `/big/${n} whole`);
-    });
+    // The last waits ~9 x sendTimeout before its first byte is read.
+    await readInTurn(client, bodies.map((_, n) => `/big/${n}`), bodies, timers);
   } finally {
     client.destroy();
     await outpost.close();
