@@ -2,6 +2,7 @@ import type { Http2Session } from 'node:http2';
 import type { Writable } from 'node:stream';
 import { realTimers, recurring, type Timers } from '../timers.ts';
 import { openStreamsOf } from './h2-stream-tables.ts';
+import { socketOf } from './idle-watch.ts';
 
 /**
  * limits.sendTimeout for HTTP/2 responses written whole: a cache hit, a kept file, a small origin
@@ -58,13 +59,7 @@ interface Seen { queued: number; since: number }
 /** A connection's step at the last look, and when it last took one. */
 interface Moving { steps: number; movedAt: number }
 
-function bytesSent(session: Http2Session): number {
-  try {
-    return session.socket.bytesWritten;
-  } catch {
-    return -1; // the session has let go of its socket: it is closing
-  }
-}
+const bytesSent = (session: Http2Session): number => socketOf(session)?.bytesWritten ?? -1;
 
 /** How many MOVING marks `session`'s connection has passed in what it sent: moves when it sends, hardly when it only answers PINGs. */
 export const connectionSteps = (session: Http2Session, sentBy: (session: Http2Session) => number = bytesSent): number =>

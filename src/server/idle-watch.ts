@@ -64,16 +64,21 @@ export function idleWatch(idleTimeout: number, timers: Timers = realTimers): Idl
   };
 }
 
+/** The session's socket, or undefined once the session has let go of it (it is closing). */
+export function socketOf(session: Http2Session): Http2Session['socket'] | undefined {
+  try {
+    return session.socket;
+  } catch {
+    return undefined;
+  }
+}
+
 /** An HTTP/2 session: the bytes of its socket; closed as Node's session timeout would (GOAWAY, open streams finish). */
 export function sessionWatched(session: Http2Session): Watched {
   return {
     bytes() {
-      try {
-        const socket = session.socket;
-        return socket.bytesRead + socket.bytesWritten;
-      } catch {
-        return -1; // the session has let go of its socket: it is closing
-      }
+      const socket = socketOf(session);
+      return socket === undefined ? -1 : socket.bytesRead + socket.bytesWritten;
     },
     close: () => session.close(),
   };
