@@ -14,13 +14,18 @@ import { SERVING_FLAGS } from '../../src/runtime/node-flags.ts';
  * Large response bodies pass through in fresh Buffers (a file read stream's chunks, an origin's
  * socket reads on the proxy, a temp file's reads). Before src/runtime/body-scavenge.ts counted
  * them (it counted request bodies only), V8 reached its external-memory limit every ~15-20 MiB and
- * ran a full mark-compact for buffers that were already garbage: 8-10 for four 32 MiB responses.
- * Counted in --trace-gc of an Outpost started with `npm start`'s flags. The proxied route has no
- * temp file, so that the origin's reads are what is counted. Without --no-concurrent-array-buffer-
- * sweeping (node-flags.ts) this failed whenever the machine was busy (two busy loops beside it: 7-8
- * full collections in two runs of three), which the test runner's other files can make it.
+ * ran a full mark-compact for buffers that were already garbage: 8-10 for four 32 MiB responses,
+ * 0-1 once they were counted (--trace-gc of an Outpost started with `npm start`'s flags).
+ *
+ * What is asserted is the mechanism: a young collection asked for (`gc({ type: 'minor' })`, which
+ * --trace-gc reports as "testing") every 8 MiB of response body, on both paths. The full
+ * collections it saves are a measure of the machine as much as of the code: beside two busy loops
+ * (the test runner's other files can be one) V8's own old-space marking still came 3-4 times per
+ * four responses in one run of five, and without the scavenges 2-6 with the same flags, so their
+ * count belongs to the bench (the large-body rows' CPU per response), not to a test. The proxied
+ * route has no temp file, so that the origin's reads are what is counted.
  */
-test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times bring no full collection for their buffers', async (t) => {
+test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times, ask for a young collection every 8 MiB of body', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-young-'));
   const size = 32 * 1024 * 1024;
   const body = randomBytes(size);
@@ -48,17 +53,13 @@ test('a 32 MiB file, and a 32 MiB pass-through response, each sent four times br
   });
   const base = (await outpost.waitFor(/listening on (https:\S+?)\/?(\s|$)/, 30_000))[1];
   const ca = readFileSync(join(dir, 'cert', 'dev-cert.pem'), 'utf8');
+  // 4 x 32 MiB: a scavenge per 8 MiB is 16 (the count carries less than 8 MiB over from the warm-up).
+  const asked = (from: number) => outpost.output().slice(from).split('\n').filter((line) => /Scavenge.*\btesting\b/.test(line)).length;
   for (const path of ['/big.bin', '/o/big']) {
     assert.equal((await h1(`${base}${path}`, { ca })).body.length, size); // warm: code compiled, pools made
-    // Up to three tries of four responses, one of them without more than one full collection: a
-    // machine crowded enough (the runner's other files) can still starve V8's helper threads for a
-    // try; without the count every try has 8-10.
-    const tries: string[][] = [];
-    while (tries.length < 3 && (tries.length === 0 || tries.at(-1)!.length > 1)) {
-      const from = outpost.output().length;
-      for (let i = 0; i < 4; i++) assert.equal((await h1(`${base}${path}`, { ca })).body.length, size);
-      tries.push(outpost.output().slice(from).split('\n').filter((line) => line.includes('Mark-Compact')));
-    }
-    assert.ok(tries.at(-1)!.length <= 1, `${path}: ${tries.map((t) => t.length).join(', ')} full collections in ${tries.length} tries:\n${tries.flat().join('\n')}`);
+    const from = outpost.output().length;
+    for (let i = 0; i < 4; i++) assert.equal((await h1(`${base}${path}`, { ca })).body.length, size);
+    const scavenges = asked(from);
+    assert.ok(scavenges >= 15 && scavenges <= 17, `${path}: ${scavenges} young collections asked for 128 MiB of body (16 expected)`);
   }
 });
