@@ -88,3 +88,48 @@ export function sessionWatched(session: Http2Session): Watched {
 export function socketWatched(socket: Socket): Watched {
   return { bytes: () => socket.bytesRead + socket.bytesWritten, close: () => socket.destroy() };
 }
+
+/**
+ * An HTTP/1.1 connection's response for the send watch (limits.sendTimeout): closed when its
+ * client takes nothing of what is queued for it, as nginx's send_timeout does. A response body
+ * written whole (a cache hit, a kept file, an error page) is one write, which a client that does
+ * not read holds for as long as it likes, and the connection's bytes (the idle watch) do not move
+ * while it does, so only idleTimeout ended it. Progress is the kernel taking bytes: the unsent
+ * bytes of the socket's handle (libuv's write queue; under TLS the TCP handle's below the TLS
+ * one, which goes down as the client reads, where the TLS socket's own queue stays whole until the
+ * last byte has gone), or the response handing the socket more (a streamed body goes on only as
+ * its client takes it; its pieces alike, the unsent bytes can read the same at every look).
+ * Nothing queued, or nothing to go by (Node's internals of another shape), never counts as
+ * stalled; streamed bodies are watched besides (respond.ts watchProgress).
+ */
+export function socketWritesWatched(socket: Socket): Watched {
+  let moves = 0;
+  let unsentBefore = -1;
+  let writtenBefore = -1;
+  return {
+    bytes() {
+      const unsent = socket.writableLength > 0 ? unsentOf(socket) : 0;
+      const written = socket.bytesWritten;
+      if (unsent === 0 || unsent !== unsentBefore || written !== writtenBefore) moves++;
+      unsentBefore = unsent;
+      writtenBefore = written;
+      return moves;
+    },
+    close: () => socket.destroy(),
+  };
+}
+
+interface StreamHandle {
+  writeQueueSize?: number;
+  /** Under a TLS socket's handle: the stream it writes to (the TCP handle). */
+  _parent?: StreamHandle;
+}
+
+/** The bytes `socket`'s handle has not handed to the kernel yet, or 0 when Node does not show them. */
+function unsentOf(socket: Socket): number {
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (handle === undefined || handle === null) return 0;
+  // A TLS handle counts what it was given until all of it has gone: what moves is below it.
+  const queue = handle._parent !== undefined ? handle._parent.writeQueueSize : handle.writeQueueSize;
+  return typeof queue === 'number' ? queue : 0;
+}

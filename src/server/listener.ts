@@ -22,7 +22,7 @@ import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { renewBusySessions } from './h2-stream-tables.ts';
 import { H2_SESSION_WINDOW, h2Limits, headerListSize } from './h2-limits.ts';
-import { idleWatch, sessionWatched, socketWatched, type IdleWatch } from './idle-watch.ts';
+import { idleWatch, sessionWatched, socketWatched, socketWritesWatched, type IdleWatch } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
 import { frontCounters, type FrontCounters } from './counters.ts';
@@ -128,6 +128,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   // Idle connections are closed by idleWatch, not by Node's per-read, per-write timers (server.setTimeout).
   const idle = idleWatch(limits.idleTimeout, events.timers);
   // Streamed response bodies whose client takes nothing are cut off the same way (respond.ts watchProgress),
+  // HTTP/1.1 connections whose client takes nothing of what is queued (idle-watch.ts socketWritesWatched),
   // and HTTP/2 responses written whole whose client holds them back by flow control (h2-stalls.ts).
   const stalls = idleWatch(limits.sendTimeout, events.timers);
   const stalledStreams = stalledStreamWatch(limits.sendTimeout, { timedOut: sendTimeoutError, watchedElsewhere: progressWatched, timers: events.timers });
@@ -166,9 +167,12 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     http1Sockets.set(socket, 0);
     const watched = socketWatched(socket);
     idle.add(watched);
+    const writes = socketWritesWatched(socket);
+    stalls.add(writes);
     socket.once('close', () => {
       http1Sockets.delete(socket);
       idle.delete(watched);
+      stalls.delete(writes);
     });
   });
 
