@@ -70,10 +70,11 @@
  * (2026-12-05, AMD EPYC, test/runtime/response-scavenge.test.ts with two busy loops beside it):
  * 7-8 full collections for four 32 MiB files in two of three runs; with the flag none over one in
  * four of four, but 3-4 in one run of five later (V8's old-space marking, which a crowded machine
- * still brings: the test now checks the scavenges asked for, not the full collections). On the rig (Outpost pinned to one core, its helper threads with it, alternating,
- * --trace-gc): a 32 MiB file over HTTP/1.1 from 4 connections 36-65 full collections per 400
- * responses against 69-137, 31-38 ms of CPU each against 34-46; 1 MiB uploads over HTTP/2 2-6 per
- * 1,500 against 5-14 (1,773-2,173 µs against 1,867-2,360), over HTTP/1.1 1-5 against 8-15; 1 MiB
+ * still brings: the test now checks the scavenges asked for, not the full collections). On the
+ * rig (Outpost pinned to one core, its helper threads with it, alternating, --trace-gc): a 32 MiB
+ * file over HTTP/1.1 from 4 connections 36-65 full collections per 400 responses against 69-137,
+ * 31-38 ms of CPU each against 34-46; 1 MiB uploads over HTTP/2 2-6 per 1,500 against 5-14
+ * (1,773-2,173 µs against 1,867-2,360), over HTTP/1.1 1-5 against 8-15; 1 MiB
  * pass-through over HTTP/2 27-54 per 2,000 against 41-52 (chunks queued on a stream survive the
  * scavenge: see docs/performance.md); Brotli hits, pass-through and misses the same within the
  * host's noise (hits 23.7-43.2 µs against 29.5-41.8; misses 473-617 against 460-555).
