@@ -132,6 +132,12 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   // and HTTP/2 responses written whole whose client holds them back by flow control (h2-stalls.ts).
   const stalls = idleWatch(limits.sendTimeout, events.timers);
   const stalledStreams = stalledStreamWatch(limits.sendTimeout, { timedOut: sendTimeoutError, watchedElsewhere: progressWatched, timers: events.timers });
+  /** An HTTP/1.1 connection under the send watch while it is open (idle-watch.ts socketWritesWatched). */
+  const watchWrites = (socket: Socket) => {
+    const writes = socketWritesWatched(socket);
+    stalls.add(writes);
+    socket.once('close', () => stalls.delete(writes));
+  };
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
 
@@ -167,12 +173,10 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     http1Sockets.set(socket, 0);
     const watched = socketWatched(socket);
     idle.add(watched);
-    const writes = socketWritesWatched(socket);
-    stalls.add(writes);
+    watchWrites(socket);
     socket.once('close', () => {
       http1Sockets.delete(socket);
       idle.delete(watched);
-      stalls.delete(writes);
     });
   });
 
@@ -304,6 +308,8 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
       plain.on('clientError', answerClientError);
+      // Its idle sockets are Node's to close (setTimeout above); what a client holds unread is the send watch's.
+      plain.on('connection', watchWrites);
       plain.maxConnections = limits.maxConnections;
       plainDoor = frontDoorFor(config, plain, 'http');
       perClient.attach(plainDoor?.server ?? plain);

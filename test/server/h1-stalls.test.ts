@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { h1, startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { until } from '../helpers/wait.ts';
@@ -19,7 +20,7 @@ const STEP = SEND_TIMEOUT / 4; // the watch looks every quarter of sendTimeout
 // rest waits in Outpost.
 const SIZE = 12 * 1024 * 1024;
 
-async function withCachedBody<T>(run: (site: { url: string; timers: ReturnType<typeof manualTimers> }) => Promise<T>): Promise<T> {
+async function withCachedBody<T>(run: (site: { url: string; plainUrl: string; timers: ReturnType<typeof manualTimers> }) => Promise<T>): Promise<T> {
   const body = Buffer.alloc(SIZE);
   for (let i = 0; i < body.length; i++) body[i] = (i * 13) & 0xff;
   const origin = await startOrigin((_req, res) => {
@@ -27,13 +28,17 @@ async function withCachedBody<T>(run: (site: { url: string; timers: ReturnType<t
     res.end(body);
   });
   const timers = manualTimers();
-  const outpost = await startOutpost({ limits: { sendTimeout: '20s' }, sites: [{ hosts: ['*'], routes: [{ path: '/', origin: origin.url }] }] }, { timers });
+  const outpost = await startOutpost({
+    listen: { http: 0, httpMode: 'serve' },
+    limits: { sendTimeout: '20s' },
+    sites: [{ hosts: ['*'], routes: [{ path: '/', origin: origin.url }] }],
+  }, { timers });
   try {
     // Stored on the first request: the next are hits, sent whole.
     const first = await h1(`${outpost.url}/big`);
     assert.equal(first.body.length, SIZE);
     assert.ok(first.body.equals(body));
-    return await run({ url: outpost.url, timers });
+    return await run({ url: outpost.url, plainUrl: `http://127.0.0.1:${outpost.httpPort}`, timers });
   } finally {
     await outpost.close();
     await origin.close();
@@ -41,18 +46,24 @@ async function withCachedBody<T>(run: (site: { url: string; timers: ReturnType<t
 }
 
 interface PausedClient {
-  readonly socket: TLSSocket;
+  readonly socket: Socket;
   received(): number;
   closed(): boolean;
   /** Reads `bytes` more (at least), then stops reading again; resolves then, or when the connection closes. */
   take(bytes: number): Promise<void>;
 }
 
-/** A raw HTTP/1.1 client over TLS that asks for `path` and reads only when told. */
+/** A raw HTTP/1.1 client (over TLS for an https URL) that asks for `path` and reads only when told. */
 async function pausedClient(url: string, path: string): Promise<PausedClient> {
-  const { port } = new URL(url);
-  const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), servername: 'localhost', ca: await testCa(), ALPNProtocols: ['http/1.1'] });
-  await once(socket, 'secureConnect');
+  const { port, protocol } = new URL(url);
+  let socket: Socket;
+  if (protocol === 'https:') {
+    socket = tlsConnect({ host: '127.0.0.1', port: Number(port), servername: 'localhost', ca: await testCa(), ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+  } else {
+    socket = netConnect({ host: '127.0.0.1', port: Number(port) });
+    await once(socket, 'connect');
+  }
   let received = 0;
   let closed = false;
   // Stops reading in the data handler itself: a poll would let megabytes in between two looks.
@@ -88,23 +99,25 @@ async function pausedClient(url: string, path: string): Promise<PausedClient> {
 /** Lets the server's sockets and the watch's turn run after the clock moved. */
 const turns = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-test('HTTP/1.1: a client that reads nothing of a cache hit is closed after sendTimeout, not idleTimeout', async () => {
-  await withCachedBody(async ({ url, timers }) => {
-    const client = await pausedClient(url, '/big');
-    // Outpost has handed what it can to the kernel: the rest waits for the client.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    for (let i = 0; i < 3; i++) {
-      timers.advance(STEP);
-      await turns();
+test('HTTP/1.1: a client that reads nothing of a cache hit is closed after sendTimeout, not idleTimeout (HTTPS and plain HTTP)', async () => {
+  await withCachedBody(async ({ url, plainUrl, timers }) => {
+    for (const base of [url, plainUrl]) {
+      const client = await pausedClient(base, '/big');
+      // Outpost has handed what it can to the kernel: the rest waits for the client.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (let i = 0; i < 3; i++) {
+        timers.advance(STEP);
+        await turns();
+      }
+      assert.equal(client.closed(), false, `${base}: held for less than sendTimeout: still open`);
+      for (let i = 0; i < 3 && !client.closed(); i++) {
+        timers.advance(STEP);
+        await turns();
+      }
+      client.socket.resume(); // what the kernel holds is read, then the end
+      await until(() => client.closed());
+      assert.ok(client.received() < SIZE, `${base}: the response was cut off (${client.received()} bytes came)`);
     }
-    assert.equal(client.closed(), false, 'held for less than sendTimeout: still open');
-    for (let i = 0; i < 3 && !client.closed(); i++) {
-      timers.advance(STEP);
-      await turns();
-    }
-    client.socket.resume(); // what the kernel holds is read, then the end
-    await until(() => client.closed());
-    assert.ok(client.received() < SIZE, `the response was cut off (${client.received()} bytes came)`);
     // Other clients are served as before.
     assert.equal((await h1(`${url}/big`)).body.length, SIZE);
   });
