@@ -5,33 +5,32 @@ import { openStreamsOf } from './h2-stream-tables.ts';
 import { socketOf } from './idle-watch.ts';
 
 /**
- * limits.sendTimeout for HTTP/2 responses written whole: a cache hit, a kept file, a small origin
- * answer, an error page. Their body goes to the stream in one write, which HTTP/2 flow control can
- * hold forever: a client that opens its streams with a window of 0 (SETTINGS_INITIAL_WINDOW_SIZE)
- * and never grants more gets the headers and no byte of any body, and the PINGs it sends keep its
- * connection from looking idle (idle-watch.ts counts the bytes of the connection). Each such
- * stream holds its body and one of the session's maxConcurrentStreams for as long as the client
- * likes; nginx resets it after `send_timeout`. Streamed bodies have their own watch, which counts
- * the bytes handed on (respond.ts watchProgress); bodies too large to be one write go that way too
- * (respond.ts WHOLE_WRITE_LIMIT), so a write found here is at most that size, and a client that
- * takes nothing of it for sendTimeout has stalled, not slowed.
+ * limits.sendTimeout for HTTP/2 responses: a client can hold any stream back by flow control. One
+ * that opens its streams with a window of 0 (SETTINGS_INITIAL_WINDOW_SIZE) and never grants more
+ * gets the headers and no byte of any body, and the PINGs it sends keep its connection from
+ * looking idle (idle-watch.ts counts the bytes of the connection). Each such stream holds its body
+ * (a cache hit, a kept file, an error page written whole; a streamed body and the origin response
+ * it paces) and one of the session's maxConcurrentStreams for as long as the client likes; nginx
+ * resets it after `send_timeout`.
  *
  * Nothing is added per request: every sendTimeout / 4 the watch walks the open streams of each
  * session (Node's own table, h2-stream-tables.ts) and looks at what each has queued and not yet
  * sent (`writableLength`, which falls only when a write has gone out whole). A stream whose queue
- * stayed the same, and not empty, for sendTimeout is destroyed with `timedOut()`, as a stalled
- * streamed body is, so it ends within 1 to 1.25 times sendTimeout; its session and other streams
- * go on. Where Node's state has another shape (another version) the watch sees no streams.
+ * stayed the same, and not empty, for sendTimeout is destroyed with `timedOut()`, so it ends within
+ * 1 to 1.25 times sendTimeout; its session and other streams go on. A streamed body whose source
+ * is slow (an origin that takes its time) has nothing queued, so it is never taken for a stalled
+ * client: the origin's own timeouts (proxy.bodyTimeout) are for that. Where Node's state has
+ * another shape (another version) the watch sees no streams.
  *
  * But only while its connection is not moving either. A slow client with many responses queued (a
  * phone loading a page's images) takes them one after another or a slice of each in turn, and a
- * stream can wait longer than sendTimeout for its whole write to go while the connection carries
- * the others: that is a slow client, not a stalled one. So a connection that passed another MOVING
- * bytes mark since the last look (`connectionSteps`: a DATA frame's worth; PING answers and other
- * control frames are a few bytes each) keeps its streams for another sendTimeout; streamed bodies
- * get the same (respond.ts watchProgress). A client that keeps one stream flowing while it holds
- * the others back keeps them too, no longer than it goes on taking bytes, and for no more streams
- * than maxConcurrentStreams.
+ * stream can wait longer than sendTimeout for its write to go while the connection carries the
+ * others: that is a slow client, not a stalled one; and a stream taken slowly can show the same
+ * queue at two looks (a streamed body's pieces are often all one size). So a connection that
+ * passed another MOVING bytes mark since the last look (`connectionSteps`: a DATA frame's worth;
+ * PING answers and other control frames are a few bytes each) keeps its streams for another
+ * sendTimeout. A client that keeps one stream flowing while it holds the others back keeps them
+ * too, no longer than it goes on taking bytes, and for no more streams than maxConcurrentStreams.
  */
 
 /** The connection's step: one DATA frame of the default size (RFC 9113 §4.2). */
@@ -46,8 +45,6 @@ export interface StalledStreamWatch {
 export interface StalledStreamOptions {
   /** The error a stalled stream is destroyed with (respond.ts sendTimeoutError). */
   readonly timedOut: () => Error;
-  /** Streams some other watch follows already (streamed bodies): left to it. */
-  readonly watchedElsewhere: WeakSet<object>;
   readonly timers?: Timers;
   /** The session's open streams (tests may give their own). */
   readonly streamsOf?: (session: Http2Session) => Iterable<unknown> | undefined;
@@ -66,7 +63,7 @@ export const connectionSteps = (session: Http2Session, sentBy: (session: Http2Se
   Math.floor(sentBy(session) / MOVING);
 
 export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOptions): StalledStreamWatch {
-  const { timedOut, watchedElsewhere } = options;
+  const { timedOut } = options;
   const timers = options.timers ?? realTimers;
   const streamsOf = options.streamsOf ?? openStreamsOf;
   const sentBy = options.sentBy ?? bytesSent;
@@ -75,7 +72,7 @@ export function stalledStreamWatch(sendTimeout: number, options: StalledStreamOp
 
   /** `stream`'s queue, looked at `now`; `idleSince`: since when its connection has not moved. */
   const look = (stream: Writable, now: number, idleSince: number) => {
-    const queued = stream.destroyed || watchedElsewhere.has(stream) ? 0 : stream.writableLength;
+    const queued = stream.destroyed ? 0 : stream.writableLength;
     const last = seen.get(stream);
     if (queued === 0) {
       if (last !== undefined) seen.delete(stream);

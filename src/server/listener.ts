@@ -10,7 +10,7 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
 import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2 } from './request.ts';
-import { SEND_TIMEOUT, informationalHttp2, progressWatched, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
+import { SEND_TIMEOUT, informationalHttp2, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
 import { stalledStreamWatch } from './h2-stalls.ts';
 import { withBodyLimits } from './body.ts';
 import { answerClientError } from './client-error.ts';
@@ -22,7 +22,7 @@ import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { renewBusySessions } from './h2-stream-tables.ts';
 import { H2_SESSION_WINDOW, h2Limits, headerListSize } from './h2-limits.ts';
-import { idleWatch, sessionWatched, socketWatched, socketWritesWatched, type IdleWatch } from './idle-watch.ts';
+import { idleWatch, sessionWatched, socketWatched, socketWritesWatched } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
 import { frontCounters, type FrontCounters } from './counters.ts';
@@ -127,11 +127,12 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   });
   // Idle connections are closed by idleWatch, not by Node's per-read, per-write timers (server.setTimeout).
   const idle = idleWatch(limits.idleTimeout, events.timers);
-  // Streamed response bodies whose client takes nothing are cut off the same way (respond.ts watchProgress),
-  // HTTP/1.1 connections whose client takes nothing of what is queued (idle-watch.ts socketWritesWatched),
-  // and HTTP/2 responses written whole whose client holds them back by flow control (h2-stalls.ts).
+  // limits.sendTimeout: HTTP/1.1 connections whose client takes nothing of what is queued for it are
+  // closed the same way (idle-watch.ts socketWritesWatched), HTTP/2 streams whose client holds back
+  // what is queued for them by flow control are reset (h2-stalls.ts); responses sent whole and
+  // streamed alike, with nothing watched per request.
   const stalls = idleWatch(limits.sendTimeout, events.timers);
-  const stalledStreams = stalledStreamWatch(limits.sendTimeout, { timedOut: sendTimeoutError, watchedElsewhere: progressWatched, timers: events.timers });
+  const stalledStreams = stalledStreamWatch(limits.sendTimeout, { timedOut: sendTimeoutError, timers: events.timers });
   /** An HTTP/1.1 connection under the send watch while it is open (idle-watch.ts socketWritesWatched). */
   const watchWrites = (socket: Socket) => {
     const writes = socketWritesWatched(socket);
@@ -193,17 +194,17 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
    * a reply the server may keep ready for the next request of its shape is learned first. The one
    * reaction per request (a failed chain's reply is made here: pipeline/reply.ts replyForError).
    */
-  const answerFromChain = <D>(ctx: Context, readyKey: string | undefined, epoch: number, respond: (destination: D, method: string, reply: Reply, request: Context, stalls: IdleWatch) => void, destination: D, method: string): void => {
+  const answerFromChain = <D>(ctx: Context, readyKey: string | undefined, epoch: number, respond: (destination: D, method: string, reply: Reply, request: Context) => void, destination: D, method: string): void => {
     const served = dispatch.begin();
     chainReply(served.handler, ctx).then(
       (reply) => {
         served.settled();
         if (readyKey !== undefined) replies!.learn(readyKey, ctx, reply, epoch);
-        respond(destination, method, reply, ctx, stalls);
+        respond(destination, method, reply, ctx);
       },
       (err) => {
         served.settled();
-        respond(destination, method, replyForError(ctx, err), ctx, stalls);
+        respond(destination, method, replyForError(ctx, err), ctx);
       },
     );
   };
@@ -218,7 +219,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     const oversized = headerListSize(rawHeaders) > limits.maxHeaderSize;
     // A request whose reply is kept ready (a hit, a kept file) is answered without the chain.
     const readyKey = oversized || replies === undefined ? undefined : replies.keyOfHttp2(rawHeaders, stream.endAfterHeaders);
-    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers, stalls)) return;
+    if (readyKey !== undefined && replies!.sendHttp2(readyKey, stream, headers)) return;
     const epoch = replies?.epoch ?? 0;
     const method = (headers[':method'] as string) ?? 'GET';
     const abort = abortOnReset(stream);

@@ -4,7 +4,6 @@ import type { Writable } from 'node:stream';
 import type { Context, Reply, Reuse } from '../pipeline/context.ts';
 import type { RequestFacts } from '../observability/channels.ts';
 import { END_STREAM, http2HeaderList, reportOnClose, reportUnsent, respondOrFail, sendWholeHttp2 } from './respond.ts';
-import type { IdleWatch } from './idle-watch.ts';
 import { hostLines, peerOf, plainAddress } from './request.ts';
 import { frontCounters } from './counters.ts';
 import { keptHead, writeKeptHead, type KeptHead } from './h1-head.ts';
@@ -93,8 +92,8 @@ export interface ReadyReplies {
   keyOfHttp2(rawHeaders: readonly string[], endAfterHeaders: boolean): string | undefined;
   /** The key of an HTTP/1.1 request that may be answered from here, or undefined. */
   keyOfHttp1(req: IncomingMessage, scheme: 'https' | 'http'): string | undefined;
-  /** Sends the kept reply for `key` if there is a valid one; false: run the chain. `stalls`: as for respondHttp2 (a large body's progress). */
-  sendHttp2(key: string, stream: ServerHttp2Stream, headers: Http2Headers, stalls?: IdleWatch): boolean;
+  /** Sends the kept reply for `key` if there is a valid one; false: run the chain. */
+  sendHttp2(key: string, stream: ServerHttp2Stream, headers: Http2Headers): boolean;
   sendHttp1(key: string, req: IncomingMessage, res: ServerResponse): boolean;
   /** Keeps `reply` to `ctx` under `key` if it is reusable; `epoch`: the value of `epoch` when the request arrived. */
   learn(key: string, ctx: Context, reply: Reply, epoch: number): void;
@@ -270,7 +269,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       if (hostLines(req) !== 1) return undefined;
       return `${method} ${scheme}://${host}${url}\n${accept ?? ''}`;
     },
-    sendHttp2(key, stream, requestHeaders, stalls) {
+    sendHttp2(key, stream, requestHeaders) {
       const entry = ready(key);
       if (entry === undefined) return false;
       const list = headerBlock(entry, entry.h2ready, http2HeaderList);
@@ -279,7 +278,7 @@ export function createReadyReplies(options: ReadyRepliesOptions = {}): ReadyRepl
       // Node appends `date` to a list that lacks one: then it gets a copy.
       const sent = entry.h2ready.dated ? list : list.slice();
       if (entry.body === null) respondOrFail(stream, sent, END_STREAM, entry.status);
-      else if (respondOrFail(stream, sent, undefined, entry.status)) sendWholeHttp2(stream, entry.body, stalls, null);
+      else if (respondOrFail(stream, sent, undefined, entry.status)) sendWholeHttp2(stream, entry.body, null);
       return true;
     },
     sendHttp1(key, req, res) {

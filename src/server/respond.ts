@@ -6,9 +6,7 @@ import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
-import type { IdleWatch, Watched } from './idle-watch.ts';
 import { noteBodyBytes } from '../runtime/body-scavenge.ts';
-import { connectionSteps } from './h2-stalls.ts';
 
 /**
  * The one place that turns a Reply into bytes: the HTTP/2 core API (stream.respond) for h2
@@ -70,18 +68,18 @@ export function http2HeaderList(status: number, source: Readonly<OutgoingHttpHea
  * makes an AbortController per call and aborts it on finish, a DOMException per response (4 % of CPU
  * on the pass-through path). A failing source fails the response; a client that goes away stops the source.
  * `endOnceWritten`: the destination is ended only after its writes have reported back (see endWith).
+ * A client that stops taking the body is the connection's send watch's business (limits.sendTimeout:
+ * idle-watch.ts socketWritesWatched over HTTP/1.1, h2-stalls.ts over HTTP/2), which sees what is
+ * queued for the client and not taken; nothing is watched here per response, and a source that
+ * goes quiet (a slow origin) is not taken for a stalled client: nothing waits to be sent.
  */
-function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, stalls: IdleWatch | undefined, endOnceWritten = false, connectionMoved?: () => number): void {
+function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, endOnceWritten = false): void {
   // A source that failed or was destroyed before it ended, now or earlier, fails the response.
   const failed = () => { if (!destination.destroyed) fail(source.errored ?? new Error('body ended prematurely')); };
   if (source.errored || source.destroyed) return failed();
   source.once('close', () => { if (!source.readableEnded) failed(); });
   source.on('error', () => {}); // handled through 'close'
-  // One count of the bytes handed on, for the end report (tally) and the stall watch alike.
-  const count: Tally | null = tally ?? (stalls === undefined ? null : { bytes: 0, failed: false });
-  const progress = stalls === undefined ? null : watchProgress(count!, destination, stalls, connectionMoved);
   destination.once('close', () => {
-    if (progress !== null) stalls!.delete(progress);
     if (!source.readableEnded) source.destroy();
   });
   destination.on('error', () => {}); // reported by the server's own listeners
@@ -91,7 +89,7 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
     // Writable runs write callbacks in order: this one reports back after every chunk before it.
     source.once('end', () => writeThenEnd(destination, NO_BYTES));
   }
-  if (count !== null) source.on('data', (chunk: Buffer) => { count.bytes += chunk.length; });
+  if (tally !== null) source.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
 }
 
 const NO_BYTES = Buffer.alloc(0);
@@ -99,56 +97,8 @@ const NO_BYTES = Buffer.alloc(0);
 /** Why a response was cut off: its client took no byte of it for limits.sendTimeout. */
 export const SEND_TIMEOUT = 'ERR_SEND_TIMEOUT';
 
-/**
- * A streamed body's progress, for `stalls` (limits.sendTimeout): the bytes its client has taken,
- * `count`ed as the source hands them on (a client that reads nothing stops the source through
- * backpressure). One that stops moving is destroyed, which stops the source: the origin response
- * it was pacing, and the connection it held, go. A connection's own idle watch cannot see this:
- * an HTTP/2 client's PINGs, or its other streams, keep bytes moving on it.
- */
-function watchProgress(count: Tally, destination: Writable, stalls: IdleWatch, connectionMoved?: () => number): Watched {
-  const progress: Watched = {
-    // With `connectionMoved` (an HTTP/2 stream's connection: h2-stalls.ts connectionSteps), a stream
-    // waiting while its connection sends the others' bytes is not stalled either.
-    bytes: connectionMoved === undefined ? () => count.bytes : () => count.bytes + connectionMoved(),
-    close: () => destination.destroy(sendTimeoutError()),
-  };
-  stalls.add(progress);
-  progressWatched.add(destination);
-  return progress;
-}
-
 /** The error a response its client stopped taking is destroyed with (counted as the client's doing, not logged). */
 export const sendTimeoutError = (): Error => Object.assign(new Error('the client took no byte of the response for limits.sendTimeout'), { code: SEND_TIMEOUT });
-
-/** Destinations whose streamed body watchProgress follows: the stalled-stream watch (h2-stalls.ts) leaves them to it. */
-export const progressWatched = new WeakSet<object>();
-
-/**
- * The largest body an HTTP/2 response writes whole. Flow control lets a client take a write a few
- * bytes at a time, and nothing shows how far one has got until it is all sent; the stalled-stream
- * watch (h2-stalls.ts) gives each write limits.sendTimeout, so a larger body goes as a stream of
- * slices of this size, each a step the stall watch sees (a client has to take 256 KiB per
- * sendTimeout, 4.4 KB/s at the default, to keep it).
- */
-export const WHOLE_WRITE_LIMIT = 256 * 1024;
-
-/** `body` as a stream of WHOLE_WRITE_LIMIT slices (views, not copies), one handed on at a time. */
-function inSlices(body: Buffer): Readable {
-  let at = 0;
-  return new Readable({
-    highWaterMark: WHOLE_WRITE_LIMIT,
-    read() {
-      if (at >= body.length) {
-        this.push(null);
-        return;
-      }
-      const end = Math.min(at + WHOLE_WRITE_LIMIT, body.length);
-      this.push(body.subarray(at, end));
-      at = end;
-    },
-  });
-}
 
 /** Writes `chunk`, and ends `destination` once that write (and so every one before it) has reported back. */
 function writeThenEnd(destination: Writable, chunk: Buffer): void {
@@ -263,11 +213,7 @@ function endWith(stream: ServerHttp2Stream, body: Buffer): void {
   writeThenEnd(stream, body);
 }
 
-/**
- * `stalls`: where a streamed body's progress is watched (limits.sendTimeout); the chain's answers
- * pass it, the listener's own small ones need none.
- */
-export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts, stalls?: IdleWatch): void {
+export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: Reply, request?: RequestFacts): void {
   const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (stream.destroyed || stream.headersSent) {
     disposeBody(reply.body);
@@ -283,42 +229,34 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
   } else if (!respondOrFail(stream, headers, undefined, reply.status)) {
     disposeBody(body);
   } else if (Buffer.isBuffer(body)) {
-    sendWholeHttp2(stream, body, stalls, tally);
+    sendWholeHttp2(stream, body, tally);
   } else {
     // Files go through a read stream too: respondWithFD plus closing the handle when a client
     // resets mid-transfer crashed Node 24 (SIGSEGV, reproduced without Outpost code: the script is
     // in docs/performance.md, Large files over HTTP/2); a read stream closes its handle itself and
     // measured faster for 1 MB files.
-    sendHttp2Stream(stream, isFileBody(body) ? fileStream(body) : body, stalls, tally);
+    sendHttp2Stream(stream, isFileBody(body) ? fileStream(body) : body, tally);
   }
 }
 
-/**
- * A body that is all in memory, after the headers: one write up to WHOLE_WRITE_LIMIT (or with no
- * stall watch to follow it), else as slices whose progress `stalls` follows.
- */
-export function sendWholeHttp2(stream: ServerHttp2Stream, body: Buffer, stalls: IdleWatch | undefined, tally: Tally | null): void {
-  if (body.length <= WHOLE_WRITE_LIMIT || stalls === undefined) {
-    if (tally !== null) tally.bytes = body.length;
-    endWith(stream, body);
-  } else {
-    sendHttp2Stream(stream, inSlices(body), stalls, tally);
-  }
+/** A body that is all in memory, after the headers: one write (h2-stalls.ts watches its progress). */
+export function sendWholeHttp2(stream: ServerHttp2Stream, body: Buffer, tally: Tally | null): void {
+  if (tally !== null) tally.bytes = body.length;
+  endWith(stream, body);
 }
 
 /**
  * A streamed body, after the headers. One that fails half-way must not look complete: the stream
  * is reset (close(code) would first end it cleanly; destroy(err) resets it with INTERNAL_ERROR).
  */
-function sendHttp2Stream(stream: ServerHttp2Stream, body: Readable, stalls: IdleWatch | undefined, tally: Tally | null): void {
-  const session = stream.session;
+function sendHttp2Stream(stream: ServerHttp2Stream, body: Readable, tally: Tally | null): void {
   sendBody(body, stream, (err) => {
     if (tally !== null) tally.failed = true;
     stream.destroy(err);
-  }, tally, stalls, stream.readableEnded, session === undefined ? undefined : () => connectionSteps(session));
+  }, tally, stream.readableEnded);
 }
 
-export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts, stalls?: IdleWatch): void {
+export function respondHttp1(res: ServerResponse, method: string, reply: Reply, request?: RequestFacts): void {
   const tally: Tally | null = request !== undefined && responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (res.destroyed || res.headersSent) {
     disposeBody(reply.body);
@@ -340,7 +278,7 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply, 
     sendBody(isFileBody(body) ? fileStream(body) : body, res, (err) => {
       if (tally !== null) tally.failed = true;
       res.destroy(err);
-    }, tally, stalls);
+    }, tally);
   }
 }
 

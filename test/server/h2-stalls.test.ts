@@ -10,12 +10,12 @@ import { startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { until } from '../helpers/wait.ts';
 import { MOVING, stalledStreamWatch } from '../../src/server/h2-stalls.ts';
-import { WHOLE_WRITE_LIMIT } from '../../src/server/respond.ts';
 
 /**
- * limits.sendTimeout for HTTP/2 responses written whole (h2-stalls.ts): a client that holds a
- * stream back by flow control gets it reset, whatever else moves on its connection; a slow one
- * that keeps taking bytes keeps its response, large bodies included (respond.ts WHOLE_WRITE_LIMIT).
+ * limits.sendTimeout for HTTP/2 responses (h2-stalls.ts): a client that holds a stream back by
+ * flow control gets it reset, whatever else moves on its connection; a slow one that keeps taking
+ * bytes keeps its response, large bodies written whole included (their one write does not go out
+ * whole until the end).
  */
 
 const SEND_TIMEOUT = 20_000;
@@ -27,7 +27,7 @@ async function withSite<T>(run: (site: { url: string; timers: ReturnType<typeof 
   const large = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < large.length; i++) large[i] = (i * 7) & 0xff;
   writeFileSync(join(root, 'large.bin'), large);
-  // Eight bodies under WHOLE_WRITE_LIMIT, each its own bytes.
+  // Eight bodies of 200 KB, each its own bytes.
   const medium = Array.from({ length: 8 }, (_, n) => Buffer.from(large.subarray(n * 1000, n * 1000 + 200_000)));
   medium.forEach((body, n) => writeFileSync(join(root, `medium-${n}.bin`), body));
   const timers = manualTimers();
@@ -117,12 +117,12 @@ test('a slow client that keeps taking a large body is not cut off, however long 
         stream.on('error', () => {});
         const chunks: Buffer[] = [];
         const total = () => chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-        // Half a slice per quarter of sendTimeout: the whole body takes twice sendTimeout, and a
-        // body written whole would be cut off after one (its queue does not move until all of it
-        // is sent).
+        // 128 KiB per quarter of sendTimeout: the whole body takes twice sendTimeout, and the
+        // kept reply's one write stays queued, the same length at every look, until its end: what
+        // moves is the connection.
         let steps = 0;
         while (!stream.readableEnded && !closed) {
-          await readUpTo(stream, chunks, total, Math.min(large.length, (steps + 1) * WHOLE_WRITE_LIMIT / 2));
+          await readUpTo(stream, chunks, total, Math.min(large.length, (steps + 1) * 128 * 1024));
           timers.advance(STEP);
           await turns();
           steps++;
@@ -219,7 +219,67 @@ test('streamed responses too: one waiting while its connection carries another i
   }
 });
 
-test('the watch: a queue that stays the same and not empty for sendTimeout; moved, empty, or followed elsewhere it is left alone', () => {
+test('a streamed response (pass-through) its client grants no window is reset after sendTimeout, and the origin response it paced is let go', async () => {
+  let originClosed = false;
+  let originWritten = 0;
+  const origin = await startOrigin((req, res) => {
+    if (req.url !== '/endless') return void res.end(`quick ${req.url}`);
+    // As fast as the proxy takes it: paced by the client through Outpost.
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    const pump = () => {
+      while (!originClosed && originWritten < 256 * 1024 * 1024) {
+        originWritten += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+    };
+    res.once('close', () => { originClosed = true; });
+    pump();
+  });
+  const timers = manualTimers();
+  const outpost = await startOutpost({
+    proxy: { connections: 1, maxTempFileSize: 0 }, // no temp file: the client paces the origin
+    limits: { sendTimeout: '20s' },
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url }],
+  }, { timers });
+  const client = await session(outpost.url, 0);
+  try {
+    const stream = client.request({ ':path': '/endless' });
+    stream.on('error', () => {});
+    const [headers] = await once(stream, 'response');
+    assert.equal(headers[':status'], 200);
+    let closed = false;
+    stream.on('close', () => { closed = true; });
+    // Until every buffer between the origin and Outpost's stream is full, the count moves.
+    let last = -1;
+    await until(() => { const stalled = originWritten === last; last = originWritten; return stalled; }, 10_000, 200);
+    for (let i = 0; i < 3; i++) {
+      client.ping(() => {});
+      timers.advance(STEP);
+      await turns();
+    }
+    assert.equal(closed || originClosed, false, 'held for less than sendTimeout: still open');
+    for (let i = 0; i < 3 && !closed; i++) {
+      timers.advance(STEP);
+      await turns();
+    }
+    await until(() => closed && originClosed);
+    assert.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR);
+    // The one origin connection is free for the next request, on the same client connection.
+    client.settings({ initialWindowSize: 65_535 });
+    const next = client.request({ ':path': '/after' });
+    const chunks: Buffer[] = [];
+    next.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await once(next, 'end');
+    assert.equal(Buffer.concat(chunks).toString(), 'quick /after');
+  } finally {
+    client.destroy();
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('the watch: a queue that stays the same and not empty for sendTimeout; moved or empty it is left alone', () => {
   const timers = manualTimers();
   const streams = new Map<string, { destroyed: boolean; writableLength: number; destroyedWith?: Error; destroy(err: Error): void }>();
   const stream = (name: string, writableLength: number) => {
@@ -230,10 +290,9 @@ test('the watch: a queue that stays the same and not empty for sendTimeout; move
   const stalled = stream('stalled', 5000);
   const moving = stream('moving', 5000);
   const empty = stream('empty', 0);
-  const elsewhere = stream('elsewhere', 5000);
   const timedOut = new Error('timed out');
   const session = { destroyed: false } as Http2Session;
-  const watch = stalledStreamWatch(1000, { timedOut: () => timedOut, watchedElsewhere: new WeakSet([elsewhere]), timers, streamsOf: () => streams.values(), sentBy: () => 100 });
+  const watch = stalledStreamWatch(1000, { timedOut: () => timedOut, timers, streamsOf: () => streams.values(), sentBy: () => 100 });
   watch.add(session);
   for (let i = 0; i < 4; i++) {
     moving.writableLength -= 1000;
@@ -244,7 +303,6 @@ test('the watch: a queue that stays the same and not empty for sendTimeout; move
   assert.equal(stalled.destroyedWith, timedOut);
   assert.equal(moving.destroyed, false);
   assert.equal(empty.destroyed, false);
-  assert.equal(elsewhere.destroyed, false);
   // A session let go is no longer looked at, and with none left no timer waits.
   watch.delete(session);
   timers.advance(250);
@@ -256,7 +314,7 @@ test('the watch: a stream that waits while its connection moves a DATA frame a q
   const timers = manualTimers();
   const waiting = { destroyed: false, writableLength: 5000, destroy() { this.destroyed = true; } };
   let sent = 0;
-  const watch = stalledStreamWatch(1000, { timedOut: () => new Error('timed out'), watchedElsewhere: new WeakSet(), timers, streamsOf: () => [waiting], sentBy: () => sent });
+  const watch = stalledStreamWatch(1000, { timedOut: () => new Error('timed out'), timers, streamsOf: () => [waiting], sentBy: () => sent });
   watch.add({ destroyed: false } as Http2Session);
   // Three times sendTimeout with the others' bytes going out: its own write has not gone, but the client takes what comes.
   for (let i = 0; i < 12; i++) {
