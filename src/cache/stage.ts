@@ -29,6 +29,7 @@ import { createValidating } from './validate.ts';
  *                                      stored when allowed (admit.ts); the body streams to every
  *                                      waiter while it is stored (shared-body.ts)
  *   unsafe method                    → forwarded; on success its URIs are invalidated (§4.4)
+ *   a WebSocket upgrade              → forwarded, nothing looked up or stored
  *
  * It is a Handler rather than a Stage because it may send several requests to the origin for one
  * client request (a validation, then a full fetch when the 304 is for another representation; a
@@ -61,6 +62,9 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   return function cache(ctx) {
     try {
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return forwardMethod(ctx);
+      // A WebSocket upgrade is a GET whose answer is a connection, not a representation: never
+      // answered from here, never stored (a 101 is not a final response, RFC 9110 §15.2).
+      if (ctx.upgrade !== undefined) return route.passThrough(ctx, 'fwd=bypass');
       const primary = primaryKey(ctx);
       const now = engine.lookupNow(primary, ctx.headers);
       if (now !== undefined) return answer(ctx, primary, now);

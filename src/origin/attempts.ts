@@ -47,8 +47,10 @@ export function createAttempts(options: AttemptsOptions): Attempts {
   /** An attempt's response is in: its time counted, and the attempt ended once its body has. */
   function responded(upstream: Upstream, started: number, reply: Reply): Reply {
     pool.responded(upstream, performance.now() - started);
-    // A body read whole (exchange.ts) has ended already; a stream counts until it closes.
-    if (reply.body === null || Buffer.isBuffer(reply.body)) pool.end(upstream);
+    // A body read whole (exchange.ts) has ended already; a stream counts until it closes, and so
+    // does a tunnel (a WebSocket: least-connections balancing sees it as the connection it is).
+    if (reply.tunnel !== undefined) reply.tunnel.once('close', () => pool.end(upstream));
+    else if (reply.body === null || Buffer.isBuffer(reply.body)) pool.end(upstream);
     else (reply.body as Readable).once('close', () => pool.end(upstream));
     return reply;
   }

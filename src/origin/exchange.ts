@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { errors as undiciErrors } from './undici.ts';
 import { originError } from '../errors.ts';
@@ -46,6 +46,12 @@ export interface ExchangeRequest {
   readonly queued?: QueueDeadline;
   /** Where a body its client is slow to take goes meanwhile; without, the client paces the origin. */
   readonly spill?: SpillOptions;
+  /**
+   * The protocol to ask the origin to switch to (`Upgrade`, RFC 9110 §7.8; undici sends it with
+   * `Connection: upgrade`). A 101 naming it resolves with its connection as the reply's `tunnel`;
+   * any other answer is an ordinary response.
+   */
+  readonly upgrade?: string;
 }
 
 /**
@@ -342,6 +348,32 @@ class Exchange implements Dispatcher.DispatchHandler {
     return stream;
   }
 
+  /**
+   * A 101 (undici's parser takes only a 101 as an upgrade, RFC 9110 §15.2.2): the origin's
+   * connection is the reply's. One that names another protocol than the one asked for is no
+   * answer to this request: 502, as nginx gives for an upstream's invalid header.
+   */
+  onRequestUpgrade(_controller: Controller, statusCode: number, headers: Record<string, string | string[]>, socket: Duplex): void {
+    this.#detach();
+    const asked = this.#request.upgrade;
+    const named = headers.upgrade;
+    if (this.#settled || asked === undefined || typeof named !== 'string' || named.trim().toLowerCase() !== asked) {
+      socket.destroy();
+      if (!this.#settled) {
+        this.#settled = true;
+        this.#reject(originError.badGateway(`Bad Gateway: the origin switched to ${JSON.stringify(String(named).slice(0, 40))}, not ${asked}`));
+      }
+      return;
+    }
+    this.#settled = true;
+    // A 1xx carries no content (RFC 9110 §15.2): nothing for the decoder or the compressor to do.
+    const fields = this.#request.responseHeaders(headers);
+    delete fields['content-length'];
+    delete fields['content-encoding'];
+    delete fields['transfer-encoding'];
+    this.#resolve({ status: statusCode, headers: fields, body: null, tunnel: socket });
+  }
+
   onResponseError(_controller: Controller | null, err: Error): void {
     this.#detach();
     this.#stopGathering();
@@ -381,6 +413,7 @@ export function exchange(dispatcher: Dispatcher, request: ExchangeRequest): Prom
       path: request.path,
       headers: request.headers,
       body: request.body ?? null,
+      upgrade: request.upgrade,
     }, handler);
   });
 }

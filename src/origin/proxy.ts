@@ -185,6 +185,10 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       // pool.begin counted this one: past the upstream's capacity it waits for a connection.
       queued: upstream.inFlight > upstream.capacity ? queueDeadline : undefined,
       spill,
+      // The client's Upgrade and Connection are hop-by-hop (dropped above): the origin is asked
+      // anew, over HTTP/1.1. An HTTP/2 upstream gets the plain GET (its way to switch, RFC 8441's
+      // extended CONNECT, has no Sec-WebSocket-Accept to give the client), and its answer goes back.
+      upgrade: upstream.http2 ? undefined : ctx.upgrade,
     });
   }
 

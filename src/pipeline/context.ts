@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
 import type { SiteConfig, RouteConfig } from '../config/schema.ts';
 
@@ -48,6 +48,12 @@ export interface Context {
   readonly sendInformational?: (status: number, headers: Readonly<Record<string, string | string[]>>) => void;
   /** Set by stages for the access log and Cache-Status (e.g. 'hit', 'miss'). */
   readonly notes: Map<string, string>;
+  /**
+   * The protocol an HTTP/1.1 request asks to switch its connection to (RFC 9110 §7.8), set only
+   * for the WebSocket upgrades the listener takes (server/upgrade.ts): the cache lets it pass, and
+   * the origin is asked to switch too; a 101 from it comes back as a Reply with a `tunnel`.
+   */
+  readonly upgrade?: string;
 }
 
 /** A file body: the response writer sends `length` bytes from `offset` and closes the handle. */
@@ -73,6 +79,12 @@ export interface Reply {
   variants?: Variants;
   /** Set when this exact reply may be sent again without the chain (see Reuse). */
   reuse?: Reuse;
+  /**
+   * A 101 (Switching Protocols) from the origin to a request with `upgrade`: the origin's
+   * connection, now speaking that protocol. Whoever writes the 101 joins it to the client's
+   * connection (server/upgrade.ts), or destroys it.
+   */
+  tunnel?: Duplex;
 }
 
 /**

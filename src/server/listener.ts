@@ -30,6 +30,7 @@ import { publishClientError, publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
+import { answerUpgrade, isWebSocketUpgrade, type Tunnels } from './upgrade.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import type { ReadyReplies } from './replies.ts';
 import { fixedChain, type Dispatch } from './dispatch.ts';
@@ -273,6 +274,37 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     answerFromChain(ctx, readyKey, epoch, respondHttp1, res, method);
   };
   server.on('request', onHttp1('https'));
+
+  // WebSocket upgrades (upgrade.ts): through the chain, then a tunnel to the origin on its 101.
+  const tunnels: Tunnels = { open: new Set() };
+  const onUpgrade = (scheme: 'https' | 'http') => (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    // Node let go of the connection: its errors and its end are ours from here.
+    socket.on('error', () => {});
+    if (draining) return void socket.destroy();
+    // The HTTPS listener's connections are in the idle watch already; the plain one's had Node's
+    // socket timeout, which no longer runs on a connection handed over.
+    if (!http1Sockets.has(socket)) {
+      const watched = socketWatched(socket);
+      idle.add(watched);
+      socket.once('close', () => idle.delete(watched));
+    }
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    const abort = new AbortSource();
+    socket.once('close', () => abort.abort());
+    let ctx: Context;
+    try {
+      ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort, 'websocket'), limits);
+    } catch (err) {
+      countRefused(err);
+      answerUpgrade(res, errorReply(err), factsFromHttp1(req), head, tunnels);
+      return;
+    }
+    answerFromChain(ctx, undefined, replies?.epoch ?? 0, (destination: ServerResponse, _method, reply, request) => answerUpgrade(destination, reply, request, head, tunnels), res, 'GET');
+  };
+  Object.assign(server, { shouldUpgradeCallback: isWebSocketUpgrade }); // read by the HTTP/1.1 fallback, as the fields above
+  server.on('upgrade', onUpgrade('https'));
   // HTTP/1.1 CONNECT: we are not a forward proxy. A precise 405 instead of Node's silent close.
   const refuseConnect = (_req: IncomingMessage, socket: import('node:stream').Duplex) => {
     socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PROXIED_METHODS}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
@@ -305,7 +337,10 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
         requestTimeout: limits.requestTimeout,
         keepAliveTimeout: limits.keepAliveTimeout,
         connectionsCheckingInterval: 1000,
+        // Upgrades are taken where the plain listener serves; where it redirects, they get the 308.
+        shouldUpgradeCallback: config.listen.httpMode === 'serve' ? isWebSocketUpgrade : () => false,
       }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
+      if (config.listen.httpMode === 'serve') plain.on('upgrade', onUpgrade('http'));
       plain.setTimeout(limits.idleTimeout);
       plain.on('connect', refuseConnect);
       plain.on('clientError', answerClientError);
@@ -336,8 +371,8 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     ]);
     // HTTP/2: GOAWAY, then the session closes once its open streams finish.
     for (const session of sessions) session.close();
-    // HTTP/1.1: idle keep-alive sockets go now; busy ones after their response.
-    for (const [socket, inFlight] of http1Sockets) if (inFlight === 0) socket.end();
+    // HTTP/1.1: idle keep-alive sockets go now; busy ones after their response; tunnels at the deadline.
+    for (const [socket, inFlight] of http1Sockets) if (inFlight === 0 && !tunnels.open.has(socket)) socket.end();
     plain?.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, limits.shutdownTimeout); });
@@ -345,6 +380,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     clearTimeout(timer);
     for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
     for (const socket of http1Sockets.keys()) socket.destroy();
+    for (const socket of tunnels.open) socket.destroy();
     door?.destroyAll();
     plainDoor?.destroyAll();
     plain?.closeAllConnections();

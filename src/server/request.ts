@@ -190,6 +190,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     // Declared here, set by the router: the object keeps one shape on the hot path.
     site: undefined,
     route: undefined,
+    upgrade: undefined, // RFC 9113 §8.6: HTTP/2 has no Upgrade
   };
   // Assigned, not a computed key in the literal: that one cost ~60 ns per request (Node 24, measured).
   ctx[CLIENT] = stream;
@@ -219,7 +220,8 @@ function checkFraming(req: IncomingMessage): void {
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
 }
 
-export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, scheme: 'https' | 'http', abort: AbortSource): Context {
+/** `upgrade`: the protocol the request asks to switch to, when the listener takes that upgrade (server/upgrade.ts). */
+export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, scheme: 'https' | 'http', abort: AbortSource, upgrade?: string): Context {
   checkFraming(req);
   const parsed = parseTarget(req.url);
   const host = req.headers.host;
@@ -247,6 +249,7 @@ export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, sche
     // Declared here, set by the router: the object keeps one shape on the hot path.
     site: undefined,
     route: undefined,
+    upgrade,
   };
   ctx[CLIENT] = res;
   return ctx;

@@ -1,0 +1,112 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Reply } from '../pipeline/context.ts';
+import { disposeBody } from '../pipeline/context.ts';
+import { publishError, type RequestFacts } from '../observability/channels.ts';
+import { reportOnClose, respondHttp1, type Tally } from './respond.ts';
+import { responseEndChannel } from '../observability/channels.ts';
+
+/**
+ * WebSocket upgrades over HTTP/1.1 (RFC 6455 §4, RFC 9110 §7.8), proxied as nginx does with
+ * `proxy_set_header Upgrade/Connection` and Caddy does by default: the request goes through the
+ * site's chain like any GET (routing, access rules, rate limits; the cache lets it pass), the
+ * origin is asked to switch too, and only on its 101 do the two connections become one tunnel,
+ * bytes copied both ways until either side closes. Any other answer from the chain (the origin's
+ * 403, a 404 of a static route, a 429) is sent as an ordinary response and the connection is
+ * closed: what the client sent after its request is never read as another request (the
+ * smuggling a proxy that tunnels before the origin agreed lets through).
+ *
+ * HTTP/2 has no Upgrade (RFC 9113 §8.6) and Outpost does not offer RFC 8441's extended CONNECT,
+ * so browsers open their WebSockets over HTTP/1.1, as they do with any server that does not.
+ */
+
+/**
+ * Whether Node hands `req` over as an upgrade (the servers' `shouldUpgradeCallback`): a GET over
+ * HTTP/1.1 asking for `websocket` in Upgrade with `upgrade` in Connection, and no content (one
+ * with a body is no handshake, RFC 6455 §4.1). Anything else, `Upgrade: h2c` included, is
+ * served as the plain request it also is, without switching.
+ */
+export function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  if (req.method !== 'GET' || req.httpVersionMajor !== 1 || req.httpVersionMinor !== 1) return false;
+  const headers = req.headers;
+  if (headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')) return false;
+  return hasToken(headers.upgrade, 'websocket') && hasToken(headers.connection, 'upgrade');
+}
+
+/** Whether a comma-separated field value lists `token` (ASCII case-insensitive, RFC 9110 §5.6.1). */
+function hasToken(value: string | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  for (const item of value.split(',')) {
+    // Upgrade's protocols may carry a version (`websocket/13` is not `websocket`: RFC 9110 §7.8).
+    if (item.trim().toLowerCase() === token) return true;
+  }
+  return false;
+}
+
+/** What the listener keeps of open tunnels: to close them when it stops. */
+export interface Tunnels {
+  readonly open: Set<Duplex>;
+}
+
+/**
+ * Answers an upgrade request with the chain's `reply` on `res` (a ServerResponse on the client's
+ * connection, which Node has let go of): the origin's 101 and then the tunnel, or any other
+ * answer, after which the connection is closed. `head`: what the client sent after its request's
+ * head (its first frames), for the origin.
+ */
+export function answerUpgrade(res: ServerResponse, reply: Reply, request: RequestFacts, head: Buffer, tunnels: Tunnels): void {
+  const client = res.socket;
+  const origin = reply.tunnel;
+  if (origin === undefined || reply.status !== 101 || client === null || client.destroyed) {
+    origin?.destroy();
+    respondHttp1(res, 'GET', reply, request);
+    // Node's server no longer ends this connection after the response: here it is ended, and
+    // nothing more is read from it.
+    if (client !== null) {
+      if (res.writableFinished) client.end();
+      else res.once('finish', () => client.end());
+    }
+    return;
+  }
+  disposeBody(reply.body);
+  // RFC 9110 §7.8: the 101 says what the connection switches to; Connection names Upgrade as
+  // the hop-by-hop field it is. The rest are the origin's (Sec-WebSocket-Accept, -Protocol,
+  // -Extensions, cookies), Via and Cache-Status.
+  const headers = { ...reply.headers, connection: 'upgrade', upgrade: 'websocket' };
+  try {
+    res.writeHead(101, headers);
+    res.flushHeaders();
+  } catch (error) {
+    // A field Node refuses (checked as for every response): the client gets a 502, the origin's connection goes.
+    publishError({ ctx: null, error, where: 'HTTP/1.1 upgrade 101' });
+    origin.destroy();
+    client.destroy();
+    return;
+  }
+  tunnels.open.add(client);
+  const tally: Tally | null = responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
+  if (tally !== null) {
+    reportOnClose(client, request, { status: 101, headers, body: null }, tally);
+    origin.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
+  }
+  join(client, origin, head);
+  client.once('close', () => tunnels.open.delete(client));
+}
+
+/**
+ * Copies bytes both ways (pipe: each side's pace holds the other back) until either closes or
+ * fails; then both go. One side's end (a TCP FIN) ends the other's writing, as a tunnel should.
+ */
+function join(client: Duplex, origin: Duplex, head: Buffer): void {
+  const teardown = () => {
+    client.destroy();
+    origin.destroy();
+  };
+  client.on('error', teardown);
+  origin.on('error', teardown);
+  client.once('close', teardown);
+  origin.once('close', teardown);
+  if (head.length > 0) origin.write(head);
+  client.pipe(origin);
+  origin.pipe(client);
+}

@@ -1,0 +1,362 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
+import { createServer as createH2cServer } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { Agent, WebSocket } from 'undici';
+import { h1, startOrigin, startOutpost, testCa, type TestOrigin } from '../helpers/outpost.ts';
+import { manualTimers } from '../helpers/timers.ts';
+import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
+import { until } from '../helpers/wait.ts';
+
+/**
+ * WebSocket upgrades over HTTP/1.1 (server/upgrade.ts): through the chain, then a tunnel to the
+ * origin on its 101; any other answer is an ordinary response and the connection closes.
+ */
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'; // RFC 6455 §1.3
+const acceptOf = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
+
+interface WsOrigin extends TestOrigin {
+  /** The upgrade requests the origin saw. */
+  readonly upgrades: Array<{ url: string; headers: IncomingMessage['headers'] }>;
+  /** The origin's side of each tunnel. */
+  readonly sockets: Duplex[];
+}
+
+/**
+ * An origin that answers upgrades: `/refuse` with a 403; `/wrong` with a 101 to another protocol; `/raw` with a 101 and then an echo of the
+ * bytes (`echo:` before each read); `/ws` with a 101 (the first subprotocol offered) and an echo of
+ * each WebSocket frame (RFC 6455 §5.2, short unfragmented frames: what the tests send). Plain
+ * requests: `/cached` is cacheable, anything else says what it saw.
+ */
+async function wsOrigin(): Promise<WsOrigin> {
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/cached') return void res.writeHead(200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain' }).end('stored body');
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(`plain ${req.url} upgrade=${req.headers.upgrade ?? '-'}`);
+  });
+  const upgrades: WsOrigin['upgrades'] = [];
+  const sockets: Duplex[] = [];
+  // Node's server lets go of upgraded connections: closing it waits for them, so they go first.
+  const opened = new Set<Duplex>();
+  const closeServer = origin.close;
+  origin.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgrades.push({ url: req.url ?? '', headers: req.headers });
+    socket.on('error', () => {});
+    socket.on('end', () => socket.end()); // the tunnel's other side went: so does this one
+    opened.add(socket);
+    if (req.url === '/refuse') return void socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 7\r\n\r\nno, no.');
+    sockets.push(socket);
+    if (req.url === '/wrong') return void socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n');
+    const protocol = req.headers['sec-websocket-protocol']?.split(',')[0].trim();
+    socket.write([
+      'HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Accept: ${acceptOf(String(req.headers['sec-websocket-key']))}`,
+      ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []), '', '',
+    ].join('\r\n'));
+    if (req.url === '/raw') {
+      const echo = (chunk: Buffer) => socket.write(`echo:${chunk.toString()}`);
+      if (head.length > 0) echo(head);
+      socket.on('data', echo);
+    } else {
+      let pending = head;
+      const frames = (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        while (pending.length >= 6) {
+          const opcode = pending[0] & 0x0f;
+          const length = pending[1] & 0x7f; // under 126 in these tests
+          if (pending.length < 6 + length) return;
+          const mask = pending.subarray(2, 6);
+          const payload = Buffer.from(pending.subarray(6, 6 + length).map((byte, i) => byte ^ mask[i % 4]));
+          pending = pending.subarray(6 + length);
+          socket.write(Buffer.concat([Buffer.from([0x80 | opcode, payload.length]), payload]));
+          if (opcode === 8) return void socket.end();
+        }
+      };
+      frames(Buffer.alloc(0));
+      socket.on('data', frames);
+    }
+  });
+  const close = async () => {
+    for (const socket of opened) socket.destroy();
+    await closeServer();
+  };
+  return Object.assign(origin, { upgrades, sockets, close });
+}
+
+/** A raw HTTP/1.1 client connection to `url`'s listener (TLS for https). */
+async function rawConnection(url: string): Promise<Socket> {
+  const { protocol, port } = new URL(url);
+  const socket = protocol === 'https:'
+    ? tlsConnect({ host: '127.0.0.1', port: Number(port), servername: 'localhost', ca: await testCa(), ALPNProtocols: ['http/1.1'] })
+    : netConnect({ host: '127.0.0.1', port: Number(port) });
+  await once(socket, protocol === 'https:' ? 'secureConnect' : 'connect');
+  return socket;
+}
+
+/** What `socket` receives, as one growing string; `closed` once it has closed. */
+function reader(socket: Socket) {
+  const state = { text: '', closed: false };
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => { state.text += chunk; });
+  socket.on('error', () => {});
+  socket.on('close', () => { state.closed = true; });
+  return state;
+}
+
+const upgradeRequest = (path: string, extra = '') =>
+  `GET ${path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+
+test('WebSocket upgrades over HTTPS and plain HTTP: the origin\'s 101, then bytes both ways (the first sent with the request too); either side closing closes the other', async () => {
+  const origin = await wsOrigin();
+  const outpost = await startOutpost({ listen: { http: 0, httpMode: 'serve' }, sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    for (const url of [outpost.url, `http://127.0.0.1:${outpost.httpPort}`]) {
+      const socket = await rawConnection(url);
+      const got = reader(socket);
+      socket.write(`${upgradeRequest('/raw')}HELLO`);
+      await until(() => got.text.includes('echo:HELLO'));
+      const [head] = got.text.split('\r\n\r\n');
+      assert.match(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/, url);
+      assert.match(head, /\r\nupgrade: websocket\r\n/i);
+      assert.match(head, /\r\nconnection: upgrade\r\n/i);
+      assert.match(head, new RegExp(`\r\nsec-websocket-accept: ${acceptOf('dGhlIHNhbXBsZSBub25jZQ==').replace(/[+/=]/g, '\\$&')}\r\n`, 'i'));
+      assert.match(head, /\r\nvia: 1\.1 outpost\r\n/i);
+      assert.doesNotMatch(head, /content-length|transfer-encoding/i);
+      socket.write('MORE');
+      await until(() => got.text.endsWith('echo:MORE'));
+      // The origin asked to switch, with the client's WebSocket fields and the forwarded ones.
+      const seen = origin.upgrades.at(-1)!;
+      assert.equal(seen.url, '/raw');
+      assert.equal(seen.headers.upgrade, 'websocket');
+      assert.equal(seen.headers['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==');
+      assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+      // The client goes: so does the origin's side.
+      const originSide = origin.sockets.at(-1)!;
+      socket.end();
+      await until(() => originSide.destroyed || originSide.readableEnded);
+    }
+    // And the other way round: the origin closes, the client's connection closes.
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    socket.write(upgradeRequest('/raw'));
+    await until(() => got.text.includes('\r\n\r\n'));
+    origin.sockets.at(-1)!.end();
+    await until(() => got.closed);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('a WebSocket client (undici\'s) talks to the origin through Outpost: subprotocol, messages both ways, a clean close, one access report', async () => {
+  const origin = await wsOrigin();
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  const dispatcher = new Agent({ connect: { ca: await testCa(), servername: 'localhost' } });
+  const ends: ResponseEndEvent[] = [];
+  const onEnd = (event: unknown) => ends.push(event as ResponseEndEvent);
+  responseEndChannel.subscribe(onEnd);
+  try {
+    const ws = new WebSocket(`wss://127.0.0.1:${outpost.httpsPort}/ws`, { protocols: ['chat', 'other'], dispatcher });
+    await once(ws, 'open');
+    assert.equal(ws.protocol, 'chat');
+    const messages: string[] = [];
+    ws.addEventListener('message', (event) => messages.push(String(event.data)));
+    ws.send('hello');
+    ws.send('and again');
+    await until(() => messages.length === 2);
+    assert.deepEqual(messages, ['hello', 'and again']);
+    const closed = once(ws, 'close');
+    ws.close(1000, 'done');
+    const [event] = await closed as [{ code: number; wasClean: boolean }];
+    assert.equal(event.code, 1000);
+    assert.equal(event.wasClean, true);
+    // Reported when the tunnel closes: the 101, what the origin sent through it.
+    await until(() => ends.length === 1);
+    assert.equal(ends[0].status, 101);
+    assert.equal(ends[0].outcome, 'ok');
+    assert.equal(ends[0].request.target, '/ws');
+    assert.ok(ends[0].bytes >= 2 * 7 + 4, `${ends[0].bytes} bytes`); // two echoed frames and the close frame
+  } finally {
+    responseEndChannel.unsubscribe(onEnd);
+    await dispatcher.close();
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('an origin that refuses the upgrade: its answer reaches the client, the connection closes, and what the client sent after its request never reaches the origin', async () => {
+  const origin = await wsOrigin();
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    // A request smuggled behind the refused upgrade, as if the connection had switched.
+    socket.write(`${upgradeRequest('/refuse')}GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+    await until(() => got.closed);
+    assert.match(got.text, /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(got.text, /\r\n\r\nno, no\.$/);
+    assert.match(got.text, /\r\nconnection: close\r\n/i);
+    assert.equal(got.text.match(/HTTP\/1\.1 /g)!.length, 1, 'one response only');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(origin.seen.map((s) => s.url), [], 'the origin saw no plain request');
+    assert.deepEqual(origin.upgrades.map((u) => u.url), ['/refuse']);
+    // A 101 to another protocol than asked for is no answer: 502, and its connection goes.
+    const wrong = await rawConnection(outpost.url);
+    const bad = reader(wrong);
+    wrong.write(upgradeRequest('/wrong'));
+    await until(() => bad.closed);
+    assert.match(bad.text, /^HTTP\/1\.1 502 /);
+    const wrongSide = origin.sockets.at(-1)!;
+    await until(() => wrongSide.destroyed || wrongSide.readableEnded);
+    // A request the listener refuses (an invalid Host) is answered and closed, as any other.
+    const invalid = await rawConnection(outpost.url);
+    const badHost = reader(invalid);
+    invalid.write(upgradeRequest('/raw').replace('Host: localhost', 'Host: bad host!'));
+    await until(() => badHost.closed);
+    assert.match(badHost.text, /^HTTP\/1\.1 400 /);
+    assert.deepEqual(origin.upgrades.map((u) => u.url), ['/refuse', '/wrong']);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('an upgrade goes past the cache (never answered from it, never stored), the access rules still apply; Upgrade: h2c is a plain request', async () => {
+  const origin = await wsOrigin();
+  const outpost = await startOutpost({
+    guard: { rules: [{ path: '^/private/', action: 'deny' }] },
+    sites: [{ hosts: ['*'], origin: origin.url }],
+  });
+  try {
+    assert.equal((await h1(`${outpost.url}/cached`)).body.toString(), 'stored body');
+    assert.equal((await h1(`${outpost.url}/cached`)).headers['cache-status']?.toString().includes('hit'), true);
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    socket.write(upgradeRequest('/cached'));
+    await until(() => got.text.includes('\r\n\r\n'));
+    assert.match(got.text, /^HTTP\/1\.1 101 /);
+    assert.match(got.text, /\r\ncache-status: outpost; fwd=bypass; fwd-status=101\r\n/i);
+    assert.deepEqual(origin.upgrades.map((u) => u.url), ['/cached']);
+    socket.destroy();
+    // Denied by the rules: a 403 from Outpost, the origin never asked.
+    const denied = await rawConnection(outpost.url);
+    const refused = reader(denied);
+    denied.write(upgradeRequest('/private/feed'));
+    await until(() => refused.closed);
+    assert.match(refused.text, /^HTTP\/1\.1 403 /);
+    assert.deepEqual(origin.upgrades.map((u) => u.url), ['/cached']);
+    // Not a WebSocket: served as the GET it also is, without the hop-by-hop Upgrade.
+    const h2c = await rawConnection(outpost.url);
+    const plain = reader(h2c);
+    h2c.write('GET /other HTTP/1.1\r\nHost: localhost\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+    await until(() => plain.text.includes('upgrade=-'));
+    assert.match(plain.text, /^HTTP\/1\.1 200 /);
+    h2c.destroy();
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('a tunnel with no byte either way for limits.idleTimeout is closed, and its origin connection with it; shutdown closes tunnels at its deadline', async () => {
+  const origin = await wsOrigin();
+  const timers = manualTimers();
+  const outpost = await startOutpost({
+    listen: { http: 0, httpMode: 'serve' },
+    limits: { idleTimeout: '40s', shutdownTimeout: '200ms' },
+    sites: [{ hosts: ['*'], origin: origin.url }],
+  }, { timers });
+  try {
+    for (const url of [outpost.url, `http://127.0.0.1:${outpost.httpPort}`]) {
+      const socket = await rawConnection(url);
+      const got = reader(socket);
+      socket.write(upgradeRequest('/raw'));
+      await until(() => got.text.includes('\r\n\r\n'));
+      const originSide = origin.sockets.at(-1)!;
+      // Bytes keep it open however long it lasts...
+      for (let i = 0; i < 8; i++) {
+        socket.write(`ping${i}`);
+        await until(() => got.text.endsWith(`echo:ping${i}`));
+        timers.advance(10_000);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(got.closed, false, `${url}: kept while bytes pass`);
+      // ... silence does not.
+      for (let i = 0; i < 6 && !got.closed; i++) {
+        timers.advance(10_000);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await until(() => got.closed && originSide.destroyed);
+    }
+    // One left open when the server stops: closed at the shutdown deadline, and close() returns.
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    socket.write(upgradeRequest('/raw'));
+    await until(() => got.text.includes('\r\n\r\n'));
+    const stopped = Date.now();
+    await outpost.close();
+    await until(() => got.closed);
+    assert.ok(Date.now() - stopped < 5000);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('with least-connections balancing an open tunnel counts as its upstream\'s connection until it closes', async () => {
+  const origins = [await wsOrigin(), await wsOrigin()];
+  const outpost = await startOutpost({
+    sites: [{ hosts: ['*'], origin: { upstreams: origins.map((o) => o.url), balance: 'least-connections' } }],
+  });
+  const plainCounts = () => origins.map((o) => o.seen.length);
+  try {
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    socket.write(upgradeRequest('/raw'));
+    await until(() => got.text.includes('\r\n\r\n'));
+    const busy = origins.findIndex((o) => o.upgrades.length === 1);
+    const other = 1 - busy;
+    for (let i = 0; i < 4; i++) await h1(`${outpost.url}/plain-${i}`);
+    assert.equal(origins[busy].seen.length, 0, 'every plain request went to the upstream without the tunnel');
+    assert.equal(origins[other].seen.length, 4);
+    // Closed: both upstreams are free again, and take turns.
+    const originSide = origins[busy].sockets[0];
+    socket.destroy();
+    await until(() => originSide.destroyed || originSide.readableEnded);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let i = 0; i < 4; i++) await h1(`${outpost.url}/after-${i}`);
+    assert.deepEqual(plainCounts().map((n, i) => n - (i === other ? 4 : 0)), [2, 2]);
+  } finally {
+    await outpost.close();
+    for (const origin of origins) await origin.close();
+  }
+});
+
+test('an HTTP/2 upstream is not asked to switch: it gets the plain GET, and its answer goes back to the client', async () => {
+  const seen: Array<{ method: string; protocol?: string }> = [];
+  // It offers extended CONNECT (RFC 8441), which undici would use: Outpost does not ask for it.
+  const origin = createH2cServer({ settings: { enableConnectProtocol: true } }, (req, res) => {
+    seen.push({ method: req.method, protocol: req.headers[':protocol'] as string | undefined });
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSockets over HTTP/1.1 only');
+  });
+  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+  const port = (origin.address() as { port: number }).port;
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
+  try {
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    socket.write(upgradeRequest('/ws'));
+    await until(() => got.closed);
+    assert.match(got.text, /^HTTP\/1\.1 426 /);
+    assert.match(got.text, /WebSockets over HTTP\/1\.1 only/);
+    assert.deepEqual(seen, [{ method: 'GET', protocol: undefined }]);
+  } finally {
+    await outpost.close();
+    await new Promise((resolve) => origin.close(resolve));
+  }
+});
