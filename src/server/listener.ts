@@ -280,7 +280,16 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   const onUpgrade = (scheme: 'https' | 'http') => (req: IncomingMessage, socket: Socket, head: Buffer) => {
     // Node let go of the connection: its errors and its end are ours from here.
     socket.on('error', () => {});
-    if (draining) return void socket.destroy();
+    // An upgrade pipelined behind a request whose response is still going out waits for it:
+    // answers go in order (RFC 9112 §9.3.2), and the connection has one response at a time.
+    const ahead = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (ahead != null) return void ahead.once('finish', () => upgradeNow(scheme, req, socket, head));
+    upgradeNow(scheme, req, socket, head);
+  };
+  const upgradeNow = (scheme: 'https' | 'http', req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (draining || socket.destroyed) return void socket.destroy();
+    // No timer of Node's closes it from here (the keep-alive one a response before may have set).
+    socket.setTimeout(0);
     // The HTTPS listener's connections are in the idle watch already; the plain one's had Node's
     // socket timeout, which no longer runs on a connection handed over.
     if (!http1Sockets.has(socket)) {
@@ -290,7 +299,13 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     }
     const res = new http.ServerResponse(req);
     res.shouldKeepAlive = false;
-    res.assignSocket(socket);
+    try {
+      res.assignSocket(socket);
+    } catch (error) {
+      // Another response on it after all (Node's state of another shape): never a crash.
+      onError('HTTP/1.1 upgrade', error);
+      return void socket.destroy();
+    }
     const abort = new AbortSource();
     socket.once('close', () => abort.abort());
     let ctx: Context;

@@ -360,3 +360,25 @@ test('an HTTP/2 upstream is not asked to switch: it gets the plain GET, and its 
     await new Promise((resolve) => origin.close(resolve));
   }
 });
+
+test('an upgrade pipelined behind a request whose response is still on its way waits for it: answers in order, then the tunnel', async () => {
+  const origin = await wsOrigin();
+  const slow = await startOrigin((req, res) => { setTimeout(() => res.end(`slow ${req.url}`), 200); });
+  const outpost = await startOutpost({
+    sites: [{ hosts: ['*'], origin: origin.url, routes: [{ path: '/slow', origin: slow.url, cache: { enabled: false } }] }],
+  });
+  try {
+    const socket = await rawConnection(outpost.url);
+    const got = reader(socket);
+    socket.write(`GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n${upgradeRequest('/raw')}HELLO`);
+    await until(() => got.text.endsWith('echo:HELLO'));
+    assert.match(got.text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nslow \/slowHTTP\/1\.1 101 Switching Protocols\r\n/);
+    socket.write('MORE');
+    await until(() => got.text.endsWith('echo:MORE'));
+    socket.destroy();
+  } finally {
+    await outpost.close();
+    await slow.close();
+    await origin.close();
+  }
+});
