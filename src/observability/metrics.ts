@@ -10,6 +10,7 @@ import type { HeapBudgetStats } from '../runtime/heap-budget.ts';
 import { spareSlabBytes } from '../cache/store/slab-memory.ts';
 import { below, count, leaves, type Tally } from './tally.ts';
 import { tempSpace } from '../origin/temp-file.ts';
+import { openTunnels } from '../server/upgrade.ts';
 
 /**
  * Prometheus metrics (prom-client), served by the admin API at GET /metrics. Every label comes
@@ -217,6 +218,7 @@ export function createMetrics(sources: MetricsSources, options: { defaultMetrics
   new Gauge({ name: 'outpost_open_connections', help: 'Client connections open (TLS and plain HTTP)', registers: [registry], collect() { this.set(connections); } });
   new Gauge({ name: 'outpost_open_h2_sessions', help: 'HTTP/2 sessions open', registers: [registry], collect() { this.set(sessions); } });
   new Gauge({ name: 'outpost_open_h2_streams', help: 'HTTP/2 streams open (requests in progress on HTTP/2)', registers: [registry], collect() { this.set(streams); } });
+  new Gauge({ name: 'outpost_open_websockets', help: 'WebSocket tunnels open (a client\'s connection joined to its origin\'s)', registers: [registry], collect() { this.set(openTunnels()); } });
   new Gauge({ name: 'outpost_proxy_temp_file_bytes', help: 'Bytes held in proxy temp files (responses read from the origin faster than their clients take them; limits.tempFileSpace)', registers: [registry], collect() { this.set(tempSpace.used); } });
 
   const onEnd = (message: unknown) => {

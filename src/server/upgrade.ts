@@ -43,6 +43,10 @@ function hasToken(value: string | undefined, token: string): boolean {
   return false;
 }
 
+/** Tunnels open in this process, for metrics (`outpost_open_websockets`). */
+let openCount = 0;
+export const openTunnels = (): number => openCount;
+
 /** What the listener keeps of open tunnels: to close them when it stops. */
 export interface Tunnels {
   readonly open: Set<Duplex>;
@@ -90,7 +94,11 @@ export function answerUpgrade(res: ServerResponse, reply: Reply, request: Reques
     origin.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
   }
   join(client, origin, head);
-  client.once('close', () => tunnels.open.delete(client));
+  openCount++;
+  client.once('close', () => {
+    openCount--;
+    tunnels.open.delete(client);
+  });
 }
 
 /**

@@ -83,6 +83,7 @@ test('GET /metrics: requests by site, route, status class and cache result; cach
     assert.ok(sample(text, 'outpost_tls_handshakes_total{protocol="http/1.1"}')! >= 1);
     assert.ok(sample(text, 'outpost_open_connections') !== undefined);
     assert.ok(sample(text, 'outpost_open_h2_streams') !== undefined);
+    assert.equal(sample(text, 'outpost_open_websockets'), 0);
     assert.ok(sample(text, 'nodejs_eventloop_lag_seconds') !== undefined, 'event-loop lag');
     // Bounded: no URL ever becomes a label.
     assert.doesNotMatch(text, /other\?n=|\/page"/);

@@ -11,6 +11,7 @@ import { Agent, WebSocket } from 'undici';
 import { h1, startOrigin, startOutpost, testCa, type TestOrigin } from '../helpers/outpost.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
+import { openTunnels } from '../../src/server/upgrade.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -129,6 +130,7 @@ test('WebSocket upgrades over HTTPS and plain HTTP: the origin\'s 101, then byte
       assert.doesNotMatch(head, /content-length|transfer-encoding/i);
       socket.write('MORE');
       await until(() => got.text.endsWith('echo:MORE'));
+      assert.equal(openTunnels(), 1, 'outpost_open_websockets');
       // The origin asked to switch, with the client's WebSocket fields and the forwarded ones.
       const seen = origin.upgrades.at(-1)!;
       assert.equal(seen.url, '/raw');
@@ -139,6 +141,7 @@ test('WebSocket upgrades over HTTPS and plain HTTP: the origin\'s 101, then byte
       const originSide = origin.sockets.at(-1)!;
       socket.end();
       await until(() => originSide.destroyed || originSide.readableEnded);
+      await until(() => openTunnels() === 0);
     }
     // And the other way round: the origin closes, the client's connection closes.
     const socket = await rawConnection(outpost.url);
