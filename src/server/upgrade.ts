@@ -2,9 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Reply } from '../pipeline/context.ts';
 import { disposeBody } from '../pipeline/context.ts';
-import { publishError, type RequestFacts } from '../observability/channels.ts';
+import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { reportOnClose, respondHttp1, type Tally } from './respond.ts';
-import { responseEndChannel } from '../observability/channels.ts';
 
 /**
  * WebSocket upgrades over HTTP/1.1 (RFC 6455 §4, RFC 9110 §7.8), proxied as nginx does with
@@ -81,7 +80,7 @@ export function answerUpgrade(res: ServerResponse, reply: Reply, request: Reques
     res.writeHead(101, headers);
     res.flushHeaders();
   } catch (error) {
-    // A field Node refuses (checked as for every response): the client gets a 502, the origin's connection goes.
+    // A field Node refuses (checked as for every response): nothing was sent, both connections go.
     publishError({ ctx: null, error, where: 'HTTP/1.1 upgrade 101' });
     origin.destroy();
     client.destroy();

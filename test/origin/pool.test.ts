@@ -14,6 +14,7 @@ import { h1, h2, startOrigin, startOutpost, testClock, type RunningOutpost, type
 import { manualTimers, type ManualTimers } from '../helpers/timers.ts';
 import type { UpstreamEvent } from '../../src/observability/channels.ts';
 import { until, waitFor } from '../helpers/wait.ts';
+import { startEndlessOrigin } from '../helpers/endless-origin.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
 import { tempSpace } from '../../src/origin/temp-file.ts';
 
@@ -425,22 +426,8 @@ test('a request waiting for a connection (every one busy) gets a 504 after proxy
 
 test('a client that takes no byte of a streamed response for limits.sendTimeout is cut off, and the origin connection it held is let go', async () => {
   const timers = manualTimers();
-  let originClosed = false;
-  let originWritten = 0;
-  const origin = await startOrigin((req, res) => {
-    if (req.url !== '/endless') return void res.end(`quick ${req.url}`);
-    // A large body written as fast as the proxy takes it: paced by the client through Outpost.
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    const chunk = Buffer.alloc(64 * 1024, 1);
-    const pump = () => {
-      while (!originClosed && originWritten < 256 * 1024 * 1024) {
-        originWritten += chunk.length;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-    };
-    res.once('close', () => { originClosed = true; });
-    pump();
-  });
+  // A large body written as fast as the proxy takes it: paced by the client through Outpost.
+  const origin = await startEndlessOrigin();
   const outpost = await startOutpost({
     // No temp file: the client paces the origin, as it did before they came (the test after this one).
     proxy: { connections: 1, maxTempFileSize: 0 },
@@ -457,13 +444,13 @@ test('a client that takes no byte of a streamed response for limits.sendTimeout 
     socket.pause();
     // Until every buffer between the origin and the client is full, the count moves.
     let last = -1;
-    await until(() => { const stalled = originWritten === last; last = originWritten; return stalled; }, 10_000, 200);
-    assert.equal(originClosed, false);
-    for (let i = 0; i < 6 && !originClosed; i++) {
+    await until(() => { const stalled = origin.written() === last; last = origin.written(); return stalled; }, 10_000, 200);
+    assert.equal(origin.closed(), false);
+    for (let i = 0; i < 6 && !origin.closed(); i++) {
       timers.advance(5000); // the watch looks every quarter of sendTimeout
       await new Promise((r) => setTimeout(r, 20));
     }
-    await until(() => originClosed);
+    await until(() => origin.closed());
     const closed = once(socket, 'close');
     socket.resume();
     await closed;

@@ -9,6 +9,7 @@ import type { Http2Session } from 'node:http2';
 import { startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { until } from '../helpers/wait.ts';
+import { startEndlessOrigin } from '../helpers/endless-origin.ts';
 import { MOVING, stalledStreamWatch } from '../../src/server/h2-stalls.ts';
 
 /**
@@ -220,22 +221,7 @@ test('streamed responses too: one waiting while its connection carries another i
 });
 
 test('a streamed response (pass-through) its client grants no window is reset after sendTimeout, and the origin response it paced is let go', async () => {
-  let originClosed = false;
-  let originWritten = 0;
-  const origin = await startOrigin((req, res) => {
-    if (req.url !== '/endless') return void res.end(`quick ${req.url}`);
-    // As fast as the proxy takes it: paced by the client through Outpost.
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
-    const chunk = Buffer.alloc(64 * 1024, 1);
-    const pump = () => {
-      while (!originClosed && originWritten < 256 * 1024 * 1024) {
-        originWritten += chunk.length;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-    };
-    res.once('close', () => { originClosed = true; });
-    pump();
-  });
+  const origin = await startEndlessOrigin();
   const timers = manualTimers();
   const outpost = await startOutpost({
     proxy: { connections: 1, maxTempFileSize: 0 }, // no temp file: the client paces the origin
@@ -252,18 +238,18 @@ test('a streamed response (pass-through) its client grants no window is reset af
     stream.on('close', () => { closed = true; });
     // Until every buffer between the origin and Outpost's stream is full, the count moves.
     let last = -1;
-    await until(() => { const stalled = originWritten === last; last = originWritten; return stalled; }, 10_000, 200);
+    await until(() => { const stalled = origin.written() === last; last = origin.written(); return stalled; }, 10_000, 200);
     for (let i = 0; i < 3; i++) {
       client.ping(() => {});
       timers.advance(STEP);
       await turns();
     }
-    assert.equal(closed || originClosed, false, 'held for less than sendTimeout: still open');
+    assert.equal(closed || origin.closed(), false, 'held for less than sendTimeout: still open');
     for (let i = 0; i < 3 && !closed; i++) {
       timers.advance(STEP);
       await turns();
     }
-    await until(() => closed && originClosed);
+    await until(() => closed && origin.closed());
     assert.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR);
     // The one origin connection is free for the next request, on the same client connection.
     client.settings({ initialWindowSize: 65_535 });
