@@ -1,8 +1,9 @@
 import { Readable, type Duplex } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { errors as undiciErrors } from './undici.ts';
 import { originError } from '../errors.ts';
-import type { Context, Reply } from '../pipeline/context.ts';
+import type { Context, Reply, Trailers } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
 import type { Timers } from '../timers.ts';
 import { publishError } from '../observability/channels.ts';
@@ -201,6 +202,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #cancelDeadline: (() => void) | null = null;
   /** Interim responses told so far (MAX_INTERIM). */
   #interim = 0;
+  /** Where the response's trailers go, when its header announced some (`announcesTrailers`). */
+  #trailers: Trailers | null = null;
 
   constructor(request: ExchangeRequest, resolve: (reply: Reply) => void, reject: (err: unknown) => void) {
     this.#request = request;
@@ -261,6 +264,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     // an HTTP/1.1 client could wait for a body that never comes.
     if (statusCode === 204 && headers['content-length'] !== undefined) delete headers['content-length'];
     this.#status = statusCode;
+    this.#trailers = announcesTrailers(headers) ? { fields: null } : null;
     this.#headers = this.#request.responseHeaders(headers);
     this.#whole = true;
     this.#controller = controller;
@@ -292,7 +296,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     stream.once('close', () => this.#detach());
     if (stream.readableLength >= stream.readableHighWaterMark) this.#controller!.pause();
     this.#settled = true;
-    this.#resolve({ status: this.#status, headers: this.#headers!, body: stream });
+    this.#resolve(this.#reply(stream));
+  }
+
+  /** The response with `body`, and where its trailers will be when it has some. */
+  #reply(body: Reply['body']): Reply {
+    const reply: Reply = { status: this.#status, headers: this.#headers!, body };
+    if (this.#trailers !== null) reply.trailers = this.#trailers;
+    return reply;
   }
 
   /** Out of the whole-body case: what it gathered is let go (sent on, or dropped). */
@@ -313,14 +324,20 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Controller, trailers: IncomingHttpHeaders): void {
+    if (this.#trailers !== null && trailers != null) {
+      for (const _ in trailers) {
+        this.#trailers.fields = trailers as Record<string, string | string[]>;
+        break;
+      }
+    }
     if (this.#whole) {
       const first = this.#first;
       const more = this.#more;
       this.#stopGathering();
       this.#detach();
       this.#settled = true;
-      this.#resolve({ status: this.#status, headers: this.#headers!, body: first === null ? Buffer.alloc(0) : more === null ? first : this.#joined(first, more) });
+      this.#resolve(this.#reply(first === null ? Buffer.alloc(0) : more === null ? first : this.#joined(first, more)));
     } else {
       this.#stream?.complete();
     }
@@ -384,6 +401,16 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#stream?.destroy(err);
     }
   }
+}
+
+/**
+ * Whether a response's header says trailer fields may follow its body: a `Trailer` field (RFC 9110
+ * §6.6.2), or gRPC's content, whose status always comes as trailers (gRPC over HTTP/2).
+ */
+function announcesTrailers(headers: Record<string, string | string[]>): boolean {
+  if (headers.trailer !== undefined) return true;
+  const type = headers['content-type'];
+  return typeof type === 'string' && type.startsWith('application/grpc');
 }
 
 /**

@@ -98,6 +98,12 @@ function answeredHere(ctx: Context): Promise<Reply> | undefined {
   return undefined;
 }
 
+/** Whether a TE field lists `trailers` (RFC 9110 §10.1.4). */
+function acceptsTrailers(te: string | string[] | undefined): boolean {
+  if (te === undefined) return false;
+  return (Array.isArray(te) ? te.join(',') : te).split(',').some((token) => token.trim().toLowerCase() === 'trailers');
+}
+
 /** Max-Forwards (RFC 9110 §7.6.2: 1*DIGIT), or undefined when absent or not a number. */
 function maxForwards(value: string | string[] | undefined): number | undefined {
   return typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : undefined;
@@ -169,6 +175,10 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       if (received === undefined) delete headers['max-forwards'];
       else headers['max-forwards'] = String(received - 1);
     }
+    // TE is hop-by-hop, but `trailers` in it says the sender takes trailer fields (RFC 9110
+    // §10.1.4), and gRPC servers refuse a request without it: said again to an HTTP/2 upstream,
+    // whose trailers go back to HTTP/2 clients (server/respond.ts).
+    if (upstream.http2 && acceptsTrailers(ctx.headers.te)) headers.te = 'trailers';
     headers.host = ctx.authority;
     addForwarded(headers, ctx, fromTrusted, options.viaName);
     return exchange(upstream.dispatcher, {

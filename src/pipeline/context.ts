@@ -85,6 +85,17 @@ export interface Reply {
    * connection (server/upgrade.ts), or destroys it.
    */
   tunnel?: Duplex;
+  /**
+   * The origin's trailer fields (RFC 9110 §6.5), filled in once its body has ended; present only
+   * where the origin's header announced them (`Trailer`) or the content is gRPC's, whose status
+   * comes as trailers. HTTP/2 clients get them after the body (server/respond.ts).
+   */
+  trailers?: Trailers;
+}
+
+/** Trailer fields that arrive with the end of a body: `fields` stays null until then, or when none came. */
+export interface Trailers {
+  fields: Record<string, string | string[]> | null;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { Readable, type Writable } from 'node:stream';
 import { hasNoContent } from '../http/status.ts';
-import { disposeBody, isFileBody, type FileBody, type Reply } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, type FileBody, type Reply, type Trailers } from '../pipeline/context.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { cacheResult } from '../observability/cache-result.ts';
 import { http } from './node-http.ts';
@@ -170,7 +170,7 @@ export const END_STREAM = { endStream: true } as const;
  * Node makes anyway decide; none is repeated here on the hot path (a try costs nothing when
  * nothing throws).
  */
-export function respondOrFail(stream: ServerHttp2Stream, headers: string[], options: typeof END_STREAM | undefined, status: number): boolean {
+export function respondOrFail(stream: ServerHttp2Stream, headers: string[], options: typeof END_STREAM | typeof WAIT_FOR_TRAILERS | undefined, status: number): boolean {
   try {
     stream.respond(headers, options);
     return true;
@@ -223,20 +223,48 @@ export function respondHttp2(stream: ServerHttp2Stream, method: string, reply: R
   const headers = http2HeaderList(reply.status, reply.headers);
   const body = reply.body;
   if (tally !== null) reportOnClose(stream, request!, reply, tally);
-  if (body === null || hasNoContent(method, reply.status)) {
+  // Trailers, when the origin may send some: a body in memory has ended, so whether any came is known.
+  const trailers = reply.trailers === undefined || (Buffer.isBuffer(body) && reply.trailers.fields === null) ? undefined : reply.trailers;
+  // An empty body with no trailers ends with the header block (gRPC's "trailers-only" answer, whose
+  // status is in it, must come so: one HEADERS frame that ends the stream).
+  if (body === null || hasNoContent(method, reply.status) || (trailers === undefined && Buffer.isBuffer(body) && body.length === 0)) {
     disposeBody(reply.body);
     respondOrFail(stream, headers, END_STREAM, reply.status);
-  } else if (!respondOrFail(stream, headers, undefined, reply.status)) {
+  } else if (!respondOrFail(stream, headers, trailers === undefined ? undefined : WAIT_FOR_TRAILERS, reply.status)) {
     disposeBody(body);
-  } else if (Buffer.isBuffer(body)) {
-    sendWholeHttp2(stream, body, tally);
   } else {
+    if (trailers !== undefined) sendTrailersAtEnd(stream, trailers);
+    if (Buffer.isBuffer(body)) sendWholeHttp2(stream, body, tally);
     // Files go through a read stream too: respondWithFD plus closing the handle when a client
     // resets mid-transfer crashed Node 24 (SIGSEGV, reproduced without Outpost code: the script is
     // in docs/performance.md, Large files over HTTP/2); a read stream closes its handle itself and
     // measured faster for 1 MB files.
-    sendHttp2Stream(stream, isFileBody(body) ? fileStream(body) : body, tally);
+    else sendHttp2Stream(stream, isFileBody(body) ? fileStream(body) : body, tally);
   }
+}
+
+const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
+
+/**
+ * The origin's trailer fields after the body's last DATA frame (RFC 9113 §8.1: a HEADERS frame
+ * that ends the stream), as `stream.respond(..., WAIT_FOR_TRAILERS)` asks for: without them the
+ * stream would never end, so an empty block goes when none came, and a block Node refuses (a
+ * pseudo-field, a connection field) closes the stream instead. gRPC's status travels this way.
+ */
+function sendTrailersAtEnd(stream: ServerHttp2Stream, trailers: Trailers): void {
+  stream.once('wantTrailers', () => {
+    const fields: OutgoingHttpHeaders = {};
+    const from = trailers.fields;
+    if (from !== null) {
+      for (const name in from) if (!H2_FORBIDDEN.has(name) && name.charCodeAt(0) !== 58 /* ':' */) fields[name] = from[name];
+    }
+    try {
+      stream.sendTrailers(fields);
+    } catch (error) {
+      publishError({ ctx: null, error, where: 'h2 trailers' });
+      stream.close();
+    }
+  });
 }
 
 /** A body that is all in memory, after the headers: one write (h2-stalls.ts watches its progress). */

@@ -1,0 +1,151 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
+
+/**
+ * Trailer fields (RFC 9110 §6.5) from the origin reach HTTP/2 clients after the body, as gRPC
+ * needs: its status (grpc-status, grpc-message) always comes as trailers, and its servers want
+ * `TE: trailers` on the request.
+ */
+
+interface Answer { headers: IncomingHttpHeaders; body: Buffer; trailers: IncomingHttpHeaders | null; rstCode: number }
+
+/** One request over HTTP/2 to Outpost; what came back, trailers included. */
+async function ask(url: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Answer> {
+  const client = connect(url, { ca: await testCa() });
+  try {
+    const stream = client.request({ ':method': init.method ?? 'GET', ':path': path, ...init.headers }, { endStream: init.body === undefined });
+    if (init.body !== undefined) stream.end(init.body);
+    let trailers: IncomingHttpHeaders | null = null;
+    stream.on('trailers', (fields: IncomingHttpHeaders) => { trailers = fields; });
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    const [headers] = await once(stream, 'response') as [IncomingHttpHeaders];
+    await once(stream, 'close');
+    return { headers, body: Buffer.concat(chunks), trailers, rstCode: stream.rstCode ?? -1 };
+  } finally {
+    client.close();
+  }
+}
+
+test('gRPC through Outpost: the request goes to an HTTP/2 upstream with TE: trailers, and the status trailers come back after the body, sent whole or streamed', async () => {
+  const seen: Array<{ te: unknown; body: string }> = [];
+  const origin = createH2cServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      seen.push({ te: req.headers.te, body: Buffer.concat(chunks).toString() });
+      res.writeHead(200, { 'content-type': 'application/grpc' });
+      res.addTrailers({ 'grpc-status': '0', 'grpc-message': `done ${req.url}` });
+      if (req.url!.endsWith('/Slow')) {
+        // The body's second half a moment later: Outpost streams it.
+        res.write('first half;');
+        setTimeout(() => res.end('second half'), 30);
+      } else {
+        res.end('whole answer');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+  const port = (origin.address() as { port: number }).port;
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
+  try {
+    const request = { method: 'POST', headers: { 'content-type': 'application/grpc', te: 'trailers' }, body: Buffer.from('the message') };
+    const fast = await ask(outpost.url, '/pkg.Service/Fast', request);
+    assert.equal(fast.headers[':status'], 200);
+    assert.equal(fast.body.toString(), 'whole answer');
+    assert.deepEqual({ status: fast.trailers?.['grpc-status'], message: fast.trailers?.['grpc-message'] }, { status: '0', message: 'done /pkg.Service/Fast' });
+    assert.equal(fast.rstCode, 0);
+    const slow = await ask(outpost.url, '/pkg.Service/Slow', request);
+    assert.equal(slow.body.toString(), 'first half;second half');
+    assert.equal(slow.trailers?.['grpc-message'], 'done /pkg.Service/Slow');
+    assert.deepEqual(seen, [{ te: 'trailers', body: 'the message' }, { te: 'trailers', body: 'the message' }]);
+  } finally {
+    await outpost.close();
+    await new Promise((resolve) => origin.close(resolve));
+  }
+});
+
+test('an HTTP/1.1 origin\'s chunked trailers (announced in Trailer) reach an HTTP/2 client; a response that announces none ends as before', async () => {
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/plain') return void res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end('no trailers here');
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', trailer: 'x-checksum' });
+    res.write('some bytes');
+    res.addTrailers({ 'x-checksum': 'c0ffee' });
+    res.end();
+  });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const answer = await ask(outpost.url, '/with-trailer');
+    assert.equal(answer.body.toString(), 'some bytes');
+    assert.equal(answer.trailers?.['x-checksum'], 'c0ffee');
+    const plain = await ask(outpost.url, '/plain');
+    assert.equal(plain.body.toString(), 'no trailers here');
+    assert.equal(plain.trailers, null);
+    assert.equal(plain.rstCode, 0);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('a real gRPC client and server (@grpc/grpc-js) through Outpost: a unary call, an error status with its message, a server stream, a client stream', async () => {
+  const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
+  const method = (name: string, responseStream: boolean, requestStream = false) => ({
+    path: `/test.Echo/${name}`, requestStream, responseStream,
+    requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize,
+    responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize,
+  });
+  const service = { echo: method('Echo', false), fail: method('Fail', false), count: method('Count', true), join: method('Join', false, true) };
+  const server = new grpc.Server();
+  server.addService(service, {
+    echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => done(null, Buffer.concat([Buffer.from('echo:'), call.request])),
+    fail: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => done({ code: grpc.status.NOT_FOUND, details: 'no such thing' }),
+    count: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      for (let i = 1; i <= 3; i++) call.write(Buffer.from(`n${i}`));
+      call.end();
+    },
+    join: (call: grpc.ServerReadableStream<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+      const parts: string[] = [];
+      call.on('data', (message: Buffer) => parts.push(message.toString()));
+      call.on('end', () => done(null, Buffer.from(parts.join('+'))));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  type Unary = (request: Buffer, done: (err: grpc.ServiceError | null, response?: Buffer) => void) => void;
+  const call = (name: 'echo' | 'fail', request: Buffer) => new Promise<{ err: grpc.ServiceError | null; response?: Buffer }>((resolve) => {
+    (client[name] as unknown as Unary).call(client, request, (err, response) => resolve({ err, response }));
+  });
+  try {
+    const echoed = await call('echo', Buffer.from('hello'));
+    assert.equal(echoed.err, null);
+    assert.equal(echoed.response?.toString(), 'echo:hello');
+    const failed = await call('fail', Buffer.from('x'));
+    assert.equal(failed.err?.code, grpc.status.NOT_FOUND);
+    assert.equal(failed.err?.details, 'no such thing');
+    const stream = (client.count as unknown as (request: Buffer) => grpc.ClientReadableStream<Buffer>).call(client, Buffer.from('go'));
+    const got: string[] = [];
+    stream.on('data', (message: Buffer) => got.push(message.toString()));
+    const [status] = await once(stream, 'status') as [grpc.StatusObject];
+    assert.equal(status.code, grpc.status.OK);
+    assert.deepEqual(got, ['n1', 'n2', 'n3']);
+    // A client stream: the request body goes to the origin as it comes.
+    const joined = await new Promise<{ err: grpc.ServiceError | null; response?: Buffer }>((resolve) => {
+      const upload = (client.join as unknown as (done: (err: grpc.ServiceError | null, response?: Buffer) => void) => grpc.ClientWritableStream<Buffer>).call(client, (err, response) => resolve({ err, response }));
+      for (const part of ['a', 'b', 'c']) upload.write(Buffer.from(part));
+      upload.end();
+    });
+    assert.equal(joined.err, null);
+    assert.equal(joined.response?.toString(), 'a+b+c');
+  } finally {
+    client.close();
+    await outpost.close();
+    server.forceShutdown();
+  }
+});
