@@ -276,7 +276,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   server.on('request', onHttp1('https'));
 
   // WebSocket upgrades (upgrade.ts): through the chain, then a tunnel to the origin on its 101.
-  const tunnels: Tunnels = { open: new Set() };
+  const tunnels: Tunnels = new Set();
   const onUpgrade = (scheme: 'https' | 'http') => (req: IncomingMessage, socket: Socket, head: Buffer) => {
     // Node let go of the connection: its errors and its end are ours from here.
     socket.on('error', () => {});
@@ -387,7 +387,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     // HTTP/2: GOAWAY, then the session closes once its open streams finish.
     for (const session of sessions) session.close();
     // HTTP/1.1: idle keep-alive sockets go now; busy ones after their response; tunnels at the deadline.
-    for (const [socket, inFlight] of http1Sockets) if (inFlight === 0 && !tunnels.open.has(socket)) socket.end();
+    for (const [socket, inFlight] of http1Sockets) if (inFlight === 0 && !tunnels.has(socket)) socket.end();
     plain?.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, limits.shutdownTimeout); });
@@ -395,7 +395,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     clearTimeout(timer);
     for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
     for (const socket of http1Sockets.keys()) socket.destroy();
-    for (const socket of tunnels.open) socket.destroy();
+    for (const socket of tunnels) socket.destroy();
     door?.destroyAll();
     plainDoor?.destroyAll();
     plain?.closeAllConnections();

@@ -46,10 +46,8 @@ function hasToken(value: string | undefined, token: string): boolean {
 let openCount = 0;
 export const openTunnels = (): number => openCount;
 
-/** What the listener keeps of open tunnels: to close them when it stops. */
-export interface Tunnels {
-  readonly open: Set<Duplex>;
-}
+/** The client connections of a listener's open tunnels: closed when it stops. */
+export type Tunnels = Set<Duplex>;
 
 /**
  * Answers an upgrade request with the chain's `reply` on `res` (a ServerResponse on the client's
@@ -86,7 +84,7 @@ export function answerUpgrade(res: ServerResponse, reply: Reply, request: Reques
     client.destroy();
     return;
   }
-  tunnels.open.add(client);
+  tunnels.add(client);
   const tally: Tally | null = responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (tally !== null) {
     reportOnClose(client, request, { status: 101, headers, body: null }, tally);
@@ -96,7 +94,7 @@ export function answerUpgrade(res: ServerResponse, reply: Reply, request: Reques
   openCount++;
   client.once('close', () => {
     openCount--;
-    tunnels.open.delete(client);
+    tunnels.delete(client);
   });
 }
 
