@@ -8,6 +8,7 @@ import { OutpostError, clientError, isOutpostError, originError, withDetail } fr
 import { endToEnd } from './hop-by-hop.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import { addForwarded, isTrusted } from './forwarded.ts';
+import { asMessageStream } from '../server/body.ts';
 import { exchange, type QueueDeadline, type SpillOptions } from './exchange.ts';
 import { realTimers } from '../timers.ts';
 import { droppedFields, droppedFromClients, forwardsBody } from './hygiene.ts';
@@ -98,6 +99,8 @@ function answeredHere(ctx: Context): Promise<Reply> | undefined {
   return undefined;
 }
 
+const isGrpc = (type: string | undefined) => type !== undefined && type.startsWith('application/grpc');
+
 /** Whether a TE field lists `trailers` (RFC 9110 §10.1.4). */
 function acceptsTrailers(te: string | string[] | undefined): boolean {
   if (te === undefined) return false;
@@ -179,6 +182,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     // §10.1.4), and gRPC servers refuse a request without it: said again to an HTTP/2 upstream,
     // whose trailers go back to HTTP/2 clients (server/respond.ts).
     if (upstream.http2 && acceptsTrailers(ctx.headers.te)) headers.te = 'trailers';
+    // A gRPC call's request body is its stream of messages, as long as the call lasts: an idle
+    // limit instead of the upload's deadline and rate (server/body.ts asMessageStream).
+    if (sendBody && upstream.http2 && isGrpc(ctx.headers['content-type'])) asMessageStream(ctx.body);
     headers.host = ctx.authority;
     addForwarded(headers, ctx, fromTrusted, options.viaName);
     return exchange(upstream.dispatcher, {

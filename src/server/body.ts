@@ -41,12 +41,27 @@ export interface BodyLimits {
 /** What may wait unread in the limiter before the client's stream is paused. */
 const HIGH_WATER = 64 * 1024;
 
+/** The limited bodies' switch to the rule for message streams (`asMessageStream`). */
+const toMessageStream = new WeakMap<Readable, () => void>();
+
+/**
+ * Turns a limited request body into a stream of messages (gRPC's client and bidirectional
+ * streams, which last as long as the call): the whole-body deadline and the rate rule give way to
+ * an idle limit, `deadline` ms between two chunks, as nginx's client_body_timeout counts for
+ * gRPC; the byte cap stays. The proxy asks for it for gRPC requests to an HTTP/2 upstream, where
+ * a held stream is one of many on a shared connection. A body not limited here is left alone.
+ */
+export function asMessageStream(body: Readable): void {
+  toMessageStream.get(body)?.();
+}
+
 export function limitBody(body: Readable, limits: BodyLimits): Readable {
   const { maxBytes, deadline, minRate, grace } = limits;
   const now = limits.now ?? Date.now;
   const started = now();
   let seen = 0;
   let ourWait = 0; // ms of waiting that was ours, not the client's
+  let idle: NodeJS.Timeout | undefined; // asMessageStream's limit
 
   const limited = new Readable({
     highWaterMark: HIGH_WATER,
@@ -68,6 +83,7 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
 
   function onData(chunk: Buffer): void {
     seen += chunk.length;
+    idle?.refresh();
     noteBodyBytes(chunk.length);
     if (seen > maxBytes) {
       limited.destroy(clientError.tooLarge(`request body over ${maxBytes} bytes`));
@@ -111,7 +127,14 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
   function stopTimers() {
     clearTimeout(total);
     clearTimeout(rate);
+    clearTimeout(idle);
   }
+  toMessageStream.set(limited, () => {
+    if (limited.destroyed || limited.readableEnded || idle !== undefined) return;
+    stopTimers();
+    idle = setTimeout(fail, deadline);
+    idle.unref();
+  });
   body.on('error', (err) => limited.destroy(err));
   // Whoever reads the body handles its errors; one that ends before anyone reads (a stream reset
   // while the handler was still deciding) must not be an unhandled 'error' that ends the process.

@@ -149,3 +149,49 @@ test('a real gRPC client and server (@grpc/grpc-js) through Outpost: a unary cal
     server.forceShutdown();
   }
 });
+
+test('a gRPC client stream lives as long as its messages keep coming: an idle limit (limits.requestTimeout between chunks) instead of the upload deadline and rate', async () => {
+  const bytes = (b: Buffer) => b;
+  const join = { path: '/test.Echo/Join', requestStream: true, responseStream: false, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
+  const service = { join };
+  const server = new grpc.Server();
+  server.addService(service, {
+    join: (call: grpc.ServerReadableStream<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+      const parts: string[] = [];
+      call.on('data', (message: Buffer) => parts.push(message.toString()));
+      call.on('end', () => done(null, Buffer.from(parts.join('+'))));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
+  // An upload would have to be in within 400 ms, at 500 B/s after 100 ms.
+  const outpost = await startOutpost({
+    limits: { requestTimeout: '400ms', bodyGrace: '100ms' },
+    sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }],
+  });
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  const stream = (gaps: number[]) => new Promise<{ err: grpc.ServiceError | null; response?: Buffer }>((resolve) => {
+    const upload = (client.join as unknown as (done: (err: grpc.ServiceError | null, response?: Buffer) => void) => grpc.ClientWritableStream<Buffer>).call(client, (err, response) => resolve({ err, response }));
+    void (async () => {
+      for (const [i, gap] of gaps.entries()) {
+        await new Promise((r) => setTimeout(r, gap));
+        upload.write(Buffer.from(String.fromCharCode(97 + i)));
+      }
+      upload.end();
+    })();
+  });
+  try {
+    // Six messages 150 ms apart: 900 ms in all, a few bytes a second.
+    const kept = await stream([0, 150, 150, 150, 150, 150]);
+    assert.equal(kept.err, null);
+    assert.equal(kept.response?.toString(), 'a+b+c+d+e+f');
+    // Silence past the limit between two messages: the call fails.
+    const idle = await stream([0, 900]);
+    assert.notEqual(idle.err, null);
+    assert.notEqual(idle.err?.code, grpc.status.OK);
+  } finally {
+    client.close();
+    await outpost.close();
+    server.forceShutdown();
+  }
+});
