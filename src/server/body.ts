@@ -129,10 +129,16 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     clearTimeout(rate);
     clearTimeout(idle);
   }
+  // Silence while bytes wait unread in our buffers is the upstream's (it is slow to take the
+  // messages), not the client's: the idle limit starts again.
+  const checkIdle = () => {
+    if (limited.readableLength > 0 || body.readableLength > 0) idle!.refresh();
+    else fail();
+  };
   toMessageStream.set(limited, () => {
     if (limited.destroyed || limited.readableEnded || idle !== undefined) return;
     stopTimers();
-    idle = setTimeout(fail, deadline);
+    idle = setTimeout(checkIdle, deadline);
     idle.unref();
   });
   body.on('error', (err) => limited.destroy(err));

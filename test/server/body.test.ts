@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough, Writable, type Readable } from 'node:stream';
-import { limitBody } from '../../src/server/body.ts';
+import { asMessageStream, limitBody } from '../../src/server/body.ts';
 
 /** The body limiter on its own: a PassThrough plays the client's request stream. */
 
@@ -64,4 +64,31 @@ test('a body that errors before anyone reads it does not crash the process', asy
   source.destroy(new Error('stream reset by the client'));
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(body.destroyed, true);
+});
+
+test('a message stream (asMessageStream): no whole-body deadline nor rate, but silence past `deadline` between chunks fails it; bytes waiting in our buffers are not the client\'s silence', async () => {
+  // Chunks 60 ms apart for 400 ms under a 150 ms deadline and a rate it does not keep: it lives.
+  const source = new PassThrough();
+  const body = limitBody(source, { maxBytes: 1e9, deadline: 150, minRate: 1_000_000, grace: 20 });
+  asMessageStream(body);
+  body.resume();
+  const trickle = setInterval(() => source.write(Buffer.alloc(1)), 60);
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  clearInterval(trickle);
+  assert.equal(body.destroyed, false, 'kept while chunks come');
+  // Then silence: 408 after the idle limit.
+  const started = Date.now();
+  assert.equal(await outcome(body), '408');
+  assert.ok(Date.now() - started < 600);
+
+  // A consumer that reads nothing: what waits unread is ours to take, however long the client is quiet after it.
+  const held = new PassThrough();
+  const unread = limitBody(held, { maxBytes: 1e9, deadline: 100, minRate: 1_000_000, grace: 20 });
+  asMessageStream(unread);
+  let failed = false;
+  unread.once('error', () => { failed = true; });
+  held.write(Buffer.alloc(100 * 1024));
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  assert.equal(failed, false);
+  unread.destroy();
 });
