@@ -163,9 +163,9 @@ test('a gRPC client stream lives as long as its messages keep coming: an idle li
     },
   });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
-  // An upload would have to be in within 400 ms, at 500 B/s after 100 ms.
+  // An upload would have to be in within 1 s, at 500 B/s after 100 ms.
   const outpost = await startOutpost({
-    limits: { requestTimeout: '400ms', bodyGrace: '100ms' },
+    limits: { requestTimeout: '1s', bodyGrace: '100ms' },
     sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }],
   });
   const Client = grpc.makeGenericClientConstructor(service, 'Echo');
@@ -181,12 +181,12 @@ test('a gRPC client stream lives as long as its messages keep coming: an idle li
     })();
   });
   try {
-    // Six messages 150 ms apart: 900 ms in all, a few bytes a second.
-    const kept = await stream([0, 150, 150, 150, 150, 150]);
+    // Six messages 300 ms apart: 1.5 s in all, a few bytes a second.
+    const kept = await stream([0, 300, 300, 300, 300, 300]);
     assert.equal(kept.err, null);
     assert.equal(kept.response?.toString(), 'a+b+c+d+e+f');
     // Silence past the limit between two messages: the call fails.
-    const idle = await stream([0, 900]);
+    const idle = await stream([0, 2500]);
     assert.notEqual(idle.err, null);
     assert.notEqual(idle.err?.code, grpc.status.OK);
   } finally {
