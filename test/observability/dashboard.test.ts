@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, chromiumSkipReason } from '../helpers/chromium.ts';
 import { h2, startOrigin } from '../helpers/outpost.ts';
 import { spawnOutpost, writeClusterConfig } from '../helpers/process.ts';
 import { createFeed, dashboardView, latencyBucket, mergeSnapshots, percentile, LATENCY_BOUNDS_MS } from '../../src/observability/feed.ts';
@@ -10,14 +11,6 @@ import { responseEndChannel } from '../../src/observability/channels.ts';
 import { cacheResult } from '../../src/observability/cache-result.ts';
 
 const TOKEN = 'dashboard-test-token-0123456789';
-const CHROMIUM = '/usr/bin/chromium';
-
-/** Debian's chromium, or a skip saying why (a failure where .ci/run asks for it). */
-function chromiumSkipReason(): string | false {
-  if (existsSync(CHROMIUM)) return false;
-  if (process.env.OUTPOST_REQUIRE_CHROMIUM === '1') throw new Error(`${CHROMIUM} is required (OUTPOST_REQUIRE_CHROMIUM=1) but not installed`);
-  return 'chromium is not installed (apt-get install chromium)';
-}
 
 test('feed: the missed URLs stay bounded; when full, the least missed half goes and the most missed stay', () => {
   const feed = createFeed(() => 1_000_000_000_000);

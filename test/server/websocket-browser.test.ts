@@ -1,20 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, chromiumSkipReason } from '../helpers/chromium.ts';
 import { startOutpost } from '../helpers/outpost.ts';
 import { wsOrigin } from '../helpers/ws-origin.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-
-/** Debian's chromium, or a skip saying why (a failure where .ci/run asks for it). */
-function chromiumSkipReason(): string | false {
-  if (existsSync(CHROMIUM)) return false;
-  if (process.env.OUTPOST_REQUIRE_CHROMIUM === '1') throw new Error(`${CHROMIUM} is required (OUTPOST_REQUIRE_CHROMIUM=1) but not installed`);
-  return 'chromium is not installed (apt-get install chromium)';
-}
 
 /**
  * A browser's WebSocket through Outpost: the page comes over HTTP/2, and since Outpost does not
