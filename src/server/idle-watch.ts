@@ -95,11 +95,12 @@ export function socketWatched(socket: Socket): Watched {
  * written whole (a cache hit, a kept file, an error page) is one write, which a client that does
  * not read holds for as long as it likes, and the connection's bytes (the idle watch) do not move
  * while it does, so only idleTimeout ended it; a streamed body (pass-through, a large file) waits
- * the same way behind its first unsent piece, holding the origin response it paces. Progress is the kernel taking bytes: the unsent
- * bytes of the socket's handle (libuv's write queue; under TLS the TCP handle's below the TLS
- * one, which goes down as the client reads, where the TLS socket's own queue stays whole until the
- * last byte has gone), or the response handing the socket more (a streamed body goes on only as
- * its client takes it; its pieces alike, the unsent bytes can read the same at every look).
+ * the same way behind its first unsent piece, holding the origin response it paces. Progress is
+ * the kernel taking bytes: the unsent bytes of the socket's handle (libuv's write queue; under
+ * TLS the TCP handle's below the TLS one, which goes down as the client reads, where the TLS
+ * socket's own queue stays whole until the last byte has gone), or the response handing the
+ * socket more (a streamed body goes on only as its client takes it; its pieces alike, the unsent
+ * bytes can read the same at every look).
  * Nothing queued, or nothing to go by (Node's internals of another shape), never counts as
  * stalled: a streamed body whose source is slow (an origin taking its time) queues nothing, and
  * is the origin's timeouts' business (proxy.bodyTimeout), not the client's.
