@@ -5,7 +5,7 @@ import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import { chainReply, type Handler } from '../pipeline/compose.ts';
-import { errorReply, replyForError, textReply } from '../pipeline/reply.ts';
+import { errorReply, replyForError } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
@@ -30,7 +30,8 @@ import { publishClientError, publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
-import { answerUpgrade, isWebSocketUpgrade, type Tunnels } from './upgrade.ts';
+import { redirectToHttps } from './redirect-to-https.ts';
+import { isWebSocketUpgrade, upgradeListener, type Tunnels, type UpgradeServing } from './upgrade.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import type { ReadyReplies } from './replies.ts';
 import { fixedChain, type Dispatch } from './dispatch.ts';
@@ -277,47 +278,23 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
 
   // WebSocket upgrades (upgrade.ts): through the chain, then a tunnel to the origin on its 101.
   const tunnels: Tunnels = new Set();
-  const onUpgrade = (scheme: 'https' | 'http') => (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    // Node let go of the connection: its errors and its end are ours from here.
-    socket.on('error', () => {});
-    // An upgrade pipelined behind a request whose response is still going out waits for it:
-    // answers go in order (RFC 9112 §9.3.2), and the connection has one response at a time.
-    const ahead = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (ahead != null) return void ahead.once('finish', () => upgradeNow(scheme, req, socket, head));
-    upgradeNow(scheme, req, socket, head);
-  };
-  const upgradeNow = (scheme: 'https' | 'http', req: IncomingMessage, socket: Socket, head: Buffer) => {
-    if (draining || socket.destroyed) return void socket.destroy();
-    // No timer of Node's closes it from here (the keep-alive one a response before may have set).
-    socket.setTimeout(0);
+  const upgrades: UpgradeServing = {
+    limits,
+    tunnels,
+    draining: () => draining,
     // The HTTPS listener's connections are in the idle watch already; the plain one's had Node's
     // socket timeout, which no longer runs on a connection handed over.
-    if (!http1Sockets.has(socket)) {
+    watchIdle(socket) {
+      if (http1Sockets.has(socket)) return;
       const watched = socketWatched(socket);
       idle.add(watched);
       socket.once('close', () => idle.delete(watched));
-    }
-    const res = new http.ServerResponse(req);
-    res.shouldKeepAlive = false;
-    try {
-      res.assignSocket(socket);
-    } catch (error) {
-      // Another response on it after all (Node's state of another shape): never a crash.
-      onError('HTTP/1.1 upgrade', error);
-      return void socket.destroy();
-    }
-    const abort = new AbortSource();
-    socket.once('close', () => abort.abort());
-    let ctx: Context;
-    try {
-      ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort, 'websocket'), limits);
-    } catch (err) {
-      countRefused(err);
-      answerUpgrade(res, errorReply(err), factsFromHttp1(req), head, tunnels);
-      return;
-    }
-    answerFromChain(ctx, undefined, replies?.epoch ?? 0, (destination: ServerResponse, _method, reply, request) => answerUpgrade(destination, reply, request, head, tunnels), res, 'GET');
+    },
+    onError,
+    refused: countRefused,
+    runChain: (ctx, respond) => answerFromChain(ctx, undefined, replies?.epoch ?? 0, (_none: null, _method, reply, request) => respond(reply, request), null, 'GET'),
   };
+  const onUpgrade = (scheme: 'https' | 'http') => upgradeListener(scheme, upgrades);
   Object.assign(server, { shouldUpgradeCallback: isWebSocketUpgrade }); // read by the HTTP/1.1 fallback, as the fields above
   server.on('upgrade', onUpgrade('https'));
   // HTTP/1.1 CONNECT: we are not a forward proxy. A precise 405 instead of Node's silent close.
@@ -417,19 +394,5 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     httpsPort, httpPort, urls, close, updateTls,
     stats: () => ({ https: door?.stats() ?? null, http: plainDoor?.stats() ?? null }),
     servers: { https: server, http: plain },
-  };
-}
-
-/** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */
-function redirectToHttps(httpsPort: number) {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
-    const target = req.url ?? '/';
-    if (!/^(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])$/i.test(host) || !target.startsWith('/')) {
-      respondHttp1(res, req.method ?? 'GET', textReply(400, 'Bad Request'), factsFromHttp1(req));
-      return;
-    }
-    const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${target}`;
-    respondHttp1(res, req.method ?? 'GET', textReply(308, `Moved to ${location}`, { location }), factsFromHttp1(req));
   };
 }

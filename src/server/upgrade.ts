@@ -1,7 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Reply } from '../pipeline/context.ts';
-import { disposeBody } from '../pipeline/context.ts';
+import type { Config } from '../config/schema.ts';
+import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
+import { AbortSource } from '../pipeline/abort-watch.ts';
+import { errorReply } from '../pipeline/reply.ts';
+import { http } from './node-http.ts';
+import { contextFromHttp1, factsFromHttp1 } from './request.ts';
+import { withBodyLimits } from './body.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { reportOnClose, respondHttp1, type Tally } from './respond.ts';
 
@@ -48,6 +54,64 @@ export const openTunnels = (): number => openCount;
 
 /** The client connections of a listener's open tunnels: closed when it stops. */
 export type Tunnels = Set<Duplex>;
+
+/** What the listener lends the upgrade path. */
+export interface UpgradeServing {
+  readonly limits: Config['limits'];
+  readonly tunnels: Tunnels;
+  /** Whether the listener is closing: no new upgrade is taken. */
+  draining(): boolean;
+  /** Puts a connection Node handed over under the idle watch (limits.idleTimeout), unless it is there already. */
+  watchIdle(socket: Socket): void;
+  onError(where: string, error: unknown): void;
+  /** Counts a request the adapter refused (a 400). */
+  refused(error: unknown): void;
+  /** Runs the site's chain for `ctx`; `respond` gets its reply, or its failure's. */
+  runChain(ctx: Context, respond: (reply: Reply, request: Context) => void): void;
+}
+
+/**
+ * The servers' 'upgrade' listener: Node hands over the connection and what came after the
+ * request's head (`head`). An upgrade pipelined behind a request whose response is still going out
+ * waits for it: answers go in order (RFC 9112 §9.3.2), one response at a time on a connection
+ * (a second ServerResponse on it would throw here: a crash before this waited).
+ */
+export function upgradeListener(scheme: 'https' | 'http', serving: UpgradeServing): (req: IncomingMessage, socket: Socket, head: Buffer) => void {
+  return (req, socket, head) => {
+    // Node let go of the connection: its errors and its end are ours from here.
+    socket.on('error', () => {});
+    const ahead = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (ahead != null) return void ahead.once('finish', () => takeUpgrade(scheme, req, socket, head, serving));
+    takeUpgrade(scheme, req, socket, head, serving);
+  };
+}
+
+function takeUpgrade(scheme: 'https' | 'http', req: IncomingMessage, socket: Socket, head: Buffer, serving: UpgradeServing): void {
+  if (serving.draining() || socket.destroyed) return void socket.destroy();
+  // No timer of Node's closes it from here (the keep-alive one a response before may have set).
+  socket.setTimeout(0);
+  serving.watchIdle(socket);
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  try {
+    res.assignSocket(socket);
+  } catch (error) {
+    // Another response on it after all (Node's state of another shape): never a crash.
+    serving.onError('HTTP/1.1 upgrade', error);
+    return void socket.destroy();
+  }
+  const abort = new AbortSource();
+  socket.once('close', () => abort.abort());
+  let ctx: Context;
+  try {
+    ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort, 'websocket'), serving.limits);
+  } catch (err) {
+    serving.refused(err);
+    answerUpgrade(res, errorReply(err), factsFromHttp1(req), head, serving.tunnels);
+    return;
+  }
+  serving.runChain(ctx, (reply, request) => answerUpgrade(res, reply, request, head, serving.tunnels));
+}
 
 /**
  * Answers an upgrade request with the chain's `reply` on `res` (a ServerResponse on the client's
