@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * Trailer fields (RFC 9110 §6.5) from the origin reach HTTP/2 clients after the body, as gRPC
@@ -189,6 +190,44 @@ test('a gRPC client stream lives as long as its messages keep coming: an idle li
     const idle = await stream([0, 2500]);
     assert.notEqual(idle.err, null);
     assert.notEqual(idle.err?.code, grpc.status.OK);
+  } finally {
+    client.close();
+    await outpost.close();
+    server.forceShutdown();
+  }
+});
+
+test('a gRPC client that cancels a server stream through Outpost cancels it at the server too', async () => {
+  const bytes = (b: Buffer) => b;
+  const ticks = { path: '/test.Echo/Ticks', requestStream: false, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
+  const service = { ticks };
+  let cancelled = false;
+  const server = new grpc.Server();
+  server.addService(service, {
+    ticks: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      let n = 0;
+      const timer = setInterval(() => call.write(Buffer.from(`t${n++}`)), 10);
+      call.on('cancelled', () => {
+        cancelled = true;
+        clearInterval(timer);
+      });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  try {
+    const stream = (client.ticks as unknown as (request: Buffer) => grpc.ClientReadableStream<Buffer>).call(client, Buffer.from('go'));
+    stream.on('error', () => {}); // CANCELLED, as asked
+    const got: string[] = [];
+    await new Promise<void>((resolve) => stream.on('data', (message: Buffer) => {
+      got.push(message.toString());
+      if (got.length === 3) resolve();
+    }));
+    stream.cancel();
+    await until(() => cancelled);
+    assert.deepEqual(got.slice(0, 3), ['t0', 't1', 't2']);
   } finally {
     client.close();
     await outpost.close();
