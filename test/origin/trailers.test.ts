@@ -234,3 +234,38 @@ test('a gRPC client that cancels a server stream through Outpost cancels it at t
     server.forceShutdown();
   }
 });
+
+test('a bidirectional gRPC call through Outpost is full duplex: each message is answered before the next is sent', async () => {
+  const bytes = (b: Buffer) => b;
+  const chat = { path: '/test.Echo/Chat', requestStream: true, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
+  const service = { chat };
+  const server = new grpc.Server();
+  server.addService(service, {
+    chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (message: Buffer) => call.write(Buffer.from(`re:${message.toString()}`)));
+      call.on('end', () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  try {
+    const call = (client.chat as unknown as () => grpc.ClientDuplexStream<Buffer, Buffer>).call(client);
+    const replies: string[] = [];
+    const next = () => new Promise<string>((resolve) => call.once('data', (message: Buffer) => resolve(message.toString())));
+    for (const word of ['one', 'two', 'three']) {
+      const answered = next();
+      call.write(Buffer.from(word));
+      replies.push(await answered);
+    }
+    call.end();
+    const [status] = await once(call, 'status') as [grpc.StatusObject];
+    assert.equal(status.code, grpc.status.OK);
+    assert.deepEqual(replies, ['re:one', 're:two', 're:three']);
+  } finally {
+    client.close();
+    await outpost.close();
+    server.forceShutdown();
+  }
+});
