@@ -14,10 +14,11 @@ export interface WsOrigin extends TestOrigin {
 }
 
 /**
- * An origin that answers upgrades: `/refuse` with a 403; `/wrong` with a 101 to another protocol; `/raw` with a 101 and then an echo of the
- * bytes (`echo:` before each read); `/ws` with a 101 (the first subprotocol offered) and an echo of
- * each WebSocket frame (RFC 6455 §5.2, short unfragmented frames: what the tests send). Plain
- * requests: `/cached` is cacheable, anything else says what it saw.
+ * An origin that answers upgrades: `/refuse` with a 403; `/wrong` with a 101 to another protocol;
+ * `/flood` with a 101 and then bytes as fast as the tunnel takes them; `/raw` with a 101 and then
+ * an echo of the bytes (`echo:` before each read); `/ws` with a 101 (the first subprotocol
+ * offered) and an echo of each WebSocket frame (RFC 6455 §5.2, short unfragmented frames: what
+ * the tests send). Plain requests: `/cached` is cacheable, anything else says what it saw.
  */
 export async function wsOrigin(): Promise<WsOrigin> {
   const origin = await startOrigin((req, res) => {
@@ -43,7 +44,18 @@ export async function wsOrigin(): Promise<WsOrigin> {
       `Sec-WebSocket-Accept: ${acceptOf(String(req.headers['sec-websocket-key']))}`,
       ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []), '', '',
     ].join('\r\n'));
-    if (req.url === '/raw') {
+    if (req.url === '/flood') {
+      // As much as the tunnel takes (up to 256 MiB): a client that stops reading holds it back.
+      const chunk = Buffer.alloc(64 * 1024, 120);
+      let sent = 0;
+      const pump = () => {
+        while (!socket.destroyed && sent < 256 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+      };
+      pump();
+    } else if (req.url === '/raw') {
       const echo = (chunk: Buffer) => socket.write(`echo:${chunk.toString()}`);
       if (head.length > 0) echo(head);
       socket.on('data', echo);

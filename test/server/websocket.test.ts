@@ -313,3 +313,47 @@ test('an upgrade pipelined behind a request whose response is still on its way w
     await origin.close();
   }
 });
+
+test('a tunnel whose client stops reading what the origin sends is closed after limits.sendTimeout, and its origin connection with it', async () => {
+  const origin = await wsOrigin();
+  const timers = manualTimers();
+  const outpost = await startOutpost({
+    limits: { sendTimeout: '20s' },
+    sites: [{ hosts: ['*'], origin: origin.url }],
+  }, { timers });
+  try {
+    const socket = await rawConnection(outpost.url);
+    let received = 0;
+    socket.on('error', () => {});
+    let holding = true;
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (holding) socket.pause(); // one read (the 101), then nothing more until told
+    });
+    socket.write(upgradeRequest('/flood'));
+    await until(() => received > 0);
+    const originSide = origin.sockets.at(-1)!;
+    // Until every buffer between the origin and the client is full, bytes move.
+    let last = -1;
+    await until(() => { const written = (originSide as Socket).bytesWritten; const stalled = written === last; last = written; return stalled; }, 10_000, 200);
+    for (let i = 0; i < 3; i++) {
+      timers.advance(5000); // the watch looks every quarter of sendTimeout
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(originSide.destroyed, false, 'held for less than sendTimeout: still open');
+    for (let i = 0; i < 4 && !originSide.destroyed; i++) {
+      timers.advance(5000);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await until(() => originSide.destroyed);
+    assert.equal(openTunnels(), 0);
+    // The client's side is closed too (a paused socket sees it once it reads again).
+    const closed = once(socket, 'close');
+    holding = false;
+    socket.resume();
+    await closed;
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
