@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { bytesMethod, grpcThroughOutpost } from '../helpers/grpc.ts';
 import { startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -94,15 +95,8 @@ test('an HTTP/1.1 origin\'s chunked trailers (announced in Trailer) reach an HTT
 });
 
 test('a real gRPC client and server (@grpc/grpc-js) through Outpost: a unary call, an error status with its message, a server stream, a client stream', async () => {
-  const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
-  const method = (name: string, responseStream: boolean, requestStream = false) => ({
-    path: `/test.Echo/${name}`, requestStream, responseStream,
-    requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize,
-    responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize,
-  });
-  const service = { echo: method('Echo', false), fail: method('Fail', false), count: method('Count', true), join: method('Join', false, true) };
-  const server = new grpc.Server();
-  server.addService(service, {
+  const service = { echo: bytesMethod('Echo'), fail: bytesMethod('Fail'), count: bytesMethod('Count', { response: true }), join: bytesMethod('Join', { request: true }) };
+  const { client, close } = await grpcThroughOutpost(service, {
     echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => done(null, Buffer.concat([Buffer.from('echo:'), call.request])),
     fail: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => done({ code: grpc.status.NOT_FOUND, details: 'no such thing' }),
     count: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
@@ -115,10 +109,6 @@ test('a real gRPC client and server (@grpc/grpc-js) through Outpost: a unary cal
       call.on('end', () => done(null, Buffer.from(parts.join('+'))));
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
-  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
-  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
-  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
   type Unary = (request: Buffer, done: (err: grpc.ServiceError | null, response?: Buffer) => void) => void;
   const call = (name: 'echo' | 'fail', request: Buffer) => new Promise<{ err: grpc.ServiceError | null; response?: Buffer }>((resolve) => {
     (client[name] as unknown as Unary).call(client, request, (err, response) => resolve({ err, response }));
@@ -145,32 +135,20 @@ test('a real gRPC client and server (@grpc/grpc-js) through Outpost: a unary cal
     assert.equal(joined.err, null);
     assert.equal(joined.response?.toString(), 'a+b+c');
   } finally {
-    client.close();
-    await outpost.close();
-    server.forceShutdown();
+    await close();
   }
 });
 
 test('a gRPC client stream lives as long as its messages keep coming: an idle limit (limits.requestTimeout between chunks) instead of the upload deadline and rate', async () => {
-  const bytes = (b: Buffer) => b;
-  const join = { path: '/test.Echo/Join', requestStream: true, responseStream: false, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
-  const service = { join };
-  const server = new grpc.Server();
-  server.addService(service, {
+  const service = { join: bytesMethod('Join', { request: true }) };
+  // An upload would have to be in within 1 s, at 500 B/s after 100 ms.
+  const { client, close } = await grpcThroughOutpost(service, {
     join: (call: grpc.ServerReadableStream<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
       const parts: string[] = [];
       call.on('data', (message: Buffer) => parts.push(message.toString()));
       call.on('end', () => done(null, Buffer.from(parts.join('+'))));
     },
-  });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
-  // An upload would have to be in within 1 s, at 500 B/s after 100 ms.
-  const outpost = await startOutpost({
-    limits: { requestTimeout: '1s', bodyGrace: '100ms' },
-    sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }],
-  });
-  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
-  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  }, { limits: { requestTimeout: '1s', bodyGrace: '100ms' } });
   const stream = (gaps: number[]) => new Promise<{ err: grpc.ServiceError | null; response?: Buffer }>((resolve) => {
     const upload = (client.join as unknown as (done: (err: grpc.ServiceError | null, response?: Buffer) => void) => grpc.ClientWritableStream<Buffer>).call(client, (err, response) => resolve({ err, response }));
     void (async () => {
@@ -191,19 +169,14 @@ test('a gRPC client stream lives as long as its messages keep coming: an idle li
     assert.notEqual(idle.err, null);
     assert.notEqual(idle.err?.code, grpc.status.OK);
   } finally {
-    client.close();
-    await outpost.close();
-    server.forceShutdown();
+    await close();
   }
 });
 
 test('a gRPC client that cancels a server stream through Outpost cancels it at the server too', async () => {
-  const bytes = (b: Buffer) => b;
-  const ticks = { path: '/test.Echo/Ticks', requestStream: false, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
-  const service = { ticks };
+  const service = { ticks: bytesMethod('Ticks', { response: true }) };
   let cancelled = false;
-  const server = new grpc.Server();
-  server.addService(service, {
+  const { client, close } = await grpcThroughOutpost(service, {
     ticks: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
       let n = 0;
       const timer = setInterval(() => call.write(Buffer.from(`t${n++}`)), 10);
@@ -213,10 +186,6 @@ test('a gRPC client that cancels a server stream through Outpost cancels it at t
       });
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
-  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
-  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
-  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
   try {
     const stream = (client.ticks as unknown as (request: Buffer) => grpc.ClientReadableStream<Buffer>).call(client, Buffer.from('go'));
     stream.on('error', () => {}); // CANCELLED, as asked
@@ -229,27 +198,18 @@ test('a gRPC client that cancels a server stream through Outpost cancels it at t
     await until(() => cancelled);
     assert.deepEqual(got.slice(0, 3), ['t0', 't1', 't2']);
   } finally {
-    client.close();
-    await outpost.close();
-    server.forceShutdown();
+    await close();
   }
 });
 
 test('a bidirectional gRPC call through Outpost is full duplex: each message is answered before the next is sent', async () => {
-  const bytes = (b: Buffer) => b;
-  const chat = { path: '/test.Echo/Chat', requestStream: true, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
-  const service = { chat };
-  const server = new grpc.Server();
-  server.addService(service, {
+  const service = { chat: bytesMethod('Chat', { request: true, response: true }) };
+  const { client, close } = await grpcThroughOutpost(service, {
     chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
       call.on('data', (message: Buffer) => call.write(Buffer.from(`re:${message.toString()}`)));
       call.on('end', () => call.end());
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => err ? reject(err) : resolve(bound)));
-  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
-  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
-  const client = new Client(`127.0.0.1:${outpost.httpsPort}`, grpc.credentials.createSsl(Buffer.from(await testCa())), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
   try {
     const call = (client.chat as unknown as () => grpc.ClientDuplexStream<Buffer, Buffer>).call(client);
     const replies: string[] = [];
@@ -264,8 +224,6 @@ test('a bidirectional gRPC call through Outpost is full duplex: each message is 
     assert.equal(status.code, grpc.status.OK);
     assert.deepEqual(replies, ['re:one', 're:two', 're:three']);
   } finally {
-    client.close();
-    await outpost.close();
-    server.forceShutdown();
+    await close();
   }
 });
