@@ -7,6 +7,7 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { OutpostError, clientError, isOutpostError, originError, withDetail } from '../errors.ts';
 import { endToEnd } from './hop-by-hop.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
+import { listsToken } from '../http/field-syntax.ts';
 import { addForwarded, isTrusted } from './forwarded.ts';
 import { asMessageStream } from '../server/body.ts';
 import { exchange, type QueueDeadline, type SpillOptions } from './exchange.ts';
@@ -101,12 +102,6 @@ function answeredHere(ctx: Context): Promise<Reply> | undefined {
 
 const isGrpc = (type: string | undefined) => type !== undefined && type.startsWith('application/grpc');
 
-/** Whether a TE field lists `trailers` (RFC 9110 §10.1.4). */
-function acceptsTrailers(te: string | string[] | undefined): boolean {
-  if (te === undefined) return false;
-  return (Array.isArray(te) ? te.join(',') : te).split(',').some((token) => token.trim().toLowerCase() === 'trailers');
-}
-
 /** Max-Forwards (RFC 9110 §7.6.2: 1*DIGIT), or undefined when absent or not a number. */
 function maxForwards(value: string | string[] | undefined): number | undefined {
   return typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : undefined;
@@ -181,7 +176,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     // TE is hop-by-hop, but `trailers` in it says the sender takes trailer fields (RFC 9110
     // §10.1.4), and gRPC servers refuse a request without it: said again to an HTTP/2 upstream,
     // whose trailers go back to HTTP/2 clients (server/respond.ts).
-    if (upstream.http2 && acceptsTrailers(ctx.headers.te)) headers.te = 'trailers';
+    if (upstream.http2 && listsToken(ctx.headers.te, 'trailers')) headers.te = 'trailers';
     // A gRPC call's request body is its stream of messages, as long as the call lasts: an idle
     // limit instead of the upload's deadline and rate (server/body.ts asMessageStream).
     if (sendBody && upstream.http2 && isGrpc(ctx.headers['content-type'])) asMessageStream(ctx.body);

@@ -8,6 +8,7 @@ import { errorReply } from '../pipeline/reply.ts';
 import { http } from './node-http.ts';
 import { contextFromHttp1, factsFromHttp1 } from './request.ts';
 import { withBodyLimits } from './body.ts';
+import { listsToken } from '../http/field-syntax.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { reportOnClose, respondHttp1, type Tally } from './respond.ts';
 
@@ -35,17 +36,7 @@ export function isWebSocketUpgrade(req: IncomingMessage): boolean {
   if (req.method !== 'GET' || req.httpVersionMajor !== 1 || req.httpVersionMinor !== 1) return false;
   const headers = req.headers;
   if (headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')) return false;
-  return hasToken(headers.upgrade, 'websocket') && hasToken(headers.connection, 'upgrade');
-}
-
-/** Whether a comma-separated field value lists `token` (ASCII case-insensitive, RFC 9110 §5.6.1). */
-function hasToken(value: string | undefined, token: string): boolean {
-  if (value === undefined) return false;
-  for (const item of value.split(',')) {
-    // Upgrade's protocols may carry a version (`websocket/13` is not `websocket`: RFC 9110 §7.8).
-    if (item.trim().toLowerCase() === token) return true;
-  }
-  return false;
+  return listsToken(headers.upgrade, 'websocket') && listsToken(headers.connection, 'upgrade');
 }
 
 /** Tunnels open in this process, for metrics (`outpost_open_websockets`). */
