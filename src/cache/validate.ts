@@ -1,5 +1,5 @@
 import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
-import { isOutpostError, originError } from '../errors.ts';
+import { isOutpostError, originError, OutpostError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { parseCacheControl, type Directives } from '../http/cache-control.ts';
 import { isServerError } from '../http/status.ts';
@@ -44,9 +44,9 @@ export function createValidating(route: CacheRoute, admitting: Admitting, collap
       try {
         return await join(ctx, request, found.primary, flight, params);
       } catch (error) {
-        const stale = staleOnError(ctx, request, found, view, errorStatus(error));
-        if (stale) return stale;
-        throw error;
+        // The validation it waited on failed: this request fails as the leader's did (stale, or
+        // 504 for a response that may not be served stale), not with the origin's bare 502.
+        return onValidationError(ctx, request, found, view, error, `${params}; collapsed`);
       }
     }
     const { leader, fetchSignal } = leadFlight(engine.flights, ctx.signal, flightKey, true);
@@ -103,10 +103,11 @@ export function createValidating(route: CacheRoute, admitting: Admitting, collap
       // §5.2.2.2: must-revalidate (and proxy-revalidate, s-maxage, no-cache): "if a cache is
       // disconnected, the cache MUST generate an error response rather than reuse the stale
       // response. The generated status code SHOULD be 504 (Gateway Timeout)".
+      // A new error each time: the one given may be a flight's, thrown to each of its waiters.
       const failed = !mayServeStale(view.facts.directives) && error.status === 502
         ? originError.gatewayTimeout('Gateway Timeout: the origin could not be reached to revalidate', error)
-        : error;
-      failed.headers = { ...failed.headers, 'cache-status': status(`${params}; detail=origin-error`) };
+        : copyOf(error);
+      failed.headers = { ...error.headers, 'cache-status': status(`${params}; detail=origin-error`) };
       throw failed;
     }
     throw error;
@@ -132,4 +133,11 @@ export function createValidating(route: CacheRoute, admitting: Admitting, collap
   }
 
   return { revalidate, revalidateInBackground };
+}
+
+/** The same failure as a new error, to carry this request's own fields. */
+function copyOf(error: OutpostError): OutpostError {
+  const copy = new OutpostError(error.code, error.status, error.message, { cause: error.cause });
+  copy.detail = error.detail;
+  return copy;
 }

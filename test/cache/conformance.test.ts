@@ -419,19 +419,54 @@ test('grace (10 s by default) serves stale while the origin is down; must-revali
     await h2(`${node.url}/strict`);
     up = false;
     clock.advance(3000);
-    for (const [, client] of clients) {
+    for (const [name, client] of clients) {
       const lenient = await client(`${node.url}/lenient`);
       assert.equal(lenient.status, 200);
       assert.equal(lenient.body.toString(), 'cached copy');
       assert.match(cacheStatus(lenient), /fwd=stale; fwd-status=502; ttl=-\d+; detail=grace/);
       assert.ok(Number(lenient.headers.age) >= 3, `its Age says how old it is (RFC 9111 §5.1): ${lenient.headers.age}`);
       const strict = await client(`${node.url}/strict`);
-      assert.equal(strict.status, 504);
+      assert.equal(strict.status, 504, `${name}: ${cacheStatus(strict)}: ${strict.body}`);
       assert.match(cacheStatus(strict), /detail=origin-error/);
     }
     clock.advance(20_000);
     assert.equal((await h2(`${node.url}/lenient`)).status, 502, 'past the grace period');
   } finally {
+    await node.close();
+    await flaky.close();
+  }
+});
+
+test('must-revalidate with the origin down: the requests that waited on the failed validation get 504 too, not 502 (RFC 9111 §5.2.2.2)', async () => {
+  // The origin holds the validation until the other requests are waiting on it (the stats count
+  // them), then drops the connection: all of them share that one failure.
+  let up = true;
+  let drop!: () => void;
+  const dropped = new Promise<void>((resolve) => { drop = resolve; });
+  const flaky = await startOrigin((req, res) => {
+    if (!up) { void dropped.then(() => req.socket.destroy()); return; }
+    res.writeHead(200, { 'cache-control': 'max-age=1, must-revalidate', date: clock.dateHeader() });
+    res.end('cached copy');
+  });
+  const token = 'conformance-admin-token-0123';
+  const node = await startOutpost({ admin: { token }, sites: [{ hosts: ['*'], origin: flaky.url }] }, { now: clock.now });
+  const coalesced = async () => (await (await fetch(`${node.adminUrl}/stats`, { headers: { authorization: `Bearer ${token}` } })).json() as { coalesced: number }).coalesced;
+  try {
+    assert.equal((await h2(`${node.url}/strict`)).status, 200);
+    up = false;
+    clock.advance(3000);
+    const answers = Promise.all([h2(`${node.url}/strict`), h1(`${node.url}/strict`), h2(`${node.url}/strict`)]);
+    for (const deadline = Date.now() + 10_000; await coalesced() < 2;) {
+      assert.ok(Date.now() < deadline, 'two requests waiting on the first one\'s validation');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    drop();
+    for (const answer of await answers) {
+      assert.equal(answer.status, 504, `${answer.headers['cache-status']}: ${answer.body}`);
+      assert.match(cacheStatus(answer), /fwd=stale.*detail=origin-error/);
+    }
+  } finally {
+    drop();
     await node.close();
     await flaky.close();
   }
