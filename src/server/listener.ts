@@ -12,6 +12,7 @@ import { clientError, isOutpostError } from '../errors.ts';
 import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2 } from './request.ts';
 import { SEND_TIMEOUT, informationalHttp2, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
 import { stalledStreamWatch } from './h2-stalls.ts';
+import { lingeringSockets } from './linger.ts';
 import { withBodyLimits } from './body.ts';
 import { answerClientError } from './client-error.ts';
 import { loadCertificates, sniSelector, tlsProfile } from './tls.ts';
@@ -148,6 +149,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
   let draining = false;
 
+  const h2Sockets = lingeringSockets(events.timers);
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
     const watched = sessionWatched(session);
@@ -172,7 +174,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     // Nagle off: a streamed body's small writes must not wait for the peer's delayed ACK (40 ms
     // stalls per response on the HTTP/1.1 miss path before this).
     socket.setNoDelay(true);
-    if (socket.alpnProtocol === 'h2') return;
+    if (socket.alpnProtocol === 'h2') return void h2Sockets.add(socket);
     http1Sockets.set(socket, 0);
     const watched = socketWatched(socket);
     idle.add(watched);
@@ -371,6 +373,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     await Promise.race([closed, deadline]);
     clearTimeout(timer);
     for (const session of sessions) session.destroy(undefined, h2.NGHTTP2_CANCEL);
+    h2Sockets.destroyAll();
     for (const socket of http1Sockets.keys()) socket.destroy();
     for (const socket of tunnels) socket.destroy();
     door?.destroyAll();

@@ -5,6 +5,8 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { idleWatch, type Watched } from '../../src/server/idle-watch.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { h2request, h2session, startOutpost } from '../helpers/outpost.ts';
+import { LINGER_MS } from '../../src/server/linger.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * Idle connections are closed by looking at the bytes they carried (src/server/idle-watch.ts),
@@ -85,6 +87,43 @@ test('the server closes an idle HTTP/2 session and an idle HTTP/1.1 connection a
     assert.equal(session.closed || session.destroyed, false, 'the session that carried a request stays');
     timers.advance(75_000);
     await h2closed;
+  } finally {
+    await outpost.close();
+  }
+});
+
+test('HTTP/2: a client that never closes its side after the session ends is cut off LINGER_MS later, and a shutdown does not wait for it', { timeout: 20_000 }, async () => {
+  const timers = manualTimers();
+  const outpost = await startOutpost({ limits: { idleTimeout: '60s', shutdownTimeout: '300ms' }, sites: [{ hosts: ['*'], static: 'public' }] }, { timers });
+  const accepted: TLSSocket[] = [];
+  outpost.servers.https.on('secureConnection', (socket: TLSSocket) => accepted.push(socket));
+  try {
+    // A response left unread, and a graceful close: the client's session waits for that stream,
+    // so its socket stays open after the server's session has gone.
+    const halfOpen = async () => {
+      const session = await h2session(outpost.url, { ca: outpost.ca });
+      const stream = session.request({ ':path': '/' });
+      await once(stream, 'response');
+      session.close();
+      return { session, server: accepted.at(-1)! };
+    };
+    const idle = await halfOpen();
+    timers.advance(75_000); // the idle watch closes the server's session: GOAWAY, and our side ends
+    await until(() => idle.server.writableFinished);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(idle.server.destroyed, false, 'the client still has its time');
+    assert.equal(idle.session.destroyed, false);
+    timers.advance(LINGER_MS);
+    await until(() => idle.server.destroyed);
+    idle.session.destroy();
+
+    // At shutdown: close() returns at its deadline though the client keeps its side open.
+    const held = await halfOpen();
+    const stopped = Date.now();
+    await outpost.close();
+    assert.ok(Date.now() - stopped < 5000, 'close() returned');
+    assert.ok(held.server.destroyed);
+    held.session.destroy();
   } finally {
     await outpost.close();
   }
