@@ -42,6 +42,9 @@ export function h2Limits(limits: Config['limits']) {
       maxHeaderListSize: 2 * limits.maxHeaderSize,
       enablePush: false,
       initialWindowSize: H2_STREAM_WINDOW,
+      // RFC 8441 §3: clients may open WebSockets on a stream of this connection (extended CONNECT,
+      // server/upgrade.ts) instead of a connection of their own over HTTP/1.1.
+      enableConnectProtocol: true,
     },
     maxHeaderListPairs: H1_MAX_HEADERS,
     maxSessionMemory: 32, // MB of buffered frames per session before it is refused

@@ -32,7 +32,7 @@ import { publishClientError, publishError } from '../observability/channels.ts';
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
 import { redirectToHttps } from './redirect-to-https.ts';
-import { isWebSocketUpgrade, upgradeListener, type Tunnels, type UpgradeServing } from './upgrade.ts';
+import { isWebSocketUpgrade, tunnelResponder, upgradeListener, type Tunnels, type UpgradeServing } from './upgrade.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import type { ReadyReplies } from './replies.ts';
 import { fixedChain, type Dispatch } from './dispatch.ts';
@@ -239,7 +239,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));
       return;
     }
-    answerFromChain(ctx, readyKey, epoch, respondHttp2, stream, method);
+    answerFromChain(ctx, readyKey, epoch, ctx.upgrade === undefined ? respondHttp2 : respondTunnel, stream, method);
   });
 
   // Listening on 'request' would make Node wrap every h2 stream in compat req/res objects too.
@@ -292,11 +292,16 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       idle.add(watched);
       socket.once('close', () => idle.delete(watched));
     },
+    watchTunnel(tunnel) {
+      idle.add(tunnel);
+      return () => idle.delete(tunnel);
+    },
     onError,
     refused: countRefused,
     runChain: (ctx, respond) => answerFromChain(ctx, undefined, replies?.epoch ?? 0, (_none: null, _method, reply, request) => respond(reply, request), null, 'GET'),
   };
   const onUpgrade = (scheme: 'https' | 'http') => upgradeListener(scheme, upgrades);
+  const respondTunnel = tunnelResponder(upgrades);
   Object.assign(server, { shouldUpgradeCallback: isWebSocketUpgrade }); // read by the HTTP/1.1 fallback, as the fields above
   server.on('upgrade', onUpgrade('https'));
   // HTTP/1.1 CONNECT: we are not a forward proxy. A precise 405 instead of Node's silent close.

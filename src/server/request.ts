@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2Session, ServerHttp2Stream, IncomingHttpHeaders as Http2Headers } from 'node:http2';
 import type { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { clientError } from '../errors.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import type { Context } from '../pipeline/context.ts';
@@ -143,11 +144,19 @@ export function expectsContinue(headers: Http2Headers): boolean {
  * then they are to be refused here.
  */
 export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Headers, abort: AbortSource, rawHeaders: readonly string[]): Context {
-  const method = headers[':method'] as string;
+  let method = headers[':method'] as string;
   const path = headers[':path'] as string | undefined;
-  // RFC 9113 §8.5: CONNECT comes without :path; this is no forward proxy, and HTTP/1.1's CONNECT
-  // gets the same 405 (listener.ts refuseConnect).
-  if (method === 'CONNECT') throw clientError.methodNotAllowed(PROXIED_METHODS);
+  let upgrade: string | undefined;
+  if (method === 'CONNECT') {
+    // RFC 8441 §4: a CONNECT with :protocol (nghttp2 lets one through because we advertise
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL, and only with :scheme and :path) asks for a WebSocket on
+    // this stream: it goes through the chain as the GET of an HTTP/1.1 handshake would
+    // (server/upgrade.ts). RFC 9113 §8.5's CONNECT, without :path, is a forward proxy's job, and
+    // HTTP/1.1's CONNECT gets the same 405 (listener.ts refuseConnect), as does another :protocol.
+    if (headers[':protocol'] !== 'websocket') throw clientError.methodNotAllowed(PROXIED_METHODS);
+    method = 'GET';
+    upgrade = 'websocket';
+  }
   // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
   if (path === undefined || path.charCodeAt(0) !== 47 /* '/' */) throw clientError.badRequest('invalid :path');
   // RFC 9113 §8.3.1 lets :scheme name other schemes for a proxy that translates them; this is no
@@ -168,6 +177,9 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
   // Looked at only then: a field read from Node's header object costs every GET a dictionary look-up.
   if (!stream.endAfterHeaders && headers.expect !== undefined && !expectsContinue(headers)) throw clientError.expectationFailed();
   const plain = regularFieldsOf(rawHeaders, headers);
+  // RFC 8441 §5: no Sec-WebSocket-Key over HTTP/2; the origin is asked over HTTP/1.1, where the
+  // handshake needs one (RFC 6455 §4.1), and its Accept is checked against it (upgrade.ts).
+  if (upgrade !== undefined) plain['sec-websocket-key'] = randomBytes(16).toString('base64');
   const peer = peerOf(stream);
   const ctx: Context & Client<ServerHttp2Stream> = {
     method,
@@ -182,7 +194,8 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     remotePort: peer.port,
     httpVersion: '2',
     body: stream as unknown as Readable,
-    hasBody: !stream.endAfterHeaders,
+    // An extended CONNECT's stream carries the tunnel's bytes once the origin agrees, not a body.
+    hasBody: upgrade === undefined && !stream.endAfterHeaders,
     signal: abort.signal,
     startedAt: process.hrtime.bigint(),
     sendInformational: sendInformationalHttp2,
@@ -190,7 +203,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     // Declared here, set by the router: the object keeps one shape on the hot path.
     site: undefined,
     route: undefined,
-    upgrade: undefined, // RFC 9113 §8.6: HTTP/2 has no Upgrade
+    upgrade, // RFC 9113 §8.6: HTTP/2 has no Upgrade; RFC 8441's extended CONNECT stands in for it
   };
   // Assigned, not a computed key in the literal: that one cost ~60 ns per request (Node 24, measured).
   ctx[CLIENT] = stream;

@@ -1,16 +1,20 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/schema.ts';
 import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { errorReply } from '../pipeline/reply.ts';
+import { clientError, originError } from '../errors.ts';
 import { http } from './node-http.ts';
 import { contextFromHttp1, factsFromHttp1 } from './request.ts';
 import { withBodyLimits } from './body.ts';
 import { listsToken } from '../http/field-syntax.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
-import { reportOnClose, respondHttp1, type Tally } from './respond.ts';
+import { http2HeaderList, reportOnClose, respondHttp1, respondHttp2, type Tally } from './respond.ts';
+import type { Watched } from './idle-watch.ts';
 
 /**
  * WebSocket upgrades over HTTP/1.1 (RFC 6455 §4, RFC 9110 §7.8), proxied as nginx does with
@@ -22,8 +26,10 @@ import { reportOnClose, respondHttp1, type Tally } from './respond.ts';
  * closed: what the client sent after its request is never read as another request (the
  * smuggling a proxy that tunnels before the origin agreed lets through).
  *
- * HTTP/2 has no Upgrade (RFC 9113 §8.6) and Outpost does not offer RFC 8441's extended CONNECT,
- * so browsers open their WebSockets over HTTP/1.1, as they do with any server that does not.
+ * HTTP/2 has no Upgrade (RFC 9113 §8.6): its clients open a WebSocket on a stream with RFC
+ * 8441's extended CONNECT, which the listener offers (SETTINGS_ENABLE_CONNECT_PROTOCOL) and the
+ * request adapter reads as the same GET (request.ts); the origin is asked over HTTP/1.1 all the
+ * same, and its 101 becomes the stream's 200 (`tunnelResponder`).
  */
 
 /**
@@ -54,6 +60,8 @@ export interface UpgradeServing {
   draining(): boolean;
   /** Puts a connection Node handed over under the idle watch (limits.idleTimeout), unless it is there already. */
   watchIdle(socket: Socket): void;
+  /** Puts an HTTP/2 tunnel under the idle watch; the returned function takes it off. */
+  watchTunnel(tunnel: Watched): () => void;
   onError(where: string, error: unknown): void;
   /** Counts a request the adapter refused (a 400). */
   refused(error: unknown): void;
@@ -151,6 +159,115 @@ export function answerUpgrade(res: ServerResponse, reply: Reply, request: Reques
     openCount--;
     tunnels.delete(client);
   });
+}
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'; // RFC 6455 §1.3
+
+/** RFC 6455 §4.2.2: the Sec-WebSocket-Accept an origin owes the key it was sent. */
+const acceptFor = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
+
+/**
+ * The HTTP/2 listener's writer for extended CONNECT requests (RFC 8441): the origin's 101 becomes
+ * the stream's 200 (§5: without Sec-WebSocket-Accept, whose key Outpost made up for the origin
+ * and checks here, as a WebSocket client must: RFC 6455 §4.1), and then the stream and the
+ * origin's connection are one tunnel; any other answer is an ordinary response, which ends the
+ * stream. Tunnels close after `limits.idleTimeout` without a byte either way, and at the
+ * shutdown deadline; the HTTP/2 stall sweep resets one whose client takes nothing (sendTimeout).
+ * (The session's own idle watch counts the connection's bytes, which other streams may move, and
+ * closes gracefully: it waits for open streams.)
+ */
+export function tunnelResponder(serving: Pick<UpgradeServing, 'tunnels' | 'draining' | 'watchTunnel'>): (stream: ServerHttp2Stream, method: string, reply: Reply, request: Context) => void {
+  return (stream, _method, reply, request) => {
+    const origin = reply.tunnel;
+    const key = request.headers['sec-websocket-key'];
+    if (origin === undefined || reply.status !== 101 || stream.destroyed) {
+      origin?.destroy();
+      // RFC 8441 §5: a 2xx is the client's sign that the WebSocket is open. An answer without a
+      // tunnel (a static file, an origin that served a page) must not read so.
+      if (reply.status >= 200 && reply.status < 300) {
+        disposeBody(reply.body);
+        return void refuse(stream, errorReply(clientError.notImplemented('Not Implemented: no WebSocket is served here')), request);
+      }
+      return void refuse(stream, reply, request);
+    }
+    if (serving.draining()) {
+      origin.destroy();
+      return void stream.close(h2.NGHTTP2_REFUSED_STREAM); // RFC 9113 §8.7: safe to retry elsewhere
+    }
+    if (typeof key !== 'string' || reply.headers['sec-websocket-accept'] !== acceptFor(key)) {
+      origin.destroy();
+      return void refuse(stream, errorReply(originError.badGateway('Bad Gateway: the origin\'s WebSocket handshake did not answer the key it was sent')), request);
+    }
+    disposeBody(reply.body);
+    const headers: OutgoingHttpHeaders = {};
+    for (const name in reply.headers) if (name !== 'sec-websocket-accept') headers[name] = reply.headers[name];
+    try {
+      stream.respond(http2HeaderList(200, headers));
+    } catch (error) {
+      publishError({ ctx: null, error, where: 'HTTP/2 WebSocket 200' });
+      origin.destroy();
+      stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    serving.tunnels.add(stream);
+    const tally: Tally | null = responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
+    if (tally !== null) {
+      reportOnClose(stream, request, { status: 200, headers, body: null }, tally);
+      origin.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
+    }
+    // The origin's connection carries the tunnel's bytes both ways, and only them.
+    const carried = origin as Partial<Socket>;
+    const unwatch = serving.watchTunnel({
+      bytes: () => (carried.bytesRead ?? 0) + (carried.bytesWritten ?? 0),
+      close: () => stream.close(h2.NGHTTP2_CANCEL),
+    });
+    joinStream(stream, origin);
+    openCount++;
+    stream.once('close', () => {
+      openCount--;
+      unwatch();
+      serving.tunnels.delete(stream);
+    });
+  };
+}
+
+/**
+ * An answer other than the tunnel, as an ordinary response; then the stream is closed (RST_STREAM
+ * NO_ERROR once the response is out, RFC 9113 §8.1): what the client would send on it is no
+ * request body, and nothing else ends it.
+ */
+function refuse(stream: ServerHttp2Stream, reply: Reply, request: Context): void {
+  respondHttp2(stream, 'GET', reply, request);
+  closeOnceSent(stream);
+}
+
+/** Closes `stream` once our side of it has ended and all of it is sent. */
+function closeOnceSent(stream: ServerHttp2Stream): void {
+  if (stream.destroyed) return;
+  if (stream.writableFinished) return void stream.close(h2.NGHTTP2_NO_ERROR);
+  stream.once('finish', () => stream.close(h2.NGHTTP2_NO_ERROR));
+}
+
+/**
+ * A stream and the origin's connection as one tunnel. Either side's end ends the other's writing
+ * (the client's END_STREAM is the origin's FIN, and back); once the origin's side has gone and all
+ * it sent is written, the stream is closed (RST_STREAM NO_ERROR: the client's side is not needed
+ * any more, RFC 9113 §8.1). A reset stream or a failed connection takes the other down.
+ */
+function joinStream(stream: ServerHttp2Stream, origin: Duplex): void {
+  const teardown = () => {
+    stream.destroy();
+    origin.destroy();
+  };
+  origin.on('error', teardown);
+  stream.on('error', teardown);
+  stream.once('close', () => origin.destroy());
+  origin.once('close', () => {
+    if (!stream.destroyed && !stream.writableEnded) stream.end();
+    closeOnceSent(stream);
+  });
+  stream.pipe(origin);
+  origin.pipe(stream);
 }
 
 /**

@@ -16,7 +16,8 @@ export interface WsOrigin extends TestOrigin {
 /**
  * An origin that answers upgrades: `/refuse` with a 403; `/wrong` with a 101 to another protocol;
  * `/flood` with a 101 and then bytes as fast as the tunnel takes them; `/raw` with a 101 and then
- * an echo of the bytes (`echo:` before each read); `/ws` with a 101 (the first subprotocol
+ * an echo of the bytes (`echo:` before each read); `/badaccept` as `/ws` with an Accept for another
+ * key; `/ws` with a 101 (the first subprotocol
  * offered) and an echo of each WebSocket frame (RFC 6455 §5.2, short unfragmented frames: what
  * the tests send). Plain requests: `/cached` is cacheable, anything else says what it saw.
  */
@@ -39,9 +40,10 @@ export async function wsOrigin(): Promise<WsOrigin> {
     sockets.push(socket);
     if (req.url === '/wrong') return void socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n');
     const protocol = req.headers['sec-websocket-protocol']?.split(',')[0].trim();
+    const key = req.url === '/badaccept' ? 'not the key it was sent' : String(req.headers['sec-websocket-key']);
     socket.write([
       'HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
-      `Sec-WebSocket-Accept: ${acceptOf(String(req.headers['sec-websocket-key']))}`,
+      `Sec-WebSocket-Accept: ${acceptOf(key)}`,
       ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []), '', '',
     ].join('\r\n'));
     if (req.url === '/flood') {

@@ -84,37 +84,44 @@ test('WebSocket upgrades over HTTPS and plain HTTP: the origin\'s 101, then byte
   }
 });
 
-test('a WebSocket client (undici\'s) talks to the origin through Outpost: subprotocol, messages both ways, a clean close, one access report', async () => {
+test('a WebSocket client (undici\'s) talks to the origin through Outpost, over HTTP/1.1 and over HTTP/2 (RFC 8441): subprotocol, messages both ways, a clean close, one access report', async () => {
   const origin = await wsOrigin();
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
-  const dispatcher = new Agent({ connect: { ca: await testCa(), servername: 'localhost' } });
   const ends: ResponseEndEvent[] = [];
   const onEnd = (event: unknown) => ends.push(event as ResponseEndEvent);
   responseEndChannel.subscribe(onEnd);
   try {
-    const ws = new WebSocket(`wss://127.0.0.1:${outpost.httpsPort}/ws`, { protocols: ['chat', 'other'], dispatcher });
-    await once(ws, 'open');
-    assert.equal(ws.protocol, 'chat');
-    const messages: string[] = [];
-    ws.addEventListener('message', (event) => messages.push(String(event.data)));
-    ws.send('hello');
-    ws.send('and again');
-    await until(() => messages.length === 2);
-    assert.deepEqual(messages, ['hello', 'and again']);
-    const closed = once(ws, 'close');
-    ws.close(1000, 'done');
-    const [event] = await closed as [{ code: number; wasClean: boolean }];
-    assert.equal(event.code, 1000);
-    assert.equal(event.wasClean, true);
-    // Reported when the tunnel closes: the 101, what the origin sent through it.
-    await until(() => ends.length === 1);
-    assert.equal(ends[0].status, 101);
-    assert.equal(ends[0].outcome, 'ok');
-    assert.equal(ends[0].request.target, '/ws');
-    assert.ok(ends[0].bytes >= 2 * 7 + 4, `${ends[0].bytes} bytes`); // two echoed frames and the close frame
+    // undici offers h2 by ALPN and opens its WebSocket on a stream where the server allows it.
+    for (const [allowH2, version, status] of [[false, '1.1', 101], [true, '2', 200]] as const) {
+      ends.length = 0;
+      const dispatcher = new Agent({ allowH2, connect: { ca: await testCa(), servername: 'localhost' } });
+      try {
+        const ws = new WebSocket(`wss://127.0.0.1:${outpost.httpsPort}/ws`, { protocols: ['chat', 'other'], dispatcher });
+        await once(ws, 'open');
+        assert.equal(ws.protocol, 'chat');
+        const messages: string[] = [];
+        ws.addEventListener('message', (event) => messages.push(String(event.data)));
+        ws.send('hello');
+        ws.send('and again');
+        await until(() => messages.length === 2);
+        assert.deepEqual(messages, ['hello', 'and again']);
+        const closed = once(ws, 'close');
+        ws.close(1000, 'done');
+        const [event] = await closed as [{ code: number; wasClean: boolean }];
+        assert.equal(event.code, 1000);
+        assert.equal(event.wasClean, true);
+        // Reported when the tunnel closes: the 101 (over HTTP/2 the 200), what the origin sent through it.
+        await until(() => ends.length === 1);
+        assert.deepEqual({ version: ends[0].request.httpVersion, status: ends[0].status }, { version, status });
+        assert.equal(ends[0].outcome, 'ok');
+        assert.equal(ends[0].request.target, '/ws');
+        assert.ok(ends[0].bytes >= 2 * 7 + 4, `${ends[0].bytes} bytes`); // two echoed frames and the close frame
+      } finally {
+        await dispatcher.close();
+      }
+    }
   } finally {
     responseEndChannel.unsubscribe(onEnd);
-    await dispatcher.close();
     await outpost.close();
     await origin.close();
   }
