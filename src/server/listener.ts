@@ -10,7 +10,8 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
 import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2 } from './request.ts';
-import { SEND_TIMEOUT, informationalHttp2, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
+import { informationalHttp2, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
+import { errorReporter } from './error-report.ts';
 import { stalledStreamWatch } from './h2-stalls.ts';
 import { lingeringSockets } from './linger.ts';
 import { withBodyLimits } from './body.ts';
@@ -26,8 +27,8 @@ import { H2_SESSION_WINDOW, h2Limits, headerListSize } from './h2-limits.ts';
 import { idleWatch, sessionWatched, socketWatched, socketWritesWatched } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
-import { frontCounters, type FrontCounters } from './counters.ts';
-import { publishClientError, publishError } from '../observability/channels.ts';
+import { frontCounters } from './counters.ts';
+import { publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
@@ -59,24 +60,6 @@ export interface ServerEvents {
   timers?: Timers;
 }
 
-/**
- * Error codes a client causes, by what it sends or by going away: counted (and published on the
- * client-error channel), not written to the error log, where one misbehaving client could add a
- * line per stream.
- */
-const CLIENT_CAUSED = new Set([
-  'ERR_HTTP2_ERROR', // nghttp2 refused the peer's frames: a protocol error
-  'ERR_HTTP2_SESSION_ERROR', // the peer sent GOAWAY with an error code
-  'ERR_HTTP2_STREAM_ERROR', // a stream reset by the peer, or by nghttp2 for a malformed request
-  'ERR_HTTP2_TOO_MANY_INVALID_FRAMES',
-  'ERR_HTTP2_STREAM_CANCEL',
-  'ERR_STREAM_PREMATURE_CLOSE',
-  'ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT',
-  SEND_TIMEOUT, // the client took nothing of a response for limits.sendTimeout
-]);
-
-const isClientCaused = (error: unknown) => CLIENT_CAUSED.has((error as { code?: string } | undefined)?.code ?? '');
-
 const NO_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** A request the adapter refused (400, 413, 431, 501) is the client's doing: counted, answered, not logged. */
@@ -88,18 +71,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   const { limits } = config;
   const dispatch = typeof chain === 'function' ? fixedChain(chain) : chain;
   const onError = events.onError ?? ((where: string, error: unknown) => publishError({ ctx: null, error, where }));
-  // Each error event is reported once: a session that dies with an error hands the same error to
-  // every stream it had open, and that is one event, not one per stream.
-  const reported = new WeakSet<object>();
-  const report = (where: string, error: unknown, counter: keyof FrontCounters) => {
-    if (typeof error === 'object' && error !== null) {
-      if (reported.has(error)) return;
-      reported.add(error);
-    }
-    if (!isClientCaused(error)) return onError(where, error);
-    frontCounters[counter]++;
-    publishClientError({ error, where });
-  };
+  const report = errorReporter(onError);
   // With several workers the limit is the node's: the cluster primary counts (node-connections.ts).
   const node = sharedWorkers() > 1 ? nodeAdmission({ onError: (error) => onError('connections per client (the primary did not answer; this worker counted alone)', error) }) : undefined;
   const perClient = clientConnectionLimit(limits.connectionsPerClient, config.trustedProxies, node);
