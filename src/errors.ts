@@ -46,6 +46,7 @@ export const clientError = {
   expectationFailed: (message = 'Expectation Failed: only 100-continue is understood') => new OutpostError('EXPECTATION_FAILED', 417, message),
   versionNotSupported: (message = 'HTTP Version Not Supported') => new OutpostError('VERSION_NOT_SUPPORTED', 505, message),
   rangeNotSatisfiable: (message = 'Range Not Satisfiable') => new OutpostError('RANGE_NOT_SATISFIABLE', 416, message),
+  tooManyConnections: (message = 'Too Many Requests: this client has limits.connectionsPerClient connections open') => new OutpostError('TOO_MANY_CONNECTIONS', 429, message),
 } as const;
 
 /**

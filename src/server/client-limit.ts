@@ -14,6 +14,12 @@ export interface ClientConnectionLimit {
   attach(server: Server): void;
   /** Open connections from `address` (IPv4-mapped IPv6 read as IPv4). */
   openFrom(address: string): number;
+  /**
+   * Counts one more connection for `address` that is not a socket of its own (a WebSocket on an
+   * HTTP/2 stream: one more origin connection, as an HTTP/1.1 one would be): the function that
+   * gives the place back, or null over the limit. This worker's count, not the node's.
+   */
+  take(address: string | undefined): (() => void) | null;
 }
 
 /**
@@ -32,15 +38,25 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
     if (address === undefined) return null; // already gone
     const key = plainAddress(address);
     if (exempted !== null && listed(exempted, key)) return EXEMPT;
+    const release = hold(key);
+    if (release === null) return null;
+    socket.once('close', release);
+    return key;
+  }
+
+  /** One more open connection for `key`, or null over the limit: the function that gives it back (once). */
+  function hold(key: string): (() => void) | null {
     const count = open.get(key) ?? 0;
     if (count >= maxPerClient) return null;
     open.set(key, count + 1);
-    socket.once('close', () => {
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
       const left = (open.get(key) ?? 1) - 1;
       if (left === 0) open.delete(key);
       else open.set(key, left);
-    });
-    return key;
+    };
   }
 
   const refuse = (socket: Socket) => {
@@ -65,6 +81,12 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
       });
     },
     openFrom: (address) => open.get(plainAddress(address)) ?? 0,
+    take(address) {
+      if (address === undefined) return null;
+      const key = plainAddress(address);
+      if (exempted !== null && listed(exempted, key)) return ignore;
+      return hold(key);
+    },
   };
 
   function askTheNode(admit: NodeAdmission, socket: Socket, key: string, passOn: (socket: Socket) => void): void {

@@ -206,6 +206,14 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       // A client that waits for 100 (Continue) before its body is told to go on at once, as Node's
       // HTTP/1.1 server does: otherwise it would wait out a timer of its own (curl: 1 s).
       if (!stream.endAfterHeaders && expectsContinue(headers)) informationalHttp2(stream, 100, NO_FIELDS);
+      // A WebSocket on a stream (RFC 8441) is one more origin connection, as an HTTP/1.1 one would
+      // be: it counts against limits.connectionsPerClient from now until the stream closes, so
+      // one connection's streams cannot open maxConcurrentStreams origin connections each.
+      if (ctx.upgrade !== undefined) {
+        const release = perClient.take(session?.socket?.remoteAddress);
+        if (release === null) throw clientError.tooManyConnections();
+        stream.once('close', release);
+      }
     } catch (err) {
       countRefused(err);
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));

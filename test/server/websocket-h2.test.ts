@@ -179,3 +179,39 @@ test('HTTP/2: a tunnel with no byte either way for limits.idleTimeout is closed 
     await origin.close();
   }
 });
+
+test('HTTP/2: each WebSocket on a stream counts as one of its client\'s connections (limits.connectionsPerClient): past the limit a 429, and a closed one gives its place back', async () => {
+  const origin = await wsOrigin();
+  const outpost = await startOutpost({ limits: { connectionsPerClient: 3 }, sites: [{ hosts: ['*'], origin: origin.url }] });
+  const session = await settledSession(outpost.url);
+  try {
+    // The connection itself is one; two tunnels make three.
+    const tunnels: ClientHttp2Stream[] = [];
+    for (let i = 0; i < 2; i++) {
+      const stream = openWebSocket(session, '/raw');
+      received(stream);
+      const [headers] = await once(stream, 'response') as [Record<string, string>];
+      assert.equal(headers[':status'], 200);
+      tunnels.push(stream);
+    }
+    const over = openWebSocket(session, '/raw');
+    const refused = received(over);
+    const [overHeaders] = await once(over, 'response') as [Record<string, string>];
+    assert.equal(overHeaders[':status'], 429);
+    await until(() => refused.closed);
+    assert.equal(origin.upgrades.length, 2, 'the refused one never reached the origin');
+    // Plain requests on the same connection are not counted.
+    assert.equal((await h2request(session, '/plain')).status, 200);
+    // One closes: its place is free again.
+    tunnels[0].close();
+    await until(() => openTunnels() === 1);
+    const again = openWebSocket(session, '/raw');
+    received(again);
+    const [againHeaders] = await once(again, 'response') as [Record<string, string>];
+    assert.equal(againHeaders[':status'], 200);
+  } finally {
+    session.close();
+    await outpost.close();
+    await origin.close();
+  }
+});
