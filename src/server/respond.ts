@@ -68,12 +68,13 @@ export function http2HeaderList(status: number, source: Readonly<OutgoingHttpHea
  * makes an AbortController per call and aborts it on finish, a DOMException per response (4 % of CPU
  * on the pass-through path). A failing source fails the response; a client that goes away stops the source.
  * `endOnceWritten`: the destination is ended only after its writes have reported back (see endWith).
+ * `beforeEnd`: runs when the source has ended, before the destination is (HTTP/1.1 trailers).
  * A client that stops taking the body is the connection's send watch's business (limits.sendTimeout:
  * idle-watch.ts socketWritesWatched over HTTP/1.1, h2-stalls.ts over HTTP/2), which sees what is
  * queued for the client and not taken; nothing is watched here per response, and a source that
  * goes quiet (a slow origin) is not taken for a stalled client: nothing waits to be sent.
  */
-function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, endOnceWritten = false): void {
+function sendBody(source: Readable, destination: Writable, fail: (err: Error) => void, tally: Tally | null, endOnceWritten = false, beforeEnd?: () => void): void {
   // A source that failed or was destroyed before it ended, now or earlier, fails the response.
   const failed = () => { if (!destination.destroyed) fail(source.errored ?? new Error('body ended prematurely')); };
   if (source.errored || source.destroyed) return failed();
@@ -83,7 +84,13 @@ function sendBody(source: Readable, destination: Writable, fail: (err: Error) =>
     if (!source.readableEnded) source.destroy();
   });
   destination.on('error', () => {}); // reported by the server's own listeners
-  if (!endOnceWritten) source.pipe(destination);
+  if (beforeEnd !== undefined) {
+    source.pipe(destination, { end: false });
+    source.once('end', () => {
+      beforeEnd();
+      destination.end();
+    });
+  } else if (!endOnceWritten) source.pipe(destination);
   else {
     source.pipe(destination, { end: false });
     // Writable runs write callbacks in order: this one reports back after every chunk before it.
@@ -253,11 +260,7 @@ const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
  */
 function sendTrailersAtEnd(stream: ServerHttp2Stream, trailers: Trailers): void {
   stream.once('wantTrailers', () => {
-    const fields: OutgoingHttpHeaders = {};
-    const from = trailers.fields;
-    if (from !== null) {
-      for (const name in from) if (!H2_FORBIDDEN.has(name) && name.charCodeAt(0) !== 58 /* ':' */) fields[name] = from[name];
-    }
+    const fields = trailerFields(trailers);
     try {
       stream.sendTrailers(fields);
     } catch (error) {
@@ -265,6 +268,16 @@ function sendTrailersAtEnd(stream: ServerHttp2Stream, trailers: Trailers): void 
       stream.close();
     }
   });
+}
+
+/** The origin's trailer fields that may go on: none of the connection's own, no pseudo-field. */
+function trailerFields(trailers: Trailers): OutgoingHttpHeaders {
+  const fields: OutgoingHttpHeaders = {};
+  const from = trailers.fields;
+  if (from !== null) {
+    for (const name in from) if (!H2_FORBIDDEN.has(name) && name.charCodeAt(0) !== 58 /* ':' */) fields[name] = from[name];
+  }
+  return fields;
 }
 
 /** A body that is all in memory, after the headers: one write (h2-stalls.ts watches its progress). */
@@ -293,20 +306,44 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply, 
   }
   if (tally !== null) reportOnClose(res, request!, reply, tally);
   const body = reply.body;
-  if (!writeHeadOrFail(res, reply)) {
+  // Trailers, when the origin may send some (RFC 9112 §7.1.2: after the last chunk): a body in
+  // memory has ended, so whether any came is known; it then goes chunked to carry them.
+  const trailers = reply.trailers === undefined || hasNoContent(method, reply.status) || (Buffer.isBuffer(body) && reply.trailers.fields === null) ? undefined : reply.trailers;
+  if (!writeHeadOrFail(res, trailers === undefined || !Buffer.isBuffer(body) ? reply : chunked(reply))) {
     disposeBody(body);
   } else if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
     res.end();
   } else if (Buffer.isBuffer(body)) {
     if (tally !== null) tally.bytes = body.length;
+    if (trailers !== undefined) addTrailersHttp1(res, trailers);
     res.end(body);
   } else {
     // A truncated body must not end with a clean chunk terminator: drop the connection.
     sendBody(isFileBody(body) ? fileStream(body) : body, res, (err) => {
       if (tally !== null) tally.failed = true;
       res.destroy(err);
-    }, tally);
+    }, tally, false, trailers === undefined ? undefined : () => addTrailersHttp1(res, trailers));
+  }
+}
+
+/** `reply` framed with chunks (its length dropped), for trailers to follow its body. */
+function chunked(reply: Reply): Reply {
+  const headers: OutgoingHttpHeaders = { 'transfer-encoding': 'chunked' };
+  for (const name in reply.headers) if (name !== 'content-length') headers[name] = reply.headers[name];
+  return { ...reply, headers };
+}
+
+/**
+ * The origin's trailers for the last chunk (Node sends them only on a chunked response: an
+ * HTTP/1.0 client's, framed by closing, goes without). A field Node refuses drops them all.
+ */
+function addTrailersHttp1(res: ServerResponse, trailers: Trailers): void {
+  if (trailers.fields === null) return;
+  try {
+    res.addTrailers(trailerFields(trailers));
+  } catch (error) {
+    publishError({ ctx: null, error, where: 'HTTP/1.1 trailers' });
   }
 }
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { request as httpsRequest } from 'node:https';
 import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { bytesMethod, grpcThroughOutpost } from '../helpers/grpc.ts';
@@ -91,6 +92,62 @@ test('an HTTP/1.1 origin\'s chunked trailers (announced in Trailer) reach an HTT
   } finally {
     await outpost.close();
     await origin.close();
+  }
+});
+
+test('an HTTP/1.1 client gets the origin\'s trailers after the last chunk, whole or streamed; a response without trailers keeps its length', async () => {
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/plain') return void res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store', 'content-length': 16 }).end('no trailers here');
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', trailer: 'x-checksum, server-timing' });
+    res.write('some bytes');
+    const end = () => {
+      res.addTrailers({ 'x-checksum': `c0ffee ${req.url}`, 'server-timing': 'db;dur=53' });
+      res.end();
+    };
+    if (req.url === '/slow') setTimeout(() => { res.write(' and more'); end(); }, 30);
+    else end();
+  });
+  // An HTTP/2 upstream may give a length and trailers both; over HTTP/1.1 trailers need chunks.
+  const h2Origin = createH2cServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store', 'content-length': 10, trailer: 'x-checksum' });
+    res.addTrailers({ 'x-checksum': 'from h2' });
+    res.end('some bytes');
+  });
+  await new Promise<void>((resolve) => h2Origin.listen(0, '127.0.0.1', resolve));
+  const h2Port = (h2Origin.address() as { port: number }).port;
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url, routes: [{ path: '/h2/', origin: { upstreams: [{ url: `http://127.0.0.1:${h2Port}`, http2: true }] } }] }] });
+  const ca = await testCa();
+  const get = (path: string) => new Promise<{ headers: Record<string, unknown>; body: string; trailers: Record<string, string> }>((resolve, reject) => {
+    const options = { host: '127.0.0.1', port: outpost.httpsPort, path, ca, servername: 'localhost', ALPNProtocols: ['http/1.1'], agent: false };
+    const req = httpsRequest(options, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => { body += chunk; });
+      res.on('end', () => resolve({ headers: res.headers, body, trailers: res.trailers as Record<string, string> }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  try {
+    for (const path of ['/whole', '/slow']) {
+      const answer = await get(path);
+      assert.equal(answer.body, path === '/slow' ? 'some bytes and more' : 'some bytes');
+      assert.equal(answer.headers['transfer-encoding'], 'chunked', path);
+      assert.deepEqual(answer.trailers, { 'x-checksum': `c0ffee ${path}`, 'server-timing': 'db;dur=53' }, path);
+    }
+    const withLength = await get('/h2/x');
+    assert.equal(withLength.body, 'some bytes');
+    assert.deepEqual({ te: withLength.headers['transfer-encoding'], length: withLength.headers['content-length'] }, { te: 'chunked', length: undefined });
+    assert.deepEqual(withLength.trailers, { 'x-checksum': 'from h2' });
+    const plain = await get('/plain');
+    assert.equal(plain.body, 'no trailers here');
+    assert.equal(plain.headers['content-length'], '16');
+    assert.deepEqual(plain.trailers, {});
+  } finally {
+    await outpost.close();
+    await origin.close();
+    await new Promise((resolve) => h2Origin.close(resolve));
   }
 });
 
