@@ -307,8 +307,9 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply, 
   if (tally !== null) reportOnClose(res, request!, reply, tally);
   const body = reply.body;
   // Trailers, when the origin may send some (RFC 9112 §7.1.2: after the last chunk): a body in
-  // memory has ended, so whether any came is known; it then goes chunked to carry them.
-  const trailers = reply.trailers === undefined || hasNoContent(method, reply.status) || (Buffer.isBuffer(body) && reply.trailers.fields === null) ? undefined : reply.trailers;
+  // memory has ended, so whether any came is known; it then goes chunked to carry them. Not to an
+  // HTTP/1.0 client (no chunks: Node frames its response by closing, or by its length).
+  const trailers = reply.trailers === undefined || !res.useChunkedEncodingByDefault || hasNoContent(method, reply.status) || (Buffer.isBuffer(body) && reply.trailers.fields === null) ? undefined : reply.trailers;
   if (!writeHeadOrFail(res, trailers === undefined || !Buffer.isBuffer(body) ? reply : chunked(reply))) {
     disposeBody(body);
   } else if (body === null || hasNoContent(method, reply.status)) {
@@ -334,10 +335,7 @@ function chunked(reply: Reply): Reply {
   return { ...reply, headers };
 }
 
-/**
- * The origin's trailers for the last chunk (Node sends them only on a chunked response: an
- * HTTP/1.0 client's, framed by closing, goes without). A field Node refuses drops them all.
- */
+/** The origin's trailers for the last chunk. A field Node refuses drops them all. */
 function addTrailersHttp1(res: ServerResponse, trailers: Trailers): void {
   if (trailers.fields === null) return;
   try {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { bytesMethod, grpcThroughOutpost } from '../helpers/grpc.ts';
@@ -144,6 +145,18 @@ test('an HTTP/1.1 client gets the origin\'s trailers after the last chunk, whole
     assert.equal(plain.body, 'no trailers here');
     assert.equal(plain.headers['content-length'], '16');
     assert.deepEqual(plain.trailers, {});
+    // An HTTP/1.0 client reads no chunks: the body as it came, framed by its length.
+    const socket = tlsConnect({ host: '127.0.0.1', port: outpost.httpsPort, ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+    socket.write('GET /h2/x HTTP/1.0\r\nHost: localhost\r\n\r\n');
+    let raw = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => { raw += chunk; });
+    await once(socket, 'close');
+    assert.match(raw, /^HTTP\/1\.1 200 /);
+    assert.match(raw, /\r\ncontent-length: 10\r\n/i);
+    assert.doesNotMatch(raw, /transfer-encoding|x-checksum/i);
+    assert.ok(raw.endsWith('\r\n\r\nsome bytes'), raw);
   } finally {
     await outpost.close();
     await origin.close();
