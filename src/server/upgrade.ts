@@ -147,17 +147,26 @@ export function answerUpgrade(res: ServerResponse, reply: Reply, request: Reques
     client.destroy();
     return;
   }
+  counted(client, origin, request, { status: 101, headers, body: null }, tunnels);
+  join(client, origin, head);
+}
+
+/**
+ * An open tunnel's bookkeeping until `client` closes: in `tunnels` (the shutdown deadline's), in
+ * `outpost_open_websockets`, and one access report then, `answer` with the bytes the origin sent.
+ */
+function counted(client: Duplex, origin: Duplex, request: RequestFacts, answer: Reply, tunnels: Tunnels, closed?: () => void): void {
   tunnels.add(client);
   const tally: Tally | null = responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
   if (tally !== null) {
-    reportOnClose(client, request, { status: 101, headers, body: null }, tally);
+    reportOnClose(client, request, answer, tally);
     origin.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
   }
-  join(client, origin, head);
   openCount++;
   client.once('close', () => {
     openCount--;
     tunnels.delete(client);
+    closed?.();
   });
 }
 
@@ -209,25 +218,14 @@ export function tunnelResponder(serving: Pick<UpgradeServing, 'tunnels' | 'drain
       stream.close(h2.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    serving.tunnels.add(stream);
-    const tally: Tally | null = responseEndChannel.hasSubscribers ? { bytes: 0, failed: false } : null;
-    if (tally !== null) {
-      reportOnClose(stream, request, { status: 200, headers, body: null }, tally);
-      origin.on('data', (chunk: Buffer) => { tally.bytes += chunk.length; });
-    }
     // The origin's connection carries the tunnel's bytes both ways, and only them.
     const carried = origin as Partial<Socket>;
     const unwatch = serving.watchTunnel({
       bytes: () => (carried.bytesRead ?? 0) + (carried.bytesWritten ?? 0),
       close: () => stream.close(h2.NGHTTP2_CANCEL),
     });
+    counted(stream, origin, request, { status: 200, headers, body: null }, serving.tunnels, unwatch);
     joinStream(stream, origin);
-    openCount++;
-    stream.once('close', () => {
-      openCount--;
-      unwatch();
-      serving.tunnels.delete(stream);
-    });
   };
 }
 
