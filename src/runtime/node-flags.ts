@@ -115,6 +115,18 @@
  * is Node's isolate in V8's efficiency mode (which delays TurboFan to 15,000 calls): forcing it
  * (--efficiency-mode) left pass-through at 108-130 µs once warm against 70-76.
  *
+ * Not used: --use-largepages=silent (Node copies its own code, 40 MiB, onto 2 MiB pages; with
+ * transparent huge pages on `madvise` here it took, /proc/PID/smaps_rollup: AnonHugePages 40,960 kB).
+ * Measured on 2026-12-06 (AMD EPYC VM, no PMU to count TLB misses): two Outposts pinned to the same
+ * core, one with the flag, alternating h2load loads of 20,000-60,000 requests, 12-16 pairs per
+ * scenario, CPU per response from /proc. A first pair of processes said 6-7 % less with it (pass-
+ * through over HTTP/1.1 85 against 91 µs, Gzip hits 40.5 against 43.3, a small file over HTTP/2
+ * 19.8 against 21.2; Brotli hits over HTTP/2 the same); a second pair with the ports swapped said
+ * the opposite (pass-through 93 against 86 over HTTP/1.1, 88 against 81 over HTTP/2; Brotli hits
+ * 27.5 against 27.7): the process, not the flag. Its cost is certain: RSS 184.6 against 155.6 MiB
+ * after the same loads, PSS 165.8 against 121.1 (the code is no longer the binary's pages that every
+ * Node process on the machine shares, but a private copy in each worker).
+ *
  * Not used as a flag: --heap-growing-percent (memory.limit sets it at runtime, near the limit
  * only: src/runtime/heap-budget.ts). =50: V8 lets its old generation grow to up to 4x what survived
  * the last full collection before the next one (a factor it picks from how fast it collects), and
