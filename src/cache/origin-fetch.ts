@@ -20,6 +20,14 @@ export interface OriginFetch {
   hide(reply: Reply): Reply;
 }
 
+interface PassMaps {
+  readonly passed: ReplyMap;
+  readonly failed: ErrorMap;
+}
+
+/** Pass-through maps kept per Cache-Status params, and Cache-Status values per origin status within each. */
+const MAX_KEPT = 64;
+
 export function createOriginFetch(origin: Handler, passOrigin: MappingHandler, hidden: ReadonlySet<string>, status: (params: string) => string): OriginFetch {
   function withCacheStatus(error: unknown, params: string): unknown {
     if (isOutpostError(error) && error.status >= 500) {
@@ -39,6 +47,33 @@ export function createOriginFetch(origin: Handler, passOrigin: MappingHandler, h
     return reply;
   }
 
+  /**
+   * The two maps of a pass-through with these Cache-Status `params`, made once per value (a
+   * handful: `fwd=bypass`, `fwd=uri-miss`, ...) and each Cache-Status value once per origin status,
+   * instead of two closures and a string per request. At most MAX_KEPT of either are kept.
+   */
+  const passMaps = new Map<string, PassMaps>();
+  function passMapsFor(params: string): PassMaps {
+    const kept = passMaps.get(params);
+    if (kept !== undefined) return kept;
+    const byStatus = new Map<number, string>();
+    const maps: PassMaps = {
+      passed: (_ctx, reply) => {
+        hide(reply);
+        let entry = byStatus.get(reply.status);
+        if (entry === undefined) {
+          entry = status(`${params}; fwd-status=${reply.status}`);
+          if (byStatus.size < MAX_KEPT) byStatus.set(reply.status, entry);
+        }
+        setCacheStatus(reply, entry);
+        return reply;
+      },
+      failed: (_ctx, error) => withCacheStatus(error, params),
+    };
+    if (passMaps.size < MAX_KEPT) passMaps.set(params, maps);
+    return maps;
+  }
+
   return {
     async fetch(ctx, params) {
       try {
@@ -51,14 +86,9 @@ export function createOriginFetch(origin: Handler, passOrigin: MappingHandler, h
     // attempt has anyway (compose.ts MappingHandler; a `.then` here cost a promise, a reaction and
     // 1-2k instructions per pass-through request, callgrind 2026-12-04).
     passThrough(ctx, params) {
-      const passed: ReplyMap = (_ctx, reply) => {
-        hide(reply);
-        setCacheStatus(reply, status(`${params}; fwd-status=${reply.status}`));
-        return reply;
-      };
-      const failed: ErrorMap = (_ctx, error) => withCacheStatus(error, params);
+      const maps = passMapsFor(params);
       try {
-        return passOrigin(ctx, passed, failed);
+        return passOrigin(ctx, maps.passed, maps.failed);
       } catch (error) {
         return Promise.reject(withCacheStatus(error, params));
       }
