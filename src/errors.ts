@@ -46,6 +46,8 @@ export const clientError = {
   expectationFailed: (message = 'Expectation Failed: only 100-continue is understood') => new OutpostError('EXPECTATION_FAILED', 417, message),
   versionNotSupported: (message = 'HTTP Version Not Supported') => new OutpostError('VERSION_NOT_SUPPORTED', 505, message),
   rangeNotSatisfiable: (message = 'Range Not Satisfiable') => new OutpostError('RANGE_NOT_SATISFIABLE', 416, message),
+  /** The client went away or broke its own request (a reset stream, a malformed body): nobody reads the answer (nginx's 499). */
+  closed: (cause?: unknown) => new OutpostError('CLIENT_CLOSED', 499, 'client closed the request', { cause }),
   tooManyConnections: (message = 'Too Many Requests: this client has limits.connectionsPerClient connections open') => new OutpostError('TOO_MANY_CONNECTIONS', 429, message),
 } as const;
 

@@ -71,7 +71,7 @@ export function mapOriginError(err: unknown, upstream: string): OutpostError {
     return withDetail(originError.gatewayTimeout('Gateway Timeout: the origin did not answer in time', err), detail);
   }
   if (err instanceof undiciErrors.RequestAbortedError || (err as Error)?.name === 'AbortError') {
-    return new OutpostError('CLIENT_CLOSED', 499, 'client closed the request', { cause: err });
+    return clientError.closed(err);
   }
   return withDetail(originError.badGateway(BAD_GATEWAY[classifyFailure(err)], err), detail);
 }

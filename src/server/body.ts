@@ -141,7 +141,9 @@ export function limitBody(body: Readable, limits: BodyLimits): Readable {
     idle = setTimeout(checkIdle, deadline);
     idle.unref();
   });
-  body.on('error', (err) => limited.destroy(err));
+  // The client's own stream failed (reset, or malformed: DATA past its Content-Length, a bad chunk):
+  // the client's doing, whoever reads the body (an origin exchange must not count it as the origin's).
+  body.on('error', (err) => limited.destroy(clientError.closed(err)));
   // Whoever reads the body handles its errors; one that ends before anyone reads (a stream reset
   // while the handler was still deciding) must not be an unhandled 'error' that ends the process.
   limited.on('error', () => {});

@@ -17,6 +17,7 @@ import { until, waitFor } from '../helpers/wait.ts';
 import { startEndlessOrigin } from '../helpers/endless-origin.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
 import { tempSpace } from '../../src/origin/temp-file.ts';
+import { rawH2, frame, FRAME, FLAG } from '../server/h2-frames.ts';
 
 /**
  * Upstream pools against real origins: balancing, active health checks (their timers moved by
@@ -544,7 +545,7 @@ test('a client slower than the origin: the response goes on into a temp file and
   }
 });
 
-test('an upload the client breaks (malformed chunks, a cut HTTP/2 body) is the client\'s doing: not counted against the upstream, nor logged as the origin\'s failure', async () => {
+test('an upload the client breaks (malformed chunks, a cut HTTP/2 body, DATA past its content-length) is the client\'s doing: not counted against the upstream, nor logged as the origin\'s failure', async () => {
   const origin = await startOrigin((req, res) => {
     req.resume();
     req.once('end', () => res.end('stored'));
@@ -571,6 +572,13 @@ test('an upload the client breaks (malformed chunks, a cut HTTP/2 body) is the c
     stream.end();
     await new Promise((resolve) => stream.once('close', resolve));
     session.close();
+    // HTTP/2: DATA past the declared content-length (RFC 9113 §8.1.1: malformed, the stream reset
+    // with PROTOCOL_ERROR while its first bytes are on their way to the origin).
+    const raw = await rawH2(outpost.httpsPort, outpost.ca);
+    raw.request(1, [[':method', 'POST'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '/upload'], ['content-length', '4']], { endStream: false });
+    raw.send(frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from('cdefgh')));
+    await raw.waitFor((f) => f.type === FRAME.RST_STREAM && f.stream === 1);
+    raw.close();
     await new Promise((r) => setTimeout(r, 100));
     const upstream = (await stats(outpost)).origins['sites[0]'].upstreams[0];
     assert.equal(upstream.failures, 0, `the client's doing: ${upstream.lastError}`);
