@@ -225,7 +225,14 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   // Listening on 'request' would make Node wrap every h2 stream in compat req/res objects too.
   // Remove that hook first: h2 stays on the core 'stream' API, 'request' carries only HTTP/1.1.
   server.removeAllListeners('newListener');
+  /**
+   * Connections whose framing failed (request.ts checkFraming): their answer ends them, and what
+   * Node parsed behind it from the same bytes is not served, nor forwarded (RFC 9112 §6.1, §6.3:
+   * where one message's framing is in doubt, so is the next one's start).
+   */
+  const faultyFraming = new Set<Socket>();
   const onHttp1 = (scheme: 'https' | 'http') => (req: IncomingMessage, res: ServerResponse) => {
+    if (faultyFraming.size > 0 && faultyFraming.has(req.socket)) return;
     const readyKey = draining || replies === undefined ? undefined : replies.keyOfHttp1(req, scheme);
     if (readyKey !== undefined && replies!.sendHttp1(readyKey, req, res)) return;
     const epoch = replies?.epoch ?? 0;
@@ -250,6 +257,10 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
       ctx = withBodyLimits(contextFromHttp1(req, res, scheme, abort), limits);
     } catch (err) {
       if (!framed) closeIfBodyUnread(req, res);
+      if (!res.shouldKeepAlive && !faultyFraming.has(socket)) {
+        faultyFraming.add(socket);
+        socket.once('close', () => faultyFraming.delete(socket));
+      }
       countRefused(err);
       respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;

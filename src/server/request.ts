@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { Http2Session, ServerHttp2Stream, IncomingHttpHeaders as Http2Headers } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { clientError } from '../errors.ts';
+import { clientError, type OutpostError } from '../errors.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import type { Context } from '../pipeline/context.ts';
 import { informationalHttp1, informationalHttp2 } from './respond.ts';
@@ -219,23 +219,41 @@ export function hostLines(req: IncomingMessage): number {
 }
 
 /**
- * HTTP/1.1 framing checks Node leaves to us:
+ * HTTP/1.1 framing checks Node leaves to us. Each failure also ends the connection after its
+ * answer (`res.shouldKeepAlive`): where the message's framing is in doubt, so is where the next
+ * request starts, and the listener serves nothing Node parsed behind it (`faultyFraming`), as nginx
+ * closes after such a 400.
  * - a request line naming another major version (`HTTP/2.0`, which Node's parser reads as
  *   2.0 and would have served as 1.1) → 505 (RFC 9110 §15.6.6), as nginx answers;
  * - RFC 9112 §3.2: "more than one Host header field line" → 400 (Node keeps the first);
+ * - RFC 9112 §6.1: "A server or client that receives an HTTP/1.0 message containing a
+ *   Transfer-Encoding header field MUST treat the message as if the framing is faulty, even if a
+ *   Content-Length is present, and close the connection after processing the message" → 400, as
+ *   nginx answers (Node decodes the chunked body and keeps the connection: what follows would be
+ *   read as the next request, where an HTTP/1.0 hop before us saw body bytes);
  * - RFC 9112 §6.1: a transfer coding other than chunked is not understood → 501 (Node passes
  *   `gzip, chunked` bodies through still coded).
  */
-function checkFraming(req: IncomingMessage): void {
-  if (req.httpVersionMajor !== 1) throw clientError.versionNotSupported(`HTTP/${req.httpVersion} is not supported: use HTTP/1.1 or HTTP/2 (ALPN)`);
-  if (hostLines(req) > 1) throw clientError.badRequest('more than one Host header');
+function checkFraming(req: IncomingMessage, res: ServerResponse): void {
+  const faulty = framingFault(req);
+  if (faulty === undefined) return;
+  res.shouldKeepAlive = false;
+  throw faulty;
+}
+
+function framingFault(req: IncomingMessage): OutpostError | undefined {
+  if (req.httpVersionMajor !== 1) return clientError.versionNotSupported(`HTTP/${req.httpVersion} is not supported: use HTTP/1.1 or HTTP/2 (ALPN)`);
+  if (hostLines(req) > 1) return clientError.badRequest('more than one Host header');
   const te = req.headers['transfer-encoding'];
-  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') throw clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
+  if (te === undefined) return undefined;
+  if (req.httpVersionMinor === 0) return clientError.badRequest('Transfer-Encoding in an HTTP/1.0 request');
+  if (te.trim().toLowerCase() !== 'chunked') return clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
+  return undefined;
 }
 
 /** `upgrade`: the protocol the request asks to switch to, when the listener takes that upgrade (server/upgrade.ts). */
 export function contextFromHttp1(req: IncomingMessage, res: ServerResponse, scheme: 'https' | 'http', abort: AbortSource, upgrade?: string): Context {
-  checkFraming(req);
+  checkFraming(req, res);
   const parsed = parseTarget(req.url);
   const host = req.headers.host;
   const authority = parsed.authority ?? host ?? '';

@@ -50,6 +50,23 @@ for (const [name, raw, status] of cases) {
   });
 }
 
+test('HTTP/1.0 with Transfer-Encoding (RFC 9112 §6.1: faulty framing, even with Content-Length) → 400; it and every other framing refusal close the connection, and nothing pipelined behind them is served or forwarded', async () => {
+  const faulty: Array<[string, string]> = [
+    ['400', 'POST /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'],
+    ['400', 'POST /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\n\r\n5\r\nhello\r\n0\r\n\r\n'],
+    ['400', 'GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n'],
+    ['501', 'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
+  ];
+  const before = origin.seen.length;
+  for (const [status, first] of faulty) {
+    const out = await send(`${first}GET /behind HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.match(out, new RegExp(`^HTTP/1\\.1 ${status} `), out.slice(0, 80));
+    assert.match(out, /\r\nConnection: close\r\n/i, out.slice(0, 300));
+    assert.equal(out.match(/HTTP\/1\.1 \d{3} /g)?.length, 1, out);
+  }
+  assert.deepEqual(origin.seen.slice(before).map((r) => r.url), [], 'nothing reached the origin');
+});
+
 test('HTTP/1.1: pipelined requests are answered in order; chunked bodies are re-framed for the origin', async () => {
   const out = await send('GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /p2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
   const bodies = [...out.matchAll(/origin \w+ \/p\d/g)].map((m) => m[0]);
