@@ -8,6 +8,8 @@ export interface FrontCounters {
   connectionsRefused: number;
   /** Request bodies cut off with 408 for arriving slower than `limits.minBodyRate`. */
   slowBodies: number;
+  /** HTTP/2 connections closed for not sending their connection preface within `limits.headersTimeout`. */
+  silentConnections: number;
   /** Requests refused by the request adapter: malformed, too large or not understood (400, 413, 431, 501). */
   badRequests: number;
   /** HTTP/2 sessions ended by a client's protocol error (GOAWAY from us, or one it sent with an error). */
@@ -25,6 +27,7 @@ export interface FrontCounters {
 export const frontCounters: FrontCounters = {
   connectionsRefused: 0,
   slowBodies: 0,
+  silentConnections: 0,
   badRequests: 0,
   h2SessionErrors: 0,
   h2StreamErrors: 0,

@@ -24,7 +24,7 @@ import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { renewBusySessions } from './h2-stream-tables.ts';
 import { H2_SESSION_WINDOW, h2Limits, headerListSize } from './h2-limits.ts';
-import { idleWatch, sessionWatched, socketWatched, socketWritesWatched } from './idle-watch.ts';
+import { idleWatch, sessionWatched, socketWatched, socketWritesWatched, type Watched } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
 import { frontCounters } from './counters.ts';
@@ -117,6 +117,14 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
 
+  /**
+   * RFC 9113 §3.4: an HTTP/2 client's connection preface (the magic and its SETTINGS) comes first.
+   * A session whose preface has not come within limits.headersTimeout is dropped, as an HTTP/1.1
+   * connection whose first request headers have not (Node's headersTimeout): before, a TLS
+   * connection that chose h2 and then said nothing held its place for idleTimeout (120 s).
+   */
+  const prefaces = idleWatch(limits.headersTimeout, events.timers);
+
   const sessions = new Set<ServerHttp2Session>();
   const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
   let draining = false;
@@ -127,9 +135,14 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     const watched = sessionWatched(session);
     idle.add(watched);
     stalledStreams.add(session);
+    // Its byte count never moves: only the client's SETTINGS take it off the watch.
+    const preface: Watched = { bytes: () => 0, close: () => { frontCounters.silentConnections++; session.destroy(); } };
+    prefaces.add(preface);
+    session.once('remoteSettings', () => prefaces.delete(preface));
     session.once('close', () => {
       sessions.delete(session);
       idle.delete(watched);
+      prefaces.delete(preface);
       stalledStreams.delete(session);
     });
     // Session errors reach the log through the server's 'sessionError' below, once; Node keeps its
@@ -376,6 +389,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     plainDoor?.destroyAll();
     plain?.closeAllConnections();
     idle.stop();
+    prefaces.stop();
     stalls.stop();
     stalledStreams.stop();
     tables.stop();

@@ -7,6 +7,7 @@ import { manualTimers } from '../helpers/timers.ts';
 import { h2request, h2session, startOutpost } from '../helpers/outpost.ts';
 import { LINGER_MS } from '../../src/server/linger.ts';
 import { until } from '../helpers/wait.ts';
+import { frontStats } from '../../src/server/counters.ts';
 
 /**
  * Idle connections are closed by looking at the bytes they carried (src/server/idle-watch.ts),
@@ -124,6 +125,36 @@ test('HTTP/2: a client that never closes its side after the session ends is cut 
     assert.ok(Date.now() - stopped < 5000, 'close() returned');
     assert.ok(held.server.destroyed);
     held.session.destroy();
+  } finally {
+    await outpost.close();
+  }
+});
+
+test('an HTTP/2 connection that sends no preface is closed after limits.headersTimeout, not idleTimeout (RFC 9113 §3.4); one that sent it stays', { timeout: 20_000 }, async () => {
+  const timers = manualTimers();
+  const outpost = await startOutpost({ limits: { headersTimeout: '10s', idleTimeout: '120s' }, sites: [{ hosts: ['*'], static: 'public' }] }, { timers });
+  try {
+    // TLS done and h2 chosen, then nothing: no magic, no SETTINGS.
+    const silent: TLSSocket = tlsConnect({ host: '127.0.0.1', port: outpost.httpsPort, ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['h2'] });
+    await once(silent, 'secureConnect');
+    assert.equal(silent.alpnProtocol, 'h2');
+    silent.on('error', () => {});
+    silent.resume();
+    let silentClosed = false;
+    silent.once('close', () => { silentClosed = true; });
+    const session = await h2session(outpost.url, { ca: outpost.ca });
+    assert.equal((await h2request(session, '/')).status, 200);
+    const before = frontStats().silentConnections;
+
+    timers.advance(9_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(silentClosed, false, 'within headersTimeout');
+    timers.advance(4_000); // the watch looks every quarter of headersTimeout
+    await until(() => silentClosed);
+    assert.equal(frontStats().silentConnections, before + 1);
+    assert.equal(session.closed || session.destroyed, false, 'the session that sent its preface stays');
+    assert.equal((await h2request(session, '/')).status, 200);
+    session.close();
   } finally {
     await outpost.close();
   }
