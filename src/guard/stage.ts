@@ -3,7 +3,8 @@ import type { Context, Reply } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import type { AddressList } from '../net/cidr.ts';
 import { clientAddress } from './client.ts';
-import { clientKey, type RateDecision, type RateLimiter } from './rate-limit.ts';
+import { type RateDecision, type RateLimiter } from './rate-limit.ts';
+import { clientKey } from '../net/client-key.ts';
 import type { CompiledRule } from './rules.ts';
 
 /**

@@ -1,18 +1,22 @@
 import type { Server, Socket } from 'node:net';
 import { blockList, listed } from '../net/cidr.ts';
+import { clientKey } from '../net/client-key.ts';
 import { frontCounters } from './counters.ts';
 import { plainAddress } from './request.ts';
 import type { NodeAdmission } from './node-connections.ts';
 
 /**
- * Open connections per client address (nginx's limit_conn), counted on the raw TCP connection so
- * a connection over the limit is closed before its TLS handshake costs us anything. One table for
- * every listener it is attached to: the limit is per client, whichever port it uses.
+ * Open connections per client (nginx's limit_conn), counted on the raw TCP connection so a
+ * connection over the limit is closed before its TLS handshake costs us anything. One table for
+ * every listener it is attached to: the limit is per client, whichever port it uses. A client is
+ * an IPv4 address or an IPv6 /64, as for the rate limits (net/client-key.ts): counted per IPv6
+ * address, one host could open the limit's worth of connections from each of the 2^64 addresses
+ * its line is given.
  */
 export interface ClientConnectionLimit {
   /** Puts the limit in front of `server`'s own connection handling (TLS, HTTP/1.1 parser). */
   attach(server: Server): void;
-  /** Open connections from `address` (IPv4-mapped IPv6 read as IPv4). */
+  /** Open connections from `address`'s client (IPv4-mapped IPv6 read as IPv4; for IPv6, its /64). */
   openFrom(address: string): number;
   /**
    * Counts one more connection for `address` that is not a socket of its own (a WebSocket on an
@@ -36,8 +40,9 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
   function countLocally(socket: Socket): string | null {
     const address = socket.remoteAddress;
     if (address === undefined) return null; // already gone
-    const key = plainAddress(address);
-    if (exempted !== null && listed(exempted, key)) return EXEMPT;
+    const plain = plainAddress(address);
+    if (exempted !== null && listed(exempted, plain)) return EXEMPT;
+    const key = clientKey(plain);
     const release = hold(key);
     if (release === null) return null;
     socket.once('close', release);
@@ -80,12 +85,12 @@ export function clientConnectionLimit(maxPerClient: number, exempt: readonly str
         else askTheNode(node, socket, key, passOn);
       });
     },
-    openFrom: (address) => open.get(plainAddress(address)) ?? 0,
+    openFrom: (address) => open.get(clientKey(plainAddress(address))) ?? 0,
     take(address) {
       if (address === undefined) return null;
-      const key = plainAddress(address);
-      if (exempted !== null && listed(exempted, key)) return ignore;
-      return hold(key);
+      const plain = plainAddress(address);
+      if (exempted !== null && listed(exempted, plain)) return ignore;
+      return hold(clientKey(plain));
     },
   };
 

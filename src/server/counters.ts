@@ -4,7 +4,7 @@
  * here instead of each being an error line: one misbehaving client must not be able to flood the log.
  */
 export interface FrontCounters {
-  /** Connections closed before the TLS handshake: over `limits.connectionsPerClient` for their address. */
+  /** Connections closed before the TLS handshake: over `limits.connectionsPerClient` for their client (IPv4 address, IPv6 /64). */
   connectionsRefused: number;
   /** Request bodies cut off with 408 for arriving slower than `limits.minBodyRate`. */
   slowBodies: number;

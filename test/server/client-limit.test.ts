@@ -61,3 +61,18 @@ test('exempt peers (trusted proxies) are never limited, matched after the IPv4-m
     server.close();
   }
 });
+
+test('an IPv6 client is its /64, as for the rate limits: addresses rotated within one /64 share its limit; another /64 has its own', () => {
+  const limit = clientConnectionLimit(2, ['2001:db8:0:9::/64']);
+  const first = limit.take('2001:db8::1');
+  assert.notEqual(first, null);
+  assert.notEqual(limit.take('2001:db8::ffff:2'), null);
+  assert.equal(limit.take('2001:db8:0:0:abcd::3'), null, 'a third address of the same /64: over the limit of 2');
+  assert.equal(limit.openFrom('2001:db8::77'), 2);
+  assert.notEqual(limit.take('2001:db8:0:1::1'), null, 'the next /64 is another client');
+  assert.notEqual(limit.take('192.0.2.1'), null);
+  first!();
+  assert.notEqual(limit.take('2001:db8::5'), null, 'a place given back is free for any address of the /64');
+  // Exemptions (trusted proxies) still match the whole address against their ranges.
+  for (let i = 0; i < 5; i++) assert.notEqual(limit.take(`2001:db8:0:9::${i + 1}`), null);
+});
