@@ -307,10 +307,12 @@ export function respondHttp1(res: ServerResponse, method: string, reply: Reply, 
   if (tally !== null) reportOnClose(res, request!, reply, tally);
   const body = reply.body;
   // Trailers, when the origin may send some (RFC 9112 §7.1.2: after the last chunk): a body in
-  // memory has ended, so whether any came is known; it then goes chunked to carry them. Not to an
-  // HTTP/1.0 client (no chunks: Node frames its response by closing, or by its length).
+  // memory has ended, so whether any came is known; it then goes chunked to carry them, and so does
+  // a streamed one, whose trailers come at its end (an HTTP/2 upstream may give a length too: kept,
+  // it would frame the response without chunks and its trailers were lost). Not to an HTTP/1.0
+  // client (no chunks: Node frames its response by closing, or by its length).
   const trailers = reply.trailers === undefined || !res.useChunkedEncodingByDefault || hasNoContent(method, reply.status) || (Buffer.isBuffer(body) && reply.trailers.fields === null) ? undefined : reply.trailers;
-  if (!writeHeadOrFail(res, trailers === undefined || !Buffer.isBuffer(body) ? reply : chunked(reply))) {
+  if (!writeHeadOrFail(res, trailers === undefined ? reply : chunked(reply))) {
     disposeBody(body);
   } else if (body === null || hasNoContent(method, reply.status)) {
     disposeBody(reply.body);
