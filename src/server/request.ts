@@ -241,7 +241,7 @@ function checkFraming(req: IncomingMessage, res: ServerResponse): void {
   throw faulty;
 }
 
-function framingFault(req: IncomingMessage): OutpostError | undefined {
+export function framingFault(req: IncomingMessage): OutpostError | undefined {
   if (req.httpVersionMajor !== 1) return clientError.versionNotSupported(`HTTP/${req.httpVersion} is not supported: use HTTP/1.1 or HTTP/2 (ALPN)`);
   if (hostLines(req) > 1) return clientError.badRequest('more than one Host header');
   const te = req.headers['transfer-encoding'];

@@ -117,6 +117,18 @@ test('plain HTTP redirects to HTTPS with 308, keeping path and query', async () 
     assert.equal(res.headers.location, `https://127.0.0.1:${outpost.httpsPort}/a/b?c=d`);
     const bad = await h1(`http://127.0.0.1:${outpost.httpPort}/`, { headers: { host: 'evil"host' } });
     assert.equal(bad.status, 400);
+    // Framing the HTTPS listener refuses (RFC 9112 §6.1: HTTP/1.0 with Transfer-Encoding) is refused
+    // here too, and the connection ends with it: the request behind it gets no redirect.
+    const socket = netConnect(outpost.httpPort!, '127.0.0.1');
+    socket.write('POST /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    let raw = '';
+    socket.on('data', (chunk: Buffer) => { raw += chunk; });
+    const giveUp = setTimeout(() => socket.destroy(), 3000); // a connection kept open fails below, not by a hang
+    await once(socket, 'close');
+    clearTimeout(giveUp);
+    assert.match(raw, /^HTTP\/1\.1 400 /, raw);
+    assert.match(raw, /\r\nConnection: close\r\n/i, raw);
+    assert.equal(raw.match(/HTTP\/1\.1 \d{3} /g)?.length, 1, raw);
   } finally {
     await close();
   }
