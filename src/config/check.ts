@@ -1,10 +1,13 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { createServer } from 'node:net';
 import { isIP } from 'node:net';
 import { configSchema, type Config } from './schema.ts';
 import { validateConfig } from './load.ts';
 import { ConfigError } from '../errors.ts';
+import { sqlitePath } from '../cache/store/sqlite.ts';
 
 /**
  * What `outpost check` (and start) verifies beyond the schema, all at once: certificates that do
@@ -152,9 +155,39 @@ export function describeListenError(err: NodeJS.ErrnoException): string {
 }
 
 /**
+ * A sqlite:// cache store as start would meet it (check only: start opens it and says the same):
+ * an existing file must be a database SQLite can open, and a new one must have a directory it can
+ * be created in. Other stores have nothing on disk to look at.
+ */
+export function checkSqliteStore(store: string): string[] {
+  if (!store.startsWith('sqlite://')) return [];
+  const path = sqlitePath(store);
+  if (existsSync(path)) {
+    try {
+      const db = new DatabaseSync(path, { readOnly: true });
+      try { db.prepare('SELECT count(*) FROM sqlite_master').get(); } finally { db.close(); }
+    } catch (err) {
+      return [`cache.store: cannot open ${JSON.stringify(path)}: ${(err as Error).message}`];
+    }
+    return [];
+  }
+  // Start makes the missing directories: the nearest one that exists must take them.
+  let dir = dirname(resolve(path));
+  while (!existsSync(dir)) dir = dirname(dir);
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    return [`cache.store: cannot create ${JSON.stringify(path)}: ${JSON.stringify(dir)} is not a directory it can be written in`];
+  }
+  return [];
+}
+
+/**
  * Everything at once for raw config data: schema and file problems (validateConfig), and the
  * certificate checks — run on the `tls` and `sites` sections alone when another section is
- * invalid, so one run names every problem. `ports`: also try to bind the listen ports (check only).
+ * invalid, so one run names every problem. `ports`: also try to bind the listen ports and open a
+ * sqlite:// cache file (check only).
  */
 export async function checkConfigData(raw: unknown, options: { now?: number; ports?: boolean } = {}): Promise<CheckReport & { config: Config | null }> {
   let config: Config | null = null;
@@ -184,5 +217,6 @@ export async function checkConfigData(raw: unknown, options: { now?: number; por
   const listen = section('listen');
   const admin = section('admin');
   if (options.ports === true && listen !== undefined && admin !== undefined) warnings.push(...await checkPorts({ listen, admin }));
+  if (options.ports === true && config !== null) errors.push(...checkSqliteStore(config.cache.store));
   return { config: errors.length === 0 ? config : null, errors, warnings };
 }

@@ -6,7 +6,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import { checkCertificates, checkConfigData, checkPorts } from '../../src/config/check.ts';
+import { checkCertificates, checkConfigData, checkPorts, checkSqliteStore } from '../../src/config/check.ts';
+import { DatabaseSync } from 'node:sqlite';
 import { validateConfig } from '../../src/config/load.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'outpost-check-'));
@@ -142,4 +143,22 @@ test('outpost start: a port in use is one clear line and exit 1, no stack trace'
   } finally {
     busy.close();
   }
+});
+
+test('check opens a sqlite:// cache file as start would: one that is not a database is an error naming cache.store; a valid or new one passes', async () => {
+  const garbage = join(dir, 'garbage.db');
+  writeFileSync(garbage, Buffer.alloc(4096, 0x5a));
+  const valid = join(dir, 'valid.db');
+  new DatabaseSync(valid).close();
+  assert.deepEqual(checkSqliteStore(`sqlite://${garbage}`), [`cache.store: cannot open ${JSON.stringify(garbage)}: file is not a database`]);
+  assert.deepEqual(checkSqliteStore(`sqlite://${valid}`), []);
+  assert.deepEqual(checkSqliteStore(`sqlite://${join(dir, 'new', 'deeper', 'cache.db')}`), [], 'start makes the directories');
+  const notADirectory = join(dir, 'plain-file');
+  writeFileSync(notADirectory, 'x');
+  assert.match(checkSqliteStore(`sqlite://${join(notADirectory, 'cache.db')}`)[0] ?? '', /^cache\.store: cannot create .* is not a directory it can be written in$/);
+  assert.deepEqual(checkSqliteStore('memory'), []);
+  // The check command's path (ports: true) reports it with the rest; start meets it as it opens the file.
+  const report = await checkConfigData({ listen: { https: 0, http: null }, admin: { listen: null }, cache: { store: `sqlite://${garbage}` } }, { ports: true });
+  assert.equal(report.config, null);
+  assert.ok(report.errors.some((e) => e.startsWith('cache.store: cannot open')), report.errors.join('\n'));
 });
