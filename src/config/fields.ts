@@ -16,6 +16,11 @@ const withUnit = (parse: (value: unknown) => number | undefined, expected: strin
 
 export const size = withUnit(parseSize, 'a size such as 16KB or 1MB');
 export const duration = withUnit(parseDuration, 'a duration such as 10s or 500ms');
+/**
+ * A deadline or an idle limit: 0 would not mean "none" here but "at once" (every connection closed
+ * at the first look, every upload timed out), so it is refused with the key's name.
+ */
+export const timeout = (fallback: string) => duration(fallback).refine((ms) => ms > 0, { error: 'expected more than 0s' });
 /** Bytes per second: "500B/s", "1KB/s" or a number. */
 export const byteRate = withUnit((value) => parseSize(typeof value === 'string' ? value.replace(/\/s\s*$/i, '') : value), 'a data rate such as 500B/s or 1KB/s');
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, hostPattern } from './fields.ts';
+import { hostPattern, timeout } from './fields.ts';
 
 /**
  * `tls.passthrough`: hosts whose TLS connections are not terminated here but passed, as raw TCP
@@ -27,9 +27,9 @@ export const passthroughRoute = z.strictObject({
   /** Send the client's address to the backend first in a PROXY protocol header: 1 (text) or 2 (binary); false: none. */
   proxyProtocol: z.union([z.literal(false), z.literal(1), z.literal(2)], { error: (i) => `expected false, 1 or 2, got ${JSON.stringify(i.input)}` }).default(false),
   /** 5 s to connect to the backend; then the client's connection is closed. */
-  connectTimeout: duration('5s'),
+  connectTimeout: timeout('5s'),
   /** 120 s without a byte either way closes both sides (the front's idle timeout). */
-  idleTimeout: duration('120s'),
+  idleTimeout: timeout('120s'),
 });
 
 export type PassthroughConfig = z.output<typeof passthroughRoute>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { byteRate, duration, hostPattern, issueMessage, port, size } from './fields.ts';
+import { byteRate, duration, hostPattern, issueMessage, port, size, timeout } from './fields.ts';
 import { originSpec } from './origin-schema.ts';
 import { passthroughRoute } from './passthrough-schema.ts';
 import { cidrProblem } from '../net/cidr.ts';
@@ -27,9 +27,9 @@ const staticSpec = z.union([z.string().min(1).transform((root) => staticOptions.
 /** Timeouts and limits for the origin side; defaults here, overridable per site and route. */
 const originOptions = z.strictObject({
   /** 5 s: a healthy origin on a LAN connects in milliseconds; fail fast and answer 504. */
-  connectTimeout: duration('5s'),
+  connectTimeout: timeout('5s'),
   /** 30 s until the response headers arrive (undici's 300 s is far too long for an edge). */
-  headersTimeout: duration('30s'),
+  headersTimeout: timeout('30s'),
   /** 30 s of silence between body chunks. */
   bodyTimeout: duration('30s'),
   /** An upstream that refused or timed out a connection is skipped this long (nginx's fail_timeout). */
@@ -228,23 +228,23 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   limits: z.strictObject({
     /** 16 KB of request headers, Node's default; HTTP/2 gets the same header-list limit. */
-    maxHeaderSize: size('16KB'),
+    maxHeaderSize: size('16KB').refine((bytes) => bytes >= 1024, { error: 'expected at least 1KB' }),
     /** 10 s to send the request headers: a trickling client is cut off (nginx client_header_timeout is 60 s). */
-    headersTimeout: duration('10s'),
+    headersTimeout: timeout('10s'),
     /** 60 s for a whole request, body included (nginx client_body_timeout is per read; this is a deadline). */
-    requestTimeout: duration('60s'),
+    requestTimeout: timeout('60s'),
     /** 1 GB request bodies at most (413 beyond). */
     maxBodySize: size('1GB'),
     /** 75 s keep-alive between HTTP/1.1 requests, nginx's keepalive_timeout. */
-    keepAliveTimeout: duration('75s'),
+    keepAliveTimeout: timeout('75s'),
     /** 120 s without a byte closes an HTTP/2 session or an HTTPS connection (src/server/idle-watch.ts: within 1.25x). */
-    idleTimeout: duration('120s'),
+    idleTimeout: timeout('120s'),
     /**
      * 60 s without a byte of a streamed response body taken by the client cuts that response off
      * (nginx's send_timeout): the origin response it paces, and the origin connection it holds, are
      * let go (checked as idleTimeout is: within 1.25x).
      */
-    sendTimeout: duration('60s'),
+    sendTimeout: timeout('60s'),
     /**
      * Disk space this process's proxy temp files may take together (proxy.maxTempFileSize is per
      * response): past it, clients that read slowly pace their origins again, so clients that read

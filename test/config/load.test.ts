@@ -48,6 +48,27 @@ test('every problem is reported at once, each naming its key', () => {
   ]);
 });
 
+test('deadlines and idle limits of 0 are refused, each naming its key: 0 would close every connection at once or time out every upload, not turn the limit off', () => {
+  const problems = problemsOf({
+    limits: { headersTimeout: '0s', requestTimeout: 0, keepAliveTimeout: '0ms', idleTimeout: '0s', sendTimeout: '0s', maxHeaderSize: '512B' },
+    proxy: { connectTimeout: '0s', headersTimeout: '0s', bodyTimeout: '0s', failTimeout: '0s', retryDeadline: '0s' },
+    sites: [{ hosts: ['*'], origin: 'http://127.0.0.1:1', proxy: { headersTimeout: '0s' } }],
+    tls: { passthrough: [{ hosts: ['p.test'], to: '127.0.0.1:1', idleTimeout: '0s' }] },
+  });
+  assert.deepEqual(problems.sort(), [
+    'limits.headersTimeout: expected more than 0s',
+    'limits.idleTimeout: expected more than 0s',
+    'limits.keepAliveTimeout: expected more than 0s',
+    'limits.maxHeaderSize: expected at least 1KB',
+    'limits.requestTimeout: expected more than 0s',
+    'limits.sendTimeout: expected more than 0s',
+    'proxy.connectTimeout: expected more than 0s',
+    'proxy.headersTimeout: expected more than 0s',
+    'sites[0].proxy.headersTimeout: expected more than 0s',
+    'tls.passthrough[0].idleTimeout: expected more than 0s',
+  ]);
+});
+
 test('a route needs exactly one of static, origin, redirect; static roots must exist', () => {
   assert.deepEqual(problemsOf({ sites: [{ routes: [{ path: '/x' }] }] }), ['sites[0].routes[0]: expected exactly one of static, origin or redirect']);
   assert.deepEqual(problemsOf({ sites: [{ static: 'no/such/dir' }] }), ['sites[0].static: not a directory: "no/such/dir"']);
