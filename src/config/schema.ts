@@ -184,6 +184,24 @@ const siteSchema = z.strictObject({
   cache: cacheRouteOptions.optional(),
   guard: guardSchema.optional(),
   routes: z.array(routeSchema).default([]),
+}).superRefine((site, ctx) => {
+  // Routes match by longest prefix: a second route with the same path would never be used.
+  const seen = new Map<string, number>();
+  site.routes.forEach((route, i) => {
+    const first = seen.get(route.path);
+    if (first === undefined) seen.set(route.path, i);
+    else ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `${JSON.stringify(route.path)} is already routes[${first}]'s: this route would never be used` });
+  });
+});
+
+/** Sites match by host: a name a second site lists too would never reach it (nginx warns "conflicting server name"). */
+const sitesSchema = z.array(siteSchema).superRefine((sites, ctx) => {
+  const seen = new Map<string, string>();
+  sites.forEach((site, i) => site.hosts.forEach((host, j) => {
+    const first = seen.get(host);
+    if (first === undefined) seen.set(host, `sites[${i}].hosts[${j}]`);
+    else ctx.addIssue({ code: 'custom', path: [i, 'hosts', j], message: `${JSON.stringify(host)} is already ${first}: this site would never get its requests` });
+  }));
 });
 
 const certificate = z.strictObject({
@@ -386,7 +404,7 @@ export const configSchema = z.strictObject({
     /** text: combined-log style plus duration and cache result; json: one object per response. */
     format: z.enum(['text', 'json']).default('text'),
   }).prefault({}),
-  sites: z.array(siteSchema).prefault([{ hosts: ['*'], static: 'public' }]),
+  sites: sitesSchema.prefault([{ hosts: ['*'], static: 'public' }]),
 });
 
 export type Config = z.output<typeof configSchema>;

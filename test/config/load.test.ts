@@ -69,6 +69,19 @@ test('deadlines and idle limits of 0 are refused, each naming its key: 0 would c
   ]);
 });
 
+test('a host two sites list, or a route path a site lists twice, is an error naming the one never used', () => {
+  const problems = problemsOf({
+    sites: [
+      { hosts: ['a.test', 'b.test'], origin: 'http://127.0.0.1:1', routes: [{ path: '/x/', origin: 'http://127.0.0.1:2' }, { path: '/x/', origin: 'http://127.0.0.1:3' }] },
+      { hosts: ['c.test', 'B.Test'], origin: 'http://127.0.0.1:4' },
+    ],
+  });
+  assert.deepEqual(problems.sort(), [
+    'sites[0].routes[1].path: "/x/" is already routes[0]\'s: this route would never be used',
+    'sites[1].hosts[1]: "b.test" is already sites[0].hosts[1]: this site would never get its requests',
+  ]);
+});
+
 test('a route needs exactly one of static, origin, redirect; static roots must exist', () => {
   assert.deepEqual(problemsOf({ sites: [{ routes: [{ path: '/x' }] }] }), ['sites[0].routes[0]: expected exactly one of static, origin or redirect']);
   assert.deepEqual(problemsOf({ sites: [{ static: 'no/such/dir' }] }), ['sites[0].static: not a directory: "no/such/dir"']);
