@@ -84,6 +84,27 @@ export function sessionWatched(session: Http2Session): Watched {
   };
 }
 
+/**
+ * RFC 9113 §3.4: an HTTP/2 client's connection preface (the magic and its SETTINGS) comes first.
+ * A session whose preface has not come within `timeout` (limits.headersTimeout) is destroyed, as an
+ * HTTP/1.1 connection whose first request headers have not (Node's headersTimeout): before, a TLS
+ * connection that chose h2 and then said nothing held its place for idleTimeout (120 s).
+ * `dropped` is told of each.
+ */
+export function prefaceWatch(timeout: number, dropped: () => void, timers: Timers = realTimers): { add(session: Http2Session): void; stop(): void } {
+  const watch = idleWatch(timeout, timers);
+  return {
+    add(session) {
+      // Its byte count never moves: only the client's SETTINGS take it off the watch.
+      const preface: Watched = { bytes: () => 0, close: () => { dropped(); session.destroy(); } };
+      watch.add(preface);
+      session.once('remoteSettings', () => watch.delete(preface));
+      session.once('close', () => watch.delete(preface));
+    },
+    stop: () => watch.stop(),
+  };
+}
+
 /** An HTTP/1.1 connection: destroyed, as Node's socket timeout did with no 'timeout' listener. */
 export function socketWatched(socket: Socket): Watched {
   return { bytes: () => socket.bytesRead + socket.bytesWritten, close: () => socket.destroy() };

@@ -1,5 +1,4 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
-import { http } from './node-http.ts';
 import { createSecureServer, constants as h2, type Http2SecureServer, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -24,7 +23,7 @@ import { confineStreamErrors, noteStreamReset } from './h2-confine.ts';
 import { abortOnReset, watchStreamErrors } from './stream-listeners.ts';
 import { renewBusySessions } from './h2-stream-tables.ts';
 import { H2_SESSION_WINDOW, h2Limits, headerListSize } from './h2-limits.ts';
-import { idleWatch, sessionWatched, socketWatched, socketWritesWatched, type Watched } from './idle-watch.ts';
+import { idleWatch, prefaceWatch, sessionWatched, socketWatched, socketWritesWatched } from './idle-watch.ts';
 import { closeIfBodyUnread } from './unread-body.ts';
 import type { Timers } from '../timers.ts';
 import { frontCounters } from './counters.ts';
@@ -32,7 +31,7 @@ import { publishError } from '../observability/channels.ts';
 
 export { frontStats, type FrontCounters } from './counters.ts';
 import { frontDoorFor } from './front-doors.ts';
-import { redirectToHttps } from './redirect-to-https.ts';
+import { createPlainServer } from './plain-listener.ts';
 import { isWebSocketUpgrade, tunnelResponder, upgradeListener, type Tunnels, type UpgradeServing } from './upgrade.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import type { ReadyReplies } from './replies.ts';
@@ -117,13 +116,8 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   // Beyond this many open connections new ones are refused, so a flood cannot exhaust descriptors.
   server.maxConnections = limits.maxConnections;
 
-  /**
-   * RFC 9113 §3.4: an HTTP/2 client's connection preface (the magic and its SETTINGS) comes first.
-   * A session whose preface has not come within limits.headersTimeout is dropped, as an HTTP/1.1
-   * connection whose first request headers have not (Node's headersTimeout): before, a TLS
-   * connection that chose h2 and then said nothing held its place for idleTimeout (120 s).
-   */
-  const prefaces = idleWatch(limits.headersTimeout, events.timers);
+  // An HTTP/2 client's preface must come within limits.headersTimeout (idle-watch.ts).
+  const prefaces = prefaceWatch(limits.headersTimeout, () => { frontCounters.silentConnections++; }, events.timers);
 
   const sessions = new Set<ServerHttp2Session>();
   const http1Sockets = new Map<Socket, number>(); // socket → requests in flight
@@ -135,14 +129,10 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     const watched = sessionWatched(session);
     idle.add(watched);
     stalledStreams.add(session);
-    // Its byte count never moves: only the client's SETTINGS take it off the watch.
-    const preface: Watched = { bytes: () => 0, close: () => { frontCounters.silentConnections++; session.destroy(); } };
-    prefaces.add(preface);
-    session.once('remoteSettings', () => prefaces.delete(preface));
+    prefaces.add(session);
     session.once('close', () => {
       sessions.delete(session);
       idle.delete(watched);
-      prefaces.delete(preface);
       stalledStreams.delete(session);
     });
     // Session errors reach the log through the server's 'sessionError' below, once; Node keeps its
@@ -334,22 +324,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
   let httpPort: number | null = null;
   try {
     if (config.listen.http !== null) {
-      plain = http.createServer({
-        maxHeaderSize: limits.maxHeaderSize,
-        headersTimeout: limits.headersTimeout,
-        requestTimeout: limits.requestTimeout,
-        keepAliveTimeout: limits.keepAliveTimeout,
-        connectionsCheckingInterval: 1000,
-        // Upgrades are taken where the plain listener serves; where it redirects, they get the 308.
-        shouldUpgradeCallback: config.listen.httpMode === 'serve' ? isWebSocketUpgrade : () => false,
-      }, config.listen.httpMode === 'serve' ? onHttp1('http') : redirectToHttps(httpsPort));
-      if (config.listen.httpMode === 'serve') plain.on('upgrade', onUpgrade('http'));
-      plain.setTimeout(limits.idleTimeout);
-      plain.on('connect', refuseConnect);
-      plain.on('clientError', answerClientError);
-      // Its idle sockets are Node's to close (setTimeout above); what a client holds unread is the send watch's.
-      plain.on('connection', watchWrites);
-      plain.maxConnections = limits.maxConnections;
+      plain = createPlainServer(config, httpsPort, { serve: onHttp1('http'), upgrade: onUpgrade('http'), refuseConnect, watchWrites });
       plainDoor = frontDoorFor(config, plain, 'http');
       perClient.attach(plainDoor?.server ?? plain);
       httpPort = await listenOn(plainDoor?.server ?? plain, config.listen.http);
