@@ -65,3 +65,26 @@ test('an origin quiet for longer than sendTimeout (within proxy.bodyTimeout) is 
     await origin.close();
   }
 });
+
+test('proxy.bodyTimeout cuts off an origin quiet between two chunks for longer; 0 sets no limit (a long-lived stream\'s route)', async () => {
+  const origin = await startOrigin((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+    res.write('first;');
+    // undici's own timers: real time, and coarse (a 200 ms limit fires within about a second).
+    setTimeout(() => res.end('second'), 1800);
+  });
+  const outpost = await startOutpost({
+    sites: [{ hosts: ['*'], cache: { enabled: false }, origin: origin.url, routes: [
+      { path: '/limited/', origin: origin.url, proxy: { bodyTimeout: '200ms' } },
+      { path: '/unlimited/', origin: origin.url, proxy: { bodyTimeout: 0 } },
+    ] }],
+  });
+  try {
+    const cut = await h1(`${outpost.url}/limited/x`).then((res) => res.body.toString(), (err: Error) => `failed: ${err.message}`);
+    assert.notEqual(cut, 'first;second', 'cut off after 200 ms of silence (undici: within about a second)');
+    assert.equal((await h1(`${outpost.url}/unlimited/x`)).body.toString(), 'first;second');
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
