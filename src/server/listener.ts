@@ -8,7 +8,7 @@ import { errorReply, replyForError } from '../pipeline/reply.ts';
 import type { Context, Reply } from '../pipeline/context.ts';
 import { AbortSource } from '../pipeline/abort-watch.ts';
 import { clientError, isOutpostError } from '../errors.ts';
-import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2 } from './request.ts';
+import { contextFromHttp1, contextFromHttp2, expectsContinue, factsFromHttp1, factsFromHttp2, framingFault, isServerOptions, serverOptionsReply } from './request.ts';
 import { informationalHttp2, respondHttp1, respondHttp2, sendTimeoutError } from './respond.ts';
 import { errorReporter } from './error-report.ts';
 import { stalledStreamWatch } from './h2-stalls.ts';
@@ -218,6 +218,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
         stream.once('close', release);
       }
     } catch (err) {
+      if (!oversized && isServerOptions(method, headers[':path'])) return void respondHttp2(stream, method, serverOptionsReply(), factsFromHttp2(stream, headers));
       countRefused(err);
       respondHttp2(stream, method, errorReply(err), factsFromHttp2(stream, headers));
       return;
@@ -264,6 +265,7 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
         faultyFraming.add(socket);
         socket.once('close', () => faultyFraming.delete(socket));
       }
+      if (isServerOptions(method, req.url) && framingFault(req) === undefined) return void respondHttp1(res, method, serverOptionsReply(), factsFromHttp1(req));
       countRefused(err);
       respondHttp1(res, method, errorReply(err), factsFromHttp1(req));
       return;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorReply, textReply } from '../pipeline/reply.ts';
-import { factsFromHttp1, framingFault } from './request.ts';
+import { factsFromHttp1, framingFault, isServerOptions, serverOptionsReply } from './request.ts';
 import { respondHttp1 } from './respond.ts';
 
 /** The plain-HTTP listener's default job: 308 to the same URL over HTTPS (method and body kept). */
@@ -11,6 +11,10 @@ export function redirectToHttps(httpsPort: number): (req: IncomingMessage, res: 
     if (faulty !== undefined) {
       res.shouldKeepAlive = false;
       respondHttp1(res, req.method ?? 'GET', errorReply(faulty), factsFromHttp1(req));
+      return;
+    }
+    if (isServerOptions(req.method ?? 'GET', req.url)) {
+      respondHttp1(res, 'OPTIONS', serverOptionsReply(), factsFromHttp1(req));
       return;
     }
     const host = (req.headers.host ?? '').replace(/:\d+$/, '');

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { clientError, type OutpostError } from '../errors.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
-import type { Context } from '../pipeline/context.ts';
+import type { Context, Reply } from '../pipeline/context.ts';
 import { informationalHttp1, informationalHttp2 } from './respond.ts';
 import { NO_HEADERS, type RequestFacts } from '../observability/channels.ts';
 import type { AbortSource } from '../pipeline/abort-watch.ts';
@@ -157,7 +157,7 @@ export function contextFromHttp2(stream: ServerHttp2Stream, headers: Http2Header
     method = 'GET';
     upgrade = 'websocket';
   }
-  // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS, which we do not serve).
+  // RFC 9113 §8.3.1: :path is origin-form (or '*' for OPTIONS: the listener answers it, isServerOptions).
   if (path === undefined || path.charCodeAt(0) !== 47 /* '/' */) throw clientError.badRequest('invalid :path');
   // RFC 9113 §8.3.1 lets :scheme name other schemes for a proxy that translates them; this is no
   // forward proxy, and a request for ftp://... is not one for this site, nor to be cached as an
@@ -249,6 +249,18 @@ export function framingFault(req: IncomingMessage): OutpostError | undefined {
   if (req.httpVersionMinor === 0) return clientError.badRequest('Transfer-Encoding in an HTTP/1.0 request');
   if (te.trim().toLowerCase() !== 'chunked') return clientError.notImplemented(`transfer coding ${JSON.stringify(te.slice(0, 50))} not supported`);
   return undefined;
+}
+
+/**
+ * RFC 9110 §9.3.7: `OPTIONS *` asks about the server in general, not a resource ("ping"). It is
+ * answered here, with the methods Outpost forwards, as Apache and Go's server do (nginx answers
+ * 400); nothing reaches an origin. The request adapters refuse `*` as a target, so the listener
+ * asks this only for a request they refused.
+ */
+export const isServerOptions = (method: string, target: unknown): boolean => method === 'OPTIONS' && target === '*';
+
+export function serverOptionsReply(): Reply {
+  return { status: 200, headers: { allow: PROXIED_METHODS, 'content-length': 0 }, body: null };
 }
 
 /** `upgrade`: the protocol the request asks to switch to, when the listener takes that upgrade (server/upgrade.ts). */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:tls';
 import { once } from 'node:events';
 import { h2session, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { rawH2, FRAME, statusOf } from './h2-frames.ts';
 
 /** Hostile HTTP/1.1 framing sent byte for byte; each gets its precise status and nothing reaches the origin. */
 let origin: TestOrigin;
@@ -87,4 +88,26 @@ test('HTTP/2 CONNECT (RFC 9113 §8.5: no :path) gets the 405 with Allow that HTT
   } finally {
     session.close();
   }
+});
+
+test('OPTIONS * (RFC 9110 §9.3.7, the server in general) is answered here: 200 with Allow and no body, over HTTP/1.1 (the connection kept) and HTTP/2; nothing reaches the origin', async () => {
+  const before = origin.seen.length;
+  const out = await send('OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.match(out, /^HTTP\/1\.1 200 /, out.slice(0, 80));
+  assert.match(out, /\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/i, out);
+  assert.match(out, /\r\ncontent-length: 0\r\n/i, out);
+  assert.match(out, /origin GET \/after/, 'the next request on the connection is served');
+  const raw = await rawH2(outpost.httpsPort, outpost.ca);
+  try {
+    raw.request(1, [[':method', 'OPTIONS'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '*']]);
+    const head = await raw.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 1);
+    assert.equal(statusOf(head.payload), 200);
+    // GET * is still no request (RFC 9113 §8.3.1: '*' only for OPTIONS).
+    raw.request(3, [[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '*']]);
+    const refused = await raw.waitFor((f) => (f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM) && f.stream === 3);
+    assert.ok(refused.type === FRAME.RST_STREAM || statusOf(refused.payload) === 400);
+  } finally {
+    raw.close();
+  }
+  assert.deepEqual(origin.seen.slice(before).map((r) => r.url), ['/after']);
 });

@@ -129,6 +129,16 @@ test('plain HTTP redirects to HTTPS with 308, keeping path and query', async () 
     assert.match(raw, /^HTTP\/1\.1 400 /, raw);
     assert.match(raw, /\r\nConnection: close\r\n/i, raw);
     assert.equal(raw.match(/HTTP\/1\.1 \d{3} /g)?.length, 1, raw);
+    // OPTIONS * asks about the server, not a URL: answered, not redirected (RFC 9110 §9.3.7).
+    const asking = netConnect(outpost.httpPort!, '127.0.0.1');
+    asking.write('OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    let answer = '';
+    asking.on('data', (chunk: Buffer) => { answer += chunk; });
+    const giveUpAsking = setTimeout(() => asking.destroy(), 3000);
+    await once(asking, 'close');
+    clearTimeout(giveUpAsking);
+    assert.match(answer, /^HTTP\/1\.1 200 /, answer);
+    assert.match(answer, /\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/i, answer);
   } finally {
     await close();
   }
