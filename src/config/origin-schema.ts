@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, issueMessage } from './fields.ts';
+import { duration, issueMessage, timeout } from './fields.ts';
 
 /**
  * `origin:` of a site or route. The shorthand is one URL or a list of them (or of upstream
@@ -105,7 +105,7 @@ const healthCheck = z.strictObject({
   /** 5 s between probes of one upstream (±10 % jitter, so a fleet of edges does not probe in step). */
   interval: duration('5s').refine((ms) => ms >= 100, { error: 'expected at least 100ms' }),
   /** 2 s for the probe's response headers; longer counts as a failure. */
-  timeout: duration('2s').refine((ms) => ms > 0, { error: 'expected more than 0s' }),
+  timeout: timeout('2s'),
   /** 3 consecutive failed probes take an upstream out of rotation (nginx and HAProxy's fall). */
   fails: z.number().int().min(1).max(100).default(3),
   /** 2 consecutive good probes bring it back (HAProxy's rise). */
