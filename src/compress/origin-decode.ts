@@ -1,12 +1,13 @@
 import { PassThrough, pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { ReplyMap } from '../pipeline/compose.ts';
-import type { Context, Reply } from '../pipeline/context.ts';
+import { withTrailers, type Context, type Reply } from '../pipeline/context.ts';
 import { OutpostError, originError } from '../errors.ts';
 import { publishError } from '../observability/channels.ts';
 import { createDecoder, decodeWhole, DECODABLE, readableOf, SYNC_DECODE_LIMIT } from './encoders.ts';
 import { parseAcceptEncoding } from './negotiate.ts';
 import { varyWithAcceptEncoding } from './validators.ts';
+import { DIGEST_FIELDS, recodedTrailers } from './digest-fields.ts';
 import { isNoContentStatus } from '../http/status.ts';
 import { declaredLength } from '../http/content-length.ts';
 
@@ -118,7 +119,7 @@ export function createOriginDecode(options: OriginDecodeOptions): ReplyMap {
       }
       if (whole !== undefined) {
         ctx.notes.set('decode', coding);
-        return { status: reply.status, headers: { ...headers, 'content-length': whole.length }, body: whole };
+        return withTrailers({ status: reply.status, headers: { ...headers, 'content-length': whole.length }, body: whole }, recodedTrailers(reply.trailers));
       }
     }
     const source = readableOf(reply.body);
@@ -138,14 +139,14 @@ export function createOriginDecode(options: OriginDecodeOptions): ReplyMap {
     ctx.notes.set('decode', coding);
     if (ahead.ended) {
       const body = Buffer.concat(ahead.decoded, ahead.decodedBytes);
-      return { status: reply.status, headers: { ...headers, 'content-length': body.length }, body };
+      return withTrailers({ status: reply.status, headers: { ...headers, 'content-length': body.length }, body }, recodedTrailers(reply.trailers));
     }
     const limiter = createLimit(max, ahead.decoder);
     for (const chunk of ahead.decoded) limiter.write(chunk);
     pipeline(source, ahead.decoder, limiter, (err) => {
       if (err) onDecodeError(ctx, err);
     });
-    return { status: reply.status, headers, body: limiter };
+    return withTrailers({ status: reply.status, headers, body: limiter }, recodedTrailers(reply.trailers));
   }
 }
 
@@ -237,12 +238,15 @@ function weakenedLikeTheRequest(ctx: Context, reply: Reply): Reply {
   return { ...reply, headers: { ...reply.headers, etag: `W/${etag}` } };
 }
 
-/** Headers without the coding; decoded ones also lose their length and the strength of their tag. */
+/** Fields of a coded body that are wrong for its decoded bytes: its length and its digests. */
+const DECODED_NOT_KEPT = ['content-length', ...DIGEST_FIELDS];
+
+/** Headers without the coding; decoded ones also lose their length, their digests and the strength of their tag. */
 function withoutCoding(h: OutgoingHttpHeaders, decoded: boolean): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = { ...h };
   delete headers['content-encoding'];
   if (!decoded) return headers;
-  for (const name of ['content-length', 'content-md5', 'content-digest', 'digest']) delete headers[name];
+  for (const name of DECODED_NOT_KEPT) delete headers[name];
   if (typeof headers.etag === 'string' && headers.etag.startsWith('"')) headers.etag = `W/${headers.etag}`;
   return headers;
 }

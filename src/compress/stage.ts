@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import type { Stage } from '../pipeline/compose.ts';
-import { disposeBody, isFileBody, reuseWith, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
+import { disposeBody, isFileBody, reuseWith, withTrailers, type Context, type Encoding, type Reply, type ReplyBody, type StoredVariant, type Variants } from '../pipeline/context.ts';
 import { textReply } from '../pipeline/reply.ts';
 import { publishError } from '../observability/channels.ts';
 import { createNegotiator, type Choice } from './negotiate.ts';
@@ -14,6 +14,7 @@ import { declaredLength } from '../http/content-length.ts';
 import { createEncoder, encodeBuffer, readFileBody, readableOf } from './encoders.ts';
 import { FAST, HIGH, READ_LIMIT, createFastVariants, type HighQualityEncoder } from './fast-variants.ts';
 import { encodeInBackground } from './background.ts';
+import { DIGEST_FIELDS, recodedTrailers } from './digest-fields.ts';
 import { createEncodeOnce } from './encode-once.ts';
 import { isToken, matchingTag, suffixTag, tagFor304, varyWithAcceptEncoding, widenIfNoneMatch } from './validators.ts';
 
@@ -69,7 +70,7 @@ export type CompressOptions = Pick<Config['compression'], 'encodings' | 'minSize
 
 const KNOWN: ReadonlySet<string> = new Set<Encoding>(['br', 'zstd', 'gzip']);
 /** Fields that describe the identity bytes and are wrong for coded ones. */
-const IDENTITY_ONLY: ReadonlySet<string> = new Set(['content-length', 'accept-ranges', 'content-md5', 'content-digest', 'repr-digest', 'digest']);
+const IDENTITY_ONLY: ReadonlySet<string> = new Set(['content-length', 'accept-ranges', ...DIGEST_FIELDS]);
 
 /**
  * A copy of `headers` for a coded body: the identity-only fields left out as it is made. Not
@@ -225,12 +226,13 @@ export function createCompressStage(options: CompressOptions, encodeHigh: HighQu
     // Reusable (Reuse) as the inner reply was, when what is sent is identity or a stored variant still held.
     if (coding === null) {
       ctx.notes.set('compress', 'identity');
-      return { status: reply.status, headers, body: reply.body, reuse: reply.reuse };
+      return withTrailers({ status: reply.status, headers, body: reply.body, reuse: reply.reuse }, reply.trailers);
     }
     // A fast variant whose uses are still counted is not kept ready: they must reach this stage.
     const upgradeKey = stored !== undefined ? upgradable(ctx, reply.variants!, coding, stored, etag) : undefined;
     const body = await encodedBody(ctx, reply, coding, headers, etag, stored, upgradeKey);
-    return { status: reply.status, headers, body, reuse: stored !== undefined && upgradeKey === undefined ? reuseWith(reply.reuse, stored.held) : undefined };
+    const reuse = stored !== undefined && upgradeKey === undefined ? reuseWith(reply.reuse, stored.held) : undefined;
+    return withTrailers({ status: reply.status, headers, body, reuse }, recodedTrailers(reply.trailers));
   }
 }
 

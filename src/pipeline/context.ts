@@ -99,6 +99,15 @@ export interface Trailers {
 }
 
 /**
+ * `reply` with `trailers` when there are some. Only then is the field set: most replies have none,
+ * and one object shape for them keeps the server's reads of a reply monomorphic.
+ */
+export function withTrailers(reply: Reply, trailers: Trailers | undefined): Reply {
+  if (trailers !== undefined) reply.trailers = trailers;
+  return reply;
+}
+
+/**
  * A reply the server may send again to a later request of the same shape without running the
  * chain (src/server/replies.ts): same method, scheme, authority, target and Accept-Encoding, and
  * none of the request fields that could change the answer. Offered by the stage that answered

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { brotliDecompressSync, gzipSync } from 'node:zlib';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
@@ -90,6 +91,48 @@ test('an HTTP/1.1 origin\'s chunked trailers (announced in Trailer) reach an HTT
     assert.equal(plain.body.toString(), 'no trailers here');
     assert.equal(plain.trailers, null);
     assert.equal(plain.rstCode, 0);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('trailers of a response the compression stage handles: kept as they came on an identity answer, and on a coded one all but those that describe the identity bytes', async () => {
+  const page = Buffer.from('<p>a page long enough to be coded</p>\n'.repeat(100));
+  const gzipped = gzipSync(page);
+  const origin = await startOrigin((req, res) => {
+    // Under /gz/ the origin codes the page itself: Outpost decodes it for a client without gzip.
+    const coded = req.url!.startsWith('/gz/');
+    const bytes = coded ? gzipped : page;
+    res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'no-store', trailer: 'server-timing, content-digest', ...(coded ? { 'content-encoding': 'gzip' } : {}) });
+    res.write(bytes.subarray(0, 100));
+    const end = () => {
+      res.addTrailers({ 'server-timing': `app;dur=7, path;desc="${req.url}"`, 'content-digest': 'sha-256=:AAAA:' });
+      res.end(bytes.subarray(100));
+    };
+    if (req.url!.endsWith('/slow')) setTimeout(end, 30);
+    else end();
+  });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    for (const path of ['/whole', '/slow']) {
+      const identity = await ask(outpost.url, path);
+      assert.equal(identity.headers['content-encoding'], undefined, path);
+      assert.deepEqual(identity.body, page, path);
+      assert.deepEqual(identity.trailers && { timing: identity.trailers['server-timing'], digest: identity.trailers['content-digest'] },
+        { timing: `app;dur=7, path;desc="${path}"`, digest: 'sha-256=:AAAA:' }, path);
+      const coded = await ask(outpost.url, path, { headers: { 'accept-encoding': 'br' } });
+      assert.equal(coded.headers['content-encoding'], 'br', path);
+      assert.deepEqual(brotliDecompressSync(coded.body), page, path);
+      assert.equal(coded.trailers?.['server-timing'], `app;dur=7, path;desc="${path}"`, path);
+      assert.equal(coded.trailers?.['content-digest'], undefined, path);
+      assert.equal(coded.rstCode, 0, path);
+      // Decoded from the origin's gzip: its digest was of the coded bytes.
+      const decoded = await ask(outpost.url, `/gz${path}`);
+      assert.equal(decoded.headers['content-encoding'], undefined, path);
+      assert.deepEqual(decoded.body, page, path);
+      assert.deepEqual(Object.fromEntries(Object.entries(decoded.trailers ?? {})), { 'server-timing': `app;dur=7, path;desc="/gz${path}"` }, path);
+    }
   } finally {
     await outpost.close();
     await origin.close();
