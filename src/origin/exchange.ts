@@ -270,13 +270,16 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * A 101 (undici's parser takes only a 101 as an upgrade, RFC 9110 §15.2.2): the origin's
-   * connection is the reply's. One that names another protocol than the one asked for is no
-   * answer to this request: 502, as nginx gives for an upstream's invalid header.
+   * An HTTP/1.1 upstream's 101 (undici's parser takes only a 101 as an upgrade, RFC 9110
+   * §15.2.2): the origin's connection is the reply's. One that names another protocol than the
+   * one asked for is no answer to this request: 502, as nginx gives for an upstream's invalid
+   * header. An HTTP/2 upstream's answer to the extended CONNECT undici sends it instead (RFC 8441
+   * §4) comes here whatever its status: see `#extendedConnectAnswer`.
    */
   onRequestUpgrade(_controller: Controller, statusCode: number, headers: Record<string, string | string[]>, socket: Duplex): void {
     this.#detach();
     const asked = this.#request.upgrade;
+    if (statusCode !== 101 && !this.#settled && asked !== undefined) return this.#extendedConnectAnswer(statusCode, headers, socket);
     const named = headers.upgrade;
     if (this.#settled || asked === undefined || typeof named !== 'string' || named.trim().toLowerCase() !== asked) {
       socket.destroy();
@@ -293,6 +296,28 @@ class Exchange implements Dispatcher.DispatchHandler {
     delete fields['content-encoding'];
     delete fields['transfer-encoding'];
     this.#resolve({ status: statusCode, headers: fields, body: null, tunnel: socket });
+  }
+
+  /**
+   * RFC 8441 §5: a 2xx to the extended CONNECT opens the tunnel, the stream carries it; it is
+   * told as the 101 an HTTP/1.1 upstream would have sent (`Upgrade` naming what was asked), so
+   * that the client's side has one shape to answer. HTTP/2 has no Sec-WebSocket-Accept: the one
+   * the client's key is owed is the proxy's to add (proxy.ts). Any other status is an ordinary
+   * response, its body on the stream, to which nothing more is sent.
+   */
+  #extendedConnectAnswer(statusCode: number, headers: Record<string, string | string[]>, stream: Duplex): void {
+    this.#settled = true;
+    const fields = this.#request.responseHeaders(headers);
+    if (statusCode >= 200 && statusCode < 300) {
+      delete fields['content-length'];
+      delete fields['content-encoding'];
+      fields.upgrade = this.#request.upgrade!;
+      this.#resolve({ status: 101, headers: fields, body: null, tunnel: stream });
+      return;
+    }
+    stream.on('error', () => {}); // whoever reads it handles its errors; unread it must not crash
+    stream.end();
+    this.#resolve({ status: statusCode, headers: fields, body: stream });
   }
 
   onResponseError(_controller: Controller | null, err: Error): void {

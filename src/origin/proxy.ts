@@ -8,6 +8,7 @@ import { OutpostError, clientError, isOutpostError, originError, withDetail } fr
 import { endToEnd } from './hop-by-hop.ts';
 import { PROXIED_METHODS } from '../http/methods.ts';
 import { listsToken } from '../http/field-syntax.ts';
+import { webSocketAccept } from '../http/websocket.ts';
 import { addForwarded, isTrusted } from './forwarded.ts';
 import { asMessageStream } from '../server/body.ts';
 import { exchange, type QueueDeadline, type SpillOptions } from './exchange.ts';
@@ -100,6 +101,16 @@ function answeredHere(ctx: Context): Promise<Reply> | undefined {
   return undefined;
 }
 
+/**
+ * An HTTP/2 upstream's switch (exchange.ts `#extendedConnectAnswer`) with the Sec-WebSocket-Accept
+ * the client's key is owed (RFC 6455 §4.2.2), as an HTTP/1.1 origin's 101 carries: HTTP/1.1
+ * clients check it, and so does the HTTP/2 listener for the key it made up (server/upgrade.ts).
+ */
+function withAccept(reply: Reply, key: string | string[] | undefined): Reply {
+  if (reply.tunnel !== undefined && typeof key === 'string') reply.headers['sec-websocket-accept'] = webSocketAccept(key);
+  return reply;
+}
+
 const isGrpc = (type: string | undefined) => type !== undefined && type.startsWith('application/grpc');
 
 /** Max-Forwards (RFC 9110 §7.6.2: 1*DIGIT), or undefined when absent or not a number. */
@@ -182,7 +193,12 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     if (sendBody && upstream.http2 && isGrpc(ctx.headers['content-type'])) asMessageStream(ctx.body);
     headers.host = ctx.authority;
     addForwarded(headers, ctx, fromTrusted, options.viaName);
-    return exchange(upstream.dispatcher, {
+    // An HTTP/2 upstream is asked to switch with RFC 8441's extended CONNECT (undici sends it for
+    // `upgrade`), where the handshake has no key (§5): the client's Accept is made here.
+    const overHttp2 = upstream.http2 && ctx.upgrade !== undefined;
+    const key = overHttp2 ? headers['sec-websocket-key'] : undefined;
+    if (overHttp2) delete headers['sec-websocket-key'];
+    const answer = exchange(upstream.dispatcher, {
       method: ctx.method,
       path: upstream.basePath + ctx.target,
       headers,
@@ -196,11 +212,10 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       // pool.begin counted this one: past the upstream's capacity it waits for a connection.
       queued: upstream.inFlight > upstream.capacity ? queueDeadline : undefined,
       spill,
-      // The client's Upgrade and Connection are hop-by-hop (dropped above): the origin is asked
-      // anew, over HTTP/1.1. An HTTP/2 upstream gets the plain GET (its way to switch, RFC 8441's
-      // extended CONNECT, has no Sec-WebSocket-Accept to give the client), and its answer goes back.
-      upgrade: upstream.http2 ? undefined : ctx.upgrade,
+      // The client's Upgrade and Connection are hop-by-hop (dropped above): the origin is asked anew.
+      upgrade: ctx.upgrade,
     });
+    return overHttp2 ? answer.then((reply) => withAccept(reply, key)) : answer;
   }
 
   const attempts = createAttempts({ ...options, pool, mapError: mapOriginError });

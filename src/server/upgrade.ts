@@ -1,7 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/schema.ts';
 import { disposeBody, type Context, type Reply } from '../pipeline/context.ts';
@@ -12,6 +11,7 @@ import { http } from './node-http.ts';
 import { contextFromHttp1, factsFromHttp1 } from './request.ts';
 import { withBodyLimits } from './body.ts';
 import { listsToken } from '../http/field-syntax.ts';
+import { webSocketAccept } from '../http/websocket.ts';
 import { publishError, responseEndChannel, type RequestFacts } from '../observability/channels.ts';
 import { http2HeaderList, reportOnClose, respondHttp1, respondHttp2, type Tally } from './respond.ts';
 import type { Watched } from './idle-watch.ts';
@@ -28,8 +28,9 @@ import type { Watched } from './idle-watch.ts';
  *
  * HTTP/2 has no Upgrade (RFC 9113 §8.6): its clients open a WebSocket on a stream with RFC
  * 8441's extended CONNECT, which the listener offers (SETTINGS_ENABLE_CONNECT_PROTOCOL) and the
- * request adapter reads as the same GET (request.ts); the origin is asked over HTTP/1.1 all the
- * same, and its 101 becomes the stream's 200 (`tunnelResponder`).
+ * request adapter reads as the same GET (request.ts); the origin is asked as its own protocol has
+ * it (an HTTP/1.1 Upgrade, or an extended CONNECT toward an HTTP/2 upstream, origin/proxy.ts), and
+ * its switch becomes the stream's 200 (`tunnelResponder`).
  */
 
 /**
@@ -170,11 +171,6 @@ function counted(client: Duplex, origin: Duplex, request: RequestFacts, answer: 
   });
 }
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'; // RFC 6455 §1.3
-
-/** RFC 6455 §4.2.2: the Sec-WebSocket-Accept an origin owes the key it was sent. */
-const acceptFor = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
-
 /**
  * The HTTP/2 listener's writer for extended CONNECT requests (RFC 8441): the origin's 101 becomes
  * the stream's 200 (§5: without Sec-WebSocket-Accept, whose key Outpost made up for the origin
@@ -203,7 +199,7 @@ export function tunnelResponder(serving: Pick<UpgradeServing, 'tunnels' | 'drain
       origin.destroy();
       return void stream.close(h2.NGHTTP2_REFUSED_STREAM); // RFC 9113 §8.7: safe to retry elsewhere
     }
-    if (typeof key !== 'string' || reply.headers['sec-websocket-accept'] !== acceptFor(key)) {
+    if (typeof key !== 'string' || reply.headers['sec-websocket-accept'] !== webSocketAccept(key)) {
       origin.destroy();
       return void refuse(stream, errorReply(originError.badGateway('Bad Gateway: the origin\'s WebSocket handshake did not answer the key it was sent')), request);
     }
@@ -218,15 +214,25 @@ export function tunnelResponder(serving: Pick<UpgradeServing, 'tunnels' | 'drain
       stream.close(h2.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    // The origin's connection carries the tunnel's bytes both ways, and only them.
-    const carried = origin as Partial<Socket>;
-    const unwatch = serving.watchTunnel({
-      bytes: () => (carried.bytesRead ?? 0) + (carried.bytesWritten ?? 0),
-      close: () => stream.close(h2.NGHTTP2_CANCEL),
-    });
+    const unwatch = serving.watchTunnel({ bytes: tunnelBytes(stream, origin), close: () => stream.close(h2.NGHTTP2_CANCEL) });
     counted(stream, origin, request, { status: 200, headers, body: null }, serving.tunnels, unwatch);
     joinStream(stream, origin);
   };
+}
+
+/**
+ * The bytes a tunnel has carried both ways, for its idle watch. An HTTP/1.1 origin's connection
+ * carries them, and only them: its counts. An HTTP/2 upstream's stream (RFC 8441) has none of its
+ * own: what goes through it is counted as it goes.
+ */
+function tunnelBytes(stream: ServerHttp2Stream, origin: Duplex): () => number {
+  const carried = origin as Partial<Socket>;
+  if (typeof carried.bytesRead === 'number') return () => (carried.bytesRead ?? 0) + (carried.bytesWritten ?? 0);
+  let bytes = 0;
+  const count = (chunk: Buffer) => { bytes += chunk.length; };
+  stream.on('data', count);
+  origin.on('data', count);
+  return () => bytes;
 }
 
 /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { h2request, h2session, startOutpost } from '../helpers/outpost.ts';
-import { wsOrigin } from '../helpers/ws-origin.ts';
+import { h2WsOrigin, wsOrigin } from '../helpers/ws-origin.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { until } from '../helpers/wait.ts';
 import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
@@ -173,6 +173,37 @@ test('HTTP/2: a tunnel with no byte either way for limits.idleTimeout is closed 
     await until(() => left.closed);
     assert.ok(Date.now() - stopped < 5000);
     second.close();
+  } finally {
+    session.close();
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('HTTP/2 on both sides (an HTTP/2 upstream takes the extended CONNECT too): the tunnel is kept while frames pass, and after limits.idleTimeout of silence closed with the upstream\'s stream', async () => {
+  const origin = await h2WsOrigin();
+  const timers = manualTimers();
+  const outpost = await startOutpost({ limits: { idleTimeout: '40s' }, sites: [{ hosts: ['*'], origin: { upstreams: [{ url: origin.url, http2: true }] } }] }, { timers });
+  const session = await settledSession(outpost.url);
+  try {
+    const stream = openWebSocket(session, '/ws');
+    const got = received(stream);
+    const [headers] = await once(stream, 'response') as [Record<string, unknown>];
+    assert.equal(headers[':status'], 200);
+    assert.equal(headers['sec-websocket-accept'], undefined, 'RFC 8441 §5: no Accept over HTTP/2');
+    for (let i = 0; i < 8; i++) {
+      stream.write(clientFrame(1, `ping${i}`));
+      await until(() => got.bytes.toString().endsWith(`ping${i}`));
+      timers.advance(10_000);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(got.closed, false, 'kept while bytes pass');
+    assert.deepEqual(got.bytes.subarray(0, 7), serverFrame(1, 'ping0'));
+    for (let i = 0; i < 6 && !got.closed; i++) {
+      timers.advance(10_000);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await until(() => got.closed && origin.openStreams() === 0);
   } finally {
     session.close();
     await outpost.close();

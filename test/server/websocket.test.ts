@@ -6,7 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { createServer as createH2cServer } from 'node:http2';
 import { Agent, WebSocket } from 'undici';
 import { h1, startOrigin, startOutpost, testCa } from '../helpers/outpost.ts';
-import { acceptOf, wsOrigin } from '../helpers/ws-origin.ts';
+import { acceptOf, h2WsOrigin, wsOrigin } from '../helpers/ws-origin.ts';
 import { manualTimers } from '../helpers/timers.ts';
 import { responseEndChannel, type ResponseEndEvent } from '../../src/observability/channels.ts';
 import { openTunnels } from '../../src/server/upgrade.ts';
@@ -275,27 +275,59 @@ test('with least-connections balancing an open tunnel counts as its upstream\'s 
   }
 });
 
-test('an HTTP/2 upstream is not asked to switch: it gets the plain GET, and its answer goes back to the client', async () => {
-  const seen: Array<{ method: string; protocol?: string }> = [];
-  // It offers extended CONNECT (RFC 8441), which undici would use: Outpost does not ask for it.
-  const origin = createH2cServer({ settings: { enableConnectProtocol: true } }, (req, res) => {
-    seen.push({ method: req.method, protocol: req.headers[':protocol'] as string | undefined });
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSockets over HTTP/1.1 only');
+test('an HTTP/2 upstream is asked to switch with RFC 8441\'s extended CONNECT: WebSocket clients over HTTP/1.1 and HTTP/2 talk to it through Outpost; its refusal reaches the client; one that does not offer extended CONNECT is a 502', async () => {
+  const origin = await h2WsOrigin();
+  const without = await h2WsOrigin({ extendedConnect: false });
+  const outpost = await startOutpost({
+    sites: [{
+      hosts: ['*'],
+      origin: { upstreams: [{ url: origin.url, http2: true }] },
+      routes: [{ path: '/old/', origin: { upstreams: [{ url: without.url, http2: true }] } }],
+    }],
   });
-  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
-  const port = (origin.address() as { port: number }).port;
-  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: `http://127.0.0.1:${port}`, http2: true }] } }] });
   try {
-    const socket = await rawConnection(outpost.url);
-    const got = reader(socket);
-    socket.write(upgradeRequest('/ws'));
-    await until(() => got.closed);
-    assert.match(got.text, /^HTTP\/1\.1 426 /);
-    assert.match(got.text, /WebSockets over HTTP\/1\.1 only/);
-    assert.deepEqual(seen, [{ method: 'GET', protocol: undefined }]);
+    // undici's client checks the Sec-WebSocket-Accept over HTTP/1.1: Outpost made it for the client's key.
+    for (const allowH2 of [false, true]) {
+      const dispatcher = new Agent({ allowH2, connect: { ca: await testCa(), servername: 'localhost' } });
+      try {
+        const ws = new WebSocket(`wss://127.0.0.1:${outpost.httpsPort}/ws`, { protocols: ['chat', 'other'], dispatcher });
+        await once(ws, 'open');
+        assert.equal(ws.protocol, 'chat', `allowH2 ${allowH2}`);
+        const messages: string[] = [];
+        ws.addEventListener('message', (event) => messages.push(String(event.data)));
+        ws.send('hello');
+        ws.send('and again');
+        await until(() => messages.length === 2);
+        assert.deepEqual(messages, ['hello', 'and again']);
+        const closed = once(ws, 'close');
+        ws.close(1000, 'done');
+        const [event] = await closed as [{ code: number; wasClean: boolean }];
+        assert.deepEqual({ code: event.code, clean: event.wasClean }, { code: 1000, clean: true });
+      } finally {
+        await dispatcher.close();
+      }
+    }
+    // RFC 8441 §4-5: CONNECT with :protocol, and no key (HTTP/2's handshake has none).
+    assert.deepEqual(origin.connects.map((h) => ({ method: h[':method'], protocol: h[':protocol'], path: h[':path'], key: h['sec-websocket-key'], version: h['sec-websocket-version'] })),
+      [1, 2].map(() => ({ method: 'CONNECT', protocol: 'websocket', path: '/ws', key: undefined, version: '13' })));
+
+    const refused = await rawConnection(outpost.url);
+    const answer = reader(refused);
+    refused.write(upgradeRequest('/refuse'));
+    await until(() => answer.closed);
+    assert.match(answer.text, /^HTTP\/1\.1 403 /);
+    assert.match(answer.text, /\r\n\r\n7\r\nno, no\.\r\n0\r\n\r\n$/); // the origin's body, sent as it streamed
+
+    const old = await rawConnection(outpost.url);
+    const oldAnswer = reader(old);
+    old.write(upgradeRequest('/old/ws'));
+    await until(() => oldAnswer.closed);
+    assert.match(oldAnswer.text, /^HTTP\/1\.1 502 /);
+    assert.equal(without.connects.length, 0);
   } finally {
     await outpost.close();
-    await new Promise((resolve) => origin.close(resolve));
+    await origin.close();
+    await without.close();
   }
 });
 
