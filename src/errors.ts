@@ -42,6 +42,7 @@ export const clientError = {
   timeout: (message = 'Request Timeout') => new OutpostError('REQUEST_TIMEOUT', 408, message),
   tooLarge: (message = 'Content Too Large') => new OutpostError('PAYLOAD_TOO_LARGE', 413, message),
   headersTooLarge: (message = 'Request Header Fields Too Large') => new OutpostError('HEADERS_TOO_LARGE', 431, message),
+  uriTooLong: (message = 'URI Too Long') => new OutpostError('URI_TOO_LONG', 414, message),
   notImplemented: (message = 'Not Implemented') => new OutpostError('NOT_IMPLEMENTED', 501, message),
   expectationFailed: (message = 'Expectation Failed: only 100-continue is understood') => new OutpostError('EXPECTATION_FAILED', 417, message),
   versionNotSupported: (message = 'HTTP Version Not Supported') => new OutpostError('VERSION_NOT_SUPPORTED', 505, message),

@@ -14,14 +14,27 @@ import { responseEndChannel, NO_HEADERS, type RequestFacts } from '../observabil
  * (a reset connection, a TLS handshake that failed or timed out): no HTTP to answer with, the
  * socket is dropped as Node would without this listener.
  */
-export function clientErrorStatus(code: string | undefined, raw?: Buffer): number | null {
-  if (code === 'HPE_HEADER_OVERFLOW') return 431;
+export function clientErrorStatus(code: string | undefined, raw?: Buffer, stoppedAt?: number): number | null {
+  if (code === 'HPE_HEADER_OVERFLOW') return endsTarget(raw, stoppedAt) ? 414 : 431;
   // RFC 9110 §9.1: a method the server does not know, in an otherwise well-formed request line,
   // is 501 (Node's parser knows a fixed list); garbage that only fails at its method stays a 400.
   if (code === 'HPE_INVALID_METHOD' && raw !== undefined && WELL_FORMED_LINE.test(firstLine(raw))) return 501;
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 408;
   if (code !== undefined && code.startsWith('HPE_')) return 400;
   return null;
+}
+
+/**
+ * Whether the parser stopped at the end of the request target: the target alone was over
+ * `limits.maxHeaderSize` (RFC 9110 §15.5.15: 414 URI Too Long, as nginx and Apache answer),
+ * rather than the fields after it (431). Node's parser counts the target's bytes toward the same
+ * limit and stops where the target ends, so the bytes it did not take start with the request
+ * line's " HTTP/1.x"; where it stops at the end of a field value, they start with its line end.
+ * A target so long that the limit falls inside one read (over 16 KB past it) reads as 431.
+ */
+function endsTarget(raw: Buffer | undefined, stoppedAt: number | undefined): boolean {
+  if (raw === undefined || stoppedAt === undefined || stoppedAt < 0) return false;
+  return raw.toString('latin1', stoppedAt, stoppedAt + 7) === ' HTTP/1';
 }
 
 /** A request line with a method token (RFC 9110 §9.1: any token), a target and HTTP/1.x. */
@@ -51,8 +64,8 @@ function closeSoon(socket: ClientSocket): void {
   else socket.end(() => socket.destroy());
 }
 
-export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: ClientSocket): void {
-  const status = clientErrorStatus(err.code, err.rawPacket);
+export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number }, socket: ClientSocket): void {
+  const status = clientErrorStatus(err.code, err.rawPacket, err.bytesParsed);
   if (status === null || !socket.writable) {
     socket.destroy();
     return;

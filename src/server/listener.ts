@@ -204,7 +204,8 @@ export async function startServers(config: Config, chain: Handler | Dispatch, ev
     const abort = abortOnReset(stream);
     let ctx: Context;
     try {
-      if (oversized) throw clientError.headersTooLarge();
+      // The target alone over the limit is 414 URI Too Long, as over HTTP/1.1 (client-error.ts).
+      if (oversized) throw String(headers[':path']).length >= limits.maxHeaderSize ? clientError.uriTooLong() : clientError.headersTooLarge();
       ctx = withBodyLimits(contextFromHttp2(stream, headers, abort, rawHeaders), limits);
       // A client that waits for 100 (Continue) before its body is told to go on at once, as Node's
       // HTTP/1.1 server does: otherwise it would wait out a timer of its own (curl: 1 s).
