@@ -1,3 +1,4 @@
+import { before, after } from 'node:test';
 import { connect, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest, createServer, type IncomingMessage, type ServerResponse, type Server, type IncomingHttpHeaders } from 'node:http';
@@ -179,6 +180,24 @@ export async function startOrigin(handler: (req: IncomingMessage, res: ServerRes
     server,
     close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
+}
+
+/**
+ * For a test file whose cases all talk to one Outpost in front of an origin that reads each
+ * request's body and answers with its method and target: both started before the file's tests and
+ * stopped after them. Read `outpost` and `origin` from inside the tests.
+ */
+export function proxiedForFile(): { readonly outpost: RunningOutpost; readonly origin: TestOrigin } {
+  const running = {} as { outpost: RunningOutpost; origin: TestOrigin };
+  before(async () => {
+    running.origin = await startOrigin((req, res) => { req.resume().on('end', () => res.end(`origin ${req.method} ${req.url}`)); });
+    running.outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: running.origin.url }] });
+  });
+  after(async () => {
+    await running.outpost.close();
+    await running.origin.close();
+  });
+  return running;
 }
 
 /**

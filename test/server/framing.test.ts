@@ -1,26 +1,16 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:tls';
 import { once } from 'node:events';
-import { h2session, startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { h2session, proxiedForFile } from '../helpers/outpost.ts';
 import { rawH2, FRAME, statusOf } from './h2-frames.ts';
 
 /** Hostile HTTP/1.1 framing sent byte for byte; each gets its precise status and nothing reaches the origin. */
-let origin: TestOrigin;
-let outpost: RunningOutpost;
-
-before(async () => {
-  origin = await startOrigin((req, res) => { req.resume().on('end', () => res.end(`origin ${req.method} ${req.url}`)); });
-  outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
-});
-after(async () => {
-  await outpost.close();
-  await origin.close();
-});
+const running = proxiedForFile();
 
 function send(raw: string): Promise<string> {
   return new Promise((resolve) => {
-    const socket = connect({ port: outpost.httpsPort, host: '127.0.0.1', ca: outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => socket.write(raw));
+    const socket = connect({ port: running.outpost.httpsPort, host: '127.0.0.1', ca: running.outpost.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => socket.write(raw));
     let out = '';
     socket.on('data', (d: Buffer) => { out += d; });
     socket.on('close', () => resolve(out));
@@ -44,10 +34,10 @@ const cases: Array<[string, string, string]> = [
 
 for (const [name, raw, status] of cases) {
   test(`HTTP/1.1 framing: ${name} → ${status}`, async () => {
-    const before = origin.seen.length;
+    const before = running.origin.seen.length;
     const out = await send(raw);
     assert.match(out, new RegExp(`^HTTP/1\\.1 ${status} `), out.slice(0, 80));
-    assert.equal(origin.seen.length, before, 'nothing reached the origin');
+    assert.equal(running.origin.seen.length, before, 'nothing reached the origin');
   });
 }
 
@@ -58,14 +48,14 @@ test('HTTP/1.0 with Transfer-Encoding (RFC 9112 §6.1: faulty framing, even with
     ['400', 'GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n'],
     ['501', 'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
   ];
-  const before = origin.seen.length;
+  const before = running.origin.seen.length;
   for (const [status, first] of faulty) {
     const out = await send(`${first}GET /behind HTTP/1.1\r\nHost: x\r\n\r\n`);
     assert.match(out, new RegExp(`^HTTP/1\\.1 ${status} `), out.slice(0, 80));
     assert.match(out, /\r\nConnection: close\r\n/i, out.slice(0, 300));
     assert.equal(out.match(/HTTP\/1\.1 \d{3} /g)?.length, 1, out);
   }
-  assert.deepEqual(origin.seen.slice(before).map((r) => r.url), [], 'nothing reached the origin');
+  assert.deepEqual(running.origin.seen.slice(before).map((r) => r.url), [], 'nothing reached the origin');
 });
 
 test('HTTP/1.1: pipelined requests are answered in order; chunked bodies are re-framed for the origin', async () => {
@@ -75,8 +65,8 @@ test('HTTP/1.1: pipelined requests are answered in order; chunked bodies are re-
 });
 
 test('HTTP/2 CONNECT (RFC 9113 §8.5: no :path) gets the 405 with Allow that HTTP/1.1 gets; nothing reaches the origin', async () => {
-  const before = origin.seen.length;
-  const session = await h2session(outpost.url);
+  const before = running.origin.seen.length;
+  const session = await h2session(running.outpost.url);
   try {
     const stream = session.request({ ':method': 'CONNECT', ':authority': 'example.com:443' }, { endStream: true });
     const [headers] = await once(stream, 'response');
@@ -84,20 +74,20 @@ test('HTTP/2 CONNECT (RFC 9113 §8.5: no :path) gets the 405 with Allow that HTT
     await once(stream, 'end');
     assert.equal(headers[':status'], 405);
     assert.match(String(headers.allow), /^GET, HEAD/);
-    assert.equal(origin.seen.length, before);
+    assert.equal(running.origin.seen.length, before);
   } finally {
     session.close();
   }
 });
 
 test('OPTIONS * (RFC 9110 §9.3.7, the server in general) is answered here: 200 with Allow and no body, over HTTP/1.1 (the connection kept) and HTTP/2; nothing reaches the origin', async () => {
-  const before = origin.seen.length;
+  const before = running.origin.seen.length;
   const out = await send('OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   assert.match(out, /^HTTP\/1\.1 200 /, out.slice(0, 80));
   assert.match(out, /\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/i, out);
   assert.match(out, /\r\ncontent-length: 0\r\n/i, out);
   assert.match(out, /origin GET \/after/, 'the next request on the connection is served');
-  const raw = await rawH2(outpost.httpsPort, outpost.ca);
+  const raw = await rawH2(running.outpost.httpsPort, running.outpost.ca);
   try {
     raw.request(1, [[':method', 'OPTIONS'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '*']]);
     const head = await raw.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 1);
@@ -109,5 +99,5 @@ test('OPTIONS * (RFC 9110 §9.3.7, the server in general) is answered here: 200 
   } finally {
     raw.close();
   }
-  assert.deepEqual(origin.seen.slice(before).map((r) => r.url), ['/after']);
+  assert.deepEqual(running.origin.seen.slice(before).map((r) => r.url), ['/after']);
 });

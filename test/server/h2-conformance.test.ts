@@ -1,6 +1,6 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startOrigin, startOutpost, type RunningOutpost, type TestOrigin } from '../helpers/outpost.ts';
+import { proxiedForFile } from '../helpers/outpost.ts';
 import { rawH2, frame, FRAME, FLAG, headerBlock, requestFields, errorCodeOf, type RawH2, type Frame } from './h2-frames.ts';
 
 /**
@@ -11,17 +11,7 @@ import { rawH2, frame, FRAME, FLAG, headerBlock, requestFields, errorCodeOf, typ
  * frames it ignores, are listed in docs/conformance.md and not here.
  */
 
-let origin: TestOrigin;
-let outpost: RunningOutpost;
-
-before(async () => {
-  origin = await startOrigin((req, res) => { req.resume().on('end', () => res.end(`origin ${req.method} ${req.url}`)); });
-  outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
-});
-after(async () => {
-  await outpost.close();
-  await origin.close();
-});
+const running = proxiedForFile();
 
 const E = { PROTOCOL: 1, FLOW: 3, STREAM_CLOSED: 5, FRAME_SIZE: 6, REFUSED: 7, COMPRESSION: 9 };
 const GET = headerBlock(requestFields('/a'));
@@ -136,7 +126,7 @@ const cases: Array<[string, (c: RawH2) => Promise<string>]> = [
 
 for (const [name, run] of cases) {
   test(`h2spec ${name}`, async () => {
-    const c = await rawH2(outpost.httpsPort, outpost.ca);
+    const c = await rawH2(running.outpost.httpsPort, running.outpost.ca);
     try {
       await c.waitFor((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0);
       assert.equal(await run(c), 'ok');

@@ -40,6 +40,26 @@ function reader(socket: Socket) {
 const upgradeRequest = (path: string, extra = '') =>
   `GET ${path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
 
+/**
+ * undici's WebSocket client through Outpost (on `port`, over what `dispatcher` offers by ALPN) to
+ * an echoing origin at /ws: the first subprotocol agreed, two messages both ways, a clean close.
+ */
+async function chatThrough(port: number, dispatcher: Agent): Promise<void> {
+  const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, { protocols: ['chat', 'other'], dispatcher });
+  await once(ws, 'open');
+  assert.equal(ws.protocol, 'chat');
+  const messages: string[] = [];
+  ws.addEventListener('message', (event) => messages.push(String(event.data)));
+  ws.send('hello');
+  ws.send('and again');
+  await until(() => messages.length === 2);
+  assert.deepEqual(messages, ['hello', 'and again']);
+  const closed = once(ws, 'close');
+  ws.close(1000, 'done');
+  const [event] = await closed as [{ code: number; wasClean: boolean }];
+  assert.deepEqual({ code: event.code, clean: event.wasClean }, { code: 1000, clean: true });
+}
+
 test('WebSocket upgrades over HTTPS and plain HTTP: the origin\'s 101, then bytes both ways (the first sent with the request too); either side closing closes the other', async () => {
   const origin = await wsOrigin();
   const outpost = await startOutpost({ listen: { http: 0, httpMode: 'serve' }, sites: [{ hosts: ['*'], origin: origin.url }] });
@@ -96,20 +116,7 @@ test('a WebSocket client (undici\'s) talks to the origin through Outpost, over H
       ends.length = 0;
       const dispatcher = new Agent({ allowH2, connect: { ca: await testCa(), servername: 'localhost' } });
       try {
-        const ws = new WebSocket(`wss://127.0.0.1:${outpost.httpsPort}/ws`, { protocols: ['chat', 'other'], dispatcher });
-        await once(ws, 'open');
-        assert.equal(ws.protocol, 'chat');
-        const messages: string[] = [];
-        ws.addEventListener('message', (event) => messages.push(String(event.data)));
-        ws.send('hello');
-        ws.send('and again');
-        await until(() => messages.length === 2);
-        assert.deepEqual(messages, ['hello', 'and again']);
-        const closed = once(ws, 'close');
-        ws.close(1000, 'done');
-        const [event] = await closed as [{ code: number; wasClean: boolean }];
-        assert.equal(event.code, 1000);
-        assert.equal(event.wasClean, true);
+        await chatThrough(outpost.httpsPort, dispatcher);
         // Reported when the tunnel closes: the 101 (over HTTP/2 the 200), what the origin sent through it.
         await until(() => ends.length === 1);
         assert.deepEqual({ version: ends[0].request.httpVersion, status: ends[0].status }, { version, status });
@@ -290,19 +297,7 @@ test('an HTTP/2 upstream is asked to switch with RFC 8441\'s extended CONNECT: W
     for (const allowH2 of [false, true]) {
       const dispatcher = new Agent({ allowH2, connect: { ca: await testCa(), servername: 'localhost' } });
       try {
-        const ws = new WebSocket(`wss://127.0.0.1:${outpost.httpsPort}/ws`, { protocols: ['chat', 'other'], dispatcher });
-        await once(ws, 'open');
-        assert.equal(ws.protocol, 'chat', `allowH2 ${allowH2}`);
-        const messages: string[] = [];
-        ws.addEventListener('message', (event) => messages.push(String(event.data)));
-        ws.send('hello');
-        ws.send('and again');
-        await until(() => messages.length === 2);
-        assert.deepEqual(messages, ['hello', 'and again']);
-        const closed = once(ws, 'close');
-        ws.close(1000, 'done');
-        const [event] = await closed as [{ code: number; wasClean: boolean }];
-        assert.deepEqual({ code: event.code, clean: event.wasClean }, { code: 1000, clean: true });
+        await chatThrough(outpost.httpsPort, dispatcher);
       } finally {
         await dispatcher.close();
       }
