@@ -5,6 +5,7 @@ import type { buildConnector as Connectors, Dispatcher } from 'undici';
 import { buildConnector, Client, Pool } from './undici.ts';
 import type { OriginOptions, UpstreamConfig, UpstreamTlsConfig } from '../config/schema.ts';
 import { BATCH_BYTES } from './upload-writes.ts';
+import { skipUnsolicitedContinue } from './unsolicited-continue.ts';
 
 /**
  * The undici connection pool for one upstream: HTTP/1.1 keep-alive connections, or HTTP/2
@@ -57,7 +58,12 @@ function connector(upstream: UpstreamConfig, options: OriginOptions): Connectors
   } as Connectors.BuildOptions);
   const servername = serverName(upstream);
   // undici would take SNI from each request's Host header before any configured name.
-  return servername === undefined ? connect : (opts, callback) => connect({ ...opts, servername }, callback);
+  const named: Connectors.connector = servername === undefined ? connect : (opts, callback) => connect({ ...opts, servername }, callback);
+  if (h2) return named;
+  return (opts, callback) => named(opts, (...result) => {
+    if (result[0] === null) skipUnsolicitedContinue(result[1]);
+    callback(...result);
+  });
 }
 
 function dispatcherOptions(upstream: UpstreamConfig, options: OriginOptions, connections: number) {
