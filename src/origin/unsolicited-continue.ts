@@ -19,12 +19,17 @@ import type { Socket } from 'node:net';
  */
 export function skipUnsolicitedContinue(socket: Socket): void {
   let atResponseStart = false;
+  /** 100s skipped in front of this response. */
+  let skipped = 0;
   /** The start of a 100 not complete yet: held until the rest comes. */
   let held: Buffer | null = null;
   const write = socket.write;
-  socket.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
-    if (typeof chunk === 'string' && startsWithMethod(chunk)) atResponseStart = true;
-    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  socket.write = function (this: Socket, chunk: unknown, encoding?: unknown, callback?: unknown) {
+    if (typeof chunk === 'string' && startsWithMethod(chunk)) {
+      atResponseStart = true;
+      skipped = 0;
+    }
+    return (write as (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean).call(this, chunk, encoding, callback);
   } as Socket['write'];
   const read = socket.read;
   socket.read = function (this: Socket, size?: number) {
@@ -34,7 +39,9 @@ export function skipUnsolicitedContinue(socket: Socket): void {
     else if (held !== null) return null;
     held = null;
     while (chunk !== null && atResponseStart) {
-      const end = continueEnd(chunk);
+      // Past a storm's worth (the exchange passes on at most 8 interim responses per request,
+      // exchange.ts MAX_INTERIM), the next one goes to undici, which ends the exchange: a 502.
+      const end = skipped < MAX_SKIPPED ? continueEnd(chunk) : NOT_CONTINUE;
       if (end === NOT_CONTINUE) {
         atResponseStart = false;
       } else if (end === INCOMPLETE) {
@@ -42,6 +49,7 @@ export function skipUnsolicitedContinue(socket: Socket): void {
         held = chunk;
         return null;
       } else {
+        skipped++;
         chunk = end === chunk.length ? null : chunk.subarray(end);
       }
     }
@@ -55,6 +63,8 @@ function startsWithMethod(text: string): boolean {
   return c >= 65 && c <= 90;
 }
 
+/** At most this many 100s are skipped in front of one response. */
+const MAX_SKIPPED = 8;
 const NOT_CONTINUE = -1;
 const INCOMPLETE = 0;
 /** A 100 larger than this is no 100 we skip: undici gets it, and refuses it as before. */

@@ -20,6 +20,8 @@ const ANSWERS: Record<string, string[]> = {
   '/two': ['HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 100 Continue\r\n\r\n', FINAL],
   '/plain': [FINAL],
 };
+/** More 100s than a response may have in front of it (8, as 1xx storms are cut off): a 502. */
+const STORM = ['HTTP/1.1 100 Continue\r\n\r\n'.repeat(20) + FINAL];
 
 /** A raw HTTP/1.1 origin: reads each request (its body by Content-Length) and writes the answer for its path. */
 async function rawOrigin(): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
@@ -41,7 +43,7 @@ async function rawOrigin(): Promise<{ url: string; connections: () => number; cl
       pending = pending.subarray(end + 4 + length);
       busy = true;
       const path = head.split(' ')[1];
-      for (const [i, piece] of (ANSWERS[path] ?? [FINAL]).entries()) {
+      for (const [i, piece] of (path === '/storm' ? STORM : ANSWERS[path] ?? [FINAL]).entries()) {
         if (i > 0) await pause();
         socket.write(piece);
       }
@@ -65,7 +67,7 @@ async function rawOrigin(): Promise<{ url: string; connections: () => number; cl
   };
 }
 
-test('an origin\'s unsolicited 100 (Continue), whole, apart, split, or twice, is skipped: the final answer reaches the client, and the connection is kept', async () => {
+test('an origin\'s unsolicited 100 (Continue), whole, apart, split, or twice, is skipped: the final answer reaches the client, and the connection is kept; a storm of them is a 502', async () => {
   const origin = await rawOrigin();
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
   try {
@@ -76,6 +78,8 @@ test('an origin\'s unsolicited 100 (Continue), whole, apart, split, or twice, is
       assert.deepEqual({ status: post.status, body: post.body.toString() }, { status: 200, body: 'ok' }, `POST ${path}`);
     }
     assert.equal(origin.connections(), 1, 'one keep-alive connection to the origin served them all');
+    assert.equal((await h1(`${outpost.url}/storm`)).status, 502);
+    assert.equal((await h1(`${outpost.url}/plain`)).status, 200, 'and the next request is served');
   } finally {
     await outpost.close();
     await origin.close();
