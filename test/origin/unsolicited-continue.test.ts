@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { makeCa, makeLeaf } from '../helpers/pki.ts';
 import { h1, h2, startOutpost } from '../helpers/outpost.ts';
 
 /**
@@ -23,11 +25,14 @@ const ANSWERS: Record<string, string[]> = {
 /** More 100s than a response may have in front of it (8, as 1xx storms are cut off): a 502. */
 const STORM = ['HTTP/1.1 100 Continue\r\n\r\n'.repeat(20) + FINAL];
 
-/** A raw HTTP/1.1 origin: reads each request (its body by Content-Length) and writes the answer for its path. */
-async function rawOrigin(): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+/**
+ * A raw HTTP/1.1 origin: reads each request (its body by Content-Length) and writes the answer for
+ * its path; over TLS when given a certificate.
+ */
+async function rawOrigin(tls?: { cert: string; key: string }): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   let connections = 0;
-  const server = createServer((socket) => {
+  const serve = (socket: Socket) => {
     connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -55,10 +60,11 @@ async function rawOrigin(): Promise<{ url: string; connections: () => number; cl
       void next();
     });
     socket.on('error', () => {});
-  });
+  };
+  const server: Server = tls === undefined ? createServer(serve) : createTlsServer(tls, serve);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    url: `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${(server.address() as { port: number }).port}`,
     connections: () => connections,
     close: async () => {
       for (const socket of sockets) socket.destroy();
@@ -71,13 +77,7 @@ test('an origin\'s unsolicited 100 (Continue), whole, apart, split, or twice, is
   const origin = await rawOrigin();
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
   try {
-    for (const path of Object.keys(ANSWERS)) {
-      const get = await h1(`${outpost.url}${path}`);
-      assert.deepEqual({ status: get.status, body: get.body.toString() }, { status: 200, body: 'ok' }, `GET ${path}`);
-      const post = await h2(`${outpost.url}${path}`, { method: 'POST', body: Buffer.from('a body') });
-      assert.deepEqual({ status: post.status, body: post.body.toString() }, { status: 200, body: 'ok' }, `POST ${path}`);
-    }
-    assert.equal(origin.connections(), 1, 'one keep-alive connection to the origin served them all');
+    await answeredThrough(outpost, origin);
     assert.equal((await h1(`${outpost.url}/storm`)).status, 502);
     assert.equal((await h1(`${outpost.url}/plain`)).status, 200, 'and the next request is served');
   } finally {
@@ -85,3 +85,27 @@ test('an origin\'s unsolicited 100 (Continue), whole, apart, split, or twice, is
     await origin.close();
   }
 });
+
+test('the same over TLS to the origin', async () => {
+  const ca = await makeCa('continue-ca');
+  const leaf = await makeLeaf(ca, 'origin.internal', { dns: ['origin.internal'] });
+  const origin = await rawOrigin(leaf);
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: { upstreams: [{ url: origin.url, tls: { ca: ca.certFile, servername: 'origin.internal' } }] } }] });
+  try {
+    await answeredThrough(outpost, origin);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+/** Every path of ANSWERS, by GET over HTTP/1.1 and POST over HTTP/2, is the origin's 200 "ok", all over one origin connection. */
+async function answeredThrough(outpost: { url: string }, origin: { connections: () => number }): Promise<void> {
+  for (const path of Object.keys(ANSWERS)) {
+    const get = await h1(`${outpost.url}${path}`);
+    assert.deepEqual({ status: get.status, body: get.body.toString() }, { status: 200, body: 'ok' }, `GET ${path}`);
+    const post = await h2(`${outpost.url}${path}`, { method: 'POST', body: Buffer.from('a body') });
+    assert.deepEqual({ status: post.status, body: post.body.toString() }, { status: 200, body: 'ok' }, `POST ${path}`);
+  }
+  assert.equal(origin.connections(), 1, 'one keep-alive connection to the origin served them all');
+}
