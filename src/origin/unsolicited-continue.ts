@@ -81,14 +81,10 @@ function continueEnd(bytes: Buffer): number {
   const prefix = bytes[7] === 0x30 ? PREFIX_10 : PREFIX_11;
   const n = Math.min(bytes.length, prefix.length);
   if (bytes.compare(prefix, 0, n, 0, n) !== 0) return NOT_CONTINUE;
-  if (bytes.length === prefix.length) return INCOMPLETE;
-  if (bytes.length > prefix.length) {
-    // "HTTP/1.1 100" then SP (reason phrase) or CR: not "HTTP/1.1 1000".
-    const next = bytes[prefix.length];
-    if (next !== 0x20 && next !== 0x0d) return NOT_CONTINUE;
-  } else {
-    return INCOMPLETE;
-  }
+  if (bytes.length <= prefix.length) return INCOMPLETE;
+  // "HTTP/1.1 100" then SP (reason phrase) or CR: not "HTTP/1.1 1000".
+  const next = bytes[prefix.length];
+  if (next !== 0x20 && next !== 0x0d) return NOT_CONTINUE;
   const blank = bytes.indexOf(BLANK_LINE);
   if (blank !== -1 && blank + 4 <= MAX_CONTINUE) return blank + 4;
   return bytes.length < MAX_CONTINUE ? INCOMPLETE : NOT_CONTINUE;
