@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { createServer } from 'node:net';
 import { isIP } from 'node:net';
@@ -176,7 +176,8 @@ export function checkSqliteStore(store: string): string[] {
   while (!existsSync(dir)) dir = dirname(dir);
   try {
     if (!statSync(dir).isDirectory()) throw new Error('not a directory');
-    accessSync(dir, fsConstants.W_OK);
+    // Made and taken away again, not access(2): root passes that for any directory, /proc's too.
+    rmdirSync(mkdtempSync(join(dir, '.outpost-check-')));
   } catch {
     return [`cache.store: cannot create ${JSON.stringify(path)}: ${JSON.stringify(dir)} is not a directory it can be written in`];
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -156,6 +156,9 @@ test('check opens a sqlite:// cache file as start would: one that is not a datab
   const notADirectory = join(dir, 'plain-file');
   writeFileSync(notADirectory, 'x');
   assert.match(checkSqliteStore(`sqlite://${join(notADirectory, 'cache.db')}`)[0] ?? '', /^cache\.store: cannot create .* is not a directory it can be written in$/);
+  // A directory that cannot take a file, whoever asks (root passes access(2) for /proc too).
+  assert.match(checkSqliteStore('sqlite:///proc/outpost-check/cache.db')[0] ?? '', /^cache\.store: cannot create "\/proc\/outpost-check\/cache\.db": "\/proc" is not a directory it can be written in$/);
+  assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('.outpost-check-')), [], 'the trial directory is taken away');
   assert.deepEqual(checkSqliteStore('memory'), []);
   // The check command's path (ports: true) reports it with the rest; start meets it as it opens the file.
   const report = await checkConfigData({ listen: { https: 0, http: null }, admin: { listen: null }, cache: { store: `sqlite://${garbage}` } }, { ports: true });
