@@ -65,8 +65,9 @@ export function createAdmitting(route: CacheRoute): Admitting {
       ?? (retentionMs({ facts, age, graceSeconds: engine.graceSeconds }) <= 0 ? 'no-lifetime' : null);
 
     if (reason !== null) {
-      if (reason !== 'request-no-store' && a.learn !== false) engine.hitForMiss.remember(primary, reason);
-      leader?.settle({ kind: 'pass' });
+      const learnt = reason !== 'request-no-store' && a.learn !== false;
+      if (learnt) engine.hitForMiss.remember(primary, reason);
+      leader?.settle(learnt ? { kind: 'pass', uncacheable: reason } : { kind: 'pass' });
       // A stale copy superseded by a response that may not be stored must not be served again
       // (unless it was only this request that asked for nothing to be stored).
       if (a.replaces !== undefined && reason !== 'request-no-store') await engine.invalidate([primary]);

@@ -4,7 +4,7 @@ import { secondaryKey } from './key.ts';
 import { objectKey, type Lookup } from './entries.ts';
 import { decide } from './decide.ts';
 import { awaitFlight, leadFlight, type Flight, type Leader } from './flights.ts';
-import { releaseTurnWhenLanded } from './node-flights.ts';
+import { releaseTurnWhenLanded, type Turn } from './node-flights.ts';
 import { justStoredReply } from './serve.ts';
 import { appendCacheStatus } from './status.ts';
 import { fetchContext, pragmaNoCache, settledWithin, wantsLess } from './requests.ts';
@@ -80,8 +80,9 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
    * Nothing stored for this request (dropped since it was stored: a POST, a purge): a turn for
    * real, so the fetch this worker makes holds it as any other. Undefined: fetch it here.
    */
-  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: 'look' | 'pass', turnKey: string, looked: boolean): Promise<Reply | undefined> {
-    if (turn === 'pass') {
+  async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: Exclude<Turn, 'lead'>, turnKey: string, looked: boolean): Promise<Reply | undefined> {
+    if (turn === 'uncacheable') engine.hitForMiss.remember(primary, 'uncacheable (learnt by another worker)');
+    if (turn !== 'look') {
       leader.settle({ kind: 'pass' });
       return passThrough(ctx, 'fwd=bypass; collapsed');
     }

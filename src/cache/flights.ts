@@ -31,7 +31,8 @@ export type FlightResult =
     readonly secondary: string;
   }
   | { readonly kind: 'refreshed' }
-  | { readonly kind: 'pass' }
+  /** Not storable; `uncacheable`: why, when the URI was learnt uncacheable for a while (hit-for-miss), as other workers may learn it too. */
+  | { readonly kind: 'pass'; readonly uncacheable?: string }
   | { readonly kind: 'error'; readonly error: unknown };
 
 export interface Flight {

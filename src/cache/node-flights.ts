@@ -25,9 +25,12 @@ const SERVICE = 'flights';
 
 /**
  * What a worker does when its turn comes: `lead` fetch (and release the turn with its outcome),
- * `look` the response was stored: read it, `pass` not storable: go to the origin alone.
+ * `look` the response was stored: read it, `pass` not storable: go to the origin alone,
+ * `uncacheable` the same, and the URI is uncacheable for a while (hit-for-miss): the worker that
+ * fetched it learnt so, and so does this one, whose next requests for it go straight to the origin.
  */
-export type Turn = 'lead' | 'look' | 'pass';
+export type Turn = 'lead' | 'look' | 'pass' | 'uncacheable';
+const OUTCOMES: ReadonlySet<unknown> = new Set<Turn>(['look', 'pass', 'uncacheable']);
 
 /** The primary's side: who holds each URI's turn, and who waits for it. */
 export function createNodeFlights(options: { now?: () => number } = {}): Service & { readonly size: number } {
@@ -72,7 +75,7 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
         return new Promise<Turn>((resolve) => held.waiting.push(resolve));
       }
       if (op === 'release') {
-        const outcome = args[1] === 'look' || args[1] === 'pass' ? args[1] : 'lead';
+        const outcome = OUTCOMES.has(args[1]) ? args[1] as Turn : 'lead';
         if (turns.get(key)?.holder === from) end(key, outcome);
         return undefined;
       }
@@ -134,12 +137,13 @@ export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel(
   };
 }
 
-/** Ends this worker's turn at `key` once its flight's outcome is known: stored (look), not storable (pass), or neither (lead). */
+/** Ends this worker's turn at `key` once its flight's outcome is known: stored (look), not storable (pass, uncacheable), or neither (lead). */
 export function releaseTurnWhenLanded(nodeFlights: NodeFlights, key: string, leader: Leader): void {
   leader.outcome
     .then((result): Turn | Promise<Turn> => {
       if (result.kind === 'shared') return result.stored.then((found) => (found !== undefined ? 'look' : 'lead'), () => 'lead');
-      return result.kind === 'pass' ? 'pass' : result.kind === 'refreshed' ? 'look' : 'lead';
+      if (result.kind === 'pass') return result.uncacheable !== undefined ? 'uncacheable' : 'pass';
+      return result.kind === 'refreshed' ? 'look' : 'lead';
     })
     .then((outcome) => nodeFlights.release(key, outcome));
 }

@@ -45,6 +45,11 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   assert.equal(await waiter, 'pass');
   assert.equal(await turn(b, 'u'), 'lead');
   release(b, 'u', 'lead');
+  // Learnt uncacheable by the worker that fetched it: told to the waiters as such.
+  assert.equal(await turn(a, 'h'), 'lead');
+  const learner = turn(b, 'h');
+  release(a, 'h', 'uncacheable');
+  assert.equal(await learner, 'uncacheable');
 
   // A turn held longer than anyone waits is taken over; a worker that goes away lets its waiters fetch.
   assert.equal(await turn(a, 'slow'), 'lead');
@@ -130,6 +135,47 @@ test('a miss that waited for another worker\'s fetch: served as collapsed, but v
     assert.equal(origin.seen.length, 2, 'no-cache: validated with the origin (RFC 9111 §5.2.1.4)');
     assert.equal(origin.seen[1]!.headers['if-none-match'], '"v1"');
     assert.match(String(validated.headers['cache-status']), /fwd=request/);
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('hit-for-miss across workers: a worker that fetched an uncacheable response tells the workers waiting for it so, and they go straight to the origin for it from then on', async () => {
+  const origin = await startOrigin((_req, res) => {
+    res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/plain' });
+    res.end('personal');
+  });
+  const released: Array<[string, Turn]> = [];
+  const turns: string[] = [];
+  let next: Turn = 'lead';
+  const nodeFlights: NodeFlights = {
+    turn: async (key) => { turns.push(key); return next; },
+    ahead: () => undefined,
+    giveBack() {},
+    release(key, outcome) { released.push([key, outcome]); },
+  };
+  const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
+  const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
+  try {
+    // This worker fetches it: its turn ends 'uncacheable' (it remembers the URI), not a bare 'pass'.
+    assert.equal((await h2(`${outpost.url}/fetched-here`)).body.toString(), 'personal');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(released.map(([, outcome]) => outcome), ['uncacheable']);
+    // Another worker fetched it: told 'uncacheable', this worker remembers it too and asks no turn the next time.
+    next = 'uncacheable';
+    assert.equal((await h2(`${outpost.url}/fetched-elsewhere`)).body.toString(), 'personal');
+    const asked = turns.length;
+    const again = await h2(`${outpost.url}/fetched-elsewhere`);
+    assert.equal(again.body.toString(), 'personal');
+    assert.equal(turns.length, asked, 'no turn asked: known uncacheable here now');
+    assert.match(String(again.headers['cache-status']), /fwd=bypass/);
+    // Told a bare 'pass' (not storable for that request only): nothing is learnt, the next miss asks again.
+    next = 'pass';
+    await h2(`${outpost.url}/passed`);
+    const before = turns.length;
+    await h2(`${outpost.url}/passed`);
+    assert.equal(turns.length, before + 1);
   } finally {
     await outpost.close();
     await origin.close();
