@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { createServer } from 'node:net';
@@ -174,21 +174,46 @@ export function checkSqliteStore(store: string): string[] {
   // Start makes the missing directories: the nearest one that exists must take them.
   let dir = dirname(resolve(path));
   while (!existsSync(dir)) dir = dirname(dir);
+  if (!canCreateIn(dir)) return [`cache.store: cannot create ${JSON.stringify(path)}: ${JSON.stringify(dir)} is not a directory it can be written in`];
+  return [];
+}
+
+/**
+ * An access log file as start would open it (check only): an existing one opened for appending,
+ * a new one's directory able to take a file (validateConfig has seen that it is there). Not
+ * created here: start makes it.
+ */
+export function checkLogFile(access: string): string[] {
+  if (access === 'stdout' || access === 'off') return [];
+  const path = resolve(access);
   try {
-    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
-    // Made and taken away again, not access(2): root passes that for any directory, /proc's too.
-    rmdirSync(mkdtempSync(join(dir, '.outpost-check-')));
+    if (existsSync(path)) closeSync(openSync(path, 'a'));
+    else if (!canCreateIn(dirname(path))) throw new Error('cannot create');
   } catch {
-    return [`cache.store: cannot create ${JSON.stringify(path)}: ${JSON.stringify(dir)} is not a directory it can be written in`];
+    return [`log.access: cannot open ${JSON.stringify(access)} to append to it`];
   }
   return [];
 }
 
 /**
+ * Whether a file can be made in `dir`: a trial directory is made there and taken away again.
+ * Not access(2), which root passes for any directory, /proc's too.
+ */
+function canCreateIn(dir: string): boolean {
+  try {
+    if (!statSync(dir).isDirectory()) return false;
+    rmdirSync(mkdtempSync(join(dir, '.outpost-check-')));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Everything at once for raw config data: schema and file problems (validateConfig), and the
  * certificate checks — run on the `tls` and `sites` sections alone when another section is
- * invalid, so one run names every problem. `ports`: also try to bind the listen ports and open a
- * sqlite:// cache file (check only).
+ * invalid, so one run names every problem. `ports`: also try to bind the listen ports, open a
+ * sqlite:// cache file and the access log file (check only).
  */
 export async function checkConfigData(raw: unknown, options: { now?: number; ports?: boolean } = {}): Promise<CheckReport & { config: Config | null }> {
   let config: Config | null = null;
@@ -218,6 +243,6 @@ export async function checkConfigData(raw: unknown, options: { now?: number; por
   const listen = section('listen');
   const admin = section('admin');
   if (options.ports === true && listen !== undefined && admin !== undefined) warnings.push(...await checkPorts({ listen, admin }));
-  if (options.ports === true && config !== null) errors.push(...checkSqliteStore(config.cache.store));
+  if (options.ports === true && config !== null) errors.push(...checkSqliteStore(config.cache.store), ...checkLogFile(config.log.access));
   return { config: errors.length === 0 ? config : null, errors, warnings };
 }

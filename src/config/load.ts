@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
@@ -122,6 +122,12 @@ function checkFiles(raw: unknown, reported: readonly string[]): string[] {
   const tempPath = (key: string, proxy: unknown) => directory(`${key}.tempPath`, object(proxy)?.tempPath);
   const data = object(raw);
   if (data === null) return problems;
+  // An access log file is opened (created) in a directory that must be there: start and reload
+  // would otherwise run on and lose every line (nginx refuses to start).
+  const access = object(data.log)?.access;
+  if (typeof access === 'string' && access !== 'stdout' && access !== 'off' && access !== '' && !flagged('log.access') && !isDir(dirname(resolve(access)))) {
+    problems.push(`log.access: no directory to write ${JSON.stringify(access)} in: ${JSON.stringify(dirname(access))}`);
+  }
   tempPath('proxy', data.proxy);
   // The default catch-all site serves public/ when the file names no sites.
   const sites = data.sites === undefined ? [{ static: 'public' }] : list(data.sites);

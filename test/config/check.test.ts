@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import { checkCertificates, checkConfigData, checkPorts, checkSqliteStore } from '../../src/config/check.ts';
+import { checkCertificates, checkConfigData, checkLogFile, checkPorts, checkSqliteStore } from '../../src/config/check.ts';
 import { DatabaseSync } from 'node:sqlite';
 import { validateConfig } from '../../src/config/load.ts';
 
@@ -164,4 +164,20 @@ test('check opens a sqlite:// cache file as start would: one that is not a datab
   const report = await checkConfigData({ listen: { https: 0, http: null }, admin: { listen: null }, cache: { store: `sqlite://${garbage}` } }, { ports: true });
   assert.equal(report.config, null);
   assert.ok(report.errors.some((e) => e.startsWith('cache.store: cannot open')), report.errors.join('\n'));
+});
+
+test('check opens the access log file as start would: an existing one for appending, a new one where a file can be made, and makes none itself', async () => {
+  const logDir = mkdtempSync(join(tmpdir(), 'outpost-check-log-'));
+  const existing = join(logDir, 'access.log');
+  writeFileSync(existing, 'earlier line\n');
+  assert.deepEqual(checkLogFile(existing), []);
+  const fresh = join(logDir, 'new.log');
+  assert.deepEqual(checkLogFile(fresh), []);
+  assert.equal(existsSync(fresh), false, 'start makes it, not check');
+  assert.deepEqual(readdirSync(logDir).sort(), ['access.log']);
+  assert.deepEqual(checkLogFile(logDir), [`log.access: cannot open ${JSON.stringify(logDir)} to append to it`], 'a directory is no log file');
+  assert.deepEqual(checkLogFile('/proc/outpost-access.log'), ['log.access: cannot open "/proc/outpost-access.log" to append to it']);
+  assert.deepEqual([checkLogFile('stdout'), checkLogFile('off')], [[], []]);
+  const report = await checkConfigData({ listen: { https: 0, http: null }, admin: { listen: null }, log: { access: '/proc/outpost-access.log' } }, { ports: true });
+  assert.ok(report.errors.includes('log.access: cannot open "/proc/outpost-access.log" to append to it'), report.errors.join('\n'));
 });

@@ -87,6 +87,12 @@ test('a route needs exactly one of static, origin, redirect; static roots must e
   assert.deepEqual(problemsOf({ sites: [{ static: 'no/such/dir' }] }), ['sites[0].static: not a directory: "no/such/dir"']);
 });
 
+test('an access log file must have a directory to be made in: start would otherwise run on and lose every line', () => {
+  assert.deepEqual(problemsOf({ log: { access: 'no/such/dir/access.log' } }), ['log.access: no directory to write "no/such/dir/access.log" in: "no/such/dir"']);
+  assert.deepEqual(problemsOf({ log: { access: 'package.json/access.log' } }), ['log.access: no directory to write "package.json/access.log" in: "package.json"']);
+  for (const access of ['stdout', 'off', 'access.log']) assert.equal(validateConfig({ log: { access } }).log.access, access);
+});
+
 test('proxy temp files: tempPath must be a directory, wherever proxy options are given; maxTempFileSize a size', () => {
   assert.deepEqual(problemsOf({
     proxy: { tempPath: 'no/such/dir', maxTempFileSize: 'lots' },
