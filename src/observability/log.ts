@@ -70,7 +70,9 @@ export function formatErrorLine({ ctx, error, where }: ErrorEvent): string {
   const causeText = cause ? ` (cause: ${cause.code ?? ''} ${cause.message ?? ''})` : '';
   // The cause on the error's line, whatever it holds (undici's assertion texts span several lines);
   // the message keeps its own lines (a refused configuration lists one problem per line).
-  return `${new Date().toISOString()} error ${where}${request}: ${code}: ${message}${oneLine(causeText)}\n`;
+  // Node's system errors start their message with their code ("ENOENT: no such file..."): said once.
+  const text = message.startsWith(`${code}: `) ? message : `${code}: ${message}`;
+  return `${new Date().toISOString()} error ${where}${request}: ${text}${oneLine(causeText)}\n`;
 }
 
 /** At most this many error lines per second for one kind of error; the rest are counted and summed up in one line. */

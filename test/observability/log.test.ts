@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createErrorLogLimiter, errorKind } from '../../src/observability/log.ts';
+import { createErrorLogLimiter, errorKind, formatErrorLine } from '../../src/observability/log.ts';
 import { OutpostError } from '../../src/errors.ts';
 
 /** The error log's per-kind rate limit, on an injected clock. */
@@ -48,4 +48,12 @@ test('a passed-through connection is one access-log entry in either format', asy
   const entry = JSON.parse(formatPassthroughJson(event, Date.UTC(2026, 10, 30)));
   assert.deepEqual(entry, { time: '2026-11-30T00:00:00.000Z', passthrough: 'legacy.test', remote: '192.0.2.1', backend: '10.0.0.5:443', bytes_in: 517, bytes_out: 4096, duration_ms: 12.5, error: null });
   assert.match(formatPassthroughLine(event), /^192\.0\.2\.1 legacy\.test \[.+\] "PASSTHROUGH 10\.0\.0\.5:443" 517 4096 12\.5ms\n$/);
+});
+
+test('an error line says a system error\'s code once: Node starts the message with it', () => {
+  const error = Object.assign(new Error("ENOENT: no such file or directory, open '/var/log/x/access.log'"), { code: 'ENOENT' });
+  const line = formatErrorLine({ ctx: null, error, where: 'access log /var/log/x/access.log' });
+  assert.match(line, / error access log \/var\/log\/x\/access\.log: ENOENT: no such file or directory, open '\/var\/log\/x\/access\.log'\n$/);
+  const other = formatErrorLine({ ctx: null, error: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), where: 'somewhere' });
+  assert.match(other, / error somewhere: ECONNRESET: socket hang up\n$/);
 });
