@@ -196,6 +196,20 @@ export function checkLogFile(access: string): string[] {
 }
 
 /**
+ * The proxy's temp file directories (proxy.tempPath, and a site's or route's own) able to take a
+ * file, as a response that spills to disk needs (check only; validateConfig has seen that each is a
+ * directory). Without one, a slow client's response would find out at its first spill.
+ */
+export function checkTempPaths(config: Config): string[] {
+  const paths: Array<[string, string | null | undefined]> = [['proxy.tempPath', config.proxy.tempPath]];
+  config.sites.forEach((site, i) => {
+    paths.push([`sites[${i}].proxy.tempPath`, site.proxy?.tempPath]);
+    site.routes.forEach((route, j) => paths.push([`sites[${i}].routes[${j}].proxy.tempPath`, route.proxy?.tempPath]));
+  });
+  return paths.flatMap(([key, dir]) => (typeof dir === 'string' && !canCreateIn(resolve(dir)) ? [`${key}: cannot write temp files in ${JSON.stringify(dir)}`] : []));
+}
+
+/**
  * Whether a file can be made in `dir`: a trial directory is made there and taken away again.
  * Not access(2), which root passes for any directory, /proc's too.
  */
@@ -213,7 +227,7 @@ function canCreateIn(dir: string): boolean {
  * Everything at once for raw config data: schema and file problems (validateConfig), and the
  * certificate checks — run on the `tls` and `sites` sections alone when another section is
  * invalid, so one run names every problem. `ports`: also try to bind the listen ports, open a
- * sqlite:// cache file and the access log file (check only).
+ * sqlite:// cache file and the access log file, and write in the temp file directories (check only).
  */
 export async function checkConfigData(raw: unknown, options: { now?: number; ports?: boolean } = {}): Promise<CheckReport & { config: Config | null }> {
   let config: Config | null = null;
@@ -243,6 +257,6 @@ export async function checkConfigData(raw: unknown, options: { now?: number; por
   const listen = section('listen');
   const admin = section('admin');
   if (options.ports === true && listen !== undefined && admin !== undefined) warnings.push(...await checkPorts({ listen, admin }));
-  if (options.ports === true && config !== null) errors.push(...checkSqliteStore(config.cache.store), ...checkLogFile(config.log.access));
+  if (options.ports === true && config !== null) errors.push(...checkSqliteStore(config.cache.store), ...checkLogFile(config.log.access), ...checkTempPaths(config));
   return { config: errors.length === 0 ? config : null, errors, warnings };
 }

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import { checkCertificates, checkConfigData, checkLogFile, checkPorts, checkSqliteStore } from '../../src/config/check.ts';
+import { checkCertificates, checkConfigData, checkLogFile, checkPorts, checkSqliteStore, checkTempPaths } from '../../src/config/check.ts';
 import { DatabaseSync } from 'node:sqlite';
 import { validateConfig } from '../../src/config/load.ts';
 
@@ -180,4 +180,15 @@ test('check opens the access log file as start would: an existing one for append
   assert.deepEqual([checkLogFile('stdout'), checkLogFile('off')], [[], []]);
   const report = await checkConfigData({ listen: { https: 0, http: null }, admin: { listen: null }, log: { access: '/proc/outpost-access.log' } }, { ports: true });
   assert.ok(report.errors.includes('log.access: cannot open "/proc/outpost-access.log" to append to it'), report.errors.join('\n'));
+});
+
+test('check writes in the proxy\'s temp file directories, wherever they are given; a directory that takes no file is named', () => {
+  const writable = mkdtempSync(join(tmpdir(), 'outpost-check-temp-'));
+  const config = validateConfig({
+    proxy: { tempPath: writable },
+    sites: [{ hosts: ['*'], origin: 'http://127.0.0.1:3000', routes: [{ path: '/a/', origin: 'http://127.0.0.1:3000', proxy: { tempPath: '/proc' } }] }],
+  });
+  assert.deepEqual(checkTempPaths(config), ['sites[0].routes[0].proxy.tempPath: cannot write temp files in "/proc"']);
+  assert.deepEqual(readdirSync(writable), [], 'the trial directory is taken away');
+  assert.deepEqual(checkTempPaths(validateConfig({})), [], 'none given: the system\'s temp directory');
 });
