@@ -46,6 +46,9 @@ export interface RunningAdmin {
 }
 
 const MAX_BODY = 16 * 1024;
+/** What a purge's body may hold: one target, and `soft`. */
+const PURGE_TARGETS = ['url', 'tag', 'all'] as const;
+const PURGE_FIELDS: ReadonlySet<string> = new Set([...PURGE_TARGETS, 'soft']);
 
 /** The dashboard: one static page, its inline script allowed by hash (Content-Security-Policy). */
 const DASHBOARD = readFileSync(new URL('./dashboard.html', import.meta.url));
@@ -184,6 +187,12 @@ export async function startAdmin(listen: string, token: string, actions: AdminAc
     if (method !== 'POST') return [405, { error: 'use POST' }];
     const body = await readJson(req) as Record<string, unknown> | null;
     if (body === null || typeof body !== 'object' || Array.isArray(body)) return [400, { error: 'expected a JSON object' }];
+    // One target, and nothing the purge would not act on: {"url", "tags"} purging the URL alone, or
+    // {"url", "tag"} the URL and not the tag, would read as done.
+    const unknown = Object.keys(body).find((key) => !PURGE_FIELDS.has(key));
+    if (unknown !== undefined) return [400, { error: `${JSON.stringify(unknown)}: not a purge field (url, tag, all, soft)` }];
+    const targets = PURGE_TARGETS.filter((key) => body[key] !== undefined);
+    if (targets.length > 1) return [400, { error: `one of url, tag or all at a time, got ${targets.join(' and ')}` }];
     if (body.soft !== undefined && typeof body.soft !== 'boolean') return [400, { error: `soft: expected true or false, got ${JSON.stringify(body.soft)}` }];
     const soft = body.soft === true;
     if (typeof body.url === 'string') {

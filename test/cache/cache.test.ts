@@ -385,6 +385,9 @@ test('purge through the admin API: by URL (every variant), by tag, everything; b
   await h2(`${outpost.url}${tagged[2]}`);
   assert.equal(count(tagged[2]), 2);
   assert.equal((await admin({ nothing: true })).status, 400);
+  // A field the purge would not act on, or two targets, is refused rather than half done.
+  assert.deepEqual(await admin({ url: `${outpost.url}${byUrl}`, tags: ['list'] }), { status: 400, json: { error: '"tags": not a purge field (url, tag, all, soft)' } });
+  assert.deepEqual(await admin({ url: `${outpost.url}${byUrl}`, tag: 'list' }), { status: 400, json: { error: 'one of url, tag or all at a time, got url and tag' } });
 });
 
 describe('Redis store', { skip: redisSkipReason() }, () => {
