@@ -59,6 +59,8 @@ export interface SoakSample {
   readonly spareBytes?: number;
   readonly mallocInUseBytes?: number;
   readonly mallocFreeBytes?: number;
+  /** Memory-reducing collections memory.pressure asked V8 for so far (outpost_memory_pressure_collections_total). */
+  readonly pressures?: number;
 }
 
 export interface SoakResult {
@@ -116,7 +118,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const rssStartBytes = rssBytes(child.pid);
   const allocator = allocatorOf(child.pid);
 
-  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; young?: number; pooled?: number; external?: number; slabs?: number; spare?: number; mallocInUse?: number; mallocFree?: number };
+  type Usage = { bytes?: number; entries?: number; heapUsed?: number; heapTotal?: number; young?: number; pooled?: number; external?: number; slabs?: number; spare?: number; mallocInUse?: number; mallocFree?: number; pressures?: number };
   const metricsText = async (): Promise<string> => {
     const r = await request(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 5000, bodyTimeout: 5000 });
     return r.body.text();
@@ -136,6 +138,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
         external: metric('nodejs_external_memory_bytes'),
         slabs: metric('outpost_cache_slab_bytes', 'allocated'), spare: metric('outpost_cache_slab_bytes', 'spare'),
         mallocInUse: metric('outpost_malloc_bytes', 'in_use'), mallocFree: metric('outpost_malloc_bytes', 'free'),
+        pressures: metric('outpost_memory_pressure_collections_total'),
       };
     } catch {
       return {};
@@ -180,7 +183,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const usage = await cacheUsage();
     samples.push({ t: Math.round(t * 10) / 10, requests, rssBytes: rss, cacheBytes: usage.bytes, cacheEntries: usage.entries,
       heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, youngBytes: usage.young, pooledBytes: usage.pooled, externalBytes: usage.external,
-      slabBytes: usage.slabs, spareBytes: usage.spare, mallocInUseBytes: usage.mallocInUse, mallocFreeBytes: usage.mallocFree });
+      slabBytes: usage.slabs, spareBytes: usage.spare, mallocInUseBytes: usage.mallocInUse, mallocFreeBytes: usage.mallocFree, pressures: usage.pressures });
   };
   const timer = setInterval(() => { void sample(); }, every);
   const result = await instance;
@@ -258,6 +261,9 @@ export function soakTable(r: SoakResult): string {
   lines.push(`RSS at start ${mib(r.rssStartBytes)} MiB, 6 s after the load ${mib(r.rssAfterBytes)} MiB`);
   const gc = Object.entries(r.collections).map(([kind, c]) => `${kind} ${c.count} (${(c.seconds * 1000).toFixed(0)} ms)`).join(', ');
   lines.push(`CPU ${r.cpuMicrosPerRequest.toFixed(0)} µs per request (all threads); V8 collections during the load: ${gc || 'not reported'}`);
+  // When memory.pressure asked V8 to give its pooled pages back: the samples whose count rose.
+  const asked = r.samples.filter((s, i) => i > 0 && (s.pressures ?? 0) > (r.samples[i - 1].pressures ?? 0)).map((s) => `${s.t} s`);
+  lines.push(`memory-reducing collections asked for (memory.pressure): ${asked.length > 0 ? `by ${asked.join(', ')}` : 'none'}`);
   lines.push(`second half: RSS up to ${mib(r.plateau.rssBytes)} MiB, cache up to ${mib(r.plateau.cacheBytes)} MiB: ` +
     `${r.plateau.within ? 'within' : 'OVER'} the target of ${mib(r.plateau.limitBytes)} MiB (2 x cache + 150 MiB)`);
   return lines.join('\n');

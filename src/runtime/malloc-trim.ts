@@ -138,7 +138,7 @@ export interface TrimPolicy {
   readonly busyPressureEveryMs: number | null;
   /**
    * Busy or quiet, ask V8 for a memory-reducing collection as soon as the pages it keeps pooled
-   * reach this many bytes (estimated: pagedHeapBytes, pooledOverLimit), or never (null). Where
+   * reach this many bytes (estimated: pagedHeapBytes, poolToGiveBack), or never (null). Where
    * busyPressureEveryMs signals on a clock and pays for it whether or not anything is pooled, this
    * signals once per drop of the heap: a load that made V8's heap grow (1,000 requests in flight
    * took it from 68 to 181 MB committed) and then fell (to 91: 90 MB pooled) otherwise leaves those
@@ -148,6 +148,16 @@ export interface TrimPolicy {
    * signalled, and pays nothing.
    */
   readonly pooledPressureBytes: number | null;
+  /**
+   * With pooledPressureBytes on, a smaller pool that stays (at least stalePoolBytes at every check
+   * for stalePoolMs) is signalled too: a load that reuses its pool takes pages back from it within
+   * seconds, one whose heap settled lower never does. The 5-minute soak (2026-12-06, bench/soak.ts)
+   * kept 16.5-17.5 MiB pooled from 115 s to its end, which held its RSS at 204-206 MiB against the
+   * target of 198.9; a minute is six times the gap `memory.pressure: 10s` leaves, whose cost the
+   * soak did not show (52-53 µs per request with and without it).
+   */
+  readonly stalePoolBytes: number;
+  readonly stalePoolMs: number;
   /** After a pooled signal, at least this long before the next: the reducing collection ends, and the heap's peak is tracked again from what it left. */
   readonly pooledPressureGapMs: number;
 }
@@ -162,6 +172,8 @@ export const TRIM_POLICY: TrimPolicy = {
   busyFreeBytes: 16 * MiB,
   busyPressureEveryMs: null,
   pooledPressureBytes: 32 * MiB,
+  stalePoolBytes: 8 * MiB,
+  stalePoolMs: 60_000,
   pooledPressureGapMs: 10_000,
 };
 
@@ -295,9 +307,11 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   let pagedPeakSeen = 0;
   let untrackedUntil = -Infinity;
   let pooledBytes = 0;
+  // Since when the pool has held at least stalePoolBytes at every check (null: it has not).
+  let stalePoolSince: number | null = null;
 
   /** The pool is emptied (a reducing collection asked for): tracked again once it is done. */
-  const poolEmptied = () => { untrackedUntil = now() + policy.pooledPressureGapMs; };
+  const poolEmptied = () => { untrackedUntil = now() + policy.pooledPressureGapMs; stalePoolSince = null; };
 
   /** V8's memory-pressure signal: a reducing collection, which empties the pool. */
   const signal = (): 'pressure' => {
@@ -309,11 +323,12 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   };
 
   /**
-   * Whether V8 keeps at least pooledPressureBytes pooled; tracks the peak on the way: the spaces'
-   * size now, and at each full collection's start since the last check (the helper's, which sees
-   * the peaks a look once a second misses).
+   * Whether V8's pool is to be given back: at least pooledPressureBytes, or at least stalePoolBytes
+   * for stalePoolMs. Tracks the peak on the way: the spaces' size now, and at each full
+   * collection's start since the last check (the helper's, which sees the peaks a look once a
+   * second misses).
    */
-  const pooledOverLimit = (): boolean => {
+  const poolToGiveBack = (): boolean => {
     if (pagedBytes === null) return false;
     const paged = pagedBytes();
     const atCollections = pagedPeak();
@@ -324,10 +339,12 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
     }
     pagedPeakSeen = Math.max(pagedPeakSeen, atCollections, paged);
     pooledBytes = pagedPeakSeen - paged;
-    return pooledBytes >= policy.pooledPressureBytes!;
+    if (pooledBytes < policy.stalePoolBytes) stalePoolSince = null;
+    else stalePoolSince ??= now();
+    return pooledBytes >= policy.pooledPressureBytes! || (stalePoolSince !== null && now() - stalePoolSince >= policy.stalePoolMs);
   };
   const check = (): 'quiet' | 'busy' | 'collect' | 'pressure' | null => {
-    const pooled = pooledOverLimit();
+    const pooled = poolToGiveBack();
     const busy = utilization() >= policy.quietUtilization;
     if (busy) {
       workedSinceTrim = true;

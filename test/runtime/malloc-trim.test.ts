@@ -482,6 +482,22 @@ test('memory.pressure auto: one signal when V8\'s heap falls by pooledPressureBy
   trimmer.stop();
 });
 
+test('memory.pressure auto: a smaller pool that stays for stalePoolMs is signalled once; one the load keeps taking back is not', { skip }, () => {
+  const { trimmer, step, signals } = pooledTrimmer({ ...POOLED, stalePoolBytes: 8 * MiB, stalePoolMs: 60_000 }, () => {});
+  // The soak's heap: 66 MiB at its peak, then settled 17 MiB lower, under pooledPressureBytes, for good.
+  assert.equal(step(66 * MiB), null);
+  for (let i = 1; i <= 60; i++) assert.equal(step(49 * MiB + (i % 3) * MiB), null, `second ${i}: pooled for less than a minute`);
+  assert.equal(step(49 * MiB), 'pressure', 'pooled (15-17 MiB) for a minute');
+  assert.equal(signals(), 1);
+  // Given back: tracked anew after the gap from what the collection left, nothing stays pooled.
+  for (let i = 0; i < 120; i++) assert.equal(step(34 * MiB), null, `after: second ${i}`);
+  // A load whose heap grows back into its pool every few seconds: pooled 9-21 MiB, but under 8 for a second in each ten.
+  assert.equal(step(55 * MiB), null);
+  for (let i = 0; i < 180; i++) assert.equal(step(i % 10 === 9 ? 50 * MiB : 34 * MiB + (i % 10) * MiB), null, `regrowing: second ${i}`);
+  assert.equal(signals(), 1);
+  trimmer.stop();
+});
+
 test('memory.pressure auto: a peak only the full collection\'s start saw (between two checks) is signalled; the reducing collection\'s own start is not', { skip }, () => {
   const { trimmer, step, signals } = pooledTrimmer(POOLED);
   assert.equal(step(70 * MiB), null);
