@@ -70,7 +70,7 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
   async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader, turnKey = primary, looked = false): Promise<Reply | undefined> {
     const turn = await engine.nodeFlights!.turn(turnKey, looked);
     if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn, turnKey, looked);
-    releaseTurnWhenLanded(engine.nodeFlights!, turnKey, leader);
+    releaseTurnWhenLanded(engine.nodeFlights!, turnKey, leader, turnKey === primary);
     return undefined;
   }
 
@@ -81,10 +81,10 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
    * real, so the fetch this worker makes holds it as any other. Undefined: fetch it here.
    */
   async function collapsedElsewhere(ctx: Context, primary: string, params: string, leader: Leader, turn: Exclude<Turn, 'lead'>, turnKey: string, looked: boolean): Promise<Reply | undefined> {
-    if (turn === 'uncacheable') engine.hitForMiss.remember(primary, 'uncacheable (learnt by another worker)');
+    if (turn === 'uncacheable' || turn === 'bypass') engine.hitForMiss.remember(primary, 'uncacheable (learnt by another worker)');
     if (turn !== 'look') {
       leader.settle({ kind: 'pass' });
-      return passThrough(ctx, 'fwd=bypass; collapsed');
+      return passThrough(ctx, turn === 'bypass' ? 'fwd=bypass' : 'fwd=bypass; collapsed');
     }
     const again = await engine.lookup(primary, ctx.headers);
     // The other worker stored another variant: this one's own turn (its fetch, or another worker's).

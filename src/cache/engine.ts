@@ -7,7 +7,7 @@ import { flightKeyOf, holderOf, lookup, lookupNow, objectsOf, primaryOf, purgeTa
 import { currentAge, initialAge, responseFacts, retentionMs, type PolicyOptions, type ResponseFacts, type StoredResponse } from './policy.ts';
 import { createFlights, type Flights } from './flights.ts';
 import type { NodeFlights } from './node-flights.ts';
-import { createHitForMiss, type HitForMiss } from './hit-for-miss.ts';
+import { createHitForMiss, HIT_FOR_MISS, type HitForMiss } from './hit-for-miss.ts';
 import type { PurgeTarget } from '../observability/admin.ts';
 import { onceASecond } from '../timers.ts';
 
@@ -155,8 +155,6 @@ function recordMemo<T extends object>(name: string): { get(meta: StoredResponse)
   };
 }
 
-/** How long a URI stays known-uncacheable (Varnish's hit-for-miss), so bursts for it do not queue. */
-const HIT_FOR_MISS = { ttlMs: 120_000, max: 10_000 };
 /** RFC 9111 §4.2.2 suggests at most 10 % of the time since Last-Modified. */
 const HEURISTIC_FRACTION = 0.1;
 
@@ -348,6 +346,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     async invalidate(primaries) {
       for (const primary of primaries) {
         hitForMiss.forget(primary);
+        options.nodeFlights?.forget(primary);
         await safely(purgeUrl(store, primary), 0);
       }
     },
@@ -368,12 +367,14 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     async purge(target, soft) {
       if ('all' in target) {
         hitForMiss.clear();
+        options.nodeFlights?.forget();
         return store.clear();
       }
       if ('url' in target) {
         const url = new URL(target.url);
         const primary = primaryKey({ scheme: url.protocol === 'http:' ? 'http' : 'https', authority: url.host, target: url.pathname + url.search });
         hitForMiss.forget(primary);
+        options.nodeFlights?.forget(primary);
         return soft ? markStale(await objectsOf(store, { primary })) : purgeUrl(store, primary);
       }
       return soft ? markStale(await objectsOf(store, { tag: target.tag })) : purgeTag(store, target.tag);

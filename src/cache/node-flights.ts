@@ -1,5 +1,6 @@
 import { primaryChannel, type Peer, type Service, type WorkerChannel } from '../runtime/primary-channel.ts';
 import type { Leader } from './flights.ts';
+import { createHitForMiss, HIT_FOR_MISS } from './hit-for-miss.ts';
 
 /**
  * Collapsed forwarding across the node's workers. Within a worker one request per URI goes to the
@@ -11,6 +12,11 @@ import type { Leader } from './flights.ts';
  * stored cost the origin one request, not one per worker. A turn held longer than LOCK_TIMEOUT_MS
  * (a slow origin, a large body) is not waited for any longer: the worker fetches itself, as nginx
  * does after proxy_cache_lock_timeout (5 s).
+ *
+ * A URI whose fetch turned out uncacheable is remembered by the primary too (hit-for-miss for the
+ * node): a worker that asks for its turn afterwards is told so at once and goes to the origin
+ * without queueing its requests behind a fetch of its own first. A purge or an invalidation in any
+ * worker makes the primary forget it, as it makes that worker forget.
  */
 
 export const LOCK_TIMEOUT_MS = 5000;
@@ -27,9 +33,10 @@ const SERVICE = 'flights';
  * What a worker does when its turn comes: `lead` fetch (and release the turn with its outcome),
  * `look` the response was stored: read it, `pass` not storable: go to the origin alone,
  * `uncacheable` the same, and the URI is uncacheable for a while (hit-for-miss): the worker that
- * fetched it learnt so, and so does this one, whose next requests for it go straight to the origin.
+ * fetched it learnt so, and so does this one, whose next requests for it go straight to the origin;
+ * `bypass` the same, known by the node before this ask (nothing was waited for).
  */
-export type Turn = 'lead' | 'look' | 'pass' | 'uncacheable';
+export type Turn = 'lead' | 'look' | 'pass' | 'uncacheable' | 'bypass';
 const OUTCOMES: ReadonlySet<unknown> = new Set<Turn>(['look', 'pass', 'uncacheable']);
 
 /** The primary's side: who holds each URI's turn, and who waits for it. */
@@ -38,11 +45,15 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
   const turns = new Map<string, { holder: Peer; since: number; waiting: Array<(turn: Turn) => void> }>();
   /** When each URI's last turn ended with its response stored; oldest first, none older than JUST_LANDED_MS kept. */
   const landed = new Map<string, number>();
-  const end = (key: string, outcome: Turn) => {
+  /** URIs a worker's fetch found uncacheable (a turn released 'uncacheable' for the URI itself, not one of its variants). */
+  const uncacheable = createHitForMiss({ ...HIT_FOR_MISS, now });
+  const end = (key: string, outcome: Turn, ofUri = false) => {
     const held = turns.get(key);
     if (held === undefined) return;
     turns.delete(key);
+    if (outcome === 'uncacheable' && ofUri) uncacheable.remember(key);
     if (outcome === 'look') {
+      uncacheable.forget(key);
       const at = now();
       landed.delete(key);
       landed.set(key, at);
@@ -61,6 +72,7 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
     handle(from, op, args) {
       const key = String(args[0]);
       if (op === 'turn') {
+        if (uncacheable.has(key)) return 'bypass' satisfies Turn;
         const held = turns.get(key);
         // A worker that looked and found nothing (dropped since: a POST, a purge) asks for a turn
         // that is one: without it, it would fetch holding none, and the next worker would too.
@@ -76,7 +88,12 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
       }
       if (op === 'release') {
         const outcome = OUTCOMES.has(args[1]) ? args[1] as Turn : 'lead';
-        if (turns.get(key)?.holder === from) end(key, outcome);
+        if (turns.get(key)?.holder === from) end(key, outcome, args[2] === true);
+        return undefined;
+      }
+      if (op === 'forget') {
+        if (args.length === 0) uncacheable.clear();
+        else uncacheable.forget(key);
         return undefined;
       }
       throw new Error(`node flights: unknown operation ${op}`);
@@ -104,14 +121,19 @@ export interface NodeFlights {
   ahead(key: string): Promise<Turn> | undefined;
   /** A turn asked for ahead that no miss took up (the lookup found the response): given back. */
   giveBack(key: string, ahead: Promise<Turn>): void;
-  /** Ends this worker's turn: what the workers waiting for it should do. */
-  release(key: string, outcome: Turn): void;
+  /**
+   * Ends this worker's turn: what the workers waiting for it should do. `ofUri`: the key is the
+   * URI's own (not one of its variants'), so an 'uncacheable' outcome is remembered for the node.
+   */
+  release(key: string, outcome: Turn, ofUri?: boolean): void;
+  /** The URI is no longer known uncacheable (purged, invalidated); without a key, none is. */
+  forget(key?: string): void;
 }
 
 /** A worker's side, over its channel to the primary (tests hand in another). */
 export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel()): NodeFlights {
   const ask = (key: string, looked = false) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked).catch(() => 'lead' as const);
-  const release = (key: string, outcome: Turn) => channel.tell(SERVICE, 'release', key, outcome);
+  const release = (key: string, outcome: Turn, ofUri = false) => channel.tell(SERVICE, 'release', key, outcome, ofUri);
   /** Turns asked for ahead and not yet taken up, by key. */
   const asked = new Map<string, Promise<Turn>>();
   return {
@@ -134,16 +156,20 @@ export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel(
       void early.then((turn) => { if (turn === 'lead') release(key, 'lead'); });
     },
     release,
+    forget: (key) => (key === undefined ? channel.tell(SERVICE, 'forget') : channel.tell(SERVICE, 'forget', key)),
   };
 }
 
-/** Ends this worker's turn at `key` once its flight's outcome is known: stored (look), not storable (pass, uncacheable), or neither (lead). */
-export function releaseTurnWhenLanded(nodeFlights: NodeFlights, key: string, leader: Leader): void {
+/**
+ * Ends this worker's turn at `key` once its flight's outcome is known: stored (look), not storable
+ * (pass, uncacheable), or neither (lead). `ofUri`: the key is the URI's own (NodeFlights.release).
+ */
+export function releaseTurnWhenLanded(nodeFlights: NodeFlights, key: string, leader: Leader, ofUri: boolean): void {
   leader.outcome
     .then((result): Turn | Promise<Turn> => {
       if (result.kind === 'shared') return result.stored.then((found) => (found !== undefined ? 'look' : 'lead'), () => 'lead');
       if (result.kind === 'pass') return result.uncacheable !== undefined ? 'uncacheable' : 'pass';
       return result.kind === 'refreshed' ? 'look' : 'lead';
     })
-    .then((outcome) => nodeFlights.release(key, outcome));
+    .then((outcome) => nodeFlights.release(key, outcome, ofUri));
 }

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNodeFlights, createNodeFlightsClient, JUST_LANDED_MS, LOCK_TIMEOUT_MS, type NodeFlights, type Turn } from '../../src/cache/node-flights.ts';
 import { createCacheEngine } from '../../src/cache/engine.ts';
+import { HIT_FOR_MISS } from '../../src/cache/hit-for-miss.ts';
 import { createMemoryStore } from '../../src/cache/store/memory.ts';
 import type { CacheStore } from '../../src/cache/store/contract.ts';
 import { h2, startOrigin, startOutpost } from '../helpers/outpost.ts';
@@ -12,7 +13,7 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   const flights = createNodeFlights({ now: () => clock });
   const [a, b, c] = [{}, {}, {}] as Peer[];
   const turn = (peer: Peer, key: string, looked = false) => Promise.resolve(flights.handle(peer, 'turn', [key, looked], undefined as never)) as Promise<Turn>;
-  const release = (peer: Peer, key: string, outcome: Turn) => flights.handle(peer, 'release', [key, outcome], undefined as never);
+  const release = (peer: Peer, key: string, outcome: Turn, ofUri = false) => flights.handle(peer, 'release', [key, outcome, ofUri], undefined as never);
   const settledSoon = async (p: Promise<Turn>) => Promise.race([p, new Promise((resolve) => setTimeout(resolve, 20, 'waiting'))]);
 
   // Stored: the waiters read it.
@@ -50,6 +51,22 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   const learner = turn(b, 'h');
   release(a, 'h', 'uncacheable');
   assert.equal(await learner, 'uncacheable');
+  assert.equal(await turn(c, 'h'), 'lead', 'a variant\'s turn (not the URI\'s own) is not remembered');
+  release(c, 'h', 'uncacheable', true);
+  // The URI's own turn: remembered for the node, so a worker not asked during that fetch is told at once.
+  assert.equal(await turn(b, 'h'), 'bypass');
+  assert.equal(await turn(a, 'h', true), 'bypass');
+  flights.handle(a, 'forget', ['h'], undefined as never); // purged or invalidated in some worker
+  assert.equal(await turn(b, 'h'), 'lead');
+  release(b, 'h', 'uncacheable', true);
+  assert.equal(await turn(c, 'h'), 'bypass');
+  clock += HIT_FOR_MISS.ttlMs + 1;
+  assert.equal(await turn(c, 'h'), 'lead', 'for as long as a worker remembers it');
+  release(c, 'h', 'uncacheable', true);
+  flights.handle(a, 'forget', [], undefined as never); // purge all
+  assert.equal(await turn(a, 'h'), 'lead');
+  release(a, 'h', 'look');
+  clock += JUST_LANDED_MS + 1;
 
   // A turn held longer than anyone waits is taken over; a worker that goes away lets its waiters fetch.
   assert.equal(await turn(a, 'slow'), 'lead');
@@ -115,6 +132,7 @@ test('a miss that waited for another worker\'s fetch: served as collapsed, but v
     ahead: () => undefined,
     giveBack() {},
     release() {},
+    forget() {},
   };
   const engine = createCacheEngine({ store, maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
@@ -146,14 +164,16 @@ test('hit-for-miss across workers: a worker that fetched an uncacheable response
     res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/plain' });
     res.end('personal');
   });
-  const released: Array<[string, Turn]> = [];
+  const released: Array<[string, Turn, boolean | undefined]> = [];
+  const forgotten: Array<string | undefined> = [];
   const turns: string[] = [];
   let next: Turn = 'lead';
   const nodeFlights: NodeFlights = {
     turn: async (key) => { turns.push(key); return next; },
     ahead: () => undefined,
     giveBack() {},
-    release(key, outcome) { released.push([key, outcome]); },
+    release(key, outcome, ofUri) { released.push([key, outcome, ofUri]); },
+    forget(key) { forgotten.push(key); },
   };
   const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
@@ -161,7 +181,7 @@ test('hit-for-miss across workers: a worker that fetched an uncacheable response
     // This worker fetches it: its turn ends 'uncacheable' (it remembers the URI), not a bare 'pass'.
     assert.equal((await h2(`${outpost.url}/fetched-here`)).body.toString(), 'personal');
     await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(released.map(([, outcome]) => outcome), ['uncacheable']);
+    assert.deepEqual(released.map(([key, outcome, ofUri]) => [new URL(key).pathname, outcome, ofUri]), [['/fetched-here', 'uncacheable', true]], 'the URI\'s own turn: the primary remembers it for the node');
     // Another worker fetched it: told 'uncacheable', this worker remembers it too and asks no turn the next time.
     next = 'uncacheable';
     assert.equal((await h2(`${outpost.url}/fetched-elsewhere`)).body.toString(), 'personal');
@@ -170,12 +190,24 @@ test('hit-for-miss across workers: a worker that fetched an uncacheable response
     assert.equal(again.body.toString(), 'personal');
     assert.equal(turns.length, asked, 'no turn asked: known uncacheable here now');
     assert.match(String(again.headers['cache-status']), /fwd=bypass/);
+    // Told 'bypass' (the primary knew before this ask): the same, and not called collapsed (nothing was waited for).
+    next = 'bypass';
+    const told = await h2(`${outpost.url}/known-to-the-node`);
+    assert.equal(String(told.headers['cache-status']), 'Outpost; fwd=bypass; fwd-status=200');
+    const askedBefore = turns.length;
+    await h2(`${outpost.url}/known-to-the-node`);
+    assert.equal(turns.length, askedBefore, 'remembered here too');
     // Told a bare 'pass' (not storable for that request only): nothing is learnt, the next miss asks again.
     next = 'pass';
     await h2(`${outpost.url}/passed`);
     const before = turns.length;
     await h2(`${outpost.url}/passed`);
     assert.equal(turns.length, before + 1);
+    // An invalidation here (RFC 9111 §4.4) and a purge make the primary forget too, not only this worker.
+    const posted = await h2(`${outpost.url}/fetched-here`, { method: 'POST', body: 'x' });
+    assert.equal(posted.status, 200);
+    await engine.purge({ all: true }, false);
+    assert.deepEqual(forgotten.map((key) => (key === undefined ? 'all' : new URL(key).pathname)), ['/fetched-here', 'all']);
   } finally {
     await outpost.close();
     await origin.close();
@@ -201,6 +233,7 @@ test('a stale response another worker is validating: this worker waits for its t
     ahead: () => undefined,
     giveBack() {},
     release() {},
+    forget() {},
   };
   const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights, now: () => clock });
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });
@@ -236,6 +269,7 @@ test('a miss told to look that finds nothing (dropped since: a POST, a purge) ta
     ahead: () => undefined,
     giveBack() {},
     release(key, outcome) { released.push(`${new URL(key).pathname} ${outcome}`); },
+    forget() {},
   };
   const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
   const outpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] }, { engine });

@@ -22,6 +22,11 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
   let version = 1; // a POST changes the page
   let slowServed = 0;
   const origin = await startOrigin((req, res) => {
+    if (req.url === '/personal') {
+      res.setHeader('cache-control', 'no-store');
+      res.end('personal');
+      return;
+    }
     if (req.url === '/slow') {
       slowServed++;
       res.setHeader('cache-control', 'max-age=600');
@@ -105,6 +110,13 @@ test('workers: 2 share the listener and one memory cache (a POST or a purge in o
     assert.deepEqual(slow.map((r) => r.body.toString()), Array(8).fill('slow page'));
     assert.equal(slowServed, 1, 'one origin request for the node');
     assert.ok(slow.some((r) => /collapsed/.test(String(r.headers['cache-status']))), JSON.stringify(slow.map((r) => r.headers['cache-status'])));
+
+    // Hit-for-miss is the node's: once one worker's fetch found a URI uncacheable, the other worker
+    // (the next connection's) is told so by the primary and goes to the origin at once, bypassing.
+    const personal: string[] = [];
+    for (let i = 0; i < 4; i++) personal.push(String((await h2(`${url}/personal`, { ca })).headers['cache-status']));
+    assert.doesNotMatch(personal[0], /bypass/, personal[0]);
+    for (const status of personal.slice(1)) assert.match(status, /fwd=bypass; fwd-status=200$/, JSON.stringify(personal));
 
     // A rate limit holds for the client across workers (the primary counts): a burst of 3, then
     // one every 10 s, whichever worker each new connection lands on.
