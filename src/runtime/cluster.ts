@@ -63,10 +63,10 @@ export async function runPrimary(config: Config, source: ConfigSource): Promise<
   const tier = createNodeTier();
   const limits = createNodeLimits();
   const shared = createPrimaryChannel({ cache: tier, flights: createNodeFlights(), limits, connections: createNodeConnections() }, (error) => console.error(`outpost: ${error instanceof Error ? error.message : String(error)}`));
-  // The primary's free pages (the directory's, the messages') go back when the load stops, as the workers' do.
-  const trimmer = startConfiguredTrimmer(config.memory);
   // The primary holds no cached bodies (the workers do): its memory.limit is "auto"'s headroom alone.
   const budget = startBudget(config, 'primary');
+  // The primary's free pages (the directory's, the messages') go back when the load stops, as the workers' do.
+  const trimmer = startConfiguredTrimmer(config.memory, budget && (() => budget.tight()));
   keepCompiledModules(); // the workers load every module from the cache (compile-cache.ts)
   const fork = () => new Promise<{ worker: Worker; urls: readonly string[] }>((resolve, reject) => {
     // The config the primary validated (and last applied): a worker started after a reload, or

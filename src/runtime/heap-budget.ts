@@ -137,6 +137,8 @@ export interface HeapBudget {
   /** One check now (the timer calls it every CHECK_MS): the percent given to V8. */
   check(): number;
   stats(): HeapBudgetStats;
+  /** Whether the last check found the process near the limit (V8 held to less than its largest growth). */
+  tight(): boolean;
   /** A new limit (a reload); null: off until a limit is given again (V8 has its own choice back). */
   setLimit(limit: number | null): void;
   /** Stops the checks and gives V8 its own choice back. */
@@ -188,6 +190,7 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
   let limit = initialLimit;
   let percent = 0;
   let tightChecks = 0;
+  let tight = false;
   const tell = (next: number) => {
     if (next === percent) return;
     percent = next;
@@ -205,7 +208,8 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
     if (recent.length > LIVE_WINDOW) recent.shift();
     const filling = held[held.length - 1] - held[0] >= FILLING_BYTES;
     const next = growthPercentFor(limit, reading, Math.min(...recent), filling);
-    if (next !== 0 && next !== FILLING_PERCENT) tightChecks++;
+    tight = next !== 0 && next !== FILLING_PERCENT;
+    if (tight) tightChecks++;
     tell(next);
     return percent;
   };
@@ -214,9 +218,13 @@ export function startHeapBudget(initialLimit: number | null, options: HeapBudget
   return {
     check,
     stats: () => ({ limit: limit ?? 0, percent, tightSeconds: tightChecks * CHECK_MS / 1000 }),
+    tight: () => tight,
     setLimit(next) {
       limit = next;
-      if (limit === null) tell(0);
+      if (limit === null) {
+        tight = false;
+        tell(0);
+      }
     },
     stop() {
       clearInterval(timer);

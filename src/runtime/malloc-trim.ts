@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { getHeapSpaceStatistics } from 'node:v8';
 import { allocatorOf, type Allocator } from './allocator.ts';
 import { loadAddon } from './native-addon.ts';
+import { loadPressureHelper, pagedHeapBytes, v8Collector } from './v8-pool.ts';
 
 /**
  * Gives glibc's free heap pages back to the system (`memory.trim`).
@@ -62,22 +62,6 @@ export interface MallocHelper {
 }
 
 export const HELPER_PATH = fileURLToPath(new URL('../../native/build/malloc-trim.node', import.meta.url));
-export const PRESSURE_HELPER_PATH = fileURLToPath(new URL('../../native/build/heap-pressure.node', import.meta.url));
-
-/** The helper that gives V8's memory-pressure signal (native/heap-pressure.cc). */
-export interface PressureHelper {
-  /** A memory-reducing full collection, started now and done in steps: V8's pooled pages go back when it ends. */
-  moderate(): void;
-  /** The largest size of V8's pooling spaces (pagedHeapBytes) at a full collection's start since the last call, 0 for none; absent from a helper built before it. */
-  pagedPeak?(): number;
-}
-
-/** V8's memory-pressure signal, or why there is none (not built, or not Outpost's helper). */
-export function loadPressureHelper(path = PRESSURE_HELPER_PATH): { helper: PressureHelper; why?: undefined } | { helper: null; why: string } {
-  const { addon: helper, why } = loadAddon<PressureHelper>(path, 'a C++ compiler');
-  if (helper === null) return { helper, why };
-  return typeof helper.moderate === 'function' ? { helper } : { helper: null, why: `${path} is not Outpost's helper` };
-}
 
 /** The helper, or why there is none: trimming is for glibc's malloc, and needs the build. */
 export function loadMallocHelper(path = HELPER_PATH, allocator: Allocator = allocatorOf()): { helper: MallocHelper; why?: undefined } | { helper: null; why: string } {
@@ -120,6 +104,14 @@ export interface TrimPolicy {
    * ~70 MB (the slabs are mapped apart).
    */
   readonly busyFreeBytes: number;
+  /**
+   * Under load near `memory.limit` (the heap budget holds V8 back: heap-budget.ts), trim this often
+   * instead of busyEveryMs. There what glibc holds free is taken from V8's room, and the minute
+   * between trims left it there: a full 512 MB cache after 100,000 pass-through requests with
+   * 1,000 in flight held 49 MiB free in glibc's heap, 27 MiB of it resident, RSS 765 MiB against
+   * the limit of 736 (rig, 2026-12-06); a trim took 17 ms.
+   */
+  readonly busyTightEveryMs: number;
   /**
    * Under load, ask V8 for a memory-reducing collection this often (`memory.pressure`,
    * native/heap-pressure.cc), or never (null, the default). A regular full collection keeps the
@@ -170,6 +162,7 @@ export const TRIM_POLICY: TrimPolicy = {
   quietFreeBytes: 8 * MiB,
   busyEveryMs: 60_000,
   busyFreeBytes: 16 * MiB,
+  busyTightEveryMs: 10_000,
   busyPressureEveryMs: null,
   pooledPressureBytes: 32 * MiB,
   stalePoolBytes: 8 * MiB,
@@ -219,6 +212,8 @@ export interface TrimmerOptions {
   readonly pagedBytes?: () => number;
   /** Their size at the start of the full collections since the last call, 0 for none (by default the pressure helper's pagedPeak, where it has one). */
   readonly pagedPeak?: () => number;
+  /** Whether the process is near memory.limit now (busyTightEveryMs); by default never. */
+  readonly tight?: () => boolean;
   /** Start the check timer (tests call check() themselves). */
   readonly timer?: boolean;
 }
@@ -234,46 +229,19 @@ export function loopUtilization(): () => number {
   };
 }
 
-type ExposedGc = (options: { type: 'major'; execution: 'async'; flavor: 'last-resort' }) => Promise<void>;
-
-/**
- * V8's memory-reducing full collection, started as a task, when the process runs with --expose-gc.
- * A regular collection frees V8's pages into its page pool, which keeps them resident for the
- * next allocations ("pooled: N MB" in --trace-gc): a heap that grew to 200 MB under load and
- * was collected down to 6 stays at ~220 MiB RSS. Only a memory-reducing collection (V8's memory
- * reducer, memory pressure, or this "last resort" flavor: full collections until nothing more
- * is freed) releases the pool. Measured: 247 -> 58 MiB. It pauses the loop for a few full
- * collections (two of a 57 MB heap after 40,000 misses: 0.5 s on a slow host, against 0.18 s for
- * one regular collection), which is why it waits for quiet.
- */
-export function v8Collector(): (() => Promise<void>) | null {
-  const gc = (globalThis as { gc?: ExposedGc }).gc;
-  return typeof gc === 'function' ? () => gc({ type: 'major', execution: 'async', flavor: 'last-resort' }) : null;
-}
-
-/**
- * The bytes V8's heap commits in the spaces whose freed pages it pools: all but the large-object
- * spaces, which give their pages back as they free them. V8 does not say how much it keeps pooled
- * (--trace-gc prints it), but a pooled page is one these spaces committed and let go, and they
- * take pooled pages before new ones: so the most they committed since the pool was last emptied,
- * less what they commit now, is what the pool holds (within what they grew between two looks).
- */
-export function pagedHeapBytes(): number {
-  let bytes = 0;
-  for (const space of getHeapSpaceStatistics()) if (!space.space_name.endsWith('large_object_space')) bytes += space.space_size;
-  return bytes;
-}
-
 /** The pooledPressureBytes and busyPressureEveryMs of `memory.pressure`: "auto", a duration (ms) or off (null). */
 export function pressurePolicy(pressure: 'auto' | number | null): Pick<TrimPolicy, 'busyPressureEveryMs' | 'pooledPressureBytes'> {
   if (pressure === null) return { busyPressureEveryMs: null, pooledPressureBytes: null };
   return { busyPressureEveryMs: pressure === 'auto' ? null : pressure, pooledPressureBytes: TRIM_POLICY.pooledPressureBytes };
 }
 
-/** The trimmer `memory` asks for (memory.trim, memory.pressure), or none: trim off, or no helper (the startup line says why). */
-export function startConfiguredTrimmer(memory: { readonly trim: boolean; readonly pressure: 'auto' | number | null }): MallocTrimmer | undefined {
+/**
+ * The trimmer `memory` asks for (memory.trim, memory.pressure), or none: trim off, or no helper
+ * (the startup line says why). `tight`: whether the process is near memory.limit (its heap budget's).
+ */
+export function startConfiguredTrimmer(memory: { readonly trim: boolean; readonly pressure: 'auto' | number | null }, tight?: () => boolean): MallocTrimmer | undefined {
   const { helper } = memory.trim ? loadMallocHelper() : { helper: null };
-  return helper === null ? undefined : startMallocTrimmer(helper, { policy: { ...TRIM_POLICY, ...pressurePolicy(memory.pressure) } });
+  return helper === null ? undefined : startMallocTrimmer(helper, { policy: { ...TRIM_POLICY, ...pressurePolicy(memory.pressure) }, tight });
 }
 
 export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions = {}): MallocTrimmer {
@@ -281,6 +249,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
   const now = options.now ?? (() => performance.now());
   const utilization = options.utilization ?? loopUtilization();
   const rss = options.rss ?? (() => process.memoryUsage.rss());
+  const tight = options.tight ?? (() => false);
   const collect = options.collect !== undefined ? options.collect : v8Collector();
   const wantsPressure = policy.busyPressureEveryMs !== null || policy.pooledPressureBytes !== null;
   const pressureHelper = options.pressure === undefined && wantsPressure ? loadPressureHelper().helper : null;
@@ -351,7 +320,7 @@ export function startMallocTrimmer(helper: MallocHelper, options: TrimmerOptions
       workedSinceCollection = true;
       collected = false;
       quietInARow = 0;
-      if (now() - lastTrim >= policy.busyEveryMs) return trim('busy');
+      if (now() - lastTrim >= (tight() ? policy.busyTightEveryMs : policy.busyEveryMs)) return trim('busy');
       if (pooled) return signal();
       if (pressure === null || policy.busyPressureEveryMs === null || now() - lastPressure < policy.busyPressureEveryMs) return null;
       return signal();

@@ -134,8 +134,8 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     throw err;
   }
   // glibc's free pages back to the system when the load stops (the startup line says when it cannot).
-  const trimmer = startConfiguredTrimmer(config.memory);
   const budget = startBudget(config, instance);
+  const trimmer = startConfiguredTrimmer(config.memory, budget && (() => budget.tight()));
   // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
   // only when the admin API that serves them is on.
   const observed = config.admin.listen !== null && config.admin.token !== null;

@@ -47,6 +47,7 @@ test('memory.limit: the live heap is the least the old generation used over the 
   const budget = startHeapBudget(1000 * MiB, { read: () => readings.shift()!, apply: (p) => applied.push(p), timer: false });
   readings.push(reading(200, 100, 60));
   assert.equal(budget.check(), 0, 'far from the limit');
+  assert.equal(budget.tight(), false);
   // Outside 600, room 368; the old generation used 60 a check ago, 150 now: 368 / 60 >= 4, still V8's own.
   readings.push(reading(750, 150, 150));
   assert.equal(budget.check(), 0, 'garbage not yet collected does not count as live');
@@ -58,7 +59,9 @@ test('memory.limit: the live heap is the least the old generation used over the 
   assert.equal(budget.check(), 180);
   assert.deepEqual(applied, [180], 'told once');
   assert.equal(budget.stats().tightSeconds, 2 * CHECK_MS / 1000);
+  assert.equal(budget.tight(), true, 'near the limit (memory.trim then trims more often)');
   budget.setLimit(null);
+  assert.equal(budget.tight(), false);
   assert.deepEqual(applied, [180, 0], 'turned off by a reload: V8 has its own choice back');
   assert.equal(budget.check(), 0);
   assert.deepEqual(budget.stats(), { limit: 0, percent: 0, tightSeconds: 2 * CHECK_MS / 1000 });
@@ -107,6 +110,7 @@ test('memory.limit: the cache fills while it grew by FILLING_BYTES over the last
   assert.equal(budget.check(), 0);
   assert.deepEqual(applied, [FILLING_PERCENT, 0]);
   assert.equal(budget.stats().tightSeconds, 0, 'filling is not near the limit');
+  assert.equal(budget.tight(), false);
   budget.stop();
 
   const toldOff: number[] = [];

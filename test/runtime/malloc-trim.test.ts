@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, loadPressureHelper, pagedHeapBytes, pressurePolicy, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
+import { HELPER_PATH, TRIM_POLICY, loadMallocHelper, pressurePolicy, startMallocTrimmer, type TrimPolicy } from '../../src/runtime/malloc-trim.ts';
+import { loadPressureHelper, pagedHeapBytes } from '../../src/runtime/v8-pool.ts';
 import { startInstance } from '../../src/runtime/instance.ts';
 import { nodeMetrics } from '../../src/runtime/serve.ts';
 import { validateConfig } from '../../src/config/load.ts';
@@ -49,6 +50,23 @@ test('memory.trim: trims once when the event loop goes quiet after work, and und
   assert.equal(stats.trims, 3);
   assert.ok(stats.seconds > 0 && stats.seconds < 1, `time in malloc_trim: ${stats.seconds} s`);
   assert.ok(stats.releasedBytes >= 0);
+  trimmer.stop();
+});
+
+test('memory.trim: under load near memory.limit it trims every busyTightEveryMs instead of every busyEveryMs', { skip }, () => {
+  let now = 0;
+  let tight = false;
+  const trimmer = startMallocTrimmer(loaded.helper!, { policy: ALWAYS, now: () => now, utilization: () => 0.9, collect: null, tight: () => tight, timer: false });
+  const step = (ms: number) => { now += ms; return trimmer.check(); };
+  assert.equal(step(10_000), null, 'busy, far from the limit: 10 s after the start');
+  tight = true;
+  assert.equal(step(1000), 'busy', 'near it: 11 s since the last trim (the start)');
+  assert.equal(step(9000), null, '9 s after');
+  assert.equal(step(1000), 'busy', '10 s after');
+  tight = false;
+  assert.equal(step(50_000), null, 'far again: 50 s after');
+  assert.equal(step(10_000), 'busy', 'a minute after');
+  assert.equal(trimmer.stats().trims, 3);
   trimmer.stop();
 });
 
@@ -97,13 +115,13 @@ test('memory.trim: glibc\'s pages go back after quietChecks, V8\'s full collecti
 });
 
 /**
- * Runs `then` in a child process with --expose-gc (ESM, `name` imported from malloc-trim.ts) after
+ * Runs `then` in a child process with --expose-gc (ESM, `name` imported from `module` in src/runtime/) after
  * 1,000,000 small objects (~200 MB of V8 heap) were made (RSS `filled`), let go and collected the
  * regular way, which leaves V8's freed pages resident in its page pool (RSS `regular`).
  */
-function afterPooledPages(name: string, then: string, whileFilled = '') {
+function afterPooledPages(module: 'malloc-trim.ts' | 'v8-pool.ts', name: string, then: string, whileFilled = '') {
   const script = `
-    import { ${name} } from ${JSON.stringify(join(ROOT, 'src/runtime/malloc-trim.ts'))};
+    import { ${name} } from ${JSON.stringify(join(ROOT, 'src/runtime', module))};
     const rss = () => process.memoryUsage.rss();
     let all = [];
     for (let i = 0; i < 1e6; i++) all.push({ a: 'x' + i, b: [i, i + 1], c: { d: i } });
@@ -153,7 +171,7 @@ const LOAD_UNTIL_RSS_FALLS = `
 test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps pooled after a regular collection, as the load goes on', { skip: skipPressure }, () => {
   // After V8's pages went to its pool: the helper's signal, and small allocations (a load going on)
   // while the collection it starts marks in steps, at most 2,000 turns of the loop.
-  const out = afterPooledPages('loadPressureHelper', `
+  const out = afterPooledPages('v8-pool.ts', 'loadPressureHelper', `
     loadPressureHelper().helper.moderate();${LOAD_UNTIL_RSS_FALLS}
     console.log(JSON.stringify({ regular, after: rss(), turns }));`);
   assert.equal(out.status, 0, out.stderr);
@@ -165,7 +183,7 @@ test('memory.trim: V8\'s memory-pressure signal gives back the pages V8 keeps po
 test('memory.pressure auto: the configured trimmer sees the pages a regular collection pooled, signals, and they go back', { skip: skipPressure }, () => {
   // The default config's trimmer looks at the filled heap (its peak), then, after a regular
   // collection, signals at its next check; the load goes on as above until RSS falls.
-  const out = afterPooledPages('startConfiguredTrimmer', `
+  const out = afterPooledPages('malloc-trim.ts', 'startConfiguredTrimmer', `
     const first = trimmer.check();${LOAD_UNTIL_RSS_FALLS}
     trimmer.stop();
     console.log(JSON.stringify({ first, regular, after: rss(), turns, pressures: trimmer.stats().pressures }));`, `
@@ -598,7 +616,7 @@ test('native/build.sh: builds the helpers with a C compiler (and heap-pressure w
 
 test('memory.trim: the collection it asks for when quiet gives back the pages V8 keeps pooled after a regular one', () => {
   // After V8's pages went to its pool: the trimmer's collector (v8Collector).
-  const out = afterPooledPages('v8Collector', `
+  const out = afterPooledPages('v8-pool.ts', 'v8Collector', `
     await v8Collector()();
     console.log(JSON.stringify({ filled, regular, after: rss(), heapTotal: process.memoryUsage().heapTotal }));`);
   assert.equal(out.status, 0, out.stderr);
