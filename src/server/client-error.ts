@@ -25,17 +25,24 @@ export function clientErrorStatus(code: string | undefined, raw?: Buffer, stoppe
 }
 
 /**
- * Whether the parser stopped at the end of the request target: the target alone was over
+ * Whether the parser stopped in the request target: the target alone was over
  * `limits.maxHeaderSize` (RFC 9110 §15.5.15: 414 URI Too Long, as nginx and Apache answer),
  * rather than the fields after it (431). Node's parser counts the target's bytes toward the same
  * limit and stops where the target ends, so the bytes it did not take start with the request
  * line's " HTTP/1.x"; where it stops at the end of a field value, they start with its line end.
- * A target so long that the limit falls inside one read (over 16 KB past it) reads as 431.
+ * A target that goes on past the read the parser stopped at (a 100 KB one) is told by that read:
+ * it holds the request's start and no line end. A read further into such a target (a later
+ * TLS record, when the limit falls past the first) looks like one into a long field value: 431.
  */
 function endsTarget(raw: Buffer | undefined, stoppedAt: number | undefined): boolean {
   if (raw === undefined || stoppedAt === undefined || stoppedAt < 0) return false;
-  return raw.toString('latin1', stoppedAt, stoppedAt + 7) === ' HTTP/1';
+  if (raw.toString('latin1', stoppedAt, stoppedAt + 7) === ' HTTP/1') return true;
+  const read = raw.subarray(0, stoppedAt);
+  return REQUEST_START.test(read.toString('latin1', 0, 34)) && !read.includes(0x0a) && !read.includes(0x0d);
 }
+
+/** A request line's start: a method token, one space and the target's first byte. */
+const REQUEST_START = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} [\x21-\x7e]/;
 
 /** A request line with a method token (RFC 9110 §9.1: any token), a target and HTTP/1.x. */
 const WELL_FORMED_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} [\x21-\x7e]{1,8000} HTTP\/1\.[01]$/;
