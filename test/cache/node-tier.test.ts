@@ -79,11 +79,20 @@ test('node tier: the directory keeps at most maxKeys keys; the oldest go, and th
   assert.equal(text(a!.local.getNow!('k3')), 'k3');
 });
 
-test('node tier: a worker that goes away is no longer asked', async () => {
-  const [a, b] = node(2);
+test('node tier: a worker that goes away is no longer asked; another that holds the key still is', async () => {
+  const [a, b, c] = node(3);
   await a!.store.set('k', record('v1'), 60_000);
   a!.exit();
   assert.equal(await b!.store.get('k'), undefined);
+  const [d, e, f] = node(3);
+  await d!.store.set('j', record('j1'), 60_000);
+  assert.equal(text(await e!.store.get('j')), 'j1', 'copied: d and e hold it');
+  d!.exit();
+  assert.equal(text(await f!.store.get('j')), 'j1', 'from e, the holder left');
+  await e!.local.delete(['j']);
+  assert.equal(text(await d!.local.getNow!('j')), 'j1', 'd kept its copy, but is gone');
+  await f!.local.delete(['j']);
+  assert.equal(await e!.store.get('j'), undefined, 'nobody left holds it');
 });
 
 test('node tier store: the requests that miss in one worker together make one read from another worker, until the key is written', async () => {

