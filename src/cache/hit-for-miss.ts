@@ -1,11 +1,11 @@
+/** How long a URI stays known-uncacheable, and how many are kept (each worker's, and the cluster primary's for the node). */
+export const HIT_FOR_MISS = { ttlMs: 120_000, max: 10_000 } as const;
+
 /**
  * Keys known to be uncacheable (Varnish's hit-for-miss): for a while, requests for them go
  * straight to the origin, each on its own, instead of queueing behind a collapsed forward whose
  * answer will not be shared. Bounded: the oldest entry goes first. Time comes from `now`.
  */
-/** How long a URI stays known-uncacheable, and how many are kept (each worker's, and the cluster primary's for the node). */
-export const HIT_FOR_MISS = { ttlMs: 120_000, max: 10_000 } as const;
-
 export interface HitForMiss {
   has(key: string): boolean;
   /** `reason`: why the response was not stored (policy.ts's whyNotStorable words), for explain. */

@@ -133,8 +133,9 @@ export async function startNode(config: Config): Promise<NodeProcess> {
     await logs.close();
     throw err;
   }
-  // glibc's free pages back to the system when the load stops (the startup line says when it cannot).
   const budget = startBudget(config, instance);
+  // glibc's free pages back to the system when the load stops, and more often near memory.limit
+  // (the startup line says when it cannot).
   const trimmer = startConfiguredTrimmer(config.memory, budget && (() => budget.tight()));
   // Metrics and the dashboard's feed cost every response a little (they subscribe to its end):
   // only when the admin API that serves them is on.
