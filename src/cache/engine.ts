@@ -171,6 +171,9 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
   const stats: CacheStats = { hits: 0, misses: 0, stores: 0, storeErrors: 0, coalesced: 0, revalidations: 0, staleServed: 0 };
   const flights = createFlights();
   const hitForMiss = createHitForMiss({ ...HIT_FOR_MISS, now });
+  // A new engine (a start, or a reload that changed the cache section): what the node's workers
+  // learnt uncacheable under the rules before is not known under these.
+  options.nodeFlights?.forget();
 
   const logStoreError = onceASecond((error: unknown) => onError(error, `cache store (${store.name}), ${stats.storeErrors} failures so far`));
   const storeFailed = (error: unknown) => {

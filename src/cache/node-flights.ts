@@ -16,7 +16,8 @@ import { createHitForMiss, HIT_FOR_MISS } from './hit-for-miss.ts';
  * A URI whose fetch turned out uncacheable is remembered by the primary too (hit-for-miss for the
  * node): a worker that asks for its turn afterwards is told so at once and goes to the origin
  * without queueing its requests behind a fetch of its own first. A purge or an invalidation in any
- * worker makes the primary forget it, as it makes that worker forget.
+ * worker makes the primary forget it, as it makes that worker forget, and a new engine (a reload
+ * that changed the cache section) makes it forget every URI.
  */
 
 export const LOCK_TIMEOUT_MS = 5000;
