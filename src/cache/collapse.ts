@@ -68,9 +68,9 @@ export function createCollapsing(route: CacheRoute, admitting: Admitting, answer
 
   /** `looked`: told to look once already, and found nothing. */
   async function afterNodeTurn(ctx: Context, primary: string, params: string, leader: Leader, turnKey = primary, looked = false): Promise<Reply | undefined> {
-    const turn = await engine.nodeFlights!.turn(turnKey, looked);
+    const turn = await engine.nodeFlights!.turn(turnKey, looked, primary);
     if (turn !== 'lead') return collapsedElsewhere(ctx, primary, params, leader, turn, turnKey, looked);
-    releaseTurnWhenLanded(engine.nodeFlights!, turnKey, leader, turnKey === primary);
+    releaseTurnWhenLanded(engine.nodeFlights!, turnKey, leader, primary);
     return undefined;
   }
 

@@ -13,11 +13,12 @@ import { createHitForMiss, HIT_FOR_MISS } from './hit-for-miss.ts';
  * (a slow origin, a large body) is not waited for any longer: the worker fetches itself, as nginx
  * does after proxy_cache_lock_timeout (5 s).
  *
- * A URI whose fetch turned out uncacheable is remembered by the primary too (hit-for-miss for the
- * node): a worker that asks for its turn afterwards is told so at once and goes to the origin
- * without queueing its requests behind a fetch of its own first. A purge or an invalidation in any
- * worker makes the primary forget it, as it makes that worker forget, and a new engine (a reload
- * that changed the cache section) makes it forget every URI.
+ * A URI whose fetch (its own, or one of its variants') turned out uncacheable is remembered by
+ * the primary too (hit-for-miss for the node, kept per URI as each worker keeps it): a worker
+ * that asks for its turn afterwards is told so at once and goes to the origin without queueing
+ * its requests behind a fetch of its own first. A purge or an invalidation in any worker makes
+ * the primary forget it, as it makes that worker forget, and a new engine (a reload that changed
+ * the cache section) makes it forget every URI.
  */
 
 export const LOCK_TIMEOUT_MS = 5000;
@@ -46,15 +47,15 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
   const turns = new Map<string, { holder: Peer; since: number; waiting: Array<(turn: Turn) => void> }>();
   /** When each URI's last turn ended with its response stored; oldest first, none older than JUST_LANDED_MS kept. */
   const landed = new Map<string, number>();
-  /** URIs a worker's fetch found uncacheable (a turn released 'uncacheable' for the URI itself, not one of its variants). */
+  /** URIs a worker's fetch found uncacheable (the URI a turn released 'uncacheable' was for: its own, or one of its variants'). */
   const uncacheable = createHitForMiss({ ...HIT_FOR_MISS, now });
-  const end = (key: string, outcome: Turn, ofUri = false) => {
+  const end = (key: string, outcome: Turn, uri = key) => {
     const held = turns.get(key);
     if (held === undefined) return;
     turns.delete(key);
-    if (outcome === 'uncacheable' && ofUri) uncacheable.remember(key);
+    if (outcome === 'uncacheable') uncacheable.remember(uri);
     if (outcome === 'look') {
-      uncacheable.forget(key);
+      uncacheable.forget(uri);
       const at = now();
       landed.delete(key);
       landed.set(key, at);
@@ -73,7 +74,8 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
     handle(from, op, args) {
       const key = String(args[0]);
       if (op === 'turn') {
-        if (uncacheable.has(key)) return 'bypass' satisfies Turn;
+        // The URI (args[2], when the turn is for one of its variants) known uncacheable, as each worker keeps it.
+        if (uncacheable.has(args[2] === undefined ? key : String(args[2]))) return 'bypass' satisfies Turn;
         const held = turns.get(key);
         // A worker that looked and found nothing (dropped since: a POST, a purge) asks for a turn
         // that is one: without it, it would fetch holding none, and the next worker would too.
@@ -89,7 +91,7 @@ export function createNodeFlights(options: { now?: () => number } = {}): Service
       }
       if (op === 'release') {
         const outcome = OUTCOMES.has(args[1]) ? args[1] as Turn : 'lead';
-        if (turns.get(key)?.holder === from) end(key, outcome, args[2] === true);
+        if (turns.get(key)?.holder === from) end(key, outcome, args[2] === undefined ? key : String(args[2]));
         return undefined;
       }
       if (op === 'forget') {
@@ -113,7 +115,7 @@ export interface NodeFlights {
    * asked for ahead of the lookup is taken up rather than asked again. `looked`: this worker was
    * told to look and found nothing: a turn to fetch or to wait for, never `look` at once again.
    */
-  turn(key: string, looked?: boolean): Promise<Turn>;
+  turn(key: string, looked?: boolean, uri?: string): Promise<Turn>;
   /**
    * Asks for the turn ahead, with the lookup that needs a round trip anyway (the two go as one
    * message): a miss then waits for no second round trip. Undefined when this worker already has
@@ -123,25 +125,29 @@ export interface NodeFlights {
   /** A turn asked for ahead that no miss took up (the lookup found the response): given back. */
   giveBack(key: string, ahead: Promise<Turn>): void;
   /**
-   * Ends this worker's turn: what the workers waiting for it should do. `ofUri`: the key is the
-   * URI's own (not one of its variants'), so an 'uncacheable' outcome is remembered for the node.
+   * Ends this worker's turn: what the workers waiting for it should do. `uri`: the URI when `key`
+   * is one of its variants' (an 'uncacheable' outcome is remembered for the URI, as workers do).
    */
-  release(key: string, outcome: Turn, ofUri?: boolean): void;
+  release(key: string, outcome: Turn, uri?: string): void;
   /** The URI is no longer known uncacheable (purged, invalidated); without a key, none is. */
   forget(key?: string): void;
 }
 
 /** A worker's side, over its channel to the primary (tests hand in another). */
 export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel()): NodeFlights {
-  const ask = (key: string, looked = false) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked).catch(() => 'lead' as const);
-  const release = (key: string, outcome: Turn, ofUri = false) => channel.tell(SERVICE, 'release', key, outcome, ofUri);
+  const ask = (key: string, looked = false, uri?: string) => (uri === undefined || uri === key
+    ? channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked)
+    : channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked, uri)).catch(() => 'lead' as const);
+  const release = (key: string, outcome: Turn, uri?: string) => (uri === undefined || uri === key
+    ? channel.tell(SERVICE, 'release', key, outcome)
+    : channel.tell(SERVICE, 'release', key, outcome, uri));
   /** Turns asked for ahead and not yet taken up, by key. */
   const asked = new Map<string, Promise<Turn>>();
   return {
-    turn(key, looked = false) {
-      if (looked) return ask(key, true);
+    turn(key, looked = false, uri) {
+      if (looked) return ask(key, true, uri);
       const early = asked.get(key);
-      if (early === undefined) return ask(key);
+      if (early === undefined) return ask(key, false, uri);
       asked.delete(key);
       return early;
     },
@@ -163,14 +169,14 @@ export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel(
 
 /**
  * Ends this worker's turn at `key` once its flight's outcome is known: stored (look), not storable
- * (pass, uncacheable), or neither (lead). `ofUri`: the key is the URI's own (NodeFlights.release).
+ * (pass, uncacheable), or neither (lead). `uri`: the URI `key` is a variant of (NodeFlights.release).
  */
-export function releaseTurnWhenLanded(nodeFlights: NodeFlights, key: string, leader: Leader, ofUri: boolean): void {
+export function releaseTurnWhenLanded(nodeFlights: NodeFlights, key: string, leader: Leader, uri: string): void {
   leader.outcome
     .then((result): Turn | Promise<Turn> => {
       if (result.kind === 'shared') return result.stored.then((found) => (found !== undefined ? 'look' : 'lead'), () => 'lead');
       if (result.kind === 'pass') return result.uncacheable !== undefined ? 'uncacheable' : 'pass';
       return result.kind === 'refreshed' ? 'look' : 'lead';
     })
-    .then((outcome) => nodeFlights.release(key, outcome, ofUri));
+    .then((outcome) => nodeFlights.release(key, outcome, uri));
 }

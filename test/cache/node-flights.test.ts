@@ -12,8 +12,8 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   let clock = 1_000_000;
   const flights = createNodeFlights({ now: () => clock });
   const [a, b, c] = [{}, {}, {}] as Peer[];
-  const turn = (peer: Peer, key: string, looked = false) => Promise.resolve(flights.handle(peer, 'turn', [key, looked], undefined as never)) as Promise<Turn>;
-  const release = (peer: Peer, key: string, outcome: Turn, ofUri = false) => flights.handle(peer, 'release', [key, outcome, ofUri], undefined as never);
+  const turn = (peer: Peer, key: string, looked = false, uri?: string) => Promise.resolve(flights.handle(peer, 'turn', uri === undefined ? [key, looked] : [key, looked, uri], undefined as never)) as Promise<Turn>;
+  const release = (peer: Peer, key: string, outcome: Turn, uri?: string) => flights.handle(peer, 'release', uri === undefined ? [key, outcome] : [key, outcome, uri], undefined as never);
   const settledSoon = async (p: Promise<Turn>) => Promise.race([p, new Promise((resolve) => setTimeout(resolve, 20, 'waiting'))]);
 
   // Stored: the waiters read it.
@@ -51,21 +51,25 @@ test('node flights (the primary\'s side): the first worker fetches; the others w
   const learner = turn(b, 'h');
   release(a, 'h', 'uncacheable');
   assert.equal(await learner, 'uncacheable');
-  assert.equal(await turn(c, 'h'), 'lead', 'a variant\'s turn (not the URI\'s own) is not remembered');
-  release(c, 'h', 'uncacheable', true);
-  // The URI's own turn: remembered for the node, so a worker not asked during that fetch is told at once.
-  assert.equal(await turn(b, 'h'), 'bypass');
+  // Remembered for the node, so a worker not asked during that fetch is told at once, for the URI
+  // and for any of its variants (as each worker remembers the URI).
+  assert.equal(await turn(c, 'h'), 'bypass');
   assert.equal(await turn(a, 'h', true), 'bypass');
+  assert.equal(await turn(b, 'h variant', false, 'h'), 'bypass');
   flights.handle(a, 'forget', ['h'], undefined as never); // purged or invalidated in some worker
   assert.equal(await turn(b, 'h'), 'lead');
-  release(b, 'h', 'uncacheable', true);
-  assert.equal(await turn(c, 'h'), 'bypass');
+  release(b, 'h', 'look');
+  // A variant's fetch found uncacheable: the URI is remembered.
+  assert.equal(await turn(c, 'v variant', false, 'v'), 'lead');
+  release(c, 'v variant', 'uncacheable', 'v');
+  assert.equal(await turn(a, 'v'), 'bypass');
+  assert.equal(await turn(a, 'v other variant', false, 'v'), 'bypass');
   clock += HIT_FOR_MISS.ttlMs + 1;
-  assert.equal(await turn(c, 'h'), 'lead', 'for as long as a worker remembers it');
-  release(c, 'h', 'uncacheable', true);
-  flights.handle(a, 'forget', [], undefined as never); // purge all
-  assert.equal(await turn(a, 'h'), 'lead');
-  release(a, 'h', 'look');
+  assert.equal(await turn(c, 'v'), 'lead', 'for as long as a worker remembers it');
+  release(c, 'v', 'uncacheable');
+  flights.handle(a, 'forget', [], undefined as never); // purge all, or a new engine
+  assert.equal(await turn(a, 'v'), 'lead');
+  release(a, 'v', 'look');
   clock += JUST_LANDED_MS + 1;
 
   // A turn held longer than anyone waits is taken over; a worker that goes away lets its waiters fetch.
@@ -164,7 +168,7 @@ test('hit-for-miss across workers: a worker that fetched an uncacheable response
     res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/plain' });
     res.end('personal');
   });
-  const released: Array<[string, Turn, boolean | undefined]> = [];
+  const released: Array<[string, Turn, string | undefined]> = [];
   const forgotten: Array<string | undefined> = [];
   const turns: string[] = [];
   let next: Turn = 'lead';
@@ -172,7 +176,7 @@ test('hit-for-miss across workers: a worker that fetched an uncacheable response
     turn: async (key) => { turns.push(key); return next; },
     ahead: () => undefined,
     giveBack() {},
-    release(key, outcome, ofUri) { released.push([key, outcome, ofUri]); },
+    release(key, outcome, uri) { released.push([key, outcome, uri]); },
     forget(key) { forgotten.push(key); },
   };
   const engine = createCacheEngine({ store: createMemoryStore({ maxSize: 1 << 20 }), maxObjectSize: 1 << 20, grace: 0, targeted: [], hideHeaders: [], nodeFlights });
@@ -181,7 +185,7 @@ test('hit-for-miss across workers: a worker that fetched an uncacheable response
     // This worker fetches it: its turn ends 'uncacheable' (it remembers the URI), not a bare 'pass'.
     assert.equal((await h2(`${outpost.url}/fetched-here`)).body.toString(), 'personal');
     await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(released.map(([key, outcome, ofUri]) => [new URL(key).pathname, outcome, ofUri]), [['/fetched-here', 'uncacheable', true]], 'the URI\'s own turn: the primary remembers it for the node');
+    assert.deepEqual(released.map(([key, outcome, uri]) => [new URL(key).pathname, outcome, uri === undefined ? uri : new URL(uri).pathname]), [['/fetched-here', 'uncacheable', '/fetched-here']], 'the primary remembers the URI for the node');
     // Another worker fetched it: told 'uncacheable', this worker remembers it too and asks no turn the next time.
     next = 'uncacheable';
     assert.equal((await h2(`${outpost.url}/fetched-elsewhere`)).body.toString(), 'personal');
