@@ -171,9 +171,15 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
   const stats: CacheStats = { hits: 0, misses: 0, stores: 0, storeErrors: 0, coalesced: 0, revalidations: 0, staleServed: 0 };
   const flights = createFlights();
   const hitForMiss = createHitForMiss({ ...HIT_FOR_MISS, now });
+  /** A URI no longer known uncacheable (none, without one), here and for the node's workers. */
+  const forgetUncacheable = (primary?: string) => {
+    if (primary === undefined) hitForMiss.clear();
+    else hitForMiss.forget(primary);
+    options.nodeFlights?.forget(primary);
+  };
   // A new engine (a start, or a reload that changed the cache section): what the node's workers
   // learnt uncacheable under the rules before is not known under these.
-  options.nodeFlights?.forget();
+  forgetUncacheable();
 
   const logStoreError = onceASecond((error: unknown) => onError(error, `cache store (${store.name}), ${stats.storeErrors} failures so far`));
   const storeFailed = (error: unknown) => {
@@ -348,8 +354,7 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     },
     async invalidate(primaries) {
       for (const primary of primaries) {
-        hitForMiss.forget(primary);
-        options.nodeFlights?.forget(primary);
+        forgetUncacheable(primary);
         await safely(purgeUrl(store, primary), 0);
       }
     },
@@ -369,15 +374,13 @@ export function createCacheEngine(options: CacheEngineOptions): CacheEngine {
     },
     async purge(target, soft) {
       if ('all' in target) {
-        hitForMiss.clear();
-        options.nodeFlights?.forget();
+        forgetUncacheable();
         return store.clear();
       }
       if ('url' in target) {
         const url = new URL(target.url);
         const primary = primaryKey({ scheme: url.protocol === 'http:' ? 'http' : 'https', authority: url.host, target: url.pathname + url.search });
-        hitForMiss.forget(primary);
-        options.nodeFlights?.forget(primary);
+        forgetUncacheable(primary);
         return soft ? markStale(await objectsOf(store, { primary })) : purgeUrl(store, primary);
       }
       return soft ? markStale(await objectsOf(store, { tag: target.tag })) : purgeTag(store, target.tag);

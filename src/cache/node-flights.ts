@@ -135,12 +135,8 @@ export interface NodeFlights {
 
 /** A worker's side, over its channel to the primary (tests hand in another). */
 export function createNodeFlightsClient(channel: WorkerChannel = primaryChannel()): NodeFlights {
-  const ask = (key: string, looked = false, uri?: string) => (uri === undefined || uri === key
-    ? channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked)
-    : channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked, uri)).catch(() => 'lead' as const);
-  const release = (key: string, outcome: Turn, uri?: string) => (uri === undefined || uri === key
-    ? channel.tell(SERVICE, 'release', key, outcome)
-    : channel.tell(SERVICE, 'release', key, outcome, uri));
+  const ask = (key: string, looked = false, uri = key) => channel.callWithin<Turn>(LOCK_TIMEOUT_MS, SERVICE, 'turn', key, looked, uri).catch(() => 'lead' as const);
+  const release = (key: string, outcome: Turn, uri = key) => channel.tell(SERVICE, 'release', key, outcome, uri);
   /** Turns asked for ahead and not yet taken up, by key. */
   const asked = new Map<string, Promise<Turn>>();
   return {
