@@ -71,7 +71,16 @@ function closeSoon(socket: ClientSocket): void {
   else socket.end(() => socket.destroy());
 }
 
+/**
+ * Connections closing softly from here (answered, or left to finish an earlier response). Node's
+ * parser reports an error again for bytes read after the first (a pipelined request behind headers
+ * over the limit, over TLS): such a report must not destroy the socket, which would cut off the
+ * answer still on its way out.
+ */
+const closing = new WeakSet<ClientSocket>();
+
 export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number }, socket: ClientSocket): void {
+  if (closing.has(socket)) return;
   const status = clientErrorStatus(err.code, err.rawPacket, err.bytesParsed);
   if (status === null || !socket.writable) {
     socket.destroy();
@@ -84,6 +93,7 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
     // read as the earlier request's. That response is finished first; then the connection closes
     // with no answer to this one.
     if (attached.req?.complete === true) {
+      closing.add(socket);
       if (attached.writableFinished) closeSoon(socket);
       else attached.once('finish', () => closeSoon(socket));
       return;
@@ -96,6 +106,7 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
     }
   }
   const text = `${http.STATUS_CODES[status]}\n`;
+  closing.add(socket);
   socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
   closeSoon(socket);
   if (!responseEndChannel.hasSubscribers) return;
