@@ -9,11 +9,12 @@ import { frontCounters } from './counters.ts';
  * destroying the whole session (GOAWAY INTERNAL_ERROR): one malformed upload ends every other
  * request on the connection. Measured on Node 24.21 with hand-written frames.
  *
- * Here that destroy waits one turn of the event loop. If a stream of the session was reset with
- * PROTOCOL_ERROR meanwhile, the error was nghttp2's stream error and the session lives on; if not,
- * it was a connection error (nghttp2 has already sent its own GOAWAY) and the session is destroyed
- * as Node would have. A reset that cannot reach the socket within that turn (a congested
- * connection) also ends in the destroy: never worse than Node's own behaviour.
+ * Here that destroy waits one turn of the event loop. If as many streams of the session were reset
+ * with PROTOCOL_ERROR meanwhile as reports came (several malformed uploads can arrive in one read),
+ * the errors were nghttp2's stream errors and the session lives on; if fewer, one was a connection
+ * error (nghttp2 has already sent its own GOAWAY) and the session is destroyed as Node would have.
+ * A reset that cannot reach the socket within that turn (a congested connection) also ends in the
+ * destroy: never worse than Node's own behaviour.
  */
 
 /** NGHTTP2_ERR_PROTO as Node reports it: an NghttpError with this errno. */
@@ -22,20 +23,21 @@ const NGHTTP2_ERR_PROTO = -505;
 const isProtocolReport = (error: unknown) =>
   (error as { code?: string } | undefined)?.code === 'ERR_HTTP2_ERROR' && (error as { errno?: number }).errno === NGHTTP2_ERR_PROTO;
 
-const resetSeen = new WeakMap<Http2Session, { seen: boolean }>();
+/** Per session, in the turn being looked at: protocol-error reports, and PROTOCOL_ERROR resets. */
+const tallies = new WeakMap<Http2Session, { reports: number; resets: number }>();
 
 export function confineStreamErrors(session: ServerHttp2Session): void {
-  const state = { seen: false };
-  resetSeen.set(session, state);
+  const tally = { reports: 0, resets: 0 };
+  tallies.set(session, tally);
   const destroy = session.destroy;
-  let pending = false;
   session.destroy = function confinedDestroy(this: ServerHttp2Session, error?: Error, code?: number) {
-    if (!isProtocolReport(error) || pending || this.destroyed) return destroy.call(this, error, code);
-    pending = true;
-    state.seen = false;
+    if (!isProtocolReport(error) || this.destroyed) return destroy.call(this, error, code);
+    if (tally.reports++ > 0) return this; // a turn is being looked at already: it counts this one too
+    tally.resets = 0;
     setImmediate(() => {
-      pending = false;
-      if (state.seen) frontCounters.h2StreamErrorsConfined++;
+      const { reports, resets } = tally;
+      tally.reports = 0;
+      if (resets >= reports) frontCounters.h2StreamErrorsConfined += reports;
       else destroy.call(this, error, code);
     });
     return this;
@@ -44,10 +46,11 @@ export function confineStreamErrors(session: ServerHttp2Session): void {
 
 /**
  * Call from a stream's 'error' listener with the session it belongs to (a destroyed stream no
- * longer knows it): a PROTOCOL_ERROR reset tells a pending report it was this stream's.
+ * longer knows it): a PROTOCOL_ERROR reset answers for one pending report (a stream's error, not
+ * the connection's).
  */
 export function noteStreamReset(session: Http2Session | undefined, stream: ServerHttp2Stream): void {
   if (session === undefined || stream.rstCode !== h2.NGHTTP2_PROTOCOL_ERROR) return;
-  const state = resetSeen.get(session);
-  if (state) state.seen = true;
+  const tally = tallies.get(session);
+  if (tally) tally.resets++;
 }

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { h1, h2session, startOrigin, startOutpost, type RunningOutpost } from '../helpers/outpost.ts';
 import { frontStats } from '../../src/server/listener.ts';
 import { startLogs } from '../../src/observability/log.ts';
-import { rawH2, frame, FRAME, FLAG, ERROR, errorCodeOf, requestFields, statusOf, type Frame, type RawH2 } from './h2-frames.ts';
+import { rawH2, frame, headerBlock, FRAME, FLAG, ERROR, errorCodeOf, requestFields, statusOf, type Frame, type RawH2 } from './h2-frames.ts';
 
 /** Per-client connection limits, slow bodies, logs that cannot be flooded, HTTP/2 errors confined to their stream. */
 
@@ -263,6 +263,30 @@ test('HTTP/2: DATA beyond the Content-Length resets that stream with PROTOCOL_ER
     assert.equal(await secondRequestAnswered(c, 3), 200);
     assert.equal(c.frames.filter((f) => f.type === FRAME.GOAWAY).length, 0, frameSummary(c));
     assert.equal(frontStats().h2StreamErrorsConfined, before + 1);
+    c.close();
+  } finally {
+    await outpost.close();
+    await origin.close();
+  }
+});
+
+test('HTTP/2: two uploads past their Content-Length in one read reset both streams; the connection carries on', async () => {
+  const origin = await uploadOrigin();
+  const outpost: RunningOutpost = await startOutpost({ sites: [{ hosts: ['*'], origin: origin.url }] });
+  try {
+    const before = frontStats().h2StreamErrorsConfined;
+    const c = await rawH2(outpost.httpsPort, outpost.ca);
+    // Both in one write: nghttp2's report for the second came while the first was still being
+    // looked at, and that second report destroyed the session (GOAWAY INTERNAL_ERROR, found by a
+    // fuzzer with 8 streams in flight).
+    c.send(...[1, 3].flatMap((id) => [
+      frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock(requestFields('/upload', [['content-length', '0']], 'POST'))),
+      frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('abcde')),
+    ]));
+    for (const id of [1, 3]) assert.equal(errorCodeOf(await c.waitFor((f) => f.type === FRAME.RST_STREAM && f.stream === id)), ERROR.PROTOCOL_ERROR);
+    assert.equal(await secondRequestAnswered(c, 5), 200);
+    assert.equal(c.frames.filter((f) => f.type === FRAME.GOAWAY).length, 0, frameSummary(c));
+    assert.equal(frontStats().h2StreamErrorsConfined, before + 2);
     c.close();
   } finally {
     await outpost.close();
