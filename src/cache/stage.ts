@@ -98,7 +98,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const request = parseCacheControl(ctx.headers['cache-control']);
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
-      if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('fwd=miss; detail=only-if-cached')));
+      if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('detail=only-if-cached')));
       return collapsing.miss(ctx, request, primary, lookup);
     }
     const found = lookup.found;
@@ -121,7 +121,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         revalidateInBackground(ctx, found, view);
         return Promise.resolve(serve(ctx, found, view, age, `hit; ttl=${ttl}; detail=stale-while-revalidate`));
       case 'revalidate':
-        if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('fwd=miss; detail=only-if-cached')));
+        if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('detail=only-if-cached')));
         stats.misses++;
         return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale', waited);
     }

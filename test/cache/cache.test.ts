@@ -140,6 +140,12 @@ test('request directives: no-cache revalidates, max-age=0 revalidates, only-if-c
   assert.equal(cached.status, 200);
   const missing = await h2(`${outpost.url}${fresh('never')}`, { headers: { 'cache-control': 'only-if-cached' } });
   assert.equal(missing.status, 504);
+  // Nothing went forward (RFC 9211 §2.2: fwd says the request did, and why): no fwd member.
+  assert.match(String(missing.headers['cache-status']), /^Outpost; detail=only-if-cached$/);
+  const stale = await h2(`${outpost.url}${path}`, { headers: { 'cache-control': 'no-cache, only-if-cached' } });
+  assert.equal(stale.status, 504);
+  assert.match(String(stale.headers['cache-status']), /^Outpost; detail=only-if-cached$/);
+  assert.equal(count(path), 3);
 });
 
 test('a response whose max-age directives contradict each other is treated as stale (§4.2.1)', async () => {
