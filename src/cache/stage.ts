@@ -51,6 +51,8 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
   const rules: StoreRules = { storeSetCookie: options.storeSetCookie, heuristicWithCredentials: options.heuristicWithCredentials };
   const { name, stats } = engine;
   const status = (params: string) => `${name}; ${params}`;
+  /** §5.2.1.7 only-if-cached with nothing usable stored: a 504 that went nowhere (no fwd member). */
+  const notCached = () => Promise.resolve(onlyIfCachedReply(status('detail=only-if-cached')));
   const route: CacheRoute = { engine, rules, origin, status, serve, ...createOriginFetch(origin, options.passMapped ?? mappingOf(options.passOrigin ?? origin), engine.hidden, status) };
   const admitting = createAdmitting(route);
   const collapsing = createCollapsing(route, admitting, answer);
@@ -98,7 +100,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
     const request = parseCacheControl(ctx.headers['cache-control']);
     if (lookup.kind !== 'found') {
       // §5.2.1.7 only-if-cached: "respond using a stored response ... or respond with a 504".
-      if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('detail=only-if-cached')));
+      if (request.has('only-if-cached')) return notCached();
       return collapsing.miss(ctx, request, primary, lookup);
     }
     const found = lookup.found;
@@ -121,7 +123,7 @@ export function createCacheHandler(engine: CacheEngine, origin: Handler, options
         revalidateInBackground(ctx, found, view);
         return Promise.resolve(serve(ctx, found, view, age, `hit; ttl=${ttl}; detail=stale-while-revalidate`));
       case 'revalidate':
-        if (request.has('only-if-cached')) return Promise.resolve(onlyIfCachedReply(status('detail=only-if-cached')));
+        if (request.has('only-if-cached')) return notCached();
         stats.misses++;
         return revalidate(ctx, request, found, view, verdict.reason === 'request' ? 'request' : 'stale', waited);
     }
