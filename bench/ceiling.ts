@@ -3,6 +3,7 @@ import {
   constants as h2, createSecureServer, type IncomingHttpHeaders, type Http2ServerRequest, type Http2ServerResponse,
   type OutgoingHttpHeaders, type ServerHttp2Stream,
 } from 'node:http2';
+import { brotliCompressSync, constants as zlib } from 'node:zlib';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
 import { CACHEABLE, PATHS, RELAYED_PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
 
@@ -17,7 +18,9 @@ import { CACHEABLE, PATHS, RELAYED_PATHS, UNCACHEABLE, fixtures, type Fixture } 
  * rows) is relayed to it instead, as simply as Node and undici allow: one `dispatch` per request
  * with the request's own fields, the whole answer collected, its fields copied once less the
  * hop-by-hop ones, sent in one write. For those rows the ceiling is then the floor of a proxy in
- * Node, not an answer from memory. Uploads are still received and answered here: relayed this
+ * Node, not an answer from memory. The miss row's new URLs of the page are relayed too, and their
+ * answer Brotli-encoded once at Outpost's fast quality and both bodies kept (missFloor): the floor
+ * of a miss in Node. Uploads are still received and answered here: relayed this
  * simply (a Readable per body, one socket write per chunk) they cost more than Outpost's.
  *
  *   node bench/ceiling.ts --cert FILE --key FILE [--port N] [--origin URL --origin2 URL --origin-h2 URL]
@@ -120,6 +123,46 @@ function relay(to: Dispatcher, method: string, path: string, headers: IncomingHt
   });
 }
 
+// --- the miss floor (--origin): a new URL of the page, fetched, encoded once and kept -------------
+
+/** What a miss keeps: both bodies, up to config/bench.yaml's cache.maxSize, the oldest let go first. */
+const KEEP_BYTES = 512 * 1024 * 1024;
+const kept = new Map<string, Buffer[]>();
+let keptBytes = 0;
+const MISS_PREFIX = `${PATHS.page}?miss=`;
+const isMiss = (method: string | undefined, path: string) => method === 'GET' && path.startsWith(MISS_PREFIX);
+
+/**
+ * The miss row's work done as simply as Node allows: the origin asked for identity (one `dispatch`,
+ * the answer collected), the body Brotli-encoded once at Outpost's fast quality (2, with the size
+ * hint and the window fitted to it; brotliCompressSync costs what Outpost's reused encoder does
+ * within a few µs) when the client takes br, both bodies kept as they are, the answer sent in one
+ * write. No cache semantics, no key, no coalescing: the
+ * floor of a miss in Node, which a comparison with nginx's CPU per miss needs.
+ */
+function missFloor(to: Dispatcher, path: string, headers: IncomingHttpHeaders, done: (a: Answer) => void): void {
+  const { 'accept-encoding': acceptEncoding, ...rest } = headers;
+  relay(to, 'GET', path, rest, (a) => {
+    if (a.status !== 200 || !String(acceptEncoding ?? '').includes('br')) return done(a);
+    const length = a.body.length;
+    const br = brotliCompressSync(a.body, { params: {
+      [zlib.BROTLI_PARAM_QUALITY]: 2,
+      [zlib.BROTLI_PARAM_SIZE_HINT]: length,
+      [zlib.BROTLI_PARAM_LGWIN]: Math.max(10, Math.min(22, Math.ceil(Math.log2(length + 16)))),
+    } });
+    const bodies = [a.body, br];
+    kept.set(path, bodies);
+    keptBytes += bodies[0].length + bodies[1].length;
+    for (const [oldest, held] of kept) {
+      if (keptBytes <= KEEP_BYTES) break;
+      kept.delete(oldest);
+      keptBytes -= held[0].length + held[1].length;
+    }
+    const etag = a.headers.etag;
+    done({ status: 200, headers: { ...a.headers, ...(typeof etag === 'string' ? { etag: etag.replace(/"$/, '-br"') } : {}), 'content-encoding': 'br', vary: 'accept-encoding', 'content-length': bodies[1].length }, body: bodies[1] });
+  });
+}
+
 function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
   const method = headers[h2.HTTP2_HEADER_METHOD] as string;
   const path = headers[h2.HTTP2_HEADER_PATH] as string;
@@ -132,6 +175,10 @@ function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void
   if (to !== undefined) {
     stream.on('error', () => {}); // a reset while the origin answers
     return relay(to, method, path, headers, respond);
+  }
+  if (origin !== undefined && isMiss(method, path)) {
+    stream.on('error', () => {});
+    return missFloor(origin, path, headers, respond);
   }
   if (method === 'POST' && path === PATHS.upload) {
     let received = 0;
@@ -146,6 +193,7 @@ function onRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
   const respond = (a: Answer) => { res.writeHead(a.status, a.headers); res.end(a.body); };
   const to = relayTo(req.method, req.url);
   if (to !== undefined) return relay(to, req.method, req.url, req.headers, respond);
+  if (origin !== undefined && isMiss(req.method, req.url)) return missFloor(origin, req.url, req.headers, respond);
   if (req.method === 'POST' && req.url === PATHS.upload) {
     let received = 0;
     req.on('data', (chunk: Buffer) => { received += chunk.length; });

@@ -165,10 +165,11 @@ const machine = {
   workers: WORKERS,
   outpostNodeFlags: flags['node-flags'] ?? '',
   /**
-   * The scenarios the ceiling answers by relaying to the origin (bench/ceiling.ts), not from memory.
+   * The scenarios the ceiling answers by relaying to the origin (bench/ceiling.ts), not from memory:
+   * the pass rows, and since 2026-12-06 the miss row (fetched, encoded once and kept: the floor of a miss).
    * A getter: SCENARIOS is defined further down, and this is read only when the results are written.
    */
-  get ceilingRelays() { return SCENARIOS.filter((s) => RELAYED_PATHS.includes(s.path)).map((s) => s.id); },
+  get ceilingRelays() { return SCENARIOS.filter((s) => RELAYED_PATHS.includes(s.path) || s.unique).map((s) => s.id); },
   /** The malloc Outpost (and the ceiling) run on: bin/pinned-node's choice, which their processes inherit from the runner. */
   outpostAllocator: allocatorOf(),
   /** glibc's arena cap they inherit (bin/pinned-node sets 2 unless MALLOC_ARENA_MAX was set), if any. */
