@@ -5,6 +5,7 @@ import {
 } from 'node:http2';
 import { brotliCompressSync, constants as zlib } from 'node:zlib';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
+import { QUALITY, brotliWindowFor } from '../src/compress/encoders.ts';
 import { CACHEABLE, PATHS, RELAYED_PATHS, UNCACHEABLE, fixtures, type Fixture } from './fixtures.ts';
 
 /**
@@ -134,32 +135,30 @@ const isMiss = (method: string | undefined, path: string) => method === 'GET' &&
 
 /**
  * The miss row's work done as simply as Node allows: the origin asked for identity (one `dispatch`,
- * the answer collected), the body Brotli-encoded once at Outpost's fast quality (2, with the size
- * hint and the window fitted to it; brotliCompressSync costs what Outpost's reused encoder does
+ * the answer collected), the body Brotli-encoded once at Outpost's fast quality with the size hint
+ * and the window Outpost fits to it (brotliCompressSync costs what Outpost's reused encoder does
  * within a few µs) when the client takes br, both bodies kept as they are, the answer sent in one
- * write. No cache semantics, no key, no coalescing: the
- * floor of a miss in Node, which a comparison with nginx's CPU per miss needs.
+ * write. No cache semantics, no key, no coalescing: the floor of a miss in Node, which a
+ * comparison with nginx's CPU per miss needs.
  */
 function missFloor(to: Dispatcher, path: string, headers: IncomingHttpHeaders, done: (a: Answer) => void): void {
   const { 'accept-encoding': acceptEncoding, ...rest } = headers;
   relay(to, 'GET', path, rest, (a) => {
     if (a.status !== 200 || !String(acceptEncoding ?? '').includes('br')) return done(a);
-    const length = a.body.length;
     const br = brotliCompressSync(a.body, { params: {
-      [zlib.BROTLI_PARAM_QUALITY]: 2,
-      [zlib.BROTLI_PARAM_SIZE_HINT]: length,
-      [zlib.BROTLI_PARAM_LGWIN]: Math.max(10, Math.min(22, Math.ceil(Math.log2(length + 16)))),
+      [zlib.BROTLI_PARAM_QUALITY]: QUALITY.fast.br,
+      [zlib.BROTLI_PARAM_SIZE_HINT]: a.body.length,
+      [zlib.BROTLI_PARAM_LGWIN]: brotliWindowFor(a.body.length),
     } });
-    const bodies = [a.body, br];
-    kept.set(path, bodies);
-    keptBytes += bodies[0].length + bodies[1].length;
-    for (const [oldest, held] of kept) {
+    kept.set(path, [a.body, br]);
+    keptBytes += a.body.length + br.length;
+    for (const [oldest, [identity, encoded]] of kept) {
       if (keptBytes <= KEEP_BYTES) break;
       kept.delete(oldest);
-      keptBytes -= held[0].length + held[1].length;
+      keptBytes -= identity.length + encoded.length;
     }
-    const etag = a.headers.etag;
-    done({ status: 200, headers: { ...a.headers, ...(typeof etag === 'string' ? { etag: etag.replace(/"$/, '-br"') } : {}), 'content-encoding': 'br', vary: 'accept-encoding', 'content-length': bodies[1].length }, body: bodies[1] });
+    const etag = typeof a.headers.etag === 'string' ? { etag: a.headers.etag.replace(/"$/, '-br"') } : {};
+    done({ status: 200, headers: { ...a.headers, ...etag, 'content-encoding': 'br', vary: 'accept-encoding', 'content-length': br.length }, body: br });
   });
 }
 
