@@ -1,38 +1,30 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { brotliDecompressSync } from 'node:zlib';
 import { request } from 'undici';
 import { fixtures, PATHS } from '../../bench/fixtures.ts';
+import { startChild, type Child } from '../../bench/procs.ts';
 import { h1, h2 } from '../helpers/outpost.ts';
 import { makeCa, makeLeaf } from '../helpers/pki.ts';
 
 /** The bench's ceiling given the fixture origin: what its miss row does (the floor of a miss in Node). */
 
-const children: ChildProcess[] = [];
-after(() => { for (const child of children) child.kill('SIGKILL'); });
+const children: Child[] = [];
+after(() => Promise.all(children.map((child) => child.stop())));
 
-/** Starts `node script args` and resolves with the first stdout line that starts with `prefix`. */
-function start(script: string, args: readonly string[], prefix: string): Promise<string> {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts `node script args` as the runner does and returns what its ready line matched. */
+async function start(name: string, args: readonly string[], ready: RegExp): Promise<RegExpExecArray> {
+  const { child, match } = await startChild(name, [process.execPath, ...args], ready, 15_000);
   children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = out.split('\n').find((l) => l.startsWith(prefix));
-      if (line !== undefined) resolve(line);
-    });
-    child.on('exit', (code) => reject(new Error(`${script} exited (${code}) before it listened`)));
-  });
+  return match!;
 }
 
 test('the ceiling fetches each new URL of the miss row from the origin, Brotli-encodes it once for br clients and keeps it', async () => {
   const ca = await makeCa('bench-ceiling-ca');
   const leaf = await makeLeaf(ca, 'localhost', { dns: ['localhost'], ips: ['127.0.0.1'] });
-  const [, originUrl, origin2Url, , originH2Url] = (await start('bench/origin.ts', [], 'origin ')).split(' ');
-  const ceiling = (await start('bench/ceiling.ts', ['--cert', leaf.certFile, '--key', leaf.keyFile, '--port', '0',
-    '--origin', originUrl, '--origin2', origin2Url, '--origin-h2', originH2Url], 'ceiling ')).split(' ')[1];
+  const [, originUrl, origin2Url, originH2Url] = await start('origin', ['bench/origin.ts'], /origin (http:\/\/\S+) (http:\/\/\S+) h2c (http:\/\/\S+)/);
+  const [, ceiling] = await start('ceiling', ['bench/ceiling.ts', '--cert', leaf.certFile, '--key', leaf.keyFile, '--port', '0',
+    '--origin', originUrl, '--origin2', origin2Url, '--origin-h2', originH2Url], /ceiling (https:\/\/\S+)/);
 
   const overH2 = await h2(`${ceiling}${PATHS.page}?miss=t-1`, { ca: ca.cert, headers: { 'accept-encoding': 'br, gzip' } });
   assert.equal(overH2.status, 200);
