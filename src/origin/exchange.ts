@@ -151,6 +151,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
+    // undici keeps the raw header block on the controller (a Buffer per name and value, views of the
+    // socket's read) for as long as the exchange holds the controller; only the parsed fields are
+    // read here. Under 1,000 requests in flight they outlived V8's young generation: let go, ~0.9 KB
+    // less promoted per pass-through response (h2load 100 x 10, --trace-gc-nvp: 4.5-4.9 KB -> 3.5-3.7).
+    controller.rawHeaders = null;
     if (statusCode < 200) {
       const request = this.#request;
       if (request.onInfo !== undefined && request.infoTo !== undefined && ++this.#interim <= MAX_INTERIM) request.onInfo(request.infoTo, statusCode, headers);
