@@ -5,7 +5,7 @@ import { errors as undiciErrors } from './undici.ts';
 import { originError } from '../errors.ts';
 import type { Context, Reply, Trailers } from '../pipeline/context.ts';
 import { unwatchAbort, watchAbort } from '../pipeline/abort-watch.ts';
-import type { Timers } from '../timers.ts';
+import type { QueueDeadline, Queued } from './queue-deadline.ts';
 import { OriginBody, type SpillOptions } from './origin-body.ts';
 
 export type { SpillOptions } from './origin-body.ts';
@@ -57,16 +57,6 @@ export interface ExchangeRequest {
 }
 
 /**
- * How long a request may wait for a connection. Without one, clients that stop reading large
- * pass-through responses could hold every connection (each response paced by its client) and
- * every other request to that upstream waited, unanswered, for as long as they held on.
- */
-export interface QueueDeadline {
-  readonly ms: number;
-  readonly timers: Timers;
-}
-
-/**
  * Interim (1xx) responses passed on per request: an origin may send any number (RFC 9110 §15.2
  * sets none), and each costs the client a frame or a status line to read; a few 103s with their
  * Link fields are what clients use. Past this many the rest are dropped, the final response not.
@@ -81,7 +71,7 @@ const WHOLE_WAIT_MS = 2;
 type Controller = Dispatcher.DispatchController;
 
 /** The dispatch handler of one exchange: an object with methods rather than a closure per callback. */
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements Dispatcher.DispatchHandler, Queued {
   readonly #request: ExchangeRequest;
   readonly #resolve: (reply: Reply) => void;
   readonly #reject: (err: unknown) => void;
@@ -102,8 +92,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   #stream: OriginBody | null = null;
   /** The declared length is at most WHOLE_LIMIT. */
   #small = false;
-  /** Cancels the queue deadline's timer (`expireInQueue`), while one runs. */
-  #cancelDeadline: (() => void) | null = null;
+  /** The deadline this exchange waits for a connection under (`expireInQueue`), until it is sent; the links are the deadline's. */
+  #queue: QueueDeadline | null = null;
+  queuedSince = 0;
+  queuedBefore: Queued | null = null;
+  queuedAfter: Queued | null = null;
   /** Interim responses told so far (MAX_INTERIM). */
   #interim = 0;
   /** Where the response's trailers go, when its header announced some (`announcesTrailers`). */
@@ -129,25 +122,32 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Controller): void {
     this.#controller = controller;
-    if (this.#cancelDeadline !== null) {
-      this.#cancelDeadline();
-      this.#cancelDeadline = null;
-    }
+    this.#leaveQueue();
     if (this.#abortedEarly !== null) controller.abort(this.#abortedEarly as Error);
   }
 
-  /** Fails the request with a 504 unless undici has started it within `deadline.ms`. */
+  /** Fails the request with a 504 unless undici has started it within `deadline.ms` (queue-deadline.ts). */
   expireInQueue(deadline: QueueDeadline): void {
-    this.#cancelDeadline = deadline.timers.setTimeout(() => {
-      this.#cancelDeadline = null;
-      if (this.#controller !== null || this.#settled) return;
-      const error = originError.gatewayTimeout('Gateway Timeout: no connection to the origin became free in time');
-      // Still in undici's queue: it is dropped the moment undici starts it (onRequestStart).
-      this.#abortedEarly = error;
-      this.#settled = true;
-      this.#detach();
-      this.#reject(error);
-    }, deadline.ms);
+    this.#queue = deadline;
+    deadline.join(this);
+  }
+
+  #leaveQueue(): void {
+    if (this.#queue === null) return;
+    this.#queue.leave(this);
+    this.#queue = null;
+  }
+
+  /** The queue deadline passed with the request still in undici's queue. */
+  expireQueued(): void {
+    this.#queue = null;
+    if (this.#controller !== null || this.#settled) return;
+    const error = originError.gatewayTimeout('Gateway Timeout: no connection to the origin became free in time');
+    // Still in undici's queue: it is dropped the moment undici starts it (onRequestStart).
+    this.#abortedEarly = error;
+    this.#settled = true;
+    this.#detach();
+    this.#reject(error);
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
@@ -327,6 +327,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Controller | null, err: Error): void {
     this.#detach();
+    this.#leaveQueue();
     this.#stopGathering();
     if (!this.#settled) {
       this.#settled = true;

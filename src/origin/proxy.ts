@@ -11,7 +11,8 @@ import { listsToken } from '../http/field-syntax.ts';
 import { webSocketAccept } from '../http/websocket.ts';
 import { addForwarded, isTrusted } from './forwarded.ts';
 import { asMessageStream } from '../server/body.ts';
-import { exchange, type QueueDeadline, type SpillOptions } from './exchange.ts';
+import { exchange, type SpillOptions } from './exchange.ts';
+import { QueueDeadline } from './queue-deadline.ts';
 import { realTimers } from '../timers.ts';
 import { droppedFields, droppedFromClients, forwardsBody } from './hygiene.ts';
 import { createUpstreamPool, type PoolOptions, type Upstream, type UpstreamPool } from './pool.ts';
@@ -158,7 +159,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   }
   const pool = createUpstreamPool(options);
   /** A request that waits for a connection gets as long as one that waits for its response's header. */
-  const queueDeadline: QueueDeadline = { ms: options.headersTimeout, timers: options.timers ?? realTimers };
+  const queueDeadline = new QueueDeadline(options.headersTimeout, options.timers ?? realTimers);
   const spill: SpillOptions | undefined = options.maxTempFileSize > 0 && options.tempFileSpace > 0
     ? { directory: options.tempPath ?? tmpdir(), maxSize: options.maxTempFileSize, space: options.tempFileSpace }
     : undefined;
