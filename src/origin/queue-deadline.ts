@@ -43,7 +43,7 @@ export class QueueDeadline {
     else this.#last.queuedAfter = queued;
     this.#last = queued;
     this.#size++;
-    this.#cancel ??= this.#timers.setTimeout(this.#expire, this.ms);
+    if (this.#cancel === null) this.#arm(this.ms); // else armed for an older one
   }
 
   /** `queued`, which joined, was sent (or failed): no longer waiting. */
@@ -70,14 +70,18 @@ export class QueueDeadline {
   readonly #expire = (): void => {
     this.#cancel = null;
     const now = this.#timers.now();
-    for (let oldest = this.#first; oldest !== null; oldest = this.#first) {
-      const left = oldest.queuedSince + this.ms - now;
-      if (left > 0) {
-        this.#cancel = this.#timers.setTimeout(this.#expire, left);
-        return;
-      }
+    let oldest = this.#first;
+    while (oldest !== null && oldest.queuedSince + this.ms <= now) {
       this.leave(oldest);
       oldest.expireQueued();
+      oldest = this.#first;
     }
+    // Armed for the oldest still waiting (replacing any a join armed meanwhile, which may be later).
+    if (oldest !== null) this.#arm(oldest.queuedSince + this.ms - now);
   };
+
+  #arm(ms: number): void {
+    this.#cancel?.();
+    this.#cancel = this.#timers.setTimeout(this.#expire, ms);
+  }
 }

@@ -87,3 +87,21 @@ test('a request that waits long at the front does not keep those that joined and
   assert.deepEqual(expired, ['slow']);
   assert.equal(deadline.size, 0);
 });
+
+test('a request that joins while others expire does not put off the next one due', () => {
+  const timers = manualTimers();
+  const deadline = new QueueDeadline(1000, timers);
+  const expired: string[] = [];
+  // a's expiry makes another request join at once (as a retry would): b, due before it, stays due at 1100.
+  deadline.join({ ...waiter('a', expired), expireQueued: () => { expired.push('a'); deadline.join(waiter('late', expired)); } });
+  timers.advance(100);
+  deadline.join(waiter('b', expired));
+  timers.advance(900);
+  assert.deepEqual(expired, ['a']);
+  assert.equal(timers.pending, 1); // one timer, for b: not one more for the late one
+  timers.advance(100);
+  assert.deepEqual(expired, ['a', 'b']);
+  timers.advance(900);
+  assert.deepEqual(expired, ['a', 'b', 'late']);
+  assert.equal(timers.pending, 0);
+});
